@@ -332,7 +332,8 @@ func containerMounts(in Input) ([]specs.Mount, error) {
 	sp := in.Spec
 	var user []specs.Mount
 	bind := func(src, dst string) {
-		if src == "" {
+		// A tenant's own mount at the same place wins, as in Docker.
+		if _, ok := sp.Tmpfs[dst]; ok || src == "" {
 			return
 		}
 		opts := []string{"rbind"}

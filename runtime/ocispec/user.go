@@ -292,8 +292,8 @@ func openInRootFallback(root, path string) (*os.File, error) {
 
 // SecureJoin joins unsafe to root as if root were "/" for unsafe: ".."
 // stops at root and symlinks are followed, absolute ones relative to root.
-// The result is a path under root (which need not exist beyond the last
-// existing component). Like filepath-securejoin, it is free of races only
+// The result is a path under root; missing components are taken as plain
+// names. Like filepath-securejoin, it is free of races only
 // while the tree under root does not change.
 func SecureJoin(root, unsafe string) (string, error) {
 	root = filepath.Clean(root)
@@ -317,9 +317,10 @@ func SecureJoin(root, unsafe string) (string, error) {
 		st, err := os.Lstat(filepath.Join(root, next))
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
-				resolved = filepath.Join(next, filepath.Clean("/"+rest))
-				rest = ""
-				break
+				// Missing components are taken as plain names, as
+				// filepath-securejoin does.
+				resolved = next
+				continue
 			}
 			return "", err
 		}
