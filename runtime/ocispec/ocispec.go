@@ -214,8 +214,8 @@ func defaultDeviceRules() []specs.LinuxDeviceCgroup {
 // Generate builds the OCI runtime-spec of a container. It reads the user
 // and group files of in.Rootfs and nothing else of the rootfs.
 func Generate(in Input) (*specs.Spec, error) {
-	if in.ID == "" {
-		return nil, errors.New("container id is empty")
+	if err := checkID(in.ID); err != nil {
+		return nil, err
 	}
 	if !filepath.IsAbs(in.Rootfs) {
 		return nil, fmt.Errorf("rootfs %q is not an absolute path", in.Rootfs)
@@ -292,6 +292,8 @@ func Generate(in Input) (*specs.Spec, error) {
 	if cgroupParent == "" {
 		cgroupParent = DefaultCgroupParent
 	}
+	// A relative path would be taken relative to runc's own cgroup.
+	cgroupParent = path.Join("/", cgroupParent)
 	s.Linux = &specs.Linux{
 		CgroupsPath: path.Join(cgroupParent, in.ID),
 		Resources:   resources(sp.Resources, host),
@@ -323,6 +325,22 @@ func Generate(in Input) (*specs.Spec, error) {
 		return nil, fmt.Errorf("seccomp profile: %w", err)
 	}
 	return s, nil
+}
+
+// checkID refuses ids that could not name a cgroup directory of their own.
+func checkID(id string) error {
+	if id == "" {
+		return errors.New("container id is empty")
+	}
+	if id == "." || id == ".." || len(id) > 128 {
+		return fmt.Errorf("invalid container id %q", id)
+	}
+	for _, c := range id {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("invalid container id %q", id)
+		}
+	}
+	return nil
 }
 
 // containerMounts are Docker's default mounts, minus those a tenant's

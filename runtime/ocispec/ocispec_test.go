@@ -199,6 +199,7 @@ func TestGenerateErrors(t *testing.T) {
 		want string
 	}{
 		{"no id", Input{Image: busybox, Rootfs: root}, "container id is empty"},
+		{"id with slash", Input{ID: "../x", Image: busybox, Rootfs: root}, `invalid container id "../x"`},
 		{"relative rootfs", Input{ID: testID, Image: busybox, Rootfs: "rootfs"}, `rootfs "rootfs" is not an absolute path`},
 		{"no command", Input{ID: testID, Rootfs: root}, "no command specified"},
 		{"unknown user", Input{ID: testID, Image: busybox, Rootfs: root, Spec: types.PodSpec{User: "nobody"}},
