@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that macro and its tests need, and nothing
+# when they are all there (then it prints nothing). Safe to run any number of
+# times; `make run`, `make test` and .ci/run call it. Needs root (or sudo)
+# only when something is missing.
+#
+#   runc, runsc (gVisor)     OCI runtimes of the sandbox and gvisor runtimes
+#   busybox-static           the busybox test image (internal/testimages)
+#   docker-registry, skopeo  a registry and a second OCI client for tests
+#   debootstrap              rootfs test images (scripts/build-redis-image.sh)
+#   iproute2, nftables       pod networking; network namespaces in tests
+#   procps, psmisc, e2fsprogs, util-linux, kmod
+#                            ps/pkill, fuser, mkfs/loop images, mount/nsenter
+#   make, curl, ca-certificates, git
+#                            the build itself, and curl for API tests
+set -euo pipefail
+
+packages=(
+  runc runsc
+  busybox-static
+  docker-registry skopeo
+  debootstrap
+  iproute2 nftables
+  procps psmisc e2fsprogs util-linux kmod
+  make curl ca-certificates git
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ $status == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  sudo=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null || { echo "setup: need root to install: ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # No daemon may start from a package's postinst (docker-registry would
+  # otherwise listen on :5000): tests start their own.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    trap '"${sudo[@]}" rm -f "$policy"' EXIT
+  fi
+  log=$(mktemp)
+  if ! { "${sudo[@]}" apt-get update -qq &&
+         "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "setup: apt-get failed" >&2
+    exit 1
+  fi
+  rm -f "$log"
+fi
+
+# The docker CLI is not a Debian package here: every machine of the project
+# has it at /usr/local/bin/docker. Say so when it is missing, but go on: only
+# the end-to-end tests need it.
+if [[ ! -x /usr/local/bin/docker ]]; then
+  echo "setup: warning: /usr/local/bin/docker (the docker CLI) is missing; end-to-end tests will fail" >&2
+fi
