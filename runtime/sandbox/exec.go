@@ -18,6 +18,7 @@ import (
 
 	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/macro-cloud/macro/runtime"
 )
@@ -98,7 +99,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, p runtime.Process, stdio 
 			return 0, fmt.Errorf("exec: open pty: %w", err)
 		}
 		defer ptmx.Close()
-		pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 80})
+		setWinsize(ptmx, runtime.Size{Width: 80, Height: 24})
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = pts, pts, pts
 		// The runtime copies between its own terminal (pts) and the
 		// container's; it must own pts to get SIGWINCH on resize.
@@ -113,16 +114,17 @@ func (r *Runtime) Exec(ctx context.Context, id string, p runtime.Process, stdio 
 			go io.Copy(ptmx, stdio.Stdin)
 		}
 		if stdio.Resize != nil {
-			stop := make(chan struct{})
-			defer close(stop)
+			stop, stopped := make(chan struct{}), make(chan struct{})
+			defer func() { close(stop); <-stopped }() // before ptmx is closed
 			go func() {
+				defer close(stopped)
 				for {
 					select {
 					case s, ok := <-stdio.Resize:
 						if !ok {
 							return
 						}
-						pty.Setsize(ptmx, &pty.Winsize{Rows: s.Height, Cols: s.Width})
+						setWinsize(ptmx, s)
 					case <-stop:
 						return
 					}
@@ -404,4 +406,21 @@ func (g *gate) held() []byte {
 		return nil
 	}
 	return append([]byte{}, g.buf...)
+}
+
+// setWinsize sets a terminal's size without os.File.Fd, which would put
+// the file into blocking mode.
+func setWinsize(f *os.File, s runtime.Size) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	err = rc.Control(func(fd uintptr) {
+		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: s.Height, Col: s.Width})
+	})
+	if err != nil {
+		return err
+	}
+	return ierr
 }

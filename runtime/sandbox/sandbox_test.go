@@ -1,8 +1,10 @@
 package sandbox
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +36,9 @@ var testRootfs string
 func TestMain(m *testing.M) {
 	if os.Getenv(shimEnv) == "1" {
 		os.Exit(ShimMain(os.Args[1:]))
+	}
+	if v := os.Getenv(starterEnv); v != "" {
+		starterMain(v)
 	}
 	code := m.Run()
 	if testRootfs != "" {
@@ -587,6 +592,89 @@ func TestReattach(t *testing.T) {
 	}
 }
 
+// starterEnv makes the test binary play macro: start one container, say
+// so, and wait to be killed.
+const starterEnv = "MACRO_SANDBOX_TEST_STARTER"
+
+type starterArgs struct {
+	Root      string
+	Container runtime.Container
+}
+
+func starterMain(v string) {
+	var a starterArgs
+	if err := json.Unmarshal([]byte(v), &a); err != nil {
+		panic(err)
+	}
+	exe, _ := os.Executable()
+	rt, err := New(Config{Root: a.Root, ShimPath: exe, ShimArgs: []string{}, ShimEnv: []string{shimEnv + "=1", starterEnv + "="}})
+	if err != nil {
+		panic(err)
+	}
+	pid, err := rt.Start(context.Background(), a.Container)
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println(pid)
+	select {}
+}
+
+func TestSurvivesKilledCaller(t *testing.T) {
+	e := newEnv(t, "runc")
+	ctx := ctxT(t)
+	idSeq++
+	id := fmt.Sprintf("t%d-%d", os.Getpid(), idSeq)
+	bundle := t.TempDir()
+	if err := writeJSONAtomic(filepath.Join(bundle, "config.json"),
+		testSpec(rootfs(t), id, opts{args: []string{"sh", "-c", "read x; echo got $x"}})); err != nil {
+		t.Fatal(err)
+	}
+	c := runtime.Container{ID: id, Bundle: bundle, StateDir: t.TempDir(), LogPath: filepath.Join(bundle, "log.json"), OpenStdin: true}
+	t.Cleanup(func() {
+		e.rt.Delete(context.Background(), id)
+		removeCgroups(filepath.Join(cgroupParent, id))
+	})
+	arg, _ := json.Marshal(starterArgs{Root: e.root, Container: c})
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), starterEnv+"="+string(arg))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if strings.HasPrefix(line, "error") || line == "" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("starter: %q", line)
+	}
+	// kill -9 "macro" and its whole process group.
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	cmd.Wait()
+
+	st, err := e.rt.State(ctx, id)
+	if err != nil || st.Status != runtime.StatusRunning {
+		t.Fatalf("after the caller died: %+v %v", st, err)
+	}
+	w, err := e.rt.Stdin(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "x\n")
+	w.Close()
+	if st := e.wait(id); st.ExitCode != 0 {
+		t.Fatalf("exit %+v", st)
+	}
+	if got := strings.Join(logs(t, c.LogPath), ""); got != "stdout:got x\n" {
+		t.Fatalf("logs %q", got)
+	}
+}
+
 func TestUnknown(t *testing.T) {
 	e := newEnv(t, "runc")
 	ctx := ctxT(t)
@@ -638,12 +726,71 @@ func TestGvisor(t *testing.T) {
 		t.Fatalf("logs %q", got)
 	}
 
+	t.Run("start error", func(t *testing.T) {
+		id, _, _, err := e.start(opts{args: []string{"nosuchbinary"}})
+		if err == nil || !strings.Contains(err.Error(), `error finding executable "nosuchbinary"`) {
+			t.Fatalf("start: %v", err)
+		}
+		if st, err := e.rt.State(ctx, id); err != nil || st.ExitCode != 127 {
+			t.Fatalf("state %+v %v", st, err)
+		}
+	})
+
+	t.Run("tty stdin resize", func(t *testing.T) {
+		id, c := e.mustStart(opts{args: []string{"sh", "-c", "read x; stty size; echo got $x"}, tty: true, openStdin: true})
+		if err := e.rt.Resize(ctx, id, runtime.Size{Width: 123, Height: 45}); err != nil {
+			t.Fatal(err)
+		}
+		w, err := e.rt.Stdin(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "abc\n")
+		w.Close()
+		if st := e.wait(id); st.ExitCode != 0 {
+			t.Fatalf("state %+v", st)
+		}
+		if got := strings.Join(logs(t, c.LogPath), ""); !strings.Contains(got, "45 123\r\n") || !strings.Contains(got, "got abc\r\n") {
+			t.Fatalf("logs %q", got)
+		}
+	})
+
+	t.Run("oom", func(t *testing.T) {
+		// The sandbox itself needs tens of MiB: a small limit kills
+		// runsc create instead of the application.
+		id, _ := e.mustStart(opts{args: []string{"sh", "-c", "head -c 512m /dev/zero | tail"}, memory: 128 << 20})
+		if st := e.wait(id); !st.OOMKilled || st.ExitCode != 137 {
+			t.Fatalf("state %+v", st)
+		}
+	})
+
 	id, _ = e.mustStart(opts{args: []string{"sleep", "1000"}})
-	var out bytes.Buffer
-	code, err := e.rt.Exec(ctx, id, runtime.Process{Args: []string{"sh", "-c", "echo in gvisor; exit 6"}}, runtime.IO{Stdout: &out})
-	if err != nil || code != 6 || out.String() != "in gvisor\n" {
-		t.Fatalf("exec: %d %v %q", code, err, out.String())
-	}
+	t.Run("exec", func(t *testing.T) {
+		var out bytes.Buffer
+		code, err := e.rt.Exec(ctx, id, runtime.Process{User: "app", Args: []string{"sh", "-c", "cat; id -u; exit 6"}},
+			runtime.IO{Stdin: strings.NewReader("in\n"), Stdout: &out})
+		if err != nil || code != 6 || out.String() != "in\n1000\n" {
+			t.Fatalf("exec: %d %v %q", code, err, out.String())
+		}
+		code, err = e.rt.Exec(ctx, id, runtime.Process{Args: []string{"nosuch"}}, runtime.IO{})
+		if err == nil || code != 127 {
+			t.Fatalf("exec nosuch: %d %v", code, err)
+		}
+		out.Reset()
+		code, err = e.rt.Exec(ctx, id, runtime.Process{Tty: true, Args: []string{"stty", "size"}}, runtime.IO{Stdout: &out})
+		if err != nil || code != 0 || out.String() != "24 80\r\n" {
+			t.Fatalf("exec tty: %d %v %q", code, err, out.String())
+		}
+	})
+	t.Run("stats", func(t *testing.T) {
+		s, err := e.rt.Stats(ctx, id)
+		if err != nil || s.MemoryUsage == 0 || s.CPUUsageNanos == 0 || s.PidsCurrent == 0 {
+			t.Fatalf("stats %+v %v", s, err)
+		}
+		if pids, err := e.rt.Pids(ctx, id); err != nil || len(pids) == 0 {
+			t.Fatalf("pids %v %v", pids, err)
+		}
+	})
 	if err := e.rt.Pause(ctx, id); err != nil {
 		t.Fatal(err)
 	}

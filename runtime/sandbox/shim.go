@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/macro-cloud/macro/runtime"
 	"github.com/macro-cloud/macro/runtime/logfile"
 )
 
@@ -500,8 +501,7 @@ func (s *shim) serveCtl(l net.Listener) {
 				case "resize":
 					if s.master == nil {
 						resp.Error = "container has no terminal"
-					} else if err := unix.IoctlSetWinsize(int(s.master.Fd()), unix.TIOCSWINSZ,
-						&unix.Winsize{Row: req.H, Col: req.W}); err != nil {
+					} else if err := setWinsize(s.master, runtime.Size{Width: req.W, Height: req.H}); err != nil {
 						resp.Error = err.Error()
 					}
 				default:
