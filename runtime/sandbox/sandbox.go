@@ -332,8 +332,10 @@ func (r *Runtime) State(ctx context.Context, id string) (runtime.State, error) {
 			return runtime.State{}, ctx.Err()
 		}
 		if shimAlive(st) {
-			// Not created yet, or just deleted after an exit that is
-			// about to be recorded.
+			if st.Pid == 0 {
+				return runtime.State{Status: runtime.StatusCreated}, nil // still creating
+			}
+			// Deleted after an exit that the shim is about to record.
 			if st2, err := r.awaitExit(ctx, dir, st); err == nil {
 				return stoppedState(st2), nil
 			}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -226,6 +227,10 @@ func (e *env) start(o opts) (id string, c runtime.Container, pid int, err error)
 		Tty: o.tty, OpenStdin: o.openStdin, StdinOnce: o.stdinOnce,
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(stateDir, shimLogFile))
+			t.Logf("shim log of %s:\n%s", id, b)
+		}
 		if err := e.rt.Delete(context.Background(), id); err != nil {
 			t.Errorf("delete %s: %v", id, err)
 		}
@@ -321,8 +326,13 @@ func TestSignal(t *testing.T) {
 	e := newEnv(t, "runc")
 	ctx := ctxT(t)
 	// pid 1 only sees signals it handles: trap TERM.
-	id, _ := e.mustStart(opts{args: []string{"sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.05; done"}})
-	time.Sleep(200 * time.Millisecond) // let the trap be installed
+	id, c := e.mustStart(opts{args: []string{"sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"}})
+	for i := 0; len(logs(t, c.LogPath)) == 0; i++ { // the trap is installed
+		if i > 1000 {
+			t.Fatal("container did not get ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err := e.rt.Signal(ctx, id, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -722,7 +732,10 @@ func TestGvisor(t *testing.T) {
 	if st := e.wait(id); st.ExitCode != 3 {
 		t.Fatalf("state %+v", st)
 	}
-	if got := strings.Join(logs(t, c.LogPath), ""); got != "stdout:hello\nstderr:err\n" {
+	// The two streams are copied independently: only order within one is kept.
+	got := logs(t, c.LogPath)
+	slices.Sort(got)
+	if strings.Join(got, "") != "stderr:err\nstdout:hello\n" {
 		t.Fatalf("logs %q", got)
 	}
 
@@ -805,5 +818,30 @@ func TestGvisor(t *testing.T) {
 	}
 	if st := e.wait(id); st.ExitCode != 137 {
 		t.Fatalf("after KILL: %+v", st)
+	}
+}
+
+func TestShimKilled(t *testing.T) {
+	e := newEnv(t, "runc")
+	ctx := ctxT(t)
+	id, c := e.mustStart(opts{args: []string{"sleep", "1000"}})
+	var ss shimState
+	if err := readJSON(filepath.Join(c.StateDir, shimStateFile), &ss); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(ss.ShimPid, syscall.SIGKILL)
+	for shimAlive(ss) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The container runs on without its shim...
+	if st, err := e.rt.State(ctx, id); err != nil || st.Status != runtime.StatusRunning {
+		t.Fatalf("state %+v %v", st, err)
+	}
+	// ...but nobody can tell how it ends: stopped, exit code 255.
+	if err := e.rt.Signal(ctx, id, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.wait(id); st.ExitCode != 255 {
+		t.Fatalf("state %+v", st)
 	}
 }
