@@ -81,6 +81,7 @@ func Read(ctx context.Context, path string, opts Options) iter.Seq2[Entry, error
 			}
 		}()
 		var f *os.File
+		appeared := false // the file did not exist when we started: read all of it
 		for f == nil {
 			var err error
 			f, err = os.Open(path)
@@ -94,6 +95,7 @@ func Read(ctx context.Context, path string, opts Options) iter.Seq2[Entry, error
 			if !opts.Follow || isClosed(opts.Done) {
 				return
 			}
+			appeared = true
 			if w == nil {
 				w = newWatcher(path, opts.PollInterval)
 			}
@@ -106,7 +108,7 @@ func Read(ctx context.Context, path string, opts Options) iter.Seq2[Entry, error
 		defer f.Close()
 
 		var off int64
-		if opts.Tail >= 0 {
+		if opts.Tail >= 0 && !appeared {
 			st, err := f.Stat()
 			if err != nil {
 				yield(Entry{}, err)

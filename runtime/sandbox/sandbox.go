@@ -19,6 +19,29 @@
 // happened), shim.log, runc.log, init.pid and the sockets (in.sock,
 // ctl.sock, con.sock; under /run/macro-sock/<hash>/ when StateDir is too
 // long for a socket path).
+//
+// cmd/macro runs the shim as `macro shim STATEDIR`: it calls
+// os.Exit(sandbox.ShimMain(os.Args[2:])). The shim stays in the cgroup of
+// whoever started it, so a systemd unit running macro needs
+// KillMode=process (or the shims moved out) for containers to survive a
+// restart of the unit.
+//
+// gVisor (runsc 20221219 as packaged by Debian) works with the same
+// bundles, with these differences found on this kernel (6.x, cgroup v1):
+//   - --network=sandbox fails ("cannot run with network enabled in root
+//     network namespace": runsc detects the root namespace by the presence
+//     of net.core.rmem_default, which newer kernels have in every
+//     namespace), so the driver defaults to --network=host, which serves
+//     the pod's own network namespace from the spec with the host kernel's
+//     stack; --network=none also works.
+//   - The default ptrace platform works; no other global flag is needed.
+//   - The sandbox itself lives inside the container's memory limit: at
+//     8 MiB runsc create is OOM-killed ("runsc create: exit status 137");
+//     16 MiB runs a shell.
+//   - Pids are gVisor's own pids inside the sandbox, not host pids; Stats
+//     and OOM detection cover the whole sandbox (gofer and sentry included).
+//   - `tty` inside reports "not a tty" (no /proc/self/fd readlink to
+//     /dev/pts), though the terminal works (stty, resize, echo).
 package sandbox
 
 import (
