@@ -62,6 +62,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/macro-cloud/macro/runtime"
 )
 
@@ -104,7 +106,10 @@ type Runtime struct {
 	log        *slog.Logger
 }
 
-var _ runtime.Runtime = (*Runtime)(nil)
+var (
+	_ runtime.Runtime = (*Runtime)(nil)
+	_ runtime.Waiter  = (*Runtime)(nil)
+)
 
 // New checks cfg and returns a Runtime.
 func New(cfg Config) (*Runtime, error) {
@@ -423,9 +428,19 @@ func lostState(dir string) (runtime.State, error) {
 	return runtime.State{Status: runtime.StatusStopped, ExitCode: 255, StartedAt: st.StartedAt}, nil
 }
 
-// Wait blocks until the container has stopped and returns its final state.
-// It is not part of runtime.Runtime; it polls State.
+// Wait blocks until the container has stopped and returns its final state
+// (runtime.Waiter). It sleeps on a pidfd of the container's init process
+// instead of polling, so that waiting on many idle containers costs nothing.
 func (r *Runtime) Wait(ctx context.Context, id string) (runtime.State, error) {
+	dir, err := r.stateDir(id)
+	if err != nil {
+		return runtime.State{}, err
+	}
+	if st, err := readShimState(dir); err == nil && !st.Exited && st.Pid > 0 && shimAlive(st) {
+		if err := waitPidfd(ctx, st.Pid); err != nil {
+			return runtime.State{}, err
+		}
+	}
 	for {
 		s, err := r.State(ctx, id)
 		if err != nil || s.Status == runtime.StatusStopped {
@@ -435,6 +450,26 @@ func (r *Runtime) Wait(ctx context.Context, id string) (runtime.State, error) {
 		case <-ctx.Done():
 			return s, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitPidfd blocks until process pid has exited or ctx ends. A process
+// that is already gone returns at once.
+func waitPidfd(ctx context.Context, pid int) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil // already gone (or no pidfd: fall back to polling)
+	}
+	defer unix.Close(fd)
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 1000)
+		if n > 0 || err != nil && err != unix.EINTR {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 	}
 }
