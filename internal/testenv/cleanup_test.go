@@ -88,7 +88,7 @@ func TestCleanupRuncContainer(t *testing.T) {
 		t.Fatalf("runc run: %v", err)
 	}
 	st, err := readRuncState(filepath.Join(root, id, "state.json"))
-	if err != nil || st.Pid == 0 || !alive(st.Pid) {
+	if err != nil || st.Pid == 0 || !processRunning(st.Pid) {
 		t.Fatalf("container not running: %+v %v", st, err)
 	}
 	memCg := filepath.Join(cgroupRoot, "memory", "macro", id)
@@ -101,7 +101,7 @@ func TestCleanupRuncContainer(t *testing.T) {
 	}
 
 	time.Sleep(20 * time.Millisecond)
-	if alive(st.Pid) {
+	if processRunning(st.Pid) {
 		t.Errorf("container process %d survived", st.Pid)
 	}
 	for _, p := range st.CgroupPaths {

@@ -176,15 +176,6 @@ func httpGet(t *testing.T, c *http.Client, url string) string {
 	return string(b)
 }
 
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return !strings.HasPrefix(string(b)[i+1:], " Z")
-}
-
 // The lifecycle of a server process and the cleanup after it, with a stand-in
 // for macro that leaves a shim process and mounts behind.
 func TestServerLifecycle(t *testing.T) {
@@ -227,7 +218,7 @@ func TestServerLifecycle(t *testing.T) {
 		if shim, err = strconv.Atoi(string(b)); err != nil {
 			t.Fatalf("leak: %s", b)
 		}
-		if !alive(shim) {
+		if !processRunning(shim) {
 			t.Fatal("shim not running")
 		}
 		if !strings.Contains(s.Log(), "fakemacro: serving") {
@@ -235,7 +226,7 @@ func TestServerLifecycle(t *testing.T) {
 		}
 	})
 	// The subtest's cleanups have run.
-	if alive(shim) {
+	if processRunning(shim) {
 		t.Errorf("shim %d survived cleanup", shim)
 		syscall.Kill(shim, syscall.SIGKILL)
 	}
@@ -314,7 +305,7 @@ func TestSweepStale(t *testing.T) {
 		t.Errorf("stale dir still there: %v", err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if alive(proc.Process.Pid) {
+	if processRunning(proc.Process.Pid) {
 		t.Error("process of the stale dir still runs")
 	}
 	if _, err := os.Stat(live); err != nil {
