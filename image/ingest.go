@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
 )
 
 // ProgressEvent is one progress line of a pull or load, in the terms the

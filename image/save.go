@@ -25,7 +25,25 @@ func (s *Store) Save(ctx context.Context, refs []string, w io.Writer) error {
 	entries := map[string]*entry{}
 	layers := map[string]layerMeta{}
 	s.mu.RLock()
+	var expanded []string
 	for _, ref := range refs {
+		// A repository name without a tag saves all its tags.
+		if r, err := parseRef(ref); err == nil && r.digest == "" && !hasExplicitTag(ref) && s.index.Tags[r.tagged()] == "" {
+			var tags []string
+			for t := range s.index.Tags {
+				if strings.HasPrefix(t, r.familiarName()+":") {
+					tags = append(tags, t)
+				}
+			}
+			sort.Strings(tags)
+			if len(tags) > 0 {
+				expanded = append(expanded, tags...)
+				continue
+			}
+		}
+		expanded = append(expanded, ref)
+	}
+	for _, ref := range expanded {
 		rec, named, err := s.resolve(ref)
 		if err != nil {
 			s.mu.RUnlock()
