@@ -451,6 +451,10 @@ func (s *Store) WatchPod(ctx context.Context, tenant, id string, from int64) <-c
 			}
 		}()
 	}
-	go func() { wg.Wait(); close(out) }()
+	go func() {
+		wg.Wait()
+		cancel()
+		close(out)
+	}()
 	return out
 }
