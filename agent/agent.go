@@ -1,0 +1,218 @@
+// Package agent is the node agent: it learns the pods assigned to its node
+// through the node protocol, converges each of them (prepare the rootfs and
+// the OCI bundle, start, stop, pause, restart per policy) with a runtime,
+// and reports what it observes. It never imports the store, so an agent can
+// run far from the control plane. It also serves the imperative operations
+// the API carries to a node: logs, attach, exec, signals, top, stats, files.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"sync"
+	"time"
+
+	"github.com/macro-cloud/macro/image"
+	"github.com/macro-cloud/macro/runtime"
+	"github.com/macro-cloud/macro/types"
+)
+
+// Server is the control plane as the agent sees it: the node protocol.
+type Server interface {
+	RegisterNode(ctx context.Context, n types.Node) error
+	WatchPods(ctx context.Context, node string) <-chan types.Assignment
+	ReportStatus(ctx context.Context, tenant string, st types.PodStatus) error
+}
+
+// Images is what the agent needs from the node's image store.
+type Images interface {
+	Lookup(ctx context.Context, ref string) (image.Image, error)
+	Prepare(ctx context.Context, imageID, dir string) (rootfs string, err error)
+	Release(dir string) error
+}
+
+// Config wires an Agent.
+type Config struct {
+	Node           types.Node
+	DataDir        string // pods live in DataDir/pods/<id>
+	Server         Server
+	Images         Images
+	Runtimes       map[string]runtime.Runtime
+	DefaultRuntime string
+	Log            *slog.Logger
+}
+
+// Agent runs the pods of one node.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	workers map[string]*worker
+	wg      sync.WaitGroup
+}
+
+// New returns an Agent; Run starts it.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if _, ok := cfg.Runtimes[cfg.DefaultRuntime]; !ok {
+		return nil, fmt.Errorf("default runtime %q is not configured", cfg.DefaultRuntime)
+	}
+	if cfg.Node.Arch == "" {
+		cfg.Node.Arch = goruntime.GOARCH
+	}
+	if cfg.Node.OS == "" {
+		cfg.Node.OS = "linux"
+	}
+	if len(cfg.Node.Runtimes) == 0 {
+		for name := range cfg.Runtimes {
+			cfg.Node.Runtimes = append(cfg.Node.Runtimes, name)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "pods"), 0o711); err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, log: cfg.Log.With("subsystem", "agent", "node", cfg.Node.Name), workers: map[string]*worker{}}, nil
+}
+
+// Node is the node this agent registered.
+func (a *Agent) Node() types.Node { return a.cfg.Node }
+
+// Run registers the node and converges its pods until ctx ends. Pods keep
+// running when Run returns: a later agent on the same data dir adopts them.
+func (a *Agent) Run(ctx context.Context) error {
+	for {
+		err := a.cfg.Server.RegisterNode(ctx, a.cfg.Node)
+		if err == nil {
+			break
+		}
+		a.log.Warn("register node", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	go a.heartbeat(ctx)
+	for msg := range a.cfg.Server.WatchPods(ctx, a.cfg.Node.Name) {
+		switch {
+		case msg.Sync:
+			seen := map[string]bool{}
+			for _, p := range msg.Pods {
+				seen[p.ID] = true
+				a.update(ctx, p)
+			}
+			a.mu.Lock()
+			for id, w := range a.workers {
+				if !seen[id] {
+					w.remove()
+				}
+			}
+			a.mu.Unlock()
+			a.collectOrphans(seen)
+		case msg.Pod != nil:
+			a.update(ctx, *msg.Pod)
+		case msg.Deleted != "":
+			a.mu.Lock()
+			if w := a.workers[msg.Deleted]; w != nil {
+				w.remove()
+			}
+			a.mu.Unlock()
+		}
+	}
+	a.wg.Wait()
+	return nil
+}
+
+func (a *Agent) heartbeat(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.cfg.Server.RegisterNode(ctx, a.cfg.Node); err != nil && ctx.Err() == nil {
+				a.log.Warn("heartbeat", "err", err)
+			}
+		}
+	}
+}
+
+func (a *Agent) update(ctx context.Context, p types.Pod) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.workers[p.ID]
+	if w == nil {
+		rt := a.cfg.Runtimes[p.Spec.Runtime]
+		if p.Spec.Runtime == "" {
+			rt = a.cfg.Runtimes[a.cfg.DefaultRuntime]
+		}
+		w = newWorker(a, p, rt)
+		a.workers[p.ID] = w
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			w.run(ctx)
+			a.mu.Lock()
+			if a.workers[p.ID] == w {
+				delete(a.workers, p.ID)
+			}
+			a.mu.Unlock()
+		}()
+	}
+	w.push(p)
+}
+
+// collectOrphans removes pod directories of pods this node no longer has
+// (deleted while the agent was down).
+func (a *Agent) collectOrphans(keep map[string]bool) {
+	entries, err := os.ReadDir(filepath.Join(a.cfg.DataDir, "pods"))
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if keep[e.Name()] {
+			continue
+		}
+		a.mu.Lock()
+		_, busy := a.workers[e.Name()]
+		a.mu.Unlock()
+		if busy {
+			continue
+		}
+		w := &worker{a: a, id: e.Name(), dir: a.podDir(e.Name()), log: a.log.With("pod", e.Name())}
+		var st types.PodStatus
+		if data, err := os.ReadFile(filepath.Join(w.dir, "status.json")); err == nil {
+			json.Unmarshal(data, &st)
+		}
+		for _, rt := range a.cfg.Runtimes {
+			w.rt = rt
+			w.destroy(context.Background())
+		}
+	}
+}
+
+func (a *Agent) podDir(id string) string { return filepath.Join(a.cfg.DataDir, "pods", id) }
+
+// ErrNoSuchPod is returned by node operations for pods this node does not run.
+var ErrNoSuchPod = errors.New("no such pod on this node")
+
+// worker returns the live worker of a pod.
+func (a *Agent) worker(id string) (*worker, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := a.workers[id]
+	if w == nil {
+		return nil, ErrNoSuchPod
+	}
+	return w, nil
+}

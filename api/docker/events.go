@@ -1,0 +1,134 @@
+package docker
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/macro-cloud/macro/store"
+	"github.com/macro-cloud/macro/types"
+)
+
+// Events derives Docker's event stream from changes in the store: a pod
+// created, renamed or destroyed; a status that went running, paused or
+// exited. Every server derives the same events from the same watch, so no
+// extra writes are needed. The last events are kept for `--since`.
+type Events struct {
+	mu   sync.Mutex
+	subs map[chan types.Event]struct{}
+	ring []types.Event
+}
+
+const eventHistory = 1024
+
+func newEvents() *Events { return &Events{subs: map[chan types.Event]struct{}{}} }
+
+// Publish sends an event to every subscriber.
+func (ev *Events) Publish(e types.Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	ev.ring = append(ev.ring, e)
+	if len(ev.ring) > eventHistory {
+		ev.ring = ev.ring[len(ev.ring)-eventHistory:]
+	}
+	for ch := range ev.subs {
+		select {
+		case ch <- e:
+		default: // a slow reader loses events rather than stalling the cloud
+		}
+	}
+}
+
+func (ev *Events) subscribe() (<-chan types.Event, []types.Event, func()) {
+	ch := make(chan types.Event, 256)
+	ev.mu.Lock()
+	ev.subs[ch] = struct{}{}
+	past := append([]types.Event(nil), ev.ring...)
+	ev.mu.Unlock()
+	return ch, past, func() {
+		ev.mu.Lock()
+		delete(ev.subs, ch)
+		ev.mu.Unlock()
+	}
+}
+
+type podMemo struct {
+	name, image string
+	labels      map[string]string
+	phase       types.PodPhase
+	exits       int
+}
+
+func (ev *Events) run(ctx context.Context, st *store.Store, log *slog.Logger) {
+	memo := map[string]*podMemo{}
+	for ctx.Err() == nil {
+		snap, err := st.Snapshot(ctx)
+		if err != nil {
+			time.Sleep(time.Second)
+			continue
+		}
+		for _, p := range snap.Pods {
+			s := snap.Statuses[p.ID]
+			memo[p.ID] = &podMemo{name: p.Name, image: p.Spec.Image, labels: p.Spec.Labels, phase: s.Phase, exits: s.Exits}
+		}
+		tenants := map[string]string{}
+		for _, p := range snap.Pods {
+			tenants[p.ID] = p.Tenant
+		}
+		for ch := range st.Watch(ctx, snap.Revision+1) {
+			m := memo[ch.ID]
+			pub := func(action string, extra map[string]string) {
+				if m == nil {
+					return
+				}
+				attrs := map[string]string{"name": m.name, "image": m.image}
+				for k, v := range m.labels {
+					attrs[k] = v
+				}
+				for k, v := range extra {
+					attrs[k] = v
+				}
+				ev.Publish(types.Event{Tenant: ch.Tenant, Type: "container", Action: action, ID: ch.ID, Attrs: attrs})
+			}
+			switch {
+			case ch.Kind == "pods" && ch.Deleted:
+				pub("destroy", nil)
+				delete(memo, ch.ID)
+			case ch.Kind == "pods" && ch.Pod != nil:
+				p := ch.Pod
+				if m == nil {
+					m = &podMemo{name: p.Name, image: p.Spec.Image, labels: p.Spec.Labels, phase: types.PhaseCreated}
+					memo[ch.ID] = m
+					pub("create", nil)
+				} else if m.name != p.Name {
+					old := m.name
+					m.name = p.Name
+					pub("rename", map[string]string{"oldName": "/" + old})
+				}
+			case ch.Kind == "status" && ch.Status != nil && m != nil:
+				s := ch.Status
+				if s.Exits > m.exits {
+					if s.OOMKilled {
+						pub("oom", nil)
+					}
+					pub("die", map[string]string{"exitCode": strconv.Itoa(s.ExitCode)})
+				}
+				switch {
+				case s.Phase == types.PhaseRunning && m.phase == types.PhasePaused:
+					pub("unpause", nil)
+				case s.Phase == types.PhaseRunning && m.phase != types.PhaseRunning:
+					pub("start", nil)
+				case s.Phase == types.PhasePaused && m.phase != types.PhasePaused:
+					pub("pause", nil)
+				}
+				m.phase, m.exits = s.Phase, s.Exits
+			}
+		}
+	}
+	_ = log
+}

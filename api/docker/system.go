@@ -1,0 +1,280 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	goruntime "runtime"
+	"time"
+
+	"github.com/macro-cloud/macro/types"
+)
+
+func (s *Server) routeSystem(mux *http.ServeMux) {
+	ping := func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
+		w.Header().Set("Builder-Version", "")
+		w.Header().Set("Docker-Experimental", "false")
+		if r.Method == http.MethodHead {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusOK)
+			return nil
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("OK"))
+		return nil
+	}
+	s.handle(mux, "GET /_ping", ping)
+	s.handle(mux, "HEAD /_ping", ping)
+	s.handle(mux, "GET /version", s.version)
+	s.handle(mux, "GET /info", s.systemInfo)
+	s.handle(mux, "GET /events", s.eventsHandler)
+	s.handle(mux, "GET /system/df", s.diskUsage)
+	s.handle(mux, "/", func(w http.ResponseWriter, r *http.Request) error {
+		return notFound("page not found")
+	})
+}
+
+func (s *Server) version(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"Platform":      map[string]string{"Name": "macro " + s.info.Version},
+		"Version":       s.info.Version,
+		"ApiVersion":    APIVersion,
+		"MinAPIVersion": MinAPIVersion,
+		"GitCommit":     s.info.GitCommit,
+		"GoVersion":     goruntime.Version(),
+		"Os":            "linux",
+		"Arch":          s.info.Arch,
+		"KernelVersion": s.info.KernelVersion,
+		"BuildTime":     "",
+		"Components": []map[string]any{
+			{"Name": "Engine", "Version": s.info.Version, "Details": map[string]string{"ApiVersion": APIVersion, "MinAPIVersion": MinAPIVersion, "Os": "linux", "Arch": s.info.Arch}},
+		},
+	})
+	return nil
+}
+
+func (s *Server) systemInfo(w http.ResponseWriter, r *http.Request) error {
+	items, err := s.containerItems(r.Context(), tenantOf(r))
+	if err != nil {
+		return err
+	}
+	var running, paused, stopped int
+	for _, it := range items {
+		switch it.st.Phase {
+		case types.PhaseRunning, types.PhaseRestarting:
+			running++
+		case types.PhasePaused:
+			paused++
+		default:
+			stopped++
+		}
+	}
+	imgs, _ := s.images.List(r.Context())
+	runtimes := map[string]any{}
+	for _, name := range s.info.Runtimes {
+		runtimes[name] = map[string]string{"path": name}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"ID":                 s.info.Name,
+		"Containers":         len(items),
+		"ContainersRunning":  running,
+		"ContainersPaused":   paused,
+		"ContainersStopped":  stopped,
+		"Images":             len(imgs),
+		"Driver":             "overlay2",
+		"DriverStatus":       [][2]string{{"Backing Filesystem", "extfs"}},
+		"Plugins":            map[string]any{"Volume": []string{"local"}, "Network": []string{"ipip"}, "Log": []string{"json-file"}},
+		"MemoryLimit":        true,
+		"SwapLimit":          false,
+		"CpuCfsPeriod":       true,
+		"CpuCfsQuota":        true,
+		"CPUShares":          true,
+		"PidsLimit":          true,
+		"OomKillDisable":     false,
+		"IPv4Forwarding":     true,
+		"Debug":              false,
+		"NFd":                0,
+		"NGoroutines":        goruntime.NumGoroutine(),
+		"SystemTime":         time.Now().Format(time.RFC3339Nano),
+		"LoggingDriver":      "json-file",
+		"CgroupDriver":       "cgroupfs",
+		"CgroupVersion":      "1",
+		"NEventsListener":    0,
+		"KernelVersion":      s.info.KernelVersion,
+		"OperatingSystem":    "macro",
+		"OSVersion":          s.info.Version,
+		"OSType":             "linux",
+		"Architecture":       archName(s.info.Arch),
+		"IndexServerAddress": "https://index.docker.io/v1/",
+		"RegistryConfig":     map[string]any{"IndexConfigs": map[string]any{}, "InsecureRegistryCIDRs": []string{"127.0.0.0/8"}},
+		"NCPU":               s.info.CPUs,
+		"MemTotal":           s.info.MemoryBytes,
+		"DockerRootDir":      s.info.DataDir,
+		"Name":               s.info.Name,
+		"Labels":             []string{},
+		"ExperimentalBuild":  false,
+		"ServerVersion":      s.info.Version,
+		"Runtimes":           runtimes,
+		"DefaultRuntime":     s.info.DefaultRuntime,
+		"Swarm":              map[string]any{"LocalNodeState": "inactive", "ControlAvailable": false, "NodeID": "", "NodeAddr": ""},
+		"LiveRestoreEnabled": true,
+		"Isolation":          "",
+		"InitBinary":         "",
+		"SecurityOptions":    []string{"name=seccomp,profile=builtin"},
+		"Warnings":           []string{},
+	})
+	return nil
+}
+
+func archName(goarch string) string {
+	switch goarch {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	}
+	return goarch
+}
+
+func (s *Server) diskUsage(w http.ResponseWriter, r *http.Request) error {
+	items, err := s.containerItems(r.Context(), tenantOf(r))
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	containers := []any{}
+	users := map[string]int{}
+	for _, it := range items {
+		containers = append(containers, s.summary(it, dockerState(it.st), now))
+		users[it.p.Spec.ImageID]++
+	}
+	imgs, err := s.images.List(r.Context())
+	if err != nil {
+		return err
+	}
+	images := []any{}
+	var total int64
+	for _, img := range imgs {
+		total += img.Size
+		images = append(images, map[string]any{
+			"Id": img.ID, "ParentId": "", "RepoTags": nonNil(img.RepoTags), "RepoDigests": nonNil(img.RepoDigests),
+			"Created": img.Created.Unix(), "Size": img.Size, "SharedSize": 0, "VirtualSize": img.Size,
+			"Labels": img.Config.Config.Labels, "Containers": users[img.ID],
+		})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"LayersSize": total, "Images": images, "Containers": containers,
+		"Volumes": []any{}, "BuildCache": []any{},
+	})
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// Run feeds the event stream from the store until ctx ends.
+func (s *Server) Run(ctx context.Context) {
+	s.events.run(ctx, s.store, s.log)
+}
+
+func (s *Server) eventsHandler(w http.ResponseWriter, r *http.Request) error {
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	var since, until time.Time
+	if v := r.URL.Query().Get("since"); v != "" {
+		t, ok := parseTimestamp(v)
+		if !ok {
+			return badRequest("invalid value for since: %s", v)
+		}
+		since = t
+	}
+	if v := r.URL.Query().Get("until"); v != "" {
+		t, ok := parseTimestamp(v)
+		if !ok {
+			return badRequest("invalid value for until: %s", v)
+		}
+		until = t
+	}
+	tenant := tenantOf(r)
+	ch, past, cancel := s.events.subscribe()
+	defer cancel()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	flush := func() {
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
+	}
+	flush()
+	enc := json.NewEncoder(w)
+	emit := func(e types.Event) bool {
+		if e.Tenant != tenant || !matchEvent(f, e) || !since.IsZero() && e.Time.Before(since) {
+			return true
+		}
+		if !until.IsZero() && e.Time.After(until) {
+			return true
+		}
+		if enc.Encode(eventJSON(e)) != nil {
+			return false
+		}
+		flush()
+		return true
+	}
+	if !since.IsZero() {
+		for _, e := range past {
+			if !emit(e) {
+				return nil
+			}
+		}
+	}
+	var deadline <-chan time.Time
+	if !until.IsZero() {
+		deadline = time.After(time.Until(until))
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-deadline:
+			return nil
+		case e, ok := <-ch:
+			if !ok || !emit(e) {
+				return nil
+			}
+		}
+	}
+}
+
+func matchEvent(f filters, e types.Event) bool {
+	return f.matchAny("type", func(v string) bool { return v == e.Type }) &&
+		f.matchAny("event", func(v string) bool { return v == e.Action }) &&
+		f.matchAny("container", func(v string) bool {
+			return e.Type == "container" && (v == e.ID || v == e.Attrs["name"] || len(v) >= 3 && len(v) <= len(e.ID) && e.ID[:len(v)] == v)
+		}) &&
+		f.matchAny("image", func(v string) bool { return v == e.Attrs["image"] || v == e.ID }) &&
+		f.matchLabels(e.Attrs)
+}
+
+func eventJSON(e types.Event) map[string]any {
+	attrs := e.Attrs
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	out := map[string]any{
+		"Type": e.Type, "Action": e.Action, "Actor": map[string]any{"ID": e.ID, "Attributes": attrs},
+		"scope": "local", "time": e.Time.Unix(), "timeNano": e.Time.UnixNano(),
+	}
+	if e.Type == "container" {
+		out["status"] = e.Action
+		out["id"] = e.ID
+		out["from"] = attrs["image"]
+	}
+	return out
+}
