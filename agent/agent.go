@@ -45,7 +45,10 @@ type Config struct {
 	Images         Images
 	Runtimes       map[string]runtime.Runtime
 	DefaultRuntime string
-	Log            *slog.Logger
+	// InitPath is a tini-compatible init on this node, run as PID 1 of
+	// pods created with --init; empty means --init is refused.
+	InitPath string
+	Log      *slog.Logger
 }
 
 // Agent runs the pods of one node.

@@ -24,6 +24,9 @@ func (w *worker) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("image %s: %w", pod.Spec.Image, err)
 	}
+	if pod.Spec.Init && w.a.cfg.InitPath == "" {
+		return fmt.Errorf("--init is not available on node %s: no tini installed", w.a.cfg.Node.Name)
+	}
 	rootfs, err := w.a.cfg.Images.Prepare(ctx, img.ID, w.dir)
 	if err != nil {
 		return fmt.Errorf("prepare rootfs: %w", err)
@@ -45,6 +48,7 @@ func (w *worker) prepare(ctx context.Context) error {
 		Rootfs:   rootfs,
 		Hostname: hostname,
 		EtcFiles: etc,
+		InitPath: w.a.cfg.InitPath,
 	})
 	if err != nil {
 		return err

@@ -153,6 +153,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		Images:         images,
 		Runtimes:       runtimes,
 		DefaultRuntime: cfg.defaultRuntime,
+		InitPath:       findInit(),
 		Log:            log,
 	})
 	if err != nil {
@@ -260,6 +261,17 @@ func podsUsing(st *store.Store, imageID string) []string {
 		}
 	}
 	return ids
+}
+
+// findInit looks for a static tini (Debian's tini package) to run as
+// PID 1 of pods started with --init, as Docker runs docker-init.
+func findInit() string {
+	for _, p := range []string{"/usr/bin/tini-static", "/usr/bin/docker-init"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
 }
 
 func shimMain(args []string) int { return sandbox.ShimMain(args) }
