@@ -8,7 +8,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/macro-cloud/macro/image"
@@ -192,15 +192,14 @@ func (a *Agent) collectOrphans(keep map[string]bool) {
 		if busy {
 			continue
 		}
-		w := &worker{a: a, id: e.Name(), dir: a.podDir(e.Name()), log: a.log.With("pod", e.Name())}
-		var st types.PodStatus
-		if data, err := os.ReadFile(filepath.Join(w.dir, "status.json")); err == nil {
-			json.Unmarshal(data, &st)
-		}
+		// Which runtime ran it is gone with the pod: ask them all.
+		ctx := context.Background()
 		for _, rt := range a.cfg.Runtimes {
-			w.rt = rt
-			w.destroy(context.Background())
+			rt.Signal(ctx, e.Name(), syscall.SIGKILL)
+			rt.Delete(ctx, e.Name())
 		}
+		w := &worker{a: a, id: e.Name(), dir: a.podDir(e.Name()), log: a.log.With("pod", e.Name())}
+		w.destroy(ctx)
 	}
 }
 
