@@ -124,7 +124,7 @@ func (c *Client) transportError(err error) error {
 		}
 	}
 	var rec tls.RecordHeaderError
-	if errors.As(err, &rec) {
+	if errors.As(err, &rec) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
 		return &UnreachableError{Host: c.host, Reason: "it does not speak TLS (is KR_HOST the API port?)", Err: err}
 	}
 	var dns *net.DNSError

@@ -20,9 +20,9 @@ import (
 type app struct {
 	stdin io.Reader
 
-	cfg        config
-	cfgErr     error
-	cfgLoaded  bool
+	cfg       config
+	cfgErr    error
+	cfgLoaded bool
 }
 
 func (a *app) config() (config, error) {
