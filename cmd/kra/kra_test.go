@@ -1,0 +1,94 @@
+package main
+
+import (
+	"flag"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/macro-cloud/macro/client/clienttest"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected output in testdata/script/*.txtar")
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){"kra": func() { os.Exit(Main()) }})
+}
+
+// TestScripts runs testdata/script/*.txtar: kra against a fake macro API
+// port (clienttest) started for each script. The scripts see:
+//
+//	KR_HOST          the fake server, https://127.0.0.1:PORT (also in KR_URL)
+//	KR_HOST_PORT     its PORT
+//	$WORK/ca.pem     its CA (not trusted until a script says so)
+//	CLOSED           https://127.0.0.1:PORT where nothing listens
+//	XDG_CONFIG_HOME  $WORK/config; DOCKER_CONFIG $WORK/docker; TZ UTC
+//
+// and these commands besides testscript's own:
+//
+//	revoke TOKEN     the server refuses TOKEN from now on
+//	revokecerts      the server refuses every client certificate so far
+//	perm MODE FILE   FILE has permission bits MODE (octal)
+//
+// The real docker CLI runs as exec docker (condition [exec:docker]).
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:           "testdata/script",
+		UpdateScripts: *update,
+		Setup: func(env *testscript.Env) error {
+			s := clienttest.NewServer()
+			env.Defer(s.Close)
+			env.Values["server"] = s
+			if err := os.WriteFile(filepath.Join(env.WorkDir, "ca.pem"), s.CAPEM, 0o644); err != nil {
+				return err
+			}
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			closed := l.Addr().String()
+			l.Close()
+			env.Setenv("KR_HOST", s.URL)
+			env.Setenv("KR_URL", s.URL)
+			_, port, _ := net.SplitHostPort(strings.TrimPrefix(s.URL, "https://"))
+			env.Setenv("KR_HOST_PORT", port)
+			env.Setenv("CLOSED", "https://"+closed)
+			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, "config"))
+			env.Setenv("DOCKER_CONFIG", filepath.Join(env.WorkDir, "docker"))
+			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
+			env.Setenv("TZ", "UTC")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"revoke": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: revoke TOKEN")
+				}
+				ts.Value("server").(*clienttest.Server).RevokeToken(args[0])
+			},
+			"revokecerts": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 0 {
+					ts.Fatalf("usage: revokecerts")
+				}
+				ts.Value("server").(*clienttest.Server).RevokeCerts()
+			},
+			"perm": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 2 {
+					ts.Fatalf("usage: perm MODE FILE")
+				}
+				want, err := strconv.ParseUint(args[0], 8, 32)
+				ts.Check(err)
+				st, err := os.Stat(ts.MkAbs(args[1]))
+				ts.Check(err)
+				if got := st.Mode().Perm(); got != os.FileMode(want) {
+					ts.Fatalf("%s has mode %#o; want %#o", args[1], got, want)
+				}
+			},
+		},
+	})
+}
