@@ -59,17 +59,28 @@ func (s *Store) haveLayer(diffID string) (layerMeta, bool) {
 // wait for one extraction. It verifies the blob's digest (when known) and
 // the diffID, and commits the layer directory by rename. The caller pinned
 // diffID. extracting reports compressed bytes consumed.
-func (s *Store) ensureLayer(ctx context.Context, diffID string, src blobSource, extracting func(cur, total int64)) (layerMeta, bool, error) {
-	if m, ok := s.haveLayer(diffID); ok {
-		return m, true, nil
-	}
+//
+// An extracted layer is reused without reading src only when owned says
+// the tenant already has it (an image of its own uses it). Otherwise the
+// caller must show the bytes: src is read and must be that layer
+// (verifyLayer), so that naming a digest never hands a tenant another
+// tenant's layer. The bytes are then dropped: the layer is stored once.
+func (s *Store) ensureLayer(ctx context.Context, diffID string, owned bool, src blobSource, extracting func(cur, total int64)) (layerMeta, bool, error) {
 	if !strings.HasPrefix(diffID, "sha256:") || len(diffID) != 71 || !fullIDRe.MatchString(diffID) {
 		return layerMeta{}, false, fmt.Errorf("invalid diffID %q", diffID)
 	}
+	if m, ok := s.haveLayer(diffID); ok {
+		if owned {
+			return m, true, nil
+		}
+		return m, true, s.verifyLayer(ctx, m, src)
+	}
+	ran := false
 	v, err, _ := s.extract.Do(diffID, func() (any, error) {
 		if m, ok := s.haveLayer(diffID); ok {
 			return m, nil
 		}
+		ran = true
 		blob, digest, mediaType, err := src(ctx)
 		if err != nil {
 			return nil, err
@@ -84,7 +95,71 @@ func (s *Store) ensureLayer(ctx context.Context, diffID string, src blobSource, 
 	if err != nil {
 		return layerMeta{}, false, err
 	}
-	return v.(layerMeta), false, nil
+	m := v.(layerMeta)
+	if !ran && !owned {
+		// Extracted by another ingest meanwhile: show the bytes too.
+		return m, true, s.verifyLayer(ctx, m, src)
+	}
+	return m, false, nil
+}
+
+// verifyLayer checks that the blob src produces is layer m: the very blob
+// it was extracted from, or one that decompresses to its diffID.
+func (s *Store) verifyLayer(ctx context.Context, m layerMeta, src blobSource) error {
+	blob, digest, _, err := src(ctx)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(blob)
+	f, err := os.Open(blob)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, &countingReader{r: f, ctx: ctx}); err != nil {
+		return err
+	}
+	got := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	if digest != "" && got != digest {
+		return fmt.Errorf("layer %s: digest mismatch: want %s, got %s", shortID(m.DiffID), digest, got)
+	}
+	if got == m.Blob {
+		return nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	zr, err := decompress(&countingReader{r: f, ctx: ctx})
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", shortID(m.DiffID), err)
+	}
+	defer zr.Close()
+	dh := sha256.New()
+	if _, err := io.Copy(dh, zr); err != nil {
+		return fmt.Errorf("layer %s: %w", shortID(m.DiffID), err)
+	}
+	if got := "sha256:" + hex.EncodeToString(dh.Sum(nil)); got != m.DiffID {
+		return fmt.Errorf("layer %s: diffID mismatch: the config says %s, the content is %s", shortID(m.DiffID), m.DiffID, got)
+	}
+	return nil
+}
+
+// tenantLayers is the set of diffIDs the tenant's images use.
+func (s *Store) tenantLayers(tenant string) map[string]bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := map[string]bool{}
+	if t := s.tenants[tenant]; t != nil {
+		for id := range t.Images {
+			if rec := s.images[id]; rec != nil {
+				for _, l := range rec.Layers {
+					out[l.DiffID] = true
+				}
+			}
+		}
+	}
+	return out
 }
 
 func (s *Store) extractLayer(ctx context.Context, diffID, blob, digest, mediaType string, extracting func(cur, total int64)) (layerMeta, error) {
@@ -195,6 +270,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // newImage is an image ready to be committed.
 type newImage struct {
+	tenant    string
 	config    []byte
 	manifest  []byte // optional
 	index     []byte // optional: the index it was resolved from
@@ -203,11 +279,16 @@ type newImage struct {
 	digests   []string // familiar "name@sha256:..."
 	parent    string
 	keepIndex bool
+	// also, when set, changes the tenant's index in the same write
+	// (a push records its registry tag with the image).
+	also func(t *tenantIndex)
 }
 
-// commit writes the image's blobs, then its record, then its references:
-// before the last step the image does not exist. It returns the ID and
-// whether any reference moved (or the image is new).
+// commit writes the image's blobs, then its record, then the tenant's
+// ownership and references: before the last step the image does not
+// exist for the tenant (and a record no tenant owns is swept on Open). It
+// returns the ID and whether any reference moved (or the image is new to
+// the tenant).
 func (s *Store) commit(img newImage) (string, bool, error) {
 	id, _, err := s.writeBlob("", bytes.NewReader(img.config))
 	if err != nil {
@@ -236,34 +317,45 @@ func (s *Store) commit(img newImage) (string, bool, error) {
 		}
 	}
 	now := time.Now().UTC()
-	changed := false
 	rec := s.images[id]
-	if rec == nil {
-		changed = true
+	newRec := rec == nil
+	if newRec {
 		rec = &record{ID: id, Manifest: manifestDigest, Index: indexDigest, Layers: img.layers, Parent: img.parent, Added: now, config: *cfg, extra: extra}
 	} else if rec.Manifest == "" && manifestDigest != "" {
 		rec.Manifest, rec.Index = manifestDigest, indexDigest
-	}
-	for _, t := range img.tags {
-		if s.index.Tags[t] != id {
-			changed = true
-			rec.LastTagTime = now
-		}
 	}
 	if err := s.saveRecord(rec); err != nil {
 		return "", false, err
 	}
 	s.images[id] = rec
-	for _, t := range img.tags {
-		if s.index.Tags[t] != id {
-			s.index.Tags[t] = id
-			s.index.TagTime[t] = now
+	t := s.tenantForWrite(img.tenant)
+	own, owned := t.Images[id]
+	changed := !owned
+	if !owned {
+		own = ownership{Added: now}
+	}
+	for _, tg := range img.tags {
+		if t.Tags[tg] != id {
+			changed = true
+			own.LastTagTime = now
+			t.Tags[tg] = id
+			t.TagTime[tg] = now
 		}
 	}
+	t.Images[id] = own
 	for _, d := range img.digests {
-		s.index.Digests[d] = id
+		t.Digests[d] = id
 	}
-	if err := s.saveIndex(); err != nil {
+	if img.also != nil {
+		img.also(t)
+	}
+	if err := s.saveTenant(t); err != nil {
+		// Not committed: forget the in-memory changes by reloading the
+		// tenant's file.
+		s.reloadTenantLocked(img.tenant)
+		if newRec && !s.ownedLocked(id) {
+			s.deleteContentLocked(id)
+		}
 		return "", false, err
 	}
 	return id, changed, nil

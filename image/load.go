@@ -24,9 +24,10 @@ const (
 )
 
 // Load reads a docker-archive (docker save) or an OCI image-layout archive
-// and stores its images. It returns what was loaded: tags ("busybox:latest")
-// and, for untagged images, IDs ("sha256:...").
-func (s *Store) Load(ctx context.Context, r io.Reader, progress func(ProgressEvent)) ([]string, error) {
+// and stores its images as the tenant's. It returns what was loaded: tags
+// ("busybox:latest") and, for untagged images, IDs ("sha256:...").
+func (v *TenantView) Load(ctx context.Context, r io.Reader, progress func(ProgressEvent)) ([]string, error) {
+	s := v.s
 	if progress == nil {
 		progress = func(ProgressEvent) {}
 	}
@@ -36,10 +37,10 @@ func (s *Store) Load(ctx context.Context, r io.Reader, progress func(ProgressEve
 	}
 	defer os.RemoveAll(sp.dir)
 	if _, ok := sp.files["manifest.json"]; ok {
-		return s.loadDocker(ctx, sp, progress)
+		return s.loadDocker(ctx, v.name, sp, progress)
 	}
 	if _, ok := sp.files["index.json"]; ok {
-		return s.loadOCI(ctx, sp, progress)
+		return s.loadOCI(ctx, v.name, sp, progress)
 	}
 	return nil, &RegistryError{Status: 400, Msg: "invalid tar file: no manifest.json or index.json found (is it a docker save or OCI image layout archive?)"}
 }
@@ -156,7 +157,7 @@ type dockerManifestEntry struct {
 	Parent   string `json:",omitempty"`
 }
 
-func (s *Store) loadDocker(ctx context.Context, sp *spool, progress func(ProgressEvent)) ([]string, error) {
+func (s *Store) loadDocker(ctx context.Context, tenant string, sp *spool, progress func(ProgressEvent)) ([]string, error) {
 	var entries []dockerManifestEntry
 	if err := sp.readJSON("manifest.json", &entries); err != nil {
 		return nil, &RegistryError{Status: 400, Msg: fmt.Sprintf("invalid docker archive: %v", err), err: err}
@@ -187,7 +188,7 @@ func (s *Store) loadDocker(ctx context.Context, sp *spool, progress func(Progres
 			}
 			layers = append(layers, layerSrc{path: p})
 		}
-		id, err := s.loadImage(ctx, rawConfig, nil, layers, tags, progress)
+		id, err := s.loadImage(ctx, tenant, rawConfig, nil, layers, tags, progress)
 		if err != nil {
 			return loaded, err
 		}
@@ -207,7 +208,7 @@ type layerSrc struct {
 }
 
 // loadImage ingests one image of an archive.
-func (s *Store) loadImage(ctx context.Context, rawConfig, rawManifest []byte, layers []layerSrc, tags []string, progress func(ProgressEvent)) (string, error) {
+func (s *Store) loadImage(ctx context.Context, tenant string, rawConfig, rawManifest []byte, layers []layerSrc, tags []string, progress func(ProgressEvent)) (string, error) {
 	cfg, err := v1.ParseConfigFile(bytes.NewReader(rawConfig))
 	if err != nil {
 		return "", &RegistryError{Status: 400, Msg: fmt.Sprintf("invalid image config: %v", err), err: err}
@@ -222,6 +223,7 @@ func (s *Store) loadImage(ctx context.Context, rawConfig, rawManifest []byte, la
 		refs[i].DiffID = diffIDs[i]
 	}
 	defer s.pin(diffIDs)()
+	owned := s.tenantLayers(tenant)
 	chain := chainIDs(refs)
 	for i, l := range layers {
 		short := shortID(chain[i])
@@ -243,7 +245,7 @@ func (s *Store) loadImage(ctx context.Context, rawConfig, rawManifest []byte, la
 			}
 			return f.Name(), l.digest, mt, nil
 		}
-		m, existed, err := s.ensureLayer(ctx, diffIDs[i], src, func(cur, total int64) {
+		m, existed, err := s.ensureLayer(ctx, diffIDs[i], owned[diffIDs[i]], src, func(cur, total int64) {
 			progress(ProgressEvent{ID: short, Status: "Loading layer", Current: cur, Total: total})
 		})
 		if err != nil {
@@ -252,11 +254,11 @@ func (s *Store) loadImage(ctx context.Context, rawConfig, rawManifest []byte, la
 		_ = existed
 		refs[i] = layerRef{DiffID: m.DiffID, Blob: m.Blob, MediaType: m.MediaType, BlobSize: m.BlobSize}
 	}
-	id, _, err := s.commit(newImage{config: rawConfig, manifest: rawManifest, layers: refs, tags: tags})
+	id, _, err := s.commit(newImage{tenant: tenant, config: rawConfig, manifest: rawManifest, layers: refs, tags: tags})
 	return id, err
 }
 
-func (s *Store) loadOCI(ctx context.Context, sp *spool, progress func(ProgressEvent)) ([]string, error) {
+func (s *Store) loadOCI(ctx context.Context, tenant string, sp *spool, progress func(ProgressEvent)) ([]string, error) {
 	var index v1.IndexManifest
 	if err := sp.readJSON("index.json", &index); err != nil {
 		return nil, &RegistryError{Status: 400, Msg: fmt.Sprintf("invalid OCI layout: %v", err), err: err}
@@ -264,7 +266,7 @@ func (s *Store) loadOCI(ctx context.Context, sp *spool, progress func(ProgressEv
 	var loaded []string
 	for _, d := range index.Manifests {
 		tags := refNames(d.Annotations)
-		id, err := s.loadOCIDescriptor(ctx, sp, d, tags, progress, 0)
+		id, err := s.loadOCIDescriptor(ctx, tenant, sp, d, tags, progress, 0)
 		if err != nil {
 			return loaded, err
 		}
@@ -292,7 +294,7 @@ func refNames(ann map[string]string) []string {
 	return nil
 }
 
-func (s *Store) loadOCIDescriptor(ctx context.Context, sp *spool, d v1.Descriptor, tags []string, progress func(ProgressEvent), depth int) (string, error) {
+func (s *Store) loadOCIDescriptor(ctx context.Context, tenant string, sp *spool, d v1.Descriptor, tags []string, progress func(ProgressEvent), depth int) (string, error) {
 	if depth > 4 {
 		return "", errors.New("invalid OCI layout: indexes nested too deep")
 	}
@@ -328,7 +330,7 @@ func (s *Store) loadOCIDescriptor(ctx context.Context, sp *spool, d v1.Descripto
 		if pick == nil {
 			return "", errors.New("invalid OCI layout: no image in the index")
 		}
-		return s.loadOCIDescriptor(ctx, sp, *pick, tags, progress, depth+1)
+		return s.loadOCIDescriptor(ctx, tenant, sp, *pick, tags, progress, depth+1)
 	}
 	m, err := v1.ParseManifest(bytes.NewReader(raw))
 	if err != nil {
@@ -353,5 +355,5 @@ func (s *Store) loadOCIDescriptor(ctx context.Context, sp *spool, d v1.Descripto
 		}
 		layers = append(layers, layerSrc{path: p, digest: l.Digest.String(), mediaType: string(l.MediaType)})
 	}
-	return s.loadImage(ctx, rawConfig, raw, layers, tags, progress)
+	return s.loadImage(ctx, tenant, rawConfig, raw, layers, tags, progress)
 }

@@ -49,8 +49,11 @@ func (e *RegistryError) Is(target error) bool {
 // multi-platform index to opts.Platform, and stores it. Progress events
 // come in the order dockerd sends them; the first one ("Pulling from ...")
 // only after the manifest was found, so that an error before it can still
-// be answered with an HTTP status.
-func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, error) {
+// be answered with an HTTP status. The image becomes the tenant's. A
+// reference through this cloud's own registry is not pulled: it names
+// the tenant's image, which is up to date or does not exist.
+func (v *TenantView) Pull(ctx context.Context, ref string, opts PullOptions) (Image, error) {
+	s := v.s
 	progress := opts.Progress
 	if progress == nil {
 		progress = func(ProgressEvent) {}
@@ -61,9 +64,20 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 		defer mu.Unlock()
 		progress(e)
 	}
-	parsed, err := parseRef(ref)
+	parsed, err := v.parse(ref)
 	if err != nil {
 		return Image{}, err
+	}
+	if parsed.local {
+		img, err := v.Lookup(ctx, ref)
+		if err != nil {
+			return Image{}, &RegistryError{Status: http.StatusNotFound, err: ErrNotFound, Msg: fmt.Sprintf("manifest for %s not found: manifest unknown: manifest unknown", ref)}
+		}
+		if img.Manifest != "" {
+			progress(ProgressEvent{Status: "Digest: " + img.Manifest})
+		}
+		progress(ProgressEvent{Status: "Status: Image is up to date for " + ref})
+		return img, nil
 	}
 	rref, err := parsed.remote(s.isInsecure(parsed.registry))
 	if err != nil {
@@ -143,12 +157,13 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 		diffIDs[i] = d.String()
 	}
 	defer s.pin(diffIDs)()
+	owned := s.tenantLayers(v.name)
 
 	layers := make([]layerRef, len(manifest.Layers))
 	var todo []int
 	for i, l := range manifest.Layers {
 		short := shortID(l.Digest.Hex)
-		if m, ok := s.haveLayer(diffIDs[i]); ok {
+		if m, ok := s.haveLayer(diffIDs[i]); ok && owned[diffIDs[i]] {
 			layers[i] = layerRef{DiffID: m.DiffID, Blob: m.Blob, MediaType: m.MediaType, BlobSize: m.BlobSize}
 			emit(ProgressEvent{ID: short, Status: "Already exists"})
 			continue
@@ -184,7 +199,7 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 				emit(ProgressEvent{ID: short, Status: "Download complete"})
 				return path, desc.Digest.String(), string(desc.MediaType), nil
 			}
-			m, _, err := s.ensureLayer(ctx, diffIDs[i], src, func(cur, total int64) {
+			m, _, err := s.ensureLayer(ctx, diffIDs[i], owned[diffIDs[i]], src, func(cur, total int64) {
 				emit(ProgressEvent{ID: short, Status: "Extracting", Current: cur, Total: total})
 			})
 			if err != nil {
@@ -203,7 +218,7 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 		return Image{}, err
 	}
 
-	ni := newImage{config: rawConfig, manifest: rawManifest, index: rawIndex, layers: layers}
+	ni := newImage{tenant: v.name, config: rawConfig, manifest: rawManifest, index: rawIndex, layers: layers}
 	if parsed.digest == "" {
 		ni.tags = []string{parsed.tagged()}
 	}
@@ -218,7 +233,7 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 	} else {
 		emit(ProgressEvent{Status: "Status: Image is up to date for " + parsed.String()})
 	}
-	return s.Lookup(ctx, id)
+	return v.Lookup(ctx, id)
 }
 
 // download fetches a layer blob into a temporary file, checking its digest.

@@ -30,7 +30,7 @@ func TestPull(t *testing.T) {
 
 	s := openStore(t, t.TempDir())
 	var events []ProgressEvent
-	got, err := s.Pull(ctx, ref, PullOptions{Progress: func(e ProgressEvent) { events = append(events, e) }})
+	got, err := s.Tenant("default").Pull(ctx, ref, PullOptions{Progress: func(e ProgressEvent) { events = append(events, e) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestPull(t *testing.T) {
 
 	// Again: nothing to download.
 	events = nil
-	if _, err := s.Pull(ctx, ref, PullOptions{Progress: func(e ProgressEvent) { events = append(events, e) }}); err != nil {
+	if _, err := s.Tenant("default").Pull(ctx, ref, PullOptions{Progress: func(e ProgressEvent) { events = append(events, e) }}); err != nil {
 		t.Fatal(err)
 	}
 	if events[1].Status != "Already exists" || events[len(events)-1].Status != "Status: Image is up to date for "+ref {
@@ -65,7 +65,7 @@ func TestPull(t *testing.T) {
 
 	// By digest: no tag, the digest reference.
 	byDigest := reg.Addr + "/busybox@" + digest.String()
-	if im, err := s.Pull(ctx, byDigest, PullOptions{}); err != nil || im.ID != got.ID {
+	if im, err := s.Tenant("default").Pull(ctx, byDigest, PullOptions{}); err != nil || im.ID != got.ID {
 		t.Fatalf("pull by digest: %+v %v", im, err)
 	}
 	if im, err := s.Lookup(ctx, byDigest); err != nil || im.ID != got.ID {
@@ -74,7 +74,7 @@ func TestPull(t *testing.T) {
 
 	// The pulled image is usable: save works from compressed blobs.
 	var sink strings.Builder
-	if err := s.Save(ctx, []string{ref}, &sink); err != nil || sink.Len() == 0 {
+	if err := s.Tenant("default").Save(ctx, []string{ref}, &sink); err != nil || sink.Len() == 0 {
 		t.Fatalf("save of a pulled image: %v", err)
 	}
 }
@@ -97,7 +97,7 @@ func TestPullErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var started bool
-		_, err := s.Pull(ctx, tt.ref, PullOptions{Progress: func(ProgressEvent) { started = true }})
+		_, err := s.Tenant("default").Pull(ctx, tt.ref, PullOptions{Progress: func(ProgressEvent) { started = true }})
 		if err == nil {
 			t.Errorf("Pull(%s) succeeded", tt.ref)
 			continue
@@ -111,7 +111,7 @@ func TestPullErrors(t *testing.T) {
 		}
 		t.Logf("%s: %v", tt.ref, err)
 	}
-	_, err := s.Pull(ctx, "127.0.0.1:1/busybox", PullOptions{})
+	_, err := s.Tenant("default").Pull(ctx, "127.0.0.1:1/busybox", PullOptions{})
 	if err == nil || !strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("unreachable registry: %q", err)
 	}
@@ -141,7 +141,7 @@ func TestPullMultiArch(t *testing.T) {
 	idxDigest, _ := idx.Digest()
 	s := openStore(t, t.TempDir())
 	ctx := context.Background()
-	got, err := s.Pull(ctx, reg.Ref("multi:latest"), PullOptions{})
+	got, err := s.Tenant("default").Pull(ctx, reg.Ref("multi:latest"), PullOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,11 +156,11 @@ func TestPullMultiArch(t *testing.T) {
 		t.Errorf("RepoDigests %v: the index digest is what the tag names", got.RepoDigests)
 	}
 	// Another platform on request.
-	got, err = s.Pull(ctx, reg.Ref("multi:latest"), PullOptions{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}})
+	got, err = s.Tenant("default").Pull(ctx, reg.Ref("multi:latest"), PullOptions{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}})
 	if err != nil || got.ID != configID(t, arm) {
 		t.Fatalf("arm64 pull: %+v %v", got.ID, err)
 	}
-	_, err = s.Pull(ctx, reg.Ref("multi:latest"), PullOptions{Platform: &v1.Platform{OS: "linux", Architecture: "s390x"}})
+	_, err = s.Tenant("default").Pull(ctx, reg.Ref("multi:latest"), PullOptions{Platform: &v1.Platform{OS: "linux", Architecture: "s390x"}})
 	if err == nil || err.Error() != "no matching manifest for linux/s390x in the manifest list entries" {
 		t.Fatalf("s390x pull: %v", err)
 	}
@@ -173,10 +173,10 @@ func TestPullWithAuthAndLogin(t *testing.T) {
 	reg.Push(t, img, "private:1")
 	s := openStore(t, t.TempDir())
 	ctx := context.Background()
-	if _, err := s.Pull(ctx, reg.Ref("private:1"), PullOptions{}); err == nil || !strings.HasPrefix(err.Error(), "pull access denied for "+reg.Addr+"/private") {
+	if _, err := s.Tenant("default").Pull(ctx, reg.Ref("private:1"), PullOptions{}); err == nil || !strings.HasPrefix(err.Error(), "pull access denied for "+reg.Addr+"/private") {
 		t.Fatalf("anonymous pull: %v", err)
 	}
-	got, err := s.Pull(ctx, reg.Ref("private:1"), PullOptions{Auth: &authn.AuthConfig{Username: "alice", Password: "s3cret"}})
+	got, err := s.Tenant("default").Pull(ctx, reg.Ref("private:1"), PullOptions{Auth: &authn.AuthConfig{Username: "alice", Password: "s3cret"}})
 	if err != nil || got.ID != configID(t, img) {
 		t.Fatalf("pull with auth: %v", err)
 	}
@@ -199,7 +199,7 @@ func TestInterruptedPull(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	completed := 0
-	_, err := s.Pull(ctx, reg.Ref("busybox:latest"), PullOptions{Progress: func(e ProgressEvent) {
+	_, err := s.Tenant("default").Pull(ctx, reg.Ref("busybox:latest"), PullOptions{Progress: func(e ProgressEvent) {
 		if e.Status == "Pull complete" {
 			completed++
 			cancel() // after one layer was committed
@@ -218,7 +218,7 @@ func TestInterruptedPull(t *testing.T) {
 	// The next start sweeps the orphaned layer; a new pull works.
 	s = openStore(t, s.dir)
 	assertEmpty(t, s)
-	if _, err := s.Pull(context.Background(), reg.Ref("busybox:latest"), PullOptions{}); err != nil {
+	if _, err := s.Tenant("default").Pull(context.Background(), reg.Ref("busybox:latest"), PullOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -24,6 +24,7 @@ type reference struct {
 	tag      string // "" when digest is set and no tag was given
 	digest   string // sha256:...
 	insecure bool
+	local    bool // named through this cloud's own registry (TenantView.parse)
 }
 
 // parseRef parses an image reference the way the docker daemon does:

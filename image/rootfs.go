@@ -49,11 +49,12 @@ var initLayer = []struct {
 // Prepare builds the rootfs of a container in dir: dir/upper and dir/work
 // for its changes, dir/init for the runtime's mountpoints, and an overlayfs
 // at dir/rootfs over the image's layers. It is idempotent: an already mounted
-// rootfs (after a restart of macro) is reused.
+// rootfs (after a restart of macro) is reused. imageID is a full image ID,
+// resolved in the pod's tenant when the pod was created.
 func (s *Store) Prepare(ctx context.Context, imageID, dir string) (string, error) {
 	rootfs := filepath.Join(dir, rootfsDir)
 	s.mu.RLock()
-	rec, _, err := s.resolve(imageID)
+	rec, err := s.recordByIDLocked(imageID)
 	var lowers []string
 	if err == nil {
 		for i := len(rec.Layers) - 1; i >= 0; i-- {

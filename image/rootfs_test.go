@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -56,7 +57,14 @@ func TestPrepareOverlay(t *testing.T) {
 		}
 	}
 	// Idempotent: a second Prepare (after a restart) reuses the mount.
-	again, err := s.Prepare(context.Background(), "busybox", dir)
+	img, err := s.Tenant("default").Lookup(context.Background(), "busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Prepare(context.Background(), "busybox", dir); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Prepare by name (IDs only): %v", err)
+	}
+	again, err := s.Prepare(context.Background(), img.ID, dir)
 	if err != nil || again != rootfs {
 		t.Fatalf("second Prepare: %s %v", again, err)
 	}
@@ -92,7 +100,7 @@ func TestPrepareOverlay(t *testing.T) {
 	if m, _ := isMountpoint(rootfs); m {
 		t.Fatal("still mounted")
 	}
-	if _, err := s.Prepare(context.Background(), "busybox", dir); err != nil {
+	if _, err := s.Prepare(context.Background(), img.ID, dir); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(rootfs, "etc/passwd")); string(got) != "changed" {

@@ -15,8 +15,10 @@ import (
 // Save writes the images refs name as a docker-archive (the format of
 // docker save: manifest.json, repositories, <config>.json and one
 // uncompressed <diffid>/layer.tar per layer). A name without a tag saves
-// every tag of the repository; an ID saves the image untagged.
-func (s *Store) Save(ctx context.Context, refs []string, w io.Writer) error {
+// every tag of the repository; an ID saves the image untagged. Only the
+// tenant's images can be saved.
+func (v *TenantView) Save(ctx context.Context, refs []string, w io.Writer) error {
+	s := v.s
 	type entry struct {
 		rec  *record
 		tags []string
@@ -25,12 +27,13 @@ func (s *Store) Save(ctx context.Context, refs []string, w io.Writer) error {
 	entries := map[string]*entry{}
 	layers := map[string]layerMeta{}
 	s.mu.RLock()
+	ti := s.tenantLocked(v.name)
 	var expanded []string
 	for _, ref := range refs {
 		// A repository name without a tag saves all its tags.
-		if r, err := parseRef(ref); err == nil && r.digest == "" && !hasExplicitTag(ref) && s.index.Tags[r.tagged()] == "" {
+		if r, err := v.parse(ref); err == nil && r.digest == "" && !hasExplicitTag(ref) && ti.Tags[r.tagged()] == "" {
 			var tags []string
-			for t := range s.index.Tags {
+			for t := range ti.Tags {
 				if strings.HasPrefix(t, r.familiarName()+":") {
 					tags = append(tags, t)
 				}
@@ -44,7 +47,7 @@ func (s *Store) Save(ctx context.Context, refs []string, w io.Writer) error {
 		expanded = append(expanded, ref)
 	}
 	for _, ref := range expanded {
-		rec, named, err := s.resolve(ref)
+		_, rec, named, err := v.resolveLocked(ref)
 		if err != nil {
 			s.mu.RUnlock()
 			return err
@@ -59,7 +62,7 @@ func (s *Store) Save(ctx context.Context, refs []string, w io.Writer) error {
 			if hasExplicitTag(ref) {
 				e.tags = append(e.tags, named.tagged())
 			} else {
-				tags, _ := s.refsOf(rec.ID)
+				tags, _ := refsOf(ti, rec.ID)
 				for _, t := range tags {
 					if strings.HasPrefix(t, named.familiarName()+":") {
 						e.tags = append(e.tags, t)

@@ -22,6 +22,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/macro-cloud/macro/types"
 )
 
 // ErrNotFound is returned (wrapped) when an image does not exist.
@@ -73,6 +75,10 @@ type Config struct {
 	InsecureRegistries []string
 	// Platform images are pulled for: linux/GOARCH by default.
 	Platform v1.Platform
+	// LocalRegistries are host[:port] names of this cloud's own registry:
+	// a reference through one of them ("HOST:PORT/foo:1") is the tenant's
+	// own "foo:1", never pulled from anywhere.
+	LocalRegistries []string
 }
 
 // Store is the node's image store. It is safe for concurrent use.
@@ -81,24 +87,28 @@ type Store struct {
 	log      *slog.Logger
 	insecure []string
 	platform v1.Platform
+	local    []string
 
 	mu      sync.RWMutex
 	images  map[string]*record // by ID
-	index   repoIndex
+	tenants map[string]*tenantIndex
 	layers  map[string]layerMeta // by diffID
 	pinned  map[string]int       // diffIDs of layers in use by ongoing pulls and loads
-	inUse   func(imageID string) []string
+	inUse   func(tenant, imageID string) []string
 	extract singleflight.Group
 }
 
-// record is an image as stored in images/<hex>.json.
+// record is an image as stored in images/<hex>.json: content, shared by
+// the tenants that own it.
 type record struct {
-	ID          string
-	Manifest    string `json:",omitempty"` // manifest digest
-	Index       string `json:",omitempty"` // index digest it was resolved from
-	Layers      []layerRef
-	Parent      string    `json:",omitempty"`
-	Added       time.Time // when it entered the store
+	ID       string
+	Manifest string `json:",omitempty"` // manifest digest
+	Index    string `json:",omitempty"` // index digest it was resolved from
+	Layers   []layerRef
+	Parent   string    `json:",omitempty"`
+	Added    time.Time // when it entered the store
+	// LastTagTime is read from stores written before tenancy only (it is
+	// the tenant's now: ownership.LastTagTime).
 	LastTagTime time.Time `json:",omitzero"`
 
 	config v1.ConfigFile
@@ -129,13 +139,6 @@ type layerMeta struct {
 	BlobSize  int64
 }
 
-// repoIndex is repositories.json: familiar references to image IDs.
-type repoIndex struct {
-	Tags    map[string]string // "busybox:latest" → ID
-	Digests map[string]string // "busybox@sha256:..." → ID
-	TagTime map[string]time.Time
-}
-
 // Open opens (or creates) the store in dir.
 func Open(dir string, log *slog.Logger) (*Store, error) {
 	return New(Config{Dir: dir, Log: log})
@@ -152,10 +155,11 @@ func New(cfg Config) (*Store, error) {
 		log:      log.With("subsystem", "image"),
 		insecure: cfg.InsecureRegistries,
 		platform: cfg.Platform,
+		local:    cfg.LocalRegistries,
 		images:   map[string]*record{},
+		tenants:  map[string]*tenantIndex{},
 		layers:   map[string]layerMeta{},
 		pinned:   map[string]int{},
-		index:    repoIndex{Tags: map[string]string{}, Digests: map[string]string{}, TagTime: map[string]time.Time{}},
 	}
 	if s.platform.OS == "" {
 		s.platform = v1.Platform{OS: "linux", Architecture: goruntime.GOARCH}
@@ -179,31 +183,40 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// SetInUse installs the hook that tells which containers use an image;
-// images in use are not removed without force and never pruned.
+// Platform is the platform images are pulled for and pushed images must
+// have to become runnable images.
+func (s *Store) Platform() v1.Platform { return s.platform }
+
+// SetInUse installs the hook that tells which containers use an image.
+//
+// Deprecated: tenant-less: fn sees every tenant's containers, and their
+// IDs would show in another tenant's conflict messages. Use
+// SetInUseByTenant.
 func (s *Store) SetInUse(fn func(imageID string) (containerIDs []string)) {
+	if fn == nil {
+		s.SetInUseByTenant(nil)
+		return
+	}
+	s.SetInUseByTenant(func(_, imageID string) []string { return fn(imageID) })
+}
+
+// SetInUseByTenant installs the hook that tells which containers of a
+// tenant use an image; images in use are not removed without force and
+// never pruned.
+func (s *Store) SetInUseByTenant(fn func(tenant, imageID string) (containerIDs []string)) {
 	s.mu.Lock()
 	s.inUse = fn
 	s.mu.Unlock()
 }
 
+func (s *Store) usersLocked(tenant, id string) []string {
+	if s.inUse == nil {
+		return nil
+	}
+	return s.inUse(tenant, id)
+}
+
 func (s *Store) loadState() error {
-	if b, err := os.ReadFile(filepath.Join(s.dir, "repositories.json")); err == nil {
-		if err := json.Unmarshal(b, &s.index); err != nil {
-			return fmt.Errorf("repositories.json: %w", err)
-		}
-	} else if !os.IsNotExist(err) {
-		return err
-	}
-	if s.index.Tags == nil {
-		s.index.Tags = map[string]string{}
-	}
-	if s.index.Digests == nil {
-		s.index.Digests = map[string]string{}
-	}
-	if s.index.TagTime == nil {
-		s.index.TagTime = map[string]time.Time{}
-	}
 	ents, err := os.ReadDir(filepath.Join(s.dir, "layers"))
 	if err != nil {
 		return err
@@ -253,15 +266,46 @@ func (s *Store) loadState() error {
 		}
 		s.images[rec.ID] = &rec
 	}
-	// Tags of images that are gone are dropped.
-	for ref, id := range s.index.Tags {
-		if s.images[id] == nil {
-			delete(s.index.Tags, ref)
+	if err := s.loadTenants(); err != nil {
+		return err
+	}
+	// Names and ownerships of images that are gone are dropped.
+	for _, t := range s.tenants {
+		changed := false
+		for id := range t.Images {
+			if s.images[id] == nil {
+				delete(t.Images, id)
+				changed = true
+			}
+		}
+		for ref, id := range t.Tags {
+			if _, ok := t.Images[id]; !ok {
+				delete(t.Tags, ref)
+				delete(t.TagTime, ref)
+				changed = true
+			}
+		}
+		for ref, id := range t.Digests {
+			if _, ok := t.Images[id]; !ok {
+				delete(t.Digests, ref)
+				changed = true
+			}
+		}
+		if changed {
+			if err := s.saveTenant(t); err != nil {
+				return err
+			}
 		}
 	}
-	for ref, id := range s.index.Digests {
-		if s.images[id] == nil {
-			delete(s.index.Digests, ref)
+	// A record no tenant owns was being committed when the store stopped.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.images {
+		if !s.ownedLocked(id) {
+			s.log.Info("removing an image no tenant owns", "id", id)
+			if err := s.deleteContentLocked(id); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -299,8 +343,8 @@ func (s *Store) sweepLayersLocked() []string {
 			used[l.DiffID] = true
 		}
 	}
-	var removed []string
-	for d := range s.layers {
+	var removed, blobs []string
+	for d, m := range s.layers {
 		if used[d] || s.pinned[d] > 0 {
 			continue
 		}
@@ -308,11 +352,15 @@ func (s *Store) sweepLayersLocked() []string {
 			s.log.Warn("remove layer", "diffID", d, "err", err)
 			continue
 		}
-		if b := s.layers[d].Blob; b != "" {
-			os.Remove(s.blobPath(b))
-		}
 		delete(s.layers, d)
 		removed = append(removed, d)
+		blobs = append(blobs, m.Blob)
+	}
+	usedBlobs := s.usedBlobsLocked()
+	for _, b := range blobs {
+		if b != "" && !usedBlobs[b] {
+			os.Remove(s.blobPath(b))
+		}
 	}
 	ents, _ := os.ReadDir(filepath.Join(s.dir, "layers"))
 	for _, e := range ents {
@@ -321,6 +369,34 @@ func (s *Store) sweepLayersLocked() []string {
 		}
 	}
 	return removed
+}
+
+// usedBlobsLocked is every blob something refers to: image records
+// (config, manifest, index, layer blobs), extracted layers and what
+// tenants pushed to the registry.
+func (s *Store) usedBlobsLocked() map[string]bool {
+	used := map[string]bool{}
+	for _, r := range s.images {
+		used[r.ID] = true
+		used[r.Manifest] = true
+		used[r.Index] = true
+		for _, l := range r.Layers {
+			used[l.Blob] = true
+		}
+	}
+	for _, m := range s.layers {
+		used[m.Blob] = true
+	}
+	for _, t := range s.tenants {
+		for d := range t.Blobs {
+			used[d] = true
+		}
+		for d := range t.Manifests {
+			used[d] = true
+		}
+	}
+	delete(used, "")
+	return used
 }
 
 func (s *Store) removeLayerDir(diffID string) error {
@@ -346,78 +422,166 @@ func (s *Store) layerDir(diffID string) string {
 // LayerPath is the extracted directory of a layer (an overlayfs lower).
 func (s *Store) LayerPath(diffID string) string { return filepath.Join(s.layerDir(diffID), "fs") }
 
-// Lookup finds an image by name[:tag], name@digest, full or short ID.
+// Lookup finds an image of the default tenant.
+//
+// Deprecated: tenant-less, for the default tenant. Use
+// Tenant(t).Lookup, or LookupID for an ID resolved earlier in its tenant.
 func (s *Store) Lookup(ctx context.Context, ref string) (Image, error) {
+	return s.Tenant(types.DefaultTenant).Lookup(ctx, ref)
+}
+
+// List lists the default tenant's images.
+//
+// Deprecated: tenant-less, for the default tenant. Use Tenant(t).List.
+func (s *Store) List(ctx context.Context) ([]Image, error) {
+	return s.Tenant(types.DefaultTenant).List(ctx)
+}
+
+// LookupID finds an image by its full ID whatever tenant owns it: for the
+// node agent, which runs pods whose image was resolved in their tenant
+// when they were created. The Image has no names (names are a tenant's).
+func (s *Store) LookupID(ctx context.Context, id string) (Image, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	rec, _, err := s.resolve(ref)
+	rec, err := s.recordByIDLocked(id)
 	if err != nil {
 		return Image{}, err
 	}
-	return s.imageOf(rec), nil
+	return s.imageOf(nil, rec), nil
 }
 
-// resolve finds the record ref names; byName says it was named by a
-// reference rather than an ID.
-func (s *Store) resolve(ref string) (rec *record, byName *reference, err error) {
-	if fullIDRe.MatchString(ref) {
-		if rec := s.images["sha256:"+strings.TrimPrefix(ref, "sha256:")]; rec != nil {
-			return rec, nil, nil
+func (s *Store) recordByIDLocked(id string) (*record, error) {
+	if fullIDRe.MatchString(id) {
+		if rec := s.images["sha256:"+strings.TrimPrefix(id, "sha256:")]; rec != nil {
+			return rec, nil
 		}
 	}
-	parsed, perr := parseRef(ref)
+	return nil, notFoundError{id}
+}
+
+// Lookup finds an image of the tenant by name[:tag], name@digest, full or
+// short ID.
+func (v *TenantView) Lookup(ctx context.Context, ref string) (Image, error) {
+	s := v.s
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, rec, _, err := v.resolveLocked(ref)
+	if err != nil {
+		return Image{}, err
+	}
+	return s.imageOf(t, rec), nil
+}
+
+// parse parses a reference of the tenant: a reference through this
+// cloud's own registry ("HOST:PORT/foo:1") names the tenant's "foo:1".
+func (v *TenantView) parse(ref string) (reference, error) {
+	r, err := parseRef(ref)
+	if err != nil {
+		return r, err
+	}
+	if v.isLocal(r.registry) {
+		rest := r.repo
+		if r.digest != "" {
+			rest += "@" + r.digest
+		} else {
+			rest += ":" + r.tag
+		}
+		local, err := parseRef(rest)
+		if err != nil {
+			return r, err
+		}
+		local.local = true
+		return local, nil
+	}
+	return r, nil
+}
+
+// isLocal says registry names this cloud's own registry.
+func (v *TenantView) isLocal(registry string) bool {
+	return slices.Contains(v.s.local, registry) || slices.Contains(v.local, registry)
+}
+
+// WithRegistryHost is the view in which references through host (the
+// host[:port] a client reached this cloud by, which serves the registry
+// too) name the tenant's own images, as the store's LocalRegistries do.
+func (v *TenantView) WithRegistryHost(hosts ...string) *TenantView {
+	c := *v
+	for _, h := range hosts {
+		if h != "" {
+			c.local = append(slices.Clip(c.local), strings.ToLower(h))
+		}
+	}
+	return &c
+}
+
+// resolveLocked finds the record ref names in the tenant; byName says it
+// was named by a reference rather than an ID. Callers hold s.mu.
+func (v *TenantView) resolveLocked(ref string) (t *tenantIndex, rec *record, byName *reference, err error) {
+	s := v.s
+	t = s.tenantLocked(v.name)
+	owned := func(id string) *record {
+		if _, ok := t.Images[id]; ok {
+			return s.images[id]
+		}
+		return nil
+	}
+	if fullIDRe.MatchString(ref) {
+		if rec := owned("sha256:" + strings.TrimPrefix(ref, "sha256:")); rec != nil {
+			return t, rec, nil, nil
+		}
+	}
+	parsed, perr := v.parse(ref)
 	if perr == nil {
 		var id string
 		if parsed.digest != "" {
-			id = s.index.Digests[parsed.String()]
+			id = t.Digests[parsed.String()]
 			if id == "" {
 				// Any image of that repository whose manifest has that digest.
-				for _, r := range s.images {
-					if r.Manifest == parsed.digest || r.Index == parsed.digest {
-						if s.hasRepo(r.ID, parsed.familiarName()) {
-							id = r.ID
-						}
+				for rid := range t.Images {
+					r := s.images[rid]
+					if r != nil && (r.Manifest == parsed.digest || r.Index == parsed.digest) && hasRepo(t, rid, parsed.familiarName()) {
+						id = rid
 					}
 				}
 			}
 		} else {
-			id = s.index.Tags[parsed.tagged()]
+			id = t.Tags[parsed.tagged()]
 		}
-		if rec := s.images[id]; rec != nil {
-			return rec, &parsed, nil
+		if rec := owned(id); rec != nil {
+			return t, rec, &parsed, nil
 		}
 	}
 	if hexRe.MatchString(ref) {
 		prefix := "sha256:" + strings.TrimPrefix(ref, "sha256:")
 		var found *record
-		for id, r := range s.images {
+		for id := range t.Images {
 			if strings.HasPrefix(id, prefix) {
 				if found != nil {
-					return nil, nil, notFoundError{ref} // ambiguous
+					return t, nil, nil, notFoundError{ref} // ambiguous
 				}
-				found = r
+				found = s.images[id]
 			}
 		}
 		if found != nil {
-			return found, nil, nil
+			return t, found, nil, nil
 		}
 	}
 	if perr != nil && !hexRe.MatchString(ref) {
-		return nil, nil, perr
+		return t, nil, nil, perr
 	}
 	if perr == nil {
-		return nil, nil, notFoundError{parsed.String()}
+		return t, nil, nil, notFoundError{parsed.String()}
 	}
-	return nil, nil, notFoundError{ref}
+	return t, nil, nil, notFoundError{ref}
 }
 
-func (s *Store) hasRepo(id, repo string) bool {
-	for ref, rid := range s.index.Tags {
+func hasRepo(t *tenantIndex, id, repo string) bool {
+	for ref, rid := range t.Tags {
 		if rid == id && strings.HasPrefix(ref, repo+":") {
 			return true
 		}
 	}
-	for ref, rid := range s.index.Digests {
+	for ref, rid := range t.Digests {
 		if rid == id && strings.HasPrefix(ref, repo+"@") {
 			return true
 		}
@@ -425,8 +589,9 @@ func (s *Store) hasRepo(id, repo string) bool {
 	return false
 }
 
-// imageOf builds the exported Image. Callers hold s.mu.
-func (s *Store) imageOf(rec *record) Image {
+// imageOf builds the exported Image as tenant t sees it (nil: no names,
+// sizes shared with nothing). Callers hold s.mu.
+func (s *Store) imageOf(t *tenantIndex, rec *record) Image {
 	img := Image{
 		ID:          rec.ID,
 		RepoTags:    []string{},
@@ -434,31 +599,34 @@ func (s *Store) imageOf(rec *record) Image {
 		Created:     rec.config.Created.Time,
 		Config:      rec.config,
 		Parent:      rec.Parent,
-		LastTagTime: rec.LastTagTime,
 		Manifest:    rec.Manifest,
 
 		Comment:         rec.extra.Comment,
 		ContainerConfig: rec.extra.ContainerConfig,
 	}
-	for ref, id := range s.index.Tags {
-		if id == rec.ID {
-			img.RepoTags = append(img.RepoTags, ref)
-		}
-	}
-	for ref, id := range s.index.Digests {
-		if id == rec.ID {
-			img.RepoDigests = append(img.RepoDigests, ref)
-		}
-	}
-	sort.Strings(img.RepoTags)
-	sort.Strings(img.RepoDigests)
 	users := map[string]int{}
-	for _, r := range s.images {
-		seen := map[string]bool{}
-		for _, l := range r.Layers {
-			if !seen[l.DiffID] {
-				users[l.DiffID]++
-				seen[l.DiffID] = true
+	if t != nil {
+		img.LastTagTime = t.Images[rec.ID].LastTagTime
+		img.RepoTags, img.RepoDigests = refsOf(t, rec.ID)
+		if img.RepoTags == nil {
+			img.RepoTags = []string{}
+		}
+		if img.RepoDigests == nil {
+			img.RepoDigests = []string{}
+		}
+		// Shared with the tenant's other images only: what other
+		// tenants have is invisible.
+		for id := range t.Images {
+			r := s.images[id]
+			if r == nil {
+				continue
+			}
+			seen := map[string]bool{}
+			for _, l := range r.Layers {
+				if !seen[l.DiffID] {
+					users[l.DiffID]++
+					seen[l.DiffID] = true
+				}
 			}
 		}
 	}
@@ -478,13 +646,17 @@ func (s *Store) imageOf(rec *record) Image {
 	return img
 }
 
-// List returns every image, newest first.
-func (s *Store) List(ctx context.Context) ([]Image, error) {
+// List returns every image of the tenant, newest first.
+func (v *TenantView) List(ctx context.Context) ([]Image, error) {
+	s := v.s
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]Image, 0, len(s.images))
-	for _, rec := range s.images {
-		out = append(out, s.imageOf(rec))
+	t := s.tenantLocked(v.name)
+	out := make([]Image, 0, len(t.Images))
+	for id := range t.Images {
+		if rec := s.images[id]; rec != nil {
+			out = append(out, s.imageOf(t, rec))
+		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
@@ -495,136 +667,157 @@ func (s *Store) List(ctx context.Context) ([]Image, error) {
 	return out, nil
 }
 
-// LayersSize is the disk space of all extracted layers, each counted once
-// (docker system df).
-func (s *Store) LayersSize(ctx context.Context) int64 {
+// LayersSize is the disk space of the tenant's extracted layers, each
+// counted once (docker system df).
+func (v *TenantView) LayersSize(ctx context.Context) int64 {
+	s := v.s
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.tenantLayersSizeLocked(s.tenantLocked(v.name))
+}
+
+func (s *Store) tenantLayersSizeLocked(t *tenantIndex) int64 {
+	seen := map[string]bool{}
 	var n int64
-	for _, l := range s.layers {
-		n += l.Size
+	for id := range t.Images {
+		if rec := s.images[id]; rec != nil {
+			for _, l := range rec.Layers {
+				if !seen[l.DiffID] {
+					seen[l.DiffID] = true
+					n += s.layers[l.DiffID].Size
+				}
+			}
+		}
 	}
 	return n
 }
 
 // Tag makes target ("repo[:tag]") name the image src names.
-func (s *Store) Tag(ctx context.Context, src, target string) error {
-	tag, err := normalizeTag(target)
+func (v *TenantView) Tag(ctx context.Context, src, target string) error {
+	tr, err := v.parse(target)
 	if err != nil {
 		return err
 	}
+	if tr.digest != "" {
+		return badRefError(fmt.Sprintf("refusing to create a tag with a digest reference: %s", target))
+	}
+	tag := tr.tagged()
+	s := v.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, _, err := s.resolve(src)
+	_, rec, _, err := v.resolveLocked(src)
 	if err != nil {
 		return err
 	}
+	t := s.tenantForWrite(v.name)
 	now := time.Now().UTC()
-	old := s.index.Tags[tag]
-	s.index.Tags[tag] = rec.ID
-	s.index.TagTime[tag] = now
-	if err := s.saveIndex(); err != nil {
+	old, oldTime := t.Tags[tag], t.TagTime[tag]
+	own := t.Images[rec.ID]
+	t.Tags[tag] = rec.ID
+	t.TagTime[tag] = now
+	o := own
+	o.LastTagTime = now
+	t.Images[rec.ID] = o
+	if err := s.saveTenant(t); err != nil {
 		if old == "" {
-			delete(s.index.Tags, tag)
+			delete(t.Tags, tag)
+			delete(t.TagTime, tag)
 		} else {
-			s.index.Tags[tag] = old
+			t.Tags[tag], t.TagTime[tag] = old, oldTime
 		}
+		t.Images[rec.ID] = own
 		return err
 	}
-	rec.LastTagTime = now
-	return s.saveRecord(rec)
+	return nil
 }
 
-// Remove deletes a reference or an image with Docker's rules: a name
-// untags, and deletes the image when it was its last reference; an ID
-// deletes the image, which needs force when several repositories name it.
-// An image that containers use is not deleted: without force that is a
-// conflict, with force its references go and it stays, dangling.
-func (s *Store) Remove(ctx context.Context, ref string, force, noPrune bool) ([]Deleted, error) {
+// Remove deletes a reference or an image of the tenant with Docker's
+// rules: a name untags, and deletes the image when it was its last
+// reference; an ID deletes the image, which needs force when several
+// repositories name it. An image that containers use is not deleted:
+// without force that is a conflict, with force its references go and it
+// stays, dangling. Deleting is dropping the tenant's ownership: the
+// content goes once no tenant owns it, and what is deleted is reported as
+// the tenant sees it.
+func (v *TenantView) Remove(ctx context.Context, ref string, force, noPrune bool) ([]Deleted, error) {
+	s := v.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, named, err := s.resolve(ref)
+	_, rec, named, err := v.resolveLocked(ref)
 	if err != nil {
 		return nil, err
 	}
+	t := s.tenantForWrite(v.name)
 	id := rec.ID
-	var users []string
-	if s.inUse != nil {
-		users = s.inUse(id)
-	}
-	tags, digests := s.refsOf(id)
+	users := s.usersLocked(v.name, id)
+	tags, digests := refsOf(t, id)
 	var out []Deleted
 	if named != nil {
-		if !force && s.singleRepo(tags, digests) && len(users) > 0 {
+		if !force && singleRepo(tags, digests) && len(users) > 0 {
 			return nil, conflictError(fmt.Sprintf("conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ref, shortID(users[0]), shortID(id)))
 		}
 		key := named.String()
 		if named.digest == "" {
-			delete(s.index.Tags, key)
-			delete(s.index.TagTime, key)
+			delete(t.Tags, key)
+			delete(t.TagTime, key)
 		} else {
-			delete(s.index.Digests, key)
+			delete(t.Digests, key)
 		}
 		out = append(out, Deleted{Untagged: key})
 		// Digest references of the repository go with its last tag.
 		if named.digest == "" {
 			repo := named.familiarName()
 			still := false
-			for _, t := range tags {
-				if t != key && strings.HasPrefix(t, repo+":") {
+			for _, tg := range tags {
+				if tg != key && strings.HasPrefix(tg, repo+":") {
 					still = true
 				}
 			}
 			if !still {
 				for _, d := range digests {
 					if strings.HasPrefix(d, repo+"@") {
-						delete(s.index.Digests, d)
+						delete(t.Digests, d)
 						out = append(out, Deleted{Untagged: d})
 					}
 				}
 			}
 		}
-		if err := s.saveIndex(); err != nil {
-			return nil, err
-		}
-		if tags, digests := s.refsOf(id); len(tags)+len(digests) > 0 || len(users) > 0 {
-			return out, nil
+		if tags, digests := refsOf(t, id); len(tags)+len(digests) > 0 || len(users) > 0 {
+			return out, s.saveTenant(t)
 		}
 	} else {
-		if !s.singleRepo(tags, digests) && !force {
+		if !singleRepo(tags, digests) && !force {
 			return nil, conflictError(fmt.Sprintf("conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", shortID(id)))
 		}
 		if len(users) > 0 && !force {
 			return nil, conflictError(fmt.Sprintf("conflict: unable to delete %s (must be forced) - image is being used by stopped container %s", shortID(id), shortID(users[0])))
 		}
-		for _, t := range tags {
-			delete(s.index.Tags, t)
-			delete(s.index.TagTime, t)
-			out = append(out, Deleted{Untagged: t})
+		for _, tg := range tags {
+			delete(t.Tags, tg)
+			delete(t.TagTime, tg)
+			out = append(out, Deleted{Untagged: tg})
 		}
 		for _, d := range digests {
-			delete(s.index.Digests, d)
+			delete(t.Digests, d)
 			out = append(out, Deleted{Untagged: d})
 		}
-		if err := s.saveIndex(); err != nil {
-			return nil, err
-		}
 		if len(users) > 0 {
-			return out, nil // forced: untagged, kept for its containers
+			return out, s.saveTenant(t) // forced: untagged, kept for its containers
 		}
 	}
-	deleted, err := s.deleteImageLocked(id)
+	deleted, err := s.disownLocked(t, id)
 	return append(out, deleted...), err
 }
 
-// refsOf lists the tags and digest references of an image, sorted.
-func (s *Store) refsOf(id string) (tags, digests []string) {
-	for ref, rid := range s.index.Tags {
+// refsOf lists the tags and digest references of an image in a tenant,
+// sorted.
+func refsOf(t *tenantIndex, id string) (tags, digests []string) {
+	for ref, rid := range t.Tags {
 		if rid == id {
 			tags = append(tags, ref)
 		}
 	}
-	for ref, rid := range s.index.Digests {
+	for ref, rid := range t.Digests {
 		if rid == id {
 			digests = append(digests, ref)
 		}
@@ -636,7 +829,7 @@ func (s *Store) refsOf(id string) (tags, digests []string) {
 
 // singleRepo is Docker's isSingleReference: at most one tag, and all
 // references in one repository.
-func (s *Store) singleRepo(tags, digests []string) bool {
+func singleRepo(tags, digests []string) bool {
 	if len(tags) > 1 {
 		return false
 	}
@@ -655,30 +848,77 @@ func (s *Store) singleRepo(tags, digests []string) bool {
 	return true
 }
 
-// deleteImageLocked removes the image record, its unshared blobs and
-// layers. Callers hold s.mu and have removed its references.
-func (s *Store) deleteImageLocked(id string) ([]Deleted, error) {
+// disownLocked drops the tenant's ownership of an image whose references
+// are gone, saves the tenant, and deletes the content when no tenant owns
+// it any more. The answer is what the tenant sees deleted: the image and
+// the layers none of its other images use. Callers hold s.mu.
+func (s *Store) disownLocked(t *tenantIndex, id string) ([]Deleted, error) {
 	rec := s.images[id]
-	if rec == nil {
+	if _, ok := t.Images[id]; !ok || rec == nil {
 		return nil, nil
 	}
-	if err := os.Remove(filepath.Join(s.dir, "images", strings.TrimPrefix(id, "sha256:")+".json")); err != nil && !os.IsNotExist(err) {
+	delete(t.Images, id)
+	if err := s.saveTenant(t); err != nil {
+		t.Images[id] = ownership{Added: time.Now().UTC()}
 		return nil, err
 	}
-	delete(s.images, id)
 	out := []Deleted{{Deleted: id}}
-	// Blobs still used by other images stay.
-	usedBlobs := map[string]bool{}
+	kept := map[string]bool{}
+	for oid := range t.Images {
+		if r := s.images[oid]; r != nil {
+			for _, l := range r.Layers {
+				kept[l.DiffID] = true
+			}
+		}
+	}
+	chain := chainIDs(rec.Layers)
+	for i := len(rec.Layers) - 1; i >= 0; i-- {
+		d := rec.Layers[i].DiffID
+		if kept[d] {
+			continue
+		}
+		kept[d] = true // listed once
+		out = append(out, Deleted{Deleted: chain[i]})
+	}
+	if s.ownedLocked(id) {
+		return out, nil
+	}
+	return out, s.deleteContentLocked(id)
+}
+
+// deleteContentLocked removes an image record that no tenant owns, its
+// blobs and its layers that nothing else uses. Callers hold s.mu.
+func (s *Store) deleteContentLocked(id string) error {
+	rec := s.images[id]
+	if rec == nil {
+		return nil
+	}
+	if err := os.Remove(filepath.Join(s.dir, "images", strings.TrimPrefix(id, "sha256:")+".json")); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	delete(s.images, id)
 	usedLayers := map[string]bool{}
 	for _, r := range s.images {
-		usedBlobs[r.ID] = true
-		usedBlobs[r.Manifest] = true
-		usedBlobs[r.Index] = true
 		for _, l := range r.Layers {
-			usedBlobs[l.Blob] = true
 			usedLayers[l.DiffID] = true
 		}
 	}
+	for _, l := range rec.Layers {
+		d := l.DiffID
+		if usedLayers[d] || s.pinned[d] > 0 {
+			continue
+		}
+		if _, ok := s.layers[d]; !ok {
+			continue
+		}
+		if err := s.removeLayerDir(d); err != nil {
+			return err
+		}
+		delete(s.layers, d)
+		usedLayers[d] = true
+	}
+	// Blobs still used by other images, layers or pushes stay.
+	usedBlobs := s.usedBlobsLocked()
 	blobs := []string{rec.ID, rec.Manifest, rec.Index}
 	for _, l := range rec.Layers {
 		blobs = append(blobs, l.Blob)
@@ -688,23 +928,7 @@ func (s *Store) deleteImageLocked(id string) ([]Deleted, error) {
 			os.Remove(s.blobPath(b))
 		}
 	}
-	chain := chainIDs(rec.Layers)
-	for i := len(rec.Layers) - 1; i >= 0; i-- {
-		d := rec.Layers[i].DiffID
-		if usedLayers[d] || s.pinned[d] > 0 {
-			continue
-		}
-		if _, ok := s.layers[d]; !ok {
-			continue
-		}
-		if err := s.removeLayerDir(d); err != nil {
-			return out, err
-		}
-		delete(s.layers, d)
-		usedLayers[d] = true // listed once
-		out = append(out, Deleted{Deleted: chain[i]})
-	}
-	return out, nil
+	return nil
 }
 
 // chainIDs are the layer IDs Docker reports: chain(0) = diffID(0),
@@ -728,18 +952,18 @@ type PruneReport struct {
 	SpaceReclaimed int64
 }
 
-// Prune removes dangling images (no tag) that no container uses; with all,
-// every image that no container uses. keep, when set, spares images.
-func (s *Store) Prune(ctx context.Context, all bool, keep func(Image) bool) (PruneReport, error) {
+// Prune removes the tenant's dangling images (no tag) that no container
+// uses; with all, every image that no container uses. keep, when set,
+// spares images. The space reclaimed is the tenant's.
+func (v *TenantView) Prune(ctx context.Context, all bool, keep func(Image) bool) (PruneReport, error) {
+	s := v.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rep PruneReport
-	before := int64(0)
-	for _, l := range s.layers {
-		before += l.Size
-	}
-	ids := make([]string, 0, len(s.images))
-	for id := range s.images {
+	t := s.tenantForWrite(v.name)
+	before := s.tenantLayersSizeLocked(t)
+	ids := make([]string, 0, len(t.Images))
+	for id := range t.Images {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
@@ -748,40 +972,36 @@ func (s *Store) Prune(ctx context.Context, all bool, keep func(Image) bool) (Pru
 		if rec == nil {
 			continue
 		}
-		tags, digests := s.refsOf(id)
+		tags, digests := refsOf(t, id)
 		if !all && len(tags) > 0 {
 			continue
 		}
-		if s.inUse != nil && len(s.inUse(id)) > 0 {
+		if len(s.usersLocked(v.name, id)) > 0 {
 			continue
 		}
-		if keep != nil && keep(s.imageOf(rec)) {
+		if keep != nil && keep(s.imageOf(t, rec)) {
 			continue
 		}
-		for _, t := range tags {
-			delete(s.index.Tags, t)
-			delete(s.index.TagTime, t)
-			rep.Deleted = append(rep.Deleted, Deleted{Untagged: t})
+		for _, tg := range tags {
+			delete(t.Tags, tg)
+			delete(t.TagTime, tg)
+			rep.Deleted = append(rep.Deleted, Deleted{Untagged: tg})
 		}
 		for _, d := range digests {
-			delete(s.index.Digests, d)
+			delete(t.Digests, d)
 			rep.Deleted = append(rep.Deleted, Deleted{Untagged: d})
 		}
-		if err := s.saveIndex(); err != nil {
-			return rep, err
-		}
-		del, err := s.deleteImageLocked(id)
+		del, err := s.disownLocked(t, id)
 		rep.Deleted = append(rep.Deleted, del...)
 		if err != nil {
 			return rep, err
 		}
 	}
-	s.sweepLayersLocked()
-	after := int64(0)
-	for _, l := range s.layers {
-		after += l.Size
+	if err := s.saveTenant(t); err != nil {
+		return rep, err
 	}
-	rep.SpaceReclaimed = before - after
+	s.sweepLayersLocked()
+	rep.SpaceReclaimed = before - s.tenantLayersSizeLocked(t)
 	return rep, nil
 }
 
@@ -795,15 +1015,16 @@ type HistoryEntry struct {
 	Tags      []string
 }
 
-// History lists how an image was built, newest first.
-func (s *Store) History(ctx context.Context, ref string) ([]HistoryEntry, error) {
+// History lists how an image of the tenant was built, newest first.
+func (v *TenantView) History(ctx context.Context, ref string) ([]HistoryEntry, error) {
+	s := v.s
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	rec, _, err := s.resolve(ref)
+	t, rec, _, err := v.resolveLocked(ref)
 	if err != nil {
 		return nil, err
 	}
-	img := s.imageOf(rec)
+	img := s.imageOf(t, rec)
 	var out []HistoryEntry
 	layer := 0
 	hist := rec.config.History
@@ -827,15 +1048,6 @@ func (s *Store) History(ctx context.Context, ref string) ([]HistoryEntry, error)
 		out[0].Tags = img.RepoTags
 	}
 	return out, nil
-}
-
-// saveIndex writes repositories.json. Callers hold s.mu.
-func (s *Store) saveIndex() error {
-	b, err := json.MarshalIndent(s.index, "", "\t")
-	if err != nil {
-		return err
-	}
-	return s.writeFileAtomic(filepath.Join(s.dir, "repositories.json"), b)
 }
 
 // saveRecord writes images/<hex>.json. Callers hold s.mu.

@@ -110,7 +110,7 @@ func configID(t testing.TB, img v1.Image) string {
 
 func load(t testing.TB, s *Store, archive []byte) []string {
 	t.Helper()
-	got, err := s.Load(context.Background(), bytes.NewReader(archive), nil)
+	got, err := s.Tenant("default").Load(context.Background(), bytes.NewReader(archive), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestLoadDockerArchiveAndLookup(t *testing.T) {
 	img := testImage(t, "sh", testLayer(t, baseLayerEntries...), testLayer(t, appLayerEntries...))
 	id := configID(t, img)
 	var events []ProgressEvent
-	got, err := s.Load(context.Background(), bytes.NewReader(dockerArchive(t, img, "busybox:latest", "registry.example/team/foo:1")), func(e ProgressEvent) { events = append(events, e) })
+	got, err := s.Tenant("default").Load(context.Background(), bytes.NewReader(dockerArchive(t, img, "busybox:latest", "registry.example/team/foo:1")), func(e ProgressEvent) { events = append(events, e) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,11 +239,11 @@ func TestLoadUntaggedAndMultiImage(t *testing.T) {
 	// A multi-image archive written by Save loads back whole.
 	b := testImage(t, "b", testLayer(t, baseLayerEntries...), testLayer(t, appLayerEntries...))
 	load(t, s, dockerArchive(t, b, "b:1"))
-	if err := s.Tag(context.Background(), configID(t, a), "a:1"); err != nil {
+	if err := s.Tenant("default").Tag(context.Background(), configID(t, a), "a:1"); err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := s.Save(context.Background(), []string{"a:1", "b"}, &buf); err != nil {
+	if err := s.Tenant("default").Save(context.Background(), []string{"a:1", "b"}, &buf); err != nil {
 		t.Fatal(err)
 	}
 	s2 := openStore(t, t.TempDir())
@@ -284,14 +284,14 @@ func TestTagRemove(t *testing.T) {
 	id := configID(t, img)
 	load(t, s, dockerArchive(t, img, "busybox:latest"))
 	for _, target := range []string{"myrepo:1", "localhost:5000/x", "busybox:other"} {
-		if err := s.Tag(ctx, "busybox", target); err != nil {
+		if err := s.Tenant("default").Tag(ctx, "busybox", target); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Tag(ctx, "busybox", "bad@sha256:"+strings.Repeat("a", 64)); err == nil {
+	if err := s.Tenant("default").Tag(ctx, "busybox", "bad@sha256:"+strings.Repeat("a", 64)); err == nil {
 		t.Error("tagging with a digest succeeded")
 	}
-	if err := s.Tag(ctx, "nosuch", "x:1"); !errors.Is(err, ErrNotFound) {
+	if err := s.Tenant("default").Tag(ctx, "nosuch", "x:1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Tag of a missing image: %v", err)
 	}
 	im, _ := s.Lookup(ctx, id)
@@ -299,14 +299,14 @@ func TestTagRemove(t *testing.T) {
 		t.Fatalf("RepoTags %v (want %v) LastTagTime %v", im.RepoTags, want, im.LastTagTime)
 	}
 
-	_, err := s.Remove(ctx, id, false, false)
+	_, err := s.Tenant("default").Remove(ctx, id, false, false)
 	if want := fmt.Sprintf("conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", id[7:19]); err == nil || err.Error() != want {
 		t.Fatalf("Remove by ID = %v, want %q", err, want)
 	}
 	if st, ok := err.(interface{ HTTPStatus() int }); !ok || st.HTTPStatus() != 409 {
 		t.Fatalf("status of %v", err)
 	}
-	del, err := s.Remove(ctx, "myrepo:1", false, false)
+	del, err := s.Tenant("default").Remove(ctx, "myrepo:1", false, false)
 	if err != nil || !slices.Equal(del, []Deleted{{Untagged: "myrepo:1"}}) {
 		t.Fatalf("Remove tag = %v, %v", del, err)
 	}
@@ -318,13 +318,13 @@ func TestTagRemove(t *testing.T) {
 		}
 		return nil
 	})
-	s.Remove(ctx, "busybox:other", false, false)
-	s.Remove(ctx, "localhost:5000/x", false, false)
-	_, err = s.Remove(ctx, "busybox", false, false)
+	s.Tenant("default").Remove(ctx, "busybox:other", false, false)
+	s.Tenant("default").Remove(ctx, "localhost:5000/x", false, false)
+	_, err = s.Tenant("default").Remove(ctx, "busybox", false, false)
 	if want := fmt.Sprintf(`conflict: unable to remove repository reference "busybox" (must force) - container 0123456789ab is using its referenced image %s`, id[7:19]); err == nil || err.Error() != want {
 		t.Fatalf("Remove in use = %v, want %q", err, want)
 	}
-	del, err = s.Remove(ctx, "busybox", true, false)
+	del, err = s.Tenant("default").Remove(ctx, "busybox", true, false)
 	if err != nil || !slices.Equal(del, []Deleted{{Untagged: "busybox:latest"}}) {
 		t.Fatalf("forced Remove in use = %v, %v", del, err)
 	}
@@ -333,7 +333,7 @@ func TestTagRemove(t *testing.T) {
 	}
 	s.SetInUse(nil)
 
-	del, err = s.Remove(ctx, id[7:19], false, false)
+	del, err = s.Tenant("default").Remove(ctx, id[7:19], false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,17 +379,17 @@ func TestRemoveKeepsSharedLayers(t *testing.T) {
 	if ia.SharedSize != ia.Size || ib.SharedSize != ia.Size || ib.Size <= ia.Size {
 		t.Errorf("sizes: a %d/%d b %d/%d", ia.Size, ia.SharedSize, ib.Size, ib.SharedSize)
 	}
-	if got := s.LayersSize(ctx); got != ib.Size {
+	if got := s.Tenant("default").LayersSize(ctx); got != ib.Size {
 		t.Errorf("LayersSize %d, want %d", got, ib.Size)
 	}
-	del, err := s.Remove(ctx, "a:1", false, false)
+	del, err := s.Tenant("default").Remove(ctx, "a:1", false, false)
 	if err != nil || len(del) != 2 { // untagged, deleted (no layer)
 		t.Fatalf("Remove a = %+v %v", del, err)
 	}
 	if _, err := os.Stat(s.LayerPath(ib.Layers[0])); err != nil {
 		t.Fatalf("shared layer removed: %v", err)
 	}
-	if _, err := s.Remove(ctx, "b:1", false, false); err != nil {
+	if _, err := s.Tenant("default").Remove(ctx, "b:1", false, false); err != nil {
 		t.Fatal(err)
 	}
 	assertEmpty(t, s)
@@ -411,14 +411,14 @@ func TestPrune(t *testing.T) {
 		}
 		return nil
 	})
-	rep, err := s.Prune(ctx, false, nil)
+	rep, err := s.Tenant("default").Prune(ctx, false, nil)
 	if err != nil || len(rep.Deleted) != 2 || rep.Deleted[0].Deleted != configID(t, a) || rep.SpaceReclaimed <= 0 {
 		t.Fatalf("Prune dangling = %+v %v", rep, err)
 	}
 	if _, err := s.Lookup(ctx, "b:1"); err != nil {
 		t.Fatal("prune of dangling images removed a tagged one")
 	}
-	rep, err = s.Prune(ctx, true, func(im Image) bool { return false })
+	rep, err = s.Tenant("default").Prune(ctx, true, func(im Image) bool { return false })
 	if err != nil || len(rep.Deleted) != 3 || rep.Deleted[0].Untagged != "b:1" {
 		t.Fatalf("Prune all = %+v %v", rep, err)
 	}
@@ -444,7 +444,7 @@ func TestConcurrentLoadsStoreLayersOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := s.Load(context.Background(), bytes.NewReader(archives[i%4]), nil); err != nil {
+			if _, err := s.Tenant("default").Load(context.Background(), bytes.NewReader(archives[i%4]), nil); err != nil {
 				errs <- err
 			}
 		}()
@@ -470,7 +470,7 @@ func TestFailedLoadLeavesNothing(t *testing.T) {
 	img := testImage(t, "sh", testLayer(t, baseLayerEntries...), testLayer(t, appLayerEntries...))
 	full := dockerArchive(t, img, "busybox:latest")
 	for _, cut := range []int{100, len(full) / 2, len(full) * 3 / 4} {
-		if _, err := s.Load(context.Background(), bytes.NewReader(full[:cut]), nil); err == nil {
+		if _, err := s.Tenant("default").Load(context.Background(), bytes.NewReader(full[:cut]), nil); err == nil {
 			t.Fatalf("Load of %d of %d bytes succeeded", cut, len(full))
 		}
 	}
@@ -483,7 +483,7 @@ func TestFailedLoadLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Load(context.Background(), bytes.NewReader(dockerArchive(t, bad, "bad:1")), nil); err == nil || !strings.Contains(err.Error(), "diffID mismatch") {
+	if _, err := s.Tenant("default").Load(context.Background(), bytes.NewReader(dockerArchive(t, bad, "bad:1")), nil); err == nil || !strings.Contains(err.Error(), "diffID mismatch") {
 		t.Fatalf("Load with a wrong diffID: %v", err)
 	}
 	openStore(t, s.dir) // sweeps what the failures left

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path"
 	"strings"
@@ -24,20 +23,38 @@ import (
 )
 
 // Images is what the API needs from the node's image store (*image.Store).
+// Every image endpoint works in the caller's tenant: Tenant(tenantOf(r)),
+// through s.tenantImages(r).
 type Images interface {
-	Lookup(ctx context.Context, ref string) (image.Image, error)
-	List(ctx context.Context) ([]image.Image, error)
-	Tag(ctx context.Context, src, target string) error
-	Remove(ctx context.Context, ref string, force, noPrune bool) ([]image.Deleted, error)
-	Prune(ctx context.Context, all bool, keep func(image.Image) bool) (image.PruneReport, error)
-	History(ctx context.Context, ref string) ([]image.HistoryEntry, error)
-	Pull(ctx context.Context, ref string, opts image.PullOptions) (image.Image, error)
-	Load(ctx context.Context, r io.Reader, progress func(image.ProgressEvent)) ([]string, error)
-	Save(ctx context.Context, refs []string, w io.Writer) error
+	Tenant(name string) *image.TenantView
 	Login(ctx context.Context, server string, auth authn.AuthConfig) error
+
+	// Deprecated: tenant-less, for the default tenant; use
+	// s.lookupImage(r, ref) (or Tenant(tenantOf(r)).Lookup).
+	Lookup(ctx context.Context, ref string) (image.Image, error)
+	// Deprecated: tenant-less, for the default tenant; use
+	// s.tenantImages(r).List.
+	List(ctx context.Context) ([]image.Image, error)
 }
 
 var _ Images = (*image.Store)(nil)
+
+// tenantImages is the image store as the caller's tenant sees it. The
+// host:port the client reached us by serves our registry too, so
+// "HOST:PORT/foo:1" names the tenant's own "foo:1" (a name pushed there).
+func (s *Server) tenantImages(r *http.Request) *image.TenantView {
+	v := s.images.Tenant(tenantOf(r))
+	if r.TLS != nil || strings.Contains(r.Host, ":") {
+		v = v.WithRegistryHost(r.Host)
+	}
+	return v
+}
+
+// lookupImage finds an image of the caller's tenant by name or ID, as
+// `docker run` and `docker create` name it.
+func (s *Server) lookupImage(r *http.Request, ref string) (image.Image, error) {
+	return s.tenantImages(r).Lookup(r.Context(), ref)
+}
 
 func (s *Server) routeImages(mux *http.ServeMux) {
 	s.handle(mux, "POST /images/create", s.pullImage)
@@ -216,7 +233,7 @@ func (s *Server) pullImage(w http.ResponseWriter, r *http.Request) error {
 	opts.Auth = auth
 	js := &jsonStream{w: w}
 	opts.Progress = func(e image.ProgressEvent) { js.send(progressMessage(e)) }
-	img, err := s.images.Pull(r.Context(), ref, opts)
+	img, err := s.tenantImages(r).Pull(r.Context(), ref, opts)
 	if err != nil {
 		return js.finish(imageError(err))
 	}
@@ -268,14 +285,14 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("invalid filter '%s'", k)
 		}
 	}
-	imgs, err := s.images.List(r.Context())
+	imgs, err := s.tenantImages(r).List(r.Context())
 	if err != nil {
 		return err
 	}
 	var before, since *image.Image
 	for _, key := range []string{"before", "since"} {
 		for _, v := range f[key] {
-			img, err := s.images.Lookup(r.Context(), v)
+			img, err := s.lookupImage(r, v)
 			if err != nil {
 				return imageError(err)
 			}
@@ -418,7 +435,7 @@ func dockerConfig(c v1.Config) containerConfig {
 }
 
 func (s *Server) inspectImage(w http.ResponseWriter, r *http.Request, name string) error {
-	img, err := s.images.Lookup(r.Context(), name)
+	img, err := s.lookupImage(r, name)
 	if err != nil {
 		return imageError(err)
 	}
@@ -472,7 +489,7 @@ func imageInspect(img image.Image, version string) map[string]any {
 }
 
 func (s *Server) imageHistory(w http.ResponseWriter, r *http.Request, name string) error {
-	hist, err := s.images.History(r.Context(), name)
+	hist, err := s.tenantImages(r).History(r.Context(), name)
 	if err != nil {
 		return imageError(err)
 	}
@@ -498,7 +515,7 @@ func (s *Server) tagImage(w http.ResponseWriter, r *http.Request, name string) e
 	if tag != "" {
 		target += ":" + tag
 	}
-	if err := s.images.Tag(r.Context(), name, target); err != nil {
+	if err := s.tenantImages(r).Tag(r.Context(), name, target); err != nil {
 		return imageError(err)
 	}
 	s.events.Publish(types.Event{Tenant: tenantOf(r), Type: "image", Action: "tag", ID: name, Attrs: map[string]string{"name": target}})
@@ -511,7 +528,7 @@ func (s *Server) deleteImage(w http.ResponseWriter, r *http.Request) error {
 	if strings.TrimSpace(name) == "" {
 		return badRequest("image name cannot be blank")
 	}
-	deleted, err := s.images.Remove(r.Context(), name, boolValue(r, "force"), boolValue(r, "noprune"))
+	deleted, err := s.tenantImages(r).Remove(r.Context(), name, boolValue(r, "force"), boolValue(r, "noprune"))
 	if err != nil {
 		return imageError(err)
 	}
@@ -554,7 +571,7 @@ func (s *Server) pruneImages(w http.ResponseWriter, r *http.Request) error {
 	keep := func(img image.Image) bool {
 		return !f.matchLabels(img.Config.Config.Labels) || !f.untilOK(img.Created)
 	}
-	rep, err := s.images.Prune(r.Context(), all, keep)
+	rep, err := s.tenantImages(r).Prune(r.Context(), all, keep)
 	if err != nil {
 		return err
 	}
@@ -578,13 +595,13 @@ func (s *Server) saveImages(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) saveRefs(w http.ResponseWriter, r *http.Request, names []string) error {
 	for _, n := range names {
-		if _, err := s.images.Lookup(r.Context(), n); err != nil {
+		if _, err := s.lookupImage(r, n); err != nil {
 			return imageError(err)
 		}
 	}
 	w.Header().Set("Content-Type", "application/x-tar")
 	sw := &startedWriter{w: w}
-	if err := s.images.Save(r.Context(), names, sw); err != nil {
+	if err := s.tenantImages(r).Save(r.Context(), names, sw); err != nil {
 		if !sw.started {
 			return imageError(err)
 		}
@@ -618,7 +635,7 @@ func (s *Server) loadImages(w http.ResponseWriter, r *http.Request) error {
 			js.send(progressMessage(e))
 		}
 	}
-	loaded, err := s.images.Load(r.Context(), r.Body, progress)
+	loaded, err := s.tenantImages(r).Load(r.Context(), r.Body, progress)
 	for _, l := range loaded {
 		msg := "Loaded image: " + l + "\n"
 		if strings.HasPrefix(l, "sha256:") {
