@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -103,6 +104,11 @@ func (a *app) login(ctx context.Context, out io.Writer, hostFlag, token, caFile 
 		}
 		for _, c := range certs {
 			fmt.Fprintf(out, "CA of %s: %s\n  SHA-256 fingerprint %s\n", host, c.Subject, fingerprint(c))
+		}
+		if dir, err := hostDir(host); err == nil {
+			if old, err := os.ReadFile(filepath.Join(dir, "ca.pem")); err == nil && !bytes.Equal(old, bundle) {
+				fmt.Fprintf(a.stderr, "WARNING: this is not the CA kra pinned for %s before: compare the fingerprint with the server's\n", host)
+			}
 		}
 		roots, pin = certPool(certs), bundle
 	case caFile != "":

@@ -34,7 +34,7 @@ func Main() int {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	root := newRootCmd(&app{stdin: stdin})
+	root := newRootCmd(&app{stdin: stdin, stderr: stderr})
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)

@@ -18,7 +18,8 @@ import (
 // app is what every command shares: where macro is, the token, and how to
 // trust the server.
 type app struct {
-	stdin io.Reader
+	stdin  io.Reader
+	stderr io.Writer
 
 	cfg       config
 	cfgErr    error
