@@ -7,6 +7,11 @@
 #   runc, runsc (gVisor)     OCI runtimes of the sandbox and gvisor runtimes
 #   busybox-static           the busybox test image (internal/testimages)
 #   docker-registry, skopeo  a registry and a second OCI client for tests
+#   docker.io                dockerd 20.10, the reference of the differential tests
+#                            (e2e/reference, testenv.StartDockerd); never used by
+#                            macro. It installs /usr/bin/docker, which does not
+#                            replace /usr/local/bin/docker (first in PATH); no
+#                            dockerd or containerd starts on install (policy-rc.d)
 #   debootstrap              rootfs test images (scripts/build-redis-image.sh)
 #   iproute2, nftables       pod networking; network namespaces in tests
 #   procps, psmisc, e2fsprogs, util-linux, kmod
@@ -19,6 +24,7 @@ packages=(
   runc runsc
   busybox-static
   docker-registry skopeo
+  docker.io
   debootstrap
   iproute2 nftables
   procps psmisc e2fsprogs util-linux kmod
@@ -40,7 +46,8 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   # No daemon may start from a package's postinst (docker-registry would
-  # otherwise listen on :5000): tests start their own.
+  # otherwise listen on :5000, docker.io would start dockerd and containerd
+  # and rewrite iptables): tests start their own.
   policy=/usr/sbin/policy-rc.d
   if [[ ! -e $policy ]]; then
     printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
