@@ -810,3 +810,14 @@ func (s *Store) CollectGarbage(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// Local says whether ref names an image through this cloud's own registry
+// (see WithRegistryHost); repo is then its repository in the tenant's
+// namespace, as the registry serves it ("HOST:PORT/foo" is "foo").
+func (v *TenantView) Local(ref string) (repo string, ok bool) {
+	r, err := v.parse(ref)
+	if err != nil || !r.local {
+		return "", false
+	}
+	return r.familiarName(), true
+}

@@ -89,7 +89,7 @@ func (s *Server) postImage(w http.ResponseWriter, r *http.Request) error {
 	case "tag":
 		return s.tagImage(w, r, name)
 	case "push":
-		return errorf(http.StatusNotImplemented, "push is not supported by macro: push with `kra push`, crane or skopeo")
+		return s.pushImage(w, r, name)
 	}
 	return notFound("page not found")
 }
@@ -122,6 +122,7 @@ type jsonMessage struct {
 	ID             string          `json:"id,omitempty"`
 	ErrorDetail    *errorDetail    `json:"errorDetail,omitempty"`
 	Error          string          `json:"error,omitempty"`
+	Aux            any             `json:"aux,omitempty"`
 }
 
 type progressDetail struct {
@@ -240,6 +241,59 @@ func (s *Server) pullImage(w http.ResponseWriter, r *http.Request) error {
 	s.events.Publish(types.Event{Tenant: tenantOf(r), Type: "image", Action: "pull", ID: ref, Attrs: map[string]string{"name": ref}})
 	_ = img
 	return nil
+}
+
+// pushImage is `docker push`. Pushing to this cloud's own registry (the
+// host:port the client reached us by) is a no-op that dockerd's answers
+// describe: the tenant's images are in that registry already. Other
+// registries are not pushed to from here.
+func (s *Server) pushImage(w http.ResponseWriter, r *http.Request, name string) error {
+	v := s.tenantImages(r)
+	repo, ok := v.Local(name)
+	if !ok {
+		return errorf(http.StatusNotImplemented, "push to other registries is not supported by macro: push with `kra push`, crane or skopeo, or to %s", r.Host)
+	}
+	var tags []string
+	if tag := r.URL.Query().Get("tag"); tag != "" {
+		tags = []string{tag}
+	} else {
+		all, err := v.Tags(r.Context(), repo)
+		if err != nil {
+			return notFound("An image does not exist locally with the tag: %s", name)
+		}
+		tags = all
+	}
+	var imgs []image.Image
+	for _, tag := range tags {
+		img, err := v.Lookup(r.Context(), repo+":"+tag)
+		if err != nil {
+			return notFound("An image does not exist locally with the tag: %s", name)
+		}
+		imgs = append(imgs, img)
+	}
+	js := &jsonStream{w: w}
+	js.send(jsonMessage{Status: "The push refers to repository [" + name + "]"})
+	for i, img := range imgs {
+		for j := len(img.Layers) - 1; j >= 0; j-- {
+			js.send(jsonMessage{Status: "Layer already exists", ID: shortHex(img.Layers[j]), ProgressDetail: &progressDetail{}})
+		}
+		body, _, digest, err := v.GetManifest(r.Context(), repo, tags[i])
+		if err != nil {
+			return js.finish(err)
+		}
+		js.send(jsonMessage{Status: fmt.Sprintf("%s: digest: %s size: %d", tags[i], digest, len(body))})
+		js.send(jsonMessage{ProgressDetail: &progressDetail{}, Aux: map[string]any{"Tag": tags[i], "Digest": digest, "Size": len(body)}})
+		s.events.Publish(types.Event{Tenant: tenantOf(r), Type: "image", Action: "push", ID: name + ":" + tags[i], Attrs: map[string]string{"name": name + ":" + tags[i]}})
+	}
+	return nil
+}
+
+func shortHex(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
 
 // registryAuth decodes the X-Registry-Auth header: base64url JSON of an
