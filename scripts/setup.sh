@@ -5,6 +5,7 @@
 # only when something is missing.
 #
 #   runc, runsc (gVisor)     OCI runtimes of the sandbox and gvisor runtimes
+#   tini                     PID 1 of pods started with --init (tini-static)
 #   busybox-static           the busybox test image (internal/testimages)
 #   docker-registry, skopeo  a registry and a second OCI client for tests
 #   docker.io                dockerd 20.10, the reference of the differential tests
@@ -21,7 +22,7 @@
 set -euo pipefail
 
 packages=(
-  runc runsc
+  runc runsc tini
   busybox-static
   docker-registry skopeo
   docker.io
