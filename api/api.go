@@ -1,0 +1,239 @@
+// Package api serves macro's native API under /apis/macro/v1 (docs/API.md):
+// the tenant side on the TLS API port (whoami, client certificates,
+// namespaces), authenticated by auth.Authenticator, and the admin side
+// (tenants, access tokens) on the admin unix socket only, where the file
+// mode is the credential. Bodies and answers are JSON; errors are
+// {"message": ...} with the status that says what happened.
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/macro-cloud/macro/auth"
+	"github.com/macro-cloud/macro/store"
+)
+
+// Prefix is the path of the native API.
+const Prefix = "/apis/macro/v1"
+
+// Config wires a Server to its backends.
+type Config struct {
+	Store *store.Store
+	Auth  *auth.Authenticator
+	CA    *auth.CA
+	// Cluster names the cluster in /whoami and /certs: kra names its
+	// docker context <cluster>.<tenant>.
+	Cluster string
+	Log     *slog.Logger
+	// Now is the clock (time.Now).
+	Now func() time.Time
+}
+
+// Server serves the native API.
+type Server struct {
+	store   *store.Store
+	auth    *auth.Authenticator
+	ca      *auth.CA
+	cluster string
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// New returns a Server.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, cluster: cfg.Cluster, log: cfg.Log.With("subsystem", "api"), now: cfg.Now}
+}
+
+// Handler serves the tenant side of the API (mount it at /apis/ of the API
+// port). Every endpoint but GET /ca needs a token or a client certificate.
+func (s *Server) Handler() http.Handler {
+	m := newMux(s.log)
+	m.handle("GET /ca", s.getCA)
+	m.handle("GET /whoami", s.authed(s.whoami))
+	m.handle("POST /certs", s.authed(s.createCerts))
+	m.handle("GET /namespaces", s.authed(s.listNamespaces))
+	m.handle("POST /namespaces", s.authed(s.createNamespace))
+	m.handle("GET /namespaces/{name}", s.authed(s.getNamespace))
+	m.handle("DELETE /namespaces/{name}", s.authed(s.deleteNamespace))
+	return m
+}
+
+// AdminHandler serves the admin side of the API; serve it on the admin
+// unix socket only.
+func (s *Server) AdminHandler() http.Handler {
+	m := newMux(s.log)
+	m.handle("GET /ca", s.getCA)
+	m.handle("GET /tenants", s.listTenants)
+	m.handle("POST /tenants", s.createTenant)
+	m.handle("GET /tenants/{name}", s.getTenant)
+	m.handle("GET /tenants/{name}/tokens", s.listTokens)
+	m.handle("POST /tenants/{name}/tokens", s.createTokenHandler)
+	m.handle("DELETE /tenants/{name}/tokens/{id}", s.deleteToken)
+	return m
+}
+
+// handlerFunc is an HTTP handler that returns its error instead of writing
+// it.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// mux is a ServeMux of handlerFuncs under Prefix that answers unknown
+// paths (404) and wrong methods (405) in JSON too.
+type mux struct {
+	*http.ServeMux
+	log   *slog.Logger
+	paths map[string]bool
+}
+
+func newMux(log *slog.Logger) *mux {
+	m := &mux{ServeMux: http.NewServeMux(), log: log, paths: map[string]bool{}}
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, "page not found: %s %s", r.Method, r.URL.Path))
+	})
+	return m
+}
+
+func (m *mux) handle(pattern string, fn handlerFunc) {
+	method, path, _ := cutSpace(pattern)
+	m.HandleFunc(method+" "+Prefix+path, func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			var ae *apiError
+			var authErr *auth.Error
+			if !errors.As(err, &authErr) && (!errors.As(err, &ae) || ae.status >= 500) {
+				m.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			}
+			writeError(w, err)
+		}
+	})
+	if !m.paths[path] {
+		m.paths[path] = true
+		m.HandleFunc(Prefix+path, func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path))
+		})
+	}
+}
+
+func cutSpace(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ' ' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", s, false
+}
+
+// authed authenticates the caller (token or client certificate) and puts
+// the Identity into the request's context.
+func (s *Server) authed(fn handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		id, err := s.auth.Authenticate(r)
+		if err != nil {
+			return err
+		}
+		return fn(w, r.WithContext(auth.WithIdentity(r.Context(), id)))
+	}
+}
+
+// caller is the identity authed put into the context.
+func caller(r *http.Request) auth.Identity {
+	id, _ := auth.IdentityFrom(r.Context())
+	return id
+}
+
+// apiError is an error with the HTTP status to answer it with.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) error {
+	return &apiError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// writeError answers with err's status and message; errors of the store
+// that mean "not found" or "exists" become 404 and 409.
+func writeError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		writeJSON(w, ae.status, map[string]string{"message": ae.msg})
+	case errors.Is(err, store.ErrNotFound):
+		writeJSON(w, http.StatusNotFound, map[string]string{"message": err.Error()})
+	case errors.Is(err, store.ErrExists):
+		writeJSON(w, http.StatusConflict, map[string]string{"message": err.Error()})
+	default:
+		auth.WriteError(w, err) // *auth.Error with its status, else 500
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// maxBody bounds a request body.
+const maxBody = 64 << 10
+
+// decodeBody reads a JSON body into v; an empty body leaves v as it is.
+// Unknown fields are refused, so that a typo does not pass unnoticed.
+func decodeBody(r *http.Request, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "reading the body: %v", err)
+	}
+	if len(b) > maxBody {
+		return errorf(http.StatusRequestEntityTooLarge, "body larger than %d bytes", maxBody)
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errorf(http.StatusBadRequest, "invalid JSON body: %v", err)
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "invalid JSON body: more than one value")
+	}
+	return nil
+}
+
+// Names of tenants are DNS labels; namespaces are compose project names.
+var (
+	tenantNameRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	namespaceNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+)
+
+// ValidTenantName checks a tenant's name.
+func ValidTenantName(name string) error {
+	if !tenantNameRE.MatchString(name) {
+		return errorf(http.StatusBadRequest, "invalid tenant name %q: use 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit", name)
+	}
+	return nil
+}
+
+// ValidNamespaceName checks a namespace's name (a compose project name).
+func ValidNamespaceName(name string) error {
+	if !namespaceNameRE.MatchString(name) {
+		return errorf(http.StatusBadRequest, "invalid namespace name %q: use 1 to 63 lowercase letters, digits, '-' and '_', starting with a letter or digit", name)
+	}
+	return nil
+}
