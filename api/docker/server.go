@@ -15,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/store"
+	"github.com/macro-cloud/macro/types"
 )
 
 // APIVersion is the newest Engine API version served; MinAPIVersion the
@@ -35,6 +37,8 @@ type Server struct {
 	execs   execRegistry
 	info    Info
 	started time.Time
+	// tenantFromContext: see Config.TenantFromContext.
+	tenantFromContext bool
 }
 
 // Info describes the cloud for `docker info` and `docker version`.
@@ -59,6 +63,12 @@ type Config struct {
 	Images Images
 	Nodes  Nodes
 	Info   Info
+	// TenantFromContext makes the caller's tenant the one that the
+	// authentication in front of the handler put into the request's
+	// context (auth.WithTenant, auth.Middleware), tenant default when it
+	// put none. Without it, every request is tenant default: the
+	// single-tenant machine.
+	TenantFromContext bool
 }
 
 // New returns a Server. Call Run to feed its event stream.
@@ -75,6 +85,8 @@ func New(cfg Config) *Server {
 		events:  newEvents(),
 		info:    cfg.Info,
 		started: time.Now(),
+
+		tenantFromContext: cfg.TenantFromContext,
 	}
 }
 
@@ -104,11 +116,23 @@ func (s *Server) Handler() http.Handler {
 			r.URL.Path = m[2]
 			r.URL.RawPath = ""
 		}
+		if !s.tenantFromContext {
+			r = r.WithContext(auth.WithTenant(r.Context(), types.DefaultTenant))
+		}
 		mux.ServeHTTP(w, r)
 	})
 }
 
 type versionKey struct{}
+
+// requestTenant is the tenant of the caller of r: the one in the request's
+// context (see Config.TenantFromContext), tenant default when there is none.
+func requestTenant(r *http.Request) string {
+	if t, ok := auth.TenantFrom(r.Context()); ok {
+		return t
+	}
+	return types.DefaultTenant
+}
 
 // clientVersion is the API version the request was made with.
 func clientVersion(r *http.Request) string {
