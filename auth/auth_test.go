@@ -229,7 +229,7 @@ func TestCAPersistence(t *testing.T) {
 	if !strings.Contains(ca.Cert.Subject.CommonName, "rack1") || !ca.Cert.IsCA {
 		t.Fatalf("CA subject %v", ca.Cert.Subject)
 	}
-	for name, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, CAKeyFile): 0o600} {
+	for name, want := range map[string]os.FileMode{filepath.Join(dir, CAKeyFile): 0o600, filepath.Join(dir, CACertFile): 0o644} {
 		fi, err := os.Stat(name)
 		if err != nil || fi.Mode().Perm() != want {
 			t.Errorf("%s: mode %v, want %v (%v)", name, fi.Mode().Perm(), want, err)

@@ -110,10 +110,9 @@ func loadCA(certFile, keyFile string) (*CA, error) {
 }
 
 func createCA(dir, cluster string) (*CA, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	// The directory is readable so that a user may pass ca.pem to kra
+	// login --ca; the key file itself is the owner's only.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

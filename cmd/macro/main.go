@@ -22,6 +22,8 @@ func main() {
 	switch os.Args[1] {
 	case "server":
 		os.Exit(serverMain(os.Args[2:]))
+	case "admin":
+		os.Exit(adminMain(os.Args[2:]))
 	case "shim":
 		os.Exit(shimMain(os.Args[2:]))
 	case "version", "--version", "-v":
@@ -40,6 +42,7 @@ func usage() {
 
 Usage:
   macro server [flags]   run the API, the embedded state store, the scheduler and a node agent
+  macro admin ...        manage tenants and access tokens (macro admin --help)
   macro version          print the version
 
 Run 'macro server --help' for the server's flags.

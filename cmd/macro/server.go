@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,7 +20,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/macro-cloud/macro/agent"
+	"github.com/macro-cloud/macro/api"
 	"github.com/macro-cloud/macro/api/docker"
+	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/control"
 	"github.com/macro-cloud/macro/image"
 	"github.com/macro-cloud/macro/runtime"
@@ -35,6 +38,10 @@ type serverConfig struct {
 	defaultRuntime string
 	nodeName       string
 	logLevel       string
+	apiAddr        string
+	apiAddrSet     bool // --api-addr was given: failing to listen is fatal
+	apiSANs        []string
+	clusterName    string
 }
 
 type listFlag []string
@@ -51,11 +58,18 @@ func serverMain(args []string) int {
 	fs.StringVar(&cfg.defaultRuntime, "default-runtime", "sandbox", "runtime of containers that name none: sandbox (runc) or gvisor (runsc)")
 	fs.StringVar(&cfg.nodeName, "node-name", "", "name of this machine's node (default: hostname)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.apiAddr, "api-addr", ":7443", "the tenant-facing TLS port, HOST:PORT: the Docker API (client certificates), the native API and the registry; \"off\" disables it")
+	fs.Var((*listFlag)(&cfg.apiSANs), "api-san", "extra DNS name or IP address of the API port's certificate; repeatable, comma-separated")
+	fs.StringVar(&cfg.clusterName, "cluster-name", "", "name of the cluster, shown to tenants (kra names docker contexts <cluster>.<tenant>) (default: the node name)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	fs.Visit(func(f *flag.Flag) { cfg.apiAddrSet = cfg.apiAddrSet || f.Name == "api-addr" })
+	if cfg.apiAddr == "off" {
+		cfg.apiAddr = ""
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
@@ -110,12 +124,52 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		}
 		listeners = append(listeners, tl)
 	}
+	adminSock := filepath.Join(dataDir, adminSocketName)
+	os.Remove(adminSock)
+	adminL, err := net.Listen("unix", adminSock)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", adminSock, err)
+	}
+	defer adminL.Close()
+	if err := os.Chmod(adminSock, 0o600); err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	var apiL net.Listener
+	if cfg.apiAddr != "" {
+		apiL, err = net.Listen("tcp", cfg.apiAddr)
+		switch {
+		case err != nil && cfg.apiAddrSet:
+			return fmt.Errorf("--api-addr %s: %w", cfg.apiAddr, err)
+		case err != nil:
+			log.Warn("the API port is off: cannot listen on the default address (choose one with --api-addr HOST:PORT)", "addr", cfg.apiAddr, "err", err)
+		default:
+			defer apiL.Close()
+		}
+	}
 
 	st, err := store.Open(ctx, store.Config{DataDir: dataDir, Endpoints: splitList(cfg.etcdEndpoints), Log: log})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+
+	cluster := cfg.clusterName
+	if cluster == "" {
+		cluster = localNode(cfg.nodeName).Name
+	}
+	ca, caCreated, err := auth.LoadOrCreateCA(filepath.Join(dataDir, "ca"), cluster)
+	if err != nil {
+		return fmt.Errorf("cluster CA: %w", err)
+	}
+	if caCreated {
+		log.Info("cluster CA created", "dir", filepath.Join(dataDir, "ca"))
+	}
+	authn := auth.New(auth.Config{Store: st, Log: log})
+	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Cluster: cluster, Log: log})
+	firstToken, err := firstStart(ctx, st, native, dataDir)
+	if err != nil {
+		return err
+	}
 
 	images, err := image.Open(filepath.Join(dataDir, "images"), log)
 	if err != nil {
@@ -161,7 +215,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	}
 	images.SetInUse(func(imageID string) []string { return podsUsing(st, imageID) })
 
-	api := docker.New(docker.Config{
+	dockerAPI := docker.New(docker.Config{
 		Log:    log,
 		Store:  st,
 		Images: images,
@@ -172,6 +226,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 			KernelVersion: node.Kernel, OS: "linux", Arch: goruntime.GOARCH,
 			CPUs: node.CPUs, MemoryBytes: node.MemoryBytes,
 		},
+		TenantFromContext: true,
 	})
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -179,25 +234,52 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	done := make(chan struct{}, 3)
 	go func() { control.New(st, log).Run(ctx); done <- struct{}{} }()
 	go func() { ag.Run(ctx); done <- struct{}{} }()
-	go func() { api.Run(ctx); done <- struct{}{} }()
+	go func() { dockerAPI.Run(ctx); done <- struct{}{} }()
 
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 30 * time.Second}
-	for _, l := range listeners {
+	// The machine's own sockets: no credentials, tenant default.
+	dockerH := dockerAPI.Handler()
+	srv := &http.Server{Handler: auth.Local(types.DefaultTenant, dockerH), ReadHeaderTimeout: 30 * time.Second}
+	serve := func(srv *http.Server, l net.Listener) {
 		go func() {
 			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("serve", "addr", l.Addr().String(), "err", err)
 			}
 		}()
 	}
+	for _, l := range listeners {
+		serve(srv, l)
+	}
+	servers := []*http.Server{srv}
+	adminSrv := &http.Server{Handler: native.AdminHandler(), ReadHeaderTimeout: 30 * time.Second}
+	serve(adminSrv, adminL)
+	servers = append(servers, adminSrv)
+	if apiL != nil {
+		tlsCfg, err := apiTLSConfig(ca, serverHosts(cfg.apiAddr, node.Name, cfg.apiSANs))
+		if err != nil {
+			return err
+		}
+		port := &apiPort{native: native.Handler(), registry: nil, docker: authn.RequireCert(dockerH)}
+		apiSrv := &http.Server{Handler: port, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg,
+			ErrorLog: slog.NewLogLogger(log.With("subsystem", "api-port").Handler(), slog.LevelDebug)}
+		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
+		servers = append(servers, apiSrv)
+	}
 	fmt.Fprintf(os.Stderr, "macro %s is up on node %s\n\n  export DOCKER_HOST=unix://%s\n  docker run --rm busybox echo hello\n\n", version, node.Name, sock)
 	for _, l := range listeners[1:] {
 		fmt.Fprintf(os.Stderr, "  (also on tcp://%s)\n", l.Addr())
 	}
+	if apiL != nil {
+		fmt.Fprintf(os.Stderr, "  API port for tenants (Docker API over mutual TLS, native API): https://%s\n", apiL.Addr())
+	}
+	fmt.Fprintf(os.Stderr, "  admin: macro admin --data-dir %s tenant ls\n\n", dataDir)
+	printFirstTenant(ctx, os.Stderr, authn, dataDir, cfg.apiAddr, firstToken)
 	<-ctx.Done()
 	log.Info("shutting down; containers keep running")
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()
-	srv.Shutdown(sctx)
+	for _, srv := range servers {
+		srv.Shutdown(sctx)
+	}
 	for i := 0; i < 3; i++ {
 		select {
 		case <-done:
