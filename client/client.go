@@ -4,8 +4,8 @@
 // certificate). kra, the end-to-end tests and the console use it.
 //
 // Every error it returns reads well on its own: the server's own message
-// for an answer with an error status (*Error, which matches ErrUnauthorized
-// and ErrNotFound with errors.Is), *UnreachableError when nothing answers,
+// for an answer with an error status (*Error, which matches ErrUnauthorized,
+// ErrForbidden, ErrNotFound and ErrConflict with errors.Is), *UnreachableError when nothing answers,
 // *UntrustedError when the server's certificate is not signed by a trusted
 // CA.
 package client
@@ -21,6 +21,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -197,6 +198,9 @@ func (c *Client) call(ctx context.Context, r request, out any) error {
 func responseError(host string, req *http.Request, resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	e := &Error{Status: resp.StatusCode, Method: req.Method, Path: req.URL.Path, Host: host}
+	if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 0 {
+		e.RetryAfter = n
+	}
 	var m struct {
 		Message string `json:"message"`
 		Error   string `json:"error"`

@@ -172,6 +172,15 @@ func TestErrorBodies(t *testing.T) {
 	}
 }
 
+func TestRetryAfter(t *testing.T) {
+	s := newServer(t)
+	_, err := newClient(t, s, clienttest.ThrottledToken).WhoAmI(context.Background())
+	var e *client.Error
+	if !errors.As(err, &e) || e.Status != 429 || e.RetryAfter != 7 {
+		t.Errorf("throttled: %#v", err)
+	}
+}
+
 func TestCA(t *testing.T) {
 	s := newServer(t)
 	c, _ := client.New(s.URL, client.Options{InsecureSkipVerify: true})
@@ -208,8 +217,11 @@ func TestNamespaces(t *testing.T) {
 	if _, err := c.Namespace(ctx, "blog"); !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("Namespace after delete: %v", err)
 	}
+	if err := c.DeleteNamespace(ctx, "shop"); !errors.Is(err, client.ErrConflict) || !strings.Contains(err.Error(), "still has 1 pods") {
+		t.Errorf("DeleteNamespace(shop) with a pod: %v", err)
+	}
 	// Another tenant sees none of alice's.
-	if list, err := newClient(t, s, "bob-token").Namespaces(ctx); err != nil || len(list) != 0 {
+	if list, err := newClient(t, s, "bob-token").Namespaces(ctx); err != nil || len(list) != 1 || list[0].Name != "default" {
 		t.Errorf("bob's namespaces = %+v, %v", list, err)
 	}
 }
@@ -284,7 +296,7 @@ func TestLogs(t *testing.T) {
 	c := dockerClient(t, s, "alice-token")
 	for _, tc := range []struct{ pod, stdout, stderr string }{
 		{"web", "listening on :80\nGET / 200\n", "warning: no index.html\n"}, // multiplexed
-		{"db", "Ready to accept connections\n", ""},                         // TTY: raw
+		{"db", "Ready to accept connections\n", ""},                          // TTY: raw
 	} {
 		var stdout, stderr bytes.Buffer
 		if err := c.Logs(context.Background(), tc.pod, client.LogsOptions{Tail: "all"}, &stdout, &stderr); err != nil {

@@ -24,8 +24,13 @@ var (
 	// ErrUnauthorized matches an *Error with status 401: the token (or the
 	// client certificate) was refused.
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden matches an *Error with status 403: the credentials are
+	// good but may not do this (a certificate of a tenant that is gone).
+	ErrForbidden = errors.New("forbidden")
 	// ErrNotFound matches an *Error with status 404.
 	ErrNotFound = errors.New("not found")
+	// ErrConflict matches an *Error with status 409.
+	ErrConflict = errors.New("conflict")
 )
 
 // Error is an answer with an error status. Its text is the server's
@@ -36,6 +41,8 @@ type Error struct {
 	Method  string
 	Path    string
 	Host    string
+	// RetryAfter is the server's Retry-After in seconds (with 429), else 0.
+	RetryAfter int
 }
 
 func (e *Error) Error() string {
@@ -45,13 +52,18 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s %s%s: %d %s", e.Method, e.Host, e.Path, e.Status, http.StatusText(e.Status))
 }
 
-// Is lets errors.Is match ErrUnauthorized and ErrNotFound.
+// Is lets errors.Is match ErrUnauthorized, ErrForbidden, ErrNotFound and
+// ErrConflict.
 func (e *Error) Is(target error) bool {
 	switch target {
 	case ErrUnauthorized:
 		return e.Status == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.Status == http.StatusForbidden
 	case ErrNotFound:
 		return e.Status == http.StatusNotFound
+	case ErrConflict:
+		return e.Status == http.StatusConflict
 	}
 	return false
 }

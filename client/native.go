@@ -7,10 +7,11 @@ import (
 	"time"
 )
 
-// Identity is who a token belongs to (GET /whoami).
+// Identity is who the caller is (GET /whoami).
 type Identity struct {
 	Tenant  string `json:"tenant"`
 	Cluster string `json:"cluster,omitempty"`
+	Auth    string `json:"auth,omitempty"` // "token" or "certificate"
 }
 
 // WhoAmI asks the server whose token the client holds; a refused token
@@ -35,11 +36,15 @@ func (c *Client) CA(ctx context.Context) ([]byte, error) {
 	return readAllLimit(resp, 1<<20)
 }
 
-// Certs is a client certificate for the Docker API, in PEM.
+// Certs is a client certificate for the Docker API, in PEM, with the CA
+// that signs the server's certificate.
 type Certs struct {
-	CA   string `json:"ca"`
-	Cert string `json:"cert"`
-	Key  string `json:"key"`
+	CA      string    `json:"ca"`
+	Cert    string    `json:"cert"`
+	Key     string    `json:"key"`
+	Cluster string    `json:"cluster,omitempty"`
+	Tenant  string    `json:"tenant"`
+	Expires time.Time `json:"expires"`
 }
 
 // CreateCerts asks the server for a new client certificate of the token's
@@ -52,10 +57,12 @@ func (c *Client) CreateCerts(ctx context.Context) (*Certs, error) {
 	return &out, nil
 }
 
-// Namespace is a tenant's namespace: a compose project, a /64 of its VPC.
+// Namespace is a tenant's namespace: a compose project. The server lists
+// those created explicitly, those its pods name, and "default".
 type Namespace struct {
 	Name    string    `json:"name"`
 	Created time.Time `json:"created"`
+	Pods    int       `json:"pods"`
 }
 
 // Namespaces lists the tenant's namespaces.

@@ -38,6 +38,10 @@ import (
 // Cluster is the name the fake server gives its cluster in /whoami.
 const Cluster = "testcloud"
 
+// ThrottledToken is answered 429 with Retry-After: 7, as a server answers
+// an address with too many failed attempts.
+const ThrottledToken = "throttled-token"
+
 // Server is a fake macro API port.
 type Server struct {
 	URL   string // https://127.0.0.1:PORT
@@ -72,7 +76,7 @@ type Tenant struct {
 func NewServer() *Server {
 	s := &Server{
 		Tokens:   map[string]string{"alice-token": "alice", "bob-token": "bob"},
-		tenants:  map[string]*Tenant{"alice": aliceData(), "bob": {}},
+		tenants:  map[string]*Tenant{"alice": aliceData(), "bob": {Namespaces: []client.Namespace{{Name: "default", Created: created}}}},
 		revoked:  map[string]bool{},
 		Requests: map[string]int{},
 	}
@@ -144,7 +148,7 @@ func aliceData() *Tenant {
 		Labels: map[string]string{},
 	}
 	return &Tenant{
-		Namespaces: []client.Namespace{{Name: "default", Created: created}, {Name: "shop", Created: created.Add(time.Minute)}},
+		Namespaces: []client.Namespace{{Name: "default", Created: created, Pods: 1}, {Name: "shop", Created: created.Add(time.Minute), Pods: 1}},
 		Containers: []container.Summary{web, db},
 		Inspect: map[string]container.InspectResponse{
 			web.ID: {ID: web.ID, Name: "/web", Image: "sha256:" + strings.Repeat("c3", 32), Created: created.Add(time.Hour).Format(time.RFC3339Nano),
@@ -261,6 +265,11 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request, path string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tenant := s.Tokens[token]
+	if token == ThrottledToken {
+		w.Header().Set("Retry-After", "7")
+		writeError(w, http.StatusTooManyRequests, "too many failed attempts")
+		return
+	}
 	if !ok || tenant == "" {
 		writeError(w, http.StatusUnauthorized, "invalid or revoked token")
 		return
@@ -268,14 +277,15 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request, path string) {
 	t := s.tenants[tenant]
 	switch {
 	case r.Method == http.MethodGet && path == "/whoami":
-		writeJSON(w, http.StatusOK, client.Identity{Tenant: tenant, Cluster: Cluster})
+		writeJSON(w, http.StatusOK, client.Identity{Tenant: tenant, Cluster: Cluster, Auth: "token"})
 	case r.Method == http.MethodPost && path == "/certs":
 		c, k := s.issue(&x509.Certificate{
 			Subject:     pkix.Name{CommonName: tenant},
 			KeyUsage:    x509.KeyUsageDigitalSignature,
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		})
-		writeJSON(w, http.StatusCreated, client.Certs{CA: string(s.CAPEM), Cert: string(c), Key: string(k)})
+		writeJSON(w, http.StatusCreated, client.Certs{CA: string(s.CAPEM), Cert: string(c), Key: string(k),
+			Cluster: Cluster, Tenant: tenant, Expires: time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second)})
 	case r.Method == http.MethodGet && path == "/namespaces":
 		list := append([]client.Namespace{}, t.Namespaces...)
 		writeJSON(w, http.StatusOK, list)
@@ -305,6 +315,14 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request, path string) {
 		case http.MethodGet:
 			writeJSON(w, http.StatusOK, t.Namespaces[i])
 		case http.MethodDelete:
+			if n := t.Namespaces[i]; n.Pods > 0 {
+				writeError(w, http.StatusConflict, "namespace %q still has %d pods: remove them first (docker compose -p %s down)", name, n.Pods, name)
+				return
+			}
+			if name == "default" {
+				writeError(w, http.StatusConflict, "the %q namespace cannot be deleted", name)
+				return
+			}
 			t.Namespaces = append(t.Namespaces[:i], t.Namespaces[i+1:]...)
 			w.WriteHeader(http.StatusNoContent)
 		default:

@@ -80,6 +80,12 @@ func explain(err error) string {
 		return fmt.Sprintf("%s refused kra's client certificate: run `kra login <token>` again", refused.Host)
 	case errors.As(err, &apiErr) && apiErr.Status == 401:
 		return fmt.Sprintf("the token was refused by %s: revoked or mistyped", apiErr.Host)
+	case errors.As(err, &apiErr) && apiErr.Status == 429:
+		wait := ""
+		if apiErr.RetryAfter > 0 {
+			wait = fmt.Sprintf(" in %d s", apiErr.RetryAfter)
+		}
+		return fmt.Sprintf("%s refuses this address for a while after too many failed logins: try again%s", apiErr.Host, wait)
 	case errors.As(err, &apiErr) && apiErr.Status == 403:
 		return fmt.Sprintf("%s: %s", apiErr.Host, apiErr.Error())
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"sort"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -47,9 +48,9 @@ of one namespace reach each other by name.`,
 		}
 		rows := make([][]string, 0, len(list))
 		for _, n := range list {
-			rows = append(rows, []string{n.Name, formatTime(n.Created)})
+			rows = append(rows, []string{n.Name, strconv.Itoa(n.Pods), formatTime(n.Created)})
 		}
-		return printTable(cmd.OutOrStdout(), []string{"NAME", "CREATED"}, rows)
+		return printTable(cmd.OutOrStdout(), []string{"NAME", "PODS", "CREATED"}, rows)
 	}
 
 	create := &cobra.Command{

@@ -153,7 +153,7 @@ func (a *app) withDocker(ctx context.Context, fn func(*client.Client) error) err
 		}
 		err = fn(dc)
 		var refused *client.CertRefusedError
-		if cached && attempt == 0 && (errors.As(err, &refused) || errors.Is(err, client.ErrUnauthorized)) {
+		if cached && attempt == 0 && (errors.As(err, &refused) || errors.Is(err, client.ErrUnauthorized) || errors.Is(err, client.ErrForbidden)) {
 			forgetCert(host)
 			cert = nil
 			continue

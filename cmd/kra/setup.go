@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/macro-cloud/macro/client"
 )
 
 func newSetupCmd(a *app) *cobra.Command {
@@ -43,13 +45,15 @@ works with no other setup. Running it again renews the certificate.`,
 			if err != nil {
 				return err
 			}
-			id, err := c.WhoAmI(cmd.Context())
-			if err != nil {
-				return err
-			}
 			certs, err := c.CreateCerts(cmd.Context())
 			if err != nil {
 				return err
+			}
+			id := &client.Identity{Tenant: certs.Tenant, Cluster: certs.Cluster}
+			if id.Tenant == "" {
+				if id, err = c.WhoAmI(cmd.Context()); err != nil {
+					return err
+				}
 			}
 			if _, err := tls.X509KeyPair([]byte(certs.Cert), []byte(certs.Key)); err != nil {
 				return fmt.Errorf("the client certificate from %s: %w", c.Host(), err)
