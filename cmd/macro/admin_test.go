@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/macro-cloud/macro/api"
+	"github.com/macro-cloud/macro/auth"
+	"github.com/macro-cloud/macro/store"
+)
+
+// adminServer serves the real admin API over DIR/admin.sock on a real
+// embedded etcd, and returns DIR.
+func adminServer(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, store.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ca, _, err := auth.LoadOrCreateCA(filepath.Join(dir, "ca"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	native := api.New(api.Config{Store: st, Auth: auth.New(auth.Config{Store: st}), CA: ca})
+	l, err := net.Listen("unix", filepath.Join(dir, adminSocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: native.AdminHandler()}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return dir
+}
+
+func TestAdminCommands(t *testing.T) {
+	dir := adminServer(t)
+	c := newAdminClient(dir)
+	ctx := context.Background()
+	run := func(tenant string, words ...string) (string, string, error) {
+		var out, errOut bytes.Buffer
+		err := runAdmin(ctx, c, words, tenant, "", &out, &errOut)
+		return out.String(), errOut.String(), err
+	}
+	if out, _, err := run("", "tenant", "create", "alice"); err != nil || out != "tenant \"alice\" created\n" {
+		t.Fatalf("tenant create: %q %v", out, err)
+	}
+	if _, _, err := run("", "tenant", "create", "alice"); err == nil || err.Error() != `tenant "alice" already exists` {
+		t.Fatalf("tenant create twice: %v", err)
+	}
+	out, _, err := run("", "tenant", "ls")
+	if err != nil || !strings.HasPrefix(out, "NAME ") || !strings.Contains(out, "\nalice ") {
+		t.Fatalf("tenant ls: %q %v", out, err)
+	}
+	out, errOut, err := run("alice", "token", "create")
+	token := strings.TrimSpace(out)
+	if err != nil || !auth.IsToken(token) || !strings.Contains(errOut, "shown this once") {
+		t.Fatalf("token create: %q %q %v", out, errOut, err)
+	}
+	id, _, _ := auth.ParseToken(token)
+	if out, _, err := run("alice", "token", "ls"); err != nil || !strings.Contains(out, id) || !strings.Contains(out, "never") {
+		t.Fatalf("token ls: %q %v", out, err)
+	}
+	if out, _, err := run("alice", "token", "revoke", id); err != nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("token revoke: %q %v", out, err)
+	}
+	for _, c := range []struct {
+		tenant string
+		words  []string
+		usage  bool
+		want   string
+	}{
+		{"", nil, true, "no command"},
+		{"", []string{"token", "ls"}, true, "token ls: --tenant NAME is required"},
+		{"", []string{"tenant", "remove", "x"}, true, `unknown command "tenant remove x"`},
+		{"alice", []string{"token", "revoke", id}, false, `tenant "alice" has no token "` + id + `"`},
+		{"bob", []string{"token", "ls"}, false, `tenant "bob" not found`},
+	} {
+		_, _, err := run(c.tenant, c.words...)
+		var ue usageError
+		if err == nil || err.Error() != c.want || c.usage != errors.As(err, &ue) {
+			t.Errorf("%v: %v, want %q (usage %v)", c.words, err, c.want, c.usage)
+		}
+	}
+}
+
+func TestAdminArgs(t *testing.T) {
+	dir := adminServer(t)
+	// Flags anywhere, as the kra end-to-end test calls it.
+	if code := adminMain([]string{"tenant", "create", "carol", "--data-dir", dir}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if code := adminMain([]string{"--data-dir", dir, "token", "create", "--tenant=carol"}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if code := adminMain([]string{"--data-dir", dir, "token", "create"}); code != 2 {
+		t.Fatalf("usage error: exit %d", code)
+	}
+	if code := adminMain([]string{"--data-dir", t.TempDir(), "tenant", "ls"}); code != 1 {
+		t.Fatalf("no server: exit %d", code)
+	}
+	if code := adminMain([]string{"--help"}); code != 0 {
+		t.Fatalf("--help: exit %d", code)
+	}
+}
+
+func TestAPIPortRouting(t *testing.T) {
+	tag := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(name)) })
+	}
+	p := &apiPort{native: tag("native"), docker: tag("docker")}
+	for _, c := range []struct{ path, want string }{
+		{"/apis/macro/v1/whoami", "native"},
+		{"/v1.50/containers/json", "docker"},
+		{"/_ping", "docker"},
+		{"/v2/", "404"},
+		{"/v2", "404"},
+		{"/v2x", "docker"},
+	} {
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, httptest.NewRequest("GET", c.path, nil))
+		got := w.Body.String()
+		if w.Code == 404 {
+			var m struct{ Message string }
+			if json.Unmarshal(w.Body.Bytes(), &m) != nil || m.Message == "" {
+				t.Errorf("%s: 404 body %q", c.path, got)
+			}
+			got = "404"
+		}
+		if got != c.want {
+			t.Errorf("%s: %s, want %s", c.path, got, c.want)
+		}
+	}
+	p.registry = tag("registry")
+	w := httptest.NewRecorder()
+	p.ServeHTTP(w, httptest.NewRequest("GET", "/v2/", nil))
+	if w.Body.String() != "registry" {
+		t.Errorf("/v2/ with a registry: %q", w.Body.String())
+	}
+}
+
+func TestKraHost(t *testing.T) {
+	for addr, want := range map[string]string{
+		":7443":            "",
+		"0.0.0.0:7443":     "",
+		"localhost:7443":   "",
+		"127.0.0.1:7443":   "https://127.0.0.1:7443",
+		":8443":            "https://localhost:8443",
+		"[::1]:9000":       "https://[::1]:9000",
+		"rack1.local:7443": "https://rack1.local:7443",
+	} {
+		if got := kraHost(addr); got != want {
+			t.Errorf("kraHost(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
