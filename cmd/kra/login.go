@@ -34,9 +34,11 @@ servers and CI machines do not have. KR_ACCESS_TOKEN overrides it.
 macro signs its certificates with its own CA. Trust it with --ca FILE (or
 KR_CA=FILE), or, on a first login, with --insecure-skip-verify: kra then
 fetches the CA bundle over an unverified connection, prints its SHA-256
-fingerprint to compare with the server's (macro admin prints it), checks the
-token with the CA it got, and pins it: later commands verify the server with
-that CA only. The CA is kept beside the config, in hosts/HOST_PORT/ca.pem.`,
+fingerprint, checks the token with the CA it got, and pins it: later
+commands verify the server with that CA only. Compare the fingerprint with
+the server's, on the server:
+
+  openssl x509 -noout -fingerprint -sha256 -in DATA-DIR/ca/ca.pem The CA is kept beside the config, in hosts/HOST_PORT/ca.pem.`,
 		Example: `  kra login --host https://macro.example:7443 --insecure-skip-verify mt_…
   kra login --ca ca.pem "$TOKEN"
   echo "$TOKEN" | kra login -`,
