@@ -25,6 +25,7 @@ import (
 	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/control"
 	"github.com/macro-cloud/macro/image"
+	"github.com/macro-cloud/macro/registry"
 	"github.com/macro-cloud/macro/runtime"
 	"github.com/macro-cloud/macro/runtime/sandbox"
 	"github.com/macro-cloud/macro/store"
@@ -213,7 +214,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	images.SetInUse(func(imageID string) []string { return podsUsing(st, imageID) })
+	images.SetInUseByTenant(func(tenant, imageID string) []string { return podsUsing(st, tenant, imageID) })
 
 	dockerAPI := docker.New(docker.Config{
 		Log:    log,
@@ -258,7 +259,12 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		port := &apiPort{native: native.Handler(), registry: nil, docker: authn.RequireCert(dockerH)}
+		reg, err := registry.New(registry.Config{Store: images, Authenticate: authn.RegistryAuth, KeyFile: filepath.Join(dataDir, "registry", "token.key"), Log: log})
+		if err != nil {
+			return err
+		}
+		go reg.Run(ctx)
+		port := &apiPort{native: native.Handler(), registry: reg, docker: authn.RequireCert(dockerH)}
 		apiSrv := &http.Server{Handler: port, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg,
 			ErrorLog: slog.NewLogLogger(log.With("subsystem", "api-port").Handler(), slog.LevelDebug)}
 		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
@@ -329,10 +335,11 @@ func (l localNodes) Node(name string) (docker.Node, error) {
 	return l.agent, nil
 }
 
-func podsUsing(st *store.Store, imageID string) []string {
+// podsUsing lists the tenant's containers made from an image.
+func podsUsing(st *store.Store, tenant, imageID string) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	pods, err := st.Pods(ctx, "")
+	pods, err := st.Pods(ctx, tenant)
 	if err != nil {
 		return nil
 	}
