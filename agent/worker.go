@@ -129,11 +129,21 @@ func (w *worker) adopt(ctx context.Context) {
 				s.Phase = types.PhasePaused
 			}
 		})
-	case err == nil && st.Status == runtime.StatusStopped:
+	case err == nil && st.Status == runtime.StatusStopped && (prev.Phase == types.PhaseRunning || prev.Phase == types.PhasePaused):
 		// Exited while no agent watched: handle like a live exit.
 		w.mu.Lock()
 		w.exitCh = closedChan()
 		w.mu.Unlock()
+	case err == nil && st.Status == runtime.StatusStopped && prev.Phase == types.PhaseRestarting:
+		// The restart timer died with the previous agent.
+		if w.shouldRestart(prev.ExitCode) {
+			w.start(ctx, false)
+		} else {
+			w.setStatus(ctx, func(s *types.PodStatus) { s.Phase = types.PhaseExited })
+		}
+	case err == nil && st.Status == runtime.StatusStopped:
+		// An exit the previous agent already recorded: counting it again
+		// would publish a second die event and could restart the pod.
 	case prev.Phase == types.PhaseRunning || prev.Phase == types.PhasePaused || prev.Phase == types.PhaseRestarting:
 		// The container vanished (host reboot): it died.
 		w.setStatus(ctx, func(s *types.PodStatus) {
@@ -284,6 +294,11 @@ func (w *worker) exited(ctx context.Context) <-chan time.Time {
 		st.FinishedAt = time.Now()
 	}
 	_, prev := w.snapshot()
+	// A process that exits at once may be gone before start recorded the
+	// time it started: it did not finish before it started.
+	if st.FinishedAt.Before(prev.StartedAt) {
+		st.FinishedAt = prev.StartedAt
+	}
 	w.setStatus(ctx, func(s *types.PodStatus) {
 		s.Phase = types.PhaseExited
 		s.ExitCode = st.ExitCode
