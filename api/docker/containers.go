@@ -16,6 +16,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/macro-cloud/macro/image"
+	"github.com/macro-cloud/macro/runtime"
 	"github.com/macro-cloud/macro/runtime/ocispec"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
@@ -347,17 +348,24 @@ func (s *Server) killContainer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if sig == syscall.SIGKILL {
-		// An explicit kill is not a failure to restart from: like dockerd,
-		// mark the pod stopped unless its policy is always/unless-stopped.
-		if p.Spec.Restart.Policy == "no" || p.Spec.Restart.Policy == "on-failure" {
-			s.store.UpdatePod(r.Context(), p.Tenant, p.ID, func(p *types.Pod) error {
-				p.Desired.State = types.PhaseExited
-				return nil
-			})
+		// An explicit kill is a manual stop, not a failure to restart from,
+		// whatever the policy (dockerd cancels the restart manager and marks
+		// the container manually stopped). A stop timeout of 0 makes the
+		// node kill at once rather than send the stop signal first.
+		zero := 0
+		if _, err := s.store.UpdatePod(r.Context(), p.Tenant, p.ID, func(p *types.Pod) error {
+			p.Desired.State = types.PhaseExited
+			p.Desired.StopTimeout = &zero
+			return nil
+		}); err != nil {
+			return err
 		}
 	}
 	if err := node.Signal(r.Context(), p.ID, sig); err != nil {
-		return err
+		// The node may have killed it first, told by the desired state.
+		if sig != syscall.SIGKILL || !errors.Is(err, runtime.ErrNotRunning) && !errors.Is(err, runtime.ErrNotFound) {
+			return nodeError(err, p)
+		}
 	}
 	if sig == syscall.SIGKILL {
 		s.waitFor(r.Context(), p.Tenant, p.ID, 10*time.Second, func(_ types.Pod, st types.PodStatus, gone bool) bool {
