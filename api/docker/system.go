@@ -177,9 +177,47 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// Run feeds the event stream from the store until ctx ends.
+// Run applies the restart policies of a daemon start (restartOnBoot),
+// then feeds the event stream from the store until ctx ends.
 func (s *Server) Run(ctx context.Context) {
+	s.restartOnBoot(ctx)
 	s.events.run(ctx, s.store, s.log)
+}
+
+// restartOnBoot does what dockerd does for its containers when it starts:
+// a container with restart policy "always" that was started before and is
+// not running now is started again, even if it was stopped by hand.
+// ("unless-stopped" ones stay stopped when stopped by hand; the others are
+// running or restarting already, as the node agent adopts them.)
+//
+// The single-machine cloud starts its API server and its node agent
+// together, so a server start is the daemon start of Docker's docs. With
+// several API servers this belongs to the node's agent instead.
+func (s *Server) restartOnBoot(ctx context.Context) {
+	snap, err := s.store.Snapshot(ctx)
+	if err != nil {
+		s.log.Warn("restart on boot: snapshot", "err", err)
+		return
+	}
+	for _, p := range snap.Pods {
+		st := snap.Statuses[p.ID]
+		if p.Spec.Restart.Policy != "always" || p.Desired.State != types.PhaseExited || p.Desired.Run == 0 {
+			continue
+		}
+		if st.Phase != types.PhaseExited && st.Phase != types.PhaseCreated {
+			continue
+		}
+		_, err := s.store.UpdatePod(ctx, p.Tenant, p.ID, func(cur *types.Pod) error {
+			if cur.Desired.State != types.PhaseExited {
+				return nil
+			}
+			cur.Desired = types.DesiredState{State: types.PhaseRunning, Run: cur.Desired.Run + 1}
+			return nil
+		})
+		if err != nil {
+			s.log.Warn("restart on boot", "pod", p.ID, "err", err)
+		}
+	}
 }
 
 func (s *Server) eventsHandler(w http.ResponseWriter, r *http.Request) error {
