@@ -19,11 +19,50 @@ type Events struct {
 	mu   sync.Mutex
 	subs map[chan types.Event]struct{}
 	ring []types.Event
+	// rev is the store revision of the last change turned into events;
+	// advanced is closed (and replaced) whenever it grows.
+	rev      int64
+	advanced chan struct{}
 }
 
 const eventHistory = 1024
 
-func newEvents() *Events { return &Events{subs: map[chan types.Event]struct{}{}} }
+func newEvents() *Events {
+	return &Events{subs: map[chan types.Event]struct{}{}, advanced: make(chan struct{})}
+}
+
+// setRevision records that every change up to rev has been published.
+func (ev *Events) setRevision(rev int64) {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if rev > ev.rev {
+		ev.rev = rev
+		close(ev.advanced)
+		ev.advanced = make(chan struct{})
+	}
+}
+
+// catchUp waits until the changes up to store revision rev are published,
+// for at most max: revisions of keys that make no events (node heartbeats)
+// never show up in the pod watch, so the wait is bounded.
+func (ev *Events) catchUp(ctx context.Context, rev int64, max time.Duration) {
+	timeout := time.After(max)
+	for {
+		ev.mu.Lock()
+		done, advanced := ev.rev >= rev, ev.advanced
+		ev.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-advanced:
+		case <-timeout:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
 
 // Publish sends an event to every subscriber.
 func (ev *Events) Publish(e types.Event) {
@@ -76,12 +115,16 @@ func (ev *Events) run(ctx context.Context, st *store.Store, log *slog.Logger) {
 			s := snap.Statuses[p.ID]
 			memo[p.ID] = &podMemo{name: p.Name, image: p.Spec.Image, labels: p.Spec.Labels, phase: s.Phase, exits: s.Exits}
 		}
+		ev.setRevision(snap.Revision)
 		tenants := map[string]string{}
 		for _, p := range snap.Pods {
 			tenants[p.ID] = p.Tenant
 		}
 		for ch := range st.Watch(ctx, snap.Revision+1) {
 			m := memo[ch.ID]
+			// Events carry the time the change happened where the change
+			// records it, so that --since/--until select what dockerd would.
+			at := time.Time{}
 			pub := func(action string, extra map[string]string) {
 				if m == nil {
 					return
@@ -93,7 +136,7 @@ func (ev *Events) run(ctx context.Context, st *store.Store, log *slog.Logger) {
 				for k, v := range extra {
 					attrs[k] = v
 				}
-				ev.Publish(types.Event{Tenant: ch.Tenant, Type: "container", Action: action, ID: ch.ID, Attrs: attrs})
+				ev.Publish(types.Event{Tenant: ch.Tenant, Type: "container", Action: action, ID: ch.ID, Attrs: attrs, Time: at})
 			}
 			switch {
 			case ch.Kind == "pods" && ch.Deleted:
@@ -104,7 +147,9 @@ func (ev *Events) run(ctx context.Context, st *store.Store, log *slog.Logger) {
 				if m == nil {
 					m = &podMemo{name: p.Name, image: p.Spec.Image, labels: p.Spec.Labels, phase: types.PhaseCreated}
 					memo[ch.ID] = m
+					at = p.Created
 					pub("create", nil)
+					at = time.Time{}
 				} else if m.name != p.Name {
 					old := m.name
 					m.name = p.Name
@@ -113,10 +158,15 @@ func (ev *Events) run(ctx context.Context, st *store.Store, log *slog.Logger) {
 			case ch.Kind == "status" && ch.Status != nil && m != nil:
 				s := ch.Status
 				if s.Exits > m.exits {
+					at = s.FinishedAt
 					if s.OOMKilled {
 						pub("oom", nil)
 					}
 					pub("die", map[string]string{"exitCode": strconv.Itoa(s.ExitCode)})
+					at = time.Time{}
+				}
+				if s.Phase == types.PhaseRunning && m.phase != types.PhaseRunning && m.phase != types.PhasePaused {
+					at = s.StartedAt
 				}
 				switch {
 				case s.Phase == types.PhaseRunning && m.phase == types.PhasePaused:
@@ -128,6 +178,7 @@ func (ev *Events) run(ctx context.Context, st *store.Store, log *slog.Logger) {
 				}
 				m.phase, m.exits = s.Phase, s.Exits
 			}
+			ev.setRevision(ch.Revision)
 		}
 	}
 	_ = log

@@ -3,10 +3,12 @@ package docker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	goruntime "runtime"
 	"time"
 
+	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
 )
 
@@ -241,6 +243,14 @@ func (s *Server) eventsHandler(w http.ResponseWriter, r *http.Request) error {
 		until = t
 	}
 	tenant := tenantOf(r)
+	if !since.IsZero() || !until.IsZero() {
+		// What happened before this request must be in the history, as
+		// with dockerd that logs an event as it acts: `docker run --rm`
+		// then `docker events --until 0s` shows the destroy.
+		if rev, err := s.currentRevision(r.Context()); err == nil {
+			s.events.catchUp(r.Context(), rev, 300*time.Millisecond)
+		}
+	}
 	ch, past, cancel := s.events.subscribe()
 	defer cancel()
 	w.Header().Set("Content-Type", "application/json")
@@ -281,13 +291,33 @@ func (s *Server) eventsHandler(w http.ResponseWriter, r *http.Request) error {
 		case <-r.Context().Done():
 			return nil
 		case <-deadline:
-			return nil
+			// Events published just before the deadline may still be queued.
+			for {
+				select {
+				case e, ok := <-ch:
+					if !ok || !emit(e) {
+						return nil
+					}
+				default:
+					return nil
+				}
+			}
 		case e, ok := <-ch:
 			if !ok || !emit(e) {
 				return nil
 			}
 		}
 	}
+}
+
+// currentRevision is the store's revision now. (The store has no call for
+// just that; reading a key that cannot exist answers it.)
+func (s *Server) currentRevision(ctx context.Context) (int64, error) {
+	_, _, rev, err := s.store.PodState(ctx, "", "")
+	if errors.Is(err, store.ErrNotFound) {
+		err = nil
+	}
+	return rev, err
 }
 
 func matchEvent(f filters, e types.Event) bool {
