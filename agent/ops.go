@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"iter"
 	"os/exec"
 	"path/filepath"
@@ -202,3 +204,46 @@ func (a *Agent) ensureRootfs(ctx context.Context, id string) (string, error) {
 	}
 	return a.rootfs(id)
 }
+
+// Size adds up the sizes of the files in the pod's overlay upper layer,
+// each hard-linked file once: Docker's SizeRw. A pod that never ran has
+// written nothing.
+func (a *Agent) Size(ctx context.Context, id string) (int64, error) {
+	if _, err := a.worker(id); err != nil {
+		return 0, err
+	}
+	return dirSize(ctx, filepath.Join(a.podDir(id), "upper"))
+}
+
+func dirSize(ctx context.Context, dir string) (int64, error) {
+	var total int64
+	seen := map[uint64]bool{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		total += info.Size()
+		return nil
+	})
+	return total, err
+}
+

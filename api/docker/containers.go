@@ -628,13 +628,39 @@ func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) error {
 		if !s.matchContainer(r.Context(), f, it, state) {
 			continue
 		}
-		out = append(out, s.summary(it, state, now))
+		sum := s.summary(it, state, now)
+		if boolValue(r, "size") {
+			sum.SizeRw, sum.SizeRootFs = s.sizes(r.Context(), it.p)
+		}
+		out = append(out, sum)
 		if limit > 0 && len(out) >= limit {
 			break
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// sizes are Docker's SizeRw (what the container wrote) and SizeRootFs (that
+// and its image). A node that cannot tell answers zeroes, as dockerd does
+// when it fails to measure.
+func (s *Server) sizes(ctx context.Context, p types.Pod) (rw, rootfs int64) {
+	if img, err := s.images.Tenant(p.Tenant).Lookup(ctx, p.Spec.ImageID); err == nil {
+		rootfs = img.Size
+	}
+	if p.Node == "" {
+		return 0, rootfs
+	}
+	node, err := s.nodes.Node(p.Node)
+	if err != nil {
+		return 0, rootfs
+	}
+	rw, err = node.Size(ctx, p.ID)
+	if err != nil {
+		s.log.Debug("container size", "pod", p.ID, "err", err)
+		return 0, rootfs
+	}
+	return rw, rootfs + rw
 }
 
 func (s *Server) matchContainer(ctx context.Context, f filters, it item, state string) bool {
@@ -719,7 +745,12 @@ func (s *Server) inspectContainer(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, s.inspect(p, st))
+	out := s.inspect(p, st)
+	if boolValue(r, "size") {
+		rw, rootfs := s.sizes(r.Context(), p)
+		out.SizeRw, out.SizeRootFs = &rw, &rootfs
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -744,6 +775,8 @@ type inspectJSON struct {
 	AppArmorProfile string
 	ExecIDs         []string
 	HostConfig      json.RawMessage
+	SizeRw          *int64 `json:",omitempty"`
+	SizeRootFs      *int64 `json:",omitempty"`
 	GraphDriver     map[string]any
 	Mounts          []container.MountPoint
 	Config          json.RawMessage

@@ -38,6 +38,9 @@ type Node interface {
 	Archive(ctx context.Context, id, path string) (io.ReadCloser, image.PathStat, error)
 	Extract(ctx context.Context, id, path string, r io.Reader) error
 	Export(ctx context.Context, id string) (io.ReadCloser, error)
+	// Size is the size of the files the pod wrote (its overlay upper
+	// layer): Docker's SizeRw.
+	Size(ctx context.Context, id string) (int64, error)
 }
 
 // Nodes finds the Node that runs a pod.

@@ -148,7 +148,9 @@ func (s *Server) diskUsage(w http.ResponseWriter, r *http.Request) error {
 	containers := []any{}
 	users := map[string]int{}
 	for _, it := range items {
-		containers = append(containers, s.summary(it, dockerState(it.st), now))
+		sum := s.summary(it, dockerState(it.st), now)
+		sum.SizeRw, sum.SizeRootFs = s.sizes(r.Context(), it.p)
+		containers = append(containers, sum)
 		users[it.p.Spec.ImageID]++
 	}
 	imgs, err := s.images.List(r.Context())
