@@ -724,13 +724,13 @@ func (s *Server) summary(it item, state string, now time.Time) container.Summary
 	return sum
 }
 
-// commandLine is the Command column: entrypoint and cmd joined, quoted as
-// Docker quotes them.
+// commandLine is the Command column: entrypoint and cmd joined, the
+// arguments with a space in single quotes, as dockerd writes it.
 func commandLine(spec types.PodSpec) string {
 	args := append(append([]string{}, spec.Entrypoint...), spec.Cmd...)
 	for i, a := range args {
-		if strings.ContainsAny(a, " \t\"'") {
-			args[i] = strconv.Quote(a)
+		if i > 0 && strings.Contains(a, " ") {
+			args[i] = "'" + a + "'"
 		}
 	}
 	return strings.Join(args, " ")
