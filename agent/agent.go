@@ -32,7 +32,7 @@ type Server interface {
 
 // Images is what the agent needs from the node's image store.
 type Images interface {
-	Lookup(ctx context.Context, ref string) (image.Image, error)
+	LookupID(ctx context.Context, id string) (image.Image, error)
 	Prepare(ctx context.Context, imageID, dir string) (rootfs string, err error)
 	Release(dir string) error
 }

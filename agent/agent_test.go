@@ -87,7 +87,7 @@ func (f *fakeServer) waitStatus(t *testing.T, id, what string, cond func(types.P
 // fakeImages prepares an empty rootfs directory.
 type fakeImages struct{}
 
-func (fakeImages) Lookup(ctx context.Context, ref string) (image.Image, error) {
+func (fakeImages) LookupID(ctx context.Context, ref string) (image.Image, error) {
 	return image.Image{ID: ref}, nil
 }
 

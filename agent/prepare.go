@@ -20,7 +20,7 @@ func (w *worker) prepare(ctx context.Context) error {
 	if err := os.MkdirAll(w.dir, 0o711); err != nil {
 		return err
 	}
-	img, err := w.a.cfg.Images.Lookup(ctx, pod.Spec.ImageID)
+	img, err := w.a.cfg.Images.LookupID(ctx, pod.Spec.ImageID)
 	if err != nil {
 		return fmt.Errorf("image %s: %w", pod.Spec.Image, err)
 	}

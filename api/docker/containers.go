@@ -49,9 +49,9 @@ func (s *Server) routeContainers(mux *http.ServeMux) {
 	s.handle(mux, "PUT /containers/{id}/archive", s.putArchive)
 }
 
-// tenantOf is the tenant a request acts for. Until tenancy lands, every
-// caller of the admin socket is the default tenant.
-func tenantOf(r *http.Request) string { return types.DefaultTenant }
+// tenantOf is the tenant a request acts for: from its client certificate
+// on the API port, the default tenant on the machine's own sockets.
+func tenantOf(r *http.Request) string { return requestTenant(r) }
 
 // pod resolves the {id} of the path to a pod of the caller's tenant.
 func (s *Server) pod(r *http.Request) (types.Pod, error) {
@@ -81,7 +81,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	if p := r.URL.Query().Get("platform"); p != "" && p != "linux/"+s.info.Arch && p != "linux" {
 		return badRequest("image platform %s is not supported on this cloud (linux/%s)", p, s.info.Arch)
 	}
-	img, err := s.images.Lookup(r.Context(), req.Image)
+	img, err := s.lookupImage(r, req.Image)
 	if errors.Is(err, image.ErrNotFound) {
 		return notFound("No such image: %s", req.Image)
 	} else if err != nil {
@@ -694,7 +694,7 @@ func (s *Server) matchContainer(ctx context.Context, f filters, it item, state s
 		if v == it.p.Spec.Image || strings.HasPrefix(strings.TrimPrefix(it.p.Spec.ImageID, "sha256:"), strings.TrimPrefix(v, "sha256:")) {
 			return true
 		}
-		img, err := s.images.Lookup(ctx, v)
+		img, err := s.images.Tenant(it.p.Tenant).Lookup(ctx, v)
 		return err == nil && img.ID == it.p.Spec.ImageID
 	}) {
 		return false

@@ -28,13 +28,6 @@ import (
 type Images interface {
 	Tenant(name string) *image.TenantView
 	Login(ctx context.Context, server string, auth authn.AuthConfig) error
-
-	// Deprecated: tenant-less, for the default tenant; use
-	// s.lookupImage(r, ref) (or Tenant(tenantOf(r)).Lookup).
-	Lookup(ctx context.Context, ref string) (image.Image, error)
-	// Deprecated: tenant-less, for the default tenant; use
-	// s.tenantImages(r).List.
-	List(ctx context.Context) ([]image.Image, error)
 }
 
 var _ Images = (*image.Store)(nil)

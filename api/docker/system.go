@@ -72,7 +72,7 @@ func (s *Server) systemInfo(w http.ResponseWriter, r *http.Request) error {
 			stopped++
 		}
 	}
-	imgs, _ := s.images.List(r.Context())
+	imgs, _ := s.tenantImages(r).List(r.Context())
 	runtimes := map[string]any{}
 	for _, name := range s.info.Runtimes {
 		runtimes[name] = map[string]string{"path": name}
@@ -153,7 +153,7 @@ func (s *Server) diskUsage(w http.ResponseWriter, r *http.Request) error {
 		containers = append(containers, sum)
 		users[it.p.Spec.ImageID]++
 	}
-	imgs, err := s.images.List(r.Context())
+	imgs, err := s.tenantImages(r).List(r.Context())
 	if err != nil {
 		return err
 	}
