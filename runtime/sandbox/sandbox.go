@@ -455,23 +455,33 @@ func (r *Runtime) Wait(ctx context.Context, id string) (runtime.State, error) {
 }
 
 // waitPidfd blocks until process pid has exited or ctx ends. A process
-// that is already gone returns at once.
+// that is already gone returns at once. The pidfd sits in Go's netpoller,
+// so a waiting container costs neither a thread nor periodic wake-ups.
 func waitPidfd(ctx context.Context, pid int) error {
-	fd, err := unix.PidfdOpen(pid, 0)
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
-		return nil // already gone (or no pidfd: fall back to polling)
+		return nil // already gone (or no pidfd: the caller polls)
 	}
-	defer unix.Close(fd)
-	for {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 1000)
-		if n > 0 || err != nil && err != unix.EINTR {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil
 	}
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Now()) })
+	defer stop()
+	first := true
+	// The callback runs once at once, then again each time the pidfd polls
+	// readable, which it does when the process exits.
+	err = rc.Read(func(uintptr) bool {
+		done := !first
+		first = false
+		return done
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // Signal implements runtime.Runtime.
@@ -523,16 +533,20 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 	dir, err := r.stateDir(id)
 	if err != nil {
 		// Not ours (any more); make sure the runtime binary forgets it too.
-		r.run(ctx, "delete", "--force", id)
+		if r.ociKnows(id) {
+			r.run(ctx, "delete", "--force", id)
+		}
 		os.Remove(filepath.Join(r.regRoot, id))
 		return nil
 	}
 	st, _ := readShimState(dir)
-	if _, err := r.run(ctx, "delete", "--force", id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	if r.ociKnows(id) {
+		if _, err := r.run(ctx, "delete", "--force", id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.log.Warn("delete", "id", id, "err", err)
 		}
-		r.log.Warn("delete", "id", id, "err", err)
 	}
 	// The shim notices the exit, records it and ends; give it a moment.
 	deadline := time.Now().Add(3 * time.Second)
@@ -552,6 +566,22 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	return nil
+}
+
+// ociKnows reports whether the runtime binary may still hold state for id
+// (runc keeps <root>/<id>, runsc files named after the id), so that
+// deleting a container that never got that far costs no runc run.
+func (r *Runtime) ociKnows(id string) bool {
+	entries, err := os.ReadDir(r.runRoot)
+	if err != nil {
+		return !os.IsNotExist(err)
+	}
+	for _, e := range entries {
+		if strings.Contains(e.Name(), id) {
+			return true
+		}
+	}
+	return false
 }
 
 // Stdin implements runtime.Runtime.
