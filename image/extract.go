@@ -160,6 +160,9 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		if err := unix.Symlinkat(hdr.Linkname, pfd, file); err != nil {
 			return err
 		}
+		// Counted as dockerd's layer size counts it: the link's own size,
+		// the length of its target.
+		x.size += int64(len(hdr.Linkname))
 		if !x.opts.noChown {
 			if err := unix.Fchownat(pfd, file, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				return err

@@ -363,13 +363,25 @@ func pullError(err error, ref reference) error {
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		// `Get "https://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused`
-		return &RegistryError{Status: http.StatusInternalServerError, Msg: firstLine(ue.Error()), err: err}
+		// `Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused`
+		return &RegistryError{Status: http.StatusInternalServerError, Msg: firstLine(lastAttempt(err.Error(), ue.Error())), err: err}
 	}
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
 	return &RegistryError{Status: http.StatusInternalServerError, Msg: firstLine(err.Error()), err: err}
+}
+
+// lastAttempt is the error of the last endpoint tried, as dockerd reports
+// it: a registry that may be reached over plain HTTP (insecure, localhost,
+// 127.0.0.0/8, private addresses) is tried over https, then http, and
+// fails with both ("Get \"https://...\": ...; Get \"http://...\": ...").
+func lastAttempt(all, first string) string {
+	i := strings.LastIndex(all, `Get "http://`)
+	if i < 0 || !strings.Contains(all[:i], `"https://`) {
+		return first
+	}
+	return all[i:]
 }
 
 func firstLine(s string) string {

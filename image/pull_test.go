@@ -222,3 +222,17 @@ func TestInterruptedPull(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLastAttempt(t *testing.T) {
+	https := `Get "https://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused`
+	plain := `Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused`
+	for _, tc := range []struct{ all, want string }{
+		{https, https},                           // https only: a registry that must use TLS
+		{https + "; " + plain, plain},            // https, then http: dockerd reports the last
+		{"ping: " + https + "; " + plain, plain}, // wrapped
+	} {
+		if got := lastAttempt(tc.all, https); got != tc.want {
+			t.Errorf("lastAttempt(%q) = %q, want %q", tc.all, got, tc.want)
+		}
+	}
+}

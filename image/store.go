@@ -133,7 +133,7 @@ type layerRef struct {
 // was extracted from.
 type layerMeta struct {
 	DiffID    string
-	Size      int64 // bytes of its regular files
+	Size      int64 // bytes of its files and symlinks, as dockerd counts a layer
 	Blob      string
 	MediaType string `json:",omitempty"`
 	BlobSize  int64

@@ -104,7 +104,7 @@ func TestImagesAPIPullStream(t *testing.T) {
 		msg    string
 	}{
 		"fromImage=" + url.QueryEscape(reg.Addr+"/busybox") + "&tag=nosuch": {404, "manifest for " + reg.Addr + "/busybox:nosuch not found: manifest unknown: manifest unknown"},
-		"fromImage=127.0.0.1:1/busybox&tag=latest":                          {500, `Get "https://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused`},
+		"fromImage=127.0.0.1:1/busybox&tag=latest":                          {500, `Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused`}, // loopback: https, then http, as dockerd
 	} {
 		resp, err := http.Post(srv.URL+"/v1.50/images/create?"+q, "", nil)
 		if err != nil {
