@@ -415,7 +415,8 @@ func TestContainerVerbs(t *testing.T) {
 		for _, l := range strings.Split(out, "\n") {
 			got = append(got, strings.TrimSpace(l))
 		}
-		want := "container create evt busybox 1|container start evt busybox 1|container die evt busybox 1 3|container destroy evt busybox 1"
+		// docker run attaches before it starts: dockerd logs "attach".
+		want := "container create evt busybox 1|container attach evt busybox 1|container start evt busybox 1|container die evt busybox 1 3|container destroy evt busybox 1"
 		if strings.Join(got, "|") != want {
 			t.Fatalf("events:\n%s\nwant:\n%s", out, want)
 		}
@@ -431,7 +432,7 @@ func TestContainerVerbs(t *testing.T) {
 		ev := c.startDocker(t, "events", "--since", strconv.FormatInt(time.Now().Unix()-1, 10), "--filter", "container=evt2", "--format", "{{.Action}}")
 		c.must("run", "--rm", "--name", "evt2", "busybox", "true")
 		eventually(t, "live events", func() bool { return strings.Contains(ev.out.String(), "destroy") })
-		if got := strings.Fields(ev.out.String()); strings.Join(got, " ") != "create start die destroy" {
+		if got := strings.Fields(ev.out.String()); strings.Join(got, " ") != "create attach start die destroy" {
 			t.Fatalf("live events %q", got)
 		}
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 
 	"github.com/macro-cloud/macro/image"
 	"github.com/macro-cloud/macro/runtime"
@@ -83,7 +84,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	}
 	img, err := s.lookupImage(r, req.Image)
 	if errors.Is(err, image.ErrNotFound) {
-		return notFound("No such image: %s", req.Image)
+		return imageError(err) // "No such image: busybox:latest", the normalised reference
 	} else if err != nil {
 		return err
 	}
@@ -144,7 +145,9 @@ func (s *Server) setDesired(ctx context.Context, tenant, id string, fn func(p *t
 	if err != nil {
 		return p, types.PodStatus{}, err
 	}
-	st, err := s.waitFor(ctx, tenant, id, timeout, func(cur types.Pod, st types.PodStatus, gone bool) bool {
+	// From the update on: a pod that fails to start and is removed (--rm)
+	// before the first read still shows the status it ended with.
+	st, err := s.waitSince(ctx, tenant, id, p.Revision, timeout, func(cur types.Pod, st types.PodStatus, gone bool) bool {
 		return gone || done(cur, st)
 	})
 	return p, st, err
@@ -153,6 +156,12 @@ func (s *Server) setDesired(ctx context.Context, tenant, id string, fn func(p *t
 // waitFor blocks until cond holds for the pod (gone: it was deleted), ctx
 // ends or timeout passes.
 func (s *Server) waitFor(ctx context.Context, tenant, id string, timeout time.Duration, cond func(p types.Pod, st types.PodStatus, gone bool) bool) (types.PodStatus, error) {
+	return s.waitSince(ctx, tenant, id, 0, timeout, cond)
+}
+
+// waitSince is waitFor that also sees the changes after store revision
+// from (0: none) when the pod is gone by the time it is first read.
+func (s *Server) waitSince(ctx context.Context, tenant, id string, from int64, timeout time.Duration, cond func(p types.Pod, st types.PodStatus, gone bool) bool) (types.PodStatus, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -161,13 +170,15 @@ func (s *Server) waitFor(ctx context.Context, tenant, id string, timeout time.Du
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	p, st, rev, err := s.store.PodState(ctx, tenant, id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) && from > 0 && from < rev {
+		// Replay what happened between the change and its removal.
+		rev, st = from, types.PodStatus{ID: id, Phase: types.PhaseCreated}
+	} else if errors.Is(err, store.ErrNotFound) {
 		cond(p, st, true)
 		return st, nil
 	} else if err != nil {
 		return st, err
-	}
-	if cond(p, st, false) {
+	} else if cond(p, st, false) {
 		return st, nil
 	}
 	for ch := range s.store.WatchPod(wctx, tenant, id, rev+1) {
@@ -219,10 +230,23 @@ func (s *Server) startContainer(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("start: %w", err)
 	}
 	if st.Error != "" && st.Run == run && st.Phase == types.PhaseExited {
-		return errorf(startErrorStatus(st.ExitCode), "failed to create task for container: %s", st.Error)
+		return errorf(startErrorStatus(st.ExitCode), "%s", startErrorText(st.Error))
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// startErrorText is a failed start as dockerd words it: the OCI runtime's
+// own failures come through containerd's shim ("failed to create shim
+// task: OCI runtime create failed: runc create failed: ...: unknown"),
+// failures found before the runtime runs (an unknown user) are bare.
+func startErrorText(msg string) string {
+	for _, rt := range []string{"runc", "runsc", "crun"} {
+		if strings.HasPrefix(msg, rt+" create failed: ") {
+			return "failed to create shim task: OCI runtime create failed: " + msg + ": unknown"
+		}
+	}
+	return msg
 }
 
 // startErrorStatus: dockerd answers a missing command with 400 (the CLI
@@ -341,12 +365,13 @@ func (s *Server) killContainer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if st.Phase != types.PhaseRunning && st.Phase != types.PhasePaused {
-		return conflict("Cannot kill container: %s: container %s is not running", r.PathValue("id"), p.ID)
+		return conflict("Cannot kill container: %s: Container %s is not running", r.PathValue("id"), p.ID)
 	}
 	node, err := s.nodeOf(r.Context(), p)
 	if err != nil {
 		return err
 	}
+	s.containerEvent(r.Context(), p, "kill", map[string]string{"signal": strconv.Itoa(int(sig))})
 	if sig == syscall.SIGKILL {
 		// An explicit kill is a manual stop, not a failure to restart from,
 		// whatever the policy (dockerd cancels the restart manager and marks
@@ -437,7 +462,7 @@ func (s *Server) renameContainer(w http.ResponseWriter, r *http.Request) error {
 	err = s.store.RenamePod(r.Context(), p.Tenant, p.ID, name)
 	var inUse *store.NameInUseError
 	if errors.As(err, &inUse) {
-		return conflict("Conflict. The container name \"/%s\" is already in use by container \"%s\". You have to remove (or rename) that container to be able to reuse that name.", name, inUse.ID)
+		return conflict("Error when allocating new name: Conflict. The container name \"/%s\" is already in use by container \"%s\". You have to remove (or rename) that container to be able to reuse that name.", name, inUse.ID)
 	}
 	if err != nil {
 		return err
@@ -511,10 +536,14 @@ func (s *Server) waitContainer(w http.ResponseWriter, r *http.Request) error {
 		// A container told to run that has not started yet is not "not running".
 		return notRunning && !(cur.Desired.State == types.PhaseRunning && st.Run < cur.Desired.Run)
 	})
+	// A failed start is not an error of the wait: dockerd's next-exit and
+	// removed waits answer the exit code alone (the CLI would log "Error
+	// waiting for container" on top of the start's error); not-running
+	// reports the container's error as dockerd's State.Err does.
 	resp := container.WaitResponse{StatusCode: int64(last.ExitCode)}
 	if err != nil {
 		resp.Error = &container.WaitExitError{Message: err.Error()}
-	} else if last.Error != "" {
+	} else if last.Error != "" && cond == "not-running" {
 		resp.Error = &container.WaitExitError{Message: last.Error}
 	}
 	return json.NewEncoder(w).Encode(resp)
@@ -667,7 +696,12 @@ func (s *Server) matchContainer(ctx context.Context, f filters, it item, state s
 	if !f.matchAny("id", func(v string) bool { return strings.HasPrefix(it.p.ID, v) }) {
 		return false
 	}
-	if !f.matchAny("name", func(v string) bool { return strings.Contains("/"+it.p.Name, v) || matchRegexp(v, "/"+it.p.Name) }) {
+	// dockerd: the name, with or without its slash, equal to the value or
+	// matching it as a regular expression (name=^web$).
+	if !f.matchAny("name", func(v string) bool {
+		n := it.p.Name
+		return v == n || v == "/"+n || matchRegexp(v, "/"+n) || matchRegexp(v, n)
+	}) {
 		return false
 	}
 	if !f.matchAny("status", func(v string) bool { return v == state }) {
@@ -717,11 +751,29 @@ func (s *Server) summary(it item, state string, now time.Time) container.Summary
 		Status:  statusText(st, now),
 		Mounts:  []container.MountPoint{},
 	}
-	sum.HostConfig.NetworkMode = "default"
+	mode := networkMode(p.Spec)
+	sum.HostConfig.NetworkMode = mode
+	// The Networks column lists the networks joined: "none", "bridge" for
+	// the default one, or the network named in the mode.
+	net := mode
+	if net == "default" {
+		net = "bridge"
+	}
+	sum.NetworkSettings = &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{net: {}}}
 	if st.Health != nil {
 		sum.Health = &container.HealthSummary{Status: container.HealthStatus(st.Health.Status), FailingStreak: st.Health.FailingStreak}
 	}
 	return sum
+}
+
+// networkMode is HostConfig.NetworkMode as the container was created.
+func networkMode(spec types.PodSpec) string {
+	var hc struct{ NetworkMode string }
+	json.Unmarshal(spec.DockerHostConfig, &hc)
+	if hc.NetworkMode == "" {
+		return "default"
+	}
+	return hc.NetworkMode
 }
 
 // commandLine is the Command column: entrypoint and cmd joined, the
@@ -835,6 +887,9 @@ func (s *Server) inspect(p types.Pod, st types.PodStatus) inspectJSON {
 	json.Unmarshal(p.Spec.DockerConfig, &cfg)
 	if h, _ := cfg["Hostname"].(string); h == "" {
 		cfg["Hostname"] = p.ID[:12]
+	}
+	if _, ok := cfg["OnBuild"]; !ok {
+		cfg["OnBuild"] = nil // dockerd shows null; the API type leaves it out when empty
 	}
 	cfgJSON, _ := json.Marshal(cfg)
 	hc := p.Spec.DockerHostConfig

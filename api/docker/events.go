@@ -183,3 +183,21 @@ func (ev *Events) run(ctx context.Context, st *store.Store, log *slog.Logger) {
 	}
 	_ = log
 }
+
+// containerEvent publishes an event that no store change shows (attach,
+// kill), as dockerd logs it when it acts: with the container's name, image
+// and labels, after the events of the changes already made (a create the
+// watch has not turned into an event yet must come first).
+func (s *Server) containerEvent(ctx context.Context, p types.Pod, action string, extra map[string]string) {
+	if rev, err := s.currentRevision(ctx); err == nil {
+		s.events.catchUp(ctx, rev, 300*time.Millisecond)
+	}
+	attrs := map[string]string{"name": p.Name, "image": p.Spec.Image}
+	for k, v := range p.Spec.Labels {
+		attrs[k] = v
+	}
+	for k, v := range extra {
+		attrs[k] = v
+	}
+	s.events.Publish(types.Event{Tenant: p.Tenant, Type: "container", Action: action, ID: p.ID, Attrs: attrs})
+}

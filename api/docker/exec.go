@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,15 +56,9 @@ func (s *Server) createExec(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var cfg execConfig
-	if err := decodeBody(r, &cfg); err != nil {
+	cfg, err := parseExecConfig(r)
+	if err != nil {
 		return err
-	}
-	if len(cfg.Cmd) == 0 {
-		return badRequest("No exec command specified")
-	}
-	if cfg.Privileged {
-		return badRequest("privileged exec is not supported")
 	}
 	st, err := s.store.Status(r.Context(), p.Tenant, p.ID)
 	if err != nil {
@@ -73,7 +68,7 @@ func (s *Server) createExec(w http.ResponseWriter, r *http.Request) error {
 		return conflict("Container %s is paused, unpause the container before exec", p.ID)
 	}
 	if st.Phase != types.PhaseRunning {
-		return conflict("container %s is not running", p.ID)
+		return conflict("Container %s is not running", p.ID)
 	}
 	ex := &execSession{ID: newID(), Tenant: p.Tenant, PodID: p.ID, Config: cfg, resize: make(chan runtime.Size, 4), created: time.Now()}
 	s.execs.mu.Lock()
@@ -90,6 +85,22 @@ func (s *Server) createExec(w http.ResponseWriter, r *http.Request) error {
 	s.execs.mu.Unlock()
 	writeJSON(w, http.StatusCreated, map[string]string{"Id": ex.ID})
 	return nil
+}
+
+// parseExecConfig reads and checks the body of POST /containers/{id}/exec,
+// the tenant's input.
+func parseExecConfig(r *http.Request) (execConfig, error) {
+	var cfg execConfig
+	if err := decodeBody(r, &cfg); err != nil {
+		return cfg, err
+	}
+	if len(cfg.Cmd) == 0 {
+		return cfg, badRequest("No exec command specified")
+	}
+	if cfg.Privileged {
+		return cfg, badRequest("privileged exec is not supported")
+	}
+	return cfg, nil
 }
 
 func (s *Server) execSession(r *http.Request) (*execSession, error) {
@@ -179,15 +190,23 @@ func (s *Server) startExec(w http.ResponseWriter, r *http.Request) error {
 		}()
 	}
 	code, err := node.Exec(ctx, p.ID, proc, stdio)
-	if err != nil && code <= 0 {
-		msg := err.Error()
-		mw.write(streamStderr, []byte("OCI runtime exec failed: "+msg+"\n"))
-		if code <= 0 {
-			code = 126
-		}
+	if err != nil && ctx.Err() == nil {
+		// A process that could not be started: dockerd writes the runtime's
+		// error on the stream's stdout, as it comes from containerd, and the
+		// exec ends with 126 whatever the cause.
+		mw.write(streamStdout, []byte(execErrorText(err.Error())+"\r\n"))
+		code = 126
 	}
 	finish(code, nil)
 	return nil
+}
+
+// execErrorText is a failed exec start as dockerd words it.
+func execErrorText(msg string) string {
+	if !strings.HasPrefix(msg, "exec failed: ") {
+		return msg
+	}
+	return "OCI runtime exec failed: " + msg + ": unknown"
 }
 
 func (s *Server) resizeExec(w http.ResponseWriter, r *http.Request) error {

@@ -278,6 +278,7 @@ func (s *Server) attachContainer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer conn.Close()
+	s.containerEvent(r.Context(), p, "attach", nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// Output: what the container writes from now on (plus the old log with

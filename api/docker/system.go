@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	goruntime "runtime"
+	"strings"
 	"time"
 
 	"github.com/macro-cloud/macro/store"
@@ -326,7 +327,8 @@ func matchEvent(f filters, e types.Event) bool {
 	return f.matchAny("type", func(v string) bool { return v == e.Type }) &&
 		f.matchAny("event", func(v string) bool { return v == e.Action }) &&
 		f.matchAny("container", func(v string) bool {
-			return e.Type == "container" && (v == e.ID || v == e.Attrs["name"] || len(v) >= 3 && len(v) <= len(e.ID) && e.ID[:len(v)] == v)
+			// dockerd's FuzzyMatch: the ID or the name, or a prefix of either.
+			return e.Type == "container" && (strings.HasPrefix(e.ID, v) || strings.HasPrefix(e.Attrs["name"], v))
 		}) &&
 		f.matchAny("image", func(v string) bool { return v == e.Attrs["image"] || v == e.ID }) &&
 		f.matchLabels(e.Attrs)

@@ -41,7 +41,7 @@ func podFromCreate(req *createRequest, img image.Image, name, defaultRuntime str
 		ImageID:     img.ID,
 		Entrypoint:  cfg.Entrypoint,
 		Cmd:         cfg.Cmd,
-		Env:         mergeEnv(ic.Env, cfg.Env),
+		Env:         mergeEnv(cfg.Env, ic.Env),
 		WorkingDir:  cfg.WorkingDir,
 		User:        cfg.User,
 		Hostname:    cfg.Hostname,
@@ -70,6 +70,11 @@ func podFromCreate(req *createRequest, img image.Image, name, defaultRuntime str
 	if hc.PidsLimit != nil {
 		spec.Resources.PidsLimit = *hc.PidsLimit
 	}
+	if hc.Memory > 0 && hc.MemorySwap == 0 {
+		// Docker: swap unset is memory+swap of twice the memory, as the
+		// node's OCI spec sets it.
+		spec.Resources.MemorySwapBytes = 2 * hc.Memory
+	}
 	if hc.Init != nil {
 		spec.Init = *hc.Init
 	}
@@ -89,7 +94,7 @@ func podFromCreate(req *createRequest, img image.Image, name, defaultRuntime str
 		}
 	case "on-failure":
 		if spec.Restart.MaxRetries < 0 {
-			return spec, badRequest("invalid restart policy: maximum retry count must be a positive integer")
+			return spec, badRequest("invalid restart policy: maximum retry count cannot be negative")
 		}
 	default:
 		return spec, badRequest("invalid restart policy: unknown policy '%s'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'", spec.Restart.Policy)
@@ -123,8 +128,10 @@ func podFromCreate(req *createRequest, img image.Image, name, defaultRuntime str
 			return spec, badRequest("%v", err)
 		}
 	}
-	if len(spec.Entrypoint) == 0 && len(spec.Cmd) == 0 {
-		return spec, badRequest("no command specified")
+	// dockerd refuses at create what could never start; `--entrypoint ""`
+	// arrives as [""] and runs the command alone.
+	if len(spec.Entrypoint) == 1 && spec.Entrypoint[0] == "" && len(spec.Cmd) == 0 || len(spec.Entrypoint) == 0 && len(spec.Cmd) == 0 {
+		return spec, badRequest("No command specified")
 	}
 	for k, v := range ic.Labels {
 		spec.Labels[k] = v
@@ -169,6 +176,9 @@ func podFromCreate(req *createRequest, img image.Image, name, defaultRuntime str
 	shown.WorkingDir = spec.WorkingDir
 	shown.User = spec.User
 	shown.Labels = spec.Labels
+	if len(shown.Volumes) == 0 {
+		shown.Volumes = ic.Volumes // dockerd: null when neither has any
+	}
 	if shown.Hostname == "" {
 		shown.Hostname = "" // filled with the id prefix at inspect
 	}
@@ -183,10 +193,39 @@ func podFromCreate(req *createRequest, img image.Image, name, defaultRuntime str
 		hc.NetworkMode = "default"
 	}
 	hc.Runtime = spec.Runtime
+	hostConfigDefaults(hc)
 	if spec.DockerHostConfig, err = json.Marshal(hc); err != nil {
 		return spec, err
 	}
 	return spec, nil
+}
+
+// hostConfigDefaults fills in what dockerd fills in at create and shows
+// in inspect: the shm size, the log driver, the IPC mode, the cgroup
+// namespace mode (pods share the node's cgroup namespace, as containers on
+// a cgroup v1 host do), swap of twice the memory, and no pids limit for 0.
+func hostConfigDefaults(hc *container.HostConfig) {
+	if hc.ShmSize == 0 {
+		hc.ShmSize = 64 << 20
+	}
+	if hc.LogConfig.Type == "" {
+		hc.LogConfig.Type = "json-file"
+	}
+	if hc.LogConfig.Config == nil {
+		hc.LogConfig.Config = map[string]string{}
+	}
+	if hc.IpcMode == "" {
+		hc.IpcMode = "private"
+	}
+	if hc.CgroupnsMode == "" {
+		hc.CgroupnsMode = "host"
+	}
+	if hc.Memory > 0 && hc.MemorySwap == 0 {
+		hc.MemorySwap = 2 * hc.Memory
+	}
+	if hc.PidsLimit != nil && *hc.PidsLimit == 0 {
+		hc.PidsLimit = nil
+	}
 }
 
 func uniq(s []string) []string {
@@ -199,21 +238,22 @@ func uniq(s []string) []string {
 	return out
 }
 
-// mergeEnv overlays env on base by variable name, keeping base's order.
-func mergeEnv(base, env []string) []string {
-	out := append([]string(nil), base...)
-	idx := map[string]int{}
-	for i, kv := range out {
-		idx[envKey(kv)] = i
+// mergeEnv merges the image's environment into the user's as dockerd
+// does (daemon.merge): the user's variables first, as given, then the
+// image's that the user did not set.
+func mergeEnv(user, img []string) []string {
+	if len(user) == 0 {
+		return append([]string(nil), img...)
 	}
-	for _, kv := range env {
-		k := envKey(kv)
-		if i, ok := idx[k]; ok {
-			out[i] = kv
-			continue
+	out := append([]string(nil), user...)
+	set := map[string]bool{}
+	for _, kv := range user {
+		set[envKey(kv)] = true
+	}
+	for _, kv := range img {
+		if !set[envKey(kv)] {
+			out = append(out, kv)
 		}
-		idx[k] = len(out)
-		out = append(out, kv)
 	}
 	return out
 }

@@ -115,7 +115,7 @@ func TestTranslateErrors(t *testing.T) {
 		{`{"Image":"busybox","HostConfig":{"Privileged":true}}`, 400, "privileged"},
 		{`{"Image":"busybox","HostConfig":{"NetworkMode":"host"}}`, 400, "host"},
 		{`{"Image":"busybox","HostConfig":{"Binds":["/etc:/host"]}}`, 400, "bind mounts"},
-		{`{"Image":"busybox","Entrypoint":[],"HostConfig":{}}`, 400, "no command specified"},
+		{`{"Image":"busybox","Entrypoint":[],"HostConfig":{}}`, 400, "No command specified"},
 	}
 	for _, tt := range tests {
 		var req createRequest

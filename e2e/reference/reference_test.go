@@ -15,47 +15,8 @@ import (
 // name. Their subtests are skipped with "DIFF: <what>" (they fail with
 // MACRO_REFERENCE_STRICT=1). Remove an entry when its subtest passes.
 var openDiffs = map[string]string{
-	// A start that fails.
-	"TestDifferential/run/user_unknown_name":                      startFails,
-	"TestDifferential/run/missing_binary":                         startFails,
-	"TestDifferential/run/missing_command_in_PATH":                startFails,
-	"TestDifferential/run/not_executable":                         startFails,
-	"TestDifferential/run/no_command":                             "a container with neither Cmd nor Entrypoint is created and fails at start (dockerd refuses the create: \"No command specified\"); " + startFails,
-	"TestDifferential/run/create_with_no_command":                 "docker create with neither Cmd nor Entrypoint succeeds (exit 0, a container that can never start); dockerd: \"Error response from daemon: No command specified\", exit 1",
-	"TestDifferential/errors/exec_missing_binary":                 "docker exec of a missing binary exits 127 and prints nothing; dockerd exits 126 and prints \"OCI runtime exec failed: exec failed: unable to start container process: exec: \\\"/no/such\\\": stat /no/such: no such file or directory: unknown\"",
-	"TestDifferential/errors/run_missing_image_without_pull":      "\"No such image: nosuchimage\"; dockerd names the normalised reference: \"No such image: nosuchimage:latest\"",
-	"TestDifferential/errors/run_image_from_unreachable_registry": "a pull from 127.0.0.1:1 fails with the https:// error; dockerd treats loopback registries as insecure, falls back to http:// and reports that error (\"Get \\\"http://127.0.0.1:1/v2/\\\": ...\")",
-	"TestDifferential/errors/restart_on-failure_negative":         "\"invalid restart policy: maximum retry count must be a positive integer\"; dockerd 20.10: \"maximum retry count cannot be negative\", moby >= 25: \"invalid restart policy: maximum retry count cannot be negative\"",
-	"TestDifferential/errors/kill_stopped_container":              "\"container <id> is not running\" where dockerd says \"Container <id> is not running\" (capital C)",
-	"TestDifferential/errors/exec_in_stopped_container":           "\"container <id> is not running\" where dockerd says \"Container <id> is not running\" (capital C)",
-	"TestDifferential/errors/rename_to_existing_name":             "the conflict of docker rename lacks dockerd's prefix \"Error when allocating new name: \" (still in current moby; compose users match on it)",
-	// inspect.
-	"TestDifferential/inspect/created": inspectDefaults + "; Config.Env puts the image's PATH before -e A=1 (dockerd: user env first); HostConfig.MemorySwap 0 with -m 64m (dockerd: 134217728, twice the memory)",
-	"TestDifferential/inspect/running": inspectDefaults + "; Config.Env puts the image's PATH before -e A=1 (dockerd: user env first); HostConfig.MemorySwap 0 with -m 64m (dockerd: 134217728, twice the memory)",
-	"TestDifferential/inspect/exited":  inspectDefaults + "; HostConfig.PidsLimit 0 when unset (dockerd: null)",
-	"TestDifferential/inspect/autorm":  inspectDefaults + "; HostConfig.PidsLimit 0 when unset (dockerd: null)",
-	// ps.
-	"TestDifferential/ps/created":                 psColumns,
-	"TestDifferential/ps/running":                 psColumns,
-	"TestDifferential/ps/exited":                  psColumns + "; " + psCommand,
-	"TestDifferential/ps/table":                   psCommand,
-	"TestDifferential/ps/name_filter_is_a_regexp": "ps --filter name=^ps-(created|exited)$ matches nothing: the name filter is not a regular expression (dockerd: a regexp on the name, e.g. name=^web$)",
-	// images.
-	"TestDifferential/images/image_inspect": "image inspect Size of busybox is 1982468, dockerd 1984361 (docker images rounds both to 1.98MB)",
-	// events.
-	"TestDifferential/events/run_--rm":                          "no \"attach\" event when docker run attaches (dockerd: create, attach, start, die, destroy)",
-	"TestDifferential/events/create_start_kill_rm":              "no \"kill\" event (with signal=9) for docker kill (dockerd: create, start, kill, die, destroy)",
-	"TestDifferential/events/container_filter_is_a_name_prefix": "events --filter container=ev- matches nothing; dockerd matches a prefix of the name or ID (FuzzyMatch)",
+	"TestDifferential/errors/restart_on-failure_negative": "\"invalid restart policy: maximum retry count must be a positive integer\"; dockerd 20.10: \"maximum retry count cannot be negative\", moby >= 25: \"invalid restart policy: maximum retry count cannot be negative\"",
 }
-
-const (
-	startFails = "when the start fails, docker run also prints \"level=error msg=\\\"Error waiting for container: <error>\\\"\" (the wait result carries the start error; dockerd's has none), " +
-		"and the error reads \"failed to create task for container: runc create failed: ...\" where dockerd 20.10 says \"failed to create shim task: OCI runtime create failed: runc create failed: ...: unknown\""
-	inspectDefaults = "inspect shows unset defaults differently: Config.Volumes {} (dockerd: null), Config.OnBuild absent (dockerd: null), " +
-		"HostConfig.ShmSize 0 (dockerd: 67108864), HostConfig.LogConfig.Type \"\" (dockerd: \"json-file\"), HostConfig.IpcMode \"\" (dockerd: \"private\")"
-	psColumns = "ps: Networks is \"\" for a --network none container (dockerd: \"none\"), Size is \"0B\" (dockerd: \"0B (virtual 1.98MB)\": SizeRootFs is not filled in with size=1)"
-	psCommand = "ps: COMMAND of sh -c 'exit 3' reads \"sh -c \\\"exit 3\\\"\" (dockerd: \"sh -c 'exit 3'\")"
-)
 
 // newerWording lists the error messages where macro says what dockerd 25
 // and later say (moby's ValidateRestartPolicy, ContainerRm) rather than
