@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"testing"
 
@@ -66,7 +67,11 @@ func TestImagesThroughOwnRegistry(t *testing.T) {
 	}
 	// docker tag to our host is the tenant's own name.
 	docker("tag", "team/app:1", host+"/other:2")
-	if out := docker("images", "--format", "{{.Repository}}:{{.Tag}}"); out != "other:2\nteam/app:1" {
+	// One image, two repositories: the CLI's rows come from a map by
+	// repository, in no set order (with dockerd too), so compare them sorted.
+	rows := strings.Split(docker("images", "--format", "{{.Repository}}:{{.Tag}}"), "\n")
+	sort.Strings(rows)
+	if out := strings.Join(rows, "\n"); out != "other:2\nteam/app:1" {
 		t.Fatalf("docker images after tag: %q", out)
 	}
 	out := docker("push", host+"/other:2")
