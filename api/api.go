@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/macro-cloud/macro/auth"
@@ -60,7 +61,16 @@ func New(cfg Config) *Server {
 
 // Handler serves the tenant side of the API (mount it at /apis/ of the API
 // port). Every endpoint but GET /ca needs a token or a client certificate.
-func (s *Server) Handler() http.Handler {
+func (s *Server) Handler() http.Handler { return s.tenantMux() }
+
+// Routes returns the patterns of the tenant side's endpoints, full paths
+// ("GET /apis/macro/v1/namespaces/{name}"). The isolation sweep of the
+// end-to-end tests (e2e/isolation_test.go) calls each of them as another
+// tenant and without credentials: a new endpoint joins it by being
+// registered in tenantMux.
+func (s *Server) Routes() []string { return slices.Clone(s.tenantMux().routes) }
+
+func (s *Server) tenantMux() *mux {
 	m := newMux(s.log)
 	m.handle("GET /ca", s.getCA)
 	m.handle("GET /whoami", s.authed(s.whoami))
@@ -74,7 +84,14 @@ func (s *Server) Handler() http.Handler {
 
 // AdminHandler serves the admin side of the API; serve it on the admin
 // unix socket only.
-func (s *Server) AdminHandler() http.Handler {
+func (s *Server) AdminHandler() http.Handler { return s.adminMux() }
+
+// AdminRoutes returns the patterns of the admin side's endpoints, full
+// paths, as Routes does for the tenant side. None of them may answer on
+// the API port.
+func (s *Server) AdminRoutes() []string { return slices.Clone(s.adminMux().routes) }
+
+func (s *Server) adminMux() *mux {
 	m := newMux(s.log)
 	m.handle("GET /ca", s.getCA)
 	m.handle("GET /tenants", s.listTenants)
@@ -94,8 +111,9 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // paths (404) and wrong methods (405) in JSON too.
 type mux struct {
 	*http.ServeMux
-	log   *slog.Logger
-	paths map[string]bool
+	log    *slog.Logger
+	paths  map[string]bool
+	routes []string // the patterns of handle, full paths
 }
 
 func newMux(log *slog.Logger) *mux {
@@ -108,6 +126,7 @@ func newMux(log *slog.Logger) *mux {
 
 func (m *mux) handle(pattern string, fn handlerFunc) {
 	method, path, _ := cutSpace(pattern)
+	m.routes = append(m.routes, method+" "+Prefix+path)
 	m.HandleFunc(method+" "+Prefix+path, func(w http.ResponseWriter, r *http.Request) {
 		if err := fn(w, r); err != nil {
 			var ae *apiError

@@ -160,6 +160,35 @@ func (g *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// Routes lists every request the registry serves, as method and path
+// pattern ("GET /v2/{name}/manifests/{reference}"; {name} may hold
+// slashes, {uuid} is an upload's). ServeHTTP and route dispatch by hand;
+// this list documents them, and TestRoutesDispatched checks both ways that
+// it is what they dispatch (each listed route reaches its handler, every
+// other method on the same path is refused), so that it cannot drift.
+// The isolation sweep of the end-to-end tests (e2e/isolation_test.go)
+// calls each of them as another tenant and without credentials.
+func Routes() []string {
+	return []string{
+		"GET /v2/token",
+		"GET /v2/",
+		"HEAD /v2/",
+		"GET /v2/_catalog",
+		"GET /v2/{name}/tags/list",
+		"HEAD /v2/{name}/tags/list",
+		"GET /v2/{name}/manifests/{reference}",
+		"HEAD /v2/{name}/manifests/{reference}",
+		"PUT /v2/{name}/manifests/{reference}",
+		"GET /v2/{name}/blobs/{digest}",
+		"HEAD /v2/{name}/blobs/{digest}",
+		"POST /v2/{name}/blobs/uploads/",
+		"GET /v2/{name}/blobs/uploads/{uuid}",
+		"PATCH /v2/{name}/blobs/uploads/{uuid}",
+		"PUT /v2/{name}/blobs/uploads/{uuid}",
+		"DELETE /v2/{name}/blobs/uploads/{uuid}",
+	}
+}
+
 func (g *Registry) route(w http.ResponseWriter, r *http.Request, tenant, p string) error {
 	if p == "/v2/" || p == "/v2" {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

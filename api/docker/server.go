@@ -12,7 +12,9 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/macro-cloud/macro/auth"
@@ -39,6 +41,11 @@ type Server struct {
 	started time.Time
 	// tenantFromContext: see Config.TenantFromContext.
 	tenantFromContext bool
+
+	// routes are the patterns handle registered, in order, once each
+	// (see Routes).
+	routesMu sync.Mutex
+	routes   []string
 }
 
 // Info describes the cloud for `docker info` and `docker version`.
@@ -152,8 +159,26 @@ func versionLess(a, b string) bool {
 // handlerFunc is an HTTP handler that returns its error instead of writing it.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// handle registers fn for pattern ("GET /containers/{id}/json").
+// Routes returns the pattern of every endpoint of the API, as registered
+// on the ServeMux ("GET /containers/{id}/json", "/" for the fallback),
+// without the optional /vX.Y prefix. The isolation sweep of the end-to-end
+// tests (e2e/isolation_test.go) calls each of them as another tenant: a
+// new endpoint joins it by being registered with handle.
+func (s *Server) Routes() []string {
+	s.Handler() // registers every route on a throwaway mux
+	s.routesMu.Lock()
+	defer s.routesMu.Unlock()
+	return slices.Clone(s.routes)
+}
+
+// handle registers fn for pattern ("GET /containers/{id}/json") and records
+// the pattern for Routes.
 func (s *Server) handle(mux *http.ServeMux, pattern string, fn handlerFunc) {
+	s.routesMu.Lock()
+	if !slices.Contains(s.routes, pattern) {
+		s.routes = append(s.routes, pattern)
+	}
+	s.routesMu.Unlock()
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := fn(w, r); err != nil {
 			var ae *apiError
