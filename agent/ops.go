@@ -246,4 +246,3 @@ func dirSize(ctx context.Context, dir string) (int64, error) {
 	})
 	return total, err
 }
-

@@ -14,18 +14,17 @@ import (
 // reported to the owners of api/docker and are not fixed yet, by subtest
 // name. Their subtests are skipped with "DIFF: <what>" (they fail with
 // MACRO_REFERENCE_STRICT=1). Remove an entry when its subtest passes.
-var openDiffs = map[string]string{
-	"TestDifferential/errors/restart_on-failure_negative": "\"invalid restart policy: maximum retry count must be a positive integer\"; dockerd 20.10: \"maximum retry count cannot be negative\", moby >= 25: \"invalid restart policy: maximum retry count cannot be negative\"",
-}
+var openDiffs = map[string]string{}
 
 // newerWording lists the error messages where macro says what dockerd 25
 // and later say (moby's ValidateRestartPolicy, ContainerRm) rather than
 // dockerd 20.10's words: the subtest passes when macro prints exactly this
 // (normalised) standard error, and says so.
 var newerWording = map[string]string{
-	"TestDifferential/errors/rm_running_container":      "Error response from daemon: cannot remove container \"/err-running\": container is running: stop the container before removing or force remove\n",
-	"TestDifferential/errors/bad_restart_policy_name":   "Error response from daemon: invalid restart policy: unknown policy 'bogus'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'\n",
-	"TestDifferential/errors/restart_always_with_count": "Error response from daemon: invalid restart policy: maximum retry count can only be used with 'on-failure'\n",
+	"TestDifferential/errors/rm_running_container":        "Error response from daemon: cannot remove container \"/err-running\": container is running: stop the container before removing or force remove\n",
+	"TestDifferential/errors/bad_restart_policy_name":     "Error response from daemon: invalid restart policy: unknown policy 'bogus'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'\n",
+	"TestDifferential/errors/restart_always_with_count":   "Error response from daemon: invalid restart policy: maximum retry count can only be used with 'on-failure'\n",
+	"TestDifferential/errors/restart_on-failure_negative": "Error response from daemon: invalid restart policy: maximum retry count cannot be negative\n",
 }
 
 // allowedFields are the fields of `docker inspect` of a container that may
