@@ -330,8 +330,11 @@ func testErrors(t *testing.T, p *pair) {
 
 func testLogs(t *testing.T, p *pair) {
 	p.cleanupBoth(t, "logs-both")
+	// stdout and stderr are two pipes: lines written to both at the same
+	// moment reach the log in either order, in dockerd too. The pause
+	// keeps the order the same for both engines.
 	p.mustBoth(t, "run", "--network", "none", "--name", "logs-both", "busybox", "sh", "-c",
-		"echo out1; echo err1 >&2; echo out2; printf 'no newline'")
+		"echo out1; echo err1 >&2; sleep 0.3; echo out2; printf 'no newline'")
 	for _, tc := range [][]string{
 		{"logs", "logs-both"},
 		{"logs", "--tail", "1", "logs-both"},
