@@ -129,7 +129,7 @@ func (w *worker) adopt(ctx context.Context) {
 				s.Phase = types.PhasePaused
 			}
 		})
-	case err == nil && st.Status == runtime.StatusStopped && (prev.Phase == types.PhaseRunning || prev.Phase == types.PhasePaused):
+	case err == nil && st.Status == runtime.StatusStopped && prev.Phase.Up():
 		// Exited while no agent watched: handle like a live exit.
 		w.mu.Lock()
 		w.exitCh = closedChan()
@@ -144,7 +144,7 @@ func (w *worker) adopt(ctx context.Context) {
 	case err == nil && st.Status == runtime.StatusStopped:
 		// An exit the previous agent already recorded: counting it again
 		// would publish a second die event and could restart the pod.
-	case prev.Phase == types.PhaseRunning || prev.Phase == types.PhasePaused || prev.Phase == types.PhaseRestarting:
+	case prev.Phase.Active():
 		// The container vanished (host reboot): it died.
 		w.setStatus(ctx, func(s *types.PodStatus) {
 			s.Phase = types.PhaseExited
@@ -169,7 +169,7 @@ func closedChan() chan struct{} {
 func (w *worker) converge(ctx context.Context) {
 	pod, st := w.snapshot()
 	d := pod.Desired
-	running := st.Phase == types.PhaseRunning || st.Phase == types.PhasePaused
+	running := st.Phase.Up()
 	switch d.State {
 	case types.PhaseRunning:
 		if d.Run > st.Run {

@@ -154,3 +154,9 @@ type HealthLog struct {
 	ExitCode int       `json:"exitCode"`
 	Output   string    `json:"output"`
 }
+
+// Up is true while the pod's process exists: running or paused.
+func (p PodPhase) Up() bool { return p == PhaseRunning || p == PhasePaused }
+
+// Active is Docker's State.Running: up, or waiting to restart.
+func (p PodPhase) Active() bool { return p.Up() || p == PhaseRestarting }

@@ -67,6 +67,16 @@ func (s *Server) pod(r *http.Request) (types.Pod, error) {
 	return p, err
 }
 
+// podStatus resolves the {id} of the path and reads the pod's status.
+func (s *Server) podStatus(r *http.Request) (types.Pod, types.PodStatus, error) {
+	p, err := s.pod(r)
+	if err != nil {
+		return p, types.PodStatus{}, err
+	}
+	st, err := s.store.Status(r.Context(), p.Tenant, p.ID)
+	return p, st, err
+}
+
 func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	var req createRequest
 	if err := decodeBody(r, &req); err != nil {
@@ -203,15 +213,11 @@ func (s *Server) waitSince(ctx context.Context, tenant, id string, from int64, t
 }
 
 func (s *Server) startContainer(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.pod(r)
+	p, st, err := s.podStatus(r)
 	if err != nil {
 		return err
 	}
-	st, err := s.store.Status(r.Context(), p.Tenant, p.ID)
-	if err != nil {
-		return err
-	}
-	if st.Phase == types.PhaseRunning || st.Phase == types.PhasePaused {
+	if st.Phase.Up() {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
@@ -291,7 +297,7 @@ func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if st.Phase != types.PhaseRunning && st.Phase != types.PhasePaused && st.Phase != types.PhaseRestarting {
+	if !st.Phase.Active() {
 		if p.Desired.State == types.PhaseRunning {
 			s.store.UpdatePod(r.Context(), p.Tenant, p.ID, func(p *types.Pod) error {
 				p.Desired.State = types.PhaseExited
@@ -364,7 +370,7 @@ func (s *Server) killContainer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if st.Phase != types.PhaseRunning && st.Phase != types.PhasePaused {
+	if !st.Phase.Up() {
 		return conflict("Cannot kill container: %s: Container %s is not running", r.PathValue("id"), p.ID)
 	}
 	node, err := s.nodeOf(r.Context(), p)
@@ -394,7 +400,7 @@ func (s *Server) killContainer(w http.ResponseWriter, r *http.Request) error {
 	}
 	if sig == syscall.SIGKILL {
 		s.waitFor(r.Context(), p.Tenant, p.ID, 10*time.Second, func(_ types.Pod, st types.PodStatus, gone bool) bool {
-			return gone || st.Phase != types.PhaseRunning && st.Phase != types.PhasePaused
+			return gone || !st.Phase.Up()
 		})
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -410,11 +416,7 @@ func (s *Server) unpauseContainer(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) setPaused(w http.ResponseWriter, r *http.Request, pause bool) error {
-	p, err := s.pod(r)
-	if err != nil {
-		return err
-	}
-	st, err := s.store.Status(r.Context(), p.Tenant, p.ID)
+	p, st, err := s.podStatus(r)
 	if err != nil {
 		return err
 	}
@@ -554,9 +556,6 @@ func (s *Server) removeContainer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if boolValue(r, "v") && false {
-		return nil
-	}
 	if boolValue(r, "link") {
 		return badRequest("links are not supported")
 	}
@@ -564,7 +563,7 @@ func (s *Server) removeContainer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	running := st.Phase == types.PhaseRunning || st.Phase == types.PhasePaused || st.Phase == types.PhaseRestarting
+	running := st.Phase.Active()
 	if running && !boolValue(r, "force") {
 		if st.Phase == types.PhasePaused {
 			return conflict("cannot remove container \"/%s\": container is paused and must be unpaused first, or use force", p.Name)
@@ -589,7 +588,7 @@ func (s *Server) pruneContainers(w http.ResponseWriter, r *http.Request) error {
 	}
 	report := container.PruneReport{ContainersDeleted: []string{}}
 	for _, it := range items {
-		if it.st.Phase == types.PhaseRunning || it.st.Phase == types.PhasePaused || it.st.Phase == types.PhaseRestarting {
+		if it.st.Phase.Active() {
 			continue
 		}
 		if !f.matchLabels(it.p.Spec.Labels) || !f.untilOK(it.p.Created) {
@@ -789,11 +788,7 @@ func commandLine(spec types.PodSpec) string {
 }
 
 func (s *Server) inspectContainer(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.pod(r)
-	if err != nil {
-		return err
-	}
-	st, err := s.store.Status(r.Context(), p.Tenant, p.ID)
+	p, st, err := s.podStatus(r)
 	if err != nil {
 		return err
 	}
@@ -923,7 +918,7 @@ func (s *Server) inspect(p types.Pod, st types.PodStatus) inspectJSON {
 		Unschedulable: p.Unschedulable,
 		State: stateJSON{
 			Status:     state,
-			Running:    st.Phase == types.PhaseRunning || st.Phase == types.PhasePaused || st.Phase == types.PhaseRestarting,
+			Running:    st.Phase.Active(),
 			Paused:     st.Phase == types.PhasePaused,
 			Restarting: st.Phase == types.PhaseRestarting,
 			OOMKilled:  st.OOMKilled,

@@ -55,7 +55,7 @@ func (s *Server) statsContainer(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
-	if st.Phase != types.PhaseRunning && st.Phase != types.PhasePaused {
+	if !st.Phase.Up() {
 		// Docker answers a stopped container with zeroed figures.
 		w.WriteHeader(http.StatusOK)
 		return enc.Encode(statsJSON{Name: "/" + p.Name, ID: p.ID, Read: zeroTime, PreRead: zeroTime, PidsStats: map[string]any{}, BlkioStats: map[string]any{}, MemoryStats: map[string]any{}})

@@ -256,11 +256,7 @@ func (f flushWriter) Write(p []byte) (int, error) {
 }
 
 func (s *Server) attachContainer(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.pod(r)
-	if err != nil {
-		return err
-	}
-	st, err := s.store.Status(r.Context(), p.Tenant, p.ID)
+	p, st, err := s.podStatus(r)
 	if err != nil {
 		return err
 	}
@@ -377,15 +373,11 @@ func querySize(r *http.Request) (runtime.Size, error) {
 }
 
 func (s *Server) topContainer(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.pod(r)
+	p, st, err := s.podStatus(r)
 	if err != nil {
 		return err
 	}
-	st, err := s.store.Status(r.Context(), p.Tenant, p.ID)
-	if err != nil {
-		return err
-	}
-	if st.Phase != types.PhaseRunning && st.Phase != types.PhasePaused {
+	if !st.Phase.Up() {
 		return conflict("Container %s is not running", p.ID)
 	}
 	node, err := s.nodeOf(r.Context(), p)
