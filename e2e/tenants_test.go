@@ -114,11 +114,8 @@ var tokenRE = regexp.MustCompile(`kr_[0-9a-f]{16}_[0-9a-f]{64}`)
 // TestTenants drives tenancy as an admin and two tenants would: macro admin
 // makes tenants and tokens, each tenant gets client certificates with its
 // token, and the real docker CLI talks to the API port over mutual TLS.
-//
-// Containers are not yet separated between tenants on the API port: the
-// Docker API still reads every request as tenant default until its
-// tenantOf reads the request's tenant (api/docker requestTenant). Then
-// this test grows a check that tenant B sees none of tenant A's containers.
+// That tenant B sees none of tenant A's objects is the isolation sweep's
+// job (isolation_test.go).
 func TestTenants(t *testing.T) {
 	c := newTenantCloud(t)
 

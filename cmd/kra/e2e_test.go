@@ -153,9 +153,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	t.Run("OtherTenant", func(t *testing.T) {
 		if out := mustDocker("--context", bobCtx, "ps", "-a", "--format", "{{.Names}}"); strings.TrimSpace(out) != "" {
-			// The docker CLI itself, with bob's certificate, sees alice's pod:
-			// the server does not scope containers yet, kra cannot do better.
-			t.Skipf("the Docker API does not scope containers per tenant yet: docker --context %s ps -a shows %q", bobCtx, out)
+			t.Errorf("docker --context %s ps -a shows alice's pods: %q", bobCtx, out)
 		}
 		if out := mustKra(t, kra, bobEnv, "ps", "-a"); strings.Contains(out, "hello") {
 			t.Errorf("bob's kra ps shows alice's pod:\n%s", out)
