@@ -74,6 +74,16 @@ func (s *Server) nodeOf(ctx context.Context, p types.Pod) (Node, error) {
 	return n, nil
 }
 
+// podNode resolves the {id} of the path and the node that runs the pod.
+func (s *Server) podNode(r *http.Request) (types.Pod, Node, error) {
+	p, err := s.pod(r)
+	if err != nil {
+		return p, nil, err
+	}
+	node, err := s.nodeOf(r.Context(), p)
+	return p, node, err
+}
+
 // nodeError maps a node's "no such pod" to the conflict the CLI expects.
 func nodeError(err error, p types.Pod) error {
 	if errors.Is(err, agent.ErrNoSuchPod) || errors.Is(err, runtime.ErrNotFound) || errors.Is(err, runtime.ErrNotRunning) {
@@ -393,11 +403,7 @@ func (s *Server) topContainer(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) changesContainer(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.pod(r)
-	if err != nil {
-		return err
-	}
-	node, err := s.nodeOf(r.Context(), p)
+	p, node, err := s.podNode(r)
 	if err != nil {
 		return err
 	}
@@ -418,11 +424,7 @@ func (s *Server) changesContainer(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) exportContainer(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.pod(r)
-	if err != nil {
-		return err
-	}
-	node, err := s.nodeOf(r.Context(), p)
+	p, node, err := s.podNode(r)
 	if err != nil {
 		return err
 	}
