@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,26 +83,36 @@ func ownerAlive(dir string) bool {
 // sweepStale cleans up the data directories of test binaries that died
 // without running their cleanups (killed by go test's -timeout).
 func sweepStale(logf func(string, ...any)) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dataDirPrefix+"*"))
+	sweepStaleDirs(dataDirPrefix, cleanupDataDir, logf)
+}
+
+// sweepStaleDirs removes, with cleanup, the temp dirs named prefix* whose
+// owning test process is gone.
+func sweepStaleDirs(prefix string, cleanup func(dir string, remove bool, logf func(string, ...any)) error, logf func(string, ...any)) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
 	for _, dir := range dirs {
 		if ownerAlive(dir) {
 			continue
 		}
 		logf("testenv: removing %s, left behind by a test process that is gone", dir)
-		if err := cleanupDataDir(dir, true, logf); err != nil {
+		if err := cleanup(dir, true, logf); err != nil {
 			logf("testenv: %v", err)
 		}
 	}
 }
 
-// cleanupDataDir stops everything a macro server left behind under dir and,
-// with remove, removes dir:
-//  1. processes whose command line names dir (a server that still runs,
-//     shims, runtime processes), and the shims' socket directories;
-//  2. containers in each runtime's state directory under dir/runtime/*/root
-//     (killed, then deleted with the runtime's own tool);
-//  3. processes in the containers' cgroups, then the cgroups;
-//  4. mounts under dir (lazily, innermost first).
+// unixClient is an HTTP client that talks to the unix socket sock whatever
+// host a URL names ("http://docker/v1.50/containers/json").
+func unixClient(sock string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+		DisableKeepAlives: true,
+	}}
+}
+
 func cleanupDataDir(dir string, remove bool, logf func(string, ...any)) error {
 	killByCmdline(dir)
 	removeSocketDirs(dir)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -148,15 +147,7 @@ func (d *Dockerd) Host() string { return "unix://" + d.Socket }
 
 // Client returns an HTTP client that talks to the daemon's socket whatever
 // host a URL names: "http://docker/v1.41/containers/json".
-func (d *Dockerd) Client() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var dl net.Dialer
-			return dl.DialContext(ctx, "unix", d.Socket)
-		},
-		DisableKeepAlives: true,
-	}}
-}
+func (d *Dockerd) Client() *http.Client { return unixClient(d.Socket) }
 
 // Log returns what dockerd has written to its log so far.
 func (d *Dockerd) Log() string {
@@ -326,14 +317,5 @@ func removeShimSockets(dir string) {
 // sweepStaleDockerd cleans up after the dockerds of test binaries that died
 // without running their cleanups.
 func sweepStaleDockerd(logf func(string, ...any)) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dockerdDirPrefix+"*"))
-	for _, dir := range dirs {
-		if ownerAlive(dir) {
-			continue
-		}
-		logf("testenv: removing %s, left behind by a test process that is gone", dir)
-		if err := cleanupDockerdDir(dir, true, logf); err != nil {
-			logf("testenv: %v", err)
-		}
-	}
+	sweepStaleDirs(dockerdDirPrefix, cleanupDockerdDir, logf)
 }

@@ -133,15 +133,7 @@ func (s *Server) TCPHost() string {
 
 // Client returns an HTTP client that talks to the server's socket whatever
 // host a URL names: use "http://docker/v1.50/containers/json".
-func (s *Server) Client() *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", s.Socket)
-		},
-		DisableKeepAlives: true,
-	}}
-}
+func (s *Server) Client() *http.Client { return unixClient(s.Socket) }
 
 // Log returns what the server has written to its log so far.
 func (s *Server) Log() string {
