@@ -90,6 +90,9 @@ type PodSpec struct {
 	AutoRemove  bool         `json:"autoRemove,omitempty"`
 	// ExposedPorts as Docker writes them: "80/tcp".
 	ExposedPorts []string `json:"exposedPorts,omitempty"`
+	// Aliases are further names the pod answers to inside its namespace
+	// (a compose service name, network aliases); its own name always does.
+	Aliases []string `json:"aliases,omitempty"`
 	// Docker keeps the create request as it came, for inspect.
 	DockerConfig     []byte `json:"dockerConfig,omitempty"`
 	DockerHostConfig []byte `json:"dockerHostConfig,omitempty"`
@@ -138,6 +141,9 @@ type PodStatus struct {
 	// Exits counts every exit the agent has seen; docker wait watches it.
 	Exits  int     `json:"exits,omitempty"`
 	Health *Health `json:"health,omitempty"`
+	// IPv6 and IPv4 are the pod's VPC addresses while it has a network.
+	IPv6 string `json:"ipv6,omitempty"`
+	IPv4 string `json:"ipv4,omitempty"`
 }
 
 // Health is the state of a pod's healthcheck, as Docker reports it.
