@@ -284,7 +284,7 @@ func (w *worker) watchExit() {
 func (w *worker) exited(ctx context.Context) <-chan time.Time {
 	w.mu.Lock()
 	w.exitCh = nil
-	stopping := w.pod.Desired.State != types.PhaseRunning && w.pod.Desired.State != types.PhasePaused
+	stopping := w.pod.Desired.State != types.PhaseRunning && w.pod.Desired.State != types.PhasePaused || w.pod.Desired.Killed
 	w.mu.Unlock()
 	st, err := w.rt.State(ctx, w.id)
 	if err != nil {
@@ -323,7 +323,7 @@ func (w *worker) exited(ctx context.Context) <-chan time.Time {
 
 func (w *worker) shouldRestart(exitCode int) bool {
 	pod, st := w.snapshot()
-	if pod.Desired.State != types.PhaseRunning || pod.Spec.AutoRemove {
+	if pod.Desired.State != types.PhaseRunning || pod.Desired.Killed || pod.Spec.AutoRemove {
 		return false
 	}
 	switch r := pod.Spec.Restart; r.Policy {

@@ -43,6 +43,13 @@ type DesiredState struct {
 	Run   int      `json:"run"`
 	// StopTimeout overrides Spec.StopTimeout for the stop that set this state.
 	StopTimeout *int `json:"stopTimeout,omitempty"`
+	// StopSignal overrides Spec.StopSignal for the stop that set this state
+	// (docker stop --signal).
+	StopSignal string `json:"stopSignal,omitempty"`
+	// Killed marks a pod the tenant signalled by hand (docker kill): its
+	// next exit is final whatever the restart policy, as a manual stop is
+	// for Docker. The process itself decides whether the signal ends it.
+	Killed bool `json:"killed,omitempty"`
 }
 
 // PodPhase names a lifecycle state, using Docker's words.
