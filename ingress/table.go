@@ -94,9 +94,9 @@ func Build(cfg Config, backends []Backend) *Table {
 		}
 		return a.Pod < b.Pod
 	})
-	owner := map[string]string{}   // host -> tenant
-	tcpOwner := map[int]string{}   // public port -> tenant
-	routes := map[string]*Route{}  // tenant \x00 host \x00 path
+	owner := map[string]string{}  // host -> tenant
+	tcpOwner := map[int]string{}  // public port -> tenant
+	routes := map[string]*Route{} // tenant \x00 host \x00 path
 	var claims []claim
 	for _, b := range sorted {
 		rules, tcp, err := ParseLabels(b.Tenant, cfg.Domain, b.Labels)
