@@ -38,6 +38,10 @@ type Options struct {
 	DialTimeout time.Duration
 	// WakeTimeout bounds waiting for a suspended pod; 0 means 30 s.
 	WakeTimeout time.Duration
+	// Dial connects to a pod address; nil means a plain net.Dialer. The
+	// node's network passes one that dials from inside its router, where
+	// the pod addresses are routed.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Proxy is the HTTP side of the ingress: an http.Handler that routes by
@@ -67,9 +71,12 @@ func NewProxy(opts Options, waker Waker, log *slog.Logger) *Proxy {
 	if opts.WakeTimeout == 0 {
 		opts.WakeTimeout = 30 * time.Second
 	}
+	if opts.Dial == nil {
+		opts.Dial = (&net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
 	p := &Proxy{opts: opts, waker: waker, log: log, Activity: NewActivity()}
 	p.transport = &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           opts.Dial,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,

@@ -49,7 +49,9 @@ func (p *Proxy) serveTCPConn(c net.Conn, publicPort int) {
 	}
 	done := p.Activity.Begin(t.Pod)
 	defer done()
-	b, err := net.DialTimeout("tcp", t.Addr.String(), p.opts.DialTimeout)
+	ctx, cancel = context.WithTimeout(context.Background(), p.opts.DialTimeout)
+	b, err := p.opts.Dial(ctx, "tcp", t.Addr.String())
+	cancel()
 	if err != nil {
 		p.log.Info("tcp backend", "pod", t.Pod, "addr", t.Addr, "err", err)
 		return
