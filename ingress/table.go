@@ -210,3 +210,13 @@ func (t *Table) Routes() []*Route {
 	})
 	return out
 }
+
+// TCPPorts lists the public TCP ports that have a route.
+func (t *Table) TCPPorts() []int {
+	ports := make([]int, 0, len(t.tcp))
+	for p := range t.tcp {
+		ports = append(ports, p)
+	}
+	sort.Ints(ports)
+	return ports
+}

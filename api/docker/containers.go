@@ -102,6 +102,9 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := checkMacroLabels(spec.Labels); err != nil {
+		return err
+	}
 	if !contains(s.info.Runtimes, spec.Runtime) {
 		return badRequest("unknown or invalid runtime name: %s", spec.Runtime)
 	}
@@ -852,6 +855,18 @@ type stateJSON struct {
 	StartedAt  string
 	FinishedAt string
 	Health     *healthJSON `json:",omitempty"`
+	// Suspend is macro's addition, once auto-suspend has frozen the pod.
+	Suspend *suspendJSON `json:",omitempty"`
+}
+
+// suspendJSON shows auto-suspend in inspect: a suspended pod is running
+// for Docker, frozen with its memory kept.
+type suspendJSON struct {
+	Suspended        bool
+	Since            string `json:",omitempty"`
+	Wakes            int
+	SuspendedSeconds float64 // in total, the current suspension included
+	LastWakeMs       float64 // how long the last thaw took on the node
 }
 
 type healthJSON struct {
@@ -934,6 +949,19 @@ func (s *Server) inspect(p types.Pod, st types.PodStatus) inspectJSON {
 			StartedAt:  timeString(st.StartedAt),
 			FinishedAt: timeString(st.FinishedAt),
 		},
+	}
+	if sp := st.Suspend; sp != (types.Suspend{}) {
+		total := sp.Total
+		if sp.Suspended {
+			total += time.Since(sp.Since)
+		}
+		out.State.Suspend = &suspendJSON{
+			Suspended: sp.Suspended, Wakes: sp.Wakes,
+			SuspendedSeconds: total.Seconds(), LastWakeMs: float64(sp.LastWake.Microseconds()) / 1000,
+		}
+		if sp.Suspended {
+			out.State.Suspend.Since = timeString(sp.Since)
+		}
 	}
 	if st.Health != nil {
 		h := &healthJSON{Status: st.Health.Status, FailingStreak: st.Health.FailingStreak, Log: []healthLogJSON{}}
