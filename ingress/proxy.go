@@ -53,6 +53,7 @@ type Proxy struct {
 	log       *slog.Logger
 	transport *http.Transport
 	rr        sync.Map // route key -> *atomic.Uint64
+	proxies   sync.Map // pod and address -> *httputil.ReverseProxy
 	Activity  *Activity
 }
 
@@ -89,7 +90,22 @@ func NewProxy(opts Options, waker Waker, log *slog.Logger) *Proxy {
 }
 
 // SetTable replaces the routing table; requests in flight keep the old one.
-func (p *Proxy) SetTable(t *Table) { p.table.Store(t) }
+// Reverse proxies of targets that left the table are dropped.
+func (p *Proxy) SetTable(t *Table) {
+	p.table.Store(t)
+	live := map[string]bool{}
+	for _, r := range t.Routes() {
+		for _, tg := range r.Targets {
+			live[tg.Pod+"\x00"+tg.Addr.String()] = true
+		}
+	}
+	p.proxies.Range(func(k, _ any) bool {
+		if !live[k.(string)] {
+			p.proxies.Delete(k)
+		}
+		return true
+	})
+}
 
 // Table is the current routing table.
 func (p *Proxy) Table() *Table { return p.table.Load() }
@@ -129,7 +145,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	done := p.Activity.Begin(t.Pod)
 	defer done()
 	r.Body = http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes)
-	p.reverseProxy(t).ServeHTTP(w, r)
+	p.proxyFor(t).ServeHTTP(w, r)
 }
 
 // redirect sends a plain HTTP request of an HTTPS route to HTTPS.
@@ -177,6 +193,17 @@ func (p *Proxy) pick(ctx context.Context, route *Route) (Target, bool) {
 		return Target{}, false
 	}
 	return t, true
+}
+
+// proxyFor returns the reverse proxy of a target, made once per pod and
+// address.
+func (p *Proxy) proxyFor(t Target) *httputil.ReverseProxy {
+	key := t.Pod + "\x00" + t.Addr.String()
+	if rp, ok := p.proxies.Load(key); ok {
+		return rp.(*httputil.ReverseProxy)
+	}
+	rp, _ := p.proxies.LoadOrStore(key, p.reverseProxy(t))
+	return rp.(*httputil.ReverseProxy)
 }
 
 func (p *Proxy) reverseProxy(t Target) *httputil.ReverseProxy {
