@@ -29,6 +29,9 @@ type Rule struct {
 	HTTPS bool
 	Host  string // lower case, no port
 	Path  string // "/" or a prefix without a trailing slash ("/api")
+	// Auth, when set, is what a client must show before reaching the pod
+	// (the kr.ingress.auth labels).
+	Auth *Auth
 }
 
 // TCPRule forwards a public TCP port of the ingress to Port of the pod.
@@ -41,7 +44,9 @@ type TCPRule struct {
 // the tenant's default domain: with tenant "alice" and domain
 // "cloud.example", `app.*` is `app.alice.cloud.example` and `*` alone is
 // `alice.cloud.example`. Labels that do not start with LabelPrefix are
-// ignored; a malformed ingress label is an error naming it.
+// ignored; a malformed ingress label is an error naming it. The
+// kr.ingress.auth labels (ParseAuth) protect every HTTP route of the pod,
+// and those must then be https.
 func ParseLabels(tenant, domain string, labels map[string]string) ([]Rule, []TCPRule, error) {
 	keys := make([]string, 0, len(labels))
 	for k := range labels {
@@ -54,6 +59,9 @@ func ParseLabels(tenant, domain string, labels map[string]string) ([]Rule, []TCP
 	var tcp []TCPRule
 	for _, k := range keys {
 		rest := strings.TrimPrefix(k, LabelPrefix)
+		if k == AuthLabel || strings.HasPrefix(k, AuthLabel+".") {
+			continue // ParseAuth's
+		}
 		if p, ok := strings.CutPrefix(rest, "tcp."); ok {
 			r, err := parseTCP(p, labels[k])
 			if err != nil {
@@ -72,6 +80,18 @@ func ParseLabels(tenant, domain string, labels map[string]string) ([]Rule, []TCP
 				return nil, nil, fmt.Errorf("label %s: %w", k, err)
 			}
 			rules = append(rules, r)
+		}
+	}
+	auth, err := ParseAuth(labels)
+	if err != nil {
+		return nil, nil, err
+	}
+	if auth != nil {
+		for i := range rules {
+			if !rules[i].HTTPS {
+				return nil, nil, fmt.Errorf("label %s: route http://%s%s: an authenticated route must be https://", AuthLabel, rules[i].Host, rules[i].Path)
+			}
+			rules[i].Auth = auth
 		}
 	}
 	return rules, tcp, nil

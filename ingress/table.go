@@ -47,10 +47,13 @@ type Table struct {
 
 // Route is one host and path prefix of one tenant with its targets.
 type Route struct {
-	Tenant  string
-	Host    string
-	Path    string
-	HTTPS   bool
+	Tenant string
+	Host   string
+	Path   string
+	HTTPS  bool
+	// Auth is the route's authentication, from its earliest pod; nil when
+	// the route is open.
+	Auth    *Auth
 	Targets []Target
 }
 
@@ -134,9 +137,15 @@ func Build(cfg Config, backends []Backend) *Table {
 		key := c.b.Tenant + "\x00" + c.rule.Host + "\x00" + c.rule.Path
 		r := routes[key]
 		if r == nil {
-			r = &Route{Tenant: c.b.Tenant, Host: c.rule.Host, Path: c.rule.Path}
+			r = &Route{Tenant: c.b.Tenant, Host: c.rule.Host, Path: c.rule.Path, Auth: c.rule.Auth}
 			routes[key] = r
 			t.hosts[r.Host] = append(t.hosts[r.Host], r)
+		} else if r.Auth.key() != c.rule.Auth.key() {
+			// Replicas that disagree on who may pass would let a client
+			// through one and not the other: the earliest pod's rule
+			// holds, and pods with another are left out of the route.
+			t.problem(c.b.Pod, fmt.Sprintf("route %s%s: its kr.ingress.auth labels differ from those of the route's earliest pod; not served", r.Host, r.Path))
+			continue
 		}
 		r.HTTPS = r.HTTPS || c.rule.HTTPS
 		r.Targets = append(r.Targets, target(c.b, c.rule.Port))
@@ -192,6 +201,17 @@ func (t *Table) Lookup(host, path string) *Route {
 
 // HasHost is true when some route serves host (for TLS certificates).
 func (t *Table) HasHost(host string) bool { return len(t.hosts[host]) > 0 }
+
+// HasOIDC is true when some route of host logs users in with OIDC: the
+// host then answers the login paths under /.macro/.
+func (t *Table) HasOIDC(host string) bool {
+	for _, r := range t.hosts[host] {
+		if r.Auth != nil && r.Auth.OIDC {
+			return true
+		}
+	}
+	return false
+}
 
 // TCP is the route for a public TCP port; nil when there is none.
 func (t *Table) TCP(port int) *TCPRoute { return t.tcp[port] }
