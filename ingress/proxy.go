@@ -42,6 +42,16 @@ type Options struct {
 	// node's network passes one that dials from inside its router, where
 	// the pod addresses are routed.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// OIDC is the provider of routes with kr.ingress.auth=oidc; nil: such
+	// routes cannot log anyone in (bearer and basic still work).
+	OIDC *OIDCConfig
+	// SessionSecret keys the login cookies (32 random bytes); every
+	// ingress of a cluster needs the same one for a login to hold on all
+	// of them. Empty: a random secret, so logins end with the process.
+	SessionSecret []byte
+	// ACMEChallenge answers /.well-known/acme-challenge/ on plain HTTP
+	// (ACME's HTTP-01), before routing; nil: such requests are routed.
+	ACMEChallenge http.Handler
 }
 
 // Proxy is the HTTP side of the ingress: an http.Handler that routes by
@@ -54,6 +64,8 @@ type Proxy struct {
 	transport *http.Transport
 	rr        sync.Map // route key -> *atomic.Uint64
 	proxies   sync.Map // pod and address -> *httputil.ReverseProxy
+	auth      *authState
+	now       func() time.Time
 	Activity  *Activity
 }
 
@@ -75,7 +87,8 @@ func NewProxy(opts Options, waker Waker, log *slog.Logger) *Proxy {
 	if opts.Dial == nil {
 		opts.Dial = (&net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	}
-	p := &Proxy{opts: opts, waker: waker, log: log, Activity: NewActivity()}
+	p := &Proxy{opts: opts, waker: waker, log: log, now: time.Now, Activity: NewActivity()}
+	p.auth = newAuthState(opts, func() time.Time { return p.now() })
 	p.transport = &http.Transport{
 		DialContext:           opts.Dial,
 		MaxIdleConns:          1024,
@@ -128,7 +141,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host := requestHost(r)
-	route := p.table.Load().Lookup(host, r.URL.Path)
+	table := p.table.Load()
+	if r.TLS == nil && p.opts.ACMEChallenge != nil && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
+		p.opts.ACMEChallenge.ServeHTTP(w, r)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/.macro/") && table.HasOIDC(host) {
+		if r.TLS == nil {
+			p.redirect(w, r, host)
+		} else {
+			p.serveReserved(w, r, host)
+		}
+		return
+	}
+	route := table.Lookup(host, r.URL.Path)
 	if route == nil {
 		page(w, http.StatusNotFound, "Not found", fmt.Sprintf("No app is served at %s.", host))
 		return
@@ -136,6 +162,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route.HTTPS && r.TLS == nil {
 		p.redirect(w, r, host)
 		return
+	}
+	if route.Auth != nil {
+		if r.TLS == nil { // ParseLabels allows no such route; never send credentials in clear
+			page(w, http.StatusForbidden, "HTTPS required", "This app is served over HTTPS only.")
+			return
+		}
+		id, ok := p.authenticate(w, r, host, route)
+		if !ok {
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 	}
 	t, ok := p.pick(r.Context(), route)
 	if !ok {
@@ -212,7 +249,10 @@ func (p *Proxy) reverseProxy(t Target) *httputil.ReverseProxy {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = t.Addr.String()
 			pr.Out.Host = pr.In.Host
-			pr.Out.Header.Del(IdentityHeader)
+			stripTrusted(pr.Out.Header)
+			if id, ok := pr.In.Context().Value(identityKey{}).(identity); ok {
+				setIdentity(pr.Out.Header, id)
+			}
 			pr.SetXForwarded()
 		},
 		Transport:     p.transport,

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -91,16 +92,24 @@ type ingressFixture struct {
 	waker       *fakeWaker
 	pool        *x509.CertPool
 	httpsAddr   string
+	caFile      string // PEM of the CA of the HTTPS side
 }
 
 func newIngress(t *testing.T, cfg Config, backends ...Backend) *ingressFixture {
 	t.Helper()
-	ca, _, err := auth.LoadOrCreateCA(t.TempDir(), "test")
+	return newIngressWith(t, Options{MaxBodyBytes: 1 << 20}, cfg, backends...)
+}
+
+// newIngressWith is newIngress with proxy options.
+func newIngressWith(t *testing.T, opts Options, cfg Config, backends ...Backend) *ingressFixture {
+	t.Helper()
+	dir := t.TempDir()
+	ca, _, err := auth.LoadOrCreateCA(dir, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &ingressFixture{waker: &fakeWaker{}, pool: ca.Pool()}
-	f.proxy = NewProxy(Options{MaxBodyBytes: 1 << 20}, f.waker, slog.New(slog.DiscardHandler))
+	f := &ingressFixture{waker: &fakeWaker{}, pool: ca.Pool(), caFile: filepath.Join(dir, auth.CACertFile)}
+	f.proxy = NewProxy(opts, f.waker, slog.New(slog.DiscardHandler))
 	f.proxy.SetTable(Build(cfg, backends))
 	certs := NewCerts(f.proxy, func(host string) (tls.Certificate, error) {
 		return ca.ServerCert([]string{host}, time.Now())
