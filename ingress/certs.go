@@ -16,6 +16,11 @@ type Issuer func(host string) (tls.Certificate, error)
 // on first use and again when it nears its end. Hosts without a route get
 // none: the handshake fails, so the ingress never signs names it does not
 // serve.
+//
+// A certificate past two thirds of its life is renewed in the background
+// while it is still served; a host whose issuing failed is not tried again
+// for a minute, so a CA that is down (or refuses a name) is not asked on
+// every handshake.
 type Certs struct {
 	proxy  *Proxy
 	issue  Issuer
@@ -23,11 +28,21 @@ type Certs struct {
 	mu     sync.Mutex
 	cache  map[string]*tls.Certificate
 	flight map[string]*sync.WaitGroup
+	failed map[string]failure
 }
+
+type failure struct {
+	at  time.Time
+	err error
+}
+
+// retryAfter is how long a host whose issuing failed waits for the next try.
+const retryAfter = time.Minute
 
 // NewCerts issues with issue for the hosts of p's table.
 func NewCerts(p *Proxy, issue Issuer) *Certs {
-	return &Certs{proxy: p, issue: issue, now: time.Now, cache: map[string]*tls.Certificate{}, flight: map[string]*sync.WaitGroup{}}
+	return &Certs{proxy: p, issue: issue, now: time.Now, cache: map[string]*tls.Certificate{},
+		flight: map[string]*sync.WaitGroup{}, failed: map[string]failure{}}
 }
 
 // TLSConfig is a server TLS configuration with HTTP/2 and HTTP/1.1.
@@ -50,40 +65,64 @@ func (c *Certs) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 	}
 	for {
 		c.mu.Lock()
-		if cert := c.cache[host]; cert != nil && c.fresh(cert) {
+		cert := c.cache[host]
+		if cert != nil && c.fresh(cert) {
 			c.mu.Unlock()
 			return cert, nil
 		}
-		if wg := c.flight[host]; wg != nil {
+		wg := c.flight[host]
+		f, failed := c.failed[host]
+		retry := !failed || c.now().Sub(f.at) >= retryAfter
+		if cert != nil && c.now().Before(cert.Leaf.NotAfter) {
+			// Still valid: serve it, renewing behind it.
+			if wg == nil && retry {
+				c.startLocked(host)
+				go c.run(host)
+			}
+			c.mu.Unlock()
+			return cert, nil
+		}
+		if wg != nil {
 			c.mu.Unlock()
 			wg.Wait()
 			continue
 		}
-		wg := new(sync.WaitGroup)
-		wg.Add(1)
-		c.flight[host] = wg
-		c.mu.Unlock()
-
-		cert, err := c.issue(host)
-		c.mu.Lock()
-		delete(c.flight, host)
-		if err == nil {
-			c.cache[host] = &cert
+		if !retry {
+			c.mu.Unlock()
+			return nil, f.err
 		}
+		wg = c.startLocked(host)
 		c.mu.Unlock()
-		wg.Done()
-		if err != nil {
-			return nil, fmt.Errorf("ingress: certificate for %s: %w", host, err)
-		}
-		return &cert, nil
+		c.run(host)
+		wg.Wait()
 	}
+}
+
+// startLocked marks host as being issued; c.mu is held.
+func (c *Certs) startLocked(host string) *sync.WaitGroup {
+	wg := new(sync.WaitGroup)
+	wg.Add(1)
+	c.flight[host] = wg
+	return wg
+}
+
+// run issues the certificate of host and ends its flight.
+func (c *Certs) run(host string) {
+	cert, err := c.issue(host)
+	c.mu.Lock()
+	wg := c.flight[host]
+	delete(c.flight, host)
+	if err == nil {
+		c.cache[host] = &cert
+		delete(c.failed, host)
+	} else {
+		c.failed[host] = failure{at: c.now(), err: fmt.Errorf("ingress: certificate for %s: %w", host, err)}
+	}
+	c.mu.Unlock()
+	wg.Done()
 }
 
 // fresh is true while more than a third of the certificate's life is left.
 func (c *Certs) fresh(cert *tls.Certificate) bool {
-	if cert.Leaf == nil {
-		return true
-	}
-	life := cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore)
-	return c.now().Before(cert.Leaf.NotAfter.Add(-life / 3))
+	return freshFor(cert.Leaf, c.now())
 }

@@ -103,6 +103,13 @@ func newIngress(t *testing.T, cfg Config, backends ...Backend) *ingressFixture {
 // newIngressWith is newIngress with proxy options.
 func newIngressWith(t *testing.T, opts Options, cfg Config, backends ...Backend) *ingressFixture {
 	t.Helper()
+	return newIngressIssuer(t, opts, nil, cfg, backends...)
+}
+
+// newIngressIssuer is newIngressWith with certificates from issue (nil:
+// from a test CA, f.pool).
+func newIngressIssuer(t *testing.T, opts Options, issue Issuer, cfg Config, backends ...Backend) *ingressFixture {
+	t.Helper()
 	dir := t.TempDir()
 	ca, _, err := auth.LoadOrCreateCA(dir, "test")
 	if err != nil {
@@ -111,9 +118,12 @@ func newIngressWith(t *testing.T, opts Options, cfg Config, backends ...Backend)
 	f := &ingressFixture{waker: &fakeWaker{}, pool: ca.Pool(), caFile: filepath.Join(dir, auth.CACertFile)}
 	f.proxy = NewProxy(opts, f.waker, slog.New(slog.DiscardHandler))
 	f.proxy.SetTable(Build(cfg, backends))
-	certs := NewCerts(f.proxy, func(host string) (tls.Certificate, error) {
-		return ca.ServerCert([]string{host}, time.Now())
-	})
+	if issue == nil {
+		issue = func(host string) (tls.Certificate, error) {
+			return ca.ServerCert([]string{host}, time.Now())
+		}
+	}
+	certs := NewCerts(f.proxy, issue)
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,189 @@
+package ingress
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/macro-cloud/macro/internal/testacme"
+)
+
+// TestACMEWithPebble: a routed host gets its certificate from pebble,
+// which validates HTTP-01 for real: its validation authority resolves the
+// host through a test DNS server to 127.0.0.1 and fetches the challenge
+// from the ingress's HTTP listener (an HTTPS route, which would redirect
+// any other path). The certificate is cached under the data dir and served
+// from there by a new ingress without asking the CA.
+func TestACMEWithPebble(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs pebble")
+	}
+	_, be := app(t, "web")
+	var acmeP atomic.Pointer[ACME]
+	challenges := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { acmeP.Load().ServeHTTP(w, r) })
+	f := newIngressIssuer(t, Options{ACMEChallenge: challenges},
+		func(host string) (tls.Certificate, error) { return acmeP.Load().Issue(host) },
+		Config{Domain: "cloud.test"}, routeTo("alice", "web", be, "https://app.*"))
+	_, httpPort, _ := net.SplitHostPort(strings.TrimPrefix(f.http, "http://"))
+	var port int
+	for _, c := range httpPort {
+		port = port*10 + int(c-'0')
+	}
+	pebble := testacme.Start(t, port, testacme.StartDNS(t))
+	cache := t.TempDir()
+	a, err := NewACME(ACMEConfig{DirectoryURL: pebble.Directory, Email: "ops@example.com", HTTPClient: pebble.Client, CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acmeP.Store(a)
+
+	roots := pebble.Root(t)
+	client := &http.Client{Transport: &http.Transport{
+		DialContext:     f.client.Transport.(*http.Transport).DialContext,
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+	}}
+	resp, err := client.Get(f.url("app.alice.cloud.test", "/hello"))
+	if err != nil {
+		_, ierr := a.Issue("app.alice.cloud.test")
+		t.Fatalf("GET over a pebble certificate: %v (issue: %v)", err, ierr)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	leaf := resp.TLS.PeerCertificates[0]
+	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "app.alice.cloud.test" {
+		t.Fatalf("certificate names %v", leaf.DNSNames)
+	}
+	if !strings.Contains(pebble.Log(), "/.well-known/acme-challenge/") {
+		t.Fatalf("pebble did not fetch an HTTP-01 challenge:\n%s", pebble.Log())
+	}
+	// The certificate does not verify against the test CA: it is pebble's.
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: f.pool, DNSName: "app.alice.cloud.test"}); err == nil {
+		t.Fatal("leaf verifies against the internal CA")
+	}
+	if fi, err := os.Stat(filepath.Join(cache, "certs", "app.alice.cloud.test.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("cached certificate: %v %v", fi, err)
+	}
+
+	// A restarted ingress with the same cache and the CA gone serves it.
+	gone, err := NewACME(ACMEConfig{DirectoryURL: "https://127.0.0.1:1/dir", CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := gone.Issue("app.alice.cloud.test")
+	if err != nil || !cert.Leaf.Equal(leaf) {
+		t.Fatalf("from the cache: %v", err)
+	}
+	if _, err := gone.Issue("other.alice.cloud.test"); err == nil {
+		t.Fatal("issued without a CA")
+	}
+	if _, err := gone.Issue("../../etc/x"); err == nil {
+		t.Fatal("a path as host name")
+	}
+}
+
+// TestCertsRenewAndBackoff: a certificate past two thirds of its life is
+// served while a new one is issued behind it; a failed issue is not
+// retried for a minute.
+func TestCertsRenewAndBackoff(t *testing.T) {
+	f := newIngress(t, Config{Domain: "cloud.test"}, routeTo("alice", "web", netip.MustParseAddrPort("127.0.0.1:1"), "https://app.*"))
+	now := time.Now()
+	var mu sync.Mutex
+	calls, fail := 0, false
+	renewed := make(chan struct{}, 10)
+	issue := func(host string) (tls.Certificate, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		defer func() { renewed <- struct{}{} }()
+		if fail {
+			return tls.Certificate{}, errors.New("CA down")
+		}
+		return testCert(t, host, now, 90*24*time.Hour)
+	}
+	c := NewCerts(f.proxy, issue)
+	c.now = func() time.Time { return now }
+	hello := &tls.ClientHelloInfo{ServerName: "app.alice.cloud.test"}
+	first, err := c.GetCertificate(hello)
+	if err != nil || calls != 1 {
+		t.Fatalf("%v, %d calls", err, calls)
+	}
+	<-renewed
+	// Day 70 of 90: served at once, renewed behind.
+	c.now = func() time.Time { return now.Add(70 * 24 * time.Hour) }
+	got, err := c.GetCertificate(hello)
+	if err != nil || got != first {
+		t.Fatalf("stale certificate not served while renewing: %v", err)
+	}
+	<-renewed
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.cache["app.alice.cloud.test"] != first })
+	// Past its end with the CA down: an error, and no second try within a minute.
+	mu.Lock()
+	fail = true
+	mu.Unlock()
+	c.now = func() time.Time { return now.Add(200 * 24 * time.Hour) }
+	if _, err := c.GetCertificate(hello); err == nil || !strings.Contains(err.Error(), "CA down") {
+		t.Fatalf("expired, CA down: %v", err)
+	}
+	<-renewed
+	if _, err := c.GetCertificate(hello); err == nil {
+		t.Fatal("no error")
+	}
+	mu.Lock()
+	n := calls
+	mu.Unlock()
+	if n != 3 {
+		t.Fatalf("%d issue calls, want 3 (no retry within a minute)", n)
+	}
+	c.now = func() time.Time { return now.Add(200*24*time.Hour + 2*time.Minute) }
+	c.GetCertificate(hello)
+	<-renewed
+	mu.Lock()
+	n = calls
+	mu.Unlock()
+	if n != 4 {
+		t.Fatalf("%d issue calls after the back-off, want 4", n)
+	}
+}
+
+// testCert is a self-signed certificate for host valid from notBefore for life.
+func testCert(t *testing.T, host string, notBefore time.Time, life time.Duration) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(notBefore.UnixNano()), DNSNames: []string{host},
+		NotBefore: notBefore, NotAfter: notBefore.Add(life)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, err
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 1000; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("condition never held")
+}
