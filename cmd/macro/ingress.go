@@ -2,13 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +32,111 @@ type ingressConfig struct {
 	httpSet, httpsSet   bool // given on the command line: failing to listen is fatal
 	domain              string
 	// dial reaches pod addresses (nil: from the host).
-	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	dataDir string // set by runServer
+
+	// Authenticated ingress (kr.ingress.auth=oidc).
+	oidcIssuer, oidcClientID, oidcSecretFile, oidcCABundle string
+	sessionKeyFile                                         string
+	// ACME instead of the internal CA.
+	acmeDirectory, acmeEmail, acmeCABundle string
+}
+
+// addFlags declares the ingress's flags beyond its listeners.
+func (c *ingressConfig) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.oidcIssuer, "oidc-issuer", "", "OpenID Connect provider (issuer URL, discovery) that routes with kr.ingress.auth=oidc log users in with; it must accept https://HOST/.macro/oidc/callback as a redirect URI")
+	fs.StringVar(&c.oidcClientID, "oidc-client-id", "", "client ID of the ingress at the OIDC provider")
+	fs.StringVar(&c.oidcSecretFile, "oidc-client-secret-file", "", "file holding the client secret of the ingress at the OIDC provider")
+	fs.StringVar(&c.oidcCABundle, "oidc-ca-bundle", "", "PEM file of CAs to trust for the OIDC provider (default: the system's)")
+	fs.StringVar(&c.sessionKeyFile, "ingress-session-key", "", "file with the secret that seals login cookies, created if missing; give every ingress of a cluster the same one (default DATA-DIR/ingress/session.key)")
+	fs.StringVar(&c.acmeDirectory, "acme-directory", "", "ACME directory URL: HTTPS certificates of routed hosts come from this CA (HTTP-01 on the HTTP ingress) instead of the cluster's internal CA")
+	fs.StringVar(&c.acmeEmail, "acme-email", "", "contact address of the ACME account")
+	fs.StringVar(&c.acmeCABundle, "acme-ca-bundle", "", "PEM file of CAs to trust for the ACME directory (default: the system's)")
+}
+
+// httpClientTrusting is a client that trusts the CAs in the PEM file
+// bundle; the default client when bundle is empty.
+func httpClientTrusting(bundle string) (*http.Client, error) {
+	if bundle == "" {
+		return http.DefaultClient, nil
+	}
+	b, err := os.ReadFile(bundle)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificate", bundle)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool}
+	return &http.Client{Transport: t, Timeout: time.Minute}, nil
+}
+
+// authOptions turns the OIDC flags into proxy options.
+func (c ingressConfig) authOptions(opts *ingress.Options) error {
+	keyFile := c.sessionKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(c.dataDir, "ingress", "session.key")
+	}
+	secret, err := loadOrCreateSecret(keyFile)
+	if err != nil {
+		return fmt.Errorf("ingress session key: %w", err)
+	}
+	opts.SessionSecret = secret
+	if c.oidcIssuer == "" {
+		if c.oidcClientID != "" || c.oidcSecretFile != "" {
+			return errors.New("--oidc-client-id and --oidc-client-secret-file need --oidc-issuer")
+		}
+		return nil
+	}
+	if c.oidcClientID == "" || c.oidcSecretFile == "" {
+		return errors.New("--oidc-issuer needs --oidc-client-id and --oidc-client-secret-file")
+	}
+	b, err := os.ReadFile(c.oidcSecretFile)
+	if err != nil {
+		return fmt.Errorf("oidc client secret: %w", err)
+	}
+	client, err := httpClientTrusting(c.oidcCABundle)
+	if err != nil {
+		return fmt.Errorf("--oidc-ca-bundle: %w", err)
+	}
+	opts.OIDC = &ingress.OIDCConfig{Issuer: c.oidcIssuer, ClientID: c.oidcClientID, ClientSecret: strings.TrimSpace(string(b)), HTTPClient: client}
+	return nil
+}
+
+// loadOrCreateSecret reads 32 bytes or more from path, or writes 32
+// random ones there (0600) when it does not exist.
+func loadOrCreateSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) < 32 {
+			return nil, fmt.Errorf("%s: shorter than 32 bytes", path)
+		}
+		return b, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return loadOrCreateSecret(path)
+		}
+		return nil, err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, f.Close()
 }
 
 // runIngress serves the ingress until ctx ends: HTTP and HTTPS listeners,
@@ -58,10 +169,40 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 		}
 		return nil, err
 	}
+	closeAll := func() {
+		for _, l := range []net.Listener{hl, tl} {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}
 	// Without listeners the feed still runs: auto-suspend needs no traffic.
 	opts := ingress.Options{Dial: cfg.dial}
 	if tl != nil {
 		opts.HTTPSPort = tl.Addr().(*net.TCPAddr).Port
+	}
+	if err := cfg.authOptions(&opts); err != nil {
+		closeAll()
+		return nil, err
+	}
+	issue := func(host string) (tls.Certificate, error) { return ca.ServerCert([]string{host}, time.Now()) }
+	if cfg.acmeDirectory != "" {
+		client, err := httpClientTrusting(cfg.acmeCABundle)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("--acme-ca-bundle: %w", err)
+		}
+		a, err := ingress.NewACME(ingress.ACMEConfig{DirectoryURL: cfg.acmeDirectory, Email: cfg.acmeEmail, HTTPClient: client,
+			CacheDir: filepath.Join(cfg.dataDir, "ingress", "acme"), Log: log})
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		opts.ACMEChallenge = a
+		issue = a.Issue
+		if hl == nil {
+			log.Warn("ACME is configured but the HTTP ingress is off: HTTP-01 challenges cannot be answered")
+		}
 	}
 	proxy := ingress.NewProxy(opts, agentWaker{ag}, log)
 	feed := &ingressFeed{
@@ -91,9 +232,7 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 		log.Info("ingress HTTP", "addr", hl.Addr().String())
 	}
 	if tl != nil {
-		certs := ingress.NewCerts(proxy, func(host string) (tls.Certificate, error) {
-			return ca.ServerCert([]string{host}, time.Now())
-		})
+		certs := ingress.NewCerts(proxy, issue)
 		serve(tl, certs.TLSConfig())
 		log.Info("ingress HTTPS", "addr", tl.Addr().String())
 	}

@@ -66,6 +66,7 @@ func serverMain(args []string) int {
 	fs.StringVar(&cfg.ingress.httpAddr, "ingress-http", ":80", "HTTP ingress address (routes from kr.ingress labels; HTTPS routes redirect); \"off\" disables it")
 	fs.StringVar(&cfg.ingress.httpsAddr, "ingress-https", ":443", "HTTPS ingress address; \"off\" disables it")
 	fs.StringVar(&cfg.ingress.domain, "domain", "", "the cluster's domain: a `*` in an ingress host is the tenant's default domain, <tenant>.<domain>")
+	cfg.ingress.addFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -278,6 +279,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
 		servers = append(servers, apiSrv)
 	}
+	cfg.ingress.dataDir = dataDir
 	ingressServers, err := runIngress(ctx, cfg.ingress, st, ca, ag, log)
 	if err != nil {
 		return err
