@@ -49,7 +49,12 @@ type authState struct {
 
 // dummyHash is compared against when a basic-auth user does not exist, so
 // an unknown user costs as much as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("macro ingress"), bcrypt.DefaultCost)
+// Made on first use: bcrypt is slow on purpose, and most processes that
+// link the ingress never check a password.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("macro ingress"), bcrypt.DefaultCost)
+	return h
+})
 
 func newAuthState(opts Options, now func() time.Time) *authState {
 	secret := opts.SessionSecret
@@ -68,13 +73,16 @@ func newAuthState(opts Options, now func() time.Time) *authState {
 // bcrypt hashes. Accepted passwords are remembered (by a hash of user,
 // password and bcrypt hash) so a client does not pay bcrypt per request.
 func (a *authState) checkBasic(auth *Auth, user, pass string) bool {
-	hash := dummyHash
+	var hash []byte
 	known := false
 	for _, u := range auth.Users {
 		if u.Name == user {
 			hash, known = u.Hash, true
 			break
 		}
+	}
+	if !known {
+		hash = dummyHash()
 	}
 	k := sha256.Sum256([]byte(user + "\x00" + pass + "\x00" + string(hash)))
 	a.mu.Lock()
