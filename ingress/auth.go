@@ -233,7 +233,7 @@ func ParseHtpasswd(line string) (BasicUser, error) {
 		}
 	}
 	if _, err := bcrypt.Cost([]byte(hash)); err != nil {
-		return BasicUser{}, fmt.Errorf("user %q: the hash is not bcrypt (htpasswd -B): %v", name, err)
+		return BasicUser{}, fmt.Errorf("user %q: the hash is not bcrypt ($2y$..., as htpasswd -B writes)", name)
 	}
 	return BasicUser{Name: name, Hash: []byte(hash)}, nil
 }

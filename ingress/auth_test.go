@@ -189,8 +189,8 @@ func FuzzParseHtpasswd(f *testing.F) {
 		u, err := ParseHtpasswd(line)
 		if err != nil {
 			if strings.Contains(line, ":") && len(line) > 20 {
-				_, secret, _ := strings.Cut(line, ":")
-				if len(secret) > 8 && strings.Contains(err.Error(), secret) {
+				name, secret, _ := strings.Cut(line, ":")
+				if len(secret) > 8 && !strings.Contains(name, secret) && strings.Contains(err.Error(), secret) {
 					t.Fatalf("error shows the hash: %v", err)
 				}
 			}
