@@ -1,7 +1,9 @@
 // Package ingress is the edge of the cloud: it takes HTTP, HTTPS and raw TCP
 // traffic for the hosts tenants claim with labels on their pods
 // (`kr.ingress.<port>=https://<host>[/path]`, Kraud's convention) and passes
-// it to those pods.
+// it to those pods. A route can require sign-in first (auth.go: OIDC for
+// browsers, basic auth and bearer tokens for other clients), and its
+// certificates come from the cluster's CA or an ACME CA (acme.go).
 //
 // The ingress keeps no state of its own: a Table is computed from what the
 // pods ask for (Build), swapped in whole when the pods change, and read by
