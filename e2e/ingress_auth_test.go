@@ -36,7 +36,7 @@ func TestIngressAuthAndACME(t *testing.T) {
 	secret := filepath.Join(dir, "secret")
 	os.WriteFile(secret, []byte(prov.ClientSecret), 0o600)
 	httpPort, httpsPort := testenv.FreePort(t), testenv.FreePort(t)
-	pebble := testacme.Start(t, httpPort, testacme.StartDNS(t))
+	pebble := testacme.Start(t, httpPort, 0, testacme.StartDNS(t))
 
 	srv := testenv.StartServer(t, testenv.WithArgs(
 		"--domain", "cloud.test",

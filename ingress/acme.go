@@ -35,13 +35,18 @@ type ACMEConfig struct {
 	// CacheDir keeps the account key and the certificates, so a restart
 	// orders none it already has.
 	CacheDir string
-	Log      *slog.Logger
+	// Challenge is how control of a host is proven: "http-01" (the
+	// default; the ingress answers on its HTTP listener, port 80 for a
+	// public CA) or "tls-alpn-01" (on its HTTPS listener, port 443).
+	Challenge string
+	Log       *slog.Logger
 }
 
 // ACME issues certificates from an ACME CA, proving control of each host
 // with the HTTP-01 challenge, which the ingress answers on its HTTP
-// listener (Options.ACMEChallenge). Certificates are cached as PEM under
-// CacheDir/certs.
+// listener (Options.ACMEChallenge), or TLS-ALPN-01, answered in the TLS
+// handshake of its HTTPS listener (Certs.ALPN). Certificates are cached
+// as PEM under CacheDir/certs.
 type ACME struct {
 	cfg    ACMEConfig
 	client *acme.Client
@@ -51,7 +56,8 @@ type ACME struct {
 	registered bool
 
 	tokMu  sync.Mutex
-	tokens map[string]string // HTTP-01 token -> key authorization
+	tokens map[string]string           // HTTP-01 token -> key authorization
+	alpn   map[string]*tls.Certificate // host -> TLS-ALPN-01 certificate
 }
 
 // NewACME loads or creates the account key under cfg.CacheDir.
@@ -65,6 +71,13 @@ func NewACME(cfg ACMEConfig) (*ACME, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
+	switch cfg.Challenge {
+	case "":
+		cfg.Challenge = "http-01"
+	case "http-01", "tls-alpn-01":
+	default:
+		return nil, fmt.Errorf("acme: challenge %q: want http-01 or tls-alpn-01", cfg.Challenge)
+	}
 	if err := os.MkdirAll(filepath.Join(cfg.CacheDir, "certs"), 0o700); err != nil {
 		return nil, fmt.Errorf("acme cache: %w", err)
 	}
@@ -77,6 +90,7 @@ func NewACME(cfg ACMEConfig) (*ACME, error) {
 		client: &acme.Client{Key: key, DirectoryURL: cfg.DirectoryURL, HTTPClient: cfg.HTTPClient, UserAgent: "macro-ingress"},
 		now:    time.Now,
 		tokens: map[string]string{},
+		alpn:   map[string]*tls.Certificate{},
 	}, nil
 }
 
@@ -138,6 +152,16 @@ func (a *ACME) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.Write([]byte(ka))
+}
+
+// ALPNCert is the TLS-ALPN-01 challenge certificate of host while its
+// authorization is in progress (for a handshake that offers only the
+// acme-tls/1 protocol).
+func (a *ACME) ALPNCert(host string) (*tls.Certificate, bool) {
+	a.tokMu.Lock()
+	defer a.tokMu.Unlock()
+	c, ok := a.alpn[host]
+	return c, ok
 }
 
 func (a *ACME) certFile(host string) string {
@@ -227,7 +251,7 @@ func (a *ACME) order(ctx context.Context, host string) (tls.Certificate, error) 
 		return tls.Certificate{}, fmt.Errorf("acme order for %s: %w", host, err)
 	}
 	for _, u := range o.AuthzURLs {
-		if err := a.authorize(ctx, u); err != nil {
+		if err := a.authorize(ctx, host, u); err != nil {
 			return tls.Certificate{}, fmt.Errorf("acme authorization of %s: %w", host, err)
 		}
 	}
@@ -272,7 +296,7 @@ func (a *ACME) order(ctx context.Context, host string) (tls.Certificate, error) 
 	return tls.Certificate{Certificate: der, PrivateKey: key, Leaf: leaf}, nil
 }
 
-func (a *ACME) authorize(ctx context.Context, url string) error {
+func (a *ACME) authorize(ctx context.Context, host, url string) error {
 	z, err := a.client.GetAuthorization(ctx, url)
 	if err != nil {
 		return err
@@ -282,25 +306,40 @@ func (a *ACME) authorize(ctx context.Context, url string) error {
 	}
 	var chal *acme.Challenge
 	for _, c := range z.Challenges {
-		if c.Type == "http-01" {
+		if c.Type == a.cfg.Challenge {
 			chal = c
 		}
 	}
 	if chal == nil {
-		return errors.New("the CA offers no http-01 challenge")
+		return fmt.Errorf("the CA offers no %s challenge", a.cfg.Challenge)
 	}
-	ka, err := a.client.HTTP01ChallengeResponse(chal.Token)
-	if err != nil {
-		return err
-	}
-	a.tokMu.Lock()
-	a.tokens[chal.Token] = ka
-	a.tokMu.Unlock()
-	defer func() {
+	if chal.Type == "http-01" {
+		ka, err := a.client.HTTP01ChallengeResponse(chal.Token)
+		if err != nil {
+			return err
+		}
 		a.tokMu.Lock()
-		delete(a.tokens, chal.Token)
+		a.tokens[chal.Token] = ka
 		a.tokMu.Unlock()
-	}()
+		defer func() {
+			a.tokMu.Lock()
+			delete(a.tokens, chal.Token)
+			a.tokMu.Unlock()
+		}()
+	} else {
+		cert, err := a.client.TLSALPN01ChallengeCert(chal.Token, host)
+		if err != nil {
+			return err
+		}
+		a.tokMu.Lock()
+		a.alpn[host] = &cert
+		a.tokMu.Unlock()
+		defer func() {
+			a.tokMu.Lock()
+			delete(a.alpn, host)
+			a.tokMu.Unlock()
+		}()
+	}
 	if _, err := a.client.Accept(ctx, chal); err != nil {
 		return err
 	}

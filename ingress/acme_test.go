@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,29 +24,48 @@ import (
 )
 
 // TestACMEWithPebble: a routed host gets its certificate from pebble,
-// which validates HTTP-01 for real: its validation authority resolves the
-// host through a test DNS server to 127.0.0.1 and fetches the challenge
+// which validates for real: its validation authority resolves the host
+// through a test DNS server to 127.0.0.1 and fetches the HTTP-01 challenge
 // from the ingress's HTTP listener (an HTTPS route, which would redirect
-// any other path). The certificate is cached under the data dir and served
-// from there by a new ingress without asking the CA.
+// any other path), or makes the TLS-ALPN-01 handshake with its HTTPS
+// listener. The certificate is cached under the data dir and served from
+// there by a new ingress without asking the CA.
 func TestACMEWithPebble(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs pebble")
 	}
+	for _, challenge := range []string{"http-01", "tls-alpn-01"} {
+		t.Run(challenge, func(t *testing.T) { testACME(t, challenge) })
+	}
+}
+
+func testACME(t *testing.T, challenge string) {
 	_, be := app(t, "web")
 	var acmeP atomic.Pointer[ACME]
-	challenges := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { acmeP.Load().ServeHTTP(w, r) })
-	f := newIngressIssuer(t, Options{ACMEChallenge: challenges},
-		func(host string) (tls.Certificate, error) { return acmeP.Load().Issue(host) },
-		Config{Domain: "cloud.test"}, routeTo("alice", "web", be, "https://app.*"))
-	_, httpPort, _ := net.SplitHostPort(strings.TrimPrefix(f.http, "http://"))
-	var port int
-	for _, c := range httpPort {
-		port = port*10 + int(c-'0')
+	var answered atomic.Int32 // challenges the ingress answered
+	challenges := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		answered.Add(1)
+		acmeP.Load().ServeHTTP(w, r)
+	})
+	alpn := func(host string) (*tls.Certificate, bool) {
+		answered.Add(1)
+		return acmeP.Load().ALPNCert(host)
 	}
-	pebble := testacme.Start(t, port, testacme.StartDNS(t))
+	f := newIngressIssuer(t, Options{ACMEChallenge: challenges},
+		func(host string) (tls.Certificate, error) { return acmeP.Load().Issue(host) }, alpn,
+		Config{Domain: "cloud.test"}, routeTo("alice", "web", be, "https://app.*"))
+	port := func(addr string) int {
+		_, p, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	tlsPort := 0
+	if challenge == "tls-alpn-01" {
+		tlsPort = port(f.httpsAddr)
+	}
+	pebble := testacme.Start(t, port(strings.TrimPrefix(f.http, "http://")), tlsPort, testacme.StartDNS(t))
 	cache := t.TempDir()
-	a, err := NewACME(ACMEConfig{DirectoryURL: pebble.Directory, Email: "ops@example.com", HTTPClient: pebble.Client, CacheDir: cache})
+	a, err := NewACME(ACMEConfig{DirectoryURL: pebble.Directory, Email: "ops@example.com", HTTPClient: pebble.Client, CacheDir: cache, Challenge: challenge})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +89,8 @@ func TestACMEWithPebble(t *testing.T) {
 	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "app.alice.cloud.test" {
 		t.Fatalf("certificate names %v", leaf.DNSNames)
 	}
-	if !strings.Contains(pebble.Log(), "/.well-known/acme-challenge/") {
-		t.Fatalf("pebble did not fetch an HTTP-01 challenge:\n%s", pebble.Log())
+	if answered.Load() == 0 {
+		t.Fatalf("the ingress answered no %s challenge:\n%s", challenge, pebble.Log())
 	}
 	// The certificate does not verify against the test CA: it is pebble's.
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: f.pool, DNSName: "app.alice.cloud.test"}); err == nil {

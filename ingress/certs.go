@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/acme"
 )
 
 // Issuer signs a certificate for one host name: the cluster's internal CA
@@ -22,6 +24,9 @@ type Issuer func(host string) (tls.Certificate, error)
 // for a minute, so a CA that is down (or refuses a name) is not asked on
 // every handshake.
 type Certs struct {
+	// ALPN, when set, answers handshakes for the acme-tls/1 protocol
+	// (ACME's TLS-ALPN-01 challenge) with a challenge certificate.
+	ALPN   func(host string) (*tls.Certificate, bool)
 	proxy  *Proxy
 	issue  Issuer
 	now    func() time.Time
@@ -45,11 +50,16 @@ func NewCerts(p *Proxy, issue Issuer) *Certs {
 		flight: map[string]*sync.WaitGroup{}, failed: map[string]failure{}}
 }
 
-// TLSConfig is a server TLS configuration with HTTP/2 and HTTP/1.1.
+// TLSConfig is a server TLS configuration with HTTP/2 and HTTP/1.1 (and
+// acme-tls/1 when c.ALPN is set).
 func (c *Certs) TLSConfig() *tls.Config {
+	protos := []string{"h2", "http/1.1"}
+	if c.ALPN != nil {
+		protos = append(protos, acme.ALPNProto)
+	}
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
-		NextProtos:     []string{"h2", "http/1.1"},
+		NextProtos:     protos,
 		GetCertificate: c.GetCertificate,
 	}
 }
@@ -62,6 +72,12 @@ func (c *Certs) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 	}
 	if !c.proxy.Table().HasHost(host) {
 		return nil, fmt.Errorf("ingress: no route for %s", host)
+	}
+	if c.ALPN != nil && len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acme.ALPNProto {
+		if cert, ok := c.ALPN(host); ok {
+			return cert, nil
+		}
+		return nil, fmt.Errorf("ingress: no ACME challenge in progress for %s", host)
 	}
 	for {
 		c.mu.Lock()

@@ -103,12 +103,12 @@ func newIngress(t *testing.T, cfg Config, backends ...Backend) *ingressFixture {
 // newIngressWith is newIngress with proxy options.
 func newIngressWith(t *testing.T, opts Options, cfg Config, backends ...Backend) *ingressFixture {
 	t.Helper()
-	return newIngressIssuer(t, opts, nil, cfg, backends...)
+	return newIngressIssuer(t, opts, nil, nil, cfg, backends...)
 }
 
 // newIngressIssuer is newIngressWith with certificates from issue (nil:
-// from a test CA, f.pool).
-func newIngressIssuer(t *testing.T, opts Options, issue Issuer, cfg Config, backends ...Backend) *ingressFixture {
+// from a test CA, f.pool) and TLS-ALPN-01 answered by alpn (Certs.ALPN).
+func newIngressIssuer(t *testing.T, opts Options, issue Issuer, alpn func(string) (*tls.Certificate, bool), cfg Config, backends ...Backend) *ingressFixture {
 	t.Helper()
 	dir := t.TempDir()
 	ca, _, err := auth.LoadOrCreateCA(dir, "test")
@@ -124,6 +124,7 @@ func newIngressIssuer(t *testing.T, opts Options, issue Issuer, cfg Config, back
 		}
 	}
 	certs := NewCerts(f.proxy, issue)
+	certs.ALPN = alpn
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -39,7 +39,7 @@ type ingressConfig struct {
 	oidcIssuer, oidcClientID, oidcSecretFile, oidcCABundle string
 	sessionKeyFile                                         string
 	// ACME instead of the internal CA.
-	acmeDirectory, acmeEmail, acmeCABundle string
+	acmeDirectory, acmeEmail, acmeCABundle, acmeChallenge string
 }
 
 // addFlags declares the ingress's flags beyond its listeners.
@@ -52,6 +52,7 @@ func (c *ingressConfig) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.acmeDirectory, "acme-directory", "", "ACME directory URL: HTTPS certificates of routed hosts come from this CA (HTTP-01 on the HTTP ingress) instead of the cluster's internal CA")
 	fs.StringVar(&c.acmeEmail, "acme-email", "", "contact address of the ACME account")
 	fs.StringVar(&c.acmeCABundle, "acme-ca-bundle", "", "PEM file of CAs to trust for the ACME directory (default: the system's)")
+	fs.StringVar(&c.acmeChallenge, "acme-challenge", "", "how the ACME CA checks a host: http-01 (on the HTTP ingress) or tls-alpn-01 (on the HTTPS ingress) (default http-01, tls-alpn-01 when the HTTP ingress is off)")
 }
 
 // httpClientTrusting is a client that trusts the CAs in the PEM file
@@ -186,22 +187,28 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 		return nil, err
 	}
 	issue := func(host string) (tls.Certificate, error) { return ca.ServerCert([]string{host}, time.Now()) }
+	var acmeALPN func(host string) (*tls.Certificate, bool)
 	if cfg.acmeDirectory != "" {
 		client, err := httpClientTrusting(cfg.acmeCABundle)
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("--acme-ca-bundle: %w", err)
 		}
+		challenge := cfg.acmeChallenge
+		if challenge == "" && hl == nil {
+			challenge = "tls-alpn-01"
+		}
 		a, err := ingress.NewACME(ingress.ACMEConfig{DirectoryURL: cfg.acmeDirectory, Email: cfg.acmeEmail, HTTPClient: client,
-			CacheDir: filepath.Join(cfg.dataDir, "ingress", "acme"), Log: log})
+			CacheDir: filepath.Join(cfg.dataDir, "ingress", "acme"), Challenge: challenge, Log: log})
 		if err != nil {
 			closeAll()
 			return nil, err
 		}
 		opts.ACMEChallenge = a
+		acmeALPN = a.ALPNCert
 		issue = a.Issue
-		if hl == nil {
-			log.Warn("ACME is configured but the HTTP ingress is off: HTTP-01 challenges cannot be answered")
+		if hl == nil && challenge == "http-01" {
+			log.Warn("ACME is configured for http-01 but the HTTP ingress is off: its challenges cannot be answered")
 		}
 	}
 	proxy := ingress.NewProxy(opts, agentWaker{ag}, log)
@@ -233,6 +240,7 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 	}
 	if tl != nil {
 		certs := ingress.NewCerts(proxy, issue)
+		certs.ALPN = acmeALPN
 		serve(tl, certs.TLSConfig())
 		log.Info("ingress HTTPS", "addr", tl.Addr().String())
 	}

@@ -111,10 +111,11 @@ func freePort(t testing.TB) int {
 }
 
 // Start runs pebble until the test ends. Its validation authority fetches
-// HTTP-01 challenges at httpPort of the address dnsAddr resolves the name
-// to (StartDNS). Nonce rejection and validation delays are off, so a test
-// does not depend on chance or time.
-func Start(t testing.TB, httpPort int, dnsAddr string) *Pebble {
+// HTTP-01 challenges at httpPort, and makes TLS-ALPN-01 handshakes at
+// tlsPort (0: a port where nothing listens), of the address dnsAddr
+// resolves the name to (StartDNS). Nonce rejection and validation delays
+// are off, so a test does not depend on chance or time.
+func Start(t testing.TB, httpPort, tlsPort int, dnsAddr string) *Pebble {
 	t.Helper()
 	b, err := build()
 	bin, src := b.bin, b.src
@@ -124,13 +125,16 @@ func Start(t testing.TB, httpPort int, dnsAddr string) *Pebble {
 	dir := t.TempDir()
 	certs := filepath.Join(src, "test", "certs")
 	api, mgmt := freePort(t), freePort(t)
+	if tlsPort == 0 {
+		tlsPort = freePort(t)
+	}
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":                  fmt.Sprintf("127.0.0.1:%d", api),
 		"managementListenAddress":        fmt.Sprintf("127.0.0.1:%d", mgmt),
 		"certificate":                    filepath.Join(certs, "localhost", "cert.pem"),
 		"privateKey":                     filepath.Join(certs, "localhost", "key.pem"),
 		"httpPort":                       httpPort,
-		"tlsPort":                        freePort(t), // nothing listens: tls-alpn-01 fails, http-01 is what is tested
+		"tlsPort":                        tlsPort,
 		"ocspResponderURL":               "",
 		"externalAccountBindingRequired": false,
 		"keyAlgorithm":                   "ecdsa",
