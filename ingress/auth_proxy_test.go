@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/macro-cloud/macro/internal/testoidc"
 )
 
@@ -433,4 +434,46 @@ func TestBasicAndBearer(t *testing.T) {
 			t.Fatalf("curl wrong password: %s", out)
 		}
 	})
+}
+
+// TestAuthBeforeWakeAndWebSockets: a request that does not authenticate
+// never wakes a suspended pod nor counts as its activity; one that does
+// wakes it, and a WebSocket with a bearer token passes.
+func TestAuthBeforeWakeAndWebSockets(t *testing.T) {
+	_, ap := app(t, "sleepy")
+	b := authBackend("sleepy", ap, "https://ws.*", AuthLabel, "token", AuthTokensLabel, "ci:sha256:"+tokenSum("t0ken-of-ci"))
+	b.Ready, b.Suspended = false, true
+	f := newIngress(t, Config{Domain: "cloud.test"}, b)
+	u := f.url("ws.alice.cloud.test", "/x")
+	if resp, _ := do(t, f.client, "GET", u, false, "Authorization", "Bearer wrong"); resp.StatusCode != 401 {
+		t.Fatalf("wrong token: %d", resp.StatusCode)
+	}
+	if len(f.waker.woken) != 0 || f.proxy.Activity.Requests("sleepy") != 0 {
+		t.Fatalf("an unauthenticated request woke the pod: %v", f.waker.woken)
+	}
+	if resp, body := do(t, f.client, "GET", u, false, "Authorization", "Bearer t0ken-of-ci"); resp.StatusCode != 200 || !strings.HasPrefix(body, "sleepy /x") || !strings.Contains(body, `user="ci"`) {
+		t.Fatalf("with token: %d %s", resp.StatusCode, body)
+	}
+	if len(f.waker.woken) != 1 {
+		t.Fatalf("woken %v", f.waker.woken)
+	}
+	d := websocket.Dialer{
+		NetDialContext:  f.client.Transport.(*http.Transport).DialContext,
+		TLSClientConfig: &tls.Config{RootCAs: f.pool},
+	}
+	ws := strings.Replace(f.url("ws.alice.cloud.test", "/ws"), "https://", "wss://", 1)
+	if _, resp, err := d.Dial(ws, nil); err == nil || resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("websocket without token: %v", err)
+	}
+	c, _, err := d.Dial(ws, http.Header{"Authorization": {"Bearer t0ken-of-ci"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WriteMessage(websocket.TextMessage, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := c.ReadMessage(); err != nil || string(got) != "sleepy:hi" {
+		t.Fatalf("got %q %v", got, err)
+	}
 }
