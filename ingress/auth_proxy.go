@@ -243,6 +243,20 @@ func (p *Proxy) startLogin(w http.ResponseWriter, r *http.Request, host string) 
 		Return: ret, Expires: p.now().Add(10 * time.Minute),
 	}
 	name := loginCookie + ls.State[:12]
+	// Logins started and never finished (tabs, a provider that failed)
+	// each left a cookie for ten minutes; past a few, drop them, so they
+	// cannot grow the browser's requests past the header limit.
+	var pending []string
+	for _, c := range r.Cookies() {
+		if strings.HasPrefix(c.Name, loginCookie) {
+			pending = append(pending, c.Name)
+		}
+	}
+	if len(pending) >= 4 {
+		for _, n := range pending {
+			http.SetCookie(w, &http.Cookie{Name: n, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		}
+	}
 	v, err := p.auth.seal.seal(host, name, ls)
 	if err != nil {
 		authPage(w, http.StatusInternalServerError, "Sign-in failed", err.Error(), false)

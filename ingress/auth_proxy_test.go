@@ -270,6 +270,25 @@ func TestOIDCLogin(t *testing.T) {
 			t.Fatalf("no email on *: %d %s", resp.StatusCode, body)
 		}
 	})
+	t.Run("unfinished logins do not pile up cookies", func(t *testing.T) {
+		b := f.browser(t, prov)
+		b.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		most := 0
+		for i := 0; i < 10; i++ {
+			do(t, b, "GET", app, true)
+			n := 0
+			pu, _ := url.Parse(app)
+			for _, c := range b.Jar.Cookies(pu) {
+				if strings.HasPrefix(c.Name, loginCookie) {
+					n++
+				}
+			}
+			most = max(most, n)
+		}
+		if most > 5 || most < 2 {
+			t.Fatalf("%d login cookies at most", most)
+		}
+	})
 	t.Run("after login the browser is only sent back to this host", func(t *testing.T) {
 		prov.SignIn(testoidc.User{Subject: "u-alice", Email: "alice@example.com", EmailVerified: true})
 		resp, _ := do(t, f.browser(t, prov), "GET", f.url("app.alice.cloud.test", "//evil.example/x"), true)
