@@ -33,7 +33,10 @@ type Config struct {
 	// Cluster names the cluster in /whoami and /certs: kra names its
 	// docker context <cluster>.<tenant>.
 	Cluster string
-	Log     *slog.Logger
+	// Domain is the cluster's domain, as `macro server --domain` gives it
+	// (the ingress's `*`).
+	Domain string
+	Log    *slog.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
 }
@@ -44,6 +47,7 @@ type Server struct {
 	auth    *auth.Authenticator
 	ca      *auth.CA
 	cluster string
+	domain  string
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -56,7 +60,7 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, cluster: cfg.Cluster, log: cfg.Log.With("subsystem", "api"), now: cfg.Now}
+	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, cluster: cfg.Cluster, domain: cfg.Domain, log: cfg.Log.With("subsystem", "api"), now: cfg.Now}
 }
 
 // Handler serves the tenant side of the API (mount it at /apis/ of the API
@@ -79,6 +83,7 @@ func (s *Server) tenantMux() *mux {
 	m.handle("POST /namespaces", s.authed(s.createNamespace))
 	m.handle("GET /namespaces/{name}", s.authed(s.getNamespace))
 	m.handle("DELETE /namespaces/{name}", s.authed(s.deleteNamespace))
+	m.handle("GET /ingresses", s.authed(s.listIngresses))
 	return m
 }
 

@@ -73,7 +73,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	kra := testenv.Kra(t)
 	port := testenv.FreePort(t)
-	srv := testenv.StartServer(t, testenv.WithArgs("--api-addr", "127.0.0.1:"+strconv.Itoa(port)))
+	srv := testenv.StartServer(t, testenv.WithArgs("--api-addr", "127.0.0.1:"+strconv.Itoa(port), "--domain", "cloud.test"))
 
 	macroAdmin(t, macro, srv.DataDir, "tenant", "create", "alice")
 	token := lastField(macroAdmin(t, macro, srv.DataDir, "token", "create", "--tenant", "alice"))
@@ -143,6 +143,21 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("kra pods logs nope: %v\n%s", err, out)
 	}
 
+	// Ingress labels show in kra in ig ls, with what is wrong with them.
+	mustDocker("--context", name, "run", "-d", "--name", "web", "-l", "kr.ingress.80=https://app.*", "busybox:latest", "sleep", "300")
+	mustDocker("--context", name, "run", "-d", "--name", "thief", "-l", "kr.ingress.80=https://www.bob.cloud.test", "busybox:latest", "sleep", "300")
+	out = mustKra(t, kra, env, "in", "ig", "ls")
+	if !strings.Contains(out, "https://app.alice.cloud.test") || !strings.Contains(out, "default/web:80") ||
+		!strings.Contains(out, "default/thief") || !strings.Contains(out, "under alice.cloud.test only") {
+		t.Errorf("kra in ig ls:\n%s", out)
+	}
+	if out := mustKra(t, kra, env, "ingress", "ls", "-o", "json"); !strings.Contains(out, `"url": "https://app.alice.cloud.test"`) {
+		t.Errorf("kra ingress ls -o json:\n%s", out)
+	}
+	if r := docker("--context", name, "run", "-d", "-l", "kr.ingress.80=ftp://x", "busybox:latest", "true"); r.ExitCode == 0 || !strings.Contains(r.Stderr, "scheme must be https or http") {
+		t.Errorf("a bad ingress label: exit %d\n%s", r.ExitCode, r.Combined())
+	}
+
 	// Another tenant sees none of it, through kra or its own context.
 	macroAdmin(t, macro, srv.DataDir, "tenant", "create", "bob")
 	bobToken := lastField(macroAdmin(t, macro, srv.DataDir, "token", "create", "--tenant", "bob"))
@@ -160,6 +175,9 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if out, err := kraRun(t, kra, bobEnv, "pods", "logs", "hello"); err == nil || !strings.Contains(out, "No such container: hello") {
 			t.Errorf("bob's kra pods logs hello: %v\n%s", err, out)
+		}
+		if out := mustKra(t, kra, bobEnv, "ingress", "ls"); strings.Contains(out, "alice") || strings.Contains(out, "web") {
+			t.Errorf("bob's kra ingress ls shows alice's routes:\n%s", out)
 		}
 	})
 

@@ -202,6 +202,7 @@ kra keeps its configuration in $XDG_CONFIG_HOME/kra (default ~/.config/kra).`,
 		newPodsCmd(a),
 		newImagesCmd(a),
 		newNsCmd(a),
+		newIngressCmd(a),
 		newCompletionCmd(),
 	)
 	return root

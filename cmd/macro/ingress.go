@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -185,17 +184,7 @@ func (f *ingressFeed) follow(ctx context.Context, from int64) {
 func (f *ingressFeed) rebuild() {
 	backends := make([]ingress.Backend, 0, len(f.pods))
 	for id, p := range f.pods {
-		st := f.statuses[id]
-		b := ingress.Backend{
-			Tenant: p.Tenant, Pod: id, Name: p.Name, Created: p.Created, Labels: p.Spec.Labels,
-			Suspended: st.Suspended(),
-			Ready:     st.Phase == types.PhaseRunning && !st.Suspended() && (st.Health == nil || st.Health.Status != "unhealthy"),
-		}
-		for _, a := range []string{st.IPv6, st.IPv4} {
-			if addr, err := netip.ParseAddr(a); err == nil && !b.Addr.IsValid() {
-				b.Addr = addr
-			}
-		}
+		b := ingress.FromPod(p, f.statuses[id])
 		backends = append(backends, b)
 	}
 	t := ingress.Build(ingress.Config{Domain: f.domain}, backends)

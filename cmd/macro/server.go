@@ -174,7 +174,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		log.Info("cluster CA created", "dir", filepath.Join(dataDir, "ca"))
 	}
 	authn := auth.New(auth.Config{Store: st, Log: log})
-	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Cluster: cluster, Log: log})
+	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Cluster: cluster, Domain: cfg.ingress.domain, Log: log})
 	firstToken, err := firstStart(ctx, st, native, dataDir)
 	if err != nil {
 		return err
