@@ -64,7 +64,11 @@ func (s *Server) listIngresses(w http.ResponseWriter, r *http.Request) error {
 			namespace[p.ID], names[p.ID] = p.Namespace, p.Name
 		}
 	}
-	t := ingress.Build(ingress.Config{Domain: s.domain}, backends)
+	verified, err := s.store.VerifiedDomains(r.Context())
+	if err != nil {
+		return err
+	}
+	t := ingress.Build(ingress.Config{Domain: s.domain, Verified: verified}, backends)
 	out := IngressList{Routes: []Ingress{}, TCP: []TCPIngress{}, Problems: []IngressProblem{}}
 	targets := func(ts []ingress.Target) []IngressTarget {
 		list := []IngressTarget{}

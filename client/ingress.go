@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"net/http"
+	"net/url"
+	"time"
 )
 
 // IngressList is the tenant's ingress: routes, raw TCP ports, and the
@@ -50,4 +52,42 @@ func (c *Client) Ingresses(ctx context.Context) (*IngressList, error) {
 		return nil, err
 	}
 	return &out, nil
+}
+
+// Domain is a custom domain of the tenant's.
+type Domain struct {
+	Name     string    `json:"name"`
+	Verified bool      `json:"verified"`
+	Created  time.Time `json:"created"`
+	Record   string    `json:"record"` // the TXT record that proves the claim
+}
+
+// Domains lists the tenant's custom domains.
+func (c *Client) Domains(ctx context.Context) ([]Domain, error) {
+	var out []Domain
+	err := c.call(ctx, request{method: http.MethodGet, path: APIPrefix + "/domains", token: true}, &out)
+	return out, err
+}
+
+// AddDomain claims a custom domain.
+func (c *Client) AddDomain(ctx context.Context, name string) (*Domain, error) {
+	var out Domain
+	if err := c.call(ctx, request{method: http.MethodPost, path: APIPrefix + "/domains", token: true, body: map[string]string{"name": name}}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// VerifyDomain asks the server to check the domain's TXT record.
+func (c *Client) VerifyDomain(ctx context.Context, name string) (*Domain, error) {
+	var out Domain
+	if err := c.call(ctx, request{method: http.MethodPost, path: APIPrefix + "/domains/" + url.PathEscape(name) + "/verify", token: true}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RemoveDomain gives a custom domain up.
+func (c *Client) RemoveDomain(ctx context.Context, name string) error {
+	return c.call(ctx, request{method: http.MethodDelete, path: APIPrefix + "/domains/" + url.PathEscape(name), token: true}, nil)
 }

@@ -203,6 +203,7 @@ kra keeps its configuration in $XDG_CONFIG_HOME/kra (default ~/.config/kra).`,
 		newImagesCmd(a),
 		newNsCmd(a),
 		newIngressCmd(a),
+		newDomainsCmd(a),
 		newCompletionCmd(),
 	)
 	return root

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -116,6 +117,7 @@ type ingressFeed struct {
 
 	pods     map[string]types.Pod
 	statuses map[string]types.PodStatus
+	verified map[string][]string // tenant -> its verified custom domains
 
 	tcpMu sync.Mutex
 	tcp   map[int]net.Listener
@@ -139,6 +141,7 @@ func (f *ingressFeed) run(ctx context.Context) {
 			f.pods[p.ID] = p
 		}
 		f.statuses = snap.Statuses
+		f.refreshDomains(ctx)
 		f.rebuild()
 		f.follow(ctx, snap.Revision+1)
 	}
@@ -175,6 +178,9 @@ func (f *ingressFeed) follow(ctx context.Context, from int64) {
 			f.rebuild()
 		case <-tick.C:
 			f.suspendIdle(ctx)
+			if f.refreshDomains(ctx) {
+				f.rebuild()
+			}
 		case <-ctx.Done():
 			return
 		}
@@ -187,9 +193,24 @@ func (f *ingressFeed) rebuild() {
 		b := ingress.FromPod(p, f.statuses[id])
 		backends = append(backends, b)
 	}
-	t := ingress.Build(ingress.Config{Domain: f.domain}, backends)
+	t := ingress.Build(ingress.Config{Domain: f.domain, Verified: f.verified}, backends)
 	f.proxy.SetTable(t)
 	f.syncTCP(t)
+}
+
+// refreshDomains reads the verified custom domains; it reports a change.
+// (Domains change seldom: a read a second is cheaper than another watch.)
+func (f *ingressFeed) refreshDomains(ctx context.Context) bool {
+	v, err := f.st.VerifiedDomains(ctx)
+	if err != nil {
+		f.log.Warn("custom domains", "err", err)
+		return false
+	}
+	if reflect.DeepEqual(v, f.verified) {
+		return false
+	}
+	f.verified = v
+	return true
 }
 
 // syncTCP listens on the public TCP ports routes claim, and stops
@@ -242,4 +263,16 @@ func (f *ingressFeed) suspendIdle(ctx context.Context) {
 	if len(cands) > 0 {
 		f.suspender.Check(ctx, cands)
 	}
+}
+
+// resolverAt is a resolver that asks the DNS server at addr; nil (the
+// system's) when addr is empty.
+func resolverAt(addr string) *net.Resolver {
+	if addr == "" {
+		return nil
+	}
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
 }
