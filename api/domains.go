@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/macro-cloud/macro/ingress"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
 )
@@ -46,31 +47,16 @@ func (s *Server) validDomain(name string) (string, error) {
 	if net.ParseIP(name) != nil {
 		return "", errorf(http.StatusBadRequest, "%s is an address, not a domain name", name)
 	}
-	labels := strings.Split(name, ".")
-	if len(name) > 253 || len(labels) < 2 {
+	if strings.Count(name, ".") < 1 {
 		return "", errorf(http.StatusBadRequest, "invalid domain name %q: want a name such as shop.example.com", name)
 	}
-	for _, l := range labels {
-		if !dnsLabel(l) {
-			return "", errorf(http.StatusBadRequest, "invalid domain name %q: %q is not a DNS label", name, l)
-		}
+	if err := ingress.ValidHost(name); err != nil {
+		return "", errorf(http.StatusBadRequest, "invalid domain name %q: %v", name, err)
 	}
 	if s.domain != "" && (name == s.domain || strings.HasSuffix(name, "."+s.domain)) {
 		return "", errorf(http.StatusBadRequest, "%s is under the cluster's domain %s: your hosts there are under <you>.%s and need no claim", name, s.domain, s.domain)
 	}
 	return name, nil
-}
-
-func dnsLabel(l string) bool {
-	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-		return false
-	}
-	for _, c := range l {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // POST /domains {"name": "shop.example.com"}: claim a domain; the answer
