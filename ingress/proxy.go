@@ -215,7 +215,7 @@ func (p *Proxy) reverseProxy(t Target) *httputil.ReverseProxy {
 			pr.Out.Header.Del(IdentityHeader)
 			pr.SetXForwarded()
 		},
-		Transport:     p.transport,
+		Transport: p.transport,
 		// 0: a response of unknown length or text/event-stream is flushed
 		// as it comes (streams, long polls); others are written in one go.
 		FlushInterval: 0,
