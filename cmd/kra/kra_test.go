@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 //	revoke TOKEN     the server refuses TOKEN from now on
 //	revokecerts      the server refuses every client certificate so far
 //	perm MODE FILE   FILE has permission bits MODE (octal)
+//	mkimage FORMAT PATH REF CONTENT...
+//	                 a test image at PATH named REF, a layer per CONTENT:
+//	                 FORMAT docker (docker save), oci (layout) or ociarchive
 //
 // The real docker CLI runs as exec docker (condition [exec:docker]).
 func TestScripts(t *testing.T) {
@@ -65,6 +68,7 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"mkimage": cmdMkimage,
 			"revoke": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) != 1 {
 					ts.Fatalf("usage: revoke TOKEN")

@@ -44,7 +44,8 @@ unix:///var/run/docker.sock), or from a file:
                    or an OCI archive; with no IMAGE and no compose file,
                    every image it names
   --oci DIR        an OCI image layout directory (skopeo copy ... oci:DIR)
-An archive or a layout that holds one image pushes it under the IMAGE given.
+An archive or a layout holding one image with no name, or only a tag for
+a name (skopeo copy ... oci:DIR:TAG), pushes it under the IMAGE given.
 
 An image keeps its name without its registry: ghcr.io/acme/app:1 becomes
 acme/app:1 of your tenant, busybox stays busybox:latest; run it as

@@ -100,7 +100,7 @@ func indexTar(f *os.File) (*tarFS, error) {
 		}
 		if err != nil {
 			if len(t.files) == 0 {
-				return nil, badArchive("not a tar file (%v)", err)
+				return nil, badArchive("not a tar file")
 			}
 			return nil, badArchive("a damaged tar file (%v)", err)
 		}
@@ -120,6 +120,9 @@ func indexTar(f *os.File) (*tarFS, error) {
 		case tar.TypeLink:
 			t.files[name] = tarEntry{link: cleanName(h.Linkname)}
 		}
+	}
+	if len(t.files) == 0 {
+		return nil, badArchive("an empty tar file")
 	}
 	return t, nil
 }
@@ -455,8 +458,9 @@ func destination(ref string) (repo, tag string, err error) {
 }
 
 // pick finds the image named want among imgs. An archive or layout with
-// one image pushes it under the name asked for; a name of an OCI layout
-// that is only a tag matches want's tag.
+// one image that has no name, or only a tag for a name (skopeo's
+// oci:DIR:TAG), pushes it under the name asked for; a name of an OCI
+// layout that is only a tag matches want's tag.
 func pick(imgs []srcImage, want string) (*srcImage, error) {
 	cw := canonical(want)
 	if cw == "" {
@@ -469,7 +473,7 @@ func pick(imgs []srcImage, want string) (*srcImage, error) {
 			}
 		}
 	}
-	if len(imgs) == 1 {
+	if len(imgs) == 1 && !fullyNamed(imgs[0]) {
 		return &imgs[0], nil
 	}
 	if _, tag, err := destination(want); err == nil {
@@ -486,6 +490,16 @@ func pick(imgs []srcImage, want string) (*srcImage, error) {
 		have = append(have, im.names...)
 	}
 	return nil, &imageNotFoundError{name: want, have: have}
+}
+
+// fullyNamed says the image has a name that is a reference, not a bare tag.
+func fullyNamed(im srcImage) bool {
+	for _, n := range im.names {
+		if strings.ContainsAny(n, ":/") {
+			return true
+		}
+	}
+	return false
 }
 
 // imageNotFoundError says an image is not in the source.
