@@ -19,6 +19,7 @@ package client
 // push that fails leaves no image behind.
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -37,7 +38,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/gzip"
 )
 
 // PushLayer is one layer of an image to push.
@@ -429,7 +429,9 @@ func (p *pusher) compress(ctx context.Context, i int, l PushLayer) (string, v1.H
 	pr.report(0, pr.total)
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(f, h)}
-	zw, err := gzip.NewWriterLevel(cw, gzip.DefaultCompression)
+	// As go-containerregistry compresses (crane push of the same archive
+	// makes the same blob, so either finds the other's layers there).
+	zw, err := gzip.NewWriterLevel(cw, gzip.BestSpeed)
 	if err != nil {
 		return "", v1.Hash{}, 0, err
 	}
