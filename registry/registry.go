@@ -18,7 +18,8 @@
 // `WWW-Authenticate: Bearer realm="<scheme>://<host>/v2/token",service="macro"`,
 // the docker token flow: clients (docker, crane, skopeo) then GET
 // /v2/token with basic auth and retry with the token it returns, an
-// HMAC-signed (tenant, expiry) whose key lives in the data dir. Another
+// HMAC-signed (tenant, expiry, scopes) whose key lives in the data dir,
+// good for the repositories and actions it was asked for (scope.go). Another
 // tenant's repositories, blobs, manifests and uploads answer 404 as if they
 // did not exist.
 //
@@ -150,9 +151,12 @@ func (g *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.token(w, r)
 		return
 	}
-	tenant, ok := g.authenticate(r)
+	tenant, gr, ok := g.authenticate(r)
 	if !ok {
 		g.challenge(w, r)
+		return
+	}
+	if g.checkScope(w, r, gr, p) {
 		return
 	}
 	if err := g.route(w, r, tenant, p); err != nil {
@@ -722,14 +726,16 @@ func (g *Registry) expireUploads() {
 
 // --- authentication ---
 
-func (g *Registry) authenticate(r *http.Request) (string, bool) {
+func (g *Registry) authenticate(r *http.Request) (string, grant, bool) {
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && strings.HasPrefix(tok, tokenPrefix) {
-		return g.tokens.verify(strings.TrimSpace(tok), g.now())
+		c, ok := g.tokens.verifyClaims(strings.TrimSpace(tok), g.now())
+		return c.Tenant, grant{scoped: c.Scoped, access: c.Access}, ok
 	}
 	if r.Header.Get("Authorization") == "" {
-		return "", false
+		return "", grant{}, false
 	}
-	return g.cfg.Authenticate(r)
+	tenant, ok := g.cfg.Authenticate(r)
+	return tenant, grant{}, ok
 }
 
 // realm is the token endpoint as the client reached us.
@@ -748,8 +754,8 @@ func (g *Registry) challenge(w http.ResponseWriter, r *http.Request) {
 
 // token is the docker token endpoint: basic auth with the tenant's token
 // as password (any user name) buys a short-lived bearer token for the
-// tenant's whole namespace (the scope asked for is not narrowed: a tenant
-// may do everything in its namespace).
+// scopes asked for in the tenant's namespace, or for all of it when none
+// is asked for (scope.go).
 func (g *Registry) token(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
@@ -768,7 +774,11 @@ func (g *Registry) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := g.now()
-	tok := g.tokens.sign(tenant, now.Add(g.cfg.TokenTTL))
+	claims := tokenClaims{Tenant: tenant, Expires: now.Add(g.cfg.TokenTTL).Unix()}
+	if scopes, ok := r.URL.Query()["scope"]; ok {
+		claims.Scoped, claims.Access = true, parseScopes(scopes)
+	}
+	tok := g.tokens.signClaims(claims)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"token":        tok,
