@@ -55,7 +55,9 @@ func FuzzParseScopes(f *testing.F) {
 	})
 }
 
-func validRepo(s string) bool { return s != "" && !strings.ContainsAny(s, ": \t") && strings.ToLower(s) == s }
+func validRepo(s string) bool {
+	return s != "" && !strings.ContainsAny(s, ": \t") && strings.ToLower(s) == s
+}
 
 func TestNeed(t *testing.T) {
 	for _, tt := range []struct{ method, path, repo, action string }{
