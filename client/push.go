@@ -115,8 +115,11 @@ type PushOptions struct {
 	// TempDir holds the compressed layers while they are pushed
 	// (os.TempDir()).
 	TempDir string
-	// Retries is how many times an upload cut off resumes (3).
+	// Retries is how many times in a row an upload cut off resumes (3).
 	Retries int
+	// ChunkSize is the most bytes one request of an upload carries (32
+	// MiB): a connection cut off costs at most that much again.
+	ChunkSize int64
 }
 
 // PushResult says what a push did.
@@ -149,6 +152,9 @@ func (c *Client) Push(ctx context.Context, repo, tag string, img PushImage, opts
 	}
 	if opts.Retries <= 0 {
 		opts.Retries = 3
+	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = 32 << 20
 	}
 	p := &pusher{c: c, repo: repo, opts: opts, res: &PushResult{Layers: len(img.Layers)}}
 	// The token first: a refused token says so before any work.
@@ -623,19 +629,36 @@ func location(resp *http.Response) (*url.URL, error) {
 	return u, nil
 }
 
-// upload sends the blob to the upload at loc and finishes it with its
-// digest; a transfer cut off resumes from where the server has it.
+// upload sends the blob to the upload at loc in chunks (PATCH with
+// Content-Range) and finishes it with its digest. When a chunk is cut off,
+// it asks the registry where the upload is (GET) and goes on from there:
+// a broken connection costs at most a chunk.
 func (p *pusher) upload(ctx context.Context, i int, id string, b pushBlob, loc *url.URL) error {
-	var offset int64
-	for attempt := 0; ; attempt++ {
-		next, err := p.patch(ctx, i, id, b, loc, offset)
+	rc, err := b.open()
+	if err != nil {
+		return err
+	}
+	defer func() { rc.Close() }()
+	var pos, offset int64 // where rc is; where the upload is
+	failures := 0
+	p.report(PushProgress{Layer: i, ID: id, Phase: PhaseUploading, Current: 0, Total: b.size})
+	for offset < b.size {
+		if pos != offset {
+			if rc, err = seekTo(rc, b.open, pos, offset); err != nil {
+				return err
+			}
+			pos = offset
+		}
+		end := min(offset+p.opts.ChunkSize, b.size)
+		next, n, err := p.patch(ctx, i, id, rc, loc, offset, end, b.size)
+		pos += n
 		if err == nil {
-			loc = next
-			break
+			loc, offset, failures = next, end, 0
+			continue
 		}
 		// The registry's refusals are final; a connection cut off is not.
 		var refused *Error
-		if ctx.Err() != nil || attempt >= p.opts.Retries || errors.As(err, &refused) {
+		if failures++; ctx.Err() != nil || failures > p.opts.Retries || errors.As(err, &refused) {
 			return err
 		}
 		// Where is the upload? Go on from there.
@@ -649,8 +672,9 @@ func (p *pusher) upload(ctx context.Context, i int, id string, b pushBlob, loc *
 		drain(resp)
 		offset = 0
 		if r := resp.Header.Get("Range"); r != "" {
-			_, end, ok := strings.Cut(strings.TrimPrefix(r, "bytes="), "-")
-			if n, perr := strconv.ParseInt(end, 10, 64); ok && perr == nil && n > 0 {
+			_, last, ok := strings.Cut(strings.TrimPrefix(r, "bytes="), "-")
+			// "0-0" is an empty upload: chunks are larger than a byte.
+			if n, perr := strconv.ParseInt(last, 10, 64); ok && perr == nil && n > 0 && n < b.size {
 				offset = n + 1
 			}
 		}
@@ -672,45 +696,50 @@ func (p *pusher) upload(ctx context.Context, i int, id string, b pushBlob, loc *
 	return nil
 }
 
-// patch sends the blob from offset on to the upload at loc and returns the
-// upload's next location.
-func (p *pusher) patch(ctx context.Context, i int, id string, b pushBlob, loc *url.URL, offset int64) (*url.URL, error) {
-	rc, err := b.open()
-	if err != nil {
-		return nil, err
+// seekTo moves rc, at pos, to offset: it seeks, skips ahead, or opens the
+// blob again.
+func seekTo(rc io.ReadCloser, open func() (io.ReadCloser, error), pos, offset int64) (io.ReadCloser, error) {
+	if s, ok := rc.(io.Seeker); ok {
+		_, err := s.Seek(offset, io.SeekStart)
+		return rc, err
 	}
-	defer rc.Close()
-	if offset > 0 {
-		if s, ok := rc.(io.Seeker); ok {
-			_, err = s.Seek(offset, io.SeekStart)
-		} else {
-			_, err = io.CopyN(io.Discard, rc, offset)
-		}
+	if offset < pos {
+		rc.Close()
+		nrc, err := open()
 		if err != nil {
-			return nil, err
+			return nopCloser{}, err
 		}
+		rc, pos = nrc, 0
 	}
-	sent := offset
-	pr := &progressReader{r: io.LimitReader(rc, b.size-offset), n: offset, total: b.size, report: func(n, total int64) {
+	_, err := io.CopyN(io.Discard, rc, offset-pos)
+	return rc, err
+}
+
+type nopCloser struct{ io.Reader }
+
+func (nopCloser) Close() error { return nil }
+
+// patch sends bytes [offset, end) of the blob, read from r, to the upload
+// at loc; it returns the upload's next location and how much it read.
+func (p *pusher) patch(ctx context.Context, i int, id string, r io.Reader, loc *url.URL, offset, end, size int64) (*url.URL, int64, error) {
+	pr := &progressReader{r: io.LimitReader(r, end-offset), n: offset, total: size, report: func(n, total int64) {
 		p.report(PushProgress{Layer: i, ID: id, Phase: PhaseUploading, Current: n, Total: total})
 	}}
-	pr.report(offset, b.size)
-	hdr := []string{"Content-Type", "application/octet-stream"}
-	if b.size > offset {
-		hdr = append(hdr, "Content-Range", fmt.Sprintf("%d-%d", offset, b.size-1))
-	}
-	resp, err := p.send(ctx, http.MethodPatch, loc.String(), pr, b.size-offset, hdr...)
+	resp, err := p.send(ctx, http.MethodPatch, loc.String(), pr, end-offset,
+		"Content-Type", "application/octet-stream", "Content-Range", fmt.Sprintf("%d-%d", offset, end-1))
+	read := pr.n - offset
 	p.mu.Lock()
-	p.res.BytesSent += pr.n - sent
+	p.res.BytesSent += read
 	p.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return nil, read, err
 	}
 	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusNoContent {
-		return nil, p.registryError(resp)
+		return nil, read, p.registryError(resp)
 	}
 	drain(resp)
-	return location(resp)
+	next, err := location(resp)
+	return next, read, err
 }
 
 func (p *pusher) putManifest(ctx context.Context, tag string, body []byte, mt types.MediaType) (string, error) {
