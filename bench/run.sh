@@ -8,7 +8,9 @@
 #   3. the same through the real docker CLI (wall time), CLI_N runs;
 #   4. the floor: raw runc on the bundle macro generated, N runs;
 #   5. a timeline of where one start's time goes (ftrace), TRACE_N runs;
-#   6. idle footprint with FILL running containers.
+#   6. idle footprint with FILL running containers;
+#   7. then bench/push.sh: kra push of a 200 MB image beside skopeo copy,
+#      on a server of its own (PUSH=0 skips it).
 # Everything it started is stopped and removed on exit, failure and Ctrl-C
 # included; directories a killed earlier run left behind are removed first.
 # The report goes to stdout and to bench/out/run-<date>.txt.
@@ -211,3 +213,8 @@ docker load -i "$BUSYBOX" >/dev/null
 	echo "load avg: $(cut -d' ' -f1-3 /proc/loadavg) (after the run)"
 } | tee "$OUT"
 log "report in $OUT"
+
+if [ "${PUSH:-1}" = 1 ]; then
+	log "kra push beside skopeo copy (bench/push.sh)"
+	bench/push.sh
+fi
