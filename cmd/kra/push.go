@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -325,6 +326,11 @@ func (a *app) pushOne(ctx context.Context, out io.Writer, c *client.Client, tena
 	res, err := c.Push(ctx, repo, tag, im.img, opts)
 	if !f.quiet {
 		view.finish()
+	}
+	var ce *client.Error
+	if errors.As(err, &ce) && ce.Status == http.StatusTooManyRequests && strings.HasPrefix(ce.Path, "/v2/") {
+		// The registry's room for uploads, not a throttled login.
+		return fmt.Errorf("pushing %s: the registry is busy: %s", ref, ce.Message)
 	}
 	if err != nil {
 		return fmt.Errorf("pushing %s: %w", ref, err)
