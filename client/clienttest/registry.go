@@ -32,6 +32,21 @@ func (s *Server) registry(w http.ResponseWriter, r *http.Request) {
 		h = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 		s.registries[tenant] = h
 	}
+	busy := s.registryBusy
 	s.mu.Unlock()
+	if busy && strings.Contains(r.URL.Path, "/blobs/uploads/") {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"too many uploads in progress: retry later"}]}`)
+		return
+	}
 	h.ServeHTTP(w, r)
+}
+
+// SetRegistryBusy makes the registry refuse uploads with 429, as macro's
+// does when the room for uploads in progress is taken.
+func (s *Server) SetRegistryBusy(busy bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.registryBusy = busy
 }

@@ -61,7 +61,8 @@ type Server struct {
 	// Docker API version).
 	Requests map[string]int
 	// registries are the tenants' registries (/v2/, registry.go).
-	registries map[string]http.Handler
+	registries   map[string]http.Handler
+	registryBusy bool
 }
 
 // Tenant is the fake data of one tenant.

@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 //	mkimage FORMAT PATH REF CONTENT...
 //	                 a test image at PATH named REF, a layer per CONTENT:
 //	                 FORMAT docker (docker save), oci (layout) or ociarchive
+//	busyregistry     the registry refuses uploads with 429 (! busyregistry: no more)
 //
 // The real docker CLI runs as exec docker (condition [exec:docker]).
 func TestScripts(t *testing.T) {
@@ -69,6 +70,9 @@ func TestScripts(t *testing.T) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"mkimage": cmdMkimage,
+			"busyregistry": func(ts *testscript.TestScript, neg bool, args []string) {
+				ts.Value("server").(*clienttest.Server).SetRegistryBusy(!neg)
+			},
 			"revoke": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) != 1 {
 					ts.Fatalf("usage: revoke TOKEN")
