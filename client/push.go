@@ -480,6 +480,9 @@ func (p *pusher) regURL(path string) string {
 func (p *pusher) send(ctx context.Context, method, u string, body io.Reader, size int64, hdr ...string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
+		if c, ok := body.(io.Closer); ok {
+			c.Close() // as the transport would have
+		}
 		return nil, err
 	}
 	if body != nil {
@@ -609,11 +612,23 @@ func (p *pusher) blob(ctx context.Context, i int, b pushBlob, from string) error
 		return err
 	}
 	if err := p.upload(ctx, i, id, b, loc); err != nil {
+		p.cancelUpload(ctx, loc)
 		return err
 	}
 	p.count(i, func(r *PushResult) { r.Pushed++ })
 	p.report(PushProgress{Layer: i, ID: id, Phase: PhasePushed, Current: b.size, Total: b.size})
 	return nil
+}
+
+// cancelUpload deletes an upload that failed, even when ctx has ended (an
+// interrupted push), so that it does not hold the tenant's room for uploads
+// until it expires. Best effort: the registry expires it anyway.
+func (p *pusher) cancelUpload(ctx context.Context, loc *url.URL) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if resp, err := p.send(ctx, http.MethodDelete, loc.String(), nil, 0); err == nil {
+		drain(resp)
+	}
 }
 
 // location is the absolute URL of a response's Location header.
@@ -715,6 +730,30 @@ func seekTo(rc io.ReadCloser, open func() (io.ReadCloser, error), pos, offset in
 	return rc, err
 }
 
+// watchedBody is a request body that tells when the transport is done
+// with it (it closes a request's body when it has written it, or given up).
+type watchedBody struct {
+	r      io.Reader
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *watchedBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
+
+// wait waits until the transport closed the body; a transport that never
+// does is given a minute.
+func (b *watchedBody) wait() {
+	select {
+	case <-b.closed:
+	case <-time.After(time.Minute):
+	}
+}
+
 type nopCloser struct{ io.Reader }
 
 func (nopCloser) Close() error { return nil }
@@ -725,8 +764,12 @@ func (p *pusher) patch(ctx context.Context, i int, id string, r io.Reader, loc *
 	pr := &progressReader{r: io.LimitReader(r, end-offset), n: offset, total: size, report: func(n, total int64) {
 		p.report(PushProgress{Layer: i, ID: id, Phase: PhaseUploading, Current: n, Total: total})
 	}}
-	resp, err := p.send(ctx, http.MethodPatch, loc.String(), pr, end-offset,
+	body := &watchedBody{r: pr, closed: make(chan struct{})}
+	resp, err := p.send(ctx, http.MethodPatch, loc.String(), body, end-offset,
 		"Content-Type", "application/octet-stream", "Content-Range", fmt.Sprintf("%d-%d", offset, end-1))
+	// The transport may still be reading the body after an early answer:
+	// r is ours again only once it closed it.
+	body.wait()
 	read := pr.n - offset
 	p.mu.Lock()
 	p.res.BytesSent += read

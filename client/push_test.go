@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
@@ -216,5 +217,47 @@ func TestPushRefused(t *testing.T) {
 	}
 	if _, err := e.client(t, "alice-token").Push(t.Context(), "Bad Name", "1", img, client.PushOptions{}); err == nil || !strings.Contains(err.Error(), "invalid repository name") {
 		t.Errorf("a bad name: %v", err)
+	}
+}
+
+// An upload that fails is deleted, not left to hold the tenant's room
+// for uploads until it expires.
+func TestPushCancelsFailedUpload(t *testing.T) {
+	e := newPushEnv(t)
+	img, _ := randomImage(t, 10<<10)
+	var mu sync.Mutex
+	var deleted []string
+	e.hook = func(w http.ResponseWriter, r *http.Request) bool {
+		switch r.Method {
+		case http.MethodPatch:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"no"}]}`)
+			return true
+		case http.MethodDelete:
+			mu.Lock()
+			deleted = append(deleted, r.URL.Path)
+			mu.Unlock()
+		}
+		return false
+	}
+	_, err := e.client(t, "alice-token").Push(t.Context(), "app", "1", img, client.PushOptions{})
+	if err == nil || !strings.Contains(err.Error(), "BLOB_UPLOAD_INVALID: no") {
+		t.Fatalf("push: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deleted) != 1 {
+		t.Fatalf("deleted %q", deleted)
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.url+deleted[0], nil)
+	req.Header.Set("Authorization", "Bearer alice-token")
+	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.roots}}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("the failed upload after the push: %d", resp.StatusCode)
 	}
 }
