@@ -271,19 +271,19 @@ func (a *app) push(ctx context.Context, out io.Writer, f pushFlags, args []strin
 	}
 	defer src.Close()
 
-	width := 0
+	width, height := 0, 0
 	switch f.progress {
 	case "auto":
-		width = terminalWidth(out)
+		width, height = terminalSize(out)
 	case "tty":
-		if width = terminalWidth(out); width == 0 {
+		if width, height = terminalSize(out); width == 0 {
 			width = 100
 		}
 	}
 	cache := openLayerCache()
 	defer cache.save()
 	for _, ref := range refs {
-		if err := a.pushOne(ctx, out, c, id.Tenant, src, ref, f, width, cache, tmpDir); err != nil {
+		if err := a.pushOne(ctx, out, c, id.Tenant, src, ref, f, width, height, cache, tmpDir); err != nil {
 			return err
 		}
 		cache.save()
@@ -292,7 +292,7 @@ func (a *app) push(ctx context.Context, out io.Writer, f pushFlags, args []strin
 }
 
 // pushOne pushes one image and prints what happened.
-func (a *app) pushOne(ctx context.Context, out io.Writer, c *client.Client, tenant string, src imageSource, ref string, f pushFlags, width int, cache *layerCache, tmpDir string) error {
+func (a *app) pushOne(ctx context.Context, out io.Writer, c *client.Client, tenant string, src imageSource, ref string, f pushFlags, width, height int, cache *layerCache, tmpDir string) error {
 	repo, tag, err := destination(ref)
 	if err != nil {
 		return err
@@ -318,7 +318,7 @@ func (a *app) pushOne(ctx context.Context, out io.Writer, c *client.Client, tena
 	if !f.quiet {
 		fmt.Fprintf(out, "Pushing %s to %s (tenant %s)\n", ref, dest, tenant)
 	}
-	view := newPushView(out, width, len(im.img.Layers))
+	view := newPushView(out, width, height, len(im.img.Layers))
 	opts := client.PushOptions{Jobs: f.jobs, Cache: cache, TempDir: tmpDir}
 	if !f.quiet {
 		opts.Progress = view.update

@@ -12,20 +12,21 @@ import (
 	"github.com/macro-cloud/macro/client"
 )
 
-// terminalWidth is the width of w when it is a terminal, else 0.
-func terminalWidth(w io.Writer) int {
+// terminalSize is the width and height of w when it is a terminal (0
+// when not; a height of 0 is unknown).
+func terminalSize(w io.Writer) (width, height int) {
 	f, ok := w.(*os.File)
 	if !ok {
-		return 0
+		return 0, 0
 	}
 	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
-		return 0
+		return 0, 0
 	}
 	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
 	if err != nil || ws.Col == 0 {
-		return 80
+		return 80, 0
 	}
-	return int(ws.Col)
+	return int(ws.Col), int(ws.Row)
 }
 
 // pushView shows the progress of one image's push: on a terminal, a line
@@ -54,7 +55,14 @@ type layerRow struct {
 // plainEvery is how often a plain line tells how far a moving layer is.
 const plainEvery = 5 * time.Second
 
-func newPushView(w io.Writer, width, layers int) *pushView {
+// newPushView makes the view of a push of layers; on a terminal of width
+// and height (0: not a terminal; a height of 0: unknown). Lines redrawn in
+// place must all fit on the screen: with more layers than that, plain
+// lines.
+func newPushView(w io.Writer, width, height, layers int) *pushView {
+	if height > 0 && layers+2 > height {
+		width = 0
+	}
 	v := &pushView{w: w, width: width, now: time.Now}
 	for range layers {
 		v.rows = append(v.rows, &layerRow{})

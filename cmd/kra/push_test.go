@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -21,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/macro-cloud/macro/client"
 	"github.com/macro-cloud/macro/internal/testimages"
 )
 
@@ -338,5 +340,51 @@ func TestDestination(t *testing.T) {
 		if err != nil || repo != tt.repo || tag != tt.tag {
 			t.Errorf("%s: %s %s %v", tt.ref, repo, tag, err)
 		}
+	}
+}
+
+// The terminal view redraws a line per layer in place; plain output says
+// each step once; more layers than the screen has lines: plain.
+func TestPushView(t *testing.T) {
+	var b strings.Builder
+	clock := time.Unix(0, 0)
+	v := newPushView(&b, 80, 24, 2)
+	v.now = func() time.Time { return clock }
+	v.update(client.PushProgress{Layer: 0, ID: "aaaaaaaaaaaa", Phase: client.PhaseWaiting})
+	v.update(client.PushProgress{Layer: 1, ID: "bbbbbbbbbbbb", Phase: client.PhaseExists})
+	clock = clock.Add(time.Second)
+	v.update(client.PushProgress{Layer: 0, ID: "cccccccccccc", Phase: client.PhaseUploading, Current: 500_000, Total: 1_000_000})
+	clock = clock.Add(time.Second)
+	v.update(client.PushProgress{Layer: 0, Phase: client.PhaseUploading, Current: 750_000, Total: 1_000_000})
+	v.finish()
+	out := b.String()
+	last := out[strings.LastIndex(out, "\x1b[2A"):]
+	for _, want := range []string{"\x1b[2Kaaaaaaaaaaaa  pushing        [", "=>", "] 750kB/1MB  750kB/s\n", "\x1b[2Kbbbbbbbbbbbb  already exists\n"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("last frame %q lacks %q", last, want)
+		}
+	}
+
+	b.Reset()
+	v = newPushView(&b, 0, 0, 1)
+	v.now = func() time.Time { return clock }
+	v.update(client.PushProgress{Layer: 0, ID: "aaaaaaaaaaaa", Phase: client.PhaseWaiting})
+	v.update(client.PushProgress{Layer: 0, Phase: client.PhaseCompressing, Total: 2_000_000})
+	v.update(client.PushProgress{Layer: 0, Phase: client.PhaseCompressing, Current: 1_000_000, Total: 2_000_000})
+	clock = clock.Add(6 * time.Second)
+	v.update(client.PushProgress{Layer: 0, Phase: client.PhaseCompressing, Current: 1_500_000, Total: 2_000_000})
+	v.update(client.PushProgress{Layer: 0, Phase: client.PhaseUploading, Total: 900_000})
+	clock = clock.Add(2 * time.Second)
+	v.update(client.PushProgress{Layer: 0, Phase: client.PhasePushed, Current: 900_000, Total: 900_000})
+	want := "aaaaaaaaaaaa: compressing 2MB\n" +
+		"aaaaaaaaaaaa: compressing 1.5MB/2MB, 250kB/s\n" +
+		"aaaaaaaaaaaa: pushing 900kB\n" +
+		"aaaaaaaaaaaa: pushed 900kB in 2s (450kB/s)\n"
+	if b.String() != want {
+		t.Errorf("plain:\n%s\nwant:\n%s", b.String(), want)
+	}
+
+	if v := newPushView(io.Discard, 80, 10, 9); v.width != 0 {
+		t.Errorf("9 layers on 10 lines: width %d, want plain", v.width)
 	}
 }
