@@ -162,6 +162,9 @@ func TestPush(t *testing.T) {
 		env := []string{"DOCKER_HOST=" + d.Host()}
 		out := mustPush(t, alice, env, "engine/app:1")
 		expect(t, out, "2", "1", "1", true)
+		if !strings.Contains(out, "Reading engine/app:1 from the docker engine at "+d.Host()+"\n") {
+			t.Errorf("kra push does not say where it reads the image:\n%s", out)
+		}
 		if out := runs(t, alice, "engine/app:1", "cat", "/hello.txt"); out != "hello from the docker engine\n" {
 			t.Errorf("the pushed layer: %q", out)
 		}

@@ -90,8 +90,9 @@ speed; otherwise (CI logs, --progress plain) a line per step.`,
 // imageSource gives the images to push by name.
 type imageSource interface {
 	// image returns the image named ref, and a function to call when done
-	// with it.
-	image(ctx context.Context, ref string, status func(string)) (*srcImage, func(), error)
+	// with it. It tells what it does with status: a step (a line of its
+	// own), or how far the step is (progress, on a terminal only).
+	image(ctx context.Context, ref string, status func(s string, progress bool)) (*srcImage, func(), error)
 	// names are the names of its images, when it can list them.
 	names() ([]string, error)
 	io.Closer
@@ -135,7 +136,7 @@ func openFileSource(p string) (*fileSource, error) {
 	return s, nil
 }
 
-func (s *fileSource) image(_ context.Context, ref string, _ func(string)) (*srcImage, func(), error) {
+func (s *fileSource) image(_ context.Context, ref string, _ func(string, bool)) (*srcImage, func(), error) {
 	im, err := pick(s.imgs, ref)
 	var nf *imageNotFoundError
 	if errors.As(err, &nf) {
@@ -174,9 +175,11 @@ type engineSource struct {
 	tmpDir string
 }
 
-func (s *engineSource) image(ctx context.Context, ref string, status func(string)) (*srcImage, func(), error) {
-	status("reading " + ref + " from the docker engine")
-	p, err := s.d.save(ctx, ref, s.tmpDir, func(n int64) { status("reading " + ref + " from the docker engine: " + formatSize(n)) })
+func (s *engineSource) image(ctx context.Context, ref string, status func(string, bool)) (*srcImage, func(), error) {
+	status("Reading "+ref+" from the docker engine at "+s.d.host, false)
+	p, err := s.d.save(ctx, ref, s.tmpDir, func(n int64) {
+		status("Reading "+ref+" from the docker engine at "+s.d.host+": "+formatSize(n), true)
+	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -298,12 +301,13 @@ func (a *app) pushOne(ctx context.Context, out io.Writer, c *client.Client, tena
 		return err
 	}
 	dest := c.RegistryHost() + "/" + repo + ":" + tag
-	status := func(s string) {
-		if f.quiet {
-			return
-		}
-		if width > 0 {
+	status := func(s string, progress bool) {
+		switch {
+		case f.quiet:
+		case width > 0:
 			fmt.Fprintf(out, "\r\x1b[2K%s", s)
+		case !progress:
+			fmt.Fprintln(out, s)
 		}
 	}
 	start := time.Now()
