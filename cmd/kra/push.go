@@ -55,8 +55,9 @@ docker run acme/app:1 or docker run HOST:PORT/acme/app:1.
 Layers the registry has already (in any of your repositories) are not sent
 again. kra gzips the plain tar layers of docker save once and remembers the
 result in $XDG_CACHE_HOME/kra/layers.json, so an unchanged layer is neither
-compressed nor sent on the next push. An upload cut off resumes where it
-stopped; a push that fails leaves no image behind.
+compressed nor sent on the next push (the compressed layers wait in
+$TMPDIR while they are sent). Uploads go in 32 MiB chunks; one cut off
+resumes where it stopped; a push that fails leaves no image behind.
 
 On a terminal, kra shows a line per layer with a progress bar, bytes and
 speed; otherwise (CI logs, --progress plain) a line per step.`,
