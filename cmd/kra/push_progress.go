@@ -89,6 +89,9 @@ func (v *pushView) update(ev client.PushProgress) {
 	}
 	r.phase, r.cur, r.tot = ev.Phase, ev.Current, ev.Total
 	if v.width > 0 {
+		if ev.Phase == client.PhaseWaiting && ev.Layer < len(v.rows)-1 {
+			return // the first frame once every layer has its line
+		}
 		if changed || now.Sub(v.last) >= 100*time.Millisecond {
 			v.draw()
 			v.last = now
