@@ -17,7 +17,8 @@
 #   skopeo copy after the layer changed
 # kra's own figure of blob bytes sent is printed beside the counter.
 #
-# Needs root (the server, nftables). Knobs: REPS=3.
+# Needs root (the server, nftables), skopeo, nft, ss (scripts/setup.sh) and
+# openssl (ca-certificates depends on it). Knobs: REPS=3.
 # Everything it started is stopped and removed on exit, Ctrl-C included.
 set -euo pipefail
 
@@ -30,7 +31,7 @@ if [ "$(id -u)" != 0 ]; then
 	echo "bench/push.sh: needs root (macro server, nftables)" >&2
 	exit 1
 fi
-for tool in skopeo nft openssl; do
+for tool in skopeo nft openssl ss; do
 	command -v "$tool" >/dev/null || { echo "bench/push.sh: $tool is not installed (scripts/setup.sh)" >&2; exit 1; }
 done
 
@@ -133,7 +134,11 @@ IMG_MB=$(( $(stat -c %s "$DIR/v1.tar") / 1000000 ))
 
 # --- the server ---
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# A port nothing listens on (ss, of iproute2).
+while :; do
+	PORT=$((20000 + RANDOM % 40000))
+	ss -Hltn "sport = :$PORT" | grep -q . || break
+done
 ADDR=127.0.0.1:$PORT
 
 # start_server N: a fresh server (data dir $DIR/data-N) on the API port:
@@ -184,7 +189,8 @@ measure() {
 	t1=$(date +%s.%N)
 	r1=$(rx)
 	sent=$(echo "$out" | sed -n 's/.*; \(.*\) sent in .*/\1/p' | tail -1)
-	printf '| %-44s | %7.2f | %8.1f | %10s |\n' "$label" "$(echo "$t1 - $t0" | bc)" "$(echo "($r1 - $r0) / 1000000" | bc -l)" "${sent:--}"
+	awk -v l="$label" -v t="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" -v r="$(( (r1 - r0) ))" -v s="${sent:--}" \
+		'BEGIN { printf "| %-44s | %7.2f | %8.1f | %10s |\n", l, t, r / 1000000, s }'
 }
 
 mkdir -p bench/out
