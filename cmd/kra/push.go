@@ -333,9 +333,14 @@ func (a *app) pushOne(ctx context.Context, out io.Writer, c *client.Client, tena
 		view.finish()
 	}
 	var ce *client.Error
-	if errors.As(err, &ce) && ce.Status == http.StatusTooManyRequests && strings.HasPrefix(ce.Path, "/v2/") {
-		// The registry's room for uploads, not a throttled login.
-		return fmt.Errorf("pushing %s: the registry is busy: %s", ref, ce.Message)
+	if errors.As(err, &ce) && strings.HasPrefix(ce.Path, "/v2/") && ce.Status != http.StatusUnauthorized {
+		// The registry's own words (a 429 is its room for uploads, a 403
+		// a quota, not a throttled login or a certificate), with the image.
+		busy := ""
+		if ce.Status == http.StatusTooManyRequests {
+			busy = "the registry is busy: "
+		}
+		return fmt.Errorf("pushing %s: %s%s", ref, busy, ce.Message)
 	}
 	if err != nil {
 		return fmt.Errorf("pushing %s: %w", ref, err)
