@@ -336,11 +336,10 @@ func (a *app) pushOne(ctx context.Context, out io.Writer, c *client.Client, tena
 	if errors.As(err, &ce) && strings.HasPrefix(ce.Path, "/v2/") && ce.Status != http.StatusUnauthorized {
 		// The registry's own words (a 429 is its room for uploads, a 403
 		// a quota, not a throttled login or a certificate), with the image.
-		busy := ""
 		if ce.Status == http.StatusTooManyRequests {
-			busy = "the registry is busy: "
+			return fmt.Errorf("pushing %s: the registry is busy: %s", ref, ce.Message)
 		}
-		return fmt.Errorf("pushing %s: %s%s", ref, busy, ce.Message)
+		return fmt.Errorf("pushing %s: %s", ref, err.Error())
 	}
 	if err != nil {
 		return fmt.Errorf("pushing %s: %w", ref, err)
