@@ -1,7 +1,9 @@
 package main
 
 // The local docker engine as a source of images: DOCKER_HOST (unix:// or
-// tcp:// without TLS) or /var/run/docker.sock, asked through the Engine
+// tcp:// without TLS), /var/run/docker.sock, or rootless docker's
+// $XDG_RUNTIME_DIR/docker.sock when there is no system one (never the
+// docker CLI's current context, which may well be macro itself), asked through the Engine
 // API as `docker save` asks (GET /images/get), into a temporary file that
 // is then read as any docker save archive.
 
@@ -45,6 +47,14 @@ func newDockerEngine() (*dockerEngine, error) {
 	host := os.Getenv("DOCKER_HOST")
 	if host == "" {
 		host = defaultDockerHost
+		// Rootless docker, when there is no system one.
+		if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
+			if _, err := os.Stat(strings.TrimPrefix(defaultDockerHost, "unix://")); err != nil {
+				if _, err := os.Stat(rt + "/docker.sock"); err == nil {
+					host = "unix://" + rt + "/docker.sock"
+				}
+			}
+		}
 	}
 	if os.Getenv("DOCKER_TLS_VERIFY") != "" {
 		return nil, fmt.Errorf("the docker engine at %s wants TLS, which kra push does not speak: save the image (docker save -o FILE IMAGE) and push it with --archive FILE", host)
