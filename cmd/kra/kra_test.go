@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -39,7 +40,8 @@ func TestMain(m *testing.M) {
 //	                 FORMAT docker (docker save), oci (layout) or ociarchive
 //	busyregistry     the registry refuses uploads with 429 (! busyregistry: no more)
 //
-// The real docker CLI runs as exec docker (condition [exec:docker]).
+// The real docker CLI runs as exec docker (condition [exec:docker]);
+// [file:PATH] says PATH exists.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:           "testdata/script",
@@ -67,6 +69,14 @@ func TestScripts(t *testing.T) {
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("TZ", "UTC")
 			return nil
+		},
+		// [file:PATH]: PATH exists on this machine.
+		Condition: func(cond string) (bool, error) {
+			if p, ok := strings.CutPrefix(cond, "file:"); ok {
+				_, err := os.Stat(p)
+				return err == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"mkimage": cmdMkimage,
