@@ -61,7 +61,8 @@ type Route struct {
 type Target struct {
 	Pod       string
 	Name      string
-	Addr      netip.AddrPort
+	Port      int            // the pod's port
+	Addr      netip.AddrPort // invalid while the pod has no address
 	Ready     bool
 	Suspended bool
 }
@@ -157,7 +158,7 @@ func Build(cfg Config, backends []Backend) *Table {
 }
 
 func target(b Backend, port int) Target {
-	t := Target{Pod: b.Pod, Name: b.Name, Ready: b.Ready, Suspended: b.Suspended}
+	t := Target{Pod: b.Pod, Name: b.Name, Port: port, Ready: b.Ready, Suspended: b.Suspended}
 	if b.Addr.IsValid() {
 		t.Addr = netip.AddrPortFrom(b.Addr, uint16(port))
 	}

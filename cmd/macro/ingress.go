@@ -11,9 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,6 +264,7 @@ type ingressFeed struct {
 
 	pods     map[string]types.Pod
 	statuses map[string]types.PodStatus
+	verified map[string][]string // tenant -> its verified custom domains
 
 	tcpMu sync.Mutex
 	tcp   map[int]net.Listener
@@ -287,6 +288,7 @@ func (f *ingressFeed) run(ctx context.Context) {
 			f.pods[p.ID] = p
 		}
 		f.statuses = snap.Statuses
+		f.refreshDomains(ctx)
 		f.rebuild()
 		f.follow(ctx, snap.Revision+1)
 	}
@@ -323,6 +325,9 @@ func (f *ingressFeed) follow(ctx context.Context, from int64) {
 			f.rebuild()
 		case <-tick.C:
 			f.suspendIdle(ctx)
+			if f.refreshDomains(ctx) {
+				f.rebuild()
+			}
 		case <-ctx.Done():
 			return
 		}
@@ -332,22 +337,27 @@ func (f *ingressFeed) follow(ctx context.Context, from int64) {
 func (f *ingressFeed) rebuild() {
 	backends := make([]ingress.Backend, 0, len(f.pods))
 	for id, p := range f.pods {
-		st := f.statuses[id]
-		b := ingress.Backend{
-			Tenant: p.Tenant, Pod: id, Name: p.Name, Created: p.Created, Labels: p.Spec.Labels,
-			Suspended: st.Suspended(),
-			Ready:     st.Phase == types.PhaseRunning && !st.Suspended() && (st.Health == nil || st.Health.Status != "unhealthy"),
-		}
-		for _, a := range []string{st.IPv6, st.IPv4} {
-			if addr, err := netip.ParseAddr(a); err == nil && !b.Addr.IsValid() {
-				b.Addr = addr
-			}
-		}
+		b := ingress.FromPod(p, f.statuses[id])
 		backends = append(backends, b)
 	}
-	t := ingress.Build(ingress.Config{Domain: f.domain}, backends)
+	t := ingress.Build(ingress.Config{Domain: f.domain, Verified: f.verified}, backends)
 	f.proxy.SetTable(t)
 	f.syncTCP(t)
+}
+
+// refreshDomains reads the verified custom domains; it reports a change.
+// (Domains change seldom: a read a second is cheaper than another watch.)
+func (f *ingressFeed) refreshDomains(ctx context.Context) bool {
+	v, err := f.st.VerifiedDomains(ctx)
+	if err != nil {
+		f.log.Warn("custom domains", "err", err)
+		return false
+	}
+	if reflect.DeepEqual(v, f.verified) {
+		return false
+	}
+	f.verified = v
+	return true
 }
 
 // syncTCP listens on the public TCP ports routes claim, and stops
@@ -400,4 +410,16 @@ func (f *ingressFeed) suspendIdle(ctx context.Context) {
 	if len(cands) > 0 {
 		f.suspender.Check(ctx, cands)
 	}
+}
+
+// resolverAt is a resolver that asks the DNS server at addr; nil (the
+// system's) when addr is empty.
+func resolverAt(addr string) *net.Resolver {
+	if addr == "" {
+		return nil
+	}
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
 }

@@ -44,6 +44,7 @@ type serverConfig struct {
 	apiSANs        []string
 	clusterName    string
 	ingress        ingressConfig
+	domainDNS      string
 }
 
 type listFlag []string
@@ -65,6 +66,7 @@ func serverMain(args []string) int {
 	fs.StringVar(&cfg.clusterName, "cluster-name", "", "name of the cluster, shown to tenants (kra names docker contexts <cluster>.<tenant>) (default: the node name)")
 	fs.StringVar(&cfg.ingress.httpAddr, "ingress-http", ":80", "HTTP ingress address (routes from kr.ingress labels; HTTPS routes redirect); \"off\" disables it")
 	fs.StringVar(&cfg.ingress.httpsAddr, "ingress-https", ":443", "HTTPS ingress address; \"off\" disables it")
+	fs.StringVar(&cfg.domainDNS, "domain-resolver", "", "DNS server, HOST:PORT, that checks the TXT records proving custom domains (default: the system's resolver)")
 	fs.StringVar(&cfg.ingress.domain, "domain", "", "the cluster's domain: a `*` in an ingress host is the tenant's default domain, <tenant>.<domain>")
 	cfg.ingress.addFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -175,7 +177,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		log.Info("cluster CA created", "dir", filepath.Join(dataDir, "ca"))
 	}
 	authn := auth.New(auth.Config{Store: st, Log: log})
-	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Cluster: cluster, Log: log})
+	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Cluster: cluster, Domain: cfg.ingress.domain, Resolver: resolverAt(cfg.domainDNS), Log: log})
 	firstToken, err := firstStart(ctx, st, native, dataDir)
 	if err != nil {
 		return err
