@@ -53,7 +53,9 @@ func Check(p *types.Project) error {
 	for _, name := range serviceNames(p) {
 		s := p.Services[name]
 		prefix := "service " + name + ": "
-		for _, k := range unsupported(reflect.ValueOf(s), serviceKeys, "") {
+		bad := unsupported(reflect.ValueOf(s), serviceKeys, "")
+		sort.Strings(bad)
+		for _, k := range bad {
 			errs = append(errs, prefix+k+" is not supported")
 		}
 		if s.Build != nil && s.Image == "" {

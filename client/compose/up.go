@@ -77,6 +77,11 @@ func projectFilter(ns string, more ...string) client.Filters {
 // label, so that Down removes all of it even after a failed Up.
 func (d *Deployer) Up(ctx context.Context, p *types.Project) error {
 	e := d.Engine
+	// Local files first: a missing one fails before anything is created.
+	uploads, err := ScanUploads(p)
+	if err != nil {
+		return err
+	}
 	images, err := d.ensureImages(ctx, p)
 	if err != nil {
 		return err
@@ -85,10 +90,6 @@ func (d *Deployer) Up(ctx context.Context, p *types.Project) error {
 		return err
 	}
 	if err := d.ensureVolumes(ctx, p); err != nil {
-		return err
-	}
-	uploads, err := ScanUploads(p)
-	if err != nil {
 		return err
 	}
 	for _, src := range sortedKeys(uploads) {

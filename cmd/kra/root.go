@@ -183,6 +183,7 @@ func newRootCmd(a *app) *cobra.Command {
   kra login <token>     store your access token (and trust the server's CA)
   kra setup docker      install a docker context: docker --context <cluster>.<tenant> ps
   kra ps                list your pods
+  kra up -d             deploy compose.yaml into a namespace (kra down removes it)
 
 Environment:
   KR_HOST          the API port of macro, https://HOST:PORT (default ` + client.DefaultHost + `)
@@ -202,6 +203,8 @@ kra keeps its configuration in $XDG_CONFIG_HOME/kra (default ~/.config/kra).`,
 		newPodsCmd(a),
 		newImagesCmd(a),
 		newNsCmd(a),
+		newUpCmd(a),
+		newDownCmd(a),
 		newCompletionCmd(),
 	)
 	return root
