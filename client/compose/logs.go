@@ -37,6 +37,7 @@ func (d *Deployer) Attach(ctx context.Context, p *types.Project, w io.Writer) er
 			width = n
 		}
 	}
+	width++ // compose's formatter: one space more than the longest name
 	sort.Slice(attach, func(i, j int) bool { return containerName(attach[i]) < containerName(attach[j]) })
 	var mu sync.Mutex
 	var wg sync.WaitGroup

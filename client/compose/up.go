@@ -336,6 +336,9 @@ func (d *Deployer) upload(ctx context.Context, p *types.Project, u Upload) error
 // longer in the file; one still mounted (by an orphan) stays.
 func (d *Deployer) removeStaleUploads(ctx context.Context, p *types.Project, uploads Uploads) error {
 	list, err := d.Engine.ListVolumes(ctx, projectFilter(p.Name, FilesLabel))
+	if missingAPI(err) && len(uploads) == 0 {
+		return nil // a server without volumes has none to remove
+	}
 	if err != nil {
 		return err
 	}
@@ -435,15 +438,17 @@ func (d *Deployer) waitFor(ctx context.Context, svc, dep, id, cond string) error
 		}
 		switch cond {
 		case types.ServiceConditionHealthy:
-			if st.Health == nil {
+			if c.Config != nil && (c.Config.Healthcheck == nil || len(c.Config.Healthcheck.Test) == 0 || c.Config.Healthcheck.Test[0] == "NONE") && st.Health == nil {
 				return fmt.Errorf("dependency failed to start: container %s has no healthcheck configured (service %s waits for %s to be healthy)", name, svc, dep)
 			}
-			switch st.Health.Status {
-			case container.Healthy:
-				d.event("Container", name, "Healthy")
-				return nil
-			case container.Unhealthy:
-				return fmt.Errorf("dependency failed to start: container %s is unhealthy", name)
+			if st.Health != nil {
+				switch st.Health.Status {
+				case container.Healthy:
+					d.event("Container", name, "Healthy")
+					return nil
+				case container.Unhealthy:
+					return fmt.Errorf("dependency failed to start: container %s is unhealthy", name)
+				}
 			}
 			if !st.Running && !st.Restarting {
 				return fmt.Errorf("dependency failed to start: container %s exited (%d)", name, st.ExitCode)
