@@ -237,6 +237,40 @@ func TestKraUp(t *testing.T) {
 		t.Errorf("kra ns ls does not list shop:\n%s", out)
 	}
 
+	// docker compose v2 sees kra's project as its own: same labels, same
+	// config-hash, so its up leaves the containers alone.
+	t.Run("ComposeV2", func(t *testing.T) {
+		compose := composeV2(t)
+		run := func(args ...string) string {
+			t.Helper()
+			cmd := exec.Command(compose, args...)
+			cmd.Dir = dir
+			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "DOCKER_HOST=tcp://" + k.addr, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=" + k.certDir}, "GREETING=hello")
+			out, err := cmd.CombinedOutput()
+			t.Logf("docker compose %s: %v\n%s", strings.Join(args, " "), err, out)
+			if err != nil {
+				t.Fatalf("docker compose %s: %v", strings.Join(args, " "), err)
+			}
+			return string(out)
+		}
+		ps := run("ps", "-a", "--format", "{{.Name}} {{.Service}}")
+		for _, want := range []string{"shop-db-1 db", "shop-web-1 web", "shop-web-2 web", "shop-migrate-1 migrate"} {
+			if !strings.Contains(ps, want) {
+				t.Errorf("docker compose ps does not list %q", want)
+			}
+		}
+		out := run("up", "-d")
+		if strings.Contains(out, "Recreate") {
+			t.Errorf("docker compose up -d recreated what kra up made (config-hash differs)")
+		}
+		now := k.containers("shop")
+		for _, name := range []string{"shop-db-1", "shop-web-1", "shop-web-2"} {
+			if now[name]["Id"] != cs[name]["Id"] {
+				t.Errorf("docker compose up -d replaced %s", name)
+			}
+		}
+	})
+
 	// Unchanged: the running containers are left alone.
 	out = k.must(dir, "up", "-d")
 	if !strings.Contains(out, "Container shop-web-1  Running") || !strings.Contains(out, "Container shop-db-1  Running") || strings.Contains(out, "Recreated") {
@@ -273,6 +307,26 @@ func TestKraUp(t *testing.T) {
 	if out := k.must(dir, "down"); !strings.Contains(out, `no resource found to remove for namespace "shop"`) {
 		t.Errorf("a second kra down:\n%s", out)
 	}
+
+	// The other way round: what docker compose v2 made, kra up leaves
+	// alone and kra down removes.
+	t.Run("ComposeV2ThenKra", func(t *testing.T) {
+		compose := composeV2(t)
+		cmd := exec.Command(compose, "up", "-d")
+		cmd.Dir = dir
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "DOCKER_HOST=tcp://" + k.addr, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH=" + k.certDir}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("docker compose up -d: %v\n%s", err, out)
+		}
+		out := k.must(dir, "up", "-d")
+		if strings.Contains(out, "Recreated") || !strings.Contains(out, "Container shop-web-2  Running") {
+			t.Errorf("kra up -d after docker compose up -d:\n%s", out)
+		}
+		k.must(dir, "down")
+		if left := k.containers("shop"); len(left) != 0 {
+			t.Errorf("left after kra down: %v", keys(left))
+		}
+	})
 }
 
 // TestKraUpAttached runs kra up without -d: it shows the services' output
@@ -394,6 +448,21 @@ func requireNetworksAPI(t *testing.T, k *kraUp) {
 	if r.ExitCode != 0 && strings.Contains(r.Combined(), "page not found") {
 		t.Skipf("AWAITING the Docker API's /networks and /volumes (compose branch): docker network ls answers %q", strings.TrimSpace(r.Stderr))
 	}
+}
+
+// composeV2 is the docker compose v2 binary that the compose tests build
+// into the test cache (release v2.40.3, whose compose-go kra uses).
+func composeV2(t *testing.T) string {
+	t.Helper()
+	dir, err := testimages.CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "bin", "docker-compose-v2.40.3", "docker-compose")
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("AWAITING docker compose v2, which the compose tests build (%v)", err)
+	}
+	return p
 }
 
 func keys[V any](m map[string]V) []string {
