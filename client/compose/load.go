@@ -104,14 +104,16 @@ func Load(ctx context.Context, o LoadOptions) (*types.Project, error) {
 	// -e over the process environment over the .env files: WithDotEnv
 	// only adds variables not set yet.
 	withEnv := func(env []string) cli.ProjectOptionsFn { return cli.WithEnv(env) }
+	if len(files) == 0 && !hasVar(append(osEnv, o.Env...), "COMPOSE_FILE") {
+		files = defaultFiles(wd)
+	}
+	// As docker compose: the project's directory is the first file's.
 	opts, err := cli.NewProjectOptions(files,
-		cli.WithWorkingDirectory(projectDir(wd, files)),
 		withEnv(osEnv),
 		withEnv(append([]string{"PWD=" + wd}, o.Env...)),
 		cli.WithEnvFiles(envFiles...),
 		cli.WithDotEnv,
 		cli.WithConfigFileEnv,
-		cli.WithDefaultConfigPath,
 		cli.WithEnvFiles(envFiles...),
 		cli.WithDotEnv,
 		cli.WithDefaultProfiles(),
@@ -175,13 +177,40 @@ func withFiles(err error, files []string) error {
 	return fmt.Errorf("%s: %w", strings.Join(files, ", "), err)
 }
 
-// projectDir is where compose resolves relative paths: the directory of
-// the first file, or wd.
-func projectDir(wd string, files []string) string {
-	if len(files) > 0 && files[0] != "-" {
-		return filepath.Dir(files[0])
+// defaultFiles finds compose.yaml (or compose.yml, docker-compose.yml,
+// docker-compose.yaml) and its override in dir or the nearest parent that
+// has one, as docker compose does from the current directory.
+func defaultFiles(dir string) []string {
+	find := func(names []string, dir string) string {
+		for _, n := range names {
+			if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+				return filepath.Join(dir, n)
+			}
+		}
+		return ""
 	}
-	return wd
+	for {
+		if f := find(cli.DefaultFileNames, dir); f != "" {
+			if o := find(cli.DefaultOverrideFileNames, dir); o != "" {
+				return []string{f, o}
+			}
+			return []string{f}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil
+		}
+		dir = parent
+	}
+}
+
+func hasVar(env []string, name string) bool {
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == name {
+			return true
+		}
+	}
+	return false
 }
 
 // ValidNamespace checks a project name as macro checks namespace names.
