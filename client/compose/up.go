@@ -177,11 +177,22 @@ func (d *Deployer) ensureImages(ctx context.Context, p *types.Project) (map[stri
 func (d *Deployer) ensureNetworks(ctx context.Context, p *types.Project) error {
 	for _, key := range sortedKeys(p.Networks) {
 		n := p.Networks[key]
+		var found *client.Network
+		if !bool(n.External) {
+			// By its labels first, as compose looks for it: a server may
+			// show the name differently (macro: <namespace>/<overlay>).
+			mine, err := d.Engine.ListNetworks(ctx, projectFilter(p.Name, NetworkLabel+"="+key))
+			if err != nil {
+				return fmt.Errorf("network %s: %w", n.Name, err)
+			}
+			if len(mine) > 0 {
+				continue
+			}
+		}
 		byName, err := d.Engine.ListNetworks(ctx, client.Filters{"name": {n.Name}})
 		if err != nil {
 			return fmt.Errorf("network %s: %w", n.Name, err)
 		}
-		var found *client.Network
 		for i := range byName {
 			if byName[i].Name == n.Name || byName[i].ID == n.Name {
 				found = &byName[i]
@@ -212,7 +223,9 @@ func (d *Deployer) ensureNetworks(ctx context.Context, p *types.Project) error {
 	return nil
 }
 
-func (d *Deployer) volumeExists(ctx context.Context, name string) (*client.Volume, error) {
+// volumeExists finds a volume by its name, or (when ns is not empty) by
+// the labels of the namespace's volume key.
+func (d *Deployer) volumeExists(ctx context.Context, name, ns, key string) (*client.Volume, error) {
 	list, err := d.Engine.ListVolumes(ctx, client.Filters{"name": {name}})
 	if err != nil {
 		return nil, fmt.Errorf("volume %s: %w", name, err)
@@ -222,13 +235,27 @@ func (d *Deployer) volumeExists(ctx context.Context, name string) (*client.Volum
 			return &list[i], nil
 		}
 	}
+	if ns == "" {
+		return nil, nil
+	}
+	list, err = d.Engine.ListVolumes(ctx, projectFilter(ns, VolumeLabel+"="+key))
+	if err != nil {
+		return nil, fmt.Errorf("volume %s: %w", name, err)
+	}
+	if len(list) > 0 {
+		return &list[0], nil
+	}
 	return nil, nil
 }
 
 func (d *Deployer) ensureVolumes(ctx context.Context, p *types.Project) error {
 	for _, key := range sortedKeys(p.Volumes) {
 		v := p.Volumes[key]
-		found, err := d.volumeExists(ctx, v.Name)
+		ns := p.Name
+		if bool(v.External) {
+			ns = ""
+		}
+		found, err := d.volumeExists(ctx, v.Name, ns, key)
 		if err != nil {
 			return err
 		}
@@ -270,7 +297,7 @@ func (d *Deployer) upload(ctx context.Context, p *types.Project, u Upload) error
 	e := d.Engine
 	what := u.describe(p.WorkingDir)
 	helper := p.Name + "-kra-upload-" + u.Hash[:12]
-	vol, err := d.volumeExists(ctx, u.Volume)
+	vol, err := d.volumeExists(ctx, u.Volume, p.Name, strings.TrimPrefix(u.Volume, p.Name+"_"))
 	if err != nil {
 		return err
 	}
