@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -382,60 +383,125 @@ services:
 }
 
 // TestKraUpNetworksVolumes deploys what needs the Docker API's networks and
-// volumes: the project's default network, a named volume and a local file
-// mount uploaded into a volume; kra down -v removes all of it.
+// volumes: the project's default network with an alias, a named volume two
+// services share; kra down keeps the volume, kra down -v removes it.
 func TestKraUpNetworksVolumes(t *testing.T) {
 	k := newKraUp(t)
 	requireNetworksAPI(t, k)
 	dir := filepath.Join(t.TempDir(), "site")
+	writeFiles(t, dir, map[string]string{"compose.yaml": `
+services:
+  web:
+    image: busybox:latest
+    init: true
+    command: ["sh", "-c", "echo shared > /data/x; exec sleep 300"]
+    volumes:
+      - data:/data
+    networks:
+      default:
+        aliases: [www]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/data/x"]
+      interval: 1s
+  reader:
+    image: busybox:latest
+    init: true
+    command: ["sh", "-c", "cat /data/x; exec sleep 300"]
+    volumes:
+      - data:/data:ro
+    depends_on:
+      web:
+        condition: service_healthy
+volumes:
+  data:
+`})
+	t.Cleanup(func() { k.run(dir, "down", "-v") })
+	out := k.must(dir, "up", "-d")
+	for _, want := range []string{"Network site_default  Created", "Volume site_data  Created", "Container site-web-1  Healthy", "Container site-reader-1  Started"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kra up -d does not say %q", want)
+		}
+	}
+	eventually(t, "the shared volume in reader's output", func() bool {
+		return strings.Contains(k.docker("logs", "site-reader-1").Stdout, "shared")
+	})
+	if nets := k.mustDocker("network", "ls", "--filter", "label=com.docker.compose.project=site", "--format", "{{.Name}}"); strings.TrimSpace(nets) != "site_default" {
+		t.Errorf("docker network ls: %q", nets)
+	}
+	var eps map[string]struct{ Aliases []string }
+	if err := json.Unmarshal([]byte(k.mustDocker("inspect", "site-web-1", "--format", "{{json .NetworkSettings.Networks}}")), &eps); err != nil {
+		t.Fatal(err)
+	}
+	if a := eps["site_default"].Aliases; !slices.Contains(a, "web") || !slices.Contains(a, "www") || !slices.Contains(a, "site-web-1") {
+		t.Errorf("web's aliases on site_default: %v", eps)
+	}
+	if out := k.must(dir, "up", "-d"); !strings.Contains(out, "Container site-web-1  Running") || strings.Contains(out, "Created") {
+		t.Errorf("second kra up -d:\n%s", out)
+	}
+	k.must(dir, "down")
+	if s := k.mustDocker("volume", "ls", "--filter", "label=com.docker.compose.project=site", "--format", "{{.Name}}"); strings.TrimSpace(s) != "site_data" {
+		t.Errorf("volumes after kra down (without -v): %q", s)
+	}
+	if s := k.mustDocker("network", "ls", "--filter", "label=com.docker.compose.project=site", "-q"); strings.TrimSpace(s) != "" {
+		t.Errorf("networks left after kra down: %q", s)
+	}
+	k.must(dir, "down", "-v")
+	if s := k.mustDocker("volume", "ls", "--filter", "label=com.docker.compose.project=site", "-q"); strings.TrimSpace(s) != "" {
+		t.Errorf("volumes left after kra down -v: %q", s)
+	}
+}
+
+// TestKraUpLocalFiles uploads bind mounts of a local directory and a local
+// file into volumes (PUT /containers/{id}/archive into a created helper
+// container, as dockerd takes it: see TestKraUpReferenceDockerd), once.
+func TestKraUpLocalFiles(t *testing.T) {
+	k := newKraUp(t)
+	requireNetworksAPI(t, k)
+	dir := filepath.Join(t.TempDir(), "files")
 	writeFiles(t, dir, map[string]string{
 		"compose.yaml": `
 services:
   web:
     image: busybox:latest
+    network_mode: none
     init: true
     command: ["sh", "-c", "cat /etc/site/site.conf /www/index.html; exec sleep 300"]
     volumes:
       - ./conf:/etc/site:ro
       - ./index.html:/www/index.html
-      - data:/data
-volumes:
-  data:
 `,
 		"conf/site.conf": "listen=8080\n",
 		"index.html":     "<h1>site</h1>\n",
 	})
 	t.Cleanup(func() { k.run(dir, "down", "-v") })
 	out := k.must(dir, "up", "-d")
-	for _, want := range []string{"Network site_default  Created", "Volume site_data  Created", "Files ./conf/  Uploaded to volume site_kra-files-", "Files ./index.html  Uploaded to volume site_kra-files-"} {
+	for _, want := range []string{"Files ./conf/  Uploaded to volume files_kra-files-", "Files ./index.html  Uploaded to volume files_kra-files-"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("kra up -d does not say %q", want)
 		}
 	}
 	eventually(t, "the uploaded files in web's output", func() bool {
-		s := k.docker("logs", "site-web-1").Stdout
+		s := k.docker("logs", "files-web-1").Stdout
 		return strings.Contains(s, "listen=8080") && strings.Contains(s, "<h1>site</h1>")
 	})
-	if nets := k.mustDocker("network", "ls", "--filter", "label=com.docker.compose.project=site", "--format", "{{.Name}}"); !strings.Contains(nets, "site_default") {
-		t.Errorf("docker network ls: %q", nets)
+	if s := k.mustDocker("volume", "ls", "--filter", "label=com.docker.compose.project=files", "--format", "{{.Name}}"); strings.Count(s, "files_kra-files-") != 2 {
+		t.Errorf("docker volume ls: %q", s)
 	}
-	vols := k.mustDocker("volume", "ls", "--filter", "label=com.docker.compose.project=site", "--format", "{{.Name}}")
-	if !strings.Contains(vols, "site_data") || strings.Count(vols, "site_kra-files-") != 2 {
-		t.Errorf("docker volume ls: %q", vols)
-	}
-	// Unchanged files are not uploaded again.
-	if out := k.must(dir, "up", "-d"); !strings.Contains(out, "Files ./conf/  Unchanged") || !strings.Contains(out, "Container site-web-1  Running") {
+	// Unchanged files are not uploaded again; changed ones are, and the
+	// service is recreated with them.
+	if out := k.must(dir, "up", "-d"); !strings.Contains(out, "Files ./conf/  Unchanged") || !strings.Contains(out, "Container files-web-1  Running") {
 		t.Errorf("second kra up -d:\n%s", out)
 	}
-	k.must(dir, "down", "-v")
-	if left := k.containers("site"); len(left) != 0 {
-		t.Errorf("containers left: %v", keys(left))
+	writeFiles(t, dir, map[string]string{"conf/site.conf": "listen=9090\n"})
+	if out := k.must(dir, "up", "-d"); !strings.Contains(out, "Files ./conf/  Uploaded") || !strings.Contains(out, "Container files-web-1  Recreated") {
+		t.Errorf("kra up -d after a change:\n%s", out)
 	}
-	if s := k.mustDocker("network", "ls", "--filter", "label=com.docker.compose.project=site", "-q"); strings.TrimSpace(s) != "" {
-		t.Errorf("networks left: %q", s)
-	}
-	if s := k.mustDocker("volume", "ls", "--filter", "label=com.docker.compose.project=site", "-q"); strings.TrimSpace(s) != "" {
-		t.Errorf("volumes left: %q", s)
+	eventually(t, "the changed file in web's output", func() bool {
+		return strings.Contains(k.docker("logs", "files-web-1").Stdout, "listen=9090")
+	})
+	k.must(dir, "down")
+	if s := k.mustDocker("volume", "ls", "--filter", "label=com.docker.compose.project=files", "-q"); strings.TrimSpace(s) != "" {
+		t.Errorf("upload volumes left after kra down: %q", s)
 	}
 }
 
