@@ -1,7 +1,6 @@
 package compose
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -345,11 +344,12 @@ func (d *Deployer) upload(ctx context.Context, p *types.Project, u Upload) error
 	if err != nil {
 		return fmt.Errorf("uploading %s: creating the helper container: %w", what, err)
 	}
-	var buf bytes.Buffer
-	if err := u.Tar(&buf); err != nil {
-		return fmt.Errorf("uploading %s: %w", what, err)
-	}
-	if err := e.PutArchive(ctx, id, uploadMount, &buf); err != nil {
+	// Streamed: a large directory is never held in memory.
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(u.Tar(pw)) }()
+	err = e.PutArchive(ctx, id, uploadMount, pr)
+	pr.CloseWithError(errors.New("upload ended"))
+	if err != nil {
 		return fmt.Errorf("uploading %s into volume %s: %w", what, u.Volume, err)
 	}
 	if err := e.RemoveContainer(ctx, id, true, false); err != nil {
