@@ -3,7 +3,6 @@ package compose
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -484,9 +483,4 @@ func seconds(d *types.Duration) *int {
 // scale), 1 by default.
 func replicas(s types.ServiceConfig) int {
 	return s.GetScale()
-}
-
-// byNumber sorts by container number.
-func sortByNumber(list []containerRef) {
-	sort.Slice(list, func(i, j int) bool { return list[i].Number < list[j].Number })
 }

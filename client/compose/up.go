@@ -507,6 +507,11 @@ type containerRef struct {
 	Number int
 }
 
+// sortByNumber sorts by container number.
+func sortByNumber(list []containerRef) {
+	sort.Slice(list, func(i, j int) bool { return list[i].Number < list[j].Number })
+}
+
 func containerName(c container.Summary) string {
 	if len(c.Names) > 0 {
 		return strings.TrimPrefix(c.Names[0], "/")
