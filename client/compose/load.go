@@ -71,6 +71,9 @@ type LoadOptions struct {
 	EnvFiles []string
 	// OSEnv is the process environment (os.Environ() when nil).
 	OSEnv []string
+	// NoCheck skips Check: down removes a project whatever keys its file
+	// has that up would refuse.
+	NoCheck bool
 }
 
 // Load reads a compose project as docker compose up does, and checks that
@@ -156,6 +159,9 @@ func Load(ctx context.Context, o LoadOptions) (*types.Project, error) {
 		p.Services[name] = s
 	}
 	p = p.WithoutUnnecessaryResources()
+	if o.NoCheck {
+		return p, nil
+	}
 	if err := Check(p); err != nil {
 		return nil, err
 	}

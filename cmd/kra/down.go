@@ -26,7 +26,7 @@ read only for its name and for the order of the stops.`,
 			var p *composeProject
 			if ns == "" || len(f.files) > 0 {
 				var err error
-				if p, err = f.load(ctx); err != nil {
+				if p, err = f.load(ctx, false); err != nil {
 					return err
 				}
 				ns = p.Name

@@ -28,8 +28,9 @@ func (f *composeFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVar(&f.envFiles, "env-file", nil, "file of variables for interpolation, instead of .env")
 }
 
-func (f *composeFlags) load(ctx context.Context) (*composeProject, error) {
-	p, err := compose.Load(ctx, compose.LoadOptions{Files: f.files, Name: f.namespace, Env: f.env, EnvFiles: f.envFiles})
+// load reads the compose file; check refuses what kra up cannot honour.
+func (f *composeFlags) load(ctx context.Context, check bool) (*composeProject, error) {
+	p, err := compose.Load(ctx, compose.LoadOptions{Files: f.files, Name: f.namespace, Env: f.env, EnvFiles: f.envFiles, NoCheck: !check})
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +65,7 @@ that names it: nothing in the file is ignored silently.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			p, err := f.load(ctx)
+			p, err := f.load(ctx, true)
 			if err != nil {
 				return err
 			}
