@@ -72,11 +72,15 @@ func (c *Client) ListContainers(ctx context.Context, all bool, f Filters) ([]con
 }
 
 // CreateContainer creates a container named name (empty: the server picks
-// one) from body, the JSON of POST /containers/create.
-func (c *Client) CreateContainer(ctx context.Context, name string, body any) (string, error) {
+// one) from body, the JSON of POST /containers/create, for the image's
+// platform ("linux/amd64"; empty: the server's).
+func (c *Client) CreateContainer(ctx context.Context, name, platform string, body any) (string, error) {
 	q := url.Values{}
 	if name != "" {
 		q.Set("name", name)
+	}
+	if platform != "" {
+		q.Set("platform", platform)
 	}
 	var out container.CreateResponse
 	if err := c.dockerCall(ctx, http.MethodPost, "/containers/create", q, body, &out); err != nil {

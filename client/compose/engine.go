@@ -14,7 +14,7 @@ import (
 type Engine interface {
 	ListContainers(ctx context.Context, all bool, f client.Filters) ([]container.Summary, error)
 	Container(ctx context.Context, id string) (*container.InspectResponse, error)
-	CreateContainer(ctx context.Context, name string, body any) (string, error)
+	CreateContainer(ctx context.Context, name, platform string, body any) (string, error)
 	StartContainer(ctx context.Context, id string) error
 	StopContainer(ctx context.Context, id string, timeout *int) error
 	RemoveContainer(ctx context.Context, id string, force, volumes bool) error

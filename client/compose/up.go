@@ -325,7 +325,7 @@ func (d *Deployer) upload(ctx context.Context, p *types.Project, u Upload) error
 		}
 	}
 	none := container.NetworkMode("none")
-	id, err := e.CreateContainer(ctx, helper, CreateRequest{
+	id, err := e.CreateContainer(ctx, helper, "", CreateRequest{
 		Config: container.Config{
 			Image:      u.Image,
 			Entrypoint: []string{"/kra-upload-helper-never-runs"},
@@ -598,7 +598,7 @@ func (d *Deployer) create(ctx context.Context, p *types.Project, s types.Service
 		return "", err
 	}
 	name := ContainerName(p, s, n)
-	id, err := d.Engine.CreateContainer(ctx, name, req)
+	id, err := d.Engine.CreateContainer(ctx, name, s.Platform, req)
 	if err != nil {
 		return "", fmt.Errorf("service %s: creating container %s: %w", s.Name, name, err)
 	}
