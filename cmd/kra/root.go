@@ -205,6 +205,8 @@ kra keeps its configuration in $XDG_CONFIG_HOME/kra (default ~/.config/kra).`,
 		newNsCmd(a),
 		newUpCmd(a),
 		newDownCmd(a),
+		newIngressCmd(a),
+		newDomainsCmd(a),
 		newCompletionCmd(),
 	)
 	return root
