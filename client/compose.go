@@ -104,6 +104,15 @@ func (c *Client) StopContainer(ctx context.Context, id string, timeout *int) err
 	return c.dockerCallTimeout(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/stop", q, nil, nil, true)
 }
 
+// KillContainer sends a container signal (SIGKILL when empty).
+func (c *Client) KillContainer(ctx context.Context, id, signal string) error {
+	q := url.Values{}
+	if signal != "" {
+		q.Set("signal", signal)
+	}
+	return c.dockerCall(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/kill", q, nil, nil)
+}
+
 // RemoveContainer removes a container, a running one with force, and its
 // anonymous volumes with volumes.
 func (c *Client) RemoveContainer(ctx context.Context, id string, force, volumes bool) error {

@@ -380,6 +380,41 @@ services:
 	if left := k.containers("chat"); len(left) != 0 {
 		t.Errorf("left after kra down: %v", keys(left))
 	}
+
+	// A container that ignores SIGTERM (sleep as PID 1, no init) and may
+	// take ten minutes to stop: the second Ctrl-C kills it.
+	writeFiles(t, dir, map[string]string{"compose.yaml": `
+services:
+  stubborn:
+    image: busybox:latest
+    network_mode: none
+    command: ["sh", "-c", "echo stubborn; exec sleep 3000"]
+    stop_grace_period: 10m
+`})
+	cmd = exec.Command(k.kra, "up")
+	cmd.Dir = dir
+	cmd.Env = k.env
+	var out2 syncBuffer
+	cmd.Stdout, cmd.Stderr = &out2, &out2
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done2 := make(chan error, 1)
+	go func() { done2 <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	eventually(t, "stubborn's output", func() bool { return strings.Contains(out2.String(), "stubborn-1  | stubborn") })
+	cmd.Process.Signal(syscall.SIGINT)
+	eventually(t, "the graceful stop", func() bool { return strings.Contains(out2.String(), "Gracefully stopping...") })
+	cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-done2:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("kra up did not end after a second Ctrl-C:\n%s", out2.String())
+	}
+	if c := k.containers("chat")["chat-stubborn-1"]; c == nil || c["State"].(map[string]any)["Running"] != false || !strings.Contains(out2.String(), "Container chat-stubborn-1  Killed") {
+		t.Errorf("chat-stubborn-1 is not killed after two Ctrl-C:\n%s", out2.String())
+	}
+	k.must(dir, "down")
 }
 
 // TestKraUpNetworksVolumes deploys what needs the Docker API's networks and

@@ -17,6 +17,7 @@ type Engine interface {
 	CreateContainer(ctx context.Context, name, platform string, body any) (string, error)
 	StartContainer(ctx context.Context, id string) error
 	StopContainer(ctx context.Context, id string, timeout *int) error
+	KillContainer(ctx context.Context, id, signal string) error
 	RemoveContainer(ctx context.Context, id string, force, volumes bool) error
 	PutArchive(ctx context.Context, id, path string, tar io.Reader) error
 	Logs(ctx context.Context, id string, o client.LogsOptions, stdout, stderr io.Writer) error

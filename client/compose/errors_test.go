@@ -186,4 +186,18 @@ func TestAttachAndStop(t *testing.T) {
 		}
 	}
 
+	// Kill: the running ones get SIGKILL, the stopped ones are no error.
+	f.mu.Lock()
+	f.find("shop-web-2").state = "running"
+	f.mu.Unlock()
+	progress.Reset()
+	if err := d.Kill(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if got := progress.String(); got != " Container shop-web-2  Killed\n" {
+		t.Errorf("Kill: %q", got)
+	}
+	if c := f.find("shop-web-2"); c.state != "exited" || c.exit != 137 {
+		t.Errorf("shop-web-2 after Kill: %s %d", c.state, c.exit)
+	}
 }

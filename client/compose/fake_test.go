@@ -357,6 +357,14 @@ func (f *fakeEngine) serveContainer(w http.ResponseWriter, r *http.Request, path
 			c.exit, _ = strconv.Atoi(code)
 		}
 		w.WriteHeader(204)
+	case r.Method == "POST" && verb == "kill":
+		if c.state != container.StateRunning {
+			writeErr(w, 409, "Cannot kill container: %s: Container %s is not running", ref, c.id)
+			return
+		}
+		c.state = container.StateExited
+		c.exit = 137
+		w.WriteHeader(204)
 	case r.Method == "POST" && verb == "stop":
 		if c.state != container.StateRunning {
 			w.WriteHeader(304)

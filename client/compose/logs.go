@@ -101,8 +101,7 @@ func (l *lineWriter) flush() {
 
 // Stop stops the namespace's containers, services before what they depend
 // on, each within timeout seconds (nil: its stop_grace_period), as the
-// first Ctrl-C of an attached docker compose up does. A timeout of 0 kills
-// them at once (the second Ctrl-C).
+// first Ctrl-C of an attached docker compose up does.
 func (d *Deployer) Stop(ctx context.Context, p *types.Project, timeout *int) error {
 	cs, err := d.Engine.ListContainers(ctx, false, projectFilter(p.Name, OneoffLabel+"=False"))
 	if err != nil {
@@ -126,4 +125,25 @@ func (d *Deployer) Stop(ctx context.Context, p *types.Project, timeout *int) err
 		}
 	}
 	return nil
+}
+
+// Kill sends SIGKILL to the namespace's running containers, as the second
+// Ctrl-C of an attached docker compose up does.
+func (d *Deployer) Kill(ctx context.Context, p *types.Project) error {
+	cs, err := d.Engine.ListContainers(ctx, false, projectFilter(p.Name, OneoffLabel+"=False"))
+	if err != nil {
+		return err
+	}
+	sort.Slice(cs, func(i, j int) bool { return containerName(cs[i]) < containerName(cs[j]) })
+	return d.each(len(cs), func(i int) error {
+		err := d.Engine.KillContainer(ctx, cs[i].ID, "")
+		if errors.Is(err, client.ErrConflict) || errors.Is(err, client.ErrNotFound) {
+			return nil // stopped meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("killing container %s: %w", containerName(cs[i]), err)
+		}
+		d.event("Container", containerName(cs[i]), "Killed")
+		return nil
+	})
 }

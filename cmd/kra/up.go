@@ -118,10 +118,9 @@ func attach(ctx context.Context, d *compose.Deployer, p *composeProject, cmd *co
 	select {
 	case err = <-stopped:
 	case <-sigs:
+		err = d.Kill(context.WithoutCancel(ctx), p.Project)
 		cancel()
 		<-stopped
-		zero := 0
-		err = d.Stop(context.WithoutCancel(ctx), p.Project, &zero)
 	}
 	stopLogs()
 	<-done
