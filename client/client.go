@@ -122,11 +122,13 @@ func NormalizeHost(host string) (string, error) {
 
 // request describes one call.
 type request struct {
-	method string
-	path   string // absolute path, with query
-	body   any    // JSON-encoded when not nil
-	token  bool   // send the bearer token (and require one)
-	stream bool   // no deadline: the caller reads the body as it comes
+	method  string
+	path    string    // absolute path, with query
+	body    any       // JSON-encoded when not nil
+	raw     io.Reader // sent as it is when body is nil, with rawType as Content-Type
+	rawType string
+	token   bool // send the bearer token (and require one)
+	stream  bool // no deadline: the caller reads the body as it comes
 }
 
 // do sends r and returns the response when its status is 2xx, or an error
@@ -147,6 +149,8 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, context.Can
 			return nil, nil, err
 		}
 		body = bytes.NewReader(b)
+	} else if r.raw != nil {
+		body = r.raw
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, c.host+r.path, body)
 	if err != nil {
@@ -157,6 +161,8 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, context.Can
 	req.Header.Set("Accept", "application/json")
 	if r.body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	} else if r.raw != nil {
+		req.Header.Set("Content-Type", r.rawType)
 	}
 	if r.token {
 		req.Header.Set("Authorization", "Bearer "+c.opts.Token)

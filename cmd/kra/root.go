@@ -184,6 +184,7 @@ func newRootCmd(a *app) *cobra.Command {
   kra setup docker      install a docker context: docker --context <cluster>.<tenant> ps
   kra ps                list your pods
   kra push              push the images of compose.yaml to your registry
+  kra up -d             deploy compose.yaml into a namespace (kra down removes it)
 
 Environment:
   KR_HOST          the API port of macro, https://HOST:PORT (default ` + client.DefaultHost + `)
@@ -203,6 +204,8 @@ kra keeps its configuration in $XDG_CONFIG_HOME/kra (default ~/.config/kra).`,
 		newPodsCmd(a),
 		newImagesCmd(a),
 		newNsCmd(a),
+		newUpCmd(a),
+		newDownCmd(a),
 		newIngressCmd(a),
 		newDomainsCmd(a),
 		newPushCmd(a),
