@@ -93,6 +93,11 @@ type PodSpec struct {
 	// Aliases are further names the pod answers to inside its namespace
 	// (a compose service name, network aliases); its own name always does.
 	Aliases []string `json:"aliases,omitempty"`
+	// Mounts are the pod's volumes, bind mounts and tmpfs mounts.
+	Mounts []Mount `json:"mounts,omitempty"`
+	// Networks maps the names of the networks the pod joined to its
+	// endpoint in each (Docker's NetworkingConfig and network connect).
+	Networks map[string]Endpoint `json:"networks,omitempty"`
 	// Docker keeps the create request as it came, for inspect.
 	DockerConfig     []byte `json:"dockerConfig,omitempty"`
 	DockerHostConfig []byte `json:"dockerHostConfig,omitempty"`

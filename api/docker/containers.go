@@ -105,6 +105,9 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	if !contains(s.info.Runtimes, spec.Runtime) {
 		return badRequest("unknown or invalid runtime name: %s", spec.Runtime)
 	}
+	if err := s.prepareCreate(r, &spec); err != nil {
+		return err
+	}
 	p := types.Pod{
 		ID:        newID(),
 		Name:      name,
@@ -573,6 +576,9 @@ func (s *Server) removeContainer(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.DeletePod(r.Context(), p.Tenant, p.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
+	if boolValue(r, "v") {
+		s.removeAnonymousVolumes(r.Context(), p)
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -748,7 +754,7 @@ func (s *Server) summary(it item, state string, now time.Time) container.Summary
 		Labels:  p.Spec.Labels,
 		State:   container.ContainerState(state),
 		Status:  statusText(st, now),
-		Mounts:  []container.MountPoint{},
+		Mounts:  s.mountPoints(p),
 	}
 	mode := networkMode(p.Spec)
 	sum.HostConfig.NetworkMode = mode
@@ -759,6 +765,7 @@ func (s *Server) summary(it item, state string, now time.Time) container.Summary
 		net = "bridge"
 	}
 	sum.NetworkSettings = &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{net: {}}}
+	joinedNetworks(sum.NetworkSettings.Networks, p.Spec)
 	if st.Health != nil {
 		sum.Health = &container.HealthSummary{Status: container.HealthStatus(st.Health.Status), FailingStreak: st.Health.FailingStreak}
 	}
@@ -908,7 +915,7 @@ func (s *Server) inspect(p types.Pod, st types.PodStatus) inspectJSON {
 		Platform:       "linux",
 		HostConfig:     hc,
 		GraphDriver:    map[string]any{"Name": "overlay2", "Data": map[string]string{"MergedDir": path2(dir, "rootfs"), "UpperDir": path2(dir, "upper"), "WorkDir": path2(dir, "work")}},
-		Mounts:         []container.MountPoint{},
+		Mounts:         s.mountPoints(p),
 		Config:         cfgJSON,
 		NetworkSettings: map[string]any{
 			"Bridge": "", "SandboxID": "", "HairpinMode": false, "Ports": map[string]any{},
@@ -929,6 +936,11 @@ func (s *Server) inspect(p types.Pod, st types.PodStatus) inspectJSON {
 			StartedAt:  timeString(st.StartedAt),
 			FinishedAt: timeString(st.FinishedAt),
 		},
+	}
+	if nets, ok := out.NetworkSettings["Networks"].(map[string]any); ok {
+		for name, ep := range networkEndpoints(p.Spec) {
+			nets[name] = ep
+		}
 	}
 	if st.Health != nil {
 		h := &healthJSON{Status: st.Health.Status, FailingStreak: st.Health.FailingStreak, Log: []healthLogJSON{}}

@@ -155,8 +155,14 @@ func podFromCreate(req *createRequest, img image.Image, name, defaultRuntime str
 	if err := ocispec.Validate(spec); err != nil {
 		return spec, badRequest("%v", err)
 	}
-	if len(hc.Binds) > 0 || len(hc.Mounts) > 0 || len(hc.VolumesFrom) > 0 {
-		return spec, badRequest("volumes and bind mounts are not supported yet")
+	if err := unsupportedHostConfig(req.HostConfig); err != nil {
+		return spec, err
+	}
+	if err := applyMounts(&spec, req, img); err != nil {
+		return spec, err
+	}
+	if err := applyNetworking(&spec, req); err != nil {
+		return spec, err
 	}
 	if hc.Privileged {
 		return spec, badRequest("privileged containers are not supported: pods never get host devices or capabilities")
