@@ -270,11 +270,8 @@ func (s *Server) networkJSON(n types.Network, pods []types.Pod) network.Inspect 
 	if out.Labels == nil {
 		out.Labels = map[string]string{}
 	}
-	if n.Tenant != "" {
-		// macro's own words for what the network is.
-		out.Options["macro.namespace"] = n.Namespace
-		out.Options["macro.overlay"] = "ipip"
-	}
+	// The namespace the network belongs to is not in Options: compose v1
+	// recreates a network whose options differ from its file's.
 	for _, c := range n.IPAM {
 		var ic network.IPAMConfig
 		ic.Subnet, _ = netip.ParsePrefix(c.Subnet)

@@ -179,7 +179,6 @@ func unsupportedHostConfig(hc *container.HostConfig) error {
 	}
 	check(len(hc.PortBindings) > 0, "published ports (-p, compose ports:): use a kr.ingress.<port> label")
 	check(hc.PublishAllPorts, "publish all ports (-P)")
-	check(len(hc.Links) > 0, "links (--link, compose links:)")
 	check(len(hc.CapAdd) > 0, "cap_add (--cap-add)")
 	check(len(hc.CapDrop) > 0, "cap_drop (--cap-drop)")
 	check(len(hc.DNS) > 0, "dns (--dns)")

@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -337,6 +338,9 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec) error {
 		return badRequest("bind mounts of host paths are not available to tenants (%s:%s): use a volume (docker volume create, -v NAME:%s)", m.Source, m.Target, m.Target)
 	}
 	tenant := tenantOf(r)
+	if err := s.checkLinks(r.Context(), tenant, spec); err != nil {
+		return err
+	}
 	for name, ep := range spec.Networks {
 		n, err := s.findNetwork(r.Context(), tenant, name)
 		if err != nil {
@@ -354,6 +358,31 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec) error {
 			return err
 		}
 		spec.Mounts[i].Source = v.Name
+	}
+	return nil
+}
+
+// checkLinks accepts legacy links (--link, compose v1 links every one-off
+// container to its dependencies) to containers of the pod's own
+// namespace: those answer by their name and service name there. Other
+// link aliases (compose v1's "web_1") do not resolve; a link to a
+// container of another namespace is refused.
+func (s *Server) checkLinks(ctx context.Context, tenant string, spec *types.PodSpec) error {
+	var hc struct{ Links []string }
+	json.Unmarshal(spec.DockerHostConfig, &hc)
+	ns := spec.Labels["com.docker.compose.project"]
+	if ns == "" {
+		ns = types.DefaultNamespace
+	}
+	for _, l := range hc.Links {
+		target, _, _ := strings.Cut(strings.TrimPrefix(l, "/"), ":")
+		p, err := s.store.ResolvePod(ctx, tenant, target)
+		if err != nil {
+			return badRequest("could not get container for %s", target)
+		}
+		if p.Namespace != ns {
+			return badRequest("links are not supported across namespaces (%s is in %s): containers reach each other by name within a namespace", target, p.Namespace)
+		}
 	}
 	return nil
 }
