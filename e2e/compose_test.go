@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -79,15 +80,7 @@ func (c *composeCloud) mustCompose(t *testing.T, v1 bool, dir string, args ...st
 // it if it still runs at the end.
 func (c *composeCloud) startCompose(t *testing.T, v1 bool, dir string, args ...string) *bgDocker {
 	t.Helper()
-	var cmd *exec.Cmd
-	if v1 {
-		cmd = exec.Command(testenv.ComposeV1, args...)
-	} else {
-		testenv.Compose(t, testenv.ComposeCmd{Host: "tcp://" + c.tc.addr, Dir: dir, Env: c.composeEnv(), Args: []string{"version"}}) // installs the plugin
-		cmd = exec.Command(testenv.DockerCLI, append([]string{"compose"}, args...)...)
-	}
-	cmd.Dir = dir
-	cmd.Env = append(cliEnv(t, "tcp://"+c.tc.addr, c.composeEnv()...), "COMPOSE_MENU=false", "COMPOSE_ANSI=never")
+	cmd := testenv.ComposeCommand(context.Background(), t, testenv.ComposeCmd{V1: v1, Host: "tcp://" + c.tc.addr, Dir: dir, Env: c.composeEnv(), Args: args})
 	b := &bgDocker{cmd: cmd, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = &b.out, &b.out
 	if err := cmd.Start(); err != nil {

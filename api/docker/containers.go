@@ -765,7 +765,7 @@ func (s *Server) summary(it item, state string, now time.Time) container.Summary
 		net = "bridge"
 	}
 	sum.NetworkSettings = &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{net: {}}}
-	joinedNetworks(sum.NetworkSettings.Networks, p.Spec)
+	joinedNetworks(sum.NetworkSettings.Networks, p.Spec, st)
 	if st.Health != nil {
 		sum.Health = &container.HealthSummary{Status: container.HealthStatus(st.Health.Status), FailingStreak: st.Health.FailingStreak}
 	}
@@ -938,7 +938,7 @@ func (s *Server) inspect(p types.Pod, st types.PodStatus) inspectJSON {
 		},
 	}
 	if nets, ok := out.NetworkSettings["Networks"].(map[string]any); ok {
-		for name, ep := range networkEndpoints(p.Spec) {
+		for name, ep := range networkEndpoints(p.Spec, st) {
 			nets[name] = ep
 		}
 	}

@@ -213,22 +213,25 @@ func unsupportedHostConfig(hc *container.HostConfig) error {
 // joinedNetworks lists, in a container summary's Networks, the networks
 // the pod joined by name instead of "bridge" (compose compares them with
 // its file to decide whether to recreate a container).
-func joinedNetworks(nets map[string]*network.EndpointSettings, spec types.PodSpec) {
+func joinedNetworks(nets map[string]*network.EndpointSettings, spec types.PodSpec, st types.PodStatus) {
 	if len(spec.Networks) == 0 {
 		return
 	}
 	delete(nets, networkMode(spec))
 	delete(nets, "bridge")
-	for name, ep := range networkEndpoints(spec) {
+	for name, ep := range networkEndpoints(spec, st) {
 		nets[name] = ep
 	}
 }
 
-// networkEndpoints are the pod's endpoints as inspect shows them.
-func networkEndpoints(spec types.PodSpec) map[string]*network.EndpointSettings {
+// networkEndpoints are the pod's endpoints as inspect shows them, with
+// the addresses the node reported for the pod.
+func networkEndpoints(spec types.PodSpec, st types.PodStatus) map[string]*network.EndpointSettings {
 	out := map[string]*network.EndpointSettings{}
 	for name, e := range spec.Networks {
 		es := &network.EndpointSettings{NetworkID: e.NetworkID, Aliases: e.Aliases, DNSNames: append([]string{}, e.Aliases...)}
+		es.IPAddress, _ = netip.ParseAddr(st.IPv4)
+		es.GlobalIPv6Address, _ = netip.ParseAddr(st.IPv6)
 		if e.IPv4Address != "" || e.IPv6Address != "" {
 			es.IPAMConfig = &network.EndpointIPAMConfig{}
 			es.IPAMConfig.IPv4Address, _ = netip.ParseAddr(e.IPv4Address)

@@ -95,17 +95,11 @@ type ComposeCmd struct {
 	Args    []string
 }
 
-// Compose runs a compose command against host and returns what it
-// printed. v2 runs as `docker compose` with the plugin in the test's own
+// ComposeCommand makes the command of c without starting it; ctx bounds it.
+// v2 runs as `docker compose` with the plugin in the test's own
 // DOCKER_CONFIG (never the user's ~/.docker).
-func Compose(t testing.TB, c ComposeCmd) Result {
+func ComposeCommand(ctx context.Context, t testing.TB, c ComposeCmd) *exec.Cmd {
 	t.Helper()
-	timeout := c.Timeout
-	if timeout == 0 {
-		timeout = 3 * time.Minute
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
 	var cmd *exec.Cmd
 	if c.V1 {
 		if !fileExists(ComposeV1) {
@@ -126,7 +120,33 @@ func Compose(t testing.TB, c ComposeCmd) Result {
 		cmd = exec.CommandContext(ctx, DockerCLI, append([]string{"compose"}, c.Args...)...)
 	}
 	cmd.Dir = c.Dir
-	cmd.Env = append(dockerEnv(t, c.Host), append([]string{"COMPOSE_MENU=false", "COMPOSE_ANSI=never", "COMPOSE_STATUS_STDOUT=1"}, c.Env...)...)
+	var env []string
+	for _, kv := range dockerEnv(t, c.Host) {
+		// docker-py (compose v1) trusts REQUESTS_CA_BUNDLE over its
+		// DOCKER_CERT_PATH/ca.pem (requests lets the variable win over a
+		// session's CA), so with it set no TLS connection to macro's own
+		// CA verifies.
+		if strings.HasPrefix(kv, "REQUESTS_CA_BUNDLE=") || strings.HasPrefix(kv, "CURL_CA_BUNDLE=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	cmd.Env = append(env, append([]string{"COMPOSE_MENU=false", "COMPOSE_ANSI=never", "COMPOSE_STATUS_STDOUT=1"}, c.Env...)...)
+	return cmd
+}
+
+// Compose runs a compose command against host and returns what it
+// printed; a command that runs longer than its timeout (3 minutes by
+// default) is killed and fails the test.
+func Compose(t testing.TB, c ComposeCmd) Result {
+	t.Helper()
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := ComposeCommand(ctx, t, c)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
