@@ -171,6 +171,7 @@ func TestIsolationSweep(t *testing.T) {
 		"uploads/{uuid}":        {uploadUUID},
 		"volumes/{name}":        {volName},
 		"networks/{id}":         {netID, netName, netID[:12]},
+		"networks/{id...}":      {netID, netName, netID[:12], "default/" + netName},
 	}
 	// imageOps are the operations of the image routes, whose {name...}
 	// ends with the operation.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -49,9 +50,10 @@ func isPredefined(name string) bool {
 
 func (s *Server) routeNetworks(mux *http.ServeMux) {
 	s.handle(mux, "GET /networks", s.listNetworks)
-	s.handle(mux, "GET /networks/{id}", s.inspectNetwork)
+	// {id...}: "<namespace>/<name>" names a network too.
+	s.handle(mux, "GET /networks/{id...}", s.inspectNetwork)
 	s.handle(mux, "POST /networks/create", s.createNetwork)
-	s.handle(mux, "DELETE /networks/{id}", s.removeNetwork)
+	s.handle(mux, "DELETE /networks/{id...}", s.removeNetwork)
 	s.handle(mux, "POST /networks/{id}/connect", s.connectNetwork)
 	s.handle(mux, "POST /networks/{id}/disconnect", s.disconnectNetwork)
 	s.handle(mux, "POST /networks/prune", s.pruneNetworks)
@@ -84,7 +86,8 @@ type networkCreateRequest struct {
 	Labels  map[string]string
 }
 
-var validNetworkName = validName
+// validNetworkName: Docker's names, one character allowed.
+var validNetworkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 func (s *Server) createNetwork(w http.ResponseWriter, r *http.Request) error {
 	var req networkCreateRequest
