@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -277,4 +278,94 @@ func copyFile(sr, dr *os.Root, p string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// pathRoot is the directory that holds path of the pod's filesystem, and
+// path relative to it: the volume (or bind) mounted over it, else the
+// rootfs. docker cp of a volume's files goes to the volume.
+func (a *Agent) pathRoot(ctx context.Context, id, p string) (root, rel string, err error) {
+	rootfs, err := a.ensureRootfs(ctx, id)
+	if err != nil {
+		return "", "", err
+	}
+	w, err := a.worker(id)
+	if err != nil {
+		return "", "", err
+	}
+	pod, _ := w.snapshot()
+	clean := filepath.Clean("/" + p)
+	best := ""
+	root, rel = rootfs, p
+	for _, m := range pod.Spec.Mounts {
+		t := filepath.Clean(m.Target)
+		if clean != t && !strings.HasPrefix(clean, t+"/") || len(t) <= len(best) {
+			continue
+		}
+		var dir string
+		switch m.Type {
+		case "volume":
+			if dir, err = a.volumeDir(pod.Tenant, m.Source); err != nil {
+				return "", "", err
+			}
+			if m.Subpath != "" {
+				if dir, err = ocispec.SecureJoin(dir, m.Subpath); err != nil {
+					return "", "", err
+				}
+			}
+		case "bind":
+			dir = m.Source
+		default:
+			continue
+		}
+		best, root, rel = t, dir, "/"+strings.TrimPrefix(clean, t)
+	}
+	return root, rel, nil
+}
+
+// mountName is the name docker cp shows for orig, a path that pathRoot
+// resolved to rel inside a mount: a mount's own target is named by its
+// base name in the container, not by the volume's root "/".
+func mountName(name, orig, rel string) string {
+	if rel != "/" || filepath.Clean("/"+orig) == "/" {
+		return name
+	}
+	if t := strings.TrimRight(orig, "/"); strings.HasSuffix(t, "/.") {
+		return "." // docker cp CONTAINER:/dir/. copies the contents
+	}
+	return filepath.Base(filepath.Clean("/" + orig))
+}
+
+// renameArchive rewrites a tar whose entries start with from (the root
+// of a volume, "/") to start with to instead.
+func renameArchive(rc io.ReadCloser, from, to string) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		defer rc.Close()
+		tr, tw := tar.NewReader(rc), tar.NewWriter(pw)
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				pw.CloseWithError(tw.Close())
+				return
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			rest := strings.TrimPrefix(strings.TrimPrefix(h.Name, from), "/")
+			h.Name = to
+			if rest != "" {
+				h.Name = to + "/" + rest
+			}
+			if err := tw.WriteHeader(h); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			if _, err := io.Copy(tw, tr); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+	}()
+	return pr
 }

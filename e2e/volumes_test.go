@@ -118,6 +118,17 @@ func TestVolumes(t *testing.T) {
 	if out := c.must(t, "inspect", "--format", "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.RW}}{{end}}", "holder"); out != "volume data /d true" {
 		t.Errorf("inspect Mounts: %q", out)
 	}
+	// docker cp reaches the volume mounted in the container.
+	local := t.TempDir()
+	os.WriteFile(filepath.Join(local, "copied-in"), []byte("via-cp"), 0o644)
+	c.must(t, "cp", filepath.Join(local, "copied-in"), "holder:/d/")
+	if out := run("-v", "data:/d", "busybox", "cat", "/d/copied-in"); out != "via-cp" {
+		t.Errorf("docker cp into the volume: %q", out)
+	}
+	c.must(t, "cp", "holder:/d", filepath.Join(local, "out"))
+	if got, err := os.ReadFile(filepath.Join(local, "out", "f")); err != nil || string(got) != "one\n" {
+		t.Errorf("docker cp of the volume's mount point: %q %v", got, err)
+	}
 	c.must(t, "rm", "-f", "holder")
 
 	// Anonymous volumes: -v /path, removed by rm -v.
@@ -172,9 +183,9 @@ func TestVolumes(t *testing.T) {
 	// On the machine's own socket, as with dockerd's, they are allowed.
 	host := t.TempDir()
 	os.WriteFile(filepath.Join(host, "hello"), []byte("from-the-host"), 0o644)
-	local := c.tc.srv.Host()
-	testenv.MustDocker(t, local, "load", "-i", testimages.Busybox(t))
-	if out := strings.TrimSpace(testenv.MustDocker(t, local, "run", "--rm", "-v", host+":/h:ro", "busybox", "cat", "/h/hello").Stdout); out != "from-the-host" {
+	sock := c.tc.srv.Host()
+	testenv.MustDocker(t, sock, "load", "-i", testimages.Busybox(t))
+	if out := strings.TrimSpace(testenv.MustDocker(t, sock, "run", "--rm", "-v", host+":/h:ro", "busybox", "cat", "/h/hello").Stdout); out != "from-the-host" {
 		t.Errorf("bind mount on the admin socket: %q", out)
 	}
 
