@@ -145,6 +145,14 @@ func TestVolumes(t *testing.T) {
 		t.Errorf("rm -v left the anonymous volume:\n%s", out)
 	}
 
+	// run --rm removes its anonymous volumes with the container; named
+	// ones stay.
+	before := c.must(t, "volume", "ls", "-q")
+	run("-v", "/scratch", "-v", "kept:/k", "busybox", "true")
+	eventually(t, "run --rm removed its anonymous volume", func() bool {
+		return c.must(t, "volume", "ls", "-q") == strings.TrimSpace(before+"\nkept")
+	})
+
 	// The image's files at a VOLUME go into a fresh volume, with owners
 	// and symlinks; a volume with data keeps it.
 	c.must(t, "load", "-i", volumeImage(t))
@@ -165,7 +173,7 @@ func TestVolumes(t *testing.T) {
 	c.must(t, "rm", "anon2")
 	c.must(t, "volume", "prune", "-f")
 	out := c.must(t, "volume", "ls", "-q")
-	if strings.Contains(out, anon2) || !strings.Contains(out, "data") || !strings.Contains(out, "seeded") {
+	if strings.Contains(out, anon2) || !strings.Contains(out, "data") || !strings.Contains(out, "seeded") || !strings.Contains(out, "kept") {
 		t.Errorf("volume ls after prune:\n%s", out)
 	}
 	c.must(t, "volume", "prune", "-af")

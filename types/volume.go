@@ -15,6 +15,9 @@ type Volume struct {
 	// Anonymous volumes are made for `-v /path` and an image's VOLUME;
 	// `docker rm -v` removes them with their pod.
 	Anonymous bool `json:"anonymous,omitempty"`
+	// RemoveWith is the pod whose removal removes this volume: the
+	// anonymous volumes of a --rm pod, as Docker removes them.
+	RemoveWith string `json:"removeWith,omitempty"`
 }
 
 // Mount is one filesystem a pod gets besides its rootfs, in Docker's words.

@@ -105,11 +105,12 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	if !contains(s.info.Runtimes, spec.Runtime) {
 		return badRequest("unknown or invalid runtime name: %s", spec.Runtime)
 	}
-	if err := s.prepareCreate(r, &spec); err != nil {
+	id := newID()
+	if err := s.prepareCreate(r, &spec, id); err != nil {
 		return err
 	}
 	p := types.Pod{
-		ID:        newID(),
+		ID:        id,
 		Name:      name,
 		Tenant:    tenantOf(r),
 		Namespace: types.DefaultNamespace,

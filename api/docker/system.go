@@ -188,6 +188,7 @@ func nonNil(s []string) []string {
 // then feeds the event stream from the store until ctx ends.
 func (s *Server) Run(ctx context.Context) {
 	s.restartOnBoot(ctx)
+	go s.removeVolumesWithPods(ctx)
 	s.events.run(ctx, s.store, s.log)
 }
 

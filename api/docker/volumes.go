@@ -88,8 +88,9 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
 }
 
 // ensureVolume creates a volume, or returns the existing one of that name
-// (Docker's create is idempotent for the same driver).
-func (s *Server) ensureVolume(ctx context.Context, tenant string, req volumeCreateRequest) (types.Volume, error) {
+// (Docker's create is idempotent for the same driver). An anonymous one
+// made for a --rm pod is removed with it (removeWith: the pod's ID).
+func (s *Server) ensureVolume(ctx context.Context, tenant string, req volumeCreateRequest, removeWith ...string) (types.Volume, error) {
 	if err := checkVolumeDriver(req.Driver, req.DriverOpts); err != nil {
 		return types.Volume{}, err
 	}
@@ -106,6 +107,9 @@ func (s *Server) ensureVolume(ctx context.Context, tenant string, req volumeCrea
 		Created: time.Now().UTC().Truncate(time.Second), Anonymous: anonymous,
 	}
 	if anonymous {
+		if len(removeWith) > 0 {
+			v.RemoveWith = removeWith[0]
+		}
 		if v.Labels == nil {
 			v.Labels = map[string]string{}
 		}
@@ -333,7 +337,7 @@ func allowBinds(r *http.Request) bool {
 // first use, anonymous ones with a random name) and the IDs of the networks
 // it joins. It refuses binds of host paths to callers that may not have
 // them.
-func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec) error {
+func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID string) error {
 	if m, ok := hasBinds(*spec); ok && !allowBinds(r) {
 		return badRequest("bind mounts of host paths are not available to tenants (%s:%s): use a volume (docker volume create, -v NAME:%s)", m.Source, m.Target, m.Target)
 	}
@@ -353,7 +357,11 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec) error {
 		if m.Type != "volume" {
 			continue
 		}
-		v, err := s.ensureVolume(r.Context(), tenant, volumeCreateRequest{Name: m.Source})
+		var with []string
+		if spec.AutoRemove {
+			with = []string{podID}
+		}
+		v, err := s.ensureVolume(r.Context(), tenant, volumeCreateRequest{Name: m.Source}, with...)
 		if err != nil {
 			return err
 		}
@@ -401,5 +409,78 @@ func (s *Server) removeAnonymousVolumes(ctx context.Context, p types.Pod) {
 		if err := s.deleteVolume(ctx, v); err != nil {
 			s.log.Info("keep anonymous volume", "volume", v.Name, "err", err)
 		}
+	}
+}
+
+// removeVolumesWithPods removes the anonymous volumes of --rm pods when
+// their pod is removed, whoever removed it (the control loop's
+// auto-remove, docker rm). It watches the store until ctx ends; volumes
+// whose pod went while it was not watching go when it starts.
+func (s *Server) removeVolumesWithPods(ctx context.Context) {
+	for ctx.Err() == nil {
+		rev, err := s.currentRevision(ctx)
+		if err == nil {
+			err = s.removeOrphanVolumes(ctx)
+		}
+		if err != nil {
+			s.log.Warn("volumes of removed pods", "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		for ch := range s.store.Watch(ctx, rev+1) {
+			if ch.Kind != "pods" || !ch.Deleted {
+				continue
+			}
+			vols, err := s.store.Volumes(ctx, ch.Tenant)
+			if err != nil {
+				s.log.Warn("volumes of removed pods", "err", err)
+				continue
+			}
+			for _, v := range vols {
+				if v.RemoveWith == ch.ID {
+					if err := s.deleteVolume(ctx, v); err != nil {
+						s.log.Warn("remove the volume of a --rm pod", "volume", v.Name, "err", err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// removeOrphanVolumes removes the volumes of --rm pods that are gone.
+func (s *Server) removeOrphanVolumes(ctx context.Context) error {
+	tenants, err := s.store.Tenants(ctx)
+	if err != nil {
+		return err
+	}
+	names := []string{types.DefaultTenant}
+	for _, t := range tenants {
+		if t.Name != types.DefaultTenant {
+			names = append(names, t.Name)
+		}
+	}
+	for _, tenant := range names {
+		vols, err := s.store.Volumes(ctx, tenant)
+		if err != nil {
+			return err
+		}
+		for _, v := range vols {
+			if v.RemoveWith == "" {
+				continue
+			}
+			if _, err := s.store.Pod(ctx, tenant, v.RemoveWith); errors.Is(err, store.ErrNotFound) {
+				if err := s.deleteVolume(ctx, v); err != nil {
+					s.log.Warn("remove the volume of a --rm pod", "volume", v.Name, "err", err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
 	}
 }
