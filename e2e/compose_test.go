@@ -248,6 +248,9 @@ func TestCompose(t *testing.T) {
 			if !v1 && hc["PidsLimit"] != float64(50) {
 				t.Errorf("web's PidsLimit: %v", hc["PidsLimit"])
 			}
+			if hcheck := in["Config"].(map[string]any)["Healthcheck"].(map[string]any); !v1 && hcheck["StartInterval"] != float64(time.Second) {
+				t.Errorf("web's healthcheck: %v", hcheck)
+			}
 			if tmpfs, _ := hc["Tmpfs"].(map[string]any); tmpfs == nil || tmpfs["/run/scratch"] == nil {
 				t.Errorf("web's Tmpfs: %v", hc["Tmpfs"])
 			}

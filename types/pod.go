@@ -126,7 +126,10 @@ type Healthcheck struct {
 	Interval    time.Duration `json:"interval,omitempty"`
 	Timeout     time.Duration `json:"timeout,omitempty"`
 	StartPeriod time.Duration `json:"startPeriod,omitempty"`
-	Retries     int           `json:"retries,omitempty"`
+	// StartInterval is the interval between probes during StartPeriod
+	// (compose's start_interval, API 1.44).
+	StartInterval time.Duration `json:"startInterval,omitempty"`
+	Retries       int           `json:"retries,omitempty"`
 }
 
 // PodStatus is what the node agent observed; it is stored beside the pod

@@ -148,7 +148,7 @@ func podFromCreate(req *createRequest, img image.Image, name, defaultRuntime str
 	sort.Strings(spec.ExposedPorts)
 	spec.ExposedPorts = uniq(spec.ExposedPorts)
 	if hc := cfg.Healthcheck; hc != nil {
-		spec.Healthcheck = &types.Healthcheck{Test: hc.Test, Interval: hc.Interval, Timeout: hc.Timeout, StartPeriod: hc.StartPeriod, Retries: hc.Retries}
+		spec.Healthcheck = &types.Healthcheck{Test: hc.Test, Interval: hc.Interval, Timeout: hc.Timeout, StartPeriod: hc.StartPeriod, StartInterval: hc.StartInterval, Retries: hc.Retries}
 	} else if h := img.Config.Config.Healthcheck; h != nil {
 		spec.Healthcheck = &types.Healthcheck{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
 	}
