@@ -308,6 +308,19 @@ func TestCompose(t *testing.T) {
 			if out := cmp("top", "web"); !strings.Contains(out, "httpd -f -p 8080") {
 				t.Errorf("top web:\n%s", out)
 			}
+			cmp("pause", "web")
+			if ps := c.projectContainers(t, project); !strings.Contains(ps[web], "(Paused)") {
+				t.Errorf("after pause web: %v", ps)
+			}
+			cmp("unpause", "web")
+			if !v1 {
+				// cp reads the volume mounted at /www, not the rootfs under it.
+				local := filepath.Join(t.TempDir(), "index.html")
+				cmp("cp", "web:/www/index.html", local)
+				if got, err := os.ReadFile(local); err != nil || strings.TrimSpace(string(got)) != "seeded-hello-from-dotenv" {
+					t.Errorf("compose cp from the volume: %q %v", got, err)
+				}
+			}
 			started := in["State"].(map[string]any)["StartedAt"]
 			cmp("restart", "web")
 			st := c.inspectJSON(t, web)["State"].(map[string]any)
