@@ -57,11 +57,12 @@ func (s *Server) volumeJSON(v types.Volume) volumeJSON {
 		Options:    v.Options,
 		Scope:      "local",
 	}
-	if out.Labels == nil && !v.Anonymous {
-		out.Labels = map[string]string{}
+	// No labels or options: null, as dockerd shows them.
+	if len(out.Labels) == 0 {
+		out.Labels = nil
 	}
-	if out.Options == nil && !v.Anonymous {
-		out.Options = map[string]string{}
+	if len(out.Options) == 0 {
+		out.Options = nil
 	}
 	return out
 }
