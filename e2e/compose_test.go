@@ -336,8 +336,12 @@ func TestCompose(t *testing.T) {
 				t.Errorf("after start worker: %v", ps)
 			}
 
-			// --scale and a profile.
+			// --scale and a profile; an unchanged service is not recreated.
+			webID := c.must(t, "inspect", "--format", "{{.Id}}", web)
 			cmp("up", "-d", "--scale", "worker=3")
+			if id := c.must(t, "inspect", "--format", "{{.Id}}", web); id != webID {
+				t.Errorf("up -d recreated the unchanged web service (%s, was %s)", id, webID)
+			}
 			if ps := c.projectContainers(t, project); countPrefix(ps, cprefix(v1, project, "worker"), "Up") != 3 {
 				t.Errorf("after --scale worker=3: %v", ps)
 			}
