@@ -44,6 +44,45 @@ func (a *Agent) RemoveVolume(ctx context.Context, tenant, name string) error {
 	return os.RemoveAll(filepath.Dir(dir))
 }
 
+// VolumeSize is the size of a volume's files on this node (regular files
+// and symlinks, each inode once, as du counts apparent sizes); 0 for a
+// volume this node does not hold.
+func (a *Agent) VolumeSize(ctx context.Context, tenant, name string) (int64, error) {
+	dir, err := a.volumeDir(tenant, name)
+	if err != nil {
+		return 0, err
+	}
+	var size int64
+	seen := map[uint64]bool{}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		size += info.Size()
+		return nil
+	})
+	return size, err
+}
+
 // volumeMounts resolves the pod's volume and bind mounts to host paths for
 // its OCI spec: it makes missing volumes, fills a fresh one with the
 // image's files at its target the first time the pod starts (as Docker

@@ -118,6 +118,14 @@ func TestVolumes(t *testing.T) {
 	if out := c.must(t, "inspect", "--format", "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.RW}}{{end}}", "holder"); out != "volume data /d true" {
 		t.Errorf("inspect Mounts: %q", out)
 	}
+	// system df counts the volume, used by holder, with its size.
+	df := c.must(t, "system", "df", "--format", "{{.Type}}|{{.TotalCount}}|{{.Active}}|{{.Size}}")
+	if !strings.Contains(df, "Local Volumes|1|1|") || strings.Contains(df, "Local Volumes|1|1|0B") {
+		t.Errorf("system df:\n%s", df)
+	}
+	if out := c.must(t, "system", "df", "-v", "--format", "{{range .Volumes}}{{.Name}} {{.Links}}{{end}}"); out != "data 1" {
+		t.Errorf("system df -v volumes: %q", out)
+	}
 	// docker cp reaches the volume mounted in the container.
 	local := t.TempDir()
 	os.WriteFile(filepath.Join(local, "copied-in"), []byte("via-cp"), 0o644)

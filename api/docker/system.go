@@ -172,7 +172,7 @@ func (s *Server) diskUsage(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"LayersSize": total, "Images": images, "Containers": containers,
-		"Volumes": []any{}, "BuildCache": []any{},
+		"Volumes": s.volumeUsage(r.Context(), tenantOf(r)), "BuildCache": []any{},
 	})
 	return nil
 }

@@ -11,15 +11,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/macro-cloud/macro/agent"
 	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
 )
 
-// VolumeNode is what a node offers for volumes: removing one's data. The
-// node creates a volume's directory when a pod first mounts it.
+// VolumeNode is what a node offers for volumes: removing one's data and
+// measuring it. The node creates a volume's directory when a pod first
+// mounts it.
 type VolumeNode interface {
 	RemoveVolume(ctx context.Context, tenant, name string) error
+	// VolumeSize is the bytes of a volume's files on the node; 0 for a
+	// volume it does not hold.
+	VolumeSize(ctx context.Context, tenant, name string) (int64, error)
 }
 
 func (s *Server) routeVolumes(mux *http.ServeMux) {
@@ -29,6 +34,8 @@ func (s *Server) routeVolumes(mux *http.ServeMux) {
 	s.handle(mux, "DELETE /volumes/{name}", s.removeVolume)
 	s.handle(mux, "POST /volumes/prune", s.pruneVolumes)
 }
+
+var _ VolumeNode = (*agent.Agent)(nil)
 
 // volumeJSON is Docker's volume document.
 type volumeJSON struct {
@@ -484,4 +491,44 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// volumeUsage is the Volumes list of `docker system df`: each volume with
+// the pods that mount it and its size on the nodes (-1 where a node could
+// not tell, as dockerd marks a size it did not compute).
+func (s *Server) volumeUsage(ctx context.Context, tenant string) []volumeJSON {
+	out := []volumeJSON{}
+	vols, err := s.store.Volumes(ctx, tenant)
+	if err != nil {
+		s.log.Warn("system df: volumes", "err", err)
+		return out
+	}
+	users, err := s.volumeUsers(ctx, tenant)
+	if err != nil {
+		s.log.Warn("system df: volume users", "err", err)
+		return out
+	}
+	nodes, _ := s.store.Nodes(ctx)
+	for _, v := range vols {
+		j := s.volumeJSON(v)
+		j.UsageData = &volumeUsage{RefCount: int64(len(users[v.Name]))}
+		for _, n := range nodes {
+			node, err := s.nodes.Node(n.Name)
+			if err != nil {
+				continue
+			}
+			vn, ok := node.(VolumeNode)
+			if !ok {
+				continue
+			}
+			size, err := vn.VolumeSize(ctx, tenant, v.Name)
+			if err != nil {
+				j.UsageData.Size = -1
+				break
+			}
+			j.UsageData.Size += size
+		}
+		out = append(out, j)
+	}
+	return out
 }

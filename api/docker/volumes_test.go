@@ -31,6 +31,10 @@ func (n *fakeNode) RemoveVolume(ctx context.Context, tenant, name string) error 
 	return nil
 }
 
+func (n *fakeNode) VolumeSize(ctx context.Context, tenant, name string) (int64, error) {
+	return int64(len(name)), nil
+}
+
 type fakeNodes struct{ n *fakeNode }
 
 func (f fakeNodes) Node(name string) (Node, error) { return f.n, nil }
