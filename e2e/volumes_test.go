@@ -64,7 +64,6 @@ func volumeImage(t *testing.T) string {
 	return p
 }
 
-
 // TestVolumes drives local volumes with the docker CLI as tenant alice
 // over TLS: create/ls/inspect/rm/prune, -v NAME:/path[:ro], --mount with a
 // sub-path (that a symlink cannot lead out of) and tmpfs, anonymous

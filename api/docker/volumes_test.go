@@ -187,7 +187,9 @@ func TestNetworkHandlers(t *testing.T) {
 	for _, ref := range []string{"shop_default", created.Id, created.Id[:12], "shop/default"} {
 		var n struct {
 			Id, Name, Driver string
-			IPAM             struct{ Config []struct{ Subnet, Gateway string } }
+			IPAM             struct {
+				Config []struct{ Subnet, Gateway string }
+			}
 		}
 		if code, b := e.call("alice", "GET", "/networks/"+ref, "", &n); code != 200 || n.Id != created.Id || n.Driver != "bridge" || len(n.IPAM.Config) != 1 || n.IPAM.Config[0].Subnet != "10.5.0.0/16" {
 			t.Errorf("inspect %s: %d %s", ref, code, b)
