@@ -450,6 +450,26 @@ func TestComposeUnsupported(t *testing.T) {
 	}
 }
 
+// TestComposeBindMount: a tenant's local file mount is refused with a
+// message that names it, and down cleans up.
+func TestComposeBindMount(t *testing.T) {
+	c := newComposeCloud(t)
+	for _, v := range versions() {
+		t.Run(v.name, func(t *testing.T) {
+			project := "bind" + v.name
+			dir := fixture(t, "bind")
+			r := c.compose(t, v.v1, dir, "-p", project, "up", "-d")
+			if r.ExitCode == 0 || !strings.Contains(r.Combined(), "bind mounts of host paths are not available to tenants ("+filepath.Join(dir, "conf")+":/etc/app)") {
+				t.Errorf("up -d with ./conf:/etc/app: exit %d\n%s", r.ExitCode, r.Combined())
+			}
+			c.mustCompose(t, v.v1, dir, "-p", project, "down", "-v")
+			if ps := c.projectContainers(t, project); len(ps) != 0 {
+				t.Errorf("containers after down: %v", ps)
+			}
+		})
+	}
+}
+
 // TestComposeServiceNames: a service reaches another by its service name,
 // its container name and a network alias. This needs the node's pod
 // network and DNS (net/); without them the server reports no pod address
