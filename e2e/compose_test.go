@@ -470,6 +470,34 @@ func TestComposeBindMount(t *testing.T) {
 	}
 }
 
+// TestComposeKraudNetwork: an ipip network with an IPAM subnet and a
+// service's ipv4_address and aliases, as Kraud's compose files have them,
+// are stored and shown; the kr.* labels are kept.
+func TestComposeKraudNetwork(t *testing.T) {
+	c := newComposeCloud(t)
+	for _, v := range versions() {
+		t.Run(v.name, func(t *testing.T) {
+			project := "kr" + v.name
+			dir := fixture(t, "kraud")
+			t.Cleanup(func() { c.compose(t, v.v1, dir, "-p", project, "down", "--timeout", "1") })
+			c.mustCompose(t, v.v1, dir, "-p", project, "up", "-d")
+			net := project + "_backend"
+			if out := c.must(t, "network", "inspect", "--format", "{{.Driver}} {{range .IPAM.Config}}{{.Subnet}}{{end}} {{.Labels}}", net); !strings.HasPrefix(out, "ipip 10.10.0.0/24 map[") || !strings.Contains(out, "com.docker.compose.network:backend") {
+				t.Errorf("network inspect %s: %q", net, out)
+			}
+			db := cname(v.v1, project, "db", 1)
+			out := c.must(t, "inspect", "--format", "{{with index .NetworkSettings.Networks \""+net+"\"}}{{.IPAMConfig.IPv4Address}} {{.Aliases}}{{end}} {{index .Config.Labels \"kr.ingress.8080\"}} {{index .Config.Labels \"kr.network.policy\"}}", db)
+			if !strings.HasPrefix(out, "10.10.0.10 [") || !strings.Contains(out, "database") || !strings.HasSuffix(out, "] https://db.example.test/admin open") {
+				t.Errorf("inspect %s: %q", db, out)
+			}
+			c.mustCompose(t, v.v1, dir, "-p", project, "down")
+			if out := c.must(t, "network", "ls", "--format", "{{.Name}}"); strings.Contains(out, net) {
+				t.Errorf("networks after down:\n%s", out)
+			}
+		})
+	}
+}
+
 // TestComposeServiceNames: a service reaches another by its service name,
 // its container name and a network alias. This needs the node's pod
 // network and DNS (net/); without them the server reports no pod address
