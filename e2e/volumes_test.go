@@ -203,6 +203,21 @@ func TestVolumes(t *testing.T) {
 	if out := strings.TrimSpace(testenv.MustDocker(t, sock, "run", "--rm", "-v", host+":/h:ro", "busybox", "cat", "/h/hello").Stdout); out != "from-the-host" {
 		t.Errorf("bind mount on the admin socket: %q", out)
 	}
+	// compose's create_host_path: BindOptions.CreateMountpoint (the
+	// docker CLI has no flag for it).
+	body := `{"Image":"busybox","Cmd":["touch","/m/x"],"HostConfig":{"Mounts":[{"Type":"bind","Source":"` + host + `/made","Target":"/m","BindOptions":{"CreateMountpoint":true}}]}}`
+	resp, err := c.tc.srv.Client().Post("http://macro/containers/create?name=made", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("create with CreateMountpoint on the admin socket: %d", resp.StatusCode)
+	}
+	testenv.MustDocker(t, sock, "start", "-a", "made")
+	if _, err := os.Stat(filepath.Join(host, "made", "x")); err != nil {
+		t.Errorf("bind-create-src on the admin socket: %v", err)
+	}
 
 	// Another tenant never sees alice's volumes; the same name is its own.
 	c.must(t, "volume", "create", "secret")

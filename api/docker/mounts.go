@@ -225,8 +225,10 @@ func fromAPIMount(mm mount.Mount) (types.Mount, error) {
 			if o.Propagation != "" && o.Propagation != mount.PropagationRPrivate {
 				return m, badRequest("invalid mount config for type \"bind\": propagation %s is not supported", o.Propagation)
 			}
-			if o.NonRecursive || o.ReadOnlyNonRecursive || o.ReadOnlyForceRecursive || o.CreateMountpoint {
-				return m, badRequest("invalid mount config for type \"bind\": bind-nonrecursive, bind-recursive and bind-create-src are not supported")
+			// CreateMountpoint (compose's create_host_path) is what the
+			// node does anyway for the machine's own callers.
+			if o.NonRecursive || o.ReadOnlyNonRecursive || o.ReadOnlyForceRecursive {
+				return m, badRequest("invalid mount config for type \"bind\": bind-nonrecursive and bind-recursive are not supported")
 			}
 		}
 		m.Source = path.Clean(m.Source)
