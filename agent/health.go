@@ -60,7 +60,15 @@ func (w *worker) healthLoop(hc types.Healthcheck, exited <-chan struct{}) {
 	w.setStatus(ctx, func(s *types.PodStatus) {
 		s.Health = &types.Health{Status: "starting"}
 	})
-	t := time.NewTicker(interval)
+	// During the start period, probes come every StartInterval when one
+	// is set (Docker's --health-start-interval).
+	next := func() time.Duration {
+		if hc.StartInterval > 0 && time.Since(started) < hc.StartPeriod {
+			return hc.StartInterval
+		}
+		return interval
+	}
+	t := time.NewTimer(next())
 	defer t.Stop()
 	for {
 		select {
@@ -68,6 +76,7 @@ func (w *worker) healthLoop(hc types.Healthcheck, exited <-chan struct{}) {
 			return
 		case <-t.C:
 		}
+		t.Reset(next())
 		var out bytes.Buffer
 		pctx, pcancel := context.WithTimeout(ctx, timeout)
 		start := time.Now()

@@ -174,25 +174,34 @@ func (a *Agent) Changes(ctx context.Context, id string) ([]image.Change, error) 
 
 // StatPath describes a path inside the pod's filesystem.
 func (a *Agent) StatPath(ctx context.Context, id, path string) (image.PathStat, error) {
-	root, err := a.ensureRootfs(ctx, id)
+	orig := path
+	root, path, err := a.pathRoot(ctx, id, path)
 	if err != nil {
 		return image.PathStat{}, err
 	}
-	return image.StatPath(root, path)
+	st, err := image.StatPath(root, path)
+	st.Name = mountName(st.Name, orig, path)
+	return st, err
 }
 
 // Archive returns a tar of a path inside the pod's filesystem.
 func (a *Agent) Archive(ctx context.Context, id, path string) (io.ReadCloser, image.PathStat, error) {
-	root, err := a.ensureRootfs(ctx, id)
+	orig := path
+	root, path, err := a.pathRoot(ctx, id, path)
 	if err != nil {
 		return nil, image.PathStat{}, err
 	}
-	return image.ArchivePath(root, path)
+	rc, st, err := image.ArchivePath(root, path)
+	if name := mountName(st.Name, orig, path); err == nil && name != st.Name {
+		rc = renameArchive(rc, st.Name, name)
+		st.Name = name
+	}
+	return rc, st, err
 }
 
 // Extract unpacks a tar into a directory of the pod's filesystem.
 func (a *Agent) Extract(ctx context.Context, id, path string, r io.Reader) error {
-	root, err := a.ensureRootfs(ctx, id)
+	root, path, err := a.pathRoot(ctx, id, path)
 	if err != nil {
 		return err
 	}

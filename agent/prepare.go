@@ -31,6 +31,10 @@ func (w *worker) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("prepare rootfs: %w", err)
 	}
+	vols, err := w.volumeMounts(pod, rootfs)
+	if err != nil {
+		return err
+	}
 	hostname := pod.Spec.Hostname
 	if hostname == "" {
 		hostname = pod.ID[:12]
@@ -49,6 +53,7 @@ func (w *worker) prepare(ctx context.Context) error {
 		Hostname: hostname,
 		EtcFiles: etc,
 		InitPath: w.a.cfg.InitPath,
+		Volumes:  vols,
 	})
 	if err != nil {
 		return err

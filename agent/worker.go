@@ -403,6 +403,12 @@ func (w *worker) destroy(ctx context.Context) {
 			w.log.Warn("delete container", "err", err)
 		}
 	}
+	if err := w.unmountVolumes(); err != nil {
+		// Removing the directory now would remove volume data through
+		// a staging mount: leave it for a later destroy.
+		w.log.Error("unmount volumes, keeping the pod directory", "err", err)
+		return
+	}
 	if err := w.a.cfg.Images.Release(w.dir); err != nil {
 		w.log.Warn("release rootfs", "err", err)
 	}

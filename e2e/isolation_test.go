@@ -77,6 +77,8 @@ func TestIsolationSweep(t *testing.T) {
 		execMarker = "ALPHA-EXEC-MARKER-51d2"
 		domainName = "alpha-secret-shop.example"
 		hostMarker = "alpha-secret-host"
+		volName    = "alpha-secret-vol"
+		netName    = "alpha-secret-net"
 	)
 	mustDockerA := func(args ...string) string {
 		t.Helper()
@@ -92,6 +94,8 @@ func TestIsolationSweep(t *testing.T) {
 	runningID := mustDockerA("run", "-d", "--name", running, "-l", "kr.ingress.80=https://"+hostMarker+".example", imgName+":v1", "sh", "-c", "echo "+logMarker+"; exec sleep 300")
 	mustDockerA("run", "--name", stopped, imgName+":v1", "sh", "-c", "echo "+logMarker+"-stopped")
 	stoppedID := mustDockerA("inspect", "--format", "{{.Id}}", stopped)
+	mustDockerA("volume", "create", volName)
+	netID := mustDockerA("network", "create", "--subnet", "10.77.0.0/24", netName)
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(mustDockerA("logs", running), logMarker) {
 		if time.Now().After(deadline) {
@@ -148,6 +152,7 @@ func TestIsolationSweep(t *testing.T) {
 		"config digest": configDigest.Hex, "layer digest": layerDigest.Hex, "upload UUID": uploadUUID,
 		"tenant name": tenantA, "token ID": tokenA[3:19],
 		"custom domain": domainName, "ingress host": hostMarker,
+		"volume": volName, "network": netName, "network ID": netID, "network short ID": netID[:12],
 	}
 
 	// The leak detector's control: A's own listing carries the markers.
@@ -171,6 +176,9 @@ func TestIsolationSweep(t *testing.T) {
 		"manifests/{reference}": {"v1", manifestDigest.String()},
 		"blobs/{digest}":        {layerDigest.String(), configDigest.String()},
 		"uploads/{uuid}":        {uploadUUID},
+		"volumes/{name}":        {volName},
+		"networks/{id}":         {netID, netName, netID[:12]},
+		"networks/{id...}":      {netID, netName, netID[:12], "default/" + netName},
 	}
 	// imageOps are the operations of the image routes, whose {name...}
 	// ends with the operation.
@@ -203,8 +211,11 @@ func TestIsolationSweep(t *testing.T) {
 		"registry PATCH /v2/{name}/blobs/uploads/{uuid}": {body: "stolen"},
 		"registry PUT /v2/{name}/blobs/uploads/{uuid}":   {query: "digest=" + layerDigest.String()},
 		"registry PUT /v2/{name}/manifests/{reference}":  {body: string(manifestRaw)},
+		"docker POST /networks/{id}/connect":             {body: `{"Container":"` + runningID + `"}`},
+		"docker POST /networks/{id}/disconnect":          {body: `{"Container":"` + runningID + `","Force":true}`},
 	}
 	now := time.Now().Unix() + 1
+	netCreates := 0
 	// fixed are the calls of routes without parameters: B's own listings,
 	// creations and the like. want says what B must get.
 	fixed := map[string][]sweepCall{
@@ -225,7 +236,29 @@ func TestIsolationSweep(t *testing.T) {
 			{path: "/images/get?names=" + url.QueryEscape(imgName+":v1"), want: wantNotFound},
 			{path: "/images/get?names=" + url.QueryEscape(imageID), want: wantNotFound},
 		},
-		"docker POST /images/load":  {{body: "not a tarball", want: wantRefused}},
+		"docker POST /images/load":    {{body: "not a tarball", want: wantRefused}},
+		"docker GET /volumes":         {{want: wantOK}},
+		"docker GET /networks":        {{want: wantOK}},
+		"docker POST /volumes/prune":  {{path: "/volumes/prune?filters=" + url.QueryEscape(`{"all":["true"]}`), want: wantOK}},
+		"docker POST /networks/prune": {{want: wantOK}},
+		// B may name a volume or network as A did (names are per tenant);
+		// a 409 would tell B that A's exists. B's are removed again.
+		"docker POST /volumes/create": {{body: `{"Name":"` + volName + `"}`, want: wantOK, cleanup: func(t *testing.T) {
+			if r := b.do(t, "docker", "DELETE", "/volumes/"+volName, "", nil); r.status != http.StatusNoContent {
+				t.Errorf("B deleting its own volume %s: %d %s", volName, r.status, r.body)
+			}
+		}}},
+		// The sweep calls twice (with and without the version prefix): the
+		// first must create B's own network, the second finds B's.
+		"docker POST /networks/create": {{body: `{"Name":"` + netName + `"}`, want: wantAny, check: func(t *testing.T, route string, r sweepResult) {
+			if netCreates++; netCreates == 1 && r.status != http.StatusCreated {
+				t.Errorf("%s as B with A's network name: %d %s, want 201", route, r.status, r.body)
+			}
+		}, cleanup: func(t *testing.T) {
+			if r := b.do(t, "docker", "DELETE", "/networks/"+netName, "", nil); r.status != http.StatusNoContent {
+				t.Errorf("B deleting its own network %s: %d %s", netName, r.status, r.body)
+			}
+		}}},
 		"docker POST /images/prune": {{path: "/images/prune?filters=" + url.QueryEscape(`{"dangling":["false"]}`), want: wantOK}},
 		"docker POST /images/create": {
 			{path: "/images/create?fromImage=" + url.QueryEscape(c.addr+"/"+repoName) + "&tag=v1", want: wantPullFails},
@@ -234,8 +267,6 @@ func TestIsolationSweep(t *testing.T) {
 		"docker POST /auth": {{body: `{"username":"x","password":"` + tokenA[:10] + `","serveraddress":"` + c.addr + `"}`, want: wantNoLeak}},
 		"docker /": {
 			{method: "GET", path: "/containers/" + runningID + "/no-such-operation", want: wantNotFound},
-			{method: "GET", path: "/volumes", want: wantAny},
-			{method: "GET", path: "/networks", want: wantAny},
 		},
 		"native GET /apis/macro/v1/ca":         {{want: wantOK, noneWant: wantOK}},
 		"native GET /apis/macro/v1/whoami":     {{want: wantOK}},
@@ -449,7 +480,7 @@ func TestIsolationSweep(t *testing.T) {
 	t.Logf("swept %d routes, %d calls", len(routes), swept)
 
 	// B's listings, after all of B's calls, still show nothing of A's.
-	for _, p := range []string{"/containers/json?all=1", "/images/json?all=1", "/system/df", fmt.Sprintf("/events?since=0&until=%d", time.Now().Unix()+1)} {
+	for _, p := range []string{"/containers/json?all=1", "/images/json?all=1", "/system/df", "/volumes", "/networks", fmt.Sprintf("/events?since=0&until=%d", time.Now().Unix()+1)} {
 		checkSweep(t, "after the sweep: docker GET "+p, "B", sweepCall{method: "GET", path: p}, wantOK, b.do(t, "docker", "GET", p, "", nil), markers)
 	}
 	for _, p := range []string{api.Prefix + "/namespaces", api.Prefix + "/ingresses", api.Prefix + "/domains"} {
@@ -469,6 +500,12 @@ func TestIsolationSweep(t *testing.T) {
 	}
 	if r := a.do(t, "docker", "GET", "/exec/"+execID+"/json", "", nil); r.status != http.StatusOK {
 		t.Errorf("A's exec session after B's sweep: %d %s", r.status, r.body)
+	}
+	if out := mustDockerA("volume", "inspect", "--format", "{{.Name}}", volName); out != volName {
+		t.Errorf("A's volume after B's sweep: %q", out)
+	}
+	if out := mustDockerA("network", "inspect", "--format", "{{.Id}} {{range .IPAM.Config}}{{.Subnet}}{{end}}", netName); out != netID+" 10.77.0.0/24" {
+		t.Errorf("A's network after B's sweep: %q", out)
 	}
 	if r := a.do(t, "native", "GET", api.Prefix+"/namespaces/"+nsName, "", nil); r.status != http.StatusOK {
 		t.Errorf("A's namespace after B's sweep: %d %s", r.status, r.body)

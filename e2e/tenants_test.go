@@ -125,6 +125,12 @@ func TestTenants(t *testing.T) {
 		t.Fatalf("first-token: %v", err)
 	}
 	firstToken := strings.TrimSpace(string(first))
+	// The server prints the token after it starts serving, so the line
+	// may come a little after the server answers.
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(c.srv.Log(), "next: kra login") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if !tokenRE.MatchString(firstToken) || !strings.Contains(c.srv.Log(), `first tenant "default" created; token: `+firstToken) ||
 		!strings.Contains(c.srv.Log(), "next: kra login") {
 		t.Errorf("first start did not print the first token %q:\n%s", firstToken, c.srv.Log())

@@ -8,6 +8,7 @@
 #   tini                     PID 1 of pods started with --init (tini-static)
 #   busybox-static           the busybox test image (internal/testimages)
 #   docker-registry, skopeo  a registry and a second OCI client for tests
+#   docker-compose           compose v1 (1.29.2) for e2e/compose_test.go
 #   docker.io                dockerd 20.10, the reference of the differential tests
 #                            (e2e/reference, testenv.StartDockerd); never used by
 #                            macro. It installs /usr/bin/docker, which does not
@@ -25,7 +26,7 @@ packages=(
   runc runsc tini
   busybox-static
   docker-registry skopeo
-  docker.io
+  docker.io docker-compose
   debootstrap
   iproute2 nftables
   procps psmisc e2fsprogs util-linux kmod

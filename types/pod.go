@@ -100,6 +100,11 @@ type PodSpec struct {
 	// Aliases are further names the pod answers to inside its namespace
 	// (a compose service name, network aliases); its own name always does.
 	Aliases []string `json:"aliases,omitempty"`
+	// Mounts are the pod's volumes, bind mounts and tmpfs mounts.
+	Mounts []Mount `json:"mounts,omitempty"`
+	// Networks maps the names of the networks the pod joined to its
+	// endpoint in each (Docker's NetworkingConfig and network connect).
+	Networks map[string]Endpoint `json:"networks,omitempty"`
 	// Docker keeps the create request as it came, for inspect.
 	DockerConfig     []byte `json:"dockerConfig,omitempty"`
 	DockerHostConfig []byte `json:"dockerHostConfig,omitempty"`
@@ -128,7 +133,10 @@ type Healthcheck struct {
 	Interval    time.Duration `json:"interval,omitempty"`
 	Timeout     time.Duration `json:"timeout,omitempty"`
 	StartPeriod time.Duration `json:"startPeriod,omitempty"`
-	Retries     int           `json:"retries,omitempty"`
+	// StartInterval is the interval between probes during StartPeriod
+	// (compose's start_interval, API 1.44).
+	StartInterval time.Duration `json:"startInterval,omitempty"`
+	Retries       int           `json:"retries,omitempty"`
 }
 
 // PodStatus is what the node agent observed; it is stored beside the pod

@@ -108,8 +108,12 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	if !contains(s.info.Runtimes, spec.Runtime) {
 		return badRequest("unknown or invalid runtime name: %s", spec.Runtime)
 	}
+	id := newID()
+	if err := s.prepareCreate(r, &spec, id); err != nil {
+		return err
+	}
 	p := types.Pod{
-		ID:        newID(),
+		ID:        id,
 		Name:      name,
 		Tenant:    tenantOf(r),
 		Namespace: types.DefaultNamespace,
@@ -581,6 +585,9 @@ func (s *Server) removeContainer(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.DeletePod(r.Context(), p.Tenant, p.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
+	if boolValue(r, "v") {
+		s.removeAnonymousVolumes(r.Context(), p)
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -756,7 +763,7 @@ func (s *Server) summary(it item, state string, now time.Time) container.Summary
 		Labels:  p.Spec.Labels,
 		State:   container.ContainerState(state),
 		Status:  statusText(st, now),
-		Mounts:  []container.MountPoint{},
+		Mounts:  s.mountPoints(p),
 	}
 	mode := networkMode(p.Spec)
 	sum.HostConfig.NetworkMode = mode
@@ -767,6 +774,7 @@ func (s *Server) summary(it item, state string, now time.Time) container.Summary
 		net = "bridge"
 	}
 	sum.NetworkSettings = &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{net: {}}}
+	joinedNetworks(sum.NetworkSettings.Networks, p.Spec, st)
 	if st.Health != nil {
 		sum.Health = &container.HealthSummary{Status: container.HealthStatus(st.Health.Status), FailingStreak: st.Health.FailingStreak}
 	}
@@ -928,7 +936,7 @@ func (s *Server) inspect(p types.Pod, st types.PodStatus) inspectJSON {
 		Platform:       "linux",
 		HostConfig:     hc,
 		GraphDriver:    map[string]any{"Name": "overlay2", "Data": map[string]string{"MergedDir": path2(dir, "rootfs"), "UpperDir": path2(dir, "upper"), "WorkDir": path2(dir, "work")}},
-		Mounts:         []container.MountPoint{},
+		Mounts:         s.mountPoints(p),
 		Config:         cfgJSON,
 		NetworkSettings: map[string]any{
 			"Bridge": "", "SandboxID": "", "HairpinMode": false, "Ports": map[string]any{},
@@ -961,6 +969,11 @@ func (s *Server) inspect(p types.Pod, st types.PodStatus) inspectJSON {
 		}
 		if sp.Suspended {
 			out.State.Suspend.Since = timeString(sp.Since)
+		}
+	}
+	if nets, ok := out.NetworkSettings["Networks"].(map[string]any); ok {
+		for name, ep := range networkEndpoints(p.Spec, st) {
+			nets[name] = ep
 		}
 	}
 	if st.Health != nil {

@@ -106,6 +106,8 @@ func (s *Server) Handler() http.Handler {
 	s.routeContainers(mux)
 	s.routeExec(mux)
 	s.routeImages(mux)
+	s.routeNetworks(mux)
+	s.routeVolumes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Api-Version", APIVersion)
 		w.Header().Set("Server", "macro/"+s.info.Version)

@@ -148,15 +148,21 @@ func podFromCreate(req *createRequest, img image.Image, name, defaultRuntime str
 	sort.Strings(spec.ExposedPorts)
 	spec.ExposedPorts = uniq(spec.ExposedPorts)
 	if hc := cfg.Healthcheck; hc != nil {
-		spec.Healthcheck = &types.Healthcheck{Test: hc.Test, Interval: hc.Interval, Timeout: hc.Timeout, StartPeriod: hc.StartPeriod, Retries: hc.Retries}
+		spec.Healthcheck = &types.Healthcheck{Test: hc.Test, Interval: hc.Interval, Timeout: hc.Timeout, StartPeriod: hc.StartPeriod, StartInterval: hc.StartInterval, Retries: hc.Retries}
 	} else if h := img.Config.Config.Healthcheck; h != nil {
 		spec.Healthcheck = &types.Healthcheck{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
 	}
 	if err := ocispec.Validate(spec); err != nil {
 		return spec, badRequest("%v", err)
 	}
-	if len(hc.Binds) > 0 || len(hc.Mounts) > 0 || len(hc.VolumesFrom) > 0 {
-		return spec, badRequest("volumes and bind mounts are not supported yet")
+	if err := unsupportedHostConfig(req.HostConfig); err != nil {
+		return spec, err
+	}
+	if err := applyMounts(&spec, req, img); err != nil {
+		return spec, err
+	}
+	if err := applyNetworking(&spec, req); err != nil {
+		return spec, err
 	}
 	if hc.Privileged {
 		return spec, badRequest("privileged containers are not supported: pods never get host devices or capabilities")

@@ -54,6 +54,11 @@ var translateCases = []struct {
 	{"tty-rm-signal-gvisor", `{"Image":"busybox","Tty":true,"OpenStdin":true,"StdinOnce":true,"AttachStdin":true,"StopSignal":"USR1","StopTimeout":3,"HostConfig":{"AutoRemove":true,"Runtime":"gvisor"}}`},
 	// docker create --health-cmd 'exit 0' --health-interval 1s busybox
 	{"healthcheck", `{"Image":"busybox","Healthcheck":{"Test":["CMD-SHELL","exit 0"],"Interval":1000000000},"HostConfig":{}}`},
+	// docker create -v data:/data:ro -v /anon --mount type=volume,src=cache,dst=/cache,volume-subpath=sub,volume-nocopy --mount type=tmpfs,dst=/scratch,tmpfs-size=1m busybox
+	{"volumes", `{"Image":"busybox","Volumes":{"/anon":{}},"HostConfig":{"Binds":["data:/data:ro"],"Mounts":[{"Type":"volume","Source":"cache","Target":"/cache","VolumeOptions":{"NoCopy":true,"Subpath":"sub"}},{"Type":"tmpfs","Target":"/scratch","TmpfsOptions":{"SizeBytes":1048576}}]}}`},
+	// what docker compose v2.40 sends for service web of project shop with
+	// networks: default: {aliases: [www], ipv4_address: 10.5.0.9}
+	{"compose-network", `{"Image":"busybox","Labels":{"com.docker.compose.project":"shop","com.docker.compose.service":"web"},"HostConfig":{"NetworkMode":"shop_default","Init":true},"NetworkingConfig":{"EndpointsConfig":{"shop_default":{"Aliases":["shop-web-1","web","www"],"IPAMConfig":{"IPv4Address":"10.5.0.9"}}}}}`},
 }
 
 func TestTranslateGolden(t *testing.T) {
@@ -114,7 +119,22 @@ func TestTranslateErrors(t *testing.T) {
 		{`{"Image":"busybox","StopSignal":"NOPE","HostConfig":{}}`, 400, "Invalid signal: NOPE"},
 		{`{"Image":"busybox","HostConfig":{"Privileged":true}}`, 400, "privileged"},
 		{`{"Image":"busybox","HostConfig":{"NetworkMode":"host"}}`, 400, "host"},
-		{`{"Image":"busybox","HostConfig":{"Binds":["/etc:/host"]}}`, 400, "bind mounts"},
+		{`{"Image":"busybox","HostConfig":{"Binds":["/etc"]}}`, 400, "invalid volume specification"},
+		{`{"Image":"busybox","HostConfig":{"Binds":["data:relative"]}}`, 400, "must be absolute"},
+		{`{"Image":"busybox","HostConfig":{"Binds":["data:/d:shared"]}}`, 400, "propagation shared"},
+		{`{"Image":"busybox","HostConfig":{"Binds":["data:/d","other:/d"]}}`, 400, "Duplicate mount point: /d"},
+		{`{"Image":"busybox","HostConfig":{"Binds":["data/../x:/d"]}}`, 400, "subpath"},
+		{`{"Image":"busybox","HostConfig":{"VolumesFrom":["other"]}}`, 400, "volumes_from"},
+		{`{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"npipe","Source":"x","Target":"/x"}]}}`, 400, "mount type \"npipe\" is not supported"},
+		{`{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"volume","Source":"xx","Target":"/x","VolumeOptions":{"Subpath":"/abs"}}]}}`, 400, "subpath"},
+		{`{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"tmpfs","Source":"x","Target":"/x"}]}}`, 400, "Source must not be specified"},
+		{`{"Image":"busybox","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"8080"}]}}}`, 400, "published ports (-p, compose ports:)"},
+		{`{"Image":"busybox","HostConfig":{"CapAdd":["NET_ADMIN"],"ExtraHosts":["a:1.2.3.4"]}}`, 400, "cap_add (--cap-add); extra_hosts (--add-host)"},
+		{`{"Image":"busybox","HostConfig":{"MemoryReservation":1000000}}`, 400, "deploy.resources.reservations.memory"},
+		{`{"Image":"busybox","HostConfig":{"LogConfig":{"Type":"syslog"}}}`, 400, "logging driver syslog"},
+		{`{"Image":"busybox","HostConfig":{"NetworkMode":"shop_default"},"NetworkingConfig":{"EndpointsConfig":{"shop_default":{"Links":["db"]}}}}`, 400, "links are not supported"},
+		{`{"Image":"busybox","HostConfig":{"NetworkMode":"shop_default"},"NetworkingConfig":{"EndpointsConfig":{"shop_default":{"IPAMConfig":{"IPv4Address":"fd00::1"}}}}}`, 400, "invalid IPv4 address"},
+		{`{"Image":"busybox","HostConfig":{"NetworkMode":"none"},"NetworkingConfig":{"EndpointsConfig":{"shop_default":{}}}}`, 400, "cannot be disconnected"},
 		{`{"Image":"busybox","Entrypoint":[],"HostConfig":{}}`, 400, "No command specified"},
 	}
 	for _, tt := range tests {

@@ -50,6 +50,8 @@ func TestDifferential(t *testing.T) {
 	t.Run("wait", func(t *testing.T) { testWait(t, p) })
 	t.Run("kill", func(t *testing.T) { testKill(t, p) })
 	t.Run("events", func(t *testing.T) { testEvents(t, p) })
+	t.Run("volumes", func(t *testing.T) { testVolumes(t, p) })
+	t.Run("networks", func(t *testing.T) { testNetworks(t, p) })
 }
 
 // run is `docker run --rm --network none` and the given arguments.

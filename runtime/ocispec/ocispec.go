@@ -134,6 +134,8 @@ type Input struct {
 	InitPath string
 	// Host defaults to DetectHost().
 	Host *Host
+	// Volumes are the pod's volume and bind mounts, resolved by the node.
+	Volumes []VolumeMount
 }
 
 // defaultCapabilities are Docker's (bounding, effective and permitted;
@@ -377,6 +379,11 @@ func containerMounts(in Input) ([]specs.Mount, error) {
 		}
 		user = append(user, specs.Mount{Destination: path.Clean(d), Type: "tmpfs", Source: "tmpfs", Options: opts})
 	}
+	vols, err := volumeMounts(in)
+	if err != nil {
+		return nil, err
+	}
+	user = append(user, vols...)
 	if sp.Init && in.InitPath != "" {
 		user = append(user, specs.Mount{Destination: InitPath, Type: "bind", Source: in.InitPath, Options: []string{"bind", "ro"}})
 	}

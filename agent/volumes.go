@@ -1,0 +1,410 @@
+package agent
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/macro-cloud/macro/runtime/ocispec"
+	"github.com/macro-cloud/macro/types"
+)
+
+// Local volumes: a volume's data is DataDir/volumes/<tenant>/<name>/_data,
+// made when a pod first mounts it and removed by RemoveVolume. A tenant's
+// volumes are under its own directory, so a name never reaches another
+// tenant's data.
+
+// volumeDir is where a tenant's volume keeps its data on this node.
+func (a *Agent) volumeDir(tenant, name string) (string, error) {
+	for _, s := range []string{tenant, name} {
+		if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\x00") {
+			return "", fmt.Errorf("invalid volume %q of tenant %q", name, tenant)
+		}
+	}
+	return filepath.Join(a.cfg.DataDir, "volumes", tenant, name, "_data"), nil
+}
+
+// RemoveVolume removes a volume's data from this node; a volume this node
+// never held is no error. The API checked that no pod mounts it.
+func (a *Agent) RemoveVolume(ctx context.Context, tenant, name string) error {
+	dir, err := a.volumeDir(tenant, name)
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(filepath.Dir(dir))
+}
+
+// VolumeSize is the size of a volume's files on this node (regular files
+// and symlinks, each inode once, as du counts apparent sizes); 0 for a
+// volume this node does not hold.
+func (a *Agent) VolumeSize(ctx context.Context, tenant, name string) (int64, error) {
+	dir, err := a.volumeDir(tenant, name)
+	if err != nil {
+		return 0, err
+	}
+	var size int64
+	seen := map[uint64]bool{}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		size += info.Size()
+		return nil
+	})
+	return size, err
+}
+
+// volumeMounts resolves the pod's volume and bind mounts to host paths for
+// its OCI spec: it makes missing volumes, fills a fresh one with the
+// image's files at its target the first time the pod starts (as Docker
+// copies at create), and binds sub-paths through a staging mount so that
+// no symlink inside the volume leads outside it.
+func (w *worker) volumeMounts(pod types.Pod, rootfs string) ([]ocispec.VolumeMount, error) {
+	if err := w.unmountVolumes(); err != nil {
+		return nil, err
+	}
+	copied := filepath.Join(w.dir, "volumes-copied")
+	_, err := os.Stat(copied)
+	firstStart := errors.Is(err, fs.ErrNotExist)
+	var out []ocispec.VolumeMount
+	for i, m := range pod.Spec.Mounts {
+		switch m.Type {
+		case "tmpfs":
+			continue // mounted from Spec.Tmpfs
+		case "bind":
+			// Only the machine's own callers may ask (the API checks);
+			// like `docker run -v`, a missing host directory is made.
+			if err := os.MkdirAll(m.Source, 0o755); err != nil {
+				return nil, fmt.Errorf("bind mount %s: %w", m.Source, err)
+			}
+			out = append(out, ocispec.VolumeMount{Source: m.Source, Destination: m.Target, ReadOnly: m.ReadOnly})
+			continue
+		case "volume":
+		default:
+			return nil, fmt.Errorf("unknown mount type %q", m.Type)
+		}
+		dir, err := w.a.volumeDir(pod.Tenant, m.Source)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Dir(dir)), 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if firstStart && !m.NoCopy && m.Subpath == "" {
+			if empty, err := isEmptyDir(dir); err != nil {
+				return nil, err
+			} else if empty {
+				if err := copyUp(rootfs, m.Target, dir); err != nil {
+					return nil, fmt.Errorf("copy %s into volume %s: %w", m.Target, m.Source, err)
+				}
+			}
+		}
+		src := dir
+		if m.Subpath != "" {
+			if src, err = w.stageSubpath(i, dir, m.Subpath); err != nil {
+				return nil, fmt.Errorf("volume %s: %w", m.Source, err)
+			}
+		}
+		out = append(out, ocispec.VolumeMount{Source: src, Destination: m.Target, ReadOnly: m.ReadOnly})
+	}
+	if firstStart {
+		if err := os.WriteFile(copied, nil, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// stageSubpath opens sub inside the volume as if the volume were "/"
+// (openat2 RESOLVE_IN_ROOT: no symlink or ".." leaves it, whatever other
+// pods do to the tree meanwhile) and bind-mounts exactly that inode at
+// a staging path in the pod's directory, which the spec then binds.
+func (w *worker) stageSubpath(i int, volume, sub string) (string, error) {
+	root, err := unix.Open(volume, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(root)
+	fd, err := unix.Openat2(root, sub, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	if err != nil {
+		return "", fmt.Errorf("sub-path %s: %w", sub, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return "", err
+	}
+	stage := filepath.Join(w.dir, "volumes", strconv.Itoa(i))
+	if err := os.MkdirAll(filepath.Dir(stage), 0o700); err != nil {
+		return "", err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		err = os.Mkdir(stage, 0o700)
+	case unix.S_IFREG:
+		err = os.WriteFile(stage, nil, 0o600)
+	default:
+		return "", fmt.Errorf("sub-path %s is neither a directory nor a file", sub)
+	}
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", err
+	}
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", fd), stage, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return "", fmt.Errorf("stage sub-path %s: %w", sub, err)
+	}
+	return stage, nil
+}
+
+// unmountVolumes undoes the staging mounts of sub-paths. The pod directory
+// may only be removed after it succeeded: removing it through a staging
+// mount would delete the volume's files.
+func (w *worker) unmountVolumes() error {
+	dir := filepath.Join(w.dir, "volumes")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		for {
+			err := unix.Unmount(p, unix.MNT_DETACH)
+			if err == unix.EINVAL || err == unix.ENOENT {
+				break // not (or no longer) a mount point
+			}
+			if err != nil {
+				return fmt.Errorf("unmount %s: %w", p, err)
+			}
+		}
+		// Remove, not RemoveAll: it fails on anything with contents.
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("remove staging %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func isEmptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return len(names) == 0, err
+}
+
+// copyUp copies the directory target of the image's rootfs into an empty
+// volume, with owners, modes and symlinks, as Docker fills a new volume.
+// Both trees are opened as os.Root: no symlink of the image or of the
+// volume leads outside them. Device nodes and FIFOs are not copied.
+func copyUp(rootfs, target, volume string) error {
+	src, err := ocispec.SecureJoin(rootfs, target)
+	if err != nil {
+		return err
+	}
+	st, err := os.Lstat(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return nil
+	}
+	sr, err := os.OpenRoot(src)
+	if err != nil {
+		return err
+	}
+	defer sr.Close()
+	dr, err := os.OpenRoot(volume)
+	if err != nil {
+		return err
+	}
+	defer dr.Close()
+	return fs.WalkDir(sr.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := sr.Lstat(p)
+		if err != nil {
+			return err
+		}
+		mode := info.Mode()
+		switch {
+		case p == ".":
+		case mode.IsDir():
+			if err := dr.Mkdir(p, 0o700); err != nil {
+				return err
+			}
+		case mode.IsRegular():
+			if err := copyFile(sr, dr, p); err != nil {
+				return err
+			}
+		case mode&fs.ModeSymlink != 0:
+			link, err := sr.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if err := dr.Symlink(link, p); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+		if sys, ok := info.Sys().(*syscall.Stat_t); ok {
+			if err := dr.Lchown(p, int(sys.Uid), int(sys.Gid)); err != nil {
+				return err
+			}
+		}
+		if mode&fs.ModeSymlink == 0 {
+			if err := dr.Chmod(p, mode.Perm()|mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func copyFile(sr, dr *os.Root, p string) error {
+	in, err := sr.Open(p)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := dr.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// pathRoot is the directory that holds path of the pod's filesystem, and
+// path relative to it: the volume (or bind) mounted over it, else the
+// rootfs. docker cp of a volume's files goes to the volume.
+func (a *Agent) pathRoot(ctx context.Context, id, p string) (root, rel string, err error) {
+	rootfs, err := a.ensureRootfs(ctx, id)
+	if err != nil {
+		return "", "", err
+	}
+	w, err := a.worker(id)
+	if err != nil {
+		return "", "", err
+	}
+	pod, _ := w.snapshot()
+	clean := filepath.Clean("/" + p)
+	best := ""
+	root, rel = rootfs, p
+	for _, m := range pod.Spec.Mounts {
+		t := filepath.Clean(m.Target)
+		if clean != t && !strings.HasPrefix(clean, t+"/") || len(t) <= len(best) {
+			continue
+		}
+		var dir string
+		switch m.Type {
+		case "volume":
+			if dir, err = a.volumeDir(pod.Tenant, m.Source); err != nil {
+				return "", "", err
+			}
+			if m.Subpath != "" {
+				if dir, err = ocispec.SecureJoin(dir, m.Subpath); err != nil {
+					return "", "", err
+				}
+			}
+		case "bind":
+			dir = m.Source
+		default:
+			continue
+		}
+		best, root, rel = t, dir, "/"+strings.TrimPrefix(clean, t)
+	}
+	return root, rel, nil
+}
+
+// mountName is the name docker cp shows for orig, a path that pathRoot
+// resolved to rel inside a mount: a mount's own target is named by its
+// base name in the container, not by the volume's root "/".
+func mountName(name, orig, rel string) string {
+	if rel != "/" || filepath.Clean("/"+orig) == "/" {
+		return name
+	}
+	if t := strings.TrimRight(orig, "/"); strings.HasSuffix(t, "/.") {
+		return "." // docker cp CONTAINER:/dir/. copies the contents
+	}
+	return filepath.Base(filepath.Clean("/" + orig))
+}
+
+// renameArchive rewrites a tar whose entries start with from (the root
+// of a volume, "/") to start with to instead.
+func renameArchive(rc io.ReadCloser, from, to string) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		defer rc.Close()
+		tr, tw := tar.NewReader(rc), tar.NewWriter(pw)
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				pw.CloseWithError(tw.Close())
+				return
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			rest := strings.TrimPrefix(strings.TrimPrefix(h.Name, from), "/")
+			h.Name = to
+			if rest != "" {
+				h.Name = to + "/" + rest
+			}
+			if err := tw.WriteHeader(h); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			if _, err := io.Copy(tw, tr); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+	}()
+	return pr
+}

@@ -1,0 +1,534 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/macro-cloud/macro/agent"
+	"github.com/macro-cloud/macro/auth"
+	"github.com/macro-cloud/macro/store"
+	"github.com/macro-cloud/macro/types"
+)
+
+// VolumeNode is what a node offers for volumes: removing one's data and
+// measuring it. The node creates a volume's directory when a pod first
+// mounts it.
+type VolumeNode interface {
+	RemoveVolume(ctx context.Context, tenant, name string) error
+	// VolumeSize is the bytes of a volume's files on the node; 0 for a
+	// volume it does not hold.
+	VolumeSize(ctx context.Context, tenant, name string) (int64, error)
+}
+
+func (s *Server) routeVolumes(mux *http.ServeMux) {
+	s.handle(mux, "GET /volumes", s.listVolumes)
+	s.handle(mux, "POST /volumes/create", s.createVolume)
+	s.handle(mux, "GET /volumes/{name}", s.inspectVolume)
+	s.handle(mux, "DELETE /volumes/{name}", s.removeVolume)
+	s.handle(mux, "POST /volumes/prune", s.pruneVolumes)
+}
+
+var _ VolumeNode = (*agent.Agent)(nil)
+
+// volumeJSON is Docker's volume document.
+type volumeJSON struct {
+	CreatedAt  string            `json:"CreatedAt"`
+	Driver     string            `json:"Driver"`
+	Labels     map[string]string `json:"Labels"`
+	Mountpoint string            `json:"Mountpoint"`
+	Name       string            `json:"Name"`
+	Options    map[string]string `json:"Options"`
+	Scope      string            `json:"Scope"`
+	UsageData  *volumeUsage      `json:"UsageData,omitempty"`
+}
+
+type volumeUsage struct {
+	Size     int64
+	RefCount int64
+}
+
+func (s *Server) volumeJSON(v types.Volume) volumeJSON {
+	out := volumeJSON{
+		CreatedAt:  v.Created.Format(time.RFC3339),
+		Driver:     v.Driver,
+		Labels:     v.Labels,
+		Mountpoint: s.volumePath(v.Tenant, v.Name),
+		Name:       v.Name,
+		Options:    v.Options,
+		Scope:      "local",
+	}
+	// No labels or options: null, as dockerd shows them.
+	if len(out.Labels) == 0 {
+		out.Labels = nil
+	}
+	if len(out.Options) == 0 {
+		out.Options = nil
+	}
+	return out
+}
+
+// volumeCreateRequest is the body of POST /volumes/create.
+type volumeCreateRequest struct {
+	Name       string
+	Driver     string
+	DriverOpts map[string]string
+	Labels     map[string]string
+}
+
+func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
+	var req volumeCreateRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	v, err := s.ensureVolume(r.Context(), tenantOf(r), req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, s.volumeJSON(v))
+	return nil
+}
+
+// ensureVolume creates a volume, or returns the existing one of that name
+// (Docker's create is idempotent for the same driver). An anonymous one
+// made for a --rm pod is removed with it (removeWith: the pod's ID).
+func (s *Server) ensureVolume(ctx context.Context, tenant string, req volumeCreateRequest, removeWith ...string) (types.Volume, error) {
+	if err := checkVolumeDriver(req.Driver, req.DriverOpts); err != nil {
+		return types.Volume{}, err
+	}
+	anonymous := req.Name == ""
+	if anonymous {
+		req.Name = newID()
+	}
+	if !validName.MatchString(req.Name) {
+		return types.Volume{}, badRequest("create %s: \"%s\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path", req.Name, req.Name)
+	}
+	v := types.Volume{
+		Name: req.Name, Tenant: tenant, Driver: "local",
+		Labels: req.Labels, Options: req.DriverOpts,
+		Created: time.Now().UTC().Truncate(time.Second), Anonymous: anonymous,
+	}
+	if anonymous {
+		if len(removeWith) > 0 {
+			v.RemoveWith = removeWith[0]
+		}
+		if v.Labels == nil {
+			v.Labels = map[string]string{}
+		}
+		v.Labels["com.docker.volume.anonymous"] = ""
+	}
+	err := s.store.CreateVolume(ctx, &v)
+	if errors.Is(err, store.ErrExists) {
+		return s.store.Volume(ctx, tenant, req.Name)
+	}
+	if err != nil {
+		return v, err
+	}
+	s.events.Publish(types.Event{Tenant: tenant, Type: "volume", Action: "create", ID: v.Name, Attrs: map[string]string{"driver": "local"}, Time: time.Now()})
+	return v, nil
+}
+
+// checkVolumeDriver accepts the local driver without options: its
+// options mount devices or NFS shares of the host, which tenants may not.
+func checkVolumeDriver(driver string, opts map[string]string) error {
+	switch driver {
+	case "", "local":
+	case "lv2", "nfs", "gfs":
+		return badRequest("volume driver %s is not available yet on this cloud: only local", driver)
+	default:
+		return errorf(http.StatusNotFound, "plugin %q not found", driver)
+	}
+	if len(opts) > 0 {
+		keys := make([]string, 0, len(opts))
+		for k := range opts {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		return badRequest("local volume options are not supported (%s): they mount host devices and shares", strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+func (s *Server) inspectVolume(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.volume(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.volumeJSON(v))
+	return nil
+}
+
+func (s *Server) volume(r *http.Request) (types.Volume, error) {
+	name := r.PathValue("name")
+	v, err := s.store.Volume(r.Context(), tenantOf(r), name)
+	if errors.Is(err, store.ErrNotFound) {
+		return v, notFound("get %s: no such volume", name)
+	}
+	return v, err
+}
+
+// volumeUsers are the ids of the tenant's pods that mount each volume.
+func (s *Server) volumeUsers(ctx context.Context, tenant string) (map[string][]string, error) {
+	pods, err := s.store.Pods(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	users := map[string][]string{}
+	for _, p := range pods {
+		for _, m := range p.Spec.Mounts {
+			if m.Type == "volume" {
+				users[m.Source] = append(users[m.Source], p.ID)
+			}
+		}
+	}
+	return users, nil
+}
+
+func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) error {
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	for k := range f {
+		switch k {
+		case "name", "driver", "label", "dangling":
+		default:
+			return badRequest("invalid filter '%s'", k)
+		}
+	}
+	tenant := tenantOf(r)
+	vols, err := s.store.Volumes(r.Context(), tenant)
+	if err != nil {
+		return err
+	}
+	users, err := s.volumeUsers(r.Context(), tenant)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Volumes  []volumeJSON
+		Warnings []string
+	}{Volumes: []volumeJSON{}}
+	for _, v := range vols {
+		if !f.matchAny("name", func(n string) bool { return strings.Contains(v.Name, n) }) ||
+			!f.matchAny("driver", func(d string) bool { return d == v.Driver }) ||
+			!f.matchLabels(v.Labels) ||
+			!f.matchAny("dangling", func(d string) bool { return (d == "true" || d == "1") == (len(users[v.Name]) == 0) }) {
+			continue
+		}
+		out.Volumes = append(out.Volumes, s.volumeJSON(v))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) removeVolume(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.volume(r)
+	if errors.Is(statusErr(err), errNotFoundStatus) && boolValue(r, "force") {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.deleteVolume(r.Context(), v); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+var errNotFoundStatus = errors.New("404")
+
+func statusErr(err error) error {
+	if err != nil && statusOf(err) == http.StatusNotFound {
+		return errNotFoundStatus
+	}
+	return err
+}
+
+// deleteVolume removes a volume that no pod mounts: its data on every
+// node, then its object.
+func (s *Server) deleteVolume(ctx context.Context, v types.Volume) error {
+	users, err := s.volumeUsers(ctx, v.Tenant)
+	if err != nil {
+		return err
+	}
+	if ids := users[v.Name]; len(ids) > 0 {
+		return conflict("remove %s: volume is in use - [%s]", v.Name, strings.Join(ids, ", "))
+	}
+	nodes, err := s.store.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		node, err := s.nodes.Node(n.Name)
+		if err != nil {
+			continue // a node that is gone takes its data with it
+		}
+		vn, ok := node.(VolumeNode)
+		if !ok {
+			continue
+		}
+		if err := vn.RemoveVolume(ctx, v.Tenant, v.Name); err != nil {
+			return fmt.Errorf("remove %s: %w", v.Name, err)
+		}
+	}
+	if err := s.store.DeleteVolume(ctx, v.Tenant, v.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	s.events.Publish(types.Event{Tenant: v.Tenant, Type: "volume", Action: "destroy", ID: v.Name, Attrs: map[string]string{"driver": "local"}, Time: time.Now()})
+	return nil
+}
+
+func (s *Server) pruneVolumes(w http.ResponseWriter, r *http.Request) error {
+	f, err := parseFilters(r)
+	if err != nil {
+		return err
+	}
+	for k := range f {
+		switch k {
+		case "label", "label!", "all":
+		default:
+			return badRequest("invalid filter '%s'", k)
+		}
+	}
+	// API 1.42 and later prune anonymous volumes only, unless all=true.
+	all := versionLess(clientVersion(r), "1.42") || f.matchAny("all", func(v string) bool { return v == "true" || v == "1" }) && len(f["all"]) > 0
+	tenant := tenantOf(r)
+	vols, err := s.store.Volumes(r.Context(), tenant)
+	if err != nil {
+		return err
+	}
+	users, err := s.volumeUsers(r.Context(), tenant)
+	if err != nil {
+		return err
+	}
+	report := struct {
+		VolumesDeleted []string
+		SpaceReclaimed uint64
+	}{VolumesDeleted: []string{}}
+	for _, v := range vols {
+		if len(users[v.Name]) > 0 || !all && !v.Anonymous || !f.matchLabels(v.Labels) {
+			continue
+		}
+		if err := s.deleteVolume(r.Context(), v); err != nil {
+			s.log.Warn("prune volume", "volume", v.Name, "err", err)
+			continue
+		}
+		report.VolumesDeleted = append(report.VolumesDeleted, v.Name)
+	}
+	writeJSON(w, http.StatusOK, report)
+	return nil
+}
+
+// allowBinds: host paths may be bound only by callers on the machine's
+// own unix socket, who are root there anyway (as with dockerd's socket).
+// Tenants, over TLS or a token, and loopback TCP callers never.
+func allowBinds(r *http.Request) bool {
+	id, ok := auth.IdentityFrom(r.Context())
+	if !ok || id.Method != auth.MethodLocal {
+		return false
+	}
+	addr, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	return addr != nil && addr.Network() == "unix"
+}
+
+// prepareCreate completes a new pod's spec with what lives in the store:
+// the volumes it mounts (created as Docker creates them: named ones on
+// first use, anonymous ones with a random name) and the IDs of the networks
+// it joins. It refuses binds of host paths to callers that may not have
+// them.
+func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID string) error {
+	if m, ok := hasBinds(*spec); ok && !allowBinds(r) {
+		return badRequest("bind mounts of host paths are not available to tenants (%s:%s): use a volume (docker volume create, -v NAME:%s)", m.Source, m.Target, m.Target)
+	}
+	tenant := tenantOf(r)
+	if err := s.checkLinks(r.Context(), tenant, spec); err != nil {
+		return err
+	}
+	for name, ep := range spec.Networks {
+		n, err := s.findNetwork(r.Context(), tenant, name)
+		if err != nil {
+			return err
+		}
+		ep.NetworkID = n.ID
+		spec.Networks[name] = ep
+	}
+	for i, m := range spec.Mounts {
+		if m.Type != "volume" {
+			continue
+		}
+		var with []string
+		if spec.AutoRemove {
+			with = []string{podID}
+		}
+		v, err := s.ensureVolume(r.Context(), tenant, volumeCreateRequest{Name: m.Source}, with...)
+		if err != nil {
+			return err
+		}
+		spec.Mounts[i].Source = v.Name
+	}
+	return nil
+}
+
+// checkLinks accepts legacy links (--link, compose v1 links every one-off
+// container to its dependencies) to containers of the pod's own
+// namespace: those answer by their name and service name there. Other
+// link aliases (compose v1's "web_1") do not resolve; a link to a
+// container of another namespace is refused.
+func (s *Server) checkLinks(ctx context.Context, tenant string, spec *types.PodSpec) error {
+	var hc struct{ Links []string }
+	json.Unmarshal(spec.DockerHostConfig, &hc)
+	ns := spec.Labels["com.docker.compose.project"]
+	if ns == "" {
+		ns = types.DefaultNamespace
+	}
+	for _, l := range hc.Links {
+		target, _, _ := strings.Cut(strings.TrimPrefix(l, "/"), ":")
+		p, err := s.store.ResolvePod(ctx, tenant, target)
+		if err != nil {
+			return badRequest("could not get container for %s", target)
+		}
+		if p.Namespace != ns {
+			return badRequest("links are not supported across namespaces (%s is in %s): containers reach each other by name within a namespace", target, p.Namespace)
+		}
+	}
+	return nil
+}
+
+// removeAnonymousVolumes removes the anonymous volumes a removed pod
+// mounted and no other pod does (`docker rm -v`).
+func (s *Server) removeAnonymousVolumes(ctx context.Context, p types.Pod) {
+	for _, m := range p.Spec.Mounts {
+		if m.Type != "volume" {
+			continue
+		}
+		v, err := s.store.Volume(ctx, p.Tenant, m.Source)
+		if err != nil || !v.Anonymous {
+			continue
+		}
+		if err := s.deleteVolume(ctx, v); err != nil {
+			s.log.Info("keep anonymous volume", "volume", v.Name, "err", err)
+		}
+	}
+}
+
+// removeVolumesWithPods removes the anonymous volumes of --rm pods when
+// their pod is removed, whoever removed it (the control loop's
+// auto-remove, docker rm). It watches the store until ctx ends; volumes
+// whose pod went while it was not watching go when it starts.
+func (s *Server) removeVolumesWithPods(ctx context.Context) {
+	for ctx.Err() == nil {
+		rev, err := s.currentRevision(ctx)
+		if err == nil {
+			err = s.removeOrphanVolumes(ctx)
+		}
+		if err != nil {
+			s.log.Warn("volumes of removed pods", "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		for ch := range s.store.Watch(ctx, rev+1) {
+			if ch.Kind != "pods" || !ch.Deleted {
+				continue
+			}
+			vols, err := s.store.Volumes(ctx, ch.Tenant)
+			if err != nil {
+				s.log.Warn("volumes of removed pods", "err", err)
+				continue
+			}
+			for _, v := range vols {
+				if v.RemoveWith == ch.ID {
+					if err := s.deleteVolume(ctx, v); err != nil {
+						s.log.Warn("remove the volume of a --rm pod", "volume", v.Name, "err", err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// removeOrphanVolumes removes the volumes of --rm pods that are gone.
+func (s *Server) removeOrphanVolumes(ctx context.Context) error {
+	tenants, err := s.store.Tenants(ctx)
+	if err != nil {
+		return err
+	}
+	names := []string{types.DefaultTenant}
+	for _, t := range tenants {
+		if t.Name != types.DefaultTenant {
+			names = append(names, t.Name)
+		}
+	}
+	for _, tenant := range names {
+		vols, err := s.store.Volumes(ctx, tenant)
+		if err != nil {
+			return err
+		}
+		for _, v := range vols {
+			if v.RemoveWith == "" {
+				continue
+			}
+			if _, err := s.store.Pod(ctx, tenant, v.RemoveWith); errors.Is(err, store.ErrNotFound) {
+				if err := s.deleteVolume(ctx, v); err != nil {
+					s.log.Warn("remove the volume of a --rm pod", "volume", v.Name, "err", err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// volumeUsage is the Volumes list of `docker system df`: each volume with
+// the pods that mount it and its size on the nodes (-1 where a node could
+// not tell, as dockerd marks a size it did not compute).
+func (s *Server) volumeUsage(ctx context.Context, tenant string) []volumeJSON {
+	out := []volumeJSON{}
+	vols, err := s.store.Volumes(ctx, tenant)
+	if err != nil {
+		s.log.Warn("system df: volumes", "err", err)
+		return out
+	}
+	users, err := s.volumeUsers(ctx, tenant)
+	if err != nil {
+		s.log.Warn("system df: volume users", "err", err)
+		return out
+	}
+	nodes, _ := s.store.Nodes(ctx)
+	for _, v := range vols {
+		j := s.volumeJSON(v)
+		j.UsageData = &volumeUsage{RefCount: int64(len(users[v.Name]))}
+		for _, n := range nodes {
+			node, err := s.nodes.Node(n.Name)
+			if err != nil {
+				continue
+			}
+			vn, ok := node.(VolumeNode)
+			if !ok {
+				continue
+			}
+			size, err := vn.VolumeSize(ctx, tenant, v.Name)
+			if err != nil {
+				j.UsageData.Size = -1
+				break
+			}
+			j.UsageData.Size += size
+		}
+		out = append(out, j)
+	}
+	return out
+}
