@@ -39,6 +39,10 @@ func (w *worker) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	netns, err := w.attachNetwork(ctx, pod, etc)
+	if err != nil {
+		return err
+	}
 	spec, err := ocispec.Generate(ocispec.Input{
 		ID:   pod.ID,
 		Spec: pod.Spec,
@@ -53,6 +57,7 @@ func (w *worker) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ocispec.JoinNetns(spec, netns)
 	data, err := json.MarshalIndent(spec, "", "\t")
 	if err != nil {
 		return err

@@ -95,8 +95,12 @@ func (w *worker) run(ctx context.Context) {
 			return
 		case p := <-w.updates:
 			w.mu.Lock()
+			renamed := w.pod.Name != p.Name
 			w.pod = p
 			w.mu.Unlock()
+			if renamed {
+				w.renameNetwork(p)
+			}
 			if w.rt != nil {
 				w.converge(ctx)
 			}
@@ -389,6 +393,7 @@ func (w *worker) destroy(ctx context.Context) {
 			w.log.Warn("delete container", "err", err)
 		}
 	}
+	w.detachNetwork(ctx)
 	if err := w.a.cfg.Images.Release(w.dir); err != nil {
 		w.log.Warn("release rootfs", "err", err)
 	}

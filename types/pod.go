@@ -93,6 +93,9 @@ type PodSpec struct {
 	// Aliases are further names the pod answers to inside its namespace
 	// (a compose service name, network aliases); its own name always does.
 	Aliases []string `json:"aliases,omitempty"`
+	// Network is "none" for a pod with loopback only (docker run
+	// --network none); empty means its namespace's place in the VPC.
+	Network string `json:"network,omitempty"`
 	// Docker keeps the create request as it came, for inspect.
 	DockerConfig     []byte `json:"dockerConfig,omitempty"`
 	DockerHostConfig []byte `json:"dockerHostConfig,omitempty"`

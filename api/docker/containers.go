@@ -940,6 +940,7 @@ func (s *Server) inspect(p types.Pod, st types.PodStatus) inspectJSON {
 	if p.Node == "" && p.Unschedulable != "" {
 		out.State.Error = "unschedulable: " + p.Unschedulable
 	}
+	out.NetworkSettings = networkSettings(p, st)
 	return out
 }
 

@@ -43,6 +43,7 @@ type serverConfig struct {
 	apiAddrSet     bool // --api-addr was given: failing to listen is fatal
 	apiSANs        []string
 	clusterName    string
+	net            netConfig
 }
 
 type listFlag []string
@@ -62,6 +63,9 @@ func serverMain(args []string) int {
 	fs.StringVar(&cfg.apiAddr, "api-addr", ":7443", "the tenant-facing TLS port, HOST:PORT: the Docker API (client certificates), the native API and the registry; \"off\" disables it")
 	fs.Var((*listFlag)(&cfg.apiSANs), "api-san", "extra DNS name or IP address of the API port's certificate; repeatable, comma-separated")
 	fs.StringVar(&cfg.clusterName, "cluster-name", "", "name of the cluster, shown to tenants (kra names docker contexts <cluster>.<tenant>) (default: the node name)")
+	fs.BoolVar(&cfg.net.vpc, "vpc", true, "wire pods into their tenants' VPCs (addresses, routes, DNS); false gives them loopback only")
+	fs.BoolVar(&cfg.net.egress, "egress", true, "let pods reach addresses outside their VPC through this node (masqueraded)")
+	fs.Var((*listFlag)(&cfg.net.dnsUpstream), "dns-upstream", "resolver HOST:PORT for names outside the VPC; repeatable (default: the host's /etc/resolv.conf)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -200,6 +204,15 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 
 	node := localNode(cfg.nodeName)
 	node.Runtimes = names
+	netw, err := openNetwork(ctx, cfg.net, dataDir, cluster, log)
+	if err != nil {
+		return err
+	}
+	var agentNet agent.Network
+	if netw != nil {
+		defer netw.Close()
+		agentNet = netw
+	}
 	nodeAPI := control.NewNodeAPI(st)
 	ag, err := agent.New(agent.Config{
 		Node:           node,
@@ -209,6 +222,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		Runtimes:       runtimes,
 		DefaultRuntime: cfg.defaultRuntime,
 		InitPath:       findInit(),
+		Network:        agentNet,
 		Log:            log,
 	})
 	if err != nil {

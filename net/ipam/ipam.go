@@ -44,6 +44,16 @@ func TenantPrefix(cluster, tenant string) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom16(a), 48)
 }
 
+// Gateway6 is the router's link-local address on every pod's link: pods'
+// IPv6 default route.
+var Gateway6 = netip.MustParseAddr("fe80::1")
+
+// Gateway4 is the router's address in the IPv4 /24 that holds addr: .1.
+func Gateway4(addr netip.Addr) netip.Addr {
+	p, _ := addr.Prefix(24)
+	return p.Addr().Next()
+}
+
 // Namespace is a namespace's share of its tenant's VPC.
 type Namespace struct {
 	Tenant  string       `json:"tenant"`

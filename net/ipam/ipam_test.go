@@ -139,3 +139,11 @@ func TestFull(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestGateway4(t *testing.T) {
+	al := New("c", State{})
+	p, _ := al.Pod("p", "t", "n")
+	if Gateway4(p.IPv4) != al.Namespace("t", "n").Gateway4() {
+		t.Fatalf("Gateway4(%s) = %s, namespace says %s", p.IPv4, Gateway4(p.IPv4), al.Namespace("t", "n").Gateway4())
+	}
+}

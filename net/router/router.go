@@ -45,7 +45,7 @@ import (
 var DNSAddr = netip.MustParseAddr("fd6d:6163:726f::53")
 
 // Gateway6 is the router's link-local address on every pod's veth.
-var Gateway6 = netip.MustParseAddr("fe80::1")
+var Gateway6 = ipam.Gateway6
 
 const (
 	uplinkName  = "up0"
