@@ -3,11 +3,9 @@ package agent
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/macro-cloud/macro/net/router"
-	"github.com/macro-cloud/macro/runtime/ocispec"
 	"github.com/macro-cloud/macro/types"
 )
 
@@ -24,23 +22,17 @@ type Network interface {
 	Reconcile(ctx context.Context, keep map[string]bool) error
 }
 
-// attachNetwork wires the pod into its VPC before its container starts and
-// points its /etc files at it; it returns the network namespace for the
-// OCI spec ("" for a new, empty one).
-func (w *worker) attachNetwork(ctx context.Context, pod types.Pod, etc ocispec.EtcFiles) (string, error) {
+// attachNetwork wires the pod into its VPC before its container starts;
+// nil means a network namespace of its own with loopback only.
+func (w *worker) attachNetwork(ctx context.Context, pod types.Pod) (*router.Attachment, error) {
 	nw := w.a.cfg.Network
 	if nw == nil || pod.Spec.Network == "none" {
-		return "", nil
+		return nil, nil
 	}
 	att, err := nw.Attach(ctx, pod)
 	if err != nil {
-		return "", fmt.Errorf("network: %w", err)
-	}
-	if err := os.WriteFile(etc.ResolvConf, podResolvConf(att), 0o644); err != nil {
-		return "", err
-	}
-	if err := rewriteHosts(etc.Hosts, att); err != nil {
-		return "", err
+		w.log.Warn("attach network", "err", err)
+		return nil, fmt.Errorf("network: %w", err)
 	}
 	if _, st := w.snapshot(); st.IPv6 != att.IPv6.String() || st.IPv4 != att.IPv4.String() {
 		w.setStatus(ctx, func(s *types.PodStatus) {
@@ -48,7 +40,7 @@ func (w *worker) attachNetwork(ctx context.Context, pod types.Pod, etc ocispec.E
 			s.IPv4 = att.IPv4.String()
 		})
 	}
-	return att.Netns, nil
+	return &att, nil
 }
 
 // renameNetwork follows docker rename into DNS.
@@ -81,23 +73,13 @@ func podResolvConf(att router.Attachment) []byte {
 	return []byte(b.String())
 }
 
-// rewriteHosts names the pod's own addresses where writeEtcFiles put
-// 127.0.1.1 (Docker writes the container's address there).
-func rewriteHosts(path string, att router.Attachment) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
+// podHostsLines name the pod's own addresses in its /etc/hosts, where
+// Docker writes the container's address.
+func podHostsLines(att router.Attachment, names string) string {
+	var b strings.Builder
+	if att.IPv4.IsValid() {
+		b.WriteString(att.IPv4.String() + "\t" + names + "\n")
 	}
-	var out []string
-	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
-		if names, ok := strings.CutPrefix(line, "127.0.1.1\t"); ok {
-			if att.IPv4.IsValid() {
-				out = append(out, att.IPv4.String()+"\t"+names)
-			}
-			out = append(out, att.IPv6.String()+"\t"+names)
-			continue
-		}
-		out = append(out, line)
-	}
-	return os.WriteFile(path, []byte(strings.Join(out, "\n")+"\n"), 0o644)
+	b.WriteString(att.IPv6.String() + "\t" + names + "\n")
+	return b.String()
 }
