@@ -71,6 +71,12 @@ func startInternet(t *testing.T, dir string) *internet {
 			t.Fatalf("%v: %v %s", args, err, out)
 		}
 	}
+	// The host forwards the internet's replies back in (IPv4 forwarding
+	// is per input device; the node's router enables it for the host's
+	// default-route devices, and this link is the test's stand-in).
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+link+"/forwarding", []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	www := filepath.Join(dir, "test-internet-www")
 	os.MkdirAll(www, 0o755)
 	os.WriteFile(filepath.Join(www, "index.html"), []byte("hello from outside\n"), 0o644)

@@ -60,6 +60,8 @@ type Config struct {
 	Cluster string
 	// Egress reports whether a tenant's pods may reach outside the VPC
 	// (through the node, masqueraded); nil means every tenant may.
+	// Egress("") is the node's default: when true, the host forwards for
+	// the router (see enableForwarding).
 	Egress func(tenant string) bool
 	// Upstream resolvers for names outside the VPC ("host:port").
 	Upstream []string
@@ -245,18 +247,33 @@ func (r *Router) setup(ctx context.Context) error {
 	if err := r.saveLocked(); err != nil {
 		return err
 	}
-	if r.anyEgress() {
-		// Pods' packets to outside cross the host: it must forward.
-		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
-			r.log.Warn("egress needs net.ipv4.ip_forward=1 on the host", "err", err)
-		}
+	if r.cfg.Egress("") {
+		r.enableForwarding(ctx)
 	}
 	return nil
 }
 
-// anyEgress is a guess good enough for the host's forwarding switch: the
-// host forwards when any tenant might need it.
-func (r *Router) anyEgress() bool { return r.cfg.Egress("") || len(r.st.Tenants) > 0 }
+// enableForwarding lets the host forward the router's packets out and their
+// replies back, per interface (IPv4 forwards by the input device's
+// conf/<dev>/forwarding): the uplink veth and the devices of the host's
+// default routes. The global net.ipv4.ip_forward stays as the admin set it.
+func (r *Router) enableForwarding(ctx context.Context) {
+	devs := []string{r.host.Link}
+	out, _ := run(ctx, "", "", "ip", "-4", "route", "show", "default")
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "dev" {
+				devs = append(devs, f[i+1])
+			}
+		}
+	}
+	for _, d := range devs {
+		if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+d+"/forwarding", []byte("1"), 0o644); err != nil {
+			r.log.Warn("egress: cannot enable forwarding", "dev", d, "err", err)
+		}
+	}
+}
 
 func (r *Router) hostAddr() netip.Addr { return r.st.Uplink.Masked().Addr().Next() }
 
@@ -300,6 +317,11 @@ func (r *Router) tenantRoutes(ctx context.Context, idx int) error {
 		if err := ipBatchArgs(ctx, r.ns, false, opts, fmt.Sprintf("rule add fwmark 0x%x lookup %d pref 1000", mark, table)); err != nil {
 			return err
 		}
+	}
+	// A lookup ends in the tenant's table: no IPv6 way out yet, and never
+	// on to the main table, which has every tenant's pods.
+	if err := ipBatchArgs(ctx, r.ns, false, []string{"-6"}, fmt.Sprintf("route replace unreachable default table %d", table)); err != nil {
+		return err
 	}
 	return ipBatch(ctx, r.ns, false,
 		fmt.Sprintf("route replace default via %s dev %s table %d", r.hostAddr(), uplinkName, table))

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,6 +114,17 @@ func TestRouter(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("routing alone keeps tenants apart", func(t *testing.T) {
+		// With alice's mark, eve's address has no route (the nftables
+		// rules are a second wall, not the only one).
+		for _, dst := range []string{eve.IPv6.String(), eve.IPv4.String()} {
+			out, ok := in(t, r.ns, "ip", "route", "get", dst, "mark", fmt.Sprintf("0x%x", tenantMark(r.st.Tenants["alice"])), "iif", vethName(pod("a1", "", "", "").ID))
+			if ok && strings.Contains(out, vethName(pod("b1", "", "", "").ID)) {
+				t.Errorf("alice's table routes %s to eve: %s", dst, out)
+			}
+		}
+	})
 
 	t.Run("dns", func(t *testing.T) {
 		for _, tt := range []struct {
