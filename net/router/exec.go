@@ -79,21 +79,22 @@ func isNetns(path string) bool {
 }
 
 // newNetns makes a network namespace that lives as long as the bind mount
-// at path (a file created here), like `ip netns add` does under /run/netns.
-func newNetns(ctx context.Context, path string) error {
+// at path (a file created here), like `ip netns add` does under /run/netns,
+// and reports whether it made one (false: path already was one).
+func newNetns(ctx context.Context, path string) (bool, error) {
 	if isNetns(path) {
-		return nil
+		return false, nil
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o444)
 	if err != nil {
-		return err
+		return false, err
 	}
 	f.Close()
 	if _, err := run(ctx, "", "", "unshare", "--net="+path, "true"); err != nil {
 		os.Remove(path)
-		return err
+		return false, err
 	}
-	return nil
+	return true, nil
 }
 
 // removeNetns unmounts the namespace at path and removes the file; the

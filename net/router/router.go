@@ -195,7 +195,7 @@ func (r *Router) Directory() *dns.Table { return r.names }
 
 // setup makes (or repairs) the router namespace, its uplink and rules.
 func (r *Router) setup(ctx context.Context) error {
-	if err := newNetns(ctx, r.ns); err != nil {
+	if _, err := newNetns(ctx, r.ns); err != nil {
 		return fmt.Errorf("router namespace: %w", err)
 	}
 	if _, err := run(ctx, r.ns, "", "sysctl", "-q", "-w",
@@ -371,13 +371,41 @@ func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) 
 		Gateway6: Gateway6, Gateway4: ns.Gateway4(), Nameserver: DNSAddr,
 	}
 	veth := vethName(pod.ID)
-	if err := newNetns(ctx, att.Netns); err != nil {
+	fresh, err := newNetns(ctx, att.Netns)
+	if err != nil {
 		return Attachment{}, fmt.Errorf("pod network namespace: %w", err)
 	}
-	if !linkExists(ctx, r.ns, veth) || !linkExists(ctx, att.Netns, "eth0") {
-		ipBatch(ctx, r.ns, true, "link del "+veth)
-		ipBatch(ctx, att.Netns, true, "link del eth0")
-		if _, err := run(ctx, r.ns, "", "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", att.Netns); err != nil {
+	table := tenantTable(idx)
+	create := fmt.Sprintf("link add %s type veth peer name eth0 netns %s", veth, att.Netns)
+	routerSide := []string{
+		"link set " + veth + " up",
+		fmt.Sprintf("addr replace %s/64 dev %s nodad", Gateway6, veth),
+		fmt.Sprintf("addr replace %s/32 dev %s", att.Gateway4, veth),
+		fmt.Sprintf("route replace %s/32 dev %s table %d", att.IPv4, veth, table),
+		fmt.Sprintf("route replace %s/128 dev %s table %d", att.IPv6, veth, table),
+		// IPv6 addresses are unique on the node: the main table routes
+		// the router's own (unmarked) UDP answers, DNS, back to the pod.
+		fmt.Sprintf("route replace %s/128 dev %s", att.IPv6, veth),
+	}
+	switch {
+	case fresh:
+		// A new namespace has no eth0: one batch makes the pair and the
+		// router's side (the common path: a pod's first start).
+		if err := ipBatch(ctx, r.ns, false, append([]string{create}, routerSide...)...); err != nil {
+			// A veth left by a crash between two steps: start over.
+			ipBatch(ctx, r.ns, true, "link del "+veth)
+			if err := ipBatch(ctx, r.ns, false, append([]string{create}, routerSide...)...); err != nil {
+				return Attachment{}, err
+			}
+		}
+	default:
+		// An existing namespace (restart, adoption): repair what is missing.
+		if !linkExists(ctx, r.ns, veth) || !linkExists(ctx, att.Netns, "eth0") {
+			ipBatch(ctx, r.ns, true, "link del "+veth)
+			ipBatch(ctx, att.Netns, true, "link del eth0")
+			routerSide = append([]string{create}, routerSide...)
+		}
+		if err := ipBatch(ctx, r.ns, false, routerSide...); err != nil {
 			return Attachment{}, err
 		}
 	}
@@ -389,18 +417,6 @@ func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) 
 		fmt.Sprintf("route replace %s dev eth0 scope link", att.Gateway4),
 		fmt.Sprintf("route replace default via %s dev eth0", att.Gateway4),
 		fmt.Sprintf("route replace ::/0 via %s dev eth0", Gateway6)); err != nil {
-		return Attachment{}, err
-	}
-	table := tenantTable(idx)
-	if err := ipBatch(ctx, r.ns, false,
-		"link set "+veth+" up",
-		fmt.Sprintf("addr replace %s/64 dev %s nodad", Gateway6, veth),
-		fmt.Sprintf("addr replace %s/32 dev %s", att.Gateway4, veth),
-		fmt.Sprintf("route replace %s/32 dev %s table %d", att.IPv4, veth, table),
-		fmt.Sprintf("route replace %s/128 dev %s table %d", att.IPv6, veth, table),
-		// IPv6 addresses are unique on the node: the main table routes
-		// the router's own (unmarked) UDP answers, DNS, back to the pod.
-		fmt.Sprintf("route replace %s/128 dev %s", att.IPv6, veth)); err != nil {
 		return Attachment{}, err
 	}
 	p := podState{Tenant: pod.Tenant, Namespace: pod.Namespace, Names: podNames(pod)}

@@ -12,7 +12,7 @@ import (
 	"github.com/macro-cloud/macro/types"
 )
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces)")
@@ -26,7 +26,7 @@ func requireRoot(t *testing.T) {
 
 // openRouter opens a router in a fresh directory and destroys it when the
 // test ends, whatever the outcome.
-func openRouter(t *testing.T, cfg Config) **Router {
+func openRouter(t testing.TB, cfg Config) **Router {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "macro-router-")
 	if err != nil {
@@ -184,6 +184,20 @@ func TestRouter(t *testing.T) {
 		}
 		if out, ok := in(t, db.Netns, "busybox", "nslookup", "web", DNSAddr.String()); !ok {
 			t.Fatalf("no DNS after reopen: %s", out)
+		}
+	})
+
+	t.Run("a veth left by a crash does not stop a new pod", func(t *testing.T) {
+		p := pod("c7", "alice", "shop", "late")
+		if out, ok := in(t, r.ns, "ip", "link", "add", vethName(p.ID), "type", "veth", "peer", "name", "stray"); !ok {
+			t.Fatal(out)
+		}
+		late := attach(t, r, p)
+		if !reach(late, db.IPv4.String()) {
+			t.Fatalf("the pod attached over a stray veth has no traffic")
+		}
+		if err := r.Detach(context.Background(), p.ID); err != nil {
+			t.Fatal(err)
 		}
 	})
 
