@@ -444,4 +444,12 @@ func TestNetwork(t *testing.T) {
 		})
 		fails(alice, "its name is gone", "exec", "client", "nslookup", "far.other")
 	})
+
+	t.Run("rename follows into DNS", func(t *testing.T) {
+		mustOK(t, alice("rename", "client", "client2"), "rename")
+		eventually(t, "the new name resolves", func() bool {
+			return strings.Contains(alice("exec", "web", "nslookup", "client2").Stdout, client.v6)
+		})
+		fails(alice, "the old name is gone", "exec", "web", "nslookup", "client")
+	})
 }
