@@ -99,6 +99,7 @@ type Router struct {
 	mu    sync.Mutex
 	alloc *ipam.Allocator
 	st    state
+	wired map[string]bool // pods this process has attached and checked
 }
 
 type state struct {
@@ -156,6 +157,7 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		host:  HostShareOf(dir),
 		names: dns.NewTable(),
 		st:    state{Pods: map[string]podState{}, Tenants: map[string]int{}},
+		wired: map[string]bool{},
 	}
 	data, err := json.Marshal(r.host)
 	if err != nil {
@@ -370,6 +372,11 @@ func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) 
 		Subnet6: ns.Subnet6, Subnet4: ns.Subnet4,
 		Gateway6: Gateway6, Gateway4: ns.Gateway4(), Nameserver: DNSAddr,
 	}
+	if _, ok := r.st.Pods[pod.ID]; ok && r.wired[pod.ID] && isNetns(att.Netns) {
+		// Wired by this process already (create, then start): nothing
+		// to check again. After a restart the first attach checks all.
+		return att, nil
+	}
 	veth := vethName(pod.ID)
 	fresh, err := newNetns(ctx, att.Netns)
 	if err != nil {
@@ -428,6 +435,7 @@ func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) 
 		return Attachment{}, err
 	}
 	r.publish(pod.ID, p)
+	r.wired[pod.ID] = true
 	return att, nil
 }
 
@@ -483,6 +491,7 @@ func (r *Router) detachLocked(ctx context.Context, podID string) error {
 	err := removeNetns(r.netnsPath(podID))
 	_, known := r.st.Pods[podID]
 	delete(r.st.Pods, podID)
+	delete(r.wired, podID)
 	r.alloc.Release(podID)
 	if known {
 		err = errors.Join(err, r.applyRules(ctx), r.saveLocked())
