@@ -34,12 +34,13 @@ func (w *worker) attachNetwork(ctx context.Context, pod types.Pod) (*router.Atta
 		w.log.Warn("attach network", "err", err)
 		return nil, fmt.Errorf("network: %w", err)
 	}
-	if _, st := w.snapshot(); st.IPv6 != att.IPv6.String() || st.IPv4 != att.IPv4.String() {
-		w.setStatus(ctx, func(s *types.PodStatus) {
-			s.IPv6 = att.IPv6.String()
-			s.IPv4 = att.IPv4.String()
-		})
-	}
+	// The next status report (running, on start or adoption) carries
+	// them: a created pod shows no address yet, as in Docker, and a start
+	// costs no extra store write.
+	w.mu.Lock()
+	w.status.IPv6 = att.IPv6.String()
+	w.status.IPv4 = att.IPv4.String()
+	w.mu.Unlock()
 	return &att, nil
 }
 

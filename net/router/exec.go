@@ -90,7 +90,22 @@ func newNetns(ctx context.Context, path string) (bool, error) {
 		return false, err
 	}
 	f.Close()
-	if _, err := run(ctx, "", "", "unshare", "--net="+path, "true"); err != nil {
+	errc := make(chan error, 1)
+	go func() {
+		// This thread gets the new namespace and is never unlocked: Go
+		// ends it with the goroutine instead of reusing it elsewhere.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		if err := unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), path, "", unix.MS_BIND, ""); err != nil {
+			errc <- fmt.Errorf("bind mount %s: %w", path, err)
+			return
+		}
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
 		os.Remove(path)
 		return false, err
 	}
