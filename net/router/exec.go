@@ -50,10 +50,9 @@ func ipBatchArgs(ctx context.Context, ns string, force bool, opts []string, line
 	if force {
 		args = append([]string{"-force"}, args...)
 	}
-	out, err := run(ctx, ns, strings.Join(lines, "\n")+"\n", "ip", args...)
-	if err != nil && force {
-		_ = out // expected failures of deletions
-		return nil
+	_, err := run(ctx, ns, strings.Join(lines, "\n")+"\n", "ip", args...)
+	if force {
+		return nil // deletions of what may not exist are expected to fail
 	}
 	return err
 }

@@ -28,11 +28,14 @@ func requireRoot(t testing.TB) {
 // test ends, whatever the outcome.
 func openRouter(t testing.TB, cfg Config) **Router {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "macro-router-")
+	// Named like a macro server's data dir, with the router where a server
+	// keeps it (DIR/net): if this test binary is killed, internal/testenv's
+	// sweep removes the namespaces, the host's veth and nftables table.
+	dir, err := os.MkdirTemp("", "macro-e2e-router-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Dir = dir
+	cfg.Dir = filepath.Join(dir, "net")
 	if cfg.Cluster == "" {
 		cfg.Cluster = "test"
 	}
@@ -44,7 +47,7 @@ func openRouter(t testing.TB, cfg Config) **Router {
 				t.Errorf("destroy: %v", err)
 			}
 		}
-		RemoveHostShare(context.Background(), dir)
+		RemoveHostShare(context.Background(), cfg.Dir)
 		os.RemoveAll(dir)
 	})
 	if err != nil {
