@@ -17,6 +17,8 @@ type Network interface {
 	Attach(ctx context.Context, pod types.Pod) (router.Attachment, error)
 	// Rename updates the names the pod answers to in DNS.
 	Rename(pod types.Pod)
+	// Stopped takes an exited pod's names out of DNS until its next Attach.
+	Stopped(podID string)
 	Detach(ctx context.Context, podID string) error
 	// Reconcile removes the network of every pod not in keep.
 	Reconcile(ctx context.Context, keep map[string]bool) error
@@ -48,6 +50,13 @@ func (w *worker) attachNetwork(ctx context.Context, pod types.Pod) (*router.Atta
 func (w *worker) renameNetwork(pod types.Pod) {
 	if nw := w.a.cfg.Network; nw != nil && pod.Spec.Network != "none" {
 		nw.Rename(pod)
+	}
+}
+
+// networkStopped is called when the pod's container has exited.
+func (w *worker) networkStopped() {
+	if nw := w.a.cfg.Network; nw != nil {
+		nw.Stopped(w.id)
 	}
 }
 

@@ -25,6 +25,7 @@ type fakeNetwork struct {
 	attached  map[string]int
 	detached  []string
 	renamed   []string
+	stopped   []string
 	reconcile []map[string]bool
 }
 
@@ -42,6 +43,12 @@ func (f *fakeNetwork) Rename(pod types.Pod) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.renamed = append(f.renamed, pod.Name)
+}
+
+func (f *fakeNetwork) Stopped(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = append(f.stopped, id)
 }
 
 func (f *fakeNetwork) Detach(ctx context.Context, id string) error {
@@ -131,7 +138,19 @@ func TestNetworkHook(t *testing.T) {
 		t.Errorf("--network none pod's resolv.conf %q", r)
 	}
 
-	renamed := vpc
+	stopped := vpc
+	stopped.Desired = types.DesiredState{State: types.PhaseExited, Run: vpc.Desired.Run}
+	srv.pods <- types.Assignment{Pod: &stopped}
+	srv.waitStatus(t, vpc.ID, "exited without addresses", func(s types.PodStatus) bool {
+		return s.Phase == types.PhaseExited && s.IPv6 == "" && s.IPv4 == ""
+	})
+	nw.mu.Lock()
+	if len(nw.stopped) != 1 || nw.stopped[0] != vpc.ID {
+		t.Errorf("Stopped calls %v", nw.stopped)
+	}
+	nw.mu.Unlock()
+
+	renamed := stopped
 	renamed.Name = "other"
 	srv.pods <- types.Assignment{Pod: &renamed}
 	srv.pods <- types.Assignment{Deleted: vpc.ID}

@@ -303,6 +303,7 @@ func (w *worker) exited(ctx context.Context) <-chan time.Time {
 	if st.FinishedAt.Before(prev.StartedAt) {
 		st.FinishedAt = prev.StartedAt
 	}
+	w.networkStopped()
 	w.setStatus(ctx, func(s *types.PodStatus) {
 		s.Phase = types.PhaseExited
 		s.ExitCode = st.ExitCode
@@ -310,6 +311,7 @@ func (w *worker) exited(ctx context.Context) <-chan time.Time {
 		s.FinishedAt = st.FinishedAt.UTC()
 		s.Pid = 0
 		s.Exits++
+		s.IPv6, s.IPv4 = "", "" // Docker shows no address for a stopped container
 	})
 	if stopping || !w.shouldRestart(st.ExitCode) {
 		return nil

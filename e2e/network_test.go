@@ -452,4 +452,17 @@ func TestNetwork(t *testing.T) {
 		})
 		fails(alice, "the old name is gone", "exec", "web", "nslookup", "client")
 	})
+
+	t.Run("a stopped container leaves DNS and comes back with its addresses", func(t *testing.T) {
+		mustOK(t, alice("stop", "-t", "0", "client2"), "stop")
+		fails(alice, "stopped: no name", "exec", "web", "nslookup", "client2")
+		if out := mustOK(t, alice("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "client2"), "inspect"); out != "" {
+			t.Errorf("stopped container shows address %q", out)
+		}
+		mustOK(t, alice("start", "client2"), "start")
+		has(alice, "started: its name again", client.v6, "exec", "web", "nslookup", "client2")
+		if got := inspectAddrs(alice, "client2"); got != client {
+			t.Errorf("after stop/start %v, was %v", got, client)
+		}
+	})
 }

@@ -113,6 +113,9 @@ type podState struct {
 	Tenant    string   `json:"tenant"`
 	Namespace string   `json:"namespace"`
 	Names     []string `json:"names"`
+	// Stopped pods keep their addresses but not their names in DNS, as
+	// Docker drops a stopped container from its embedded DNS.
+	Stopped bool `json:"stopped,omitempty"`
 }
 
 // Tag is the short name of the node whose router keeps its state in dir:
@@ -372,9 +375,17 @@ func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) 
 		Subnet6: ns.Subnet6, Subnet4: ns.Subnet4,
 		Gateway6: Gateway6, Gateway4: ns.Gateway4(), Nameserver: DNSAddr,
 	}
-	if _, ok := r.st.Pods[pod.ID]; ok && r.wired[pod.ID] && isNetns(att.Netns) {
+	if p, ok := r.st.Pods[pod.ID]; ok && r.wired[pod.ID] && isNetns(att.Netns) {
 		// Wired by this process already (create, then start): nothing
 		// to check again. After a restart the first attach checks all.
+		if p.Stopped {
+			p.Stopped = false
+			r.st.Pods[pod.ID] = p
+			if err := r.saveLocked(); err != nil {
+				return Attachment{}, err
+			}
+			r.publish(pod.ID, p)
+		}
 		return att, nil
 	}
 	veth := vethName(pod.ID)
@@ -450,10 +461,11 @@ func podNames(pod types.Pod) []string {
 	return names
 }
 
-// publish puts the pod into the DNS table.
+// publish puts the pod into the DNS table, or takes a stopped one out.
 func (r *Router) publish(id string, p podState) {
 	a, ok := r.alloc.Lookup(id)
-	if !ok {
+	if !ok || p.Stopped {
+		r.names.Delete(id)
 		return
 	}
 	r.names.Set(dns.Entry{ID: id, Tenant: p.Tenant, Namespace: p.Namespace, Names: p.Names, IPv6: a.IPv6, IPv4: a.IPv4})
@@ -475,6 +487,23 @@ func (r *Router) Rename(pod types.Pod) {
 	r.st.Pods[pod.ID] = p
 	r.saveLocked()
 	r.publish(pod.ID, p)
+}
+
+// Stopped takes the pod's names out of DNS until its next Attach; its
+// addresses and namespace stay.
+func (r *Router) Stopped(podID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.st.Pods[podID]
+	if !ok || p.Stopped {
+		return
+	}
+	p.Stopped = true
+	r.st.Pods[podID] = p
+	if err := r.saveLocked(); err != nil {
+		r.log.Warn("save state", "err", err)
+	}
+	r.publish(podID, p)
 }
 
 // Detach removes the pod's network namespace, veth pair and addresses.

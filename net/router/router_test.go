@@ -156,6 +156,17 @@ func TestRouter(t *testing.T) {
 		}
 	})
 
+	t.Run("a stopped pod leaves DNS until attached again", func(t *testing.T) {
+		r.Stopped(pod("a2", "", "", "").ID)
+		if out, ok := in(t, web.Netns, "busybox", "nslookup", "db", DNSAddr.String()); ok {
+			t.Fatalf("stopped db still resolves:\n%s", out)
+		}
+		attach(t, r, pod("a2", "alice", "shop", "db"))
+		if out, ok := in(t, web.Netns, "busybox", "nslookup", "db", DNSAddr.String()); !ok {
+			t.Fatalf("db does not resolve after its next attach:\n%s", out)
+		}
+	})
+
 	t.Run("spoofed source dropped", func(t *testing.T) {
 		// eve takes web's address as a second one and pings db from it.
 		if out, ok := in(t, eve.Netns, "ip", "addr", "add", web.IPv4.String()+"/32", "dev", "eth0"); !ok {
