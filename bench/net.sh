@@ -38,7 +38,7 @@ pids=()
 cleanup() {
   set +e
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  docker rm -f a b >/dev/null 2>&1
+  docker rm -f pa pb >/dev/null 2>&1
   pkill -TERM -f "$bin/macro server --data-dir $dir"
   sleep 2
   hs=$(cat "$dir/net/host.json" 2>/dev/null)
@@ -54,12 +54,12 @@ trap cleanup EXIT
 "$bin/macro" server --data-dir "$dir" --api-addr off >"$dir/bench-server.log" 2>&1 &
 for _ in $(seq 100); do docker version >/dev/null 2>&1 && break; sleep 0.1; done
 docker load -i "$busybox" >/dev/null
-docker run -d --name a busybox sleep 3600 >/dev/null
-docker run -d --name b busybox sleep 3600 >/dev/null
-nsA=$dir/net/ns/$(docker inspect -f '{{.Id}}' a)
-nsB=$dir/net/ns/$(docker inspect -f '{{.Id}}' b)
-b4=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' b)
-b6=$(docker inspect -f '{{.NetworkSettings.GlobalIPv6Address}}' b)
+docker run -d --name pa busybox sleep 3600 >/dev/null
+docker run -d --name pb busybox sleep 3600 >/dev/null
+nsA=$dir/net/ns/$(docker inspect -f '{{.Id}}' pa)
+nsB=$dir/net/ns/$(docker inspect -f '{{.Id}}' pb)
+b4=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' pb)
+b6=$(docker inspect -f '{{.NetworkSettings.GlobalIPv6Address}}' pb)
 
 # The floor: two namespaces and one veth pair.
 touch "$base/x" "$base/y"
@@ -70,8 +70,8 @@ nsenter --net="$base/x" sh -c 'ip link set lo up; ip link set eth0 up; ip addr a
 nsenter --net="$base/y" sh -c 'ip link set lo up; ip link set eth0 up; ip addr add 198.18.255.2/30 dev eth0; ip addr add fd00:be::2/64 dev eth0 nodad'
 
 echo "# bench/net.sh $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "## DNS (node's server, from pod a, name b, A)"
-for c in 1 4; do nsenter --net="$nsA" "$bin/dnsload" -name b -n "$DNS_N" -c "$c"; done
+echo "## DNS (node's server, from pod pa, name pb, A)"
+for c in 1 4; do nsenter --net="$nsA" "$bin/dnsload" -name pb -n "$DNS_N" -c "$c"; done
 
 pingsum() { nsenter --net="$1" busybox ping -q -c "$PINGS" -i 0.01 "$2" | tail -1; }
 echo "## ping RTT min/avg/max, $PINGS pings"
@@ -91,3 +91,18 @@ echo "pod to pod v4:    $(iperf "$nsB" "$nsA" "$b4")"
 echo "pod to pod v6:    $(iperf "$nsB" "$nsA" "$b6")"
 echo "plain veth v4:    $(iperf "$base/y" "$base/x" 198.18.255.2)"
 echo "plain veth v6:    $(iperf "$base/y" "$base/x" fd00:be::2)"
+
+# What wiring a pod costs its start: docker run -d wall time, with the VPC
+# and with --network none (loopback only), alternating, median of RUNS each.
+RUNS=${RUNS:-30}
+echo "## docker run -d busybox sleep 600, wall ms, median of $RUNS (p90)"
+vpc=(); none=()
+for i in $(seq "$RUNS"); do
+  t0=$(date +%s%N); docker run -d --name "v$i" busybox sleep 600 >/dev/null; t1=$(date +%s%N)
+  docker run -d --network none --name "n$i" busybox sleep 600 >/dev/null; t2=$(date +%s%N)
+  vpc+=($(( (t1-t0)/1000000 ))); none+=($(( (t2-t1)/1000000 )))
+done
+stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "%d (%d)", a[int((NR+1)/2)], a[int(NR*0.9+0.5)]}'; }
+echo "VPC:              $(stats "${vpc[@]}")"
+echo "--network none:   $(stats "${none[@]}")"
+docker rm -f $(docker ps -aq) >/dev/null
