@@ -48,7 +48,9 @@ type Config struct {
 	// InitPath is a tini-compatible init on this node, run as PID 1 of
 	// pods created with --init; empty means --init is refused.
 	InitPath string
-	Log      *slog.Logger
+	// Network wires pods into their VPC; nil leaves them loopback only.
+	Network Network
+	Log     *slog.Logger
 }
 
 // Agent runs the pods of one node.
@@ -121,6 +123,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			a.mu.Unlock()
 			a.collectOrphans(seen)
+			if a.cfg.Network != nil {
+				if err := a.cfg.Network.Reconcile(ctx, seen); err != nil {
+					a.log.Warn("reconcile pod networks", "err", err)
+				}
+			}
 		case msg.Pod != nil:
 			a.update(ctx, *msg.Pod)
 		case msg.Deleted != "":

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/macro-cloud/macro/net/router"
 	"github.com/macro-cloud/macro/runtime/ocispec"
 	"github.com/macro-cloud/macro/types"
 )
@@ -39,7 +41,11 @@ func (w *worker) prepare(ctx context.Context) error {
 	if hostname == "" {
 		hostname = pod.ID[:12]
 	}
-	etc, err := writeEtcFiles(filepath.Join(w.dir, "etc"), hostname, pod.Spec.Domainname)
+	att, err := w.attachNetwork(ctx, pod)
+	if err != nil {
+		return err
+	}
+	etc, err := writeEtcFiles(filepath.Join(w.dir, "etc"), hostname, pod.Spec.Domainname, att)
 	if err != nil {
 		return err
 	}
@@ -58,6 +64,9 @@ func (w *worker) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if att != nil {
+		ocispec.JoinNetns(spec, att.Netns)
+	}
 	data, err := json.MarshalIndent(spec, "", "\t")
 	if err != nil {
 		return err
@@ -72,8 +81,10 @@ func (w *worker) prepare(ctx context.Context) error {
 }
 
 // writeEtcFiles writes the files bound over /etc/hosts, /etc/hostname and
-// /etc/resolv.conf of the container.
-func writeEtcFiles(dir, hostname, domain string) (ocispec.EtcFiles, error) {
+// /etc/resolv.conf of the container: with att, the pod's addresses and the
+// node's DNS server. A file whose content is already right is left alone:
+// a running container sees these files as they are rewritten in place.
+func writeEtcFiles(dir, hostname, domain string, att *router.Attachment) (ocispec.EtcFiles, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return ocispec.EtcFiles{}, err
 	}
@@ -86,17 +97,30 @@ func writeEtcFiles(dir, hostname, domain string) (ocispec.EtcFiles, error) {
 		Hostname:   filepath.Join(dir, "hostname"),
 		ResolvConf: filepath.Join(dir, "resolv.conf"),
 	}
-	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t" + fqdn + "\n"
-	if err := os.WriteFile(files.Hosts, []byte(hosts), 0o644); err != nil {
+	self := "127.0.1.1\t" + fqdn + "\n"
+	resolv := resolvConf()
+	if att != nil {
+		self = podHostsLines(*att, fqdn)
+		resolv = podResolvConf(*att)
+	}
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n" + self
+	if err := writeIfChanged(files.Hosts, []byte(hosts)); err != nil {
 		return files, err
 	}
-	if err := os.WriteFile(files.Hostname, []byte(hostname+"\n"), 0o644); err != nil {
+	if err := writeIfChanged(files.Hostname, []byte(hostname+"\n")); err != nil {
 		return files, err
 	}
-	if err := os.WriteFile(files.ResolvConf, resolvConf(), 0o644); err != nil {
+	if err := writeIfChanged(files.ResolvConf, resolv); err != nil {
 		return files, err
 	}
 	return files, nil
+}
+
+func writeIfChanged(path string, data []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	return os.WriteFile(path, data, 0o644)
 }
 
 // resolvConf is the host's resolver configuration without loopback

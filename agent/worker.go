@@ -99,8 +99,12 @@ func (w *worker) run(ctx context.Context) {
 			return
 		case p := <-w.updates:
 			w.mu.Lock()
+			renamed := w.pod.Name != p.Name
 			w.pod = p
 			w.mu.Unlock()
+			if renamed {
+				w.renameNetwork(p)
+			}
 			if w.rt != nil {
 				w.converge(ctx)
 			}
@@ -311,6 +315,7 @@ func (w *worker) exited(ctx context.Context) <-chan time.Time {
 	if st.FinishedAt.Before(prev.StartedAt) {
 		st.FinishedAt = prev.StartedAt
 	}
+	w.networkStopped()
 	w.setStatus(ctx, func(s *types.PodStatus) {
 		thawed(s, 0)
 		s.Phase = types.PhaseExited
@@ -319,6 +324,7 @@ func (w *worker) exited(ctx context.Context) <-chan time.Time {
 		s.FinishedAt = st.FinishedAt.UTC()
 		s.Pid = 0
 		s.Exits++
+		s.IPv6, s.IPv4 = "", "" // Docker shows no address for a stopped container
 	})
 	if stopping || !w.shouldRestart(st.ExitCode) {
 		return nil
@@ -403,6 +409,7 @@ func (w *worker) destroy(ctx context.Context) {
 			w.log.Warn("delete container", "err", err)
 		}
 	}
+	w.detachNetwork(ctx)
 	if err := w.unmountVolumes(); err != nil {
 		// Removing the directory now would remove volume data through
 		// a staging mount: leave it for a later destroy.

@@ -16,6 +16,7 @@
 #                            dockerd or containerd starts on install (policy-rc.d)
 #   debootstrap              rootfs test images (scripts/build-redis-image.sh)
 #   iproute2, nftables       pod networking; network namespaces in tests
+#   iperf3                   bench/net.sh: pod-to-pod throughput
 #   procps, psmisc, e2fsprogs, util-linux, kmod
 #                            ps/pkill, fuser, mkfs/loop images, mount/nsenter
 #   make, curl, ca-certificates, git
@@ -28,7 +29,7 @@ packages=(
   docker-registry skopeo
   docker.io docker-compose
   debootstrap
-  iproute2 nftables
+  iproute2 nftables iperf3
   procps psmisc e2fsprogs util-linux kmod
   make curl ca-certificates git
 )

@@ -105,6 +105,9 @@ type PodSpec struct {
 	// Networks maps the names of the networks the pod joined to its
 	// endpoint in each (Docker's NetworkingConfig and network connect).
 	Networks map[string]Endpoint `json:"networks,omitempty"`
+	// Network is "none" for a pod with loopback only (docker run
+	// --network none); empty means its namespace's place in the VPC.
+	Network string `json:"network,omitempty"`
 	// Docker keeps the create request as it came, for inspect.
 	DockerConfig     []byte `json:"dockerConfig,omitempty"`
 	DockerHostConfig []byte `json:"dockerHostConfig,omitempty"`

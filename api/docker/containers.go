@@ -971,11 +971,6 @@ func (s *Server) inspect(p types.Pod, st types.PodStatus) inspectJSON {
 			out.State.Suspend.Since = timeString(sp.Since)
 		}
 	}
-	if nets, ok := out.NetworkSettings["Networks"].(map[string]any); ok {
-		for name, ep := range networkEndpoints(p.Spec, st) {
-			nets[name] = ep
-		}
-	}
 	if st.Health != nil {
 		h := &healthJSON{Status: st.Health.Status, FailingStreak: st.Health.FailingStreak, Log: []healthLogJSON{}}
 		for _, l := range st.Health.Log {
@@ -985,6 +980,16 @@ func (s *Server) inspect(p types.Pod, st types.PodStatus) inspectJSON {
 	}
 	if p.Node == "" && p.Unschedulable != "" {
 		out.State.Error = "unschedulable: " + p.Unschedulable
+	}
+	out.NetworkSettings = networkSettings(p, st)
+	// The networks a pod joined by name (compose's) replace the default
+	// entry, as joinedNetworks does for ps.
+	if nets, ok := out.NetworkSettings["Networks"].(map[string]any); ok && len(p.Spec.Networks) > 0 {
+		delete(nets, networkMode(p.Spec))
+		delete(nets, "bridge")
+		for name, ep := range networkEndpoints(p.Spec, st) {
+			nets[name] = ep
+		}
 	}
 	return out
 }

@@ -198,6 +198,9 @@ func podFromCreate(req *createRequest, img image.Image, name, defaultRuntime str
 	if hc.NetworkMode == "" {
 		hc.NetworkMode = "default"
 	}
+	if hc.NetworkMode == "none" {
+		spec.Network = "none"
+	}
 	hc.Runtime = spec.Runtime
 	hostConfigDefaults(hc)
 	if spec.DockerHostConfig, err = json.Marshal(hc); err != nil {

@@ -45,6 +45,7 @@ type serverConfig struct {
 	clusterName    string
 	ingress        ingressConfig
 	domainDNS      string
+	net            netConfig
 }
 
 type listFlag []string
@@ -69,6 +70,9 @@ func serverMain(args []string) int {
 	fs.StringVar(&cfg.domainDNS, "domain-resolver", "", "DNS server, HOST:PORT, that checks the TXT records proving custom domains (default: the system's resolver)")
 	fs.StringVar(&cfg.ingress.domain, "domain", "", "the cluster's domain: a `*` in an ingress host is the tenant's default domain, <tenant>.<domain>")
 	cfg.ingress.addFlags(fs)
+	fs.BoolVar(&cfg.net.vpc, "vpc", true, "wire pods into their tenants' VPCs (addresses, routes, DNS); false gives them loopback only")
+	fs.BoolVar(&cfg.net.egress, "egress", true, "let pods reach addresses outside their VPC through this node (masqueraded)")
+	fs.Var((*listFlag)(&cfg.net.dnsUpstream), "dns-upstream", "resolver HOST:PORT for names outside the VPC; repeatable (default: the host's /etc/resolv.conf)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -211,6 +215,15 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 
 	node := localNode(cfg.nodeName)
 	node.Runtimes = names
+	netw, err := openNetwork(ctx, cfg.net, dataDir, cluster, log)
+	if err != nil {
+		return err
+	}
+	var agentNet agent.Network
+	if netw != nil {
+		defer netw.Close()
+		agentNet = netw
+	}
 	nodeAPI := control.NewNodeAPI(st)
 	ag, err := agent.New(agent.Config{
 		Node:           node,
@@ -220,6 +233,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		Runtimes:       runtimes,
 		DefaultRuntime: cfg.defaultRuntime,
 		InitPath:       findInit(),
+		Network:        agentNet,
 		Log:            log,
 	})
 	if err != nil {

@@ -120,6 +120,11 @@ func cleanupDataDir(dir string, remove bool, logf func(string, ...any)) error {
 	cgroups = append(cgroups, findCgroups(ids)...)
 	removeCgroups(cgroups, logf)
 	var errs []error
+	if err := removeHostNetwork(dir); err != nil {
+		errs = append(errs, err)
+	}
+	// Network namespaces (DIR/net/router, DIR/net/ns/<pod>) are bind
+	// mounts: unmounting them frees them and every interface in them.
 	if err := unmountUnder(dir); err != nil {
 		errs = append(errs, err)
 	}

@@ -29,6 +29,10 @@ import (
 //     (/macro/<id>);
 //   - shims and other helper processes name a path under DIR on their
 //     command line (`macro shim DIR/...`);
+//   - its node network keeps its namespaces as bind mounts under DIR
+//     (DIR/net/router, DIR/net/ns/<pod>) and names in DIR/net/host.json
+//     the only things it adds to the host's network namespace: one veth
+//     ("link") and one nftables table of the inet family ("nftTable");
 //   - everything else it creates on disk (mounts too) is under DIR.
 const (
 	// SocketName is the name of the Docker API socket in the data directory.

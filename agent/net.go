@@ -1,0 +1,95 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/macro-cloud/macro/net/router"
+	"github.com/macro-cloud/macro/types"
+)
+
+// Network gives pods their place in their tenant's VPC (net/router on a
+// node). Attach is idempotent: it also re-checks a pod adopted after a
+// restart. Without a Network, pods get a network namespace with loopback
+// only, as with --network none.
+type Network interface {
+	Attach(ctx context.Context, pod types.Pod) (router.Attachment, error)
+	// Rename updates the names the pod answers to in DNS.
+	Rename(pod types.Pod)
+	// Stopped takes an exited pod's names out of DNS until its next Attach.
+	Stopped(podID string)
+	Detach(ctx context.Context, podID string) error
+	// Reconcile removes the network of every pod not in keep.
+	Reconcile(ctx context.Context, keep map[string]bool) error
+}
+
+// attachNetwork wires the pod into its VPC before its container starts;
+// nil means a network namespace of its own with loopback only.
+func (w *worker) attachNetwork(ctx context.Context, pod types.Pod) (*router.Attachment, error) {
+	nw := w.a.cfg.Network
+	if nw == nil || pod.Spec.Network == "none" {
+		return nil, nil
+	}
+	att, err := nw.Attach(ctx, pod)
+	if err != nil {
+		w.log.Warn("attach network", "err", err)
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	// The next status report (running, on start or adoption) carries
+	// them: a created pod shows no address yet, as in Docker, and a start
+	// costs no extra store write.
+	w.mu.Lock()
+	w.status.IPv6 = att.IPv6.String()
+	w.status.IPv4 = att.IPv4.String()
+	w.mu.Unlock()
+	return &att, nil
+}
+
+// renameNetwork follows docker rename into DNS.
+func (w *worker) renameNetwork(pod types.Pod) {
+	if nw := w.a.cfg.Network; nw != nil && pod.Spec.Network != "none" {
+		nw.Rename(pod)
+	}
+}
+
+// networkStopped is called when the pod's container has exited.
+func (w *worker) networkStopped() {
+	if nw := w.a.cfg.Network; nw != nil {
+		nw.Stopped(w.id)
+	}
+}
+
+// detachNetwork removes the pod's network when the pod goes.
+func (w *worker) detachNetwork(ctx context.Context) {
+	if nw := w.a.cfg.Network; nw != nil {
+		if err := nw.Detach(ctx, w.id); err != nil {
+			w.log.Warn("detach network", "err", err)
+		}
+	}
+}
+
+// podResolvConf sends every query to the node's DNS server; the host's
+// search domains and options stay, as Docker keeps them.
+func podResolvConf(att router.Attachment) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "nameserver %s\n", att.Nameserver)
+	for _, line := range strings.Split(string(resolvConf()), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && (f[0] == "search" || f[0] == "domain" || f[0] == "options") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return []byte(b.String())
+}
+
+// podHostsLines name the pod's own addresses in its /etc/hosts, where
+// Docker writes the container's address.
+func podHostsLines(att router.Attachment, names string) string {
+	var b strings.Builder
+	if att.IPv4.IsValid() {
+		b.WriteString(att.IPv4.String() + "\t" + names + "\n")
+	}
+	b.WriteString(att.IPv6.String() + "\t" + names + "\n")
+	return b.String()
+}

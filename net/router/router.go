@@ -1,0 +1,667 @@
+// Package router wires a node's pods into their tenants' VPCs. Every macro
+// node has its own router: a network namespace (bind-mounted at
+// DIR/router) that holds one end of each pod's veth pair, the routes of
+// every tenant in a routing table of its own, the nftables rules that keep
+// tenants apart, and the node's DNS server. Its uplink is a veth pair to
+// the host (100.64.0.0/10 transfer addresses, masqueraded by the host).
+// Pods' network namespaces are bind-mounted at DIR/ns/<pod id>; the agent
+// hands their path to the OCI runtime.
+//
+// Nothing but that uplink veth and one nftables table (macro_<tag>, tag
+// from DIR) lives in the host's namespace, so several macro nodes share a
+// machine without clashing (tests do), and removing the namespaces under
+// DIR removes every interface and route. The names of the host's share are
+// written to DIR/host.json so a sweeper can remove them after a crash.
+//
+// The multi-node mesh plugs in at the router: WireGuard to other nodes'
+// routers from this namespace, with routes to remote pods in the same
+// tenant tables.
+package router
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/macro-cloud/macro/net/dns"
+	"github.com/macro-cloud/macro/net/ipam"
+	"github.com/macro-cloud/macro/types"
+)
+
+// DNSAddr is where pods' resolv.conf points: an address of the router
+// namespace's loopback, the same on every node.
+var DNSAddr = netip.MustParseAddr("fd6d:6163:726f::53")
+
+// Gateway6 is the router's link-local address on every pod's veth.
+var Gateway6 = ipam.Gateway6
+
+const (
+	uplinkName  = "up0"
+	transferNet = "100.64.0.0/10"
+)
+
+// Config configures a Router.
+type Config struct {
+	// Dir keeps the router's state and network namespaces.
+	Dir string
+	// Cluster names the cluster; tenant prefixes derive from it.
+	Cluster string
+	// Egress reports whether a tenant's pods may reach outside the VPC
+	// (through the node, masqueraded); nil means every tenant may.
+	// Egress("") is the node's default: when true, the host forwards for
+	// the router (see enableForwarding).
+	Egress func(tenant string) bool
+	// Upstream resolvers for names outside the VPC ("host:port").
+	Upstream []string
+	Log      *slog.Logger
+}
+
+// Attachment is a pod's place in its VPC.
+type Attachment struct {
+	Netns      string // path of the pod's network namespace
+	IPv6       netip.Addr
+	IPv4       netip.Addr
+	Subnet6    netip.Prefix
+	Subnet4    netip.Prefix
+	Gateway6   netip.Addr
+	Gateway4   netip.Addr
+	Nameserver netip.Addr
+}
+
+// HostShare is what a router puts into the host's namespace, as written
+// to DIR/host.json.
+type HostShare struct {
+	Link     string `json:"link"`     // veth to the router
+	NftTable string `json:"nftTable"` // inet family
+}
+
+// Router is one node's router.
+type Router struct {
+	cfg   Config
+	log   *slog.Logger
+	ns    string // router namespace path
+	host  HostShare
+	names *dns.Table
+	dns   *dns.Server
+
+	mu    sync.Mutex
+	alloc *ipam.Allocator
+	st    state
+	wired map[string]bool // pods this process has attached and checked
+}
+
+type state struct {
+	IPAM    ipam.State          `json:"ipam"`
+	Pods    map[string]podState `json:"pods"`
+	Tenants map[string]int      `json:"tenants"` // tenant -> index
+	Uplink  netip.Prefix        `json:"uplink"`  // router side of the transfer /30
+}
+
+type podState struct {
+	Tenant    string   `json:"tenant"`
+	Namespace string   `json:"namespace"`
+	Names     []string `json:"names"`
+	// Stopped pods keep their addresses but not their names in DNS, as
+	// Docker drops a stopped container from its embedded DNS.
+	Stopped bool `json:"stopped,omitempty"`
+}
+
+// Tag is the short name of the node whose router keeps its state in dir:
+// 8 hex digits of its absolute path.
+func Tag(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		abs = dir
+	}
+	h := sha256.Sum256([]byte(abs))
+	return hex.EncodeToString(h[:4])
+}
+
+// HostShareOf is the host share of the router in dir.
+func HostShareOf(dir string) HostShare {
+	t := Tag(dir)
+	return HostShare{Link: "mh" + t, NftTable: "macro_" + t}
+}
+
+// Open creates the router in cfg.Dir or adopts the one a previous process
+// left there (pods keep their network meanwhile), and starts its DNS
+// server.
+func Open(ctx context.Context, cfg Config) (*Router, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Egress == nil {
+		cfg.Egress = func(string) bool { return true }
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Dir = dir
+	if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o711); err != nil {
+		return nil, err
+	}
+	r := &Router{
+		cfg:   cfg,
+		log:   cfg.Log.With("subsystem", "router"),
+		ns:    filepath.Join(dir, "router"),
+		host:  HostShareOf(dir),
+		names: dns.NewTable(),
+		st:    state{Pods: map[string]podState{}, Tenants: map[string]int{}},
+		wired: map[string]bool{},
+	}
+	data, err := json.Marshal(r.host)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "host.json"), data); err != nil {
+		return nil, err
+	}
+	if data, err := os.ReadFile(r.statePath()); err == nil {
+		if err := json.Unmarshal(data, &r.st); err != nil {
+			return nil, fmt.Errorf("router state: %w", err)
+		}
+		if r.st.Pods == nil {
+			r.st.Pods = map[string]podState{}
+		}
+		if r.st.Tenants == nil {
+			r.st.Tenants = map[string]int{}
+		}
+	}
+	r.alloc = ipam.New(cfg.Cluster, r.st.IPAM)
+	if err := r.setup(ctx); err != nil {
+		return nil, err
+	}
+	for id, p := range r.st.Pods {
+		r.publish(id, p)
+	}
+	if err := r.startDNS(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Router) statePath() string { return filepath.Join(r.cfg.Dir, "state.json") }
+
+// Directory is the router's name table, which its DNS server answers from.
+func (r *Router) Directory() *dns.Table { return r.names }
+
+// setup makes (or repairs) the router namespace, its uplink and rules.
+func (r *Router) setup(ctx context.Context) error {
+	if _, err := newNetns(ctx, r.ns); err != nil {
+		return fmt.Errorf("router namespace: %w", err)
+	}
+	if _, err := run(ctx, r.ns, "", "sysctl", "-q", "-w",
+		"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+		"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+		// The router's own answers go back by the asker's tenant table:
+		// ICMP and TCP replies take the mark of what they answer.
+		"net.ipv4.fwmark_reflect=1", "net.ipv6.fwmark_reflect=1", "net.ipv4.tcp_fwmark_accept=1"); err != nil {
+		return err
+	}
+	// The uplink: both ends or neither.
+	if !linkExists(ctx, r.ns, uplinkName) || !linkExists(ctx, "", r.host.Link) {
+		ipBatch(ctx, "", true, "link del "+r.host.Link)
+		if _, err := run(ctx, "", "", "ip", "link", "add", r.host.Link, "type", "veth", "peer", "name", uplinkName, "netns", r.ns); err != nil {
+			return fmt.Errorf("uplink: %w", err)
+		}
+	}
+	if !r.st.Uplink.IsValid() {
+		p, err := pickTransfer(ctx, r.host.Link)
+		if err != nil {
+			return err
+		}
+		r.st.Uplink = p
+	}
+	hostAddr := r.hostAddr()
+	if err := ipBatch(ctx, "", false,
+		fmt.Sprintf("addr replace %s/30 dev %s", hostAddr, r.host.Link),
+		"link set "+r.host.Link+" up"); err != nil {
+		return err
+	}
+	if err := ipBatch(ctx, r.ns, false,
+		"link set lo up",
+		fmt.Sprintf("addr replace %s dev %s", r.st.Uplink, uplinkName),
+		"link set "+uplinkName+" up",
+		fmt.Sprintf("addr replace %s/128 dev lo", DNSAddr)); err != nil {
+		return err
+	}
+	for _, idx := range r.st.Tenants {
+		if err := r.tenantRoutes(ctx, idx); err != nil {
+			return err
+		}
+	}
+	if err := nftApply(ctx, "", hostRules(r.host.NftTable, r.host.Link, r.st.Uplink.Addr())); err != nil {
+		return err
+	}
+	if err := r.applyRules(ctx); err != nil {
+		return err
+	}
+	if err := r.saveLocked(); err != nil {
+		return err
+	}
+	if r.cfg.Egress("") {
+		r.enableForwarding(ctx)
+	}
+	return nil
+}
+
+// enableForwarding lets the host forward the router's packets out and their
+// replies back, per interface (IPv4 forwards by the input device's
+// conf/<dev>/forwarding): the uplink veth and the devices of the host's
+// default routes. The global net.ipv4.ip_forward stays as the admin set it.
+func (r *Router) enableForwarding(ctx context.Context) {
+	devs := []string{r.host.Link}
+	out, _ := run(ctx, "", "", "ip", "-4", "route", "show", "default")
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "dev" {
+				devs = append(devs, f[i+1])
+			}
+		}
+	}
+	for _, d := range devs {
+		if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+d+"/forwarding", []byte("1"), 0o644); err != nil {
+			r.log.Warn("egress: cannot enable forwarding", "dev", d, "err", err)
+		}
+	}
+}
+
+func (r *Router) hostAddr() netip.Addr { return r.st.Uplink.Masked().Addr().Next() }
+
+// pickTransfer chooses the /30 of the uplink: a slot of 100.64.0.0/10 from
+// the link's name, moved on past any the host already uses.
+func pickTransfer(ctx context.Context, link string) (netip.Prefix, error) {
+	out, err := run(ctx, "", "", "ip", "-o", "-4", "addr", "show")
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	var used []netip.Prefix
+	for _, f := range strings.Fields(out) {
+		if p, err := netip.ParsePrefix(f); err == nil {
+			used = append(used, p)
+		}
+	}
+	space := netip.MustParsePrefix(transferNet)
+	h := sha256.Sum256([]byte(link))
+	slot := binary.BigEndian.Uint32(h[:4]) % (1 << 20)
+	for range 1 << 20 {
+		base := space.Addr().As4()
+		v := binary.BigEndian.Uint32(base[:]) + slot*4
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], v)
+		p := netip.PrefixFrom(netip.AddrFrom4(a), 30)
+		if !slices.ContainsFunc(used, p.Overlaps) {
+			// The router takes .2, the host .1.
+			return netip.PrefixFrom(p.Addr().Next().Next(), 30), nil
+		}
+		slot = (slot + 1) % (1 << 20)
+	}
+	return netip.Prefix{}, errors.New("no free /30 in " + transferNet)
+}
+
+// tenantRoutes makes the tenant's policy rule and default route.
+func (r *Router) tenantRoutes(ctx context.Context, idx int) error {
+	table, mark := tenantTable(idx), tenantMark(idx)
+	for _, family := range []string{"-4", "-6"} {
+		opts := []string{family}
+		ipBatchArgs(ctx, r.ns, true, opts, fmt.Sprintf("rule del fwmark 0x%x lookup %d", mark, table))
+		if err := ipBatchArgs(ctx, r.ns, false, opts, fmt.Sprintf("rule add fwmark 0x%x lookup %d pref 1000", mark, table)); err != nil {
+			return err
+		}
+	}
+	// A lookup ends in the tenant's table: no IPv6 way out yet, and never
+	// on to the main table, which has every tenant's pods.
+	if err := ipBatchArgs(ctx, r.ns, false, []string{"-6"}, fmt.Sprintf("route replace unreachable default table %d", table)); err != nil {
+		return err
+	}
+	return ipBatch(ctx, r.ns, false,
+		fmt.Sprintf("route replace default via %s dev %s table %d", r.hostAddr(), uplinkName, table))
+}
+
+func (r *Router) tenantIndex(ctx context.Context, tenant string) (int, error) {
+	if idx, ok := r.st.Tenants[tenant]; ok {
+		return idx, nil
+	}
+	idx := 1
+	for _, i := range r.st.Tenants {
+		if i >= idx {
+			idx = i + 1
+		}
+	}
+	r.st.Tenants[tenant] = idx
+	return idx, r.tenantRoutes(ctx, idx)
+}
+
+func vethName(podID string) string {
+	if len(podID) > 12 {
+		podID = podID[:12]
+	}
+	return "v" + podID
+}
+
+func (r *Router) netnsPath(podID string) string { return filepath.Join(r.cfg.Dir, "ns", podID) }
+
+// Attach gives the pod its network namespace and addresses, or checks and
+// repairs what it already has (after a restart of macro or the machine).
+// It is idempotent.
+func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	addrs, err := r.alloc.Pod(pod.ID, pod.Tenant, pod.Namespace)
+	if err != nil {
+		return Attachment{}, err
+	}
+	ns := r.alloc.Namespace(pod.Tenant, pod.Namespace)
+	idx, err := r.tenantIndex(ctx, pod.Tenant)
+	if err != nil {
+		return Attachment{}, err
+	}
+	att := Attachment{
+		Netns: r.netnsPath(pod.ID), IPv6: addrs.IPv6, IPv4: addrs.IPv4,
+		Subnet6: ns.Subnet6, Subnet4: ns.Subnet4,
+		Gateway6: Gateway6, Gateway4: ns.Gateway4(), Nameserver: DNSAddr,
+	}
+	if p, ok := r.st.Pods[pod.ID]; ok && r.wired[pod.ID] && isNetns(att.Netns) {
+		// Wired by this process already (create, then start): nothing
+		// to check again. After a restart the first attach checks all.
+		if p.Stopped {
+			p.Stopped = false
+			r.st.Pods[pod.ID] = p
+			if err := r.saveLocked(); err != nil {
+				return Attachment{}, err
+			}
+			r.publish(pod.ID, p)
+		}
+		return att, nil
+	}
+	veth := vethName(pod.ID)
+	fresh, err := newNetns(ctx, att.Netns)
+	if err != nil {
+		return Attachment{}, fmt.Errorf("pod network namespace: %w", err)
+	}
+	table := tenantTable(idx)
+	create := fmt.Sprintf("link add %s type veth peer name eth0 netns %s", veth, att.Netns)
+	routerSide := []string{
+		"link set " + veth + " up",
+		fmt.Sprintf("addr replace %s/64 dev %s nodad", Gateway6, veth),
+		fmt.Sprintf("addr replace %s/32 dev %s", att.Gateway4, veth),
+		fmt.Sprintf("route replace %s/32 dev %s table %d", att.IPv4, veth, table),
+		fmt.Sprintf("route replace %s/128 dev %s table %d", att.IPv6, veth, table),
+		// IPv6 addresses are unique on the node: the main table routes
+		// the router's own (unmarked) UDP answers, DNS, back to the pod.
+		fmt.Sprintf("route replace %s/128 dev %s", att.IPv6, veth),
+	}
+	switch {
+	case fresh:
+		// A new namespace has no eth0: one batch makes the pair and the
+		// router's side (the common path: a pod's first start).
+		if err := ipBatch(ctx, r.ns, false, append([]string{create}, routerSide...)...); err != nil {
+			// A veth left by a crash between two steps: start over.
+			ipBatch(ctx, r.ns, true, "link del "+veth)
+			if err := ipBatch(ctx, r.ns, false, append([]string{create}, routerSide...)...); err != nil {
+				return Attachment{}, err
+			}
+		}
+	default:
+		// An existing namespace (restart, adoption): repair what is missing.
+		if !linkExists(ctx, r.ns, veth) || !linkExists(ctx, att.Netns, "eth0") {
+			ipBatch(ctx, r.ns, true, "link del "+veth)
+			ipBatch(ctx, att.Netns, true, "link del eth0")
+			routerSide = append([]string{create}, routerSide...)
+		}
+		if err := ipBatch(ctx, r.ns, false, routerSide...); err != nil {
+			return Attachment{}, err
+		}
+	}
+	if err := ipBatch(ctx, att.Netns, false,
+		"link set lo up",
+		"link set eth0 up",
+		fmt.Sprintf("addr replace %s/64 dev eth0 nodad noprefixroute", att.IPv6),
+		fmt.Sprintf("addr replace %s/%d dev eth0 noprefixroute", att.IPv4, att.Subnet4.Bits()),
+		fmt.Sprintf("route replace %s dev eth0 scope link", att.Gateway4),
+		fmt.Sprintf("route replace default via %s dev eth0", att.Gateway4),
+		fmt.Sprintf("route replace ::/0 via %s dev eth0", Gateway6)); err != nil {
+		return Attachment{}, err
+	}
+	p := podState{Tenant: pod.Tenant, Namespace: pod.Namespace, Names: podNames(pod)}
+	r.st.Pods[pod.ID] = p
+	if err := r.applyRules(ctx); err != nil {
+		return Attachment{}, err
+	}
+	if err := r.saveLocked(); err != nil {
+		return Attachment{}, err
+	}
+	r.publish(pod.ID, p)
+	r.wired[pod.ID] = true
+	return att, nil
+}
+
+// podNames are the names a pod answers to: its own and its aliases.
+func podNames(pod types.Pod) []string {
+	names := []string{pod.Name}
+	for _, a := range pod.Spec.Aliases {
+		if a != "" && !slices.Contains(names, a) {
+			names = append(names, a)
+		}
+	}
+	return names
+}
+
+// publish puts the pod into the DNS table, or takes a stopped one out.
+func (r *Router) publish(id string, p podState) {
+	a, ok := r.alloc.Lookup(id)
+	if !ok || p.Stopped {
+		r.names.Delete(id)
+		return
+	}
+	r.names.Set(dns.Entry{ID: id, Tenant: p.Tenant, Namespace: p.Namespace, Names: p.Names, IPv6: a.IPv6, IPv4: a.IPv4})
+}
+
+// Rename changes the names the pod answers to (docker rename).
+func (r *Router) Rename(pod types.Pod) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.st.Pods[pod.ID]
+	if !ok {
+		return
+	}
+	names := podNames(pod)
+	if slices.Equal(names, p.Names) {
+		return
+	}
+	p.Names = names
+	r.st.Pods[pod.ID] = p
+	r.saveLocked()
+	r.publish(pod.ID, p)
+}
+
+// Stopped takes the pod's names out of DNS until its next Attach; its
+// addresses and namespace stay.
+func (r *Router) Stopped(podID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.st.Pods[podID]
+	if !ok || p.Stopped {
+		return
+	}
+	p.Stopped = true
+	r.st.Pods[podID] = p
+	if err := r.saveLocked(); err != nil {
+		r.log.Warn("save state", "err", err)
+	}
+	r.publish(podID, p)
+}
+
+// Detach removes the pod's network namespace, veth pair and addresses.
+// Detaching a pod that has none is not an error.
+func (r *Router) Detach(ctx context.Context, podID string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.detachLocked(ctx, podID)
+}
+
+func (r *Router) detachLocked(ctx context.Context, podID string) error {
+	r.names.Delete(podID)
+	ipBatch(ctx, r.ns, true, "link del "+vethName(podID))
+	err := removeNetns(r.netnsPath(podID))
+	_, known := r.st.Pods[podID]
+	delete(r.st.Pods, podID)
+	delete(r.wired, podID)
+	r.alloc.Release(podID)
+	if known {
+		err = errors.Join(err, r.applyRules(ctx), r.saveLocked())
+	}
+	return err
+}
+
+// Reconcile removes the network of every pod not in keep, including
+// namespaces and veths no state mentions (a crash between steps).
+func (r *Router) Reconcile(ctx context.Context, keep map[string]bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for id := range r.st.Pods {
+		if !keep[id] {
+			r.log.Info("removing network of a pod that is gone", "pod", id)
+			errs = append(errs, r.detachLocked(ctx, id))
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(r.cfg.Dir, "ns"))
+	for _, e := range ents {
+		if _, ok := r.st.Pods[e.Name()]; !ok && !keep[e.Name()] {
+			errs = append(errs, r.detachLocked(ctx, e.Name()))
+		}
+	}
+	known := map[string]bool{}
+	for id := range r.st.Pods {
+		known[vethName(id)] = true
+	}
+	out, _ := run(ctx, r.ns, "", "ip", "-o", "link", "show", "type", "veth")
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if strings.HasPrefix(name, "v") && !known[name] {
+			ipBatch(ctx, r.ns, true, "link del "+name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Router) applyRules(ctx context.Context) error {
+	var pods []rulePod
+	for id, p := range r.st.Pods {
+		a, ok := r.alloc.Lookup(id)
+		if !ok {
+			continue
+		}
+		pods = append(pods, rulePod{Veth: vethName(id), Tenant: r.st.Tenants[p.Tenant], IPv6: a.IPv6, IPv4: a.IPv4})
+	}
+	var egress []int
+	for t, idx := range r.st.Tenants {
+		if r.cfg.Egress(t) {
+			egress = append(egress, idx)
+		}
+	}
+	slices.Sort(egress)
+	return nftApply(ctx, r.ns, routerRules(pods, egress, uplinkName, r.st.Uplink.Addr(), DNSAddr))
+}
+
+func (r *Router) saveLocked() error {
+	r.st.IPAM = r.alloc.State()
+	data, err := json.Marshal(&r.st)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(r.statePath(), data)
+}
+
+// startDNS listens on DNSAddr:53 inside the router namespace.
+func (r *Router) startDNS() error {
+	var pc net.PacketConn
+	var l net.Listener
+	addr := netip.AddrPortFrom(DNSAddr, 53).String()
+	err := inNetns(r.ns, func() error {
+		var err error
+		if pc, err = net.ListenPacket("udp6", addr); err != nil {
+			return err
+		}
+		if l, err = net.Listen("tcp6", addr); err != nil {
+			pc.Close()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	r.dns = &dns.Server{Dir: r.names, Upstream: r.cfg.Upstream}
+	r.dns.Serve(pc, l)
+	return nil
+}
+
+// Close stops the DNS server and leaves the network in place for the next
+// process to adopt.
+func (r *Router) Close() error {
+	if r.dns == nil {
+		return nil
+	}
+	return r.dns.Shutdown(context.Background())
+}
+
+// Destroy removes everything the router made: pods' namespaces, the router
+// namespace, the host's veth and nftables table.
+func (r *Router) Destroy(ctx context.Context) error {
+	r.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for id := range r.st.Pods {
+		errs = append(errs, removeNetns(r.netnsPath(id)))
+	}
+	errs = append(errs, RemoveHostShare(ctx, r.cfg.Dir), removeNetns(r.ns))
+	os.Remove(r.statePath())
+	return errors.Join(errs...)
+}
+
+// RemoveHostShare removes what the router in dir put into the host's
+// namespace, per dir/host.json (or the names derived from dir). The
+// namespaces under dir are the caller's to unmount.
+func RemoveHostShare(ctx context.Context, dir string) error {
+	hs := HostShareOf(dir)
+	if data, err := os.ReadFile(filepath.Join(dir, "host.json")); err == nil {
+		json.Unmarshal(data, &hs)
+	}
+	ipBatch(ctx, "", true, "link del "+hs.Link)
+	out, err := run(ctx, "", "", "nft", "list", "tables", "inet")
+	if err == nil && strings.Contains(out, " "+hs.NftTable+"\n") {
+		if _, err := run(ctx, "", "", "nft", "delete", "table", "inet", hs.NftTable); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

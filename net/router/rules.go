@@ -1,0 +1,143 @@
+package router
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// rulePod is one pod as the router's nftables rules see it.
+type rulePod struct {
+	Veth   string // router-side interface
+	Tenant int    // tenant index: mark, conntrack zone, routing table
+	IPv6   netip.Addr
+	IPv4   netip.Addr
+}
+
+// Tenant indexes become marks, conntrack zones and routing tables.
+func tenantMark(idx int) uint32  { return 0x4d0000 + uint32(idx) }
+func tenantTable(idx int) uint32 { return 10000 + uint32(idx) }
+
+// routerRules is the whole nftables table of the router namespace,
+// replaced atomically on every change (nft -f applies a file as one
+// transaction). It enforces:
+//
+//   - no spoofing: a pod's packets carry its own addresses (link-local
+//     only toward link-local and multicast, for neighbour discovery);
+//   - tenants apart: a pod's packets are marked with its tenant; they are
+//     routed by the tenant's table (fwmark rules) and forwarded only to
+//     pods whose (interface, tenant) pair matches, or out of the uplink when
+//     the tenant has egress; from the uplink only replies come in;
+//   - the router itself answers pods only ICMP, neighbour discovery and DNS
+//     on the DNS address;
+//   - conntrack zones per tenant in the original direction, so tenants'
+//     overlapping IPv4 flows never share an entry and masquerading keeps
+//     their replies apart; replies to the router's own answers go back
+//     through the asker's tenant table (ct mark restores the mark).
+func routerRules(pods []rulePod, egress []int, uplink string, uplinkAddr, dnsAddr netip.Addr) string {
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Veth < pods[j].Veth })
+	var tenantOf, zoneOf, podMark, src4, src6 []string
+	for _, p := range pods {
+		m := tenantMark(p.Tenant)
+		tenantOf = append(tenantOf, fmt.Sprintf("%q : 0x%x", p.Veth, m))
+		zoneOf = append(zoneOf, fmt.Sprintf("%q : %d", p.Veth, p.Tenant))
+		podMark = append(podMark, fmt.Sprintf("%q . 0x%x", p.Veth, m))
+		if p.IPv4.IsValid() {
+			src4 = append(src4, fmt.Sprintf("%q . %s", p.Veth, p.IPv4))
+		}
+		if p.IPv6.IsValid() {
+			src6 = append(src6, fmt.Sprintf("%q . %s", p.Veth, p.IPv6))
+		}
+	}
+	var eg []string
+	for _, t := range egress {
+		eg = append(eg, fmt.Sprintf("0x%x", tenantMark(t)))
+	}
+	elems := func(e []string) string {
+		if len(e) == 0 {
+			return ""
+		}
+		return " elements = { " + strings.Join(e, ", ") + " };"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `table inet macro {}
+delete table inet macro
+table inet macro {
+	map tenant_of { type ifname : mark;%s }
+	map zone_of { typeof iifname : ct zone;%s }
+	set pod_mark { type ifname . mark;%s }
+	set src4 { type ifname . ipv4_addr;%s }
+	set src6 { type ifname . ipv6_addr;%s }
+	set egress { type mark;%s }
+
+	chain raw {
+		type filter hook prerouting priority raw; policy accept;
+		iifname @tenant_of jump pod_raw
+	}
+	chain pod_raw {
+		ip6 saddr fe80::/10 ip6 daddr { fe80::/10, ff02::/16 } return
+		meta nfproto ipv4 iifname . ip saddr != @src4 drop
+		meta nfproto ipv6 iifname . ip6 saddr != @src6 drop
+		ct original zone set iifname map @zone_of
+	}
+	chain mangle {
+		type filter hook prerouting priority mangle; policy accept;
+		iifname @tenant_of meta mark set iifname map @tenant_of ct mark set meta mark return
+		iifname %q meta mark set ct mark
+	}
+	chain output_route {
+		type route hook output priority mangle; policy accept;
+		ct mark != 0 meta mark set ct mark
+	}
+	chain input {
+		type filter hook input priority filter; policy drop;
+		iif lo accept
+		ct state established,related accept
+		iifname @tenant_of ip daddr %s drop
+		iifname @tenant_of icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, echo-request } accept
+		iifname @tenant_of icmp type echo-request accept
+		iifname @tenant_of ip6 daddr %s udp dport 53 accept
+		iifname @tenant_of ip6 daddr %s tcp dport 53 accept
+	}
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		iifname @tenant_of oifname . meta mark @pod_mark accept
+		iifname @tenant_of oifname %q meta mark @egress accept
+		iifname %q oifname @tenant_of ct state established,related accept
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname %q masquerade
+	}
+}
+`, elems(tenantOf), elems(zoneOf), elems(podMark), elems(src4), elems(src6), elems(eg),
+		uplink, uplinkAddr, dnsAddr, dnsAddr, uplink, uplink, uplink)
+	return b.String()
+}
+
+// hostRules is the host's table for one macro node: its router may reach
+// out through the host (forwarded, masqueraded) but nothing on the host
+// itself, and nothing may reach in but replies.
+func hostRules(table, link string, routerAddr netip.Addr) string {
+	return fmt.Sprintf(`table inet %[1]s {}
+delete table inet %[1]s
+table inet %[1]s {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname %[2]q ct state established,related accept
+		iifname %[2]q drop
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		iifname %[2]q accept
+		oifname %[2]q ct state established,related accept
+		oifname %[2]q drop
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr %[3]s oifname != %[2]q masquerade
+	}
+}
+`, table, link, routerAddr)
+}
