@@ -270,6 +270,7 @@ func asRegError(err error) *regError {
 		{image.ErrDigestInvalid, http.StatusBadRequest, "DIGEST_INVALID"},
 		{image.ErrManifestBlobUnknown, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN"},
 		{image.ErrManifestInvalid, http.StatusBadRequest, "MANIFEST_INVALID"},
+		{image.ErrQuotaExceeded, http.StatusForbidden, "DENIED"},
 	} {
 		if errors.Is(err, m.target) {
 			return codeError(m.status, m.code, err.Error())
