@@ -121,7 +121,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 		if name == "" {
 			p.Name = randomName()
 		}
-		err = s.store.CreatePod(r.Context(), &p)
+		err = s.createPod(r.Context(), &p) // within the tenant's quota
 		var inUse *store.NameInUseError
 		if errors.As(err, &inUse) {
 			if name == "" && attempt < 20 {
@@ -151,7 +151,7 @@ func contains(list []string, s string) bool {
 // (status.Run reaches the new Run, or the phase matches), so that the
 // command returns once it took effect, as with dockerd.
 func (s *Server) setDesired(ctx context.Context, tenant, id string, fn func(p *types.Pod) error, done func(p types.Pod, st types.PodStatus) bool, timeout time.Duration) (types.Pod, types.PodStatus, error) {
-	p, err := s.store.UpdatePod(ctx, tenant, id, fn)
+	p, err := s.updateDesired(ctx, tenant, id, fn) // within the tenant's quota
 	if err != nil {
 		return p, types.PodStatus{}, err
 	}
