@@ -98,6 +98,9 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	} else if err != nil {
 		return err
 	}
+	if err := s.checkContainerRefs(r, &req); err != nil {
+		return err
+	}
 	spec, err := podFromCreate(&req, img, name, s.info.DefaultRuntime)
 	if err != nil {
 		return err
