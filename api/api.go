@@ -30,6 +30,8 @@ type Config struct {
 	Store *store.Store
 	Auth  *auth.Authenticator
 	CA    *auth.CA
+	// Images removes a tenant's images when the tenant is removed.
+	Images TenantImages
 	// Cluster names the cluster in /whoami and /certs: kra names its
 	// docker context <cluster>.<tenant>.
 	Cluster string
@@ -43,6 +45,7 @@ type Server struct {
 	store   *store.Store
 	auth    *auth.Authenticator
 	ca      *auth.CA
+	images  TenantImages
 	cluster string
 	log     *slog.Logger
 	now     func() time.Time
@@ -56,7 +59,7 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, cluster: cfg.Cluster, log: cfg.Log.With("subsystem", "api"), now: cfg.Now}
+	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, images: cfg.Images, cluster: cfg.Cluster, log: cfg.Log.With("subsystem", "api"), now: cfg.Now}
 }
 
 // Handler serves the tenant side of the API (mount it at /apis/ of the API
@@ -97,6 +100,8 @@ func (s *Server) adminMux() *mux {
 	m.handle("GET /tenants", s.listTenants)
 	m.handle("POST /tenants", s.createTenant)
 	m.handle("GET /tenants/{name}", s.getTenant)
+	m.handle("DELETE /tenants/{name}", s.deleteTenant)
+	m.handle("PUT /tenants/{name}/quota", s.setQuota)
 	m.handle("GET /tenants/{name}/tokens", s.listTokens)
 	m.handle("POST /tenants/{name}/tokens", s.createTokenHandler)
 	m.handle("DELETE /tenants/{name}/tokens/{id}", s.deleteToken)

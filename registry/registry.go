@@ -56,6 +56,10 @@ type Config struct {
 	// token, or basic auth with the token as password); ok is false when
 	// there are none or they are not valid.
 	Authenticate func(*http.Request) (tenant string, ok bool)
+	// TenantActive, when set, is asked on every use of one of the
+	// registry's own bearer tokens: a token of a removed tenant stops
+	// working at once rather than when it expires.
+	TenantActive func(ctx context.Context, tenant string) bool
 	// KeyFile holds the HMAC key of the registry's bearer tokens; it is
 	// created (0600) when missing. Empty: a key for the life of the
 	// process.
@@ -725,7 +729,11 @@ func (g *Registry) expireUploads() {
 
 func (g *Registry) authenticate(r *http.Request) (string, bool) {
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && strings.HasPrefix(tok, tokenPrefix) {
-		return g.tokens.verify(strings.TrimSpace(tok), g.now())
+		tenant, ok := g.tokens.verify(strings.TrimSpace(tok), g.now())
+		if ok && g.cfg.TenantActive != nil && !g.cfg.TenantActive(r.Context(), tenant) {
+			return "", false
+		}
+		return tenant, ok
 	}
 	if r.Header.Get("Authorization") == "" {
 		return "", false
