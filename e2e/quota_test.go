@@ -133,6 +133,11 @@ func TestQuotaMemory(t *testing.T) {
 	c.mustDocker(dir, "rm", "-f", "nolimit")
 	c.mustDocker(dir, "run", "--name", "done", "--memory", "200m", "busybox", "true")
 	c.mustDocker(dir, "start", "ma")
+	// An exited container given a restart policy would run again: checked.
+	r = c.docker(dir, "update", "--restart", "always", "done")
+	if r.ExitCode == 0 || !strings.Contains(r.Stderr, "quota exceeded: tenant quota-mem may run pods with 320.0 MiB of memory in total, its running pods have 192.0 MiB and this one needs 200.0 MiB") {
+		t.Errorf("update --restart always over the memory quota: exit %d\n%s", r.ExitCode, r.Combined())
+	}
 	// Restarting a running container needs nothing more.
 	c.mustDocker(dir, "restart", "-t", "0", "ma")
 	c.mustDocker(dir, "rm", "-f", "ma", "mb", "mc", "done")

@@ -489,7 +489,7 @@ func (s *Server) updateContainer(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("changing resource limits of an existing container is not supported yet")
 	}
 	if req.RestartPolicy.Name != "" {
-		_, err = s.store.UpdatePod(r.Context(), p.Tenant, p.ID, func(p *types.Pod) error {
+		_, err = s.updateDesired(r.Context(), p.Tenant, p.ID, func(p *types.Pod) error {
 			p.Spec.Restart = types.Restart{Policy: string(req.RestartPolicy.Name), MaxRetries: req.RestartPolicy.MaximumRetryCount}
 			return nil
 		})

@@ -165,9 +165,10 @@ func defaultMemory(spec *types.PodSpec) error {
 }
 
 // updateDesired applies fn to a pod, as store.UpdatePod does, and checks
-// the tenant's memory quota when fn starts a pod that held no memory
-// (docker start, restart of a stopped pod). Every change of a desired
-// state goes through here (setDesired).
+// the tenant's memory quota when fn makes a pod that held no memory hold
+// some (docker start, restart of a stopped pod, docker update --restart
+// always of an exited one). Every change of a desired state goes through
+// here (setDesired), and so does docker update.
 func (s *Server) updateDesired(ctx context.Context, tenant, id string, fn func(*types.Pod) error) (types.Pod, error) {
 	q, err := s.tenantQuota(ctx, tenant)
 	if err != nil {
@@ -181,10 +182,12 @@ func (s *Server) updateDesired(ctx context.Context, tenant, id string, fn func(*
 	})
 }
 
-// checkStart is the quota arithmetic of a change of desired state: only a
-// pod that held no memory and is now meant to run is checked.
+// checkStart is the quota arithmetic of a change of a pod: only a pod that
+// held no memory and holds some after the change is checked (a start, or
+// an exited pod given a restart policy that restarts it).
 func checkStart(tenant string, q types.Quota, tp store.TenantPods, before, after types.Pod) error {
-	if !meantToRun(after) || holdsMemory(before, tp.Status(before.ID)) {
+	st := tp.Status(before.ID)
+	if !holdsMemory(after, st) || holdsMemory(before, st) {
 		return nil
 	}
 	return checkMemory(tenant, q, tp, after)

@@ -105,6 +105,18 @@ func TestQuotaArithmetic(t *testing.T) {
 		{"restart of a running pod over a lowered quota", types.Quota{MemoryBytes: 100 * mib}, "", func(q types.Quota) error {
 			return checkStart("t", q, tp, running, started(running))
 		}},
+		{"an exited pod given restart always", types.Quota{MemoryBytes: 300 * mib}, "this one needs 128.0 MiB", func(q types.Quota) error {
+			before, _ := qpod("run", 128*mib, R, 1, "no", R, 1)
+			tp := tenantPods(nolimit, nolimitSt, before, types.PodStatus{ID: "run", Phase: E, Run: 1})
+			after := before
+			after.Spec.Restart.Policy = "always"
+			return checkStart("t", q, tp, before, after)
+		}},
+		{"an exited pod keeping restart no", types.Quota{MemoryBytes: 1}, "", func(q types.Quota) error {
+			before, _ := qpod("run", 128*mib, R, 1, "no", R, 1)
+			tp := tenantPods(before, types.PodStatus{ID: "run", Phase: E, Run: 1})
+			return checkStart("t", q, tp, before, before)
+		}},
 		{"stop is never refused", types.Quota{MemoryBytes: 1}, "", func(q types.Quota) error {
 			after := running
 			after.Desired.State = E
