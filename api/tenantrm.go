@@ -54,21 +54,33 @@ func (s *Server) deleteTenant(w http.ResponseWriter, r *http.Request) error {
 	} else if err != nil {
 		return err
 	}
-	wasDeleting := t.Deleting
-	if _, err := s.store.MarkTenantDeleting(ctx, name); err != nil {
-		return err
+	hasPods := func(tp store.TenantPods) error {
+		return errorf(http.StatusConflict, "tenant %q has %d pods: remove them first, or use --force to stop and remove them with the tenant", name, len(tp.Pods))
 	}
 	tp, err := s.store.ReadTenantPods(ctx, name)
 	if err != nil {
 		return err
 	}
 	if len(tp.Pods) > 0 && !force {
-		if !wasDeleting {
-			if err := s.store.ClearTenantDeleting(ctx, name); err != nil {
-				return err
-			}
+		return hasPods(tp) // and nothing changed
+	}
+	if _, err := s.store.MarkTenantDeleting(ctx, name); err != nil {
+		return err
+	}
+	if !force {
+		// A pod made by a request that was in flight when the tenant was
+		// marked: refuse as well, and leave the tenant as it was.
+		if tp, err = s.store.ReadTenantPods(ctx, name); err != nil {
+			return err
 		}
-		return errorf(http.StatusConflict, "tenant %q has %d pods: remove them first, or use --force to stop and remove them with the tenant", name, len(tp.Pods))
+		if len(tp.Pods) > 0 {
+			if !t.Deleting {
+				if err := s.store.ClearTenantDeleting(ctx, name); err != nil {
+					return err
+				}
+			}
+			return hasPods(tp)
+		}
 	}
 	rm := Removed{Tenant: name}
 	toks, err := s.store.Tokens(ctx, name)
