@@ -217,10 +217,25 @@ func TestDockerLogin(t *testing.T) {
 	if _, err := os.Stat(certsD); err == nil {
 		t.Fatalf("%s exists already", certsD)
 	}
+	// Remove what the test makes, parents included when it made them,
+	// deepest first.
+	made := []string{filepath.Join(certsD, "ca.crt")}
+	for d := certsD; d != "/etc"; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		made = append(made, d)
+	}
+	t.Cleanup(func() {
+		for _, p := range made {
+			if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+	})
 	if err := os.MkdirAll(certsD, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(certsD) })
 	if err := os.WriteFile(filepath.Join(certsD, "ca.crt"), c.caPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
