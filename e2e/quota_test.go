@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	goruntime "runtime"
 	"strconv"
@@ -19,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/macro-cloud/macro/internal/testenv"
 	"github.com/macro-cloud/macro/internal/testimages"
 )
 
@@ -165,6 +168,16 @@ func TestQuotaImages(t *testing.T) {
 	c.mustDocker(dir, "load", "-i", busybox)
 	c.mustDocker(dir, "tag", "busybox:latest", "again:1")
 	c.mustDocker(dir, "load", "-i", busybox) // adds nothing
+	df := func() string { return c.mustDocker(dir, "system", "df", "--format", "{{.Type}} {{.Size}}") }
+	dfBusybox := df()
+	layers := func() int {
+		ents, err := os.ReadDir(filepath.Join(c.srv.DataDir, "images", "layers"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	layersBusybox := layers()
 
 	// Pushes through the registry: DENIED, 403, whether the blobs are
 	// too big already (random bytes: 2 layers of 4 MiB) or only the
@@ -188,6 +201,14 @@ func TestQuotaImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// docker pull from another registry: refused where the image would
+	// be committed, in the pull's stream.
+	reg := testenv.StartRegistry(t)
+	pullRef := reg.Push(t, runnable(t, zerosImg), "zeros:1")
+	r = c.docker(dir, "pull", pullRef)
+	if r.ExitCode == 0 || !strings.Contains(r.Combined(), "quota exceeded: tenant quota-img may store 8.0 MiB of images") {
+		t.Errorf("docker pull over the image quota: exit %d\n%s", r.ExitCode, r.Combined())
+	}
 	for repo, img := range map[string]v1.Image{"big:1": runnable(t, randomImg), "zeros:1": runnable(t, zerosImg)} {
 		err := push(repo, img)
 		var te *transport.Error
@@ -196,7 +217,13 @@ func TestQuotaImages(t *testing.T) {
 		}
 	}
 	if out := c.mustDocker(dir, "images", "--format", "{{.Repository}}:{{.Tag}}"); strings.Contains(out, "big") || strings.Contains(out, "zeros") {
-		t.Errorf("a refused push made an image:\n%s", out)
+		t.Errorf("a refused pull or push made an image:\n%s", out)
+	}
+	if n := layers(); n != layersBusybox {
+		t.Errorf("%d extracted layers on the server after refused pulls and pushes, %d before", n, layersBusybox)
+	}
+	if got := df(); got != dfBusybox {
+		t.Errorf("docker system df after refused pulls and pushes:\n%s\nwant as with busybox alone:\n%s", got, dfBusybox)
 	}
 	c.mustAdmin("tenant", "set-quota", "quota-img", "--images", "0")
 	for repo, img := range map[string]v1.Image{"big:1": runnable(t, randomImg), "zeros:1": runnable(t, zerosImg)} {
