@@ -23,10 +23,17 @@ import (
 )
 
 // TenantPods is every pod of a tenant and its status, read at one revision.
+// For CreatePodGuarded it also holds the tenant's record, which the create
+// commits against: a create never lands for a tenant whose record changed
+// meanwhile (its quota set, its removal begun, the tenant gone).
 type TenantPods struct {
 	Pods     []types.Pod
 	Statuses map[string]types.PodStatus // by pod ID; missing: never seen by an agent
 	Revision int64
+
+	Tenant       types.Tenant // CreatePodGuarded only
+	TenantExists bool
+	tenantRev    int64 // the record's ModRevision, 0 when it does not exist
 }
 
 // Status is the status of pod id, the zero "created" status when an agent
@@ -78,41 +85,65 @@ func unchangedSince(tenant string, rev int64) clientv3.Cmp {
 	return clientv3.Compare(clientv3.ModRevision(tenantPrefix("pods", tenant)), "<", rev+1).WithPrefix()
 }
 
-// CreatePodGuarded is CreatePod after guard approved the tenant's pods as
-// they are when the pod is committed. guard's error is returned as it is,
-// and nothing is written.
-func (s *Store) CreatePodGuarded(ctx context.Context, p *types.Pod, guard func(TenantPods) error) error {
-	data, err := json.Marshal(p)
-	if err != nil {
+// CreatePodGuarded is CreatePod after guard approved the tenant's record
+// and, when withPods says so for that record (nil: always), its pods, as
+// they are when the pod is committed: the transaction compares that the
+// record did not change and, with pods, that no pod of the tenant did.
+// guard's error is returned as it is, and nothing is written; guard may
+// complete p (what it leaves is what is stored).
+func (s *Store) CreatePodGuarded(ctx context.Context, p *types.Pod, withPods func(types.Tenant) bool, guard func(TenantPods) error) error {
+	if err := keyPart("tenant", p.Tenant); err != nil {
 		return err
 	}
-	nk, pk := nameKey(p.Tenant, p.Name), podKey(p.Tenant, p.ID)
+	nk, pk, tk := nameKey(p.Tenant, p.Name), podKey(p.Tenant, p.ID), tenantKey(p.Tenant)
 	for attempt := 0; attempt < maxGuardedAttempts; attempt++ {
-		tp, err := s.ReadTenantPods(ctx, p.Tenant)
+		var tp TenantPods
+		resp, err := s.cli.Get(ctx, tk)
 		if err != nil {
-			return err
+			return fmt.Errorf("create pod: %w", err)
+		}
+		if len(resp.Kvs) > 0 {
+			if err := json.Unmarshal(resp.Kvs[0].Value, &tp.Tenant); err != nil {
+				return fmt.Errorf("decode %s: %w", tk, err)
+			}
+			tp.TenantExists, tp.tenantRev = true, resp.Kvs[0].ModRevision
+		}
+		cmps := []clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(nk), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(pk), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(tk), "=", tp.tenantRev),
+		}
+		if withPods == nil || withPods(tp.Tenant) {
+			pods, err := s.ReadTenantPods(ctx, p.Tenant)
+			if err != nil {
+				return err
+			}
+			tp.Pods, tp.Statuses, tp.Revision = pods.Pods, pods.Statuses, pods.Revision
+			cmps = append(cmps, unchangedSince(p.Tenant, tp.Revision))
 		}
 		if err := guard(tp); err != nil {
 			return err
 		}
-		resp, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(nk), "=", 0),
-				clientv3.Compare(clientv3.CreateRevision(pk), "=", 0),
-				unchangedSince(p.Tenant, tp.Revision)).
+		data, err := json.Marshal(p) // as the guard left it
+		if err != nil {
+			return err
+		}
+		tresp, err := s.cli.Txn(ctx).
+			If(cmps...).
 			Then(clientv3.OpPut(nk, p.ID), clientv3.OpPut(pk, string(data))).
 			Else(clientv3.OpGet(nk)).
 			Commit()
 		if err != nil {
 			return fmt.Errorf("create pod: %w", err)
 		}
-		if resp.Succeeded {
-			p.Revision = resp.Header.Revision
+		if tresp.Succeeded {
+			p.Revision = tresp.Header.Revision
 			return nil
 		}
-		if r := resp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
+		if r := tresp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
 			return &NameInUseError{Name: p.Name, ID: string(r.Kvs[0].Value)}
 		}
-		// Another pod of the tenant changed meanwhile: decide again.
+		// The tenant or another of its pods changed meanwhile: decide again.
 	}
 	return ErrConflict
 }

@@ -32,7 +32,7 @@ func TestCreatePodGuarded(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.CreatePodGuarded(ctx, &types.Pod{ID: podID(i), Name: fmt.Sprintf("p%d", i), Tenant: "t1"}, max3)
+			errs[i] = s.CreatePodGuarded(ctx, &types.Pod{ID: podID(i), Name: fmt.Sprintf("p%d", i), Tenant: "t1"}, nil, max3)
 		}()
 	}
 	wg.Wait()
@@ -50,11 +50,11 @@ func TestCreatePodGuarded(t *testing.T) {
 		t.Fatalf("%d creates succeeded, %d pods; want 3", ok, len(pods))
 	}
 	// Another tenant's pods are not in the guard's view.
-	if err := s.CreatePodGuarded(ctx, &types.Pod{ID: podID(50), Name: "p0", Tenant: "t2"}, max3); err != nil {
+	if err := s.CreatePodGuarded(ctx, &types.Pod{ID: podID(50), Name: "p0", Tenant: "t2"}, nil, max3); err != nil {
 		t.Fatal(err)
 	}
 	var inUse *NameInUseError
-	err := s.CreatePodGuarded(ctx, &types.Pod{ID: podID(51), Name: "p0", Tenant: "t2"}, func(TenantPods) error { return nil })
+	err := s.CreatePodGuarded(ctx, &types.Pod{ID: podID(51), Name: "p0", Tenant: "t2"}, nil, func(TenantPods) error { return nil })
 	if !errors.As(err, &inUse) || inUse.ID != podID(50) {
 		t.Fatalf("name in use: %v", err)
 	}
@@ -119,5 +119,49 @@ func TestUpdatePodGuarded(t *testing.T) {
 	}
 	if _, err := s.UpdatePodGuarded(ctx, "t1", podID(99), start, max2); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown pod: %v", err)
+	}
+}
+
+// TestCreatePodGuardedTenant: a create commits against the tenant's
+// record: a removal begun between the guard's read and the commit makes
+// the create decide again, and the guard then sees it.
+func TestCreatePodGuardedTenant(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	s.CreateTenant(ctx, &types.Tenant{Name: "alice", Quota: types.Quota{Pods: 5}})
+	calls := 0
+	errGone := errors.New("being removed")
+	err := s.CreatePodGuarded(ctx, &types.Pod{ID: podID(1), Name: "p", Tenant: "alice"},
+		func(tn types.Tenant) bool { return tn.Quota.Pods > 0 },
+		func(tp TenantPods) error {
+			calls++
+			if !tp.TenantExists || tp.Tenant.Quota.Pods != 5 {
+				t.Errorf("guard saw %+v", tp)
+			}
+			if tp.Tenant.Deleting {
+				return errGone
+			}
+			if calls == 1 {
+				if _, err := s.MarkTenantDeleting(ctx, "alice"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return nil
+		})
+	if !errors.Is(err, errGone) || calls != 2 {
+		t.Fatalf("create during a removal: %v after %d guard calls", err, calls)
+	}
+	if pods, _ := s.Pods(ctx, "alice"); len(pods) != 0 {
+		t.Fatalf("pods: %+v", pods)
+	}
+	// A tenant that does not exist is seen as such.
+	err = s.CreatePodGuarded(ctx, &types.Pod{ID: podID(2), Name: "p", Tenant: "ghost"}, nil, func(tp TenantPods) error {
+		if tp.TenantExists {
+			t.Errorf("ghost exists: %+v", tp.Tenant)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

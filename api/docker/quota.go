@@ -63,21 +63,26 @@ func (s *Server) tenantQuota(ctx context.Context, tenant string) (types.Quota, e
 	return t.Quota, nil
 }
 
-// createPod stores a new pod within its tenant's pod and memory quotas.
+// createPod stores a new pod within its tenant's pod and memory quotas,
+// committed against the tenant's record as it was checked: a create that
+// was under way when the tenant's removal began is refused (the removal
+// deletes every pod the tenant has, but only those that exist by then).
 func (s *Server) createPod(ctx context.Context, p *types.Pod) error {
-	q, err := s.tenantQuota(ctx, p.Tenant)
-	if err != nil {
-		return err
-	}
-	if q.Pods == 0 && q.MemoryBytes == 0 {
-		return s.store.CreatePod(ctx, p)
-	}
-	if q.MemoryBytes > 0 && p.Spec.Resources.MemoryBytes == 0 {
-		if err := defaultMemory(&p.Spec); err != nil {
-			return err
+	needPods := func(t types.Tenant) bool { return t.Quota.Pods > 0 || t.Quota.MemoryBytes > 0 }
+	return s.store.CreatePodGuarded(ctx, p, needPods, func(tp store.TenantPods) error {
+		switch {
+		case !tp.TenantExists && p.Tenant != types.DefaultTenant,
+			tp.Tenant.Deleting:
+			// The machine's own socket acts as tenant default, which
+			// may predate tenants; any other tenant must exist.
+			return errorf(http.StatusUnauthorized, "tenant %s does not exist or is being removed", p.Tenant)
 		}
-	}
-	return s.store.CreatePodGuarded(ctx, p, func(tp store.TenantPods) error {
+		q := tp.Tenant.Quota
+		if q.MemoryBytes > 0 && p.Spec.Resources.MemoryBytes == 0 {
+			if err := defaultMemory(&p.Spec); err != nil {
+				return err
+			}
+		}
 		return checkCreate(p.Tenant, q, tp, *p)
 	})
 }
