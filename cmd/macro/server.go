@@ -178,10 +178,16 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("image store: %w", err)
 	}
+	// The image quota hook also keeps images from landing for a tenant
+	// that is gone or being removed (an ingest that was under way when
+	// its removal began).
 	images.SetQuota(func(ctx context.Context, tenant string) (int64, error) {
 		t, err := st.Tenant(ctx, tenant)
-		if errors.Is(err, store.ErrNotFound) {
-			return 0, nil
+		switch {
+		case errors.Is(err, store.ErrNotFound) && tenant == types.DefaultTenant:
+			return 0, nil // the machine's own socket, before any tenant
+		case errors.Is(err, store.ErrNotFound), err == nil && t.Deleting:
+			return 0, fmt.Errorf("tenant %s does not exist or is being removed", tenant)
 		}
 		return t.Quota.ImageBytes, err
 	})
