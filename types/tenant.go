@@ -31,3 +31,40 @@ type Quota struct {
 // DefaultPodMemory is the memory limit of a pod created without one in a
 // tenant that has a memory quota (Kraud's default pod size).
 const DefaultPodMemory = 256 << 20
+
+// Usage is what a tenant uses of what its quota bounds.
+type Usage struct {
+	Pods        int   `json:"pods"`
+	MemoryBytes int64 `json:"memoryBytes"`
+	ImageBytes  int64 `json:"imageBytes"`
+}
+
+// PodMemory is what a pod counts for in a memory quota: its limit, or
+// DefaultPodMemory without one.
+func PodMemory(spec PodSpec) int64 {
+	if spec.Resources.MemoryBytes > 0 {
+		return spec.Resources.MemoryBytes
+	}
+	return DefaultPodMemory
+}
+
+// MeantToRun says the pod is told to run (started and not stopped).
+func MeantToRun(p Pod) bool {
+	return p.Desired.State == PhaseRunning || p.Desired.State == PhasePaused
+}
+
+// HoldsMemory says whether a pod counts in its tenant's memory quota: from
+// the moment it is told to run until it is told to stop or removed, except
+// that a pod with restart policy "no" that exited by itself holds none. A
+// pod with another policy holds its memory while it is meant to run,
+// exited or not: its node may restart it without asking. A change of
+// status alone can therefore only free memory, never take some.
+func HoldsMemory(p Pod, st PodStatus) bool {
+	if !MeantToRun(p) {
+		return false
+	}
+	if st.Phase.Active() || st.Run < p.Desired.Run {
+		return true // running, or told to start and not yet answered
+	}
+	return p.Spec.Restart.Policy != "" && p.Spec.Restart.Policy != "no"
+}

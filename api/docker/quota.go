@@ -103,7 +103,7 @@ func checkMemory(tenant string, q types.Quota, tp store.TenantPods, p types.Pod)
 		return nil
 	}
 	used := memoryInUse(tp, p.ID)
-	need := podMemory(p.Spec)
+	need := types.PodMemory(p.Spec)
 	if used+need > q.MemoryBytes {
 		return quotaError("tenant %s may run pods with %s of memory in total, its running pods have %s and this one needs %s: stop one (docker stop) or ask for a larger quota",
 			tenant, image.HumanSize(q.MemoryBytes), image.HumanSize(used), image.HumanSize(need))
@@ -111,39 +111,16 @@ func checkMemory(tenant string, q types.Quota, tp store.TenantPods, p types.Pod)
 	return nil
 }
 
-// memoryInUse sums the memory of the pods that hold memory, but the one
-// of ID except.
+// memoryInUse sums the memory of the pods that hold memory (see
+// types.HoldsMemory), but the one of ID except.
 func memoryInUse(tp store.TenantPods, except string) int64 {
 	var n int64
 	for _, p := range tp.Pods {
-		if p.ID != except && holdsMemory(p, tp.Status(p.ID)) {
-			n += podMemory(p.Spec)
+		if p.ID != except && types.HoldsMemory(p, tp.Status(p.ID)) {
+			n += types.PodMemory(p.Spec)
 		}
 	}
 	return n
-}
-
-// holdsMemory: see the comment at the top of this file.
-func holdsMemory(p types.Pod, st types.PodStatus) bool {
-	if !meantToRun(p) {
-		return false
-	}
-	if st.Phase.Active() || st.Run < p.Desired.Run {
-		return true // running, or told to start and not yet answered
-	}
-	return p.Spec.Restart.Policy != "" && p.Spec.Restart.Policy != "no"
-}
-
-func meantToRun(p types.Pod) bool {
-	return p.Desired.State == types.PhaseRunning || p.Desired.State == types.PhasePaused
-}
-
-// podMemory is what a pod counts for: its limit, or the default.
-func podMemory(spec types.PodSpec) int64 {
-	if spec.Resources.MemoryBytes > 0 {
-		return spec.Resources.MemoryBytes
-	}
-	return types.DefaultPodMemory
 }
 
 // defaultMemory gives a pod without a memory limit the default one, in
@@ -192,7 +169,7 @@ func (s *Server) updateDesired(ctx context.Context, tenant, id string, fn func(*
 // an exited pod given a restart policy that restarts it).
 func checkStart(tenant string, q types.Quota, tp store.TenantPods, before, after types.Pod) error {
 	st := tp.Status(before.ID)
-	if !holdsMemory(after, st) || holdsMemory(before, st) {
+	if !types.HoldsMemory(after, st) || types.HoldsMemory(before, st) {
 		return nil
 	}
 	return checkMemory(tenant, q, tp, after)

@@ -53,7 +53,7 @@ func TestHoldsMemory(t *testing.T) {
 		{"stopped, restart always", E, 1, "always", E, 1, false},
 	} {
 		p, st := qpod("a", 0, c.desired, c.run, c.policy, c.phase, c.stRun)
-		if got := holdsMemory(p, st); got != c.want {
+		if got := types.HoldsMemory(p, st); got != c.want {
 			t.Errorf("%s: holdsMemory %v, want %v", c.name, got, c.want)
 		}
 	}
