@@ -213,3 +213,27 @@ func (s *Server) noteRevoked(rcs []types.RevokedCert) {
 		s.auth.Revocations().Add(rcs...)
 	}
 }
+
+// GET /tenants/{name}/usage: what the tenant uses of what its quota
+// bounds, counted as the quota checks count it.
+func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.tenant(r)
+	if err != nil {
+		return err
+	}
+	tp, err := s.store.ReadTenantPods(r.Context(), t.Name)
+	if err != nil {
+		return err
+	}
+	u := types.Usage{Pods: len(tp.Pods)}
+	for _, p := range tp.Pods {
+		if types.HoldsMemory(p, tp.Status(p.ID)) {
+			u.MemoryBytes += types.PodMemory(p.Spec)
+		}
+	}
+	if s.images != nil {
+		u.ImageBytes = s.images.ImageBytes(r.Context(), t.Name)
+	}
+	writeJSON(w, http.StatusOK, u)
+	return nil
+}

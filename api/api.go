@@ -102,6 +102,7 @@ func (s *Server) adminMux() *mux {
 	m.handle("GET /tenants/{name}", s.getTenant)
 	m.handle("DELETE /tenants/{name}", s.deleteTenant)
 	m.handle("PUT /tenants/{name}/quota", s.setQuota)
+	m.handle("GET /tenants/{name}/usage", s.getUsage)
 	m.handle("GET /tenants/{name}/tokens", s.listTokens)
 	m.handle("POST /tenants/{name}/tokens", s.createTokenHandler)
 	m.handle("DELETE /tenants/{name}/tokens/{id}", s.deleteToken)

@@ -12,10 +12,12 @@ import (
 	"github.com/macro-cloud/macro/types"
 )
 
-// TenantImages is what removing a tenant needs of the image store: drop
-// every image, tag and pushed blob of the tenant, and the content no other
-// tenant holds. *image.Store implements it.
+// TenantImages is what the admin API needs of the image store: a
+// tenant's image storage as its quota counts it, and, to remove a tenant,
+// dropping every image, tag and pushed blob of the tenant and the content
+// no other tenant holds. *image.Store implements it.
 type TenantImages interface {
+	ImageBytes(ctx context.Context, tenant string) int64
 	RemoveTenant(ctx context.Context, tenant string) (images int, err error)
 }
 

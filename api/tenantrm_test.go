@@ -19,6 +19,8 @@ type fakeImages struct {
 	removed []string
 }
 
+func (f *fakeImages) ImageBytes(context.Context, string) int64 { return 1234 }
+
 func (f *fakeImages) RemoveTenant(_ context.Context, tenant string) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -77,6 +79,10 @@ func TestQuotaAndRemoveEndpoints(t *testing.T) {
 
 	if err := e.st.CreatePod(context.Background(), &types.Pod{ID: "ab0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab", Name: "web", Tenant: "alice"}); err != nil {
 		t.Fatal(err)
+	}
+	var u types.Usage
+	if code, body := e.call(c, "GET", url("/tenants/alice/usage"), "", nil, &u); code != 200 || u != (types.Usage{Pods: 1, ImageBytes: 1234}) {
+		t.Errorf("usage: %d %s", code, body)
 	}
 	if code, body := e.call(c, "DELETE", url("/tenants/alice"), "", nil, nil); code != 409 {
 		t.Fatalf("DELETE a tenant with a pod: %d %s", code, body)

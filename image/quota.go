@@ -160,6 +160,11 @@ func (s *Store) checkBlobQuotaLocked(t *tenantIndex, digest string, size, limit 
 // Usage is the tenant's image storage as its quota counts it.
 func (v *TenantView) Usage(ctx context.Context) int64 { return v.LayersSize(ctx) }
 
+// ImageBytes is tenant's image storage as its quota counts it.
+func (s *Store) ImageBytes(ctx context.Context, tenant string) int64 {
+	return s.Tenant(tenant).Usage(ctx)
+}
+
 // RemoveTenant drops everything the tenant has in the store, whether
 // containers used it or not (they are gone with the tenant): its images,
 // tags, digest references and what it pushed to the registry. The content

@@ -180,11 +180,24 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, 
 		if err := c.call(ctx, http.MethodGet, "/tenants", nil, &ts); err != nil {
 			return err
 		}
+		// Each column is what the tenant uses / its limit ("-": none).
 		tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tCREATED\tMEMORY\tPODS\tIMAGES")
+		count := func(n int64) string { return fmt.Sprint(n) }
 		for _, t := range ts {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Created.UTC().Format(time.RFC3339),
-				limit(t.Quota.MemoryBytes, bytesText), limit(int64(t.Quota.Pods), func(n int64) string { return fmt.Sprint(n) }), limit(t.Quota.ImageBytes, bytesText))
+			var u types.Usage
+			used := func(n int64, format func(int64) string) string { return format(n) }
+			if err := c.call(ctx, http.MethodGet, "/tenants/"+url.PathEscape(t.Name)+"/usage", nil, &u); err != nil {
+				used = func(int64, func(int64) string) string { return "?" } // removed meanwhile
+			}
+			state := ""
+			if t.Deleting {
+				state = " (being removed)"
+			}
+			fmt.Fprintf(tw, "%s%s\t%s\t%s/%s\t%s/%s\t%s/%s\n", t.Name, state, t.Created.UTC().Format(time.RFC3339),
+				used(u.MemoryBytes, bytesText), limit(t.Quota.MemoryBytes, bytesText),
+				used(int64(u.Pods), count), limit(int64(t.Quota.Pods), count),
+				used(u.ImageBytes, bytesText), limit(t.Quota.ImageBytes, bytesText))
 		}
 		return tw.Flush()
 	case cmd == "token create":
