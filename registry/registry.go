@@ -194,6 +194,12 @@ func Routes() []string {
 }
 
 func (g *Registry) route(w http.ResponseWriter, r *http.Request, tenant, p string) error {
+	// A bearer token of the registry outlives the request that bought
+	// it: its tenant may have been removed since.
+	if g.cfg.TenantActive != nil && !g.cfg.TenantActive(r.Context(), tenant) {
+		g.challenge(w, r)
+		return nil
+	}
 	if p == "/v2/" || p == "/v2" {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			return errUnsupported
@@ -729,11 +735,7 @@ func (g *Registry) expireUploads() {
 
 func (g *Registry) authenticate(r *http.Request) (string, bool) {
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && strings.HasPrefix(tok, tokenPrefix) {
-		tenant, ok := g.tokens.verify(strings.TrimSpace(tok), g.now())
-		if ok && g.cfg.TenantActive != nil && !g.cfg.TenantActive(r.Context(), tenant) {
-			return "", false
-		}
-		return tenant, ok
+		return g.tokens.verify(strings.TrimSpace(tok), g.now())
 	}
 	if r.Header.Get("Authorization") == "" {
 		return "", false
