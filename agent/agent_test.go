@@ -103,6 +103,7 @@ type harness struct {
 	dir    string
 	server *fakeServer
 	rt     *fake.Runtime
+	a      *Agent
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -121,7 +122,7 @@ func newHarness(t *testing.T, rt *fake.Runtime, dir string) *harness {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
+	h.a, h.cancel = a, cancel
 	go func() { a.Run(ctx); close(h.done) }()
 	t.Cleanup(h.stop)
 	return h
@@ -131,6 +132,8 @@ func (h *harness) stop() {
 	h.cancel()
 	<-h.done
 }
+
+func (h *harness) agent(t *testing.T) *Agent { return h.a }
 
 func testPod(id string, restart types.Restart) types.Pod {
 	id = id + strings.Repeat("0", 64-len(id))

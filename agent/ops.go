@@ -63,6 +63,17 @@ func (a *Agent) Exec(ctx context.Context, id string, p runtime.Process, stdio ru
 	if err != nil {
 		return -1, err
 	}
+	// A suspended pod wakes for an exec, as for a request: a frozen one
+	// would never run it.
+	w, err := a.worker(id)
+	if err != nil {
+		return -1, err
+	}
+	w.execs.Add(1)
+	defer w.execs.Add(-1)
+	if err := a.Wake(ctx, id); err != nil {
+		return -1, err
+	}
 	return rt.Exec(ctx, id, p, stdio)
 }
 
@@ -70,6 +81,10 @@ func (a *Agent) Exec(ctx context.Context, id string, p runtime.Process, stdio ru
 func (a *Agent) Signal(ctx context.Context, id string, sig syscall.Signal) error {
 	rt, err := a.runtimeOf(id)
 	if err != nil {
+		return err
+	}
+	// A frozen process acts on no signal, not even SIGKILL, until thawed.
+	if err := a.Wake(ctx, id); err != nil {
 		return err
 	}
 	return rt.Signal(ctx, id, sig)

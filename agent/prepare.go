@@ -110,6 +110,9 @@ func resolvConf() []byte {
 }
 
 func stopSignal(p types.Pod) syscall.Signal {
+	if sig, err := ocispec.ParseSignal(p.Desired.StopSignal); p.Desired.StopSignal != "" && err == nil {
+		return sig
+	}
 	if sig, err := ocispec.StopSignal(p.Spec, ocispec.ImageConfig{}); err == nil && sig != 0 {
 		return sig
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,8 @@ type worker struct {
 	log *slog.Logger
 
 	updates chan types.Pod // latest pod wins
+	ops     chan op        // suspend and wake, run between convergences
+	execs   atomic.Int32   // exec sessions running: a busy pod is not suspended
 	gone    chan struct{}
 	goneOne sync.Once
 
@@ -42,6 +45,7 @@ func newWorker(a *Agent, p types.Pod, rt runtime.Runtime) *worker {
 		a: a, id: p.ID, dir: a.podDir(p.ID), rt: rt,
 		log:     a.log.With("pod", p.ID[:12]),
 		updates: make(chan types.Pod, 1),
+		ops:     make(chan op),
 		gone:    make(chan struct{}),
 		pod:     p,
 	}
@@ -103,6 +107,8 @@ func (w *worker) run(ctx context.Context) {
 			if _, st := w.snapshot(); st.Phase != types.PhaseRestarting {
 				restartAt = nil
 			}
+		case o := <-w.ops:
+			w.runOp(ctx, o)
 		case <-exitCh:
 			restartAt = w.exited(ctx)
 		case <-restartAt:
@@ -125,8 +131,13 @@ func (w *worker) adopt(ctx context.Context) {
 		w.setStatus(ctx, func(s *types.PodStatus) {
 			s.Pid = st.Pid
 			s.Phase = types.PhaseRunning
-			if st.Status == runtime.StatusPaused {
+			// Frozen by docker pause, or by auto-suspend (still running
+			// for Docker), as the previous agent recorded.
+			if st.Status == runtime.StatusPaused && !prev.Suspended() {
 				s.Phase = types.PhasePaused
+			}
+			if st.Status != runtime.StatusPaused {
+				thawed(s, 0)
 			}
 		})
 	case err == nil && st.Status == runtime.StatusStopped && prev.Phase.Up():
@@ -187,6 +198,7 @@ func (w *worker) converge(ctx context.Context) {
 		}
 	case types.PhasePaused:
 		if st.Phase == types.PhaseRunning {
+			w.thawForStop(ctx) // docker pause of a suspended pod
 			if err := w.rt.Pause(ctx, w.id); err != nil {
 				w.log.Warn("pause", "err", err)
 				w.setStatus(ctx, func(s *types.PodStatus) { s.Error = err.Error() })
@@ -284,7 +296,7 @@ func (w *worker) watchExit() {
 func (w *worker) exited(ctx context.Context) <-chan time.Time {
 	w.mu.Lock()
 	w.exitCh = nil
-	stopping := w.pod.Desired.State != types.PhaseRunning && w.pod.Desired.State != types.PhasePaused
+	stopping := w.pod.Desired.State != types.PhaseRunning && w.pod.Desired.State != types.PhasePaused || w.pod.Desired.Killed
 	w.mu.Unlock()
 	st, err := w.rt.State(ctx, w.id)
 	if err != nil {
@@ -300,6 +312,7 @@ func (w *worker) exited(ctx context.Context) <-chan time.Time {
 		st.FinishedAt = prev.StartedAt
 	}
 	w.setStatus(ctx, func(s *types.PodStatus) {
+		thawed(s, 0)
 		s.Phase = types.PhaseExited
 		s.ExitCode = st.ExitCode
 		s.OOMKilled = st.OOMKilled
@@ -323,7 +336,7 @@ func (w *worker) exited(ctx context.Context) <-chan time.Time {
 
 func (w *worker) shouldRestart(exitCode int) bool {
 	pod, st := w.snapshot()
-	if pod.Desired.State != types.PhaseRunning || pod.Spec.AutoRemove {
+	if pod.Desired.State != types.PhaseRunning || pod.Desired.Killed || pod.Spec.AutoRemove {
 		return false
 	}
 	switch r := pod.Spec.Restart; r.Policy {
@@ -352,6 +365,7 @@ func (w *worker) stop(ctx context.Context, override *int) {
 	w.mu.Lock()
 	exitCh := w.exitCh
 	w.mu.Unlock()
+	w.thawForStop(ctx)
 	if st.Phase == types.PhasePaused {
 		w.rt.Resume(ctx, w.id)
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -35,20 +36,28 @@ type Config struct {
 	// Cluster names the cluster in /whoami and /certs: kra names its
 	// docker context <cluster>.<tenant>.
 	Cluster string
-	Log     *slog.Logger
+	// Domain is the cluster's domain, as `macro server --domain` gives it
+	// (the ingress's `*`).
+	Domain string
+	// Resolver looks up the TXT records that prove custom domains
+	// (net.DefaultResolver).
+	Resolver *net.Resolver
+	Log      *slog.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
 }
 
 // Server serves the native API.
 type Server struct {
-	store   *store.Store
-	auth    *auth.Authenticator
-	ca      *auth.CA
-	images  TenantImages
-	cluster string
-	log     *slog.Logger
-	now     func() time.Time
+	store    *store.Store
+	auth     *auth.Authenticator
+	ca       *auth.CA
+	images   TenantImages
+	cluster  string
+	domain   string
+	resolver *net.Resolver
+	log      *slog.Logger
+	now      func() time.Time
 }
 
 // New returns a Server.
@@ -59,7 +68,10 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, images: cfg.Images, cluster: cfg.Cluster, log: cfg.Log.With("subsystem", "api"), now: cfg.Now}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, images: cfg.Images, cluster: cfg.Cluster, domain: cfg.Domain, resolver: cfg.Resolver, log: cfg.Log.With("subsystem", "api"), now: cfg.Now}
 }
 
 // Handler serves the tenant side of the API (mount it at /apis/ of the API
@@ -82,6 +94,12 @@ func (s *Server) tenantMux() *mux {
 	m.handle("POST /namespaces", s.authed(s.createNamespace))
 	m.handle("GET /namespaces/{name}", s.authed(s.getNamespace))
 	m.handle("DELETE /namespaces/{name}", s.authed(s.deleteNamespace))
+	m.handle("GET /ingresses", s.authed(s.listIngresses))
+	m.handle("GET /domains", s.authed(s.listDomains))
+	m.handle("POST /domains", s.authed(s.createDomain))
+	m.handle("GET /domains/{name}", s.authed(s.getDomain))
+	m.handle("DELETE /domains/{name}", s.authed(s.deleteDomain))
+	m.handle("POST /domains/{name}/verify", s.authed(s.verifyDomain))
 	return m
 }
 

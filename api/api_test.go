@@ -41,7 +41,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{Store: st, Auth: auth.New(auth.Config{Store: st}), CA: ca, Cluster: "testcloud"})
+	s := New(Config{Store: st, Auth: auth.New(auth.Config{Store: st}), CA: ca, Cluster: "testcloud", Domain: "cloud.test"})
 	e := &env{t: t, st: st, ca: ca}
 	e.admin = httptest.NewServer(s.AdminHandler())
 	t.Cleanup(e.admin.Close)

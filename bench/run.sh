@@ -8,13 +8,16 @@
 #   3. the same through the real docker CLI (wall time), CLI_N runs;
 #   4. the floor: raw runc on the bundle macro generated, N runs;
 #   5. a timeline of where one start's time goes (ftrace), TRACE_N runs;
-#   6. idle footprint with FILL running containers.
+#   6. idle footprint with FILL running containers;
+#   7. auto-suspend's energy proxy: ENERGY_N idle web pods for ENERGY_IDLE,
+#      running and then with kr.suspend, CPU seconds from cgroups.
 # Everything it started is stopped and removed on exit, failure and Ctrl-C
 # included; directories a killed earlier run left behind are removed first.
 # The report goes to stdout and to bench/out/run-<date>.txt.
 #
 # Needs root (runc, mounts, cgroups, tracefs). Knobs (environment):
 #   N=200 CLI_N=100 TRACE_N=50 FILL=100 IDLE=60s SETTLE=15s
+#   ENERGY_N=20 ENERGY_IDLE=10m (ENERGY_N=0 skips it)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,6 +28,8 @@ TRACE_N=${TRACE_N:-50}
 FILL=${FILL:-100}
 IDLE=${IDLE:-60s}
 SETTLE=${SETTLE:-15s}
+ENERGY_N=${ENERGY_N:-20}
+ENERGY_IDLE=${ENERGY_IDLE:-10m}
 GO=${GO:-go}
 PREFIX=/tmp/macro-bench.
 CGROOT=/sys/fs/cgroup
@@ -188,7 +193,7 @@ docker load -i "$BUSYBOX" >/dev/null
 
 {
 	echo "# macro benchmarks, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-	echo "command:  N=$N CLI_N=$CLI_N TRACE_N=$TRACE_N FILL=$FILL IDLE=$IDLE SETTLE=$SETTLE bench/run.sh"
+	echo "command:  N=$N CLI_N=$CLI_N TRACE_N=$TRACE_N FILL=$FILL IDLE=$IDLE SETTLE=$SETTLE ENERGY_N=$ENERGY_N ENERGY_IDLE=$ENERGY_IDLE bench/run.sh"
 	echo "commit:   $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo ' (with uncommitted changes outside bench/)')"
 	echo "machine:  $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(free -m | awk '/^Mem:/ { print $2 }') MiB, kernel $(uname -r)"
 	echo "          cgroup $(stat -fc %T $CGROOT | sed 's/tmpfs/v1 (hybrid)/; s/cgroup2fs/v2/'), data dir on $(df -T "$DIR" | awk 'NR==2 { print $2 }')"
@@ -207,6 +212,10 @@ docker load -i "$BUSYBOX" >/dev/null
 	"$MB" timeline -socket "$SOCK" -pid "$SERVER" -n "$TRACE_N"
 	log "idle footprint, $FILL containers"
 	"$MB" footprint -socket "$SOCK" -pid "$SERVER" -fill "$FILL" -settle "$SETTLE" -idle "$IDLE"
+	if [ "$ENERGY_N" != 0 ]; then
+		log "auto-suspend energy proxy, $ENERGY_N pods, $ENERGY_IDLE per round"
+		"$MB" energy -socket "$SOCK" -pid "$SERVER" -n "$ENERGY_N" -idle "$ENERGY_IDLE"
+	fi
 	echo
 	echo "load avg: $(cut -d' ' -f1-3 /proc/loadavg) (after the run)"
 } | tee "$OUT"

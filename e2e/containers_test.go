@@ -116,6 +116,19 @@ func TestContainerVerbs(t *testing.T) {
 		if c.inspect("usr1")["Config"].(map[string]any)["StopSignal"] != "USR1" {
 			t.Fatalf("Config.StopSignal not kept")
 		}
+		// stop --signal replaces the stop signal for that stop only; with a
+		// 30 s timeout, a signal not delivered would end in SIGKILL (137).
+		c.must("start", "usr1")
+		eventually(t, "ready again", func() bool { return strings.Count(c.must("logs", "usr1"), "ready") == 2 })
+		c.must("exec", "usr1", "sh", "-c", "true") // still USR1's container
+		c.must("run", "-d", "--name", "hup", "busybox", "sh", "-c",
+			"trap '' TERM; trap 'exit 7' HUP; echo ready; while true; do sleep 0.1; done")
+		defer c.docker("rm", "-f", "hup")
+		eventually(t, "hup ready", func() bool { return c.must("logs", "hup") == "ready" })
+		c.must("stop", "--signal", "HUP", "-t", "30", "hup")
+		if st := c.state("hup"); st["ExitCode"].(float64) != 7 {
+			t.Fatalf("after stop --signal HUP: state %v, want exit code 7", st)
+		}
 	})
 
 	t.Run("stop-timeout and stop -t kill a container that ignores TERM", func(t *testing.T) {

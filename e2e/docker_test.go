@@ -19,9 +19,9 @@ type cloud struct {
 	host string
 }
 
-func newCloud(t *testing.T) *cloud {
+func newCloud(t *testing.T, opts ...testenv.Option) *cloud {
 	testenv.RequireRoot(t)
-	srv := testenv.StartServer(t)
+	srv := testenv.StartServer(t, opts...)
 	c := &cloud{t: t, srv: srv, host: srv.Host()}
 	out := c.must("load", "-i", testimages.Busybox(t))
 	if !strings.Contains(out, "busybox:latest") {

@@ -75,6 +75,8 @@ func TestIsolationSweep(t *testing.T) {
 		nsName     = "alpha-secret-ns"
 		repoName   = "alpha-pushed-repo"
 		execMarker = "ALPHA-EXEC-MARKER-51d2"
+		domainName = "alpha-secret-shop.example"
+		hostMarker = "alpha-secret-host"
 	)
 	mustDockerA := func(args ...string) string {
 		t.Helper()
@@ -87,7 +89,7 @@ func TestIsolationSweep(t *testing.T) {
 	mustDockerA("load", "-i", testimages.Busybox(t))
 	mustDockerA("tag", "busybox:latest", imgName+":v1")
 	imageID := mustDockerA("image", "inspect", "--format", "{{.Id}}", imgName+":v1")
-	runningID := mustDockerA("run", "-d", "--name", running, imgName+":v1", "sh", "-c", "echo "+logMarker+"; exec sleep 300")
+	runningID := mustDockerA("run", "-d", "--name", running, "-l", "kr.ingress.80=https://"+hostMarker+".example", imgName+":v1", "sh", "-c", "echo "+logMarker+"; exec sleep 300")
 	mustDockerA("run", "--name", stopped, imgName+":v1", "sh", "-c", "echo "+logMarker+"-stopped")
 	stoppedID := mustDockerA("inspect", "--format", "{{.Id}}", stopped)
 	deadline := time.Now().Add(30 * time.Second)
@@ -108,6 +110,9 @@ func TestIsolationSweep(t *testing.T) {
 	}
 	if r := a.do(t, "native", "POST", api.Prefix+"/namespaces", `{"name":"`+nsName+`"}`, nil); r.status != http.StatusCreated {
 		t.Fatalf("namespace create as A: %d %s", r.status, r.body)
+	}
+	if r := a.do(t, "native", "POST", api.Prefix+"/domains", `{"name":"`+domainName+`"}`, nil); r.status != http.StatusCreated {
+		t.Fatalf("domain claim as A: %d %s", r.status, r.body)
 	}
 	img, err := random.Image(2048, 2)
 	if err != nil {
@@ -142,6 +147,7 @@ func TestIsolationSweep(t *testing.T) {
 		"namespace": nsName, "repository": repoName, "manifest digest": manifestDigest.Hex,
 		"config digest": configDigest.Hex, "layer digest": layerDigest.Hex, "upload UUID": uploadUUID,
 		"tenant name": tenantA, "token ID": tokenA[3:19],
+		"custom domain": domainName, "ingress host": hostMarker,
 	}
 
 	// The leak detector's control: A's own listing carries the markers.
@@ -158,6 +164,7 @@ func TestIsolationSweep(t *testing.T) {
 		"exec/{id}":             {execID},
 		"images/{name...}":      {imgName + ":v1", imgName, imageID, hexOf(imageID)[:12], c.addr + "/" + repoName + ":v1"},
 		"namespaces/{name}":     {nsName},
+		"domains/{name}":        {domainName},
 		"tenants/{name}":        {tenantA},
 		"tokens/{id}":           {tokenA[3:19]},
 		"v2/{name}":             {repoName, imgName, "beta-own-repo"},
@@ -241,6 +248,19 @@ func TestIsolationSweep(t *testing.T) {
 				t.Errorf("B deleting its own namespace %s: %d %s", nsName, r.status, r.body)
 			}
 		}}},
+		"native GET /apis/macro/v1/ingresses": {{want: wantOK}},
+		"native GET /apis/macro/v1/domains":   {{want: wantOK}},
+		// A domain is held by one tenant: B is told so (409) when it claims
+		// A's, the one thing a domain's owner cannot keep to itself. B's
+		// own claim works and is removed again.
+		"native POST /apis/macro/v1/domains": {
+			{body: `{"name":"` + domainName + `"}`, want: wantRefused},
+			{body: `{"name":"beta-own.example"}`, want: wantOK, cleanup: func(t *testing.T) {
+				if r := b.do(t, "native", "DELETE", api.Prefix+"/domains/beta-own.example", "", nil); r.status != http.StatusNoContent {
+					t.Errorf("B deleting its own domain: %d %s", r.status, r.body)
+				}
+			}},
+		},
 		"native-admin GET /apis/macro/v1/tenants":  {{want: wantRefused}},
 		"native-admin POST /apis/macro/v1/tenants": {{body: `{"name":"beta-made"}`, want: wantRefused}},
 		"native-admin GET /apis/macro/v1/ca":       {{want: wantOK, noneWant: wantOK}},
@@ -432,7 +452,7 @@ func TestIsolationSweep(t *testing.T) {
 	for _, p := range []string{"/containers/json?all=1", "/images/json?all=1", "/system/df", fmt.Sprintf("/events?since=0&until=%d", time.Now().Unix()+1)} {
 		checkSweep(t, "after the sweep: docker GET "+p, "B", sweepCall{method: "GET", path: p}, wantOK, b.do(t, "docker", "GET", p, "", nil), markers)
 	}
-	for _, p := range []string{api.Prefix + "/namespaces"} {
+	for _, p := range []string{api.Prefix + "/namespaces", api.Prefix + "/ingresses", api.Prefix + "/domains"} {
 		checkSweep(t, "after the sweep: native GET "+p, "B", sweepCall{method: "GET", path: p}, wantOK, b.do(t, "native", "GET", p, "", nil), markers)
 	}
 	checkSweep(t, "after the sweep: registry GET /v2/_catalog", "B", sweepCall{method: "GET", path: "/v2/_catalog"}, wantOK, b.do(t, "registry", "GET", "/v2/_catalog", "", nil), markers)
@@ -452,6 +472,9 @@ func TestIsolationSweep(t *testing.T) {
 	}
 	if r := a.do(t, "native", "GET", api.Prefix+"/namespaces/"+nsName, "", nil); r.status != http.StatusOK {
 		t.Errorf("A's namespace after B's sweep: %d %s", r.status, r.body)
+	}
+	if r := a.do(t, "native", "GET", api.Prefix+"/domains/"+domainName, "", nil); r.status != http.StatusOK {
+		t.Errorf("A's domain after B's sweep: %d %s", r.status, r.body)
 	}
 	if r := a.do(t, "registry", "GET", "/v2/"+repoName+"/manifests/v1", "", map[string]string{"Accept": mustMediaType(t, img)}); r.status != http.StatusOK {
 		t.Errorf("A's repository after B's sweep: %d %s", r.status, r.body)

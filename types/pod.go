@@ -43,6 +43,13 @@ type DesiredState struct {
 	Run   int      `json:"run"`
 	// StopTimeout overrides Spec.StopTimeout for the stop that set this state.
 	StopTimeout *int `json:"stopTimeout,omitempty"`
+	// StopSignal overrides Spec.StopSignal for the stop that set this state
+	// (docker stop --signal).
+	StopSignal string `json:"stopSignal,omitempty"`
+	// Killed marks a pod the tenant signalled by hand (docker kill): its
+	// next exit is final whatever the restart policy, as a manual stop is
+	// for Docker. The process itself decides whether the signal ends it.
+	Killed bool `json:"killed,omitempty"`
 }
 
 // PodPhase names a lifecycle state, using Docker's words.
@@ -141,10 +148,28 @@ type PodStatus struct {
 	// Exits counts every exit the agent has seen; docker wait watches it.
 	Exits  int     `json:"exits,omitempty"`
 	Health *Health `json:"health,omitempty"`
+	// Suspend is set while the pod is frozen for being idle (auto-suspend):
+	// it still runs for Docker (phase running), with memory kept and no CPU.
+	Suspend Suspend `json:"suspend,omitzero"`
 	// IPv6 and IPv4 are the pod's VPC addresses while it has a network.
 	IPv6 string `json:"ipv6,omitempty"`
 	IPv4 string `json:"ipv4,omitempty"`
 }
+
+// Suspend is a pod's auto-suspend record.
+type Suspend struct {
+	Suspended bool      `json:"suspended"`
+	Since     time.Time `json:"since,omitzero"` // when the current suspension began
+	// Wakes counts thaws; Total is the time spent suspended before the
+	// current suspension; LastWake is how long the last thaw took on the node.
+	Wakes    int           `json:"wakes,omitempty"`
+	Woke     time.Time     `json:"woke,omitzero"` // when the last thaw was
+	Total    time.Duration `json:"total,omitempty"`
+	LastWake time.Duration `json:"lastWake,omitempty"`
+}
+
+// Suspended is true while the pod is frozen by auto-suspend.
+func (s PodStatus) Suspended() bool { return s.Suspend.Suspended }
 
 // Health is the state of a pod's healthcheck, as Docker reports it.
 type Health struct {

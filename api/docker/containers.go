@@ -105,6 +105,9 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := checkMacroLabels(spec.Labels); err != nil {
+		return err
+	}
 	if !contains(s.info.Runtimes, spec.Runtime) {
 		return badRequest("unknown or invalid runtime name: %s", spec.Runtime)
 	}
@@ -291,7 +294,8 @@ func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if sig := r.URL.Query().Get("signal"); sig != "" {
+	sig := r.URL.Query().Get("signal")
+	if sig != "" {
 		if _, err := ocispec.ParseSignal(sig); err != nil {
 			return badRequest("%v", err)
 		}
@@ -310,17 +314,18 @@ func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	if err := s.stop(r.Context(), p, timeout); err != nil {
+	if err := s.stop(r.Context(), p, timeout, sig); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// stop sets the pod's desired state to exited and waits until it is.
-func (s *Server) stop(ctx context.Context, p types.Pod, timeout *int) error {
+// stop sets the pod's desired state to exited and waits until it is;
+// signal, when set, replaces the pod's stop signal for this stop.
+func (s *Server) stop(ctx context.Context, p types.Pod, timeout *int, signal string) error {
 	_, _, err := s.setDesired(ctx, p.Tenant, p.ID, func(p *types.Pod) error {
-		p.Desired = types.DesiredState{State: types.PhaseExited, Run: p.Desired.Run, StopTimeout: timeout}
+		p.Desired = types.DesiredState{State: types.PhaseExited, Run: p.Desired.Run, StopTimeout: timeout, StopSignal: signal}
 		return nil
 	}, func(p types.Pod, st types.PodStatus) bool {
 		return st.Phase == types.PhaseExited || st.Phase == types.PhaseCreated
@@ -381,19 +386,22 @@ func (s *Server) killContainer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.containerEvent(r.Context(), p, "kill", map[string]string{"signal": strconv.Itoa(int(sig))})
-	if sig == syscall.SIGKILL {
-		// An explicit kill is a manual stop, not a failure to restart from,
-		// whatever the policy (dockerd cancels the restart manager and marks
-		// the container manually stopped). A stop timeout of 0 makes the
-		// node kill at once rather than send the stop signal first.
-		zero := 0
-		if _, err := s.store.UpdatePod(r.Context(), p.Tenant, p.ID, func(p *types.Pod) error {
+	// An explicit kill, with any signal, is a manual stop: the exit it may
+	// cause is final whatever the restart policy (dockerd 20.10 marks the
+	// container manually stopped). SIGKILL also sets the desired state to
+	// exited with a stop timeout of 0, so the node kills at once rather than
+	// send the stop signal first; other signals leave the process running
+	// if it survives them (SIGHUP to reload).
+	if _, err := s.store.UpdatePod(r.Context(), p.Tenant, p.ID, func(p *types.Pod) error {
+		p.Desired.Killed = true
+		if sig == syscall.SIGKILL {
+			zero := 0
 			p.Desired.State = types.PhaseExited
 			p.Desired.StopTimeout = &zero
-			return nil
-		}); err != nil {
-			return err
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	if err := node.Signal(r.Context(), p.ID, sig); err != nil {
 		// The node may have killed it first, told by the desired state.
@@ -850,6 +858,18 @@ type stateJSON struct {
 	StartedAt  string
 	FinishedAt string
 	Health     *healthJSON `json:",omitempty"`
+	// Suspend is macro's addition, once auto-suspend has frozen the pod.
+	Suspend *suspendJSON `json:",omitempty"`
+}
+
+// suspendJSON shows auto-suspend in inspect: a suspended pod is running
+// for Docker, frozen with its memory kept.
+type suspendJSON struct {
+	Suspended        bool
+	Since            string `json:",omitempty"`
+	Wakes            int
+	SuspendedSeconds float64 // in total, the current suspension included
+	LastWakeMs       float64 // how long the last thaw took on the node
 }
 
 type healthJSON struct {
@@ -932,6 +952,19 @@ func (s *Server) inspect(p types.Pod, st types.PodStatus) inspectJSON {
 			StartedAt:  timeString(st.StartedAt),
 			FinishedAt: timeString(st.FinishedAt),
 		},
+	}
+	if sp := st.Suspend; sp != (types.Suspend{}) {
+		total := sp.Total
+		if sp.Suspended {
+			total += time.Since(sp.Since)
+		}
+		out.State.Suspend = &suspendJSON{
+			Suspended: sp.Suspended, Wakes: sp.Wakes,
+			SuspendedSeconds: total.Seconds(), LastWakeMs: float64(sp.LastWake.Microseconds()) / 1000,
+		}
+		if sp.Suspended {
+			out.State.Suspend.Since = timeString(sp.Since)
+		}
 	}
 	if st.Health != nil {
 		h := &healthJSON{Status: st.Health.Status, FailingStreak: st.Health.FailingStreak, Log: []healthLogJSON{}}

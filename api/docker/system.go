@@ -206,14 +206,14 @@ func (s *Server) restartOnBoot(ctx context.Context) {
 	}
 	for _, p := range snap.Pods {
 		st := snap.Statuses[p.ID]
-		if p.Spec.Restart.Policy != "always" || p.Desired.State != types.PhaseExited || p.Desired.Run == 0 {
+		if p.Spec.Restart.Policy != "always" || !stoppedByHand(p.Desired) || p.Desired.Run == 0 {
 			continue
 		}
 		if st.Phase != types.PhaseExited && st.Phase != types.PhaseCreated {
 			continue
 		}
 		_, err := s.store.UpdatePod(ctx, p.Tenant, p.ID, func(cur *types.Pod) error {
-			if cur.Desired.State != types.PhaseExited {
+			if !stoppedByHand(cur.Desired) {
 				return nil
 			}
 			cur.Desired = types.DesiredState{State: types.PhaseRunning, Run: cur.Desired.Run + 1}
@@ -223,6 +223,11 @@ func (s *Server) restartOnBoot(ctx context.Context) {
 			s.log.Warn("restart on boot", "pod", p.ID, "err", err)
 		}
 	}
+}
+
+// stoppedByHand is true for a pod the tenant stopped or killed.
+func stoppedByHand(d types.DesiredState) bool {
+	return d.State == types.PhaseExited || d.Killed
 }
 
 func (s *Server) eventsHandler(w http.ResponseWriter, r *http.Request) error {

@@ -296,6 +296,9 @@ func statusText(st types.PodStatus, now time.Time) string {
 		if st.Health != nil && st.Health.Status != "" {
 			s += " (" + healthWord(st.Health.Status) + ")"
 		}
+		if st.Suspended() {
+			s += " (suspended)"
+		}
 		return s
 	case types.PhasePaused:
 		return "Up " + humanDuration(now.Sub(st.StartedAt)) + " (Paused)"

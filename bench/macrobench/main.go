@@ -10,6 +10,9 @@
 //	macrobench timeline  -socket S [-n 50]          ftrace breakdown of a start
 //	macrobench footprint -socket S -pid P [-fill 100] [-idle 60s]
 //	macrobench busybox   -dir D                     build the busybox archive
+//	macrobench energy    -socket S -pid P [-n 20] [-idle 10m]   auto-suspend's CPU saving
+//	macrobench backend   -listen A                  a static page (bench/ingress.sh)
+//	macrobench ingress   -listen A -backend B       macro's ingress proxy alone
 package main
 
 import (
@@ -19,7 +22,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: macrobench latency|cli|runc|timeline|footprint|busybox [flags]")
+		fmt.Fprintln(os.Stderr, "usage: macrobench latency|cli|runc|timeline|footprint|busybox|energy|backend|ingress [flags]")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
@@ -29,6 +32,9 @@ func main() {
 		"timeline":  timelineMain,
 		"footprint": footprintMain,
 		"busybox":   busyboxMain,
+		"backend":   backendMain,
+		"energy":    energyMain,
+		"ingress":   ingressMain,
 	}
 	f, ok := cmds[os.Args[1]]
 	if !ok {

@@ -73,7 +73,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 	kra := testenv.Kra(t)
 	port := testenv.FreePort(t)
-	srv := testenv.StartServer(t, testenv.WithArgs("--api-addr", "127.0.0.1:"+strconv.Itoa(port)))
+	dns := testenv.StartDNS(t)
+	srv := testenv.StartServer(t, testenv.WithArgs("--api-addr", "127.0.0.1:"+strconv.Itoa(port), "--domain", "cloud.test", "--domain-resolver", dns.Addr))
 
 	macroAdmin(t, macro, srv.DataDir, "tenant", "create", "alice")
 	token := lastField(macroAdmin(t, macro, srv.DataDir, "token", "create", "--tenant", "alice"))
@@ -143,6 +144,48 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("kra pods logs nope: %v\n%s", err, out)
 	}
 
+	// Ingress labels show in kra in ig ls, with what is wrong with them.
+	mustDocker("--context", name, "run", "-d", "--name", "web", "-l", "kr.ingress.80=https://app.*", "busybox:latest", "sleep", "300")
+	mustDocker("--context", name, "run", "-d", "--name", "thief", "-l", "kr.ingress.80=https://www.bob.cloud.test", "busybox:latest", "sleep", "300")
+	out = mustKra(t, kra, env, "in", "ig", "ls")
+	if !strings.Contains(out, "https://app.alice.cloud.test") || !strings.Contains(out, "default/web:80") ||
+		!strings.Contains(out, "default/thief") || !strings.Contains(out, "under alice.cloud.test only") {
+		t.Errorf("kra in ig ls:\n%s", out)
+	}
+	if out := mustKra(t, kra, env, "ingress", "ls", "-o", "json"); !strings.Contains(out, `"url": "https://app.alice.cloud.test"`) {
+		t.Errorf("kra ingress ls -o json:\n%s", out)
+	}
+	if r := docker("--context", name, "run", "-d", "-l", "kr.ingress.80=ftp://x", "busybox:latest", "true"); r.ExitCode == 0 || !strings.Contains(r.Stderr, "scheme must be https or http") {
+		t.Errorf("a bad ingress label: exit %d\n%s", r.ExitCode, r.Combined())
+	}
+
+	// A custom domain: claimed, proven by a TXT record, then it routes.
+	mustDocker("--context", name, "run", "-d", "--name", "shop", "-l", "kr.ingress.80=https://www.shop.example", "busybox:latest", "sleep", "300")
+	out = mustKra(t, kra, env, "domains", "add", "shop.example")
+	record := ""
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "_macro-challenge.shop.example. TXT ") {
+			record = strings.Trim(strings.Fields(line)[2], `"`)
+		}
+	}
+	if record == "" {
+		t.Fatalf("kra domains add printed no record:\n%s", out)
+	}
+	if out, err := kraRun(t, kra, env, "domains", "verify", "shop.example"); err == nil || !strings.Contains(out, "has TXT records none") {
+		t.Errorf("verify before publishing: %v\n%s", err, out)
+	}
+	if out := mustKra(t, kra, env, "in", "ig", "ls"); !strings.Contains(out, "not a verified domain") {
+		t.Errorf("a pending domain routes:\n%s", out)
+	}
+	dns.SetTXT("_macro-challenge.shop.example", record)
+	mustKra(t, kra, env, "domains", "verify", "shop.example")
+	if out := mustKra(t, kra, env, "domains", "ls"); !strings.Contains(out, "verified") {
+		t.Errorf("kra domains ls:\n%s", out)
+	}
+	if out := mustKra(t, kra, env, "in", "ig", "ls"); !strings.Contains(out, "https://www.shop.example") {
+		t.Errorf("a verified domain does not route:\n%s", out)
+	}
+
 	// Another tenant sees none of it, through kra or its own context.
 	macroAdmin(t, macro, srv.DataDir, "tenant", "create", "bob")
 	bobToken := lastField(macroAdmin(t, macro, srv.DataDir, "token", "create", "--tenant", "bob"))
@@ -160,6 +203,15 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if out, err := kraRun(t, kra, bobEnv, "pods", "logs", "hello"); err == nil || !strings.Contains(out, "No such container: hello") {
 			t.Errorf("bob's kra pods logs hello: %v\n%s", err, out)
+		}
+		if out := mustKra(t, kra, bobEnv, "ingress", "ls"); strings.Contains(out, "alice") || strings.Contains(out, "web") {
+			t.Errorf("bob's kra ingress ls shows alice's routes:\n%s", out)
+		}
+		if out, err := kraRun(t, kra, bobEnv, "domains", "add", "shop.example"); err == nil || !strings.Contains(out, "held by another tenant") {
+			t.Errorf("bob claims alice's domain: %v\n%s", err, out)
+		}
+		if out, err := kraRun(t, kra, bobEnv, "domains", "rm", "shop.example"); err == nil || !strings.Contains(out, "not found") {
+			t.Errorf("bob removes alice's domain: %v\n%s", err, out)
 		}
 	})
 

@@ -202,6 +202,8 @@ kra keeps its configuration in $XDG_CONFIG_HOME/kra (default ~/.config/kra).`,
 		newPodsCmd(a),
 		newImagesCmd(a),
 		newNsCmd(a),
+		newIngressCmd(a),
+		newDomainsCmd(a),
 		newCompletionCmd(),
 	)
 	return root

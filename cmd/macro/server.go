@@ -43,6 +43,8 @@ type serverConfig struct {
 	apiAddrSet     bool // --api-addr was given: failing to listen is fatal
 	apiSANs        []string
 	clusterName    string
+	ingress        ingressConfig
+	domainDNS      string
 }
 
 type listFlag []string
@@ -62,13 +64,21 @@ func serverMain(args []string) int {
 	fs.StringVar(&cfg.apiAddr, "api-addr", ":7443", "the tenant-facing TLS port, HOST:PORT: the Docker API (client certificates), the native API and the registry; \"off\" disables it")
 	fs.Var((*listFlag)(&cfg.apiSANs), "api-san", "extra DNS name or IP address of the API port's certificate; repeatable, comma-separated")
 	fs.StringVar(&cfg.clusterName, "cluster-name", "", "name of the cluster, shown to tenants (kra names docker contexts <cluster>.<tenant>) (default: the node name)")
+	fs.StringVar(&cfg.ingress.httpAddr, "ingress-http", ":80", "HTTP ingress address (routes from kr.ingress labels; HTTPS routes redirect); \"off\" disables it")
+	fs.StringVar(&cfg.ingress.httpsAddr, "ingress-https", ":443", "HTTPS ingress address; \"off\" disables it")
+	fs.StringVar(&cfg.domainDNS, "domain-resolver", "", "DNS server, HOST:PORT, that checks the TXT records proving custom domains (default: the system's resolver)")
+	fs.StringVar(&cfg.ingress.domain, "domain", "", "the cluster's domain: a `*` in an ingress host is the tenant's default domain, <tenant>.<domain>")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	fs.Visit(func(f *flag.Flag) { cfg.apiAddrSet = cfg.apiAddrSet || f.Name == "api-addr" })
+	fs.Visit(func(f *flag.Flag) {
+		cfg.apiAddrSet = cfg.apiAddrSet || f.Name == "api-addr"
+		cfg.ingress.httpSet = cfg.ingress.httpSet || f.Name == "ingress-http"
+		cfg.ingress.httpsSet = cfg.ingress.httpsSet || f.Name == "ingress-https"
+	})
 	if cfg.apiAddr == "off" {
 		cfg.apiAddr = ""
 	}
@@ -192,7 +202,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		return t.Quota.ImageBytes, err
 	})
 
-	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Images: images, Cluster: cluster, Log: log})
+	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Images: images, Cluster: cluster, Domain: cfg.ingress.domain, Resolver: resolverAt(cfg.domainDNS), Log: log})
 	firstToken, err := firstStart(ctx, st, native, dataDir)
 	if err != nil {
 		return err
@@ -299,6 +309,11 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
 		servers = append(servers, apiSrv)
 	}
+	ingressServers, err := runIngress(ctx, cfg.ingress, st, ca, ag, log)
+	if err != nil {
+		return err
+	}
+	servers = append(servers, ingressServers...)
 	fmt.Fprintf(os.Stderr, "macro %s is up on node %s\n\n  export DOCKER_HOST=unix://%s\n  docker run --rm busybox echo hello\n\n", version, node.Name, sock)
 	for _, l := range listeners[1:] {
 		fmt.Fprintf(os.Stderr, "  (also on tcp://%s)\n", l.Addr())

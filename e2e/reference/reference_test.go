@@ -48,6 +48,7 @@ func TestDifferential(t *testing.T) {
 	t.Run("diff", func(t *testing.T) { testDiff(t, p) })
 	t.Run("cp", func(t *testing.T) { testCp(t, p) })
 	t.Run("wait", func(t *testing.T) { testWait(t, p) })
+	t.Run("kill", func(t *testing.T) { testKill(t, p) })
 	t.Run("events", func(t *testing.T) { testEvents(t, p) })
 }
 
@@ -441,6 +442,33 @@ func testWait(t *testing.T, p *pair) {
 	t.Run("exit code", func(t *testing.T) { p.compare(t, "wait", "wait-box") })
 	t.Run("again after exit", func(t *testing.T) { p.compare(t, "wait", "wait-box") })
 	t.Run("no such container", func(t *testing.T) { p.compare(t, "wait", "nosuchbox") })
+}
+
+// testKill checks that a kill with any signal is a manual stop: no restart
+// whatever the policy, the process deciding whether it exits. (docker stop
+// --signal needs API 1.42, newer than the reference: e2e tests it.)
+func testKill(t *testing.T, p *pair) {
+	p.cleanupBoth(t, "kill-term", "kill-hup")
+	loop := `i=0; while [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; exit 5`
+	p.mustBoth(t, "run", "-d", "--network", "none", "--restart", "always", "--name", "kill-term", "busybox", "sh", "-c", `trap "exit 3" TERM; while true; do sleep 0.1; done`)
+	p.mustBoth(t, "run", "-d", "--network", "none", "--restart", "always", "--name", "kill-hup", "busybox", "sh", "-c", `trap "echo hup" HUP; `+loop)
+	p.mustBoth(t, "kill", "-s", "TERM", "kill-term")
+	p.mustBoth(t, "kill", "-s", "HUP", "kill-hup")
+	d := newDiffs(t)
+	for _, name := range []string{"kill-term", "kill-hup"} {
+		r, m := p.mustBoth(t, "wait", name)
+		d.equal("wait "+name, r, m)
+	}
+	// Long enough for a restart by policy (its first back-off is 100 ms)
+	// to show in both daemons if either made one.
+	time.Sleep(time.Second)
+	for _, name := range []string{"kill-term", "kill-hup"} {
+		r, m := p.mustBoth(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}", name)
+		d.equal("state of "+name, r, m)
+	}
+	r, m := p.mustBoth(t, "logs", "kill-hup")
+	d.equal("logs kill-hup", r, m)
+	d.done()
 }
 
 func testEvents(t *testing.T, p *pair) {

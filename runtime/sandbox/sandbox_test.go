@@ -372,6 +372,22 @@ func TestPauseResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(runtime.StatusRunning)
+	if err := e.rt.Resume(ctx, id); err == nil {
+		t.Fatal("resume of a running container succeeded")
+	}
+	// Frozen again, a thaw lets the process run on: it answers signals.
+	if err := e.rt.Pause(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rt.Resume(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rt.Signal(ctx, id, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := e.rt.Wait(ctx, id); err != nil || st.ExitCode != 137 {
+		t.Fatalf("after thaw and kill: %+v %v", st, err)
+	}
 }
 
 func TestStdinOnce(t *testing.T) {

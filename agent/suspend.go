@@ -1,0 +1,135 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/macro-cloud/macro/runtime"
+	"github.com/macro-cloud/macro/types"
+)
+
+// ErrBusy is returned by Suspend for a pod someone is working in.
+var ErrBusy = errors.New("pod is busy")
+
+// op is work for a worker's goroutine that a caller waits for: do runs
+// and answers the caller; then, after the caller is on its way, report
+// (if set) records the outcome.
+type op struct {
+	do   func(ctx context.Context) (report func(ctx context.Context), err error)
+	done chan error
+}
+
+func (w *worker) runOp(ctx context.Context, o op) {
+	report, err := o.do(ctx)
+	o.done <- err
+	if report != nil {
+		report(ctx)
+	}
+}
+
+// call runs do in w's goroutine and returns its error.
+func (w *worker) call(ctx context.Context, do func(ctx context.Context) (func(ctx context.Context), error)) error {
+	o := op{do: do, done: make(chan error, 1)}
+	select {
+	case w.ops <- o:
+	case <-w.gone:
+		return ErrNoSuchPod
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Suspend freezes a running pod for being idle: its memory stays, it gets
+// no CPU, and for Docker it still runs. Suspending a suspended pod does
+// nothing; a pod that is not running cannot be suspended.
+func (a *Agent) Suspend(ctx context.Context, id string) error {
+	w, err := a.worker(id)
+	if err != nil {
+		return err
+	}
+	return w.call(ctx, func(ctx context.Context) (func(context.Context), error) {
+		_, st := w.snapshot()
+		if st.Suspended() {
+			return nil, nil
+		}
+		if st.Phase != types.PhaseRunning {
+			return nil, fmt.Errorf("suspend: %w (%s)", runtime.ErrNotRunning, st.Phase)
+		}
+		if n := w.execs.Load(); n > 0 {
+			return nil, fmt.Errorf("suspend: %w: %d exec sessions are running", ErrBusy, n)
+		}
+		if err := w.rt.Pause(ctx, w.id); err != nil {
+			return nil, fmt.Errorf("suspend: %w", err)
+		}
+		now := time.Now().UTC()
+		return func(ctx context.Context) {
+			w.setStatus(ctx, func(s *types.PodStatus) {
+				s.Suspend.Suspended = true
+				s.Suspend.Since = now
+			})
+		}, nil
+	})
+}
+
+// Wake thaws a suspended pod and returns as soon as it runs; the status
+// report follows. Waking a pod that is not suspended does nothing.
+func (a *Agent) Wake(ctx context.Context, id string) error {
+	w, err := a.worker(id)
+	if err != nil {
+		return err
+	}
+	// Most callers (exec, signals) find the pod awake; they must not wait
+	// behind the worker's goroutine, which may be in a long stop.
+	if _, st := w.snapshot(); !st.Suspended() {
+		return nil
+	}
+	return w.call(ctx, func(ctx context.Context) (func(context.Context), error) {
+		_, st := w.snapshot()
+		if !st.Suspended() {
+			return nil, nil
+		}
+		start := time.Now()
+		if err := w.rt.Resume(ctx, w.id); err != nil {
+			return nil, fmt.Errorf("wake: %w", err)
+		}
+		took := time.Since(start)
+		return func(ctx context.Context) {
+			w.setStatus(ctx, func(s *types.PodStatus) { thawed(s, took) })
+		}, nil
+	})
+}
+
+// thawed records the end of a suspension in s.
+func thawed(s *types.PodStatus, took time.Duration) {
+	if !s.Suspended() {
+		return
+	}
+	s.Suspend.Suspended = false
+	s.Suspend.Wakes++
+	s.Suspend.Woke = time.Now().UTC()
+	s.Suspend.Total += time.Since(s.Suspend.Since)
+	s.Suspend.Since = time.Time{}
+	s.Suspend.LastWake = took
+}
+
+// thawForStop resumes a suspended pod before it is stopped, paused or
+// signalled by the tenant, and records it.
+func (w *worker) thawForStop(ctx context.Context) {
+	if _, st := w.snapshot(); !st.Suspended() {
+		return
+	}
+	start := time.Now()
+	if err := w.rt.Resume(ctx, w.id); err != nil {
+		w.log.Warn("thaw suspended pod", "err", err)
+	}
+	took := time.Since(start)
+	w.setStatus(ctx, func(s *types.PodStatus) { thawed(s, took) })
+}

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/macro-cloud/macro/agent"
+	"github.com/macro-cloud/macro/auth"
+	"github.com/macro-cloud/macro/ingress"
+	"github.com/macro-cloud/macro/store"
+	"github.com/macro-cloud/macro/types"
+)
+
+// ingressConfig is the ingress's part of the server's flags.
+type ingressConfig struct {
+	httpAddr, httpsAddr string
+	httpSet, httpsSet   bool // given on the command line: failing to listen is fatal
+	domain              string
+	// dial reaches pod addresses (nil: from the host).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// runIngress serves the ingress until ctx ends: HTTP and HTTPS listeners,
+// the routing table fed from the store, raw TCP ports as routes claim
+// them, and auto-suspend of idle pods through the node agent.
+func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *auth.CA, ag *agent.Agent, log *slog.Logger) ([]*http.Server, error) {
+	log = log.With("subsystem", "ingress")
+	listen := func(addr string, set bool, what string) (net.Listener, error) {
+		if addr == "" || addr == "off" {
+			return nil, nil
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			if set {
+				return nil, err
+			}
+			log.Warn("ingress "+what+" is off: cannot listen on the default address (choose one with --ingress-"+what+")", "addr", addr, "err", err)
+			return nil, nil
+		}
+		return l, nil
+	}
+	hl, err := listen(cfg.httpAddr, cfg.httpSet, "http")
+	if err != nil {
+		return nil, err
+	}
+	tl, err := listen(cfg.httpsAddr, cfg.httpsSet, "https")
+	if err != nil {
+		if hl != nil {
+			hl.Close()
+		}
+		return nil, err
+	}
+	// Without listeners the feed still runs: auto-suspend needs no traffic.
+	opts := ingress.Options{Dial: cfg.dial}
+	if tl != nil {
+		opts.HTTPSPort = tl.Addr().(*net.TCPAddr).Port
+	}
+	proxy := ingress.NewProxy(opts, agentWaker{ag}, log)
+	feed := &ingressFeed{
+		st: st, proxy: proxy, log: log, domain: cfg.domain,
+		suspender: ingress.NewSuspender(proxy.Activity, agentWaker{ag}, log),
+		tcp:       map[int]net.Listener{},
+	}
+	go feed.run(ctx)
+	var servers []*http.Server
+	serve := func(l net.Listener, tlsCfg *tls.Config) {
+		srv := ingress.Server(proxy, tlsCfg, log)
+		servers = append(servers, srv)
+		go func() {
+			var err error
+			if tlsCfg != nil {
+				err = srv.ServeTLS(l, "", "")
+			} else {
+				err = srv.Serve(l)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("serve", "addr", l.Addr().String(), "err", err)
+			}
+		}()
+	}
+	if hl != nil {
+		serve(hl, nil)
+		log.Info("ingress HTTP", "addr", hl.Addr().String())
+	}
+	if tl != nil {
+		certs := ingress.NewCerts(proxy, func(host string) (tls.Certificate, error) {
+			return ca.ServerCert([]string{host}, time.Now())
+		})
+		serve(tl, certs.TLSConfig())
+		log.Info("ingress HTTPS", "addr", tl.Addr().String())
+	}
+	return servers, nil
+}
+
+// agentWaker wakes and suspends pods through the local node agent.
+type agentWaker struct{ ag *agent.Agent }
+
+func (w agentWaker) Wake(ctx context.Context, _, pod string) error    { return w.ag.Wake(ctx, pod) }
+func (w agentWaker) Suspend(ctx context.Context, _, pod string) error { return w.ag.Suspend(ctx, pod) }
+
+// ingressFeed keeps the proxy's table in step with the pods in the store
+// and runs auto-suspend over them.
+type ingressFeed struct {
+	st        *store.Store
+	proxy     *ingress.Proxy
+	suspender *ingress.Suspender
+	log       *slog.Logger
+	domain    string
+
+	pods     map[string]types.Pod
+	statuses map[string]types.PodStatus
+	verified map[string][]string // tenant -> its verified custom domains
+
+	tcpMu sync.Mutex
+	tcp   map[int]net.Listener
+}
+
+func (f *ingressFeed) run(ctx context.Context) {
+	defer f.closeTCP()
+	for ctx.Err() == nil {
+		snap, err := f.st.Snapshot(ctx)
+		if err != nil {
+			f.log.Warn("snapshot", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		f.pods = map[string]types.Pod{}
+		for _, p := range snap.Pods {
+			f.pods[p.ID] = p
+		}
+		f.statuses = snap.Statuses
+		f.refreshDomains(ctx)
+		f.rebuild()
+		f.follow(ctx, snap.Revision+1)
+	}
+}
+
+// follow applies changes until the watch ends, rebuilding the table at
+// most every 20 ms and checking auto-suspend every second.
+func (f *ingressFeed) follow(ctx context.Context, from int64) {
+	changes := f.st.Watch(ctx, from)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var rebuild <-chan time.Time
+	for {
+		select {
+		case c, ok := <-changes:
+			if !ok {
+				return
+			}
+			switch {
+			case c.Kind == "pods" && c.Deleted:
+				delete(f.pods, c.ID)
+			case c.Kind == "status" && c.Deleted:
+				delete(f.statuses, c.ID)
+			case c.Pod != nil:
+				f.pods[c.ID] = *c.Pod
+			case c.Status != nil:
+				f.statuses[c.ID] = *c.Status
+			}
+			if rebuild == nil {
+				rebuild = time.After(20 * time.Millisecond)
+			}
+		case <-rebuild:
+			rebuild = nil
+			f.rebuild()
+		case <-tick.C:
+			f.suspendIdle(ctx)
+			if f.refreshDomains(ctx) {
+				f.rebuild()
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (f *ingressFeed) rebuild() {
+	backends := make([]ingress.Backend, 0, len(f.pods))
+	for id, p := range f.pods {
+		b := ingress.FromPod(p, f.statuses[id])
+		backends = append(backends, b)
+	}
+	t := ingress.Build(ingress.Config{Domain: f.domain, Verified: f.verified}, backends)
+	f.proxy.SetTable(t)
+	f.syncTCP(t)
+}
+
+// refreshDomains reads the verified custom domains; it reports a change.
+// (Domains change seldom: a read a second is cheaper than another watch.)
+func (f *ingressFeed) refreshDomains(ctx context.Context) bool {
+	v, err := f.st.VerifiedDomains(ctx)
+	if err != nil {
+		f.log.Warn("custom domains", "err", err)
+		return false
+	}
+	if reflect.DeepEqual(v, f.verified) {
+		return false
+	}
+	f.verified = v
+	return true
+}
+
+// syncTCP listens on the public TCP ports routes claim, and stops
+// listening on those no route claims any more.
+func (f *ingressFeed) syncTCP(t *ingress.Table) {
+	f.tcpMu.Lock()
+	defer f.tcpMu.Unlock()
+	for port, l := range f.tcp {
+		if t.TCP(port) == nil {
+			l.Close()
+			delete(f.tcp, port)
+		}
+	}
+	for _, port := range t.TCPPorts() {
+		if _, ok := f.tcp[port]; ok {
+			continue
+		}
+		l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+		if err != nil {
+			f.log.Warn("tcp ingress port", "port", port, "err", err)
+			continue
+		}
+		f.tcp[port] = l
+		go f.proxy.ServeTCP(l, port)
+	}
+}
+
+func (f *ingressFeed) closeTCP() {
+	f.tcpMu.Lock()
+	defer f.tcpMu.Unlock()
+	for port, l := range f.tcp {
+		l.Close()
+		delete(f.tcp, port)
+	}
+}
+
+func (f *ingressFeed) suspendIdle(ctx context.Context) {
+	var cands []ingress.Candidate
+	for id, p := range f.pods {
+		after, err := ingress.ParseSuspend(p.Spec.Labels, 0)
+		if err != nil || after == 0 {
+			continue
+		}
+		st := f.statuses[id]
+		cands = append(cands, ingress.Candidate{
+			Tenant: p.Tenant, Pod: id, After: after, StartedAt: st.StartedAt, WokeAt: st.Suspend.Woke,
+			Running: st.Phase == types.PhaseRunning && !st.Suspended() && p.Desired.State == types.PhaseRunning,
+		})
+	}
+	if len(cands) > 0 {
+		f.suspender.Check(ctx, cands)
+	}
+}
+
+// resolverAt is a resolver that asks the DNS server at addr; nil (the
+// system's) when addr is empty.
+func resolverAt(addr string) *net.Resolver {
+	if addr == "" {
+		return nil
+	}
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+}

@@ -1,0 +1,315 @@
+package ingress
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"html"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// IdentityHeader carries the authenticated identity to a backend. The
+// proxy removes it from every incoming request, so a backend can trust it.
+const IdentityHeader = "X-Macro-User"
+
+// Waker thaws a suspended pod; Wake returns once it runs again.
+type Waker interface {
+	Wake(ctx context.Context, tenant, pod string) error
+}
+
+// Options bound what the proxy accepts.
+type Options struct {
+	// MaxBodyBytes bounds a request body; 0 means 256 MiB.
+	MaxBodyBytes int64
+	// HTTPSPort is the public port of HTTPS, for redirects; 443 is left out
+	// of the URL.
+	HTTPSPort int
+	// DialTimeout bounds connecting to a backend; 0 means 5 s.
+	DialTimeout time.Duration
+	// WakeTimeout bounds waiting for a suspended pod; 0 means 30 s.
+	WakeTimeout time.Duration
+	// Dial connects to a pod address; nil means a plain net.Dialer. The
+	// node's network passes one that dials from inside its router, where
+	// the pod addresses are routed.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Proxy is the HTTP side of the ingress: an http.Handler that routes by
+// host and path through the current Table.
+type Proxy struct {
+	table     atomic.Pointer[Table]
+	opts      Options
+	waker     Waker
+	log       *slog.Logger
+	transport *http.Transport
+	rr        sync.Map // route key -> *atomic.Uint64
+	proxies   sync.Map // pod and address -> *httputil.ReverseProxy
+	Activity  *Activity
+}
+
+// NewProxy makes a proxy with an empty table. waker may be nil: suspended
+// pods are then not served.
+func NewProxy(opts Options, waker Waker, log *slog.Logger) *Proxy {
+	if opts.MaxBodyBytes == 0 {
+		opts.MaxBodyBytes = 256 << 20
+	}
+	if opts.HTTPSPort == 0 {
+		opts.HTTPSPort = 443
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	if opts.WakeTimeout == 0 {
+		opts.WakeTimeout = 30 * time.Second
+	}
+	if opts.Dial == nil {
+		opts.Dial = (&net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
+	p := &Proxy{opts: opts, waker: waker, log: log, Activity: NewActivity()}
+	p.transport = &http.Transport{
+		DialContext:           opts.Dial,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0, // streaming backends answer when they like
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false, // backends speak HTTP/1.1 (h2c is not assumed)
+	}
+	p.table.Store(Build(Config{}, nil))
+	return p
+}
+
+// SetTable replaces the routing table; requests in flight keep the old one.
+// Reverse proxies of targets that left the table are dropped.
+func (p *Proxy) SetTable(t *Table) {
+	p.table.Store(t)
+	live := map[string]bool{}
+	for _, r := range t.Routes() {
+		for _, tg := range r.Targets {
+			live[tg.Pod+"\x00"+tg.Addr.String()] = true
+		}
+	}
+	p.proxies.Range(func(k, _ any) bool {
+		if !live[k.(string)] {
+			p.proxies.Delete(k)
+		}
+		return true
+	})
+}
+
+// Table is the current routing table.
+func (p *Proxy) Table() *Table { return p.table.Load() }
+
+// Close drops idle connections to backends.
+func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
+
+// requestHost is the host a request is for: lower case, without port.
+func requestHost(r *http.Request) string {
+	h := r.Host
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		page(w, http.StatusMethodNotAllowed, "CONNECT is not served here", "This is an ingress, not a forward proxy.")
+		return
+	}
+	host := requestHost(r)
+	route := p.table.Load().Lookup(host, r.URL.Path)
+	if route == nil {
+		page(w, http.StatusNotFound, "Not found", fmt.Sprintf("No app is served at %s.", host))
+		return
+	}
+	if route.HTTPS && r.TLS == nil {
+		p.redirect(w, r, host)
+		return
+	}
+	t, ok := p.pick(r.Context(), route)
+	if !ok {
+		page(w, http.StatusBadGateway, "Bad gateway", fmt.Sprintf("No backend of %s is up.", host))
+		return
+	}
+	done := p.Activity.Begin(t.Pod)
+	defer done()
+	r.Body = http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes)
+	p.proxyFor(t).ServeHTTP(w, r)
+}
+
+// redirect sends a plain HTTP request of an HTTPS route to HTTPS.
+func (p *Proxy) redirect(w http.ResponseWriter, r *http.Request, host string) {
+	u := url.URL{Scheme: "https", Host: host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	if p.opts.HTTPSPort != 443 {
+		u.Host = net.JoinHostPort(host, strconv.Itoa(p.opts.HTTPSPort))
+	}
+	if strings.Contains(host, ":") { // an IPv6 literal
+		u.Host = net.JoinHostPort(host, strconv.Itoa(p.opts.HTTPSPort))
+	}
+	// 308 keeps the method and body, as Caddy does.
+	http.Redirect(w, r, u.String(), http.StatusPermanentRedirect)
+}
+
+// pick chooses a target round robin among the ready ones; when none is
+// ready it wakes a suspended one.
+func (p *Proxy) pick(ctx context.Context, route *Route) (Target, bool) {
+	key := route.Tenant + "\x00" + route.Host + "\x00" + route.Path
+	c, _ := p.rr.LoadOrStore(key, new(atomic.Uint64))
+	n := c.(*atomic.Uint64).Add(1)
+	var ready, suspended []Target
+	for _, t := range route.Targets {
+		if !t.Addr.IsValid() {
+			continue
+		}
+		switch {
+		case t.Ready && !t.Suspended:
+			ready = append(ready, t)
+		case t.Suspended:
+			suspended = append(suspended, t)
+		}
+	}
+	if len(ready) > 0 {
+		return ready[int(n%uint64(len(ready)))], true
+	}
+	if len(suspended) == 0 || p.waker == nil {
+		return Target{}, false
+	}
+	t := suspended[int(n%uint64(len(suspended)))]
+	ctx, cancel := context.WithTimeout(ctx, p.opts.WakeTimeout)
+	defer cancel()
+	if err := p.waker.Wake(ctx, route.Tenant, t.Pod); err != nil {
+		p.log.Warn("wake", "pod", t.Pod, "err", err)
+		return Target{}, false
+	}
+	return t, true
+}
+
+// proxyFor returns the reverse proxy of a target, made once per pod and
+// address.
+func (p *Proxy) proxyFor(t Target) *httputil.ReverseProxy {
+	key := t.Pod + "\x00" + t.Addr.String()
+	if rp, ok := p.proxies.Load(key); ok {
+		return rp.(*httputil.ReverseProxy)
+	}
+	rp, _ := p.proxies.LoadOrStore(key, p.reverseProxy(t))
+	return rp.(*httputil.ReverseProxy)
+}
+
+func (p *Proxy) reverseProxy(t Target) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = t.Addr.String()
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header.Del(IdentityHeader)
+			pr.SetXForwarded()
+		},
+		Transport:     p.transport,
+		FlushInterval: -1, // stream: server-sent events, long polls
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				page(w, http.StatusRequestEntityTooLarge, "Request too large", fmt.Sprintf("The body is limited to %d bytes.", mbe.Limit))
+				return
+			}
+			if r.Context().Err() != nil {
+				return // the client went away
+			}
+			p.log.Info("backend", "pod", t.Pod, "addr", t.Addr, "err", err)
+			page(w, http.StatusBadGateway, "Bad gateway", "The app did not answer.")
+		},
+	}
+}
+
+// page writes a small HTML error page.
+func page(w http.ResponseWriter, status int, title, msg string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "<!doctype html>\n<title>%d %s</title>\n<h1>%s</h1>\n<p>%s</p>\n",
+		status, html.EscapeString(title), html.EscapeString(title), html.EscapeString(msg))
+}
+
+// Server wraps a handler in an http.Server with the ingress's limits:
+// bounded headers and slow-client timeouts (a request's headers must arrive
+// within 10 s; an idle keep-alive connection closes after 2 minutes).
+// Bodies and responses are not time-bounded, so uploads and streams work.
+// The server's own errors (failed handshakes) go to log at debug level.
+func Server(h http.Handler, tlsConfig *tls.Config, log *slog.Logger) *http.Server {
+	return &http.Server{
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		Handler:           h,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// Activity counts requests in flight and the last request per pod, which
+// auto-suspend reads to tell idle pods.
+type Activity struct {
+	mu   sync.Mutex
+	pods map[string]*podActivity
+}
+
+type podActivity struct {
+	inFlight int
+	last     time.Time
+	requests uint64
+}
+
+// NewActivity returns an empty tracker.
+func NewActivity() *Activity { return &Activity{pods: map[string]*podActivity{}} }
+
+// Begin records a request to pod; the function it returns ends it.
+func (a *Activity) Begin(pod string) (end func()) {
+	a.mu.Lock()
+	pa := a.pods[pod]
+	if pa == nil {
+		pa = &podActivity{}
+		a.pods[pod] = pa
+	}
+	pa.inFlight++
+	pa.requests++
+	pa.last = time.Now()
+	a.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.mu.Lock()
+			pa.inFlight--
+			pa.last = time.Now()
+			a.mu.Unlock()
+		})
+	}
+}
+
+// Idle reports whether pod has had no request in flight since before t.
+func (a *Activity) Idle(pod string, since time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	pa := a.pods[pod]
+	return pa == nil || pa.inFlight == 0 && pa.last.Before(since)
+}
+
+// Requests is the number of requests pod has had through this proxy.
+func (a *Activity) Requests(pod string) uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if pa := a.pods[pod]; pa != nil {
+		return pa.requests
+	}
+	return 0
+}

@@ -1,0 +1,79 @@
+package ingress
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// ServeTCP accepts connections on l, the ingress's public TCP port
+// publicPort, and joins each to a target of the route the table has for
+// that port (`kr.ingress.tcp.<port>=<publicPort>`), round robin, waking a
+// suspended pod when none is ready. A connection for a port without a
+// route is closed at once. ServeTCP returns when l is closed.
+func (p *Proxy) ServeTCP(l net.Listener, publicPort int) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.serveTCPConn(c, publicPort)
+		}()
+	}
+}
+
+func (p *Proxy) serveTCPConn(c net.Conn, publicPort int) {
+	defer c.Close()
+	tr := p.table.Load().TCP(publicPort)
+	if tr == nil {
+		return
+	}
+	route := &Route{Tenant: tr.Tenant, Host: "tcp", Path: "/" + strconv.Itoa(publicPort), Targets: tr.Targets}
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.WakeTimeout)
+	t, ok := p.pick(ctx, route)
+	cancel()
+	if !ok {
+		return
+	}
+	done := p.Activity.Begin(t.Pod)
+	defer done()
+	ctx, cancel = context.WithTimeout(context.Background(), p.opts.DialTimeout)
+	b, err := p.opts.Dial(ctx, "tcp", t.Addr.String())
+	cancel()
+	if err != nil {
+		p.log.Info("tcp backend", "pod", t.Pod, "addr", t.Addr, "err", err)
+		return
+	}
+	defer b.Close()
+	join(c, b)
+}
+
+// join copies both ways until both directions end, passing half-closes on.
+func join(a, b net.Conn) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	pipe := func(dst, src net.Conn) {
+		defer wg.Done()
+		io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			dst.SetDeadline(time.Now())
+		}
+	}
+	go pipe(a, b)
+	go pipe(b, a)
+	wg.Wait()
+}
