@@ -292,31 +292,53 @@ func (s *Store) updateTenant(ctx context.Context, name string, fn func(*types.Te
 }
 
 // DeleteTenant removes a tenant and whatever the store still keeps of it:
-// tokens, namespaces, certificate records, pods, their names and
-// statuses. Pods should have been stopped and removed first (their
-// agents stop what runs once the pod is gone, as with docker rm -f).
-// Revoked certificates stay on the revocation list until they expire.
+// tokens, namespaces, certificate records, custom domains it holds, pods,
+// their names and statuses. Pods should have been stopped and removed
+// first (their agents stop what runs once the pod is gone, as with docker
+// rm -f). Revoked certificates stay on the revocation list until they
+// expire.
 func (s *Store) DeleteTenant(ctx context.Context, name string) error {
 	if err := keyPart("tenant", name); err != nil {
 		return ErrNotFound
 	}
-	toks, err := s.Tokens(ctx, name)
-	if err != nil {
-		return err
+	for attempt := 0; attempt < maxGuardedAttempts; attempt++ {
+		toks, err := s.Tokens(ctx, name)
+		if err != nil {
+			return err
+		}
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(tenantKey(name)), ">", 0)}
+		ops := []clientv3.Op{clientv3.OpDelete(tenantKey(name))}
+		for _, t := range toks {
+			ops = append(ops, clientv3.OpDelete(tokenKey(t.ID)))
+		}
+		// A domain is keyed by its name alone: delete those still the
+		// tenant's when the transaction commits (a stale claim may be
+		// taken over by another tenant meanwhile).
+		resp, err := s.cli.Get(ctx, prefix+"domains/", clientv3.WithPrefix())
+		if err != nil {
+			return fmt.Errorf("delete tenant %s: %w", name, err)
+		}
+		for _, kv := range resp.Kvs {
+			var d types.Domain
+			if json.Unmarshal(kv.Value, &d) == nil && d.Tenant == name {
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
+				ops = append(ops, clientv3.OpDelete(string(kv.Key)))
+			}
+		}
+		for _, kind := range []string{"namespaces", "certs", "pods", "names", "status"} {
+			ops = append(ops, clientv3.OpDelete(tenantPrefix(kind, name), clientv3.WithPrefix()))
+		}
+		tresp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil {
+			return fmt.Errorf("delete tenant %s: %w", name, err)
+		}
+		if tresp.Succeeded {
+			return nil
+		}
+		if _, err := s.Tenant(ctx, name); errors.Is(err, ErrNotFound) {
+			return ErrNotFound
+		}
+		// A domain of the tenant changed meanwhile: again.
 	}
-	ops := []clientv3.Op{clientv3.OpDelete(tenantKey(name))}
-	for _, t := range toks {
-		ops = append(ops, clientv3.OpDelete(tokenKey(t.ID)))
-	}
-	for _, kind := range []string{"namespaces", "certs", "pods", "names", "status"} {
-		ops = append(ops, clientv3.OpDelete(tenantPrefix(kind, name), clientv3.WithPrefix()))
-	}
-	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(tenantKey(name)), ">", 0)).Then(ops...).Commit()
-	if err != nil {
-		return fmt.Errorf("delete tenant %s: %w", name, err)
-	}
-	if !resp.Succeeded {
-		return ErrNotFound
-	}
-	return nil
+	return ErrConflict
 }

@@ -90,6 +90,11 @@ func TestCertRevocation(t *testing.T) {
 	}
 
 	s.CreateNamespace(ctx, &types.Namespace{Name: "ns", Tenant: "alice"})
+	for _, d := range []types.Domain{{Name: "shop.example.com", Tenant: "alice"}, {Name: "bob.example.com", Tenant: "bob"}} {
+		if err := s.ClaimDomain(ctx, &d, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.CreatePod(ctx, &types.Pod{ID: podID(1), Name: "p", Tenant: "alice"})
 	if err := s.DeleteTenant(ctx, "alice"); err != nil {
 		t.Fatal(err)
@@ -108,6 +113,9 @@ func TestCertRevocation(t *testing.T) {
 	}
 	if list2, _, _ := s.RevokedCerts(ctx); len(list2) != 3 {
 		t.Errorf("the revocation list must outlive the tenant: %+v", list2)
+	}
+	if ds, _ := s.Domains(ctx, ""); len(ds) != 1 || ds[0].Tenant != "bob" {
+		t.Errorf("domains after removing alice: %+v", ds)
 	}
 	// Bob is untouched.
 	if c, _ := s.Certs(ctx, "bob"); len(c) != 1 {
