@@ -11,6 +11,9 @@
 #   6. idle footprint with FILL running containers;
 #   7. auto-suspend's energy proxy: ENERGY_N idle web pods for ENERGY_IDLE,
 #      running and then with kr.suspend, CPU seconds from cgroups.
+#   8. then bench/push.sh: kra push of a 200 MB image beside skopeo copy,
+#      on a server of its own (PUSH=0 skips it);
+#   9. then bench/ingress.sh: the ingress proxy beside Caddy (INGRESS=0 skips it).
 # Everything it started is stopped and removed on exit, failure and Ctrl-C
 # included; directories a killed earlier run left behind are removed first.
 # The report goes to stdout and to bench/out/run-<date>.txt.
@@ -220,3 +223,13 @@ docker load -i "$BUSYBOX" >/dev/null
 	echo "load avg: $(cut -d' ' -f1-3 /proc/loadavg) (after the run)"
 } | tee "$OUT"
 log "report in $OUT"
+
+if [ "${PUSH:-1}" = 1 ]; then
+	log "kra push beside skopeo copy (bench/push.sh)"
+	bench/push.sh
+fi
+
+if [ "${INGRESS:-1}" = 1 ]; then
+	log "the ingress beside Caddy (bench/ingress.sh)"
+	bench/ingress.sh
+fi

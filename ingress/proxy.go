@@ -215,8 +215,10 @@ func (p *Proxy) reverseProxy(t Target) *httputil.ReverseProxy {
 			pr.Out.Header.Del(IdentityHeader)
 			pr.SetXForwarded()
 		},
-		Transport:     p.transport,
-		FlushInterval: -1, // stream: server-sent events, long polls
+		Transport: p.transport,
+		// 0: a response of unknown length or text/event-stream is flushed
+		// as it comes (streams, long polls); others are written in one go.
+		FlushInterval: 0,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {

@@ -18,13 +18,15 @@
 // `WWW-Authenticate: Bearer realm="<scheme>://<host>/v2/token",service="macro"`,
 // the docker token flow: clients (docker, crane, skopeo) then GET
 // /v2/token with basic auth and retry with the token it returns, an
-// HMAC-signed (tenant, expiry) whose key lives in the data dir. Another
+// HMAC-signed (tenant, expiry, scopes) whose key lives in the data dir,
+// good for the repositories and actions it was asked for (scope.go). Another
 // tenant's repositories, blobs, manifests and uploads answer 404 as if they
 // did not exist.
 //
 // Uploads (POST, PATCH, PUT of /v2/<name>/blobs/uploads/) are written to
-// the image store's tmp directory, bounded per upload and in total,
-// resumable by their UUID until they are idle for Config.UploadTTL, and
+// the image store's tmp directory, bounded per upload, per tenant (bytes
+// and number) and in total, resumable by their UUID (GET tells where one
+// is) until they are idle for Config.UploadTTL or the server restarts, and
 // verified against their digest before they become blobs.
 package registry
 
@@ -67,9 +69,14 @@ type Config struct {
 	// TokenTTL is the lifetime of a bearer token of /v2/token (10 min).
 	TokenTTL time.Duration
 	// MaxUploadSize bounds one blob upload (10 GiB); MaxUploadsSize all
-	// uploads in progress together (32 GiB).
-	MaxUploadSize  int64
-	MaxUploadsSize int64
+	// uploads in progress together (32 GiB); MaxTenantUploadsSize those of
+	// one tenant (16 GiB), and MaxTenantUploads their number (64), so that
+	// one tenant cannot take every upload's room or fill the disk with
+	// empty uploads.
+	MaxUploadSize        int64
+	MaxUploadsSize       int64
+	MaxTenantUploadsSize int64
+	MaxTenantUploads     int
 	// UploadTTL is how long an idle upload can be resumed (1 h).
 	UploadTTL time.Duration
 	Log       *slog.Logger
@@ -85,7 +92,9 @@ type Registry struct {
 
 	mu      sync.Mutex
 	uploads map[string]*upload
-	total   int64 // bytes of all uploads in progress
+	total   int64            // bytes of all uploads in progress
+	tenants map[string]int64 // bytes of each tenant's uploads in progress
+	count   map[string]int   // each tenant's uploads in progress
 }
 
 // New makes a registry over cfg.Store.
@@ -101,6 +110,12 @@ func New(cfg Config) (*Registry, error) {
 	}
 	if cfg.MaxUploadsSize <= 0 {
 		cfg.MaxUploadsSize = 32 << 30
+	}
+	if cfg.MaxTenantUploadsSize <= 0 {
+		cfg.MaxTenantUploadsSize = 16 << 30
+	}
+	if cfg.MaxTenantUploads <= 0 {
+		cfg.MaxTenantUploads = 64
 	}
 	if cfg.UploadTTL <= 0 {
 		cfg.UploadTTL = time.Hour
@@ -119,6 +134,8 @@ func New(cfg Config) (*Registry, error) {
 		tokens:  signer,
 		now:     time.Now,
 		uploads: map[string]*upload{},
+		tenants: map[string]int64{},
+		count:   map[string]int{},
 	}, nil
 }
 
@@ -154,9 +171,12 @@ func (g *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.token(w, r)
 		return
 	}
-	tenant, ok := g.authenticate(r)
+	tenant, gr, ok := g.authenticate(r)
 	if !ok {
 		g.challenge(w, r)
+		return
+	}
+	if g.checkScope(w, r, gr, p) {
 		return
 	}
 	if err := g.route(w, r, tenant, p); err != nil {
@@ -550,8 +570,18 @@ func (g *Registry) startUpload(w http.ResponseWriter, r *http.Request, v *image.
 			}
 		}
 	}
+	g.mu.Lock()
+	if g.count[v.Name()] >= g.cfg.MaxTenantUploads {
+		g.mu.Unlock()
+		return codeError(http.StatusTooManyRequests, "TOOMANYREQUESTS", fmt.Sprintf("%d uploads in progress: finish or cancel some first", g.cfg.MaxTenantUploads))
+	}
+	g.count[v.Name()]++
+	g.mu.Unlock()
 	f, err := g.store.TempFile("upload-")
 	if err != nil {
+		g.mu.Lock()
+		g.count[v.Name()]--
+		g.mu.Unlock()
 		return err
 	}
 	f.Close()
@@ -633,7 +663,7 @@ func (g *Registry) appendChunk(r *http.Request, u *upload) error {
 		// What was written of this chunk does not count: cut it off, so
 		// the client can resume where the upload was.
 		f.Truncate(u.size - n)
-		g.release(n)
+		g.release(u, n)
 		u.size -= n
 		var re *regError
 		if errors.As(err, &re) {
@@ -643,7 +673,7 @@ func (g *Registry) appendChunk(r *http.Request, u *upload) error {
 	}
 	if want >= 0 && n != want {
 		f.Truncate(u.size - n)
-		g.release(n)
+		g.release(u, n)
 		u.size -= n
 		return codeError(http.StatusBadRequest, "BLOB_UPLOAD_INVALID", fmt.Sprintf("Content-Range says %d bytes, the body has %d", want, n))
 	}
@@ -669,20 +699,33 @@ func (b *boundedWriter) Write(p []byte) (int, error) {
 		g.mu.Unlock()
 		return 0, codeError(http.StatusTooManyRequests, "TOOMANYREQUESTS", "too many uploads in progress: retry later")
 	}
+	if g.tenants[b.u.tenant]+n > g.cfg.MaxTenantUploadsSize {
+		g.mu.Unlock()
+		return 0, codeError(http.StatusTooManyRequests, "TOOMANYREQUESTS", fmt.Sprintf("your uploads in progress are limited to %d bytes together: retry later", g.cfg.MaxTenantUploadsSize))
+	}
 	g.total += n
+	g.tenants[b.u.tenant] += n
 	g.mu.Unlock()
 	w, err := b.w.Write(p)
 	b.u.size += int64(w)
 	if int64(w) < n {
-		g.release(n - int64(w))
+		g.release(b.u, n-int64(w))
 	}
 	return w, err
 }
 
-func (g *Registry) release(n int64) {
+// release gives back n bytes of u's room. Callers do not hold g.mu.
+func (g *Registry) release(u *upload, n int64) {
 	g.mu.Lock()
-	g.total -= n
+	g.releaseLocked(u, n)
 	g.mu.Unlock()
+}
+
+func (g *Registry) releaseLocked(u *upload, n int64) {
+	g.total -= n
+	if g.tenants[u.tenant] -= n; g.tenants[u.tenant] <= 0 {
+		delete(g.tenants, u.tenant)
+	}
 }
 
 // finish makes the upload a blob of the tenant if it has the digest; the
@@ -706,7 +749,10 @@ func (g *Registry) dropUploadLocked(u *upload) {
 	os.Remove(u.path)
 	g.mu.Lock()
 	delete(g.uploads, u.id)
-	g.total -= u.size
+	g.releaseLocked(u, u.size)
+	if g.count[u.tenant]--; g.count[u.tenant] <= 0 {
+		delete(g.count, u.tenant)
+	}
 	g.mu.Unlock()
 }
 
@@ -733,14 +779,16 @@ func (g *Registry) expireUploads() {
 
 // --- authentication ---
 
-func (g *Registry) authenticate(r *http.Request) (string, bool) {
+func (g *Registry) authenticate(r *http.Request) (string, grant, bool) {
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && strings.HasPrefix(tok, tokenPrefix) {
-		return g.tokens.verify(strings.TrimSpace(tok), g.now())
+		c, ok := g.tokens.verifyClaims(strings.TrimSpace(tok), g.now())
+		return c.Tenant, grant{scoped: c.Scoped, access: c.Access}, ok
 	}
 	if r.Header.Get("Authorization") == "" {
-		return "", false
+		return "", grant{}, false
 	}
-	return g.cfg.Authenticate(r)
+	tenant, ok := g.cfg.Authenticate(r)
+	return tenant, grant{}, ok
 }
 
 // realm is the token endpoint as the client reached us.
@@ -759,8 +807,8 @@ func (g *Registry) challenge(w http.ResponseWriter, r *http.Request) {
 
 // token is the docker token endpoint: basic auth with the tenant's token
 // as password (any user name) buys a short-lived bearer token for the
-// tenant's whole namespace (the scope asked for is not narrowed: a tenant
-// may do everything in its namespace).
+// scopes asked for in the tenant's namespace, or for all of it when none
+// is asked for (scope.go).
 func (g *Registry) token(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
@@ -779,7 +827,11 @@ func (g *Registry) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := g.now()
-	tok := g.tokens.sign(tenant, now.Add(g.cfg.TokenTTL))
+	claims := tokenClaims{Tenant: tenant, Expires: now.Add(g.cfg.TokenTTL).Unix()}
+	if scopes, ok := r.URL.Query()["scope"]; ok {
+		claims.Scoped, claims.Access = true, parseScopes(scopes)
+	}
+	tok := g.tokens.signClaims(claims)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"token":        tok,

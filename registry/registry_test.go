@@ -729,3 +729,54 @@ func TestSkopeoCopy(t *testing.T) {
 		t.Fatalf("anonymous inspect: %v\n%s", err, out)
 	}
 }
+
+// One tenant's uploads in progress are bounded in number and in bytes,
+// and leave room for the others.
+func TestUploadBoundsPerTenant(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.MaxUploadSize, c.MaxUploadsSize, c.MaxTenantUploadsSize, c.MaxTenantUploads = 1000, 5000, 1000, 2
+	})
+	start := func(token string) *http.Response { return e.do(t, "POST", "/v2/foo/blobs/uploads/", token, nil) }
+	a1, a2 := start("tok-alice"), start("tok-alice")
+	if a1.StatusCode != 202 || a2.StatusCode != 202 {
+		t.Fatalf("two uploads: %d %d", a1.StatusCode, a2.StatusCode)
+	}
+	if resp := start("tok-alice"); resp.StatusCode != 429 || errCode(t, resp) != "TOOMANYREQUESTS" {
+		t.Fatalf("a third upload: %d", resp.StatusCode)
+	}
+	b1 := start("tok-bob")
+	if b1.StatusCode != 202 {
+		t.Fatalf("bob's upload while alice has hers: %d", b1.StatusCode)
+	}
+	// Bytes: alice's 800 and 300 are over her 1000; bob's 800 fits.
+	if resp := e.do(t, "PATCH", a1.Header.Get("Location"), "tok-alice", make([]byte, 800)); resp.StatusCode != 202 {
+		t.Fatalf("alice's 800 bytes: %d", resp.StatusCode)
+	}
+	if resp := e.do(t, "PATCH", a2.Header.Get("Location"), "tok-alice", make([]byte, 300)); resp.StatusCode != 429 || errCode(t, resp) != "TOOMANYREQUESTS" {
+		t.Fatalf("alice's 300 more bytes: %d", resp.StatusCode)
+	}
+	if resp := e.do(t, "PATCH", b1.Header.Get("Location"), "tok-bob", make([]byte, 800)); resp.StatusCode != 202 {
+		t.Fatalf("bob's 800 bytes: %d", resp.StatusCode)
+	}
+	// A cancelled upload gives its room back.
+	if resp := e.do(t, "DELETE", a1.Header.Get("Location"), "tok-alice", nil); resp.StatusCode != 204 {
+		t.Fatalf("cancel: %d", resp.StatusCode)
+	}
+	a3 := start("tok-alice")
+	if a3.StatusCode != 202 {
+		t.Fatalf("an upload after a cancel: %d", a3.StatusCode)
+	}
+	blob := make([]byte, 900)
+	if resp := e.do(t, "PUT", a3.Header.Get("Location")+"?digest="+digestOf(blob), "tok-alice", blob); resp.StatusCode != 201 {
+		t.Fatalf("900 bytes after the cancel: %d", resp.StatusCode)
+	}
+	for _, loc := range []string{a2.Header.Get("Location")} {
+		e.do(t, "DELETE", loc, "tok-alice", nil)
+	}
+	e.do(t, "DELETE", b1.Header.Get("Location"), "tok-bob", nil)
+	e.reg.mu.Lock()
+	defer e.reg.mu.Unlock()
+	if e.reg.total != 0 || len(e.reg.tenants) != 0 || len(e.reg.count) != 0 || len(e.reg.uploads) != 0 {
+		t.Fatalf("left: %d bytes, %v, %v, %d uploads", e.reg.total, e.reg.tenants, e.reg.count, len(e.reg.uploads))
+	}
+}

@@ -28,6 +28,10 @@ type tokenSigner struct{ key []byte }
 type tokenClaims struct {
 	Tenant  string `json:"t"`
 	Expires int64  `json:"e"` // unix seconds
+	// Scoped tokens allow Access only (scope.go); others, the tenant's
+	// whole namespace.
+	Scoped bool          `json:"s,omitempty"`
+	Access []tokenAccess `json:"x,omitempty"`
 }
 
 // newTokenSigner loads the key from file, creating it (0600) when missing;
@@ -75,32 +79,42 @@ func (s *tokenSigner) mac(payload string) []byte {
 }
 
 func (s *tokenSigner) sign(tenant string, expires time.Time) string {
-	b, _ := json.Marshal(tokenClaims{Tenant: tenant, Expires: expires.Unix()})
+	return s.signClaims(tokenClaims{Tenant: tenant, Expires: expires.Unix()})
+}
+
+func (s *tokenSigner) signClaims(c tokenClaims) string {
+	b, _ := json.Marshal(c)
 	payload := base64.RawURLEncoding.EncodeToString(b)
 	return tokenPrefix + payload + "." + base64.RawURLEncoding.EncodeToString(s.mac(payload))
 }
 
 // verify returns the tenant of a valid, unexpired token.
 func (s *tokenSigner) verify(tok string, now time.Time) (string, bool) {
+	c, ok := s.verifyClaims(tok, now)
+	return c.Tenant, ok
+}
+
+// verifyClaims returns the claims of a valid, unexpired token.
+func (s *tokenSigner) verifyClaims(tok string, now time.Time) (tokenClaims, bool) {
 	rest, ok := strings.CutPrefix(tok, tokenPrefix)
 	if !ok {
-		return "", false
+		return tokenClaims{}, false
 	}
 	payload, sig, ok := strings.Cut(rest, ".")
 	if !ok {
-		return "", false
+		return tokenClaims{}, false
 	}
 	got, err := base64.RawURLEncoding.DecodeString(sig)
 	if err != nil || !hmac.Equal(got, s.mac(payload)) {
-		return "", false
+		return tokenClaims{}, false
 	}
 	b, err := base64.RawURLEncoding.DecodeString(payload)
 	if err != nil {
-		return "", false
+		return tokenClaims{}, false
 	}
 	var c tokenClaims
 	if json.Unmarshal(b, &c) != nil || c.Tenant == "" || now.Unix() >= c.Expires {
-		return "", false
+		return tokenClaims{}, false
 	}
-	return c.Tenant, true
+	return c, true
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,7 +48,16 @@ func ingressMain(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:0", "address of the proxy (plain HTTP)")
 	backend := fs.String("backend", "", "backend HOST:PORT")
 	host := fs.String("host", "bench.test", "host name of the route")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the proxy here")
 	fs.Parse(args)
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	ap, err := netip.ParseAddrPort(*backend)
 	if err != nil {
 		return fmt.Errorf("-backend: %w", err)

@@ -2,7 +2,8 @@
 // of kra: an httptest TLS server with its own CA that answers the native API
 // (whoami, ca, certs, namespaces) with a bearer token and a few Docker API
 // paths (ping, containers, logs, images) with a client certificate it
-// issued, from fixed data that a test may change.
+// issued, from fixed data that a test may change; /v2/ is an in-memory
+// registry per tenant (registry.go).
 package clienttest
 
 import (
@@ -59,6 +60,9 @@ type Server struct {
 	// Requests counts the requests per "METHOD path" (path without the
 	// Docker API version).
 	Requests map[string]int
+	// registries are the tenants' registries (/v2/, registry.go).
+	registries   map[string]http.Handler
+	registryBusy bool
 }
 
 // Tenant is the fake data of one tenant.
@@ -240,6 +244,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if strings.HasPrefix(path, client.APIPrefix+"/") {
 		s.native(w, r, strings.TrimPrefix(path, client.APIPrefix))
+		return
+	}
+	if path == "/v2" || strings.HasPrefix(path, "/v2/") {
+		s.registry(w, r)
 		return
 	}
 	s.docker(w, r, path)

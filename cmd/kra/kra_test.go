@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -34,8 +35,13 @@ func TestMain(m *testing.M) {
 //	revoke TOKEN     the server refuses TOKEN from now on
 //	revokecerts      the server refuses every client certificate so far
 //	perm MODE FILE   FILE has permission bits MODE (octal)
+//	mkimage FORMAT PATH REF CONTENT...
+//	                 a test image at PATH named REF, a layer per CONTENT:
+//	                 FORMAT docker (docker save), oci (layout) or ociarchive
+//	busyregistry     the registry refuses uploads with 429 (! busyregistry: no more)
 //
-// The real docker CLI runs as exec docker (condition [exec:docker]).
+// The real docker CLI runs as exec docker (condition [exec:docker]);
+// [file:PATH] says PATH exists.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:           "testdata/script",
@@ -64,7 +70,19 @@ func TestScripts(t *testing.T) {
 			env.Setenv("TZ", "UTC")
 			return nil
 		},
+		// [file:PATH]: PATH exists on this machine.
+		Condition: func(cond string) (bool, error) {
+			if p, ok := strings.CutPrefix(cond, "file:"); ok {
+				_, err := os.Stat(p)
+				return err == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"mkimage": cmdMkimage,
+			"busyregistry": func(ts *testscript.TestScript, neg bool, args []string) {
+				ts.Value("server").(*clienttest.Server).SetRegistryBusy(!neg)
+			},
 			"revoke": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) != 1 {
 					ts.Fatalf("usage: revoke TOKEN")

@@ -183,6 +183,7 @@ func newRootCmd(a *app) *cobra.Command {
   kra login <token>     store your access token (and trust the server's CA)
   kra setup docker      install a docker context: docker --context <cluster>.<tenant> ps
   kra ps                list your pods
+  kra push              push the images of compose.yaml to your registry
 
 Environment:
   KR_HOST          the API port of macro, https://HOST:PORT (default ` + client.DefaultHost + `)
@@ -204,6 +205,7 @@ kra keeps its configuration in $XDG_CONFIG_HOME/kra (default ~/.config/kra).`,
 		newNsCmd(a),
 		newIngressCmd(a),
 		newDomainsCmd(a),
+		newPushCmd(a),
 		newCompletionCmd(),
 	)
 	return root

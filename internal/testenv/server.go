@@ -52,6 +52,8 @@ type Server struct {
 	bin  string
 	args []string
 	env  []string
+	// netns is the network namespace the server runs in (OnHost).
+	netns string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -182,6 +184,11 @@ func (s *Server) Start() {
 	}
 	fmt.Fprintf(logf, "=== testenv %s: %s %q\n", time.Now().Format(time.RFC3339Nano), s.bin, args)
 	cmd := exec.Command(s.bin, args...)
+	if s.netns != "" {
+		// nsenter enters the network namespace and execs the server: the
+		// pid stays the server's.
+		cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + s.netns, "--", s.bin}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), s.env...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
