@@ -55,16 +55,20 @@ func MeantToRun(p Pod) bool {
 
 // HoldsMemory says whether a pod counts in its tenant's memory quota: from
 // the moment it is told to run until it is told to stop or removed, except
-// that a pod with restart policy "no" that exited by itself holds none. A
-// pod with another policy holds its memory while it is meant to run,
-// exited or not: its node may restart it without asking. A change of
-// status alone can therefore only free memory, never take some.
+// that a pod with restart policy "no" that exited by itself, or one that
+// exited after docker kill, holds none. A pod with another policy holds
+// its memory while it is meant to run, exited or not: its node may
+// restart it without asking. A change of status alone can therefore only
+// free memory, never take some.
 func HoldsMemory(p Pod, st PodStatus) bool {
 	if !MeantToRun(p) {
 		return false
 	}
 	if st.Phase.Active() || st.Run < p.Desired.Run {
 		return true // running, or told to start and not yet answered
+	}
+	if p.Desired.Killed {
+		return false // docker kill: its exit is final whatever the policy
 	}
 	return p.Spec.Restart.Policy != "" && p.Spec.Restart.Policy != "no"
 }

@@ -51,8 +51,11 @@ func TestHoldsMemory(t *testing.T) {
 		{"exited by itself, on-failure", R, 1, "on-failure", E, 1, true},
 		{"restarting", R, 1, "on-failure", types.PhaseRestarting, 1, true},
 		{"stopped, restart always", E, 1, "always", E, 1, false},
+		{"killed (not SIGKILL), still running", R, 1, "always", R, 1, true},
+		{"killed, exited, restart always", R, 1, "always", E, 1, false},
 	} {
 		p, st := qpod("a", 0, c.desired, c.run, c.policy, c.phase, c.stRun)
+		p.Desired.Killed = strings.HasPrefix(c.name, "killed")
 		if got := types.HoldsMemory(p, st); got != c.want {
 			t.Errorf("%s: holdsMemory %v, want %v", c.name, got, c.want)
 		}
