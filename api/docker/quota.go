@@ -10,7 +10,7 @@ package docker
 // memory. A pod holds memory from the moment it is told to run (docker
 // start, run, restart) until it is told to stop (docker stop, kill) or is
 // removed, except that a pod with restart policy "no" that exited by itself
-// holds none. Pods with any other restart policy hold their memory while
+// (or any pod that exited after docker kill) holds none. Pods with any other restart policy hold their memory while
 // they are meant to run, exited or not: their node may restart them at any
 // moment without asking the API. A pod without a memory limit, in a tenant
 // that has a memory quota, gets types.DefaultPodMemory as its limit at
