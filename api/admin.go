@@ -16,8 +16,8 @@ func (s *Server) CreateTenant(ctx context.Context, name string, quota types.Quot
 	if err := ValidTenantName(name); err != nil {
 		return types.Tenant{}, err
 	}
-	if quota.MemoryBytes < 0 || quota.Pods < 0 || quota.ImageBytes < 0 {
-		return types.Tenant{}, errorf(http.StatusBadRequest, "invalid quota: limits cannot be negative (0 means no limit)")
+	if err := validQuota(quota); err != nil {
+		return types.Tenant{}, err
 	}
 	t := types.Tenant{Name: name, Created: s.now().UTC().Truncate(time.Second), Quota: quota}
 	if err := s.store.CreateTenant(ctx, &t); err != nil {
@@ -162,13 +162,78 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := r.PathValue("id")
-	if err := s.store.DeleteToken(r.Context(), t.Name, id); err != nil {
+	revoked, err := s.store.RevokeToken(r.Context(), t.Name, id, s.now())
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return errorf(http.StatusNotFound, "tenant %q has no token %q", t.Name, id)
 		}
 		return err
 	}
-	s.log.Info("token revoked", "tenant", t.Name, "token", id)
+	s.noteRevoked(revoked)
+	s.log.Info("token revoked", "tenant", t.Name, "token", id, "certificates", len(revoked))
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func validQuota(q types.Quota) error {
+	if q.MemoryBytes < 0 || q.Pods < 0 || q.ImageBytes < 0 {
+		return errorf(http.StatusBadRequest, "invalid quota: limits cannot be negative (0 means no limit)")
+	}
+	return nil
+}
+
+// PUT /tenants/{name}/quota: the body is the whole new quota (a zero
+// field lifts that limit). Lowering a limit below what the tenant uses
+// takes nothing away: it refuses what would add to it.
+func (s *Server) setQuota(w http.ResponseWriter, r *http.Request) error {
+	var q types.Quota
+	if err := decodeBody(r, &q); err != nil {
+		return err
+	}
+	if err := validQuota(q); err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	t, err := s.store.SetTenantQuota(r.Context(), name, q)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusNotFound, "tenant %q not found", name)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("quota set", "tenant", name, "pods", q.Pods, "memory", q.MemoryBytes, "images", q.ImageBytes)
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+// noteRevoked tells this server's authentication at once about
+// certificates it revoked (other servers learn it from their watch).
+func (s *Server) noteRevoked(rcs []types.RevokedCert) {
+	if s.auth != nil && s.auth.Revocations() != nil && len(rcs) > 0 {
+		s.auth.Revocations().Add(rcs...)
+	}
+}
+
+// GET /tenants/{name}/usage: what the tenant uses of what its quota
+// bounds, counted as the quota checks count it.
+func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.tenant(r)
+	if err != nil {
+		return err
+	}
+	tp, err := s.store.ReadTenantPods(r.Context(), t.Name)
+	if err != nil {
+		return err
+	}
+	u := types.Usage{Pods: len(tp.Pods)}
+	for _, p := range tp.Pods {
+		if types.HoldsMemory(p, tp.Status(p.ID)) {
+			u.MemoryBytes += types.PodMemory(p.Spec)
+		}
+	}
+	if s.images != nil {
+		u.ImageBytes = s.images.ImageBytes(r.Context(), t.Name)
+	}
+	writeJSON(w, http.StatusOK, u)
 	return nil
 }

@@ -31,6 +31,8 @@ type Config struct {
 	Store *store.Store
 	Auth  *auth.Authenticator
 	CA    *auth.CA
+	// Images removes a tenant's images when the tenant is removed.
+	Images TenantImages
 	// Cluster names the cluster in /whoami and /certs: kra names its
 	// docker context <cluster>.<tenant>.
 	Cluster string
@@ -50,6 +52,7 @@ type Server struct {
 	store    *store.Store
 	auth     *auth.Authenticator
 	ca       *auth.CA
+	images   TenantImages
 	cluster  string
 	domain   string
 	resolver *net.Resolver
@@ -68,7 +71,7 @@ func New(cfg Config) *Server {
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
-	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, cluster: cfg.Cluster, domain: cfg.Domain, resolver: cfg.Resolver, log: cfg.Log.With("subsystem", "api"), now: cfg.Now}
+	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, images: cfg.Images, cluster: cfg.Cluster, domain: cfg.Domain, resolver: cfg.Resolver, log: cfg.Log.With("subsystem", "api"), now: cfg.Now}
 }
 
 // Handler serves the tenant side of the API (mount it at /apis/ of the API
@@ -115,6 +118,9 @@ func (s *Server) adminMux() *mux {
 	m.handle("GET /tenants", s.listTenants)
 	m.handle("POST /tenants", s.createTenant)
 	m.handle("GET /tenants/{name}", s.getTenant)
+	m.handle("DELETE /tenants/{name}", s.deleteTenant)
+	m.handle("PUT /tenants/{name}/quota", s.setQuota)
+	m.handle("GET /tenants/{name}/usage", s.getUsage)
 	m.handle("GET /tenants/{name}/tokens", s.listTokens)
 	m.handle("POST /tenants/{name}/tokens", s.createTokenHandler)
 	m.handle("DELETE /tenants/{name}/tokens/{id}", s.deleteToken)

@@ -58,6 +58,15 @@ func (s *Server) createCerts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Recorded under its token, so that revoking the token (or removing
+	// the tenant) revokes it; a token revoked meanwhile gets nothing.
+	rec := types.Cert{Serial: c.Serial, Tenant: id.Tenant, TokenID: id.TokenID, Issued: s.now().UTC(), Expires: c.Expires.UTC()}
+	if err := s.store.RecordCert(r.Context(), rec); err != nil {
+		if errors.Is(err, store.ErrTokenGone) {
+			return auth.ErrBadToken
+		}
+		return err
+	}
 	s.log.Info("client certificate issued", "tenant", id.Tenant, "token", id.TokenID, "expires", c.Expires)
 	writeJSON(w, http.StatusCreated, Certs{
 		CA: string(s.ca.CertPEM), Cert: string(c.CertPEM), Key: string(c.KeyPEM),

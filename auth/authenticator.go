@@ -42,6 +42,11 @@ var (
 	// ErrCertTenant: the certificate is signed by the CA but names no
 	// tenant that exists.
 	ErrCertTenant = &Error{Status: http.StatusForbidden, Message: "the client certificate names no tenant of this cloud"}
+	// ErrCertRevoked: the certificate was revoked with the token it was
+	// issued for, or with its tenant.
+	ErrCertRevoked = &Error{Status: http.StatusUnauthorized, Message: "this client certificate has been revoked (its access token was revoked or its tenant removed): get a new one with a valid token (`kra login` and `kra setup docker`)"}
+	// errRevocationsNotLoaded: the server cannot tell yet.
+	errRevocationsNotLoaded = &Error{Status: http.StatusServiceUnavailable, Message: "the server is starting: the list of revoked certificates is not loaded yet, try again"}
 )
 
 // Error is a refusal with the HTTP status to answer it with.
@@ -83,6 +88,9 @@ type Config struct {
 	Refill time.Duration
 	// Now is the clock (time.Now).
 	Now func() time.Time
+	// Revocations, when set, is the list of revoked client certificates
+	// that every certificate is checked against.
+	Revocations *Revocations
 }
 
 // Authenticator maps a request to its caller's tenant.
@@ -91,6 +99,7 @@ type Authenticator struct {
 	log     *slog.Logger
 	now     func() time.Time
 	limiter *limiter
+	revoked *Revocations
 }
 
 // New returns an Authenticator over cfg.Store.
@@ -112,7 +121,34 @@ func New(cfg Config) *Authenticator {
 		log:     cfg.Log.With("subsystem", "auth"),
 		now:     cfg.Now,
 		limiter: newLimiter(cfg.Burst, cfg.Refill),
+		revoked: cfg.Revocations,
 	}
+}
+
+// Revocations is the list of revoked certificates the Authenticator
+// checks, nil when it checks none.
+func (a *Authenticator) Revocations() *Revocations { return a.revoked }
+
+// certSlack absorbs clock differences between the server that made a
+// tenant and the one that issued a certificate to it.
+const certSlack = time.Minute
+
+// activeTenant reads a tenant that exists and is not being removed;
+// store.ErrNotFound otherwise.
+func (a *Authenticator) activeTenant(ctx context.Context, name string) (types.Tenant, error) {
+	t, err := a.store.Tenant(ctx, name)
+	if err == nil && t.Deleting {
+		return t, store.ErrNotFound
+	}
+	return t, err
+}
+
+// TenantActive says whether a tenant exists and is not being removed:
+// credentials that outlive a request (the registry's bearer tokens) check
+// it on every use.
+func (a *Authenticator) TenantActive(ctx context.Context, name string) bool {
+	_, err := a.activeTenant(ctx, name)
+	return err == nil
 }
 
 // Authenticate returns the caller of r: the tenant of its verified client
@@ -160,17 +196,36 @@ func (a *Authenticator) fromCert(r *http.Request) (id Identity, ok bool, err err
 	if wait := a.limiter.wait(ip, a.now()); wait > 0 {
 		return Identity{}, true, rateLimited(wait)
 	}
-	tenant, named := TenantOfCert(r.TLS.VerifiedChains[0][0])
+	leaf := r.TLS.VerifiedChains[0][0]
+	tenant, named := TenantOfCert(leaf)
 	if !named {
 		a.fail(ip, "certificate")
 		return Identity{}, true, ErrCertTenant
 	}
-	if _, err := a.store.Tenant(r.Context(), tenant); err != nil {
+	if a.revoked != nil {
+		revoked, loaded := a.revoked.Revoked(leaf)
+		if !loaded {
+			return Identity{}, true, errRevocationsNotLoaded
+		}
+		if revoked {
+			a.fail(ip, "revoked certificate")
+			return Identity{}, true, ErrCertRevoked
+		}
+	}
+	t, err := a.activeTenant(r.Context(), tenant)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			a.fail(ip, "certificate")
 			return Identity{}, true, ErrCertTenant
 		}
 		return Identity{}, true, fmt.Errorf("authenticate: %w", err)
+	}
+	// A certificate older than its tenant was issued to an earlier
+	// tenant of that name, removed since: whatever the revocation list
+	// says, it is not this tenant's.
+	if leaf.NotBefore.Add(backdate + certSlack).Before(t.Created) {
+		a.fail(ip, "certificate of an earlier tenant")
+		return Identity{}, true, ErrCertRevoked
 	}
 	return Identity{Tenant: tenant, Method: MethodCertificate}, true, nil
 }
@@ -200,7 +255,7 @@ func (a *Authenticator) VerifyToken(ctx context.Context, token string) (types.To
 	if !secretMatches(secret, want) || !found {
 		return types.Token{}, ErrBadToken
 	}
-	if _, err := a.store.Tenant(ctx, t.Tenant); err != nil {
+	if _, err := a.activeTenant(ctx, t.Tenant); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return types.Token{}, ErrBadToken
 		}

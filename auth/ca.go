@@ -231,6 +231,7 @@ type ClientCert struct {
 	CertPEM []byte
 	KeyPEM  []byte
 	Expires time.Time
+	Serial  string // as Serial names it
 }
 
 // IssueClient signs a client certificate for tenant (CN=tenant,
@@ -266,6 +267,7 @@ func (c *CA) IssueClient(tenant string, now time.Time) (ClientCert, error) {
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}),
 		Expires: tmpl.NotAfter,
+		Serial:  tmpl.SerialNumber.Text(16),
 	}, nil
 }
 

@@ -38,12 +38,52 @@ func (s *Store) pin(diffIDs []string) func() {
 	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
+		defer s.mu.Unlock()
+		var free []string
 		for _, d := range diffIDs {
 			if s.pinned[d]--; s.pinned[d] <= 0 {
 				delete(s.pinned, d)
+				free = append(free, d)
 			}
 		}
-		s.mu.Unlock()
+		s.dropUnusedLayersLocked(free)
+	}
+}
+
+// dropUnusedLayersLocked removes the extracted layers among diffIDs that
+// no image uses and no ingest holds: what an ingest that failed (or was
+// refused by its tenant's quota) extracted. Callers hold s.mu.
+func (s *Store) dropUnusedLayersLocked(diffIDs []string) {
+	if len(diffIDs) == 0 {
+		return
+	}
+	used := map[string]bool{}
+	for _, rec := range s.images {
+		for _, l := range rec.Layers {
+			used[l.DiffID] = true
+		}
+	}
+	var blobs []string
+	for _, d := range diffIDs {
+		m, ok := s.layers[d]
+		if !ok || used[d] || s.pinned[d] > 0 {
+			continue
+		}
+		if err := s.removeLayerDir(d); err != nil {
+			s.log.Warn("remove layer", "diffID", d, "err", err)
+			continue
+		}
+		delete(s.layers, d)
+		blobs = append(blobs, m.Blob)
+	}
+	if len(blobs) == 0 {
+		return
+	}
+	usedBlobs := s.usedBlobsLocked()
+	for _, b := range blobs {
+		if b != "" && !usedBlobs[b] {
+			os.Remove(s.blobPath(b))
+		}
 	}
 }
 
@@ -309,12 +349,26 @@ func (s *Store) commit(img newImage) (string, bool, error) {
 	if err != nil {
 		return "", false, fmt.Errorf("image config: %w", err)
 	}
+	limit, err := s.quotaOf(img.tenant)
+	if err != nil {
+		return "", false, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, l := range img.layers {
 		if _, ok := s.layers[l.DiffID]; !ok {
 			return "", false, fmt.Errorf("layer %s vanished", l.DiffID)
 		}
+	}
+	if err := s.checkQuotaLocked(s.tenantLocked(img.tenant), img.layers, limit); err != nil {
+		// Refused: the blobs written above go unless something has them.
+		used := s.usedBlobsLocked()
+		for _, b := range []string{id, manifestDigest, indexDigest} {
+			if b != "" && !used[b] {
+				os.Remove(s.blobPath(b))
+			}
+		}
+		return "", false, err
 	}
 	now := time.Now().UTC()
 	rec := s.images[id]

@@ -207,8 +207,17 @@ func (v *TenantView) PutBlob(ctx context.Context, path, digest string) error {
 		return fmt.Errorf("%w: want %s, got %s", ErrDigestInvalid, digest, got)
 	}
 	s := v.s
+	limit, err := s.quotaOf(v.name)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if fi, err := os.Stat(path); err == nil {
+		if err := s.checkBlobQuotaLocked(s.tenantLocked(v.name), digest, fi.Size(), limit); err != nil {
+			return err
+		}
+	}
 	if !s.hasBlob(digest) {
 		if err := os.Chmod(path, 0o644); err != nil {
 			return err
@@ -386,6 +395,13 @@ func (v *TenantView) PutManifest(ctx context.Context, repo, ref, contentType str
 		t.Pushed[key] = pt
 	}
 	if ni != nil {
+		// Held until the image is committed: an unpinned layer that no
+		// image uses yet may be removed (see pin).
+		diffIDs := make([]string, len(ni.layers))
+		for i, l := range ni.layers {
+			diffIDs[i] = l.DiffID
+		}
+		defer s.pin(diffIDs)()
 		if err := v.ingestPushed(ctx, ni); err != nil {
 			return "", err
 		}

@@ -95,6 +95,7 @@ type Store struct {
 	layers  map[string]layerMeta // by diffID
 	pinned  map[string]int       // diffIDs of layers in use by ongoing pulls and loads
 	inUse   func(tenant, imageID string) []string
+	quota   func(ctx context.Context, tenant string) (int64, error) // see SetQuota
 	extract singleflight.Group
 }
 

@@ -58,6 +58,10 @@ type Config struct {
 	// token, or basic auth with the token as password); ok is false when
 	// there are none or they are not valid.
 	Authenticate func(*http.Request) (tenant string, ok bool)
+	// TenantActive, when set, is asked on every use of one of the
+	// registry's own bearer tokens: a token of a removed tenant stops
+	// working at once rather than when it expires.
+	TenantActive func(ctx context.Context, tenant string) bool
 	// KeyFile holds the HMAC key of the registry's bearer tokens; it is
 	// created (0600) when missing. Empty: a key for the life of the
 	// process.
@@ -210,6 +214,12 @@ func Routes() []string {
 }
 
 func (g *Registry) route(w http.ResponseWriter, r *http.Request, tenant, p string) error {
+	// A bearer token of the registry outlives the request that bought
+	// it: its tenant may have been removed since.
+	if g.cfg.TenantActive != nil && !g.cfg.TenantActive(r.Context(), tenant) {
+		g.challenge(w, r)
+		return nil
+	}
 	if p == "/v2/" || p == "/v2" {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			return errUnsupported
@@ -290,6 +300,7 @@ func asRegError(err error) *regError {
 		{image.ErrDigestInvalid, http.StatusBadRequest, "DIGEST_INVALID"},
 		{image.ErrManifestBlobUnknown, http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN"},
 		{image.ErrManifestInvalid, http.StatusBadRequest, "MANIFEST_INVALID"},
+		{image.ErrQuotaExceeded, http.StatusForbidden, "DENIED"},
 	} {
 		if errors.Is(err, m.target) {
 			return codeError(m.status, m.code, err.Error())

@@ -98,6 +98,9 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	} else if err != nil {
 		return err
 	}
+	if err := s.checkContainerRefs(r, &req); err != nil {
+		return err
+	}
 	spec, err := podFromCreate(&req, img, name, s.info.DefaultRuntime)
 	if err != nil {
 		return err
@@ -128,7 +131,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 		if name == "" {
 			p.Name = randomName()
 		}
-		err = s.store.CreatePod(r.Context(), &p)
+		err = s.createPod(r.Context(), &p) // within the tenant's quota
 		var inUse *store.NameInUseError
 		if errors.As(err, &inUse) {
 			if name == "" && attempt < 20 {
@@ -158,7 +161,7 @@ func contains(list []string, s string) bool {
 // (status.Run reaches the new Run, or the phase matches), so that the
 // command returns once it took effect, as with dockerd.
 func (s *Server) setDesired(ctx context.Context, tenant, id string, fn func(p *types.Pod) error, done func(p types.Pod, st types.PodStatus) bool, timeout time.Duration) (types.Pod, types.PodStatus, error) {
-	p, err := s.store.UpdatePod(ctx, tenant, id, fn)
+	p, err := s.updateDesired(ctx, tenant, id, fn) // within the tenant's quota
 	if err != nil {
 		return p, types.PodStatus{}, err
 	}
@@ -498,7 +501,7 @@ func (s *Server) updateContainer(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("changing resource limits of an existing container is not supported yet")
 	}
 	if req.RestartPolicy.Name != "" {
-		_, err = s.store.UpdatePod(r.Context(), p.Tenant, p.ID, func(p *types.Pod) error {
+		_, err = s.updateDesired(r.Context(), p.Tenant, p.ID, func(p *types.Pod) error {
 			p.Spec.Restart = types.Restart{Policy: string(req.RestartPolicy.Name), MaxRetries: req.RestartPolicy.MaximumRetryCount}
 			return nil
 		})

@@ -707,6 +707,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &ac); err != nil {
 		return err
 	}
+	if host, ok := s.ownRegistry(r, ac.ServerAddress); ok {
+		return s.loginOwnRegistry(w, r, host, ac)
+	}
 	err := s.images.Login(r.Context(), ac.ServerAddress, authn.AuthConfig{
 		Username: ac.Username, Password: ac.Password, Auth: ac.Auth,
 		IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken,

@@ -41,6 +41,7 @@ type Server struct {
 	started time.Time
 	// tenantFromContext: see Config.TenantFromContext.
 	tenantFromContext bool
+	localLogin        func(ctx context.Context, tenant, password string) (bool, error)
 
 	// routes are the patterns handle registered, in order, once each
 	// (see Routes).
@@ -76,6 +77,11 @@ type Config struct {
 	// put none. Without it, every request is tenant default: the
 	// single-tenant machine.
 	TenantFromContext bool
+	// LocalLogin checks the credentials of a `docker login` to this
+	// cloud's own registry: true when password is a valid access token
+	// of tenant, an error when it cannot tell. Without it, such a login
+	// is refused.
+	LocalLogin func(ctx context.Context, tenant, password string) (bool, error)
 }
 
 // New returns a Server. Call Run to feed its event stream.
@@ -94,6 +100,7 @@ func New(cfg Config) *Server {
 		started: time.Now(),
 
 		tenantFromContext: cfg.TenantFromContext,
+		localLogin:        cfg.LocalLogin,
 	}
 }
 

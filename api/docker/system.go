@@ -215,7 +215,7 @@ func (s *Server) restartOnBoot(ctx context.Context) {
 		if st.Phase != types.PhaseExited && st.Phase != types.PhaseCreated {
 			continue
 		}
-		_, err := s.store.UpdatePod(ctx, p.Tenant, p.ID, func(cur *types.Pod) error {
+		_, err := s.updateDesired(ctx, p.Tenant, p.ID, func(cur *types.Pod) error { // within the memory quota
 			if !stoppedByHand(cur.Desired) {
 				return nil
 			}

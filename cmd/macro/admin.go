@@ -8,11 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -28,8 +30,10 @@ const adminSocketName = "admin.sock"
 const adminUsage = `macro admin: manage tenants and access tokens of the server on this machine
 
 Usage:
-  macro admin [--data-dir DIR] tenant create NAME
+  macro admin [--data-dir DIR] tenant create NAME [--pods N] [--memory SIZE] [--images SIZE]
+  macro admin [--data-dir DIR] tenant set-quota NAME [--pods N] [--memory SIZE] [--images SIZE]
   macro admin [--data-dir DIR] tenant ls
+  macro admin [--data-dir DIR] tenant rm NAME [--force]
   macro admin [--data-dir DIR] token create --tenant NAME [--description TEXT]
   macro admin [--data-dir DIR] token ls --tenant NAME
   macro admin [--data-dir DIR] token revoke --tenant NAME ID
@@ -38,15 +42,41 @@ It talks to the server through DIR/admin.sock (root only). Flags may come
 anywhere. token create prints the token alone on standard output, once:
   TOKEN=$(macro admin token create --tenant alice)
 
+Quotas: --pods bounds the tenant's containers (running or not), --memory
+the sum of the memory limits of its running containers (a container
+without one counts, and is limited to, 256m), --images the size of its
+images' layers. Sizes are bytes or a number with k, m, g or t (binary
+units, as docker run --memory); 0 lifts a limit. set-quota changes only
+the limits it is given.
+
+tenant rm refuses a tenant that has containers; --force stops and removes
+them. Either way the tenant's tokens, certificates (revoked), namespaces
+and images go with it.
+
+token revoke also revokes the client certificates issued with the token
+(kra setup docker): the tenant's docker context stops working.
+
 Flags:
 `
+
+// adminOpts are the flags of a command.
+type adminOpts struct {
+	tenant, description  string
+	force                bool
+	pods, memory, images string // as given; "" when not given
+}
 
 // adminMain runs `macro admin ARGS` and returns the exit code.
 func adminMain(args []string) int {
 	fs := flag.NewFlagSet("macro admin", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", "/var/lib/macro", "the server's data directory (its admin socket is DATA-DIR/admin.sock)")
-	tenant := fs.String("tenant", "", "the tenant of a token command")
-	description := fs.String("description", "", "what a new token is for (token create)")
+	var o adminOpts
+	fs.StringVar(&o.tenant, "tenant", "", "the tenant of a token command")
+	fs.StringVar(&o.description, "description", "", "what a new token is for (token create)")
+	fs.StringVar(&o.pods, "pods", "", "quota: how many containers the tenant may have (tenant create, set-quota)")
+	fs.StringVar(&o.memory, "memory", "", "quota: total memory of the tenant's running containers, e.g. 4g (tenant create, set-quota)")
+	fs.StringVar(&o.images, "images", "", "quota: size of the tenant's images, e.g. 10g (tenant create, set-quota)")
+	fs.BoolVar(&o.force, "force", false, "tenant rm: stop and remove the tenant's containers too")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), adminUsage)
 		fs.PrintDefaults()
@@ -69,9 +99,9 @@ func adminMain(args []string) int {
 		rest = rest[1:]
 	}
 	c := newAdminClient(*dataDir)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	err := runAdmin(ctx, c, words, *tenant, *description, os.Stdout, os.Stderr)
+	err := runAdmin(ctx, c, words, o, os.Stdout, os.Stderr)
 	var ue usageError
 	switch {
 	case err == nil:
@@ -90,8 +120,9 @@ type usageError string
 
 func (e usageError) Error() string { return string(e) }
 
-func runAdmin(ctx context.Context, c *adminClient, words []string, tenant, description string, stdout, stderr io.Writer) error {
+func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, stdout, stderr io.Writer) error {
 	cmd := strings.Join(words, " ")
+	tenant, description := o.tenant, o.description
 	needTenant := func() error {
 		if tenant == "" {
 			return usageError(fmt.Sprintf("%s: --tenant NAME is required", strings.Join(words[:2], " ")))
@@ -102,22 +133,71 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, tenant, descr
 	case len(words) == 0:
 		return usageError("no command")
 	case len(words) == 3 && words[0] == "tenant" && words[1] == "create":
-		var t types.Tenant
-		if err := c.call(ctx, http.MethodPost, "/tenants", map[string]string{"name": words[2]}, &t); err != nil {
+		var q types.Quota
+		if err := o.quota(&q); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "tenant %q created\n", t.Name)
+		var t types.Tenant
+		if err := c.call(ctx, http.MethodPost, "/tenants", map[string]any{"name": words[2], "quota": q}, &t); err != nil {
+			return err
+		}
+		if t.Quota == (types.Quota{}) {
+			fmt.Fprintf(stdout, "tenant %q created\n", t.Name)
+		} else {
+			fmt.Fprintf(stdout, "tenant %q created%s\n", t.Name, quotaText(t.Quota))
+		}
 		fmt.Fprintf(stderr, "next: macro admin token create --tenant %s --data-dir %s\n", t.Name, c.dataDir)
+	case len(words) == 3 && words[0] == "tenant" && words[1] == "set-quota":
+		if o.pods == "" && o.memory == "" && o.images == "" {
+			return usageError("tenant set-quota: give at least one of --pods, --memory and --images")
+		}
+		var t types.Tenant
+		path := "/tenants/" + url.PathEscape(words[2])
+		if err := c.call(ctx, http.MethodGet, path, nil, &t); err != nil {
+			return err
+		}
+		q := t.Quota
+		if err := o.quota(&q); err != nil {
+			return err
+		}
+		if err := c.call(ctx, http.MethodPut, path+"/quota", q, &t); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "tenant %q:%s\n", t.Name, strings.TrimPrefix(quotaText(t.Quota), ","))
+	case len(words) == 3 && words[0] == "tenant" && (words[1] == "rm" || words[1] == "remove" || words[1] == "delete"):
+		var rm api.Removed
+		path := "/tenants/" + url.PathEscape(words[2])
+		if o.force {
+			path += "?force=1"
+		}
+		if err := c.call(ctx, http.MethodDelete, path, nil, &rm); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "tenant %q removed: %s, %s, %s revoked, %s\n", rm.Tenant,
+			plural(rm.Pods, "pod"), plural(rm.Tokens, "token"), plural(rm.Certificates, "certificate"), plural(rm.Images, "image"))
 	case cmd == "tenant ls" || cmd == "tenant list":
 		var ts []types.Tenant
 		if err := c.call(ctx, http.MethodGet, "/tenants", nil, &ts); err != nil {
 			return err
 		}
+		// Each column is what the tenant uses / its limit ("-": none).
 		tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tCREATED\tMEMORY\tPODS\tIMAGES")
+		count := func(n int64) string { return fmt.Sprint(n) }
 		for _, t := range ts {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Created.UTC().Format(time.RFC3339),
-				limit(t.Quota.MemoryBytes, bytesText), limit(int64(t.Quota.Pods), func(n int64) string { return fmt.Sprint(n) }), limit(t.Quota.ImageBytes, bytesText))
+			var u types.Usage
+			used := func(n int64, format func(int64) string) string { return format(n) }
+			if err := c.call(ctx, http.MethodGet, "/tenants/"+url.PathEscape(t.Name)+"/usage", nil, &u); err != nil {
+				used = func(int64, func(int64) string) string { return "?" } // removed meanwhile
+			}
+			state := ""
+			if t.Deleting {
+				state = " (being removed)"
+			}
+			fmt.Fprintf(tw, "%s%s\t%s\t%s/%s\t%s/%s\t%s/%s\n", t.Name, state, t.Created.UTC().Format(time.RFC3339),
+				used(u.MemoryBytes, bytesText), limit(t.Quota.MemoryBytes, bytesText),
+				used(int64(u.Pods), count), limit(int64(t.Quota.Pods), count),
+				used(u.ImageBytes, bytesText), limit(t.Quota.ImageBytes, bytesText))
 		}
 		return tw.Flush()
 	case cmd == "token create":
@@ -249,4 +329,83 @@ func (c *adminClient) call(ctx context.Context, method, path string, body, out a
 		}
 	}
 	return nil
+}
+
+// quota sets the limits of q that were given as flags.
+func (o adminOpts) quota(q *types.Quota) error {
+	if o.pods != "" {
+		n, err := strconv.Atoi(o.pods)
+		if err != nil || n < 0 {
+			return usageError(fmt.Sprintf("--pods %s: give a number of containers (0: no limit)", o.pods))
+		}
+		q.Pods = n
+	}
+	for _, f := range []struct {
+		name, value string
+		to          *int64
+	}{{"memory", o.memory, &q.MemoryBytes}, {"images", o.images, &q.ImageBytes}} {
+		if f.value == "" {
+			continue
+		}
+		n, err := parseSize(f.value)
+		if err != nil {
+			return usageError(fmt.Sprintf("--%s %s: %v", f.name, f.value, err))
+		}
+		*f.to = n
+	}
+	return nil
+}
+
+// quotaText shows a quota after a tenant's name: ", quota: 3 pods, ...".
+func quotaText(q types.Quota) string {
+	var parts []string
+	if q.Pods > 0 {
+		parts = append(parts, fmt.Sprintf("%d pods", q.Pods))
+	}
+	if q.MemoryBytes > 0 {
+		parts = append(parts, bytesText(q.MemoryBytes)+" memory")
+	}
+	if q.ImageBytes > 0 {
+		parts = append(parts, bytesText(q.ImageBytes)+" images")
+	}
+	if len(parts) == 0 {
+		return ", no quota"
+	}
+	return ", quota: " + strings.Join(parts, ", ")
+}
+
+// parseSize reads a size as docker run --memory does: bytes, or a number
+// with b, k, m, g or t (binary units; "4g", "512MiB", "1.5G" too); 0
+// means no limit.
+func parseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
+	mult := int64(1)
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'k':
+			mult = 1 << 10
+		case 'm':
+			mult = 1 << 20
+		case 'g':
+			mult = 1 << 30
+		case 't':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			t = t[:len(t)-1]
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || f*float64(mult) > math.MaxInt64/2 {
+		return 0, errors.New("give a size such as 512m, 4g or 10g (binary units), or 0 for no limit")
+	}
+	return int64(f * float64(mult)), nil
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

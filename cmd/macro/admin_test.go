@@ -51,7 +51,7 @@ func TestAdminCommands(t *testing.T) {
 	ctx := context.Background()
 	run := func(tenant string, words ...string) (string, string, error) {
 		var out, errOut bytes.Buffer
-		err := runAdmin(ctx, c, words, tenant, "", &out, &errOut)
+		err := runAdmin(ctx, c, words, adminOpts{tenant: tenant}, &out, &errOut)
 		return out.String(), errOut.String(), err
 	}
 	if out, _, err := run("", "tenant", "create", "alice"); err != nil || out != "tenant \"alice\" created\n" {
@@ -84,7 +84,7 @@ func TestAdminCommands(t *testing.T) {
 	}{
 		{"", nil, true, "no command"},
 		{"", []string{"token", "ls"}, true, "token ls: --tenant NAME is required"},
-		{"", []string{"tenant", "remove", "x"}, true, `unknown command "tenant remove x"`},
+		{"", []string{"tenant", "frob", "x"}, true, `unknown command "tenant frob x"`},
 		{"alice", []string{"token", "revoke", id}, false, `tenant "alice" has no token "` + id + `"`},
 		{"bob", []string{"token", "ls"}, false, `tenant "bob" not found`},
 	} {
@@ -163,6 +163,22 @@ func TestKraHost(t *testing.T) {
 	} {
 		if got := kraHost(addr); got != want {
 			t.Errorf("kraHost(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "1024": 1024, "512m": 512 << 20, "512M": 512 << 20, "512MiB": 512 << 20, "512mb": 512 << 20,
+		"4g": 4 << 30, "1.5g": 3 << 29, "10G": 10 << 30, "2t": 2 << 40, "64k": 64 << 10, "100b": 100,
+	} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d %v, want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "lots", "-1g", "4x", "g", "1e400"} {
+		if got, err := parseSize(bad); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", bad, got)
 		}
 	}
 }

@@ -180,16 +180,37 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	if caCreated {
 		log.Info("cluster CA created", "dir", filepath.Join(dataDir, "ca"))
 	}
-	authn := auth.New(auth.Config{Store: st, Log: log})
-	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Cluster: cluster, Domain: cfg.ingress.domain, Resolver: resolverAt(cfg.domainDNS), Log: log})
-	firstToken, err := firstStart(ctx, st, native, dataDir)
+	// Client certificates are checked against the revocation list from
+	// the first request on; a watch keeps it current.
+	revocations := auth.NewRevocations(st, log)
+	revRev, err := revocations.Load(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("revocation list: %w", err)
 	}
+	authn := auth.New(auth.Config{Store: st, Log: log, Revocations: revocations})
 
 	images, err := image.Open(filepath.Join(dataDir, "images"), log)
 	if err != nil {
 		return fmt.Errorf("image store: %w", err)
+	}
+	// The image quota hook also keeps images from landing for a tenant
+	// that is gone or being removed (an ingest that was under way when
+	// its removal began).
+	images.SetQuota(func(ctx context.Context, tenant string) (int64, error) {
+		t, err := st.Tenant(ctx, tenant)
+		switch {
+		case errors.Is(err, store.ErrNotFound) && tenant == types.DefaultTenant:
+			return 0, nil // the machine's own socket, before any tenant
+		case errors.Is(err, store.ErrNotFound), err == nil && t.Deleting:
+			return 0, fmt.Errorf("tenant %s does not exist or is being removed", tenant)
+		}
+		return t.Quota.ImageBytes, err
+	})
+
+	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Images: images, Cluster: cluster, Domain: cfg.ingress.domain, Resolver: resolverAt(cfg.domainDNS), Log: log})
+	firstToken, err := firstStart(ctx, st, native, dataDir)
+	if err != nil {
+		return err
 	}
 
 	runtimes := map[string]runtime.Runtime{}
@@ -253,6 +274,13 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 			CPUs: node.CPUs, MemoryBytes: node.MemoryBytes,
 		},
 		TenantFromContext: true,
+		LocalLogin: func(ctx context.Context, tenant, password string) (bool, error) {
+			t, err := authn.VerifyToken(ctx, password)
+			if errors.Is(err, auth.ErrBadToken) {
+				return false, nil
+			}
+			return err == nil && t.Tenant == tenant, err
+		},
 	})
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -261,6 +289,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	go func() { control.New(st, log).Run(ctx); done <- struct{}{} }()
 	go func() { ag.Run(ctx); done <- struct{}{} }()
 	go func() { dockerAPI.Run(ctx); done <- struct{}{} }()
+	go revocations.Run(ctx, revRev)
 
 	// The machine's own sockets: no credentials, tenant default.
 	dockerH := dockerAPI.Handler()
@@ -284,7 +313,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		reg, err := registry.New(registry.Config{Store: images, Authenticate: authn.RegistryAuth, KeyFile: filepath.Join(dataDir, "registry", "token.key"), Log: log})
+		reg, err := registry.New(registry.Config{Store: images, Authenticate: authn.RegistryAuth, TenantActive: authn.TenantActive, KeyFile: filepath.Join(dataDir, "registry", "token.key"), Log: log})
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,209 @@
+package store
+
+// Guarded writes: a pod is created, or its desired state changed, only if
+// a check over every pod of its tenant still holds when the write commits.
+// This is how quotas stay exact with concurrent requests and several API
+// servers: the pods are read at one revision, the guard decides, and the
+// write is a transaction that also compares that no key under the
+// tenant's pods prefix changed after that revision (etcd's range compare).
+// A concurrent create, update or removal of another pod of the same
+// tenant makes the transaction fail; the whole read-check-write runs
+// again. Statuses are read for the guard but not compared: an agent
+// writes them all the time, and a guard must only count them in a way
+// that a status change cannot make wrong (see api/docker/quota.go).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/macro-cloud/macro/types"
+)
+
+// TenantPods is every pod of a tenant and its status, read at one revision.
+// For CreatePodGuarded it also holds the tenant's record, which the create
+// commits against: a create never lands for a tenant whose record changed
+// meanwhile (its quota set, its removal begun, the tenant gone).
+type TenantPods struct {
+	Pods     []types.Pod
+	Statuses map[string]types.PodStatus // by pod ID; missing: never seen by an agent
+	Revision int64
+
+	Tenant       types.Tenant // CreatePodGuarded only
+	TenantExists bool
+	tenantRev    int64 // the record's ModRevision, 0 when it does not exist
+}
+
+// Status is the status of pod id, the zero "created" status when an agent
+// has not written one.
+func (tp TenantPods) Status(id string) types.PodStatus {
+	if st, ok := tp.Statuses[id]; ok {
+		return st
+	}
+	return types.PodStatus{ID: id, Phase: types.PhaseCreated}
+}
+
+// maxGuardedAttempts bounds the retries of a guarded write under
+// contention; then it fails with ErrConflict.
+const maxGuardedAttempts = 50
+
+// ReadTenantPods reads every pod of tenant and their statuses at one
+// revision.
+func (s *Store) ReadTenantPods(ctx context.Context, tenant string) (TenantPods, error) {
+	if err := keyPart("tenant", tenant); err != nil {
+		return TenantPods{}, err
+	}
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(tenantPrefix("pods", tenant), clientv3.WithPrefix()),
+		clientv3.OpGet(tenantPrefix("status", tenant), clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return TenantPods{}, fmt.Errorf("read pods of %s: %w", tenant, err)
+	}
+	tp := TenantPods{Statuses: map[string]types.PodStatus{}, Revision: resp.Header.Revision}
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		p, err := decodePod(kv.Value, kv.ModRevision)
+		if err != nil {
+			s.log.Error("skipping undecodable pod", "key", string(kv.Key), "err", err)
+			continue
+		}
+		tp.Pods = append(tp.Pods, p)
+	}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		var st types.PodStatus
+		if json.Unmarshal(kv.Value, &st) == nil {
+			tp.Statuses[st.ID] = st
+		}
+	}
+	return tp, nil
+}
+
+// unchangedSince compares that no pod of tenant changed after rev.
+func unchangedSince(tenant string, rev int64) clientv3.Cmp {
+	return clientv3.Compare(clientv3.ModRevision(tenantPrefix("pods", tenant)), "<", rev+1).WithPrefix()
+}
+
+// CreatePodGuarded is CreatePod after guard approved the tenant's record
+// and, when withPods says so for that record (nil: always), its pods, as
+// they are when the pod is committed: the transaction compares that the
+// record did not change and, with pods, that no pod of the tenant did.
+// guard's error is returned as it is, and nothing is written; guard may
+// complete p (what it leaves is what is stored).
+func (s *Store) CreatePodGuarded(ctx context.Context, p *types.Pod, withPods func(types.Tenant) bool, guard func(TenantPods) error) error {
+	if err := keyPart("tenant", p.Tenant); err != nil {
+		return err
+	}
+	nk, pk, tk := nameKey(p.Tenant, p.Name), podKey(p.Tenant, p.ID), tenantKey(p.Tenant)
+	for attempt := 0; attempt < maxGuardedAttempts; attempt++ {
+		var tp TenantPods
+		resp, err := s.cli.Get(ctx, tk)
+		if err != nil {
+			return fmt.Errorf("create pod: %w", err)
+		}
+		if len(resp.Kvs) > 0 {
+			if err := json.Unmarshal(resp.Kvs[0].Value, &tp.Tenant); err != nil {
+				return fmt.Errorf("decode %s: %w", tk, err)
+			}
+			tp.TenantExists, tp.tenantRev = true, resp.Kvs[0].ModRevision
+		}
+		cmps := []clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(nk), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(pk), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(tk), "=", tp.tenantRev),
+		}
+		if withPods == nil || withPods(tp.Tenant) {
+			pods, err := s.ReadTenantPods(ctx, p.Tenant)
+			if err != nil {
+				return err
+			}
+			tp.Pods, tp.Statuses, tp.Revision = pods.Pods, pods.Statuses, pods.Revision
+			cmps = append(cmps, unchangedSince(p.Tenant, tp.Revision))
+		}
+		if err := guard(tp); err != nil {
+			return err
+		}
+		data, err := json.Marshal(p) // as the guard left it
+		if err != nil {
+			return err
+		}
+		tresp, err := s.cli.Txn(ctx).
+			If(cmps...).
+			Then(clientv3.OpPut(nk, p.ID), clientv3.OpPut(pk, string(data))).
+			Else(clientv3.OpGet(nk)).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("create pod: %w", err)
+		}
+		if tresp.Succeeded {
+			p.Revision = tresp.Header.Revision
+			return nil
+		}
+		if r := tresp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
+			return &NameInUseError{Name: p.Name, ID: string(r.Kvs[0].Value)}
+		}
+		// The tenant or another of its pods changed meanwhile: decide again.
+	}
+	return ErrConflict
+}
+
+// UpdatePodGuarded is UpdatePod whose write also needs guard's approval:
+// guard sees the pod before and after fn, and every pod of the tenant as
+// they are when the change commits. guard's error is returned as it is,
+// and nothing is written.
+func (s *Store) UpdatePodGuarded(ctx context.Context, tenant, id string, fn func(*types.Pod) error, guard func(before, after types.Pod, tp TenantPods) error) (types.Pod, error) {
+	for attempt := 0; attempt < maxGuardedAttempts; attempt++ {
+		tp, err := s.ReadTenantPods(ctx, tenant)
+		if err != nil {
+			return types.Pod{}, err
+		}
+		var before types.Pod
+		found := false
+		for _, p := range tp.Pods {
+			if p.ID == id {
+				before, found = p, true
+				break
+			}
+		}
+		if !found {
+			return types.Pod{}, ErrNotFound
+		}
+		after := before
+		after.Spec.Labels = cloneMap(before.Spec.Labels)
+		if err := fn(&after); err != nil {
+			return after, err
+		}
+		if err := guard(before, after, tp); err != nil {
+			return before, err
+		}
+		data, err := json.Marshal(&after)
+		if err != nil {
+			return after, err
+		}
+		k := podKey(tenant, id)
+		resp, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(k), "=", before.Revision), unchangedSince(tenant, tp.Revision)).
+			Then(clientv3.OpPut(k, string(data))).
+			Commit()
+		if err != nil {
+			return after, fmt.Errorf("update pod: %w", err)
+		}
+		if resp.Succeeded {
+			after.Revision = resp.Header.Revision
+			return after, nil
+		}
+	}
+	return types.Pod{}, ErrConflict
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
