@@ -517,7 +517,7 @@ func TestComposeServiceNames(t *testing.T) {
 				t.Skip("needs pod networking (net/): the server reports no address for " + client)
 			}
 			for _, name := range []string{"web", "www", cname(v1, project, "web", 1)} {
-				r := c.docker(t, "exec", client, "wget", "-qO-", "-T", "5", "http://"+name+":8080/")
+				r := c.docker(t, "exec", client, "wget", "-qO-", "http://"+name+":8080/")
 				if r.ExitCode != 0 || strings.TrimSpace(r.Stdout) != "hello-over-the-network" {
 					t.Errorf("wget http://%s:8080/ from %s: exit %d %s", name, client, r.ExitCode, r.Combined())
 				}

@@ -244,6 +244,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	if netw != nil {
 		defer netw.Close()
 		agentNet = netw
+		cfg.ingress.dial = netw.DialContext
 	}
 	nodeAPI := control.NewNodeAPI(st)
 	ag, err := agent.New(agent.Config{

@@ -665,3 +665,18 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// DialContext connects from inside the router's namespace, where every
+// pod of the node is routed: the ingress reaches pods this way. Pods'
+// IPv6 addresses are unique across tenants; their IPv4 ones are not, so
+// dial pods by IPv6.
+func (r *Router) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := inNetns(r.ns, func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
