@@ -60,6 +60,8 @@ type Agent struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker
+	// arrived is closed and replaced whenever a worker is added.
+	arrived chan struct{}
 	wg      sync.WaitGroup
 }
 
@@ -85,7 +87,7 @@ func New(cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "pods"), 0o711); err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, log: cfg.Log.With("subsystem", "agent", "node", cfg.Node.Name), workers: map[string]*worker{}}, nil
+	return &Agent{cfg: cfg, log: cfg.Log.With("subsystem", "agent", "node", cfg.Node.Name), workers: map[string]*worker{}, arrived: make(chan struct{})}, nil
 }
 
 // Node is the node this agent registered.
@@ -168,6 +170,8 @@ func (a *Agent) update(ctx context.Context, p types.Pod) {
 		}
 		w = newWorker(a, p, rt)
 		a.workers[p.ID] = w
+		close(a.arrived)
+		a.arrived = make(chan struct{})
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -216,6 +220,30 @@ func (a *Agent) podDir(id string) string { return filepath.Join(a.cfg.DataDir, "
 var ErrNoSuchPod = errors.New("no such pod on this node")
 
 // worker returns the live worker of a pod.
+// awaitWorker is worker for a pod that may have just been placed here:
+// the API answers a create before its node has the assignment, and a
+// client may go on at once (docker cp into a created container). It waits
+// up to 10 s for the worker to come.
+func (a *Agent) awaitWorker(ctx context.Context, id string) (*worker, error) {
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		a.mu.Lock()
+		w, arrived := a.workers[id], a.arrived
+		a.mu.Unlock()
+		if w != nil {
+			return w, nil
+		}
+		select {
+		case <-arrived:
+		case <-deadline.C:
+			return nil, ErrNoSuchPod
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
 func (a *Agent) worker(id string) (*worker, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

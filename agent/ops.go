@@ -219,11 +219,15 @@ func (a *Agent) Export(ctx context.Context, id string) (io.ReadCloser, error) {
 
 // ensureRootfs mounts the pod's rootfs if it is not (a created pod).
 func (a *Agent) ensureRootfs(ctx context.Context, id string) (string, error) {
-	w, err := a.worker(id)
+	w, err := a.awaitWorker(ctx, id)
 	if err != nil {
 		return "", err
 	}
-	if err := w.prepare(ctx); err != nil {
+	// In the worker's goroutine: a prepare must never run beside another
+	// (the worker prepares a created pod as soon as it has it).
+	if err := w.call(ctx, func(ctx context.Context) (func(context.Context), error) {
+		return nil, w.prepare(ctx)
+	}); err != nil {
 		return "", err
 	}
 	return a.rootfs(id)
