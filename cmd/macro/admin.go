@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/macro-cloud/macro/api"
+	"github.com/macro-cloud/macro/image"
 	"github.com/macro-cloud/macro/types"
 )
 
@@ -249,18 +250,8 @@ func limit(n int64, format func(int64) string) string {
 	return format(n)
 }
 
-func bytesText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// bytesText is a size in a table column: image.HumanSize without the space.
+func bytesText(n int64) string { return strings.ReplaceAll(image.HumanSize(n), " ", "") }
 
 // adminClient calls the admin API over DATA-DIR/admin.sock.
 type adminClient struct {
