@@ -9,7 +9,8 @@
 #   4. the floor: raw runc on the bundle macro generated, N runs;
 #   5. a timeline of where one start's time goes (ftrace), TRACE_N runs;
 #   6. idle footprint with FILL running containers;
-#   7. auto-suspend's energy proxy: ENERGY_N idle web pods for ENERGY_IDLE,
+#   7. a wake's added latency through the ingress (WAKE_N wakes), and
+#      auto-suspend's energy proxy: ENERGY_N idle web pods for ENERGY_IDLE,
 #      running and then with kr.suspend, CPU seconds from cgroups.
 #   8. then bench/push.sh: kra push of a 200 MB image beside skopeo copy,
 #      on a server of its own (PUSH=0 skips it);
@@ -21,7 +22,7 @@
 #
 # Needs root (runc, mounts, cgroups, tracefs). Knobs (environment):
 #   N=200 CLI_N=100 TRACE_N=50 FILL=100 IDLE=60s SETTLE=15s
-#   ENERGY_N=20 ENERGY_IDLE=10m (ENERGY_N=0 skips it)
+#   ENERGY_N=20 ENERGY_IDLE=10m (ENERGY_N=0 skips it) WAKE_N=30
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,6 +34,7 @@ FILL=${FILL:-100}
 IDLE=${IDLE:-60s}
 SETTLE=${SETTLE:-15s}
 ENERGY_N=${ENERGY_N:-20}
+WAKE_N=${WAKE_N:-30}
 ENERGY_IDLE=${ENERGY_IDLE:-10m}
 GO=${GO:-go}
 PREFIX=/tmp/macro-bench.
@@ -126,7 +128,16 @@ cleanup_dir() {
 			find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
 		done
 	fi
-	# 6. Mounts under the directory, innermost (last mounted) first.
+	# 6. The node network's share of the host: one veth and one nftables
+	# table, named in net/host.json (the rest is in namespaces under DIR).
+	if [ -f "$dir/data/net/host.json" ]; then
+		local link table
+		link=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("link",""))' "$dir/data/net/host.json" 2>/dev/null || true)
+		table=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("nftTable",""))' "$dir/data/net/host.json" 2>/dev/null || true)
+		[ -n "$link" ] && ip link del "$link" 2>/dev/null || true
+		[ -n "$table" ] && nft delete table inet "$table" 2>/dev/null || true
+	fi
+	# 7. Mounts under the directory, innermost (last mounted) first.
 	for _ in 1 2 3; do
 		mp=$(awk -v d="$dir" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo | tac)
 		[ -z "$mp" ] && break
@@ -181,7 +192,8 @@ BUSYBOX=$("$MB" busybox -dir "${MACRO_TEST_CACHE:-/var/tmp/macro-test-cache}")
 log "starting macro server in $DIR/data"
 # Its own session: a Ctrl-C meant for this script must not stop it before
 # the cleanup has removed its containers through the API.
-setsid "$REPO/bin/macro" server --data-dir "$DIR/data" >"$DIR/server.log" 2>&1 &
+INGRESS_ADDR=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+setsid "$REPO/bin/macro" server --data-dir "$DIR/data" --api-addr off --ingress-http "$INGRESS_ADDR" --ingress-https off --domain bench.test >"$DIR/server.log" 2>&1 &
 SERVER=$!
 echo "$SERVER" >"$DIR/server.pid"
 proc_start "$SERVER" >"$DIR/server.start"
@@ -197,7 +209,7 @@ docker load -i "$BUSYBOX" >/dev/null
 
 {
 	echo "# macro benchmarks, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-	echo "command:  N=$N CLI_N=$CLI_N TRACE_N=$TRACE_N FILL=$FILL IDLE=$IDLE SETTLE=$SETTLE ENERGY_N=$ENERGY_N ENERGY_IDLE=$ENERGY_IDLE bench/run.sh"
+	echo "command:  N=$N CLI_N=$CLI_N TRACE_N=$TRACE_N FILL=$FILL IDLE=$IDLE SETTLE=$SETTLE ENERGY_N=$ENERGY_N ENERGY_IDLE=$ENERGY_IDLE WAKE_N=$WAKE_N bench/run.sh"
 	echo "commit:   $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo ' (with uncommitted changes outside bench/)')"
 	echo "machine:  $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(free -m | awk '/^Mem:/ { print $2 }') MiB, kernel $(uname -r)"
 	echo "          cgroup $(stat -fc %T $CGROOT | sed 's/tmpfs/v1 (hybrid)/; s/cgroup2fs/v2/'), data dir on $(df -T "$DIR" | awk 'NR==2 { print $2 }')"
@@ -216,6 +228,8 @@ docker load -i "$BUSYBOX" >/dev/null
 	"$MB" timeline -socket "$SOCK" -pid "$SERVER" -n "$TRACE_N"
 	log "idle footprint, $FILL containers"
 	"$MB" footprint -socket "$SOCK" -pid "$SERVER" -fill "$FILL" -settle "$SETTLE" -idle "$IDLE"
+	log "wake latency through the ingress, $WAKE_N wakes"
+	"$MB" wake -socket "$SOCK" -ingress "$INGRESS_ADDR" -domain bench.test -n "$WAKE_N"
 	if [ "$ENERGY_N" != 0 ]; then
 		log "auto-suspend energy proxy, $ENERGY_N pods, $ENERGY_IDLE per round"
 		"$MB" energy -socket "$SOCK" -pid "$SERVER" -n "$ENERGY_N" -idle "$ENERGY_IDLE"

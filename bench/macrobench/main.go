@@ -11,6 +11,7 @@
 //	macrobench footprint -socket S -pid P [-fill 100] [-idle 60s]
 //	macrobench busybox   -dir D                     build the busybox archive
 //	macrobench energy    -socket S -pid P [-n 20] [-idle 10m]   auto-suspend's CPU saving
+//	macrobench wake      -socket S -ingress A -domain D [-n 30]  a wake's added latency
 //	macrobench backend   -listen A                  a static page (bench/ingress.sh)
 //	macrobench ingress   -listen A -backend B       macro's ingress proxy alone
 package main
@@ -22,7 +23,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: macrobench latency|cli|runc|timeline|footprint|busybox|energy|backend|ingress [flags]")
+		fmt.Fprintln(os.Stderr, "usage: macrobench latency|cli|runc|timeline|footprint|busybox|energy|wake|backend|ingress [flags]")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
@@ -34,6 +35,7 @@ func main() {
 		"busybox":   busyboxMain,
 		"backend":   backendMain,
 		"energy":    energyMain,
+		"wake":      wakeMain,
 		"ingress":   ingressMain,
 	}
 	f, ok := cmds[os.Args[1]]
