@@ -522,6 +522,11 @@ func TestComposeServiceNames(t *testing.T) {
 					t.Errorf("wget http://%s:8080/ from %s: exit %d %s", name, client, r.ExitCode, r.Combined())
 				}
 			}
+			// From the tenant's other namespaces: <service>.<namespace>.
+			r := c.docker(t, "run", "--rm", "busybox", "wget", "-qO-", "http://web."+project+":8080/")
+			if r.ExitCode != 0 || strings.TrimSpace(r.Stdout) != "hello-over-the-network" {
+				t.Errorf("wget http://web.%s:8080/ from namespace default: exit %d %s", project, r.ExitCode, r.Combined())
+			}
 		})
 	}
 }
