@@ -62,7 +62,6 @@ type Proxy struct {
 	waker     Waker
 	log       *slog.Logger
 	transport *http.Transport
-	rr        sync.Map // route key -> *atomic.Uint64
 	proxies   sync.Map // pod and address -> *httputil.ReverseProxy
 	auth      *authState
 	now       func() time.Time
@@ -118,6 +117,18 @@ func (p *Proxy) SetTable(t *Table) {
 		}
 		return true
 	})
+	pods := map[string]bool{}
+	for _, r := range t.Routes() {
+		for _, tg := range r.Targets {
+			pods[tg.Pod] = true
+		}
+	}
+	for _, port := range t.TCPPorts() {
+		for _, tg := range t.TCP(port).Targets {
+			pods[tg.Pod] = true
+		}
+	}
+	p.Activity.forget(pods)
 }
 
 // Table is the current routing table.
@@ -201,31 +212,45 @@ func (p *Proxy) redirect(w http.ResponseWriter, r *http.Request, host string) {
 // pick chooses a target round robin among the ready ones; when none is
 // ready it wakes a suspended one.
 func (p *Proxy) pick(ctx context.Context, route *Route) (Target, bool) {
-	key := route.Tenant + "\x00" + route.Host + "\x00" + route.Path
-	c, _ := p.rr.LoadOrStore(key, new(atomic.Uint64))
-	n := c.(*atomic.Uint64).Add(1)
-	var ready, suspended []Target
-	for _, t := range route.Targets {
-		if !t.Addr.IsValid() {
-			continue
-		}
+	return p.pickOf(ctx, route.Tenant, route.Targets, &route.next)
+}
+
+// pickOf chooses among targets, counting turns in next; it allocates
+// nothing on the way of a request to a ready pod.
+func (p *Proxy) pickOf(ctx context.Context, tenant string, targets []Target, next *atomic.Uint64) (Target, bool) {
+	n := next.Add(1)
+	ready, suspended := 0, 0
+	for i := range targets {
+		t := &targets[i]
 		switch {
+		case !t.Addr.IsValid():
 		case t.Ready && !t.Suspended:
-			ready = append(ready, t)
+			ready++
 		case t.Suspended:
-			suspended = append(suspended, t)
+			suspended++
 		}
 	}
-	if len(ready) > 0 {
-		return ready[int(n%uint64(len(ready)))], true
+	nth := func(k int, want func(*Target) bool) Target {
+		for i := range targets {
+			if t := &targets[i]; t.Addr.IsValid() && want(t) {
+				if k == 0 {
+					return *t
+				}
+				k--
+			}
+		}
+		return Target{}
 	}
-	if len(suspended) == 0 || p.waker == nil {
+	if ready > 0 {
+		return nth(int(n%uint64(ready)), func(t *Target) bool { return t.Ready && !t.Suspended }), true
+	}
+	if suspended == 0 || p.waker == nil {
 		return Target{}, false
 	}
-	t := suspended[int(n%uint64(len(suspended)))]
+	t := nth(int(n%uint64(suspended)), func(t *Target) bool { return t.Suspended })
 	ctx, cancel := context.WithTimeout(ctx, p.opts.WakeTimeout)
 	defer cancel()
-	if err := p.waker.Wake(ctx, route.Tenant, t.Pod); err != nil {
+	if err := p.waker.Wake(ctx, tenant, t.Pod); err != nil {
 		p.log.Warn("wake", "pod", t.Pod, "err", err)
 		return Target{}, false
 	}
@@ -302,56 +327,76 @@ func Server(h http.Handler, tlsConfig *tls.Config, log *slog.Logger) *http.Serve
 // Activity counts requests in flight and the last request per pod, which
 // auto-suspend reads to tell idle pods.
 type Activity struct {
-	mu   sync.Mutex
+	mu   sync.RWMutex
 	pods map[string]*podActivity
 }
 
 type podActivity struct {
-	inFlight int
-	last     time.Time
-	requests uint64
+	inFlight atomic.Int64
+	last     atomic.Int64 // unix nanoseconds of the last start or end
+	requests atomic.Uint64
 }
 
 // NewActivity returns an empty tracker.
 func NewActivity() *Activity { return &Activity{pods: map[string]*podActivity{}} }
 
-// Begin records a request to pod; the function it returns ends it.
-func (a *Activity) Begin(pod string) (end func()) {
-	a.mu.Lock()
+func (a *Activity) of(pod string) *podActivity {
+	a.mu.RLock()
 	pa := a.pods[pod]
-	if pa == nil {
+	a.mu.RUnlock()
+	if pa != nil {
+		return pa
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if pa = a.pods[pod]; pa == nil {
 		pa = &podActivity{}
 		a.pods[pod] = pa
 	}
-	pa.inFlight++
-	pa.requests++
-	pa.last = time.Now()
-	a.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			a.mu.Lock()
-			pa.inFlight--
-			pa.last = time.Now()
-			a.mu.Unlock()
-		})
-	}
+	return pa
+}
+
+// Begin records a request to pod; the function it returns ends it (call
+// it once).
+func (a *Activity) Begin(pod string) (end func()) {
+	pa := a.of(pod)
+	pa.inFlight.Add(1)
+	pa.requests.Add(1)
+	pa.last.Store(time.Now().UnixNano())
+	return pa.end
+}
+
+func (pa *podActivity) end() {
+	pa.last.Store(time.Now().UnixNano())
+	pa.inFlight.Add(-1)
 }
 
 // Idle reports whether pod has had no request in flight since before t.
 func (a *Activity) Idle(pod string, since time.Time) bool {
+	a.mu.RLock()
+	pa := a.pods[pod]
+	a.mu.RUnlock()
+	return pa == nil || pa.inFlight.Load() == 0 && pa.last.Load() < since.UnixNano()
+}
+
+// forget drops the records of pods not in keep that have nothing in
+// flight (pods that left the ingress).
+func (a *Activity) forget(keep map[string]bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	pa := a.pods[pod]
-	return pa == nil || pa.inFlight == 0 && pa.last.Before(since)
+	for pod, pa := range a.pods {
+		if !keep[pod] && pa.inFlight.Load() == 0 {
+			delete(a.pods, pod)
+		}
+	}
 }
 
 // Requests is the number of requests pod has had through this proxy.
 func (a *Activity) Requests(pod string) uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	if pa := a.pods[pod]; pa != nil {
-		return pa.requests
+		return pa.requests.Load()
 	}
 	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -55,6 +56,8 @@ type Route struct {
 	// the route is open.
 	Auth    *Auth
 	Targets []Target
+
+	next atomic.Uint64 // round robin
 }
 
 // Target is one pod port behind a route.
@@ -72,6 +75,8 @@ type TCPRoute struct {
 	Tenant     string
 	PublicPort int
 	Targets    []Target
+
+	next atomic.Uint64 // round robin
 }
 
 // claim is one pod's rule, before conflicts between tenants are settled.

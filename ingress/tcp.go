@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -40,9 +39,8 @@ func (p *Proxy) serveTCPConn(c net.Conn, publicPort int) {
 	if tr == nil {
 		return
 	}
-	route := &Route{Tenant: tr.Tenant, Host: "tcp", Path: "/" + strconv.Itoa(publicPort), Targets: tr.Targets}
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.WakeTimeout)
-	t, ok := p.pick(ctx, route)
+	t, ok := p.pickOf(ctx, tr.Tenant, tr.Targets, &tr.next)
 	cancel()
 	if !ok {
 		return
