@@ -190,7 +190,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		page(w, http.StatusBadGateway, "Bad gateway", fmt.Sprintf("No backend of %s is up.", host))
 		return
 	}
-	done := p.Activity.Begin(t.Pod)
+	done, err := p.enter(r.Context(), route.Tenant, t.Pod)
+	if err != nil {
+		page(w, http.StatusBadGateway, "Bad gateway", fmt.Sprintf("The app of %s could not be woken.", host))
+		return
+	}
 	defer done()
 	r.Body = http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes)
 	p.proxyFor(t).ServeHTTP(w, r)
@@ -335,6 +339,14 @@ type podActivity struct {
 	inFlight atomic.Int64
 	last     atomic.Int64 // unix nanoseconds of the last start or end
 	requests atomic.Uint64
+	// gate is held shared by every request and connection to the pod for
+	// as long as it lasts, and exclusively by the suspender while it
+	// freezes the pod: a pod is never frozen under a request, and a
+	// request that comes during a freeze waits for it, then wakes the pod.
+	gate sync.RWMutex
+	// frozen is set by the suspender once it froze the pod through this
+	// proxy; the next request wakes it.
+	frozen atomic.Bool
 }
 
 // NewActivity returns an empty tracker.
@@ -357,9 +369,10 @@ func (a *Activity) of(pod string) *podActivity {
 }
 
 // Begin records a request to pod; the function it returns ends it (call
-// it once).
+// it once). While it lasts, the pod is not frozen.
 func (a *Activity) Begin(pod string) (end func()) {
 	pa := a.of(pod)
+	pa.gate.RLock()
 	pa.inFlight.Add(1)
 	pa.requests.Add(1)
 	pa.last.Store(time.Now().UnixNano())
@@ -369,6 +382,48 @@ func (a *Activity) Begin(pod string) (end func()) {
 func (pa *podActivity) end() {
 	pa.last.Store(time.Now().UnixNano())
 	pa.inFlight.Add(-1)
+	pa.gate.RUnlock()
+}
+
+// enter begins a request to pod and wakes the pod first when the
+// suspender froze it (the table may not say so yet).
+func (p *Proxy) enter(ctx context.Context, tenant, pod string) (end func(), err error) {
+	end = p.Activity.Begin(pod)
+	pa := p.Activity.of(pod)
+	if pa.frozen.Load() {
+		if p.waker == nil {
+			end()
+			return nil, fmt.Errorf("pod %s is suspended and nothing can wake it", pod)
+		}
+		ctx, cancel := context.WithTimeout(ctx, p.opts.WakeTimeout)
+		defer cancel()
+		if err := p.waker.Wake(ctx, tenant, pod); err != nil {
+			p.log.Warn("wake", "pod", pod, "err", err)
+			end()
+			return nil, err
+		}
+		pa.frozen.Store(false)
+	}
+	return end, nil
+}
+
+// freeze runs suspend with the pod's gate held exclusively, if no request
+// or connection holds it and the pod was idle since before since; it
+// reports whether it froze the pod.
+func (a *Activity) freeze(pod string, since time.Time, suspend func() error) (bool, error) {
+	pa := a.of(pod)
+	if !pa.gate.TryLock() {
+		return false, nil // in use
+	}
+	defer pa.gate.Unlock()
+	if pa.inFlight.Load() != 0 || pa.last.Load() >= since.UnixNano() {
+		return false, nil
+	}
+	if err := suspend(); err != nil {
+		return false, err
+	}
+	pa.frozen.Store(true)
+	return true, nil
 }
 
 // Idle reports whether pod has had no request in flight since before t.

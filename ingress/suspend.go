@@ -72,11 +72,15 @@ func (s *Suspender) Check(ctx context.Context, pods []Candidate) int {
 			continue
 		}
 		since := now.Add(-c.After)
-		if c.StartedAt.After(since) || c.WokeAt.After(since) || !s.activity.Idle(c.Pod, since) {
+		if c.StartedAt.After(since) || c.WokeAt.After(since) {
 			continue
 		}
-		if err := s.freezer.Suspend(ctx, c.Tenant, c.Pod); err != nil {
+		froze, err := s.activity.freeze(c.Pod, since, func() error { return s.freezer.Suspend(ctx, c.Tenant, c.Pod) })
+		if err != nil {
 			s.log.Info("suspend", "pod", c.Pod, "err", err)
+			continue
+		}
+		if !froze {
 			continue
 		}
 		s.log.Info("suspended idle pod", "tenant", c.Tenant, "pod", c.Pod, "rule", c.After)

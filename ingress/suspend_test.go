@@ -2,9 +2,14 @@ package ingress
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -69,4 +74,90 @@ func TestSuspenderFreezesIdlePodsOnly(t *testing.T) {
 	if n != 2 || strings.Join(f.frozen, ",") != "due,idle" {
 		t.Fatalf("froze %d: %v, want due and idle", n, f.frozen)
 	}
+}
+
+// freezableApp is a backend whose handler stalls while frozen, as a pod in
+// the cgroup freezer does; it is both the proxy's waker and the
+// suspender's freezer.
+type freezableApp struct {
+	mu     sync.Mutex
+	frozen bool
+	thawed *sync.Cond
+	wakes  int
+}
+
+func newFreezableApp() *freezableApp {
+	f := &freezableApp{}
+	f.thawed = sync.NewCond(&f.mu)
+	return f
+}
+
+func (f *freezableApp) Suspend(context.Context, string, string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.frozen = true
+	return nil
+}
+
+func (f *freezableApp) Wake(context.Context, string, string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.frozen {
+		f.wakes++
+	}
+	f.frozen = false
+	f.thawed.Broadcast()
+	return nil
+}
+
+func (f *freezableApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	for f.frozen {
+		f.thawed.Wait()
+	}
+	f.mu.Unlock()
+	io.WriteString(w, "awake")
+}
+
+// TestFrozenBeforeTheTableKnows: the suspender froze a pod and the table
+// still says it is ready (its status has not come back yet); a request
+// must wake it rather than wait on a frozen pod.
+func TestFrozenBeforeTheTableKnows(t *testing.T) {
+	app := newFreezableApp()
+	srv := httptest.NewServer(app)
+	defer srv.Close()
+	ap := netip.MustParseAddrPort(srv.Listener.Addr().String())
+	p := NewProxy(Options{WakeTimeout: 5 * time.Second}, app, slog.New(slog.DiscardHandler))
+	p.SetTable(Build(Config{Domain: "cloud.test"}, []Backend{routeTo("alice", "web", ap, "http://web.*")}))
+	front := httptest.NewServer(p)
+	defer front.Close()
+	get := func() string {
+		req, _ := http.NewRequest("GET", front.URL+"/", nil)
+		req.Host = "web.alice.cloud.test"
+		c := &http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Do(req)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := get(); got != "awake" {
+		t.Fatalf("first request: %s", got)
+	}
+	s := NewSuspender(p.Activity, app, slog.New(slog.DiscardHandler))
+	s.now = func() time.Time { return time.Now().Add(time.Hour) }
+	if n := s.Check(context.Background(), []Candidate{{Tenant: "alice", Pod: "web", After: time.Minute, StartedAt: time.Now().Add(-2 * time.Hour), Running: true}}); n != 1 {
+		t.Fatalf("froze %d pods", n)
+	}
+	if got := get(); got != "awake" || app.wakes != 1 {
+		t.Fatalf("request to a frozen pod the table thinks ready: %q, %d wakes", got, app.wakes)
+	}
+	// A request in flight keeps the suspender off.
+	done := p.Activity.Begin("web")
+	if n := s.Check(context.Background(), []Candidate{{Tenant: "alice", Pod: "web", After: time.Minute, StartedAt: time.Now().Add(-2 * time.Hour), Running: true}}); n != 0 {
+		t.Fatalf("froze a pod with a request in flight")
+	}
+	done()
 }

@@ -45,7 +45,10 @@ func (p *Proxy) serveTCPConn(c net.Conn, publicPort int) {
 	if !ok {
 		return
 	}
-	done := p.Activity.Begin(t.Pod)
+	done, err := p.enter(context.Background(), tr.Tenant, t.Pod)
+	if err != nil {
+		return
+	}
 	defer done()
 	ctx, cancel = context.WithTimeout(context.Background(), p.opts.DialTimeout)
 	b, err := p.opts.Dial(ctx, "tcp", t.Addr.String())

@@ -45,6 +45,18 @@ func runcMain(args []string) error {
 	if err := readJSON(cfgPath, &cfg); err != nil {
 		return err
 	}
+	// macro's bundle joins the pod's network namespace, which the node
+	// network made and removes with the pod: the floor gets a new one
+	// (runc's own cost, without the node network's).
+	if linux, ok := cfg["linux"].(map[string]any); ok {
+		if nss, ok := linux["namespaces"].([]any); ok {
+			for _, ns := range nss {
+				if m, ok := ns.(map[string]any); ok && m["type"] == "network" {
+					delete(m, "path")
+				}
+			}
+		}
+	}
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		return err
