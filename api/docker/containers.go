@@ -182,6 +182,13 @@ func (s *Server) waitFor(ctx context.Context, tenant, id string, timeout time.Du
 // waitSince is waitFor that also sees the changes after store revision
 // from (0: none) when the pod is gone by the time it is first read.
 func (s *Server) waitSince(ctx context.Context, tenant, id string, from int64, timeout time.Duration, cond func(p types.Pod, st types.PodStatus, gone bool) bool) (types.PodStatus, error) {
+	st, _, err := s.waitSinceRev(ctx, tenant, id, from, timeout, cond)
+	return st, err
+}
+
+// waitSinceRev is waitSince that also returns the store revision at which
+// cond held (0 when it held at the first read).
+func (s *Server) waitSinceRev(ctx context.Context, tenant, id string, from int64, timeout time.Duration, cond func(p types.Pod, st types.PodStatus, gone bool) bool) (types.PodStatus, int64, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -195,16 +202,16 @@ func (s *Server) waitSince(ctx context.Context, tenant, id string, from int64, t
 		rev, st = from, types.PodStatus{ID: id, Phase: types.PhaseCreated}
 	} else if errors.Is(err, store.ErrNotFound) {
 		cond(p, st, true)
-		return st, nil
+		return st, 0, nil
 	} else if err != nil {
-		return st, err
+		return st, 0, err
 	} else if cond(p, st, false) {
-		return st, nil
+		return st, 0, nil
 	}
 	for ch := range s.store.WatchPod(wctx, tenant, id, rev+1) {
 		if ch.Deleted && ch.Kind == "pods" {
 			cond(p, st, true)
-			return st, nil
+			return st, ch.Revision, nil
 		}
 		if ch.Pod != nil {
 			p = *ch.Pod
@@ -213,13 +220,13 @@ func (s *Server) waitSince(ctx context.Context, tenant, id string, from int64, t
 			st = *ch.Status
 		}
 		if cond(p, st, false) {
-			return st, nil
+			return st, ch.Revision, nil
 		}
 	}
 	if ctx.Err() != nil {
-		return st, ctx.Err()
+		return st, 0, ctx.Err()
 	}
-	return st, errors.New("watch ended")
+	return st, 0, errors.New("watch ended")
 }
 
 func (s *Server) startContainer(w http.ResponseWriter, r *http.Request) error {
@@ -536,7 +543,7 @@ func (s *Server) waitContainer(w http.ResponseWriter, r *http.Request) error {
 		f.Flush()
 	}
 	var last types.PodStatus
-	_, err = s.waitFor(r.Context(), p.Tenant, p.ID, 0, func(cur types.Pod, st types.PodStatus, gone bool) bool {
+	_, rev, err := s.waitSinceRev(r.Context(), p.Tenant, p.ID, 0, 0, func(cur types.Pod, st types.PodStatus, gone bool) bool {
 		if st.Exits > 0 || st.Phase != "" {
 			last = st
 		}
@@ -553,6 +560,12 @@ func (s *Server) waitContainer(w http.ResponseWriter, r *http.Request) error {
 		// A container told to run that has not started yet is not "not running".
 		return notRunning && !(cur.Desired.State == types.PhaseRunning && st.Run < cur.Desired.Run)
 	})
+	// dockerd logs die and destroy as it acts, before the wait answers:
+	// `docker run --rm` then `docker events --until now` shows them. Ours
+	// come from the store's watch, so let them be published first.
+	if rev > 0 {
+		s.events.catchUp(r.Context(), rev, 2*time.Second)
+	}
 	// A failed start is not an error of the wait: dockerd's next-exit and
 	// removed waits answer the exit code alone (the CLI would log "Error
 	// waiting for container" on top of the start's error); not-running
