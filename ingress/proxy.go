@@ -105,10 +105,12 @@ func NewProxy(opts Options, waker Waker, log *slog.Logger) *Proxy {
 // Reverse proxies of targets that left the table are dropped.
 func (p *Proxy) SetTable(t *Table) {
 	p.table.Store(t)
-	live := map[string]bool{}
+	live := map[string]bool{} // pod and address: the reverse proxies to keep
+	pods := map[string]bool{} // pods: the activity records to keep
 	for _, r := range t.Routes() {
 		for _, tg := range r.Targets {
 			live[tg.Pod+"\x00"+tg.Addr.String()] = true
+			pods[tg.Pod] = true
 		}
 	}
 	p.proxies.Range(func(k, _ any) bool {
@@ -117,12 +119,6 @@ func (p *Proxy) SetTable(t *Table) {
 		}
 		return true
 	})
-	pods := map[string]bool{}
-	for _, r := range t.Routes() {
-		for _, tg := range r.Targets {
-			pods[tg.Pod] = true
-		}
-	}
 	for _, port := range t.TCPPorts() {
 		for _, tg := range t.TCP(port).Targets {
 			pods[tg.Pod] = true
@@ -370,13 +366,15 @@ func (a *Activity) of(pod string) *podActivity {
 
 // Begin records a request to pod; the function it returns ends it (call
 // it once). While it lasts, the pod is not frozen.
-func (a *Activity) Begin(pod string) (end func()) {
+func (a *Activity) Begin(pod string) (end func()) { return a.begin(pod).end }
+
+func (a *Activity) begin(pod string) *podActivity {
 	pa := a.of(pod)
 	pa.gate.RLock()
 	pa.inFlight.Add(1)
 	pa.requests.Add(1)
 	pa.last.Store(time.Now().UnixNano())
-	return pa.end
+	return pa
 }
 
 func (pa *podActivity) end() {
@@ -388,8 +386,8 @@ func (pa *podActivity) end() {
 // enter begins a request to pod and wakes the pod first when the
 // suspender froze it (the table may not say so yet).
 func (p *Proxy) enter(ctx context.Context, tenant, pod string) (end func(), err error) {
-	end = p.Activity.Begin(pod)
-	pa := p.Activity.of(pod)
+	pa := p.Activity.begin(pod)
+	end = pa.end
 	if pa.frozen.Load() {
 		if p.waker == nil {
 			end()
@@ -416,7 +414,7 @@ func (a *Activity) freeze(pod string, since time.Time, suspend func() error) (bo
 		return false, nil // in use
 	}
 	defer pa.gate.Unlock()
-	if pa.inFlight.Load() != 0 || pa.last.Load() >= since.UnixNano() {
+	if !pa.idleSince(since) {
 		return false, nil
 	}
 	if err := suspend(); err != nil {
@@ -431,7 +429,13 @@ func (a *Activity) Idle(pod string, since time.Time) bool {
 	a.mu.RLock()
 	pa := a.pods[pod]
 	a.mu.RUnlock()
-	return pa == nil || pa.inFlight.Load() == 0 && pa.last.Load() < since.UnixNano()
+	return pa == nil || pa.idleSince(since)
+}
+
+// idleSince is true when nothing is in flight and nothing began or ended
+// since.
+func (pa *podActivity) idleSince(since time.Time) bool {
+	return pa.inFlight.Load() == 0 && pa.last.Load() < since.UnixNano()
 }
 
 // forget drops the records of pods not in keep that have nothing in
