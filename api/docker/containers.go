@@ -664,12 +664,8 @@ func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	for k := range f {
-		switch k {
-		case "id", "name", "label", "status", "ancestor", "exited", "before", "since", "health", "network", "volume", "is-task", "publish", "expose":
-		default:
-			return badRequest("invalid filter '%s'", k)
-		}
+	if err := f.only("id", "name", "label", "status", "ancestor", "exited", "before", "since", "health", "network", "volume", "is-task", "publish", "expose"); err != nil {
+		return err
 	}
 	items, err := s.containerItems(r.Context(), tenantOf(r))
 	if err != nil {

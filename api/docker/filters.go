@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,16 @@ func parseFilters(r *http.Request) (filters, error) {
 		return nil, badRequest("invalid filter: %v", err)
 	}
 	return legacy, nil
+}
+
+// only refuses, with dockerd's words, a filter not among names.
+func (f filters) only(names ...string) error {
+	for k := range f {
+		if !slices.Contains(names, k) {
+			return badRequest("invalid filter '%s'", k)
+		}
+	}
+	return nil
 }
 
 // matchAny is true when the filter is absent or any of its values matches.

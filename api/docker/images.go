@@ -325,12 +325,8 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	for k := range f {
-		switch k {
-		case "dangling", "label", "label!", "reference", "before", "since", "until":
-		default:
-			return badRequest("invalid filter '%s'", k)
-		}
+	if err := f.only("dangling", "label", "label!", "reference", "before", "since", "until"); err != nil {
+		return err
 	}
 	imgs, err := s.tenantImages(r).List(r.Context())
 	if err != nil {

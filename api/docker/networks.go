@@ -303,12 +303,8 @@ func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	for k := range f {
-		switch k {
-		case "name", "id", "label", "driver", "type", "scope", "dangling":
-		default:
-			return badRequest("invalid filter '%s'", k)
-		}
+	if err := f.only("name", "id", "label", "driver", "type", "scope", "dangling"); err != nil {
+		return err
 	}
 	tenant := tenantOf(r)
 	nets, err := s.store.Networks(r.Context(), tenant)
@@ -398,12 +394,8 @@ func (s *Server) pruneNetworks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	for k := range f {
-		switch k {
-		case "label", "label!", "until":
-		default:
-			return badRequest("invalid filter '%s'", k)
-		}
+	if err := f.only("label", "label!", "until"); err != nil {
+		return err
 	}
 	nets, err := s.store.Networks(r.Context(), tenantOf(r))
 	if err != nil {

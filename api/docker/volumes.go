@@ -173,6 +173,20 @@ func (s *Server) volume(r *http.Request) (types.Volume, error) {
 	return v, err
 }
 
+// tenantVolumes are the tenant's volumes and, by volume name, the ids of
+// the pods that mount each.
+func (s *Server) tenantVolumes(ctx context.Context, tenant string) ([]types.Volume, map[string][]string, error) {
+	vols, err := s.store.Volumes(ctx, tenant)
+	if err != nil {
+		return nil, nil, err
+	}
+	users, err := s.volumeUsers(ctx, tenant)
+	if err != nil {
+		return nil, nil, err
+	}
+	return vols, users, nil
+}
+
 // volumeUsers are the ids of the tenant's pods that mount each volume.
 func (s *Server) volumeUsers(ctx context.Context, tenant string) (map[string][]string, error) {
 	pods, err := s.store.Pods(ctx, tenant)
@@ -195,19 +209,10 @@ func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	for k := range f {
-		switch k {
-		case "name", "driver", "label", "dangling":
-		default:
-			return badRequest("invalid filter '%s'", k)
-		}
-	}
-	tenant := tenantOf(r)
-	vols, err := s.store.Volumes(r.Context(), tenant)
-	if err != nil {
+	if err := f.only("name", "driver", "label", "dangling"); err != nil {
 		return err
 	}
-	users, err := s.volumeUsers(r.Context(), tenant)
+	vols, users, err := s.tenantVolumes(r.Context(), tenantOf(r))
 	if err != nil {
 		return err
 	}
@@ -292,21 +297,12 @@ func (s *Server) pruneVolumes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	for k := range f {
-		switch k {
-		case "label", "label!", "all":
-		default:
-			return badRequest("invalid filter '%s'", k)
-		}
+	if err := f.only("label", "label!", "all"); err != nil {
+		return err
 	}
 	// API 1.42 and later prune anonymous volumes only, unless all=true.
 	all := versionLess(clientVersion(r), "1.42") || f.matchAny("all", func(v string) bool { return v == "true" || v == "1" }) && len(f["all"]) > 0
-	tenant := tenantOf(r)
-	vols, err := s.store.Volumes(r.Context(), tenant)
-	if err != nil {
-		return err
-	}
-	users, err := s.volumeUsers(r.Context(), tenant)
+	vols, users, err := s.tenantVolumes(r.Context(), tenantOf(r))
 	if err != nil {
 		return err
 	}
@@ -498,14 +494,9 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // not tell, as dockerd marks a size it did not compute).
 func (s *Server) volumeUsage(ctx context.Context, tenant string) []volumeJSON {
 	out := []volumeJSON{}
-	vols, err := s.store.Volumes(ctx, tenant)
+	vols, users, err := s.tenantVolumes(ctx, tenant)
 	if err != nil {
 		s.log.Warn("system df: volumes", "err", err)
-		return out
-	}
-	users, err := s.volumeUsers(ctx, tenant)
-	if err != nil {
-		s.log.Warn("system df: volume users", "err", err)
 		return out
 	}
 	nodes, _ := s.store.Nodes(ctx)
