@@ -96,11 +96,10 @@ func (a *Agent) Wake(ctx context.Context, id string) error {
 		if !st.Suspended() {
 			return nil, nil
 		}
-		start := time.Now()
-		if err := w.rt.Resume(ctx, w.id); err != nil {
+		took, err := w.thaw(ctx)
+		if err != nil {
 			return nil, fmt.Errorf("wake: %w", err)
 		}
-		took := time.Since(start)
 		return func(ctx context.Context) {
 			w.setStatus(ctx, func(s *types.PodStatus) { thawed(s, took) })
 		}, nil
@@ -126,10 +125,16 @@ func (w *worker) thawForStop(ctx context.Context) {
 	if _, st := w.snapshot(); !st.Suspended() {
 		return
 	}
-	start := time.Now()
-	if err := w.rt.Resume(ctx, w.id); err != nil {
+	took, err := w.thaw(ctx)
+	if err != nil {
 		w.log.Warn("thaw suspended pod", "err", err)
 	}
-	took := time.Since(start)
 	w.setStatus(ctx, func(s *types.PodStatus) { thawed(s, took) })
+}
+
+// thaw resumes the frozen container and says how long that took.
+func (w *worker) thaw(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	err := w.rt.Resume(ctx, w.id)
+	return time.Since(start), err
 }
