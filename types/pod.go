@@ -111,6 +111,17 @@ type PodSpec struct {
 	// Docker keeps the create request as it came, for inspect.
 	DockerConfig     []byte `json:"dockerConfig,omitempty"`
 	DockerHostConfig []byte `json:"dockerHostConfig,omitempty"`
+
+	// Arch is the architecture of the pod's image (GOARCH words: amd64,
+	// arm64); empty runs anywhere. The scheduler places the pod only on
+	// nodes of that architecture.
+	Arch string `json:"arch,omitempty"`
+	// PinnedNode is the node the pod must run on, because data it mounts
+	// lives only there (a node-local volume); PinnedBy says what pins it
+	// ("volume db (lv2)"). Empty: any node. A pinned pod whose node is gone
+	// stays pending with that reason rather than moving.
+	PinnedNode string `json:"pinnedNode,omitempty"`
+	PinnedBy   string `json:"pinnedBy,omitempty"`
 }
 
 // Restart is a restart policy with Docker's names: no, always,
