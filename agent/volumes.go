@@ -34,6 +34,24 @@ func (a *Agent) volumeDir(tenant, name string) (string, error) {
 	return filepath.Join(a.cfg.DataDir, "volumes", tenant, name, "_data"), nil
 }
 
+// VolumeRoot is the directory that holds a volume's files on this node,
+// made (empty) when the node does not hold it yet: what access without a
+// pod (WebDAV, S3, export and import) reads and writes. The API checked
+// that the volume exists and belongs to tenant.
+func (a *Agent) VolumeRoot(ctx context.Context, tenant, name string) (string, error) {
+	dir, err := a.volumeDir(tenant, name)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(filepath.Dir(dir)), 0o700); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
 // RemoveVolume removes a volume's data from this node; a volume this node
 // never held is no error. The API checked that no pod mounts it.
 func (a *Agent) RemoveVolume(ctx context.Context, tenant, name string) error {
@@ -112,14 +130,8 @@ func (w *worker) volumeMounts(pod types.Pod, rootfs string) ([]ocispec.VolumeMou
 		default:
 			return nil, fmt.Errorf("unknown mount type %q", m.Type)
 		}
-		dir, err := w.a.volumeDir(pod.Tenant, m.Source)
+		dir, err := w.a.VolumeRoot(context.Background(), pod.Tenant, m.Source)
 		if err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(filepath.Dir(filepath.Dir(dir)), 0o700); err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
 		if firstStart && !m.NoCopy && m.Subpath == "" {
