@@ -124,6 +124,9 @@ func (s *Server) adminMux() *mux {
 	m.handle("GET /tenants/{name}/tokens", s.listTokens)
 	m.handle("POST /tenants/{name}/tokens", s.createTokenHandler)
 	m.handle("DELETE /tenants/{name}/tokens/{id}", s.deleteToken)
+	m.handle("GET /join-tokens", s.listJoinTokens)
+	m.handle("POST /join-tokens", s.createJoinToken)
+	m.handle("DELETE /join-tokens/{id}", s.deleteJoinToken)
 	return m
 }
 

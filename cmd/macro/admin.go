@@ -38,6 +38,11 @@ Usage:
   macro admin [--data-dir DIR] token create --tenant NAME [--description TEXT]
   macro admin [--data-dir DIR] token ls --tenant NAME
   macro admin [--data-dir DIR] token revoke --tenant NAME ID
+  macro admin [--data-dir DIR] join-token server|node [--ttl 24h]
+  macro admin [--data-dir DIR] join-token ls
+  macro admin [--data-dir DIR] join-token rm ID
+  macro admin [--data-dir DIR] members ls
+  macro admin [--data-dir DIR] members rm NAME
 
 It talks to the server through DIR/admin.sock (root only). Flags may come
 anywhere. token create prints the token alone on standard output, once:
@@ -54,6 +59,14 @@ tenant rm refuses a tenant that has containers; --force stops and removes
 them. Either way the tenant's tokens, certificates (revoked), namespaces
 and images go with it.
 
+join-token server prints a token that admits another server into the
+cluster (macro server --join https://THIS-SERVER:7443 --token TOKEN
+--ca-hash HASH, the hash is printed beside it); join-token node one that
+admits a node agent. Tokens expire after --ttl (0: never) and can be used
+more than once until then; join-token rm withdraws one. members lists the
+servers that hold the cluster's state (etcd members); members rm removes
+one (its server stops).
+
 token revoke also revokes the client certificates issued with the token
 (kra setup docker): the tenant's docker context stops working.
 
@@ -65,6 +78,7 @@ type adminOpts struct {
 	tenant, description  string
 	force                bool
 	pods, memory, images string // as given; "" when not given
+	ttl                  string
 }
 
 // adminMain runs `macro admin ARGS` and returns the exit code.
@@ -77,6 +91,7 @@ func adminMain(args []string) int {
 	fs.StringVar(&o.pods, "pods", "", "quota: how many containers the tenant may have (tenant create, set-quota)")
 	fs.StringVar(&o.memory, "memory", "", "quota: total memory of the tenant's running containers, e.g. 4g (tenant create, set-quota)")
 	fs.StringVar(&o.images, "images", "", "quota: size of the tenant's images, e.g. 10g (tenant create, set-quota)")
+	fs.StringVar(&o.ttl, "ttl", "24h", "join-token: how long the token admits machines (0: until removed)")
 	fs.BoolVar(&o.force, "force", false, "tenant rm: stop and remove the tenant's containers too")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), adminUsage)
@@ -237,6 +252,8 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, 
 			return err
 		}
 		fmt.Fprintf(stdout, "token %s of tenant %q revoked\n", words[2], tenant)
+	case len(words) > 0 && (words[0] == "join-token" || words[0] == "members" || words[0] == "member"):
+		return runClusterAdmin(ctx, c, words, o, stdout, stderr)
 	default:
 		return usageError(fmt.Sprintf("unknown command %q", cmd))
 	}
