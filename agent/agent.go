@@ -50,7 +50,13 @@ type Config struct {
 	InitPath string
 	// Network wires pods into their VPC; nil leaves them loopback only.
 	Network Network
-	Log     *slog.Logger
+	// FetchImage brings an image this node's store lacks from the
+	// servers (a remote node); nil: every image is local.
+	FetchImage func(ctx context.Context, tenant, imageID string) error
+	// Heartbeat is how often the node renews its lease (default 3 s:
+	// well within the servers' node TTL).
+	Heartbeat time.Duration
+	Log       *slog.Logger
 }
 
 // Agent runs the pods of one node.
@@ -75,6 +81,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Node.Arch == "" {
 		cfg.Node.Arch = goruntime.GOARCH
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 3 * time.Second
 	}
 	if cfg.Node.OS == "" {
 		cfg.Node.OS = "linux"
@@ -145,7 +154,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {
-	t := time.NewTicker(10 * time.Second)
+	t := time.NewTicker(a.cfg.Heartbeat)
 	defer t.Stop()
 	for {
 		select {

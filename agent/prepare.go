@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 
+	"github.com/macro-cloud/macro/image"
 	"github.com/macro-cloud/macro/net/router"
 	"github.com/macro-cloud/macro/runtime/ocispec"
 	"github.com/macro-cloud/macro/types"
@@ -23,6 +25,11 @@ func (w *worker) prepare(ctx context.Context) error {
 		return err
 	}
 	img, err := w.a.cfg.Images.LookupID(ctx, pod.Spec.ImageID)
+	if errors.Is(err, image.ErrNotFound) && w.a.cfg.FetchImage != nil {
+		if err = w.a.cfg.FetchImage(ctx, pod.Tenant, pod.Spec.ImageID); err == nil {
+			img, err = w.a.cfg.Images.LookupID(ctx, pod.Spec.ImageID)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("image %s: %w", pod.Spec.Image, err)
 	}

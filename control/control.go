@@ -7,6 +7,7 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -17,8 +18,12 @@ import (
 
 // Controller converges the stored desired state.
 type Controller struct {
-	store *store.Store
-	log   *slog.Logger
+	store   *store.Store
+	log     *slog.Logger
+	nodeTTL time.Duration
+	// downSince is when each node was first seen down by this controller.
+	downSince map[string]time.Time
+	now       func() time.Time
 }
 
 // New returns a Controller over st.
@@ -26,13 +31,23 @@ func New(st *store.Store, log *slog.Logger) *Controller {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Controller{store: st, log: log.With("subsystem", "control")}
+	return &Controller{store: st, log: log.With("subsystem", "control"), nodeTTL: DefaultNodeTTL, downSince: map[string]time.Time{}, now: time.Now}
+}
+
+// WithNodeTTL sets how long a node may miss heartbeats before it is down
+// (the TTL of the node API's leases); it returns c.
+func (c *Controller) WithNodeTTL(d time.Duration) *Controller {
+	if d > 0 {
+		c.nodeTTL = d
+	}
+	return c
 }
 
 // Run watches the store until ctx ends: every change to a pod that may need
 // scheduling or removal triggers a round. Safe to restart: a round reads all
 // it needs from the store.
 func (c *Controller) Run(ctx context.Context) error {
+	go c.watchNodes(ctx)
 	for ctx.Err() == nil {
 		snap, err := c.store.Snapshot(ctx)
 		if err != nil {
@@ -151,6 +166,132 @@ func (c *Controller) autoRemove(ctx context.Context, snap store.Snapshot) {
 		if err := c.store.DeletePod(ctx, p.Tenant, p.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			c.log.Warn("auto-remove", "pod", p.ID, "err", err)
 		}
+	}
+}
+
+// watchNodes evicts the pods of nodes that went down, every second.
+func (c *Controller) watchNodes(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.evictDown(ctx)
+		}
+	}
+}
+
+// evictDown sends the pods of down nodes back to the scheduler. A node
+// counts as down once this controller has seen it without liveness for a
+// whole TTL: a controller that just took the lead (or a server that just
+// restarted) first gives every node the time to renew its lease. Pods
+// pinned to a down node (their data lives only there) stay, with a reason.
+func (c *Controller) evictDown(ctx context.Context) {
+	nodes, err := c.store.Nodes(ctx)
+	if err != nil {
+		return
+	}
+	now := c.now()
+	var down []string
+	back := map[string]bool{}
+	for _, n := range nodes {
+		if n.Ready {
+			if _, was := c.downSince[n.Name]; was {
+				back[n.Name] = true
+				delete(c.downSince, n.Name)
+			}
+			continue
+		}
+		since, ok := c.downSince[n.Name]
+		if !ok {
+			c.downSince[n.Name] = now
+			continue
+		}
+		if now.Sub(since) >= c.nodeTTL {
+			down = append(down, n.Name)
+		}
+	}
+	if len(down) == 0 && len(back) == 0 {
+		return
+	}
+	snap, err := c.store.Snapshot(ctx)
+	if err != nil {
+		return
+	}
+	isDown := map[string]bool{}
+	for _, n := range down {
+		isDown[n] = true
+	}
+	for _, p := range snap.Pods {
+		if back[p.Node] && p.Unschedulable != "" {
+			// A pinned pod's node is back: its reason is over.
+			c.clearReason(ctx, p)
+			continue
+		}
+		if p.Node == "" || !isDown[p.Node] {
+			continue
+		}
+		reason := ""
+		if p.Spec.PinnedNode != "" {
+			reason = fmt.Sprintf("node %s is down; the container stays pinned to it (%s)", p.Node, p.Spec.PinnedBy)
+			if p.Unschedulable == reason {
+				continue
+			}
+		}
+		dead := p.Node
+		_, err := c.store.UpdatePod(ctx, p.Tenant, p.ID, func(cur *types.Pod) error {
+			if cur.Node != dead {
+				return errAlreadyPlaced
+			}
+			if reason != "" {
+				cur.Unschedulable = reason
+				return nil
+			}
+			cur.Node, cur.Unschedulable = "", ""
+			return nil
+		})
+		switch {
+		case err == nil && reason == "":
+			c.log.Info("node down: pod goes back to the scheduler", "node", dead, "pod", p.ID, "tenant", p.Tenant)
+			if st, ok := snap.Statuses[p.ID]; ok {
+				c.orphanStatus(ctx, p, st, dead)
+			}
+		case err != nil && !errors.Is(err, errAlreadyPlaced) && !errors.Is(err, store.ErrNotFound):
+			c.log.Warn("evict pod", "pod", p.ID, "err", err)
+		}
+	}
+}
+
+// orphanStatus rewrites the status a down node last reported for a pod
+// that left it: nothing of it runs anywhere the cluster can see until its
+// new node reports, so an active pod shows as restarting, with why.
+func (c *Controller) orphanStatus(ctx context.Context, p types.Pod, st types.PodStatus, dead string) {
+	if st.Node != dead {
+		return
+	}
+	st.Node, st.Pid, st.IPv4, st.IPv6 = "", 0, "", ""
+	st.Suspend = types.Suspend{}
+	if st.Phase.Active() {
+		st.Phase = types.PhaseRestarting
+	}
+	st.Error = fmt.Sprintf("node %s is down; the container moves to another node", dead)
+	if err := c.store.PutStatus(ctx, p.Tenant, st); err != nil {
+		c.log.Warn("status of a moved pod", "pod", p.ID, "err", err)
+	}
+}
+
+func (c *Controller) clearReason(ctx context.Context, p types.Pod) {
+	_, err := c.store.UpdatePod(ctx, p.Tenant, p.ID, func(cur *types.Pod) error {
+		if cur.Node != p.Node {
+			return errAlreadyPlaced
+		}
+		cur.Unschedulable = ""
+		return nil
+	})
+	if err != nil && !errors.Is(err, errAlreadyPlaced) && !errors.Is(err, store.ErrNotFound) {
+		c.log.Warn("clear pod reason", "pod", p.ID, "err", err)
 	}
 }
 

@@ -38,7 +38,7 @@ func TestControllerPlacesAndRemoves(t *testing.T) {
 	st := openStore(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	nodes := NewNodeAPI(st)
+	nodes := NewNodeAPI(st, 0)
 	if err := nodes.RegisterNode(ctx, types.Node{Name: "n1", CPUs: 2, MemoryBytes: 1 << 30, Runtimes: []string{"sandbox"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -377,32 +377,6 @@ func (s *Store) PutStatus(ctx context.Context, tenant string, st types.PodStatus
 	return err
 }
 
-// PutNode registers or refreshes a node.
-func (s *Store) PutNode(ctx context.Context, n types.Node) error {
-	data, err := json.Marshal(&n)
-	if err != nil {
-		return err
-	}
-	_, err = s.cli.Put(ctx, nodeKey(n.Name), string(data))
-	return err
-}
-
-// Nodes lists the registered nodes.
-func (s *Store) Nodes(ctx context.Context) ([]types.Node, error) {
-	resp, err := s.cli.Get(ctx, prefix+"nodes/", clientv3.WithPrefix())
-	if err != nil {
-		return nil, err
-	}
-	nodes := make([]types.Node, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		var n types.Node
-		if err := json.Unmarshal(kv.Value, &n); err == nil {
-			nodes = append(nodes, n)
-		}
-	}
-	return nodes, nil
-}
-
 // PodState reads a pod and its status at one revision.
 func (s *Store) PodState(ctx context.Context, tenant, id string) (types.Pod, types.PodStatus, int64, error) {
 	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(podKey(tenant, id)), clientv3.OpGet(statusKey(tenant, id))).Commit()

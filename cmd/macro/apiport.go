@@ -15,6 +15,7 @@ import (
 
 	"github.com/macro-cloud/macro/api"
 	"github.com/macro-cloud/macro/auth"
+	"github.com/macro-cloud/macro/nodeproto"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
 )
@@ -25,12 +26,15 @@ type apiPort struct {
 	native   http.Handler // /apis/: token or client certificate (api checks)
 	registry http.Handler // /v2/: the OCI registry; nil answers 404
 	docker   http.Handler // everything else: a client certificate is required
+	nodes    http.Handler // /node/v1/: the node protocol (node join tokens); nil answers 404
 }
 
 func (p *apiPort) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch path := r.URL.Path; {
 	case strings.HasPrefix(path, "/apis/"):
 		p.native.ServeHTTP(w, r)
+	case strings.HasPrefix(path, nodeproto.Prefix) && p.nodes != nil:
+		p.nodes.ServeHTTP(w, r)
 	case path == "/v2" || strings.HasPrefix(path, "/v2/"):
 		if p.registry == nil {
 			auth.WriteError(w, &auth.Error{Status: http.StatusNotFound, Message: "this server has no registry yet"})

@@ -22,6 +22,8 @@ func main() {
 	switch os.Args[1] {
 	case "server":
 		os.Exit(serverMain(os.Args[2:]))
+	case "agent":
+		os.Exit(agentMain(os.Args[2:]))
 	case "admin":
 		os.Exit(adminMain(os.Args[2:]))
 	case "shim":
@@ -42,6 +44,7 @@ func usage() {
 
 Usage:
   macro server [flags]   run the API, the embedded state store, the scheduler and a node agent
+  macro agent [flags]    make this machine a node of a cluster (macro agent --help)
   macro admin ...        manage tenants and access tokens (macro admin --help)
   macro version          print the version
 

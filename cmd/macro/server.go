@@ -25,8 +25,8 @@ import (
 	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/control"
 	"github.com/macro-cloud/macro/image"
+	"github.com/macro-cloud/macro/nodeproto"
 	"github.com/macro-cloud/macro/registry"
-	"github.com/macro-cloud/macro/runtime"
 	"github.com/macro-cloud/macro/runtime/sandbox"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
@@ -46,6 +46,8 @@ type serverConfig struct {
 	ingress        ingressConfig
 	domainDNS      string
 	net            netConfig
+	nodeTTL        time.Duration
+	runAgent       bool
 }
 
 type listFlag []string
@@ -73,6 +75,8 @@ func serverMain(args []string) int {
 	fs.BoolVar(&cfg.net.vpc, "vpc", true, "wire pods into their tenants' VPCs (addresses, routes, DNS); false gives them loopback only")
 	fs.BoolVar(&cfg.net.egress, "egress", true, "let pods reach addresses outside their VPC through this node (masqueraded)")
 	fs.Var((*listFlag)(&cfg.net.dnsUpstream), "dns-upstream", "resolver HOST:PORT for names outside the VPC; repeatable (default: the host's /etc/resolv.conf)")
+	fs.DurationVar(&cfg.nodeTTL, "node-ttl", control.DefaultNodeTTL, "a node whose heartbeats stop for this long is down: its pods are placed elsewhere")
+	fs.BoolVar(&cfg.runAgent, "agent", true, "also run a node agent on this machine (false: a server that runs no pods)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -213,25 +217,9 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		return err
 	}
 
-	runtimes := map[string]runtime.Runtime{}
-	for _, rc := range []sandbox.Config{
-		{Name: "sandbox", Binary: "runc"},
-		{Name: "gvisor", Binary: "runsc"},
-	} {
-		rc.Root = filepath.Join(dataDir, "runtime", rc.Name, "root")
-		rt, err := sandbox.New(rc)
-		if err != nil {
-			log.Warn("runtime unavailable", "runtime", rc.Name, "err", err)
-			continue
-		}
-		runtimes[rc.Name] = rt
-	}
-	if _, ok := runtimes[cfg.defaultRuntime]; !ok {
-		return fmt.Errorf("default runtime %q is not available on this machine", cfg.defaultRuntime)
-	}
-	var names []string
-	for n := range runtimes {
-		names = append(names, n)
+	runtimes, names, err := openRuntimes(dataDir, cfg.defaultRuntime, log)
+	if err != nil {
+		return err
 	}
 
 	node := localNode(cfg.nodeName)
@@ -246,7 +234,9 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		agentNet = netw
 		cfg.ingress.dial = netw.DialContext
 	}
-	nodeAPI := control.NewNodeAPI(st)
+	nodeAPI := control.NewNodeAPI(st, cfg.nodeTTL)
+	tunnels := nodeproto.NewTunnels()
+	defer tunnels.Close()
 	ag, err := agent.New(agent.Config{
 		Node:           node,
 		DataDir:        dataDir,
@@ -267,7 +257,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		Log:    log,
 		Store:  st,
 		Images: images,
-		Nodes:  localNodes{name: node.Name, agent: ag},
+		Nodes:  clusterNodes{local: node.Name, agent: localAgent(ag, cfg.runAgent), tunnels: tunnels},
 		Info: docker.Info{
 			Name: node.Name, Version: version, DataDir: dataDir,
 			DefaultRuntime: cfg.defaultRuntime, Runtimes: names,
@@ -287,8 +277,12 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{}, 3)
-	go func() { control.New(st, log).Run(ctx); done <- struct{}{} }()
-	go func() { ag.Run(ctx); done <- struct{}{} }()
+	go func() { control.New(st, log).WithNodeTTL(cfg.nodeTTL).Run(ctx); done <- struct{}{} }()
+	if cfg.runAgent {
+		go func() { ag.Run(ctx); done <- struct{}{} }()
+	} else {
+		done <- struct{}{}
+	}
 	go func() { dockerAPI.Run(ctx); done <- struct{}{} }()
 	go revocations.Run(ctx, revRev)
 
@@ -319,7 +313,8 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 			return err
 		}
 		go reg.Run(ctx)
-		port := &apiPort{native: native.Handler(), registry: reg, docker: authn.RequireCert(dockerH)}
+		port := &apiPort{native: native.Handler(), registry: reg, docker: authn.RequireCert(dockerH),
+			nodes: nodeHandler(st, nodeAPI, images, tunnels, cluster, cfg.nodeTTL, log)}
 		apiSrv := &http.Server{Handler: port, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg,
 			ErrorLog: slog.NewLogLogger(log.With("subsystem", "api-port").Handler(), slog.LevelDebug)}
 		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
@@ -381,19 +376,6 @@ func localNode(name string) types.Node {
 		n.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
 	return n
-}
-
-// localNodes hands the API the in-process agent of the single-machine cloud.
-type localNodes struct {
-	name  string
-	agent *agent.Agent
-}
-
-func (l localNodes) Node(name string) (docker.Node, error) {
-	if name != l.name {
-		return nil, fmt.Errorf("node %s is not reachable from this server", name)
-	}
-	return l.agent, nil
 }
 
 // podsUsing lists the tenant's containers made from an image.

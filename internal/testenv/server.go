@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -58,6 +59,8 @@ type Server struct {
 	env  []string
 	// netns is the network namespace the server runs in (OnHost).
 	netns string
+	// agent runs `macro agent` instead of `macro server` (StartAgent).
+	agent bool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -177,6 +180,9 @@ func (s *Server) Start() {
 		s.t.Fatalf("testenv: server on %s is already running", s.DataDir)
 	}
 	args := []string{"server", "--data-dir", s.DataDir}
+	if s.agent {
+		args[0] = "agent"
+	}
 	if s.TCPAddr != "" {
 		args = append(args, "--listen", "tcp://"+s.TCPAddr)
 	}
@@ -222,6 +228,9 @@ func (s *Server) Start() {
 func (s *Server) waitReady(exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
+	if s.agent {
+		return s.waitJoined(ctx, exited)
+	}
 	client := s.Client()
 	client.Timeout = 2 * time.Second
 	var last error
@@ -244,6 +253,35 @@ func (s *Server) waitReady(exited <-chan struct{}) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// AgentJoined is what `macro agent` prints once it reached the servers.
+const AgentJoined = "joins cluster"
+
+// waitJoined waits for an agent's start line: it has no API to ping.
+func (s *Server) waitJoined(ctx context.Context, exited <-chan struct{}) error {
+	start := len(s.Log())
+	for {
+		if log := s.Log(); len(log) > start && strings.Contains(log[start:], AgentJoined) {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("exited before joining: %v", s.exitStatus())
+		case <-ctx.Done():
+			return fmt.Errorf("did not join within %v", readyTimeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// StartAgent starts `macro agent` (a node of the cluster that opts name with
+// WithArgs: --server, --token) on a fresh data directory, as StartServer
+// starts a server, and waits until it has joined. Log, Stop, Kill and
+// Start work as for a server; everything it left is removed at the end.
+func StartAgent(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	return StartServer(t, append([]Option{func(s *Server) { s.agent = true }}, opts...)...)
 }
 
 func (s *Server) ping(ctx context.Context, client *http.Client) error {

@@ -1,0 +1,367 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/macro-cloud/macro/agent"
+	"github.com/macro-cloud/macro/api/docker"
+	"github.com/macro-cloud/macro/auth"
+	"github.com/macro-cloud/macro/image"
+	"github.com/macro-cloud/macro/nodeproto"
+	"github.com/macro-cloud/macro/runtime"
+	"github.com/macro-cloud/macro/runtime/sandbox"
+	"github.com/macro-cloud/macro/store"
+	"github.com/macro-cloud/macro/types"
+)
+
+// openRuntimes opens the runtimes this machine has, under DATA-DIR/runtime;
+// the default one must be among them.
+func openRuntimes(dataDir, defaultRuntime string, log *slog.Logger) (map[string]runtime.Runtime, []string, error) {
+	runtimes := map[string]runtime.Runtime{}
+	for _, rc := range []sandbox.Config{
+		{Name: "sandbox", Binary: "runc"},
+		{Name: "gvisor", Binary: "runsc"},
+	} {
+		rc.Root = filepath.Join(dataDir, "runtime", rc.Name, "root")
+		rt, err := sandbox.New(rc)
+		if err != nil {
+			log.Warn("runtime unavailable", "runtime", rc.Name, "err", err)
+			continue
+		}
+		runtimes[rc.Name] = rt
+	}
+	if _, ok := runtimes[defaultRuntime]; !ok {
+		return nil, nil, fmt.Errorf("default runtime %q is not available on this machine", defaultRuntime)
+	}
+	var names []string
+	for n := range runtimes {
+		names = append(names, n)
+	}
+	return runtimes, names, nil
+}
+
+// clusterNodes hands the API the node that runs a pod: the agent in this
+// process, or another node through its tunnel to this server.
+type clusterNodes struct {
+	local   string
+	agent   *agent.Agent // nil: this server runs no agent
+	tunnels *nodeproto.Tunnels
+}
+
+func (c clusterNodes) Node(name string) (docker.Node, error) {
+	if c.agent != nil && name == c.local {
+		return c.agent, nil
+	}
+	return c.tunnels.Remote(name), nil
+}
+
+// nodeHandler serves the node protocol on the API port: agents admitted by
+// a node join token.
+func nodeHandler(st *store.Store, nodeAPI nodeproto.Backend, images *image.Store, tunnels *nodeproto.Tunnels, cluster string, ttl time.Duration, log *slog.Logger) http.Handler {
+	return nodeproto.NewHandler(nodeproto.HandlerConfig{
+		Backend: nodeAPI,
+		Images:  imageSaver{images},
+		Check: func(ctx context.Context, token string) error {
+			_, err := auth.CheckJoinToken(ctx, st, types.JoinNode, token)
+			return err
+		},
+		Tunnels: tunnels,
+		Cluster: cluster,
+		NodeTTL: ttl,
+		Log:     log,
+	})
+}
+
+// imageSaver sends a tenant's image to a node as a docker-archive.
+type imageSaver struct{ images *image.Store }
+
+func (s imageSaver) SaveImage(ctx context.Context, tenant, id string, w io.Writer) error {
+	return s.images.Tenant(tenant).Save(ctx, []string{id}, w)
+}
+
+// agentConfig are the flags of `macro agent`.
+type agentConfig struct {
+	dataDir        string
+	servers        []string
+	token          string
+	caFile         string
+	caHash         string
+	nodeName       string
+	labels         []string
+	defaultRuntime string
+	logLevel       string
+	net            netConfig
+}
+
+func agentMain(args []string) int {
+	var cfg agentConfig
+	fs := flag.NewFlagSet("macro agent", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: macro agent --server https://HOST:7443 --token NODE_TOKEN [flags]
+
+Makes this machine a node of a cluster: it registers its capacity and labels,
+keeps its lease alive, runs the pods the scheduler places on it, and serves
+their logs, exec, attach, files and stats to the servers through a tunnel it
+opens itself (so a node behind NAT works). A node token comes from
+'macro admin join-token node' on a server.
+
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.dataDir, "data-dir", "/var/lib/macro-agent", "directory that keeps the node's pods, images and network")
+	fs.Var((*listFlag)(&cfg.servers), "server", "a server's API port, https://HOST:PORT; repeatable or comma-separated (the agent keeps a tunnel to each)")
+	fs.StringVar(&cfg.token, "token", os.Getenv("MACRO_JOIN_TOKEN"), "node join token (or $MACRO_JOIN_TOKEN)")
+	fs.StringVar(&cfg.caFile, "ca", "", "the cluster CA (DATA-DIR/ca/ca.pem of a server); without it the CA is fetched and pinned")
+	fs.StringVar(&cfg.caHash, "ca-hash", "", "sha256:HEX of the cluster CA (macro admin join-token prints it): the fetched CA must match")
+	fs.StringVar(&cfg.nodeName, "node-name", "", "name of this node (default: hostname)")
+	fs.Var((*listFlag)(&cfg.labels), "label", "node label KEY=VALUE, e.g. zone=eu-1; repeatable")
+	fs.StringVar(&cfg.defaultRuntime, "default-runtime", "sandbox", "runtime of containers that name none: sandbox (runc) or gvisor (runsc)")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&cfg.net.vpc, "vpc", true, "wire pods into their tenants' VPCs; false gives them loopback only")
+	fs.BoolVar(&cfg.net.egress, "egress", true, "let pods reach addresses outside their VPC through this node")
+	fs.Var((*listFlag)(&cfg.net.dnsUpstream), "dns-upstream", "resolver HOST:PORT for names outside the VPC; repeatable")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "macro agent: bad --log-level %q\n", cfg.logLevel)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := runAgent(ctx, cfg, log); err != nil {
+		fmt.Fprintf(os.Stderr, "macro agent: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
+	if os.Geteuid() != 0 {
+		return errors.New("macro agent must run as root: it creates namespaces, cgroups and mounts")
+	}
+	var servers []string
+	for _, s := range cfg.servers {
+		servers = append(servers, splitList(s)...)
+	}
+	if len(servers) == 0 {
+		return errors.New("--server https://HOST:PORT is required")
+	}
+	dataDir, err := filepath.Abs(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o711); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	node := localNode(cfg.nodeName)
+	for _, l := range cfg.labels {
+		for _, kv := range splitList(l) {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("--label %q: want KEY=VALUE", kv)
+			}
+			node.Labels[k] = v
+		}
+	}
+	roots, err := clusterCA(ctx, servers[0], cfg, dataDir)
+	if err != nil {
+		return err
+	}
+	cli, err := nodeproto.NewClient(nodeproto.ClientConfig{Servers: servers, Token: cfg.token, RootCAs: roots, Log: log})
+	if err != nil {
+		return err
+	}
+	var info nodeproto.ClusterInfo
+	for {
+		if info, err = cli.Cluster(ctx); err == nil {
+			break
+		}
+		if strings.Contains(err.Error(), "refused") && strings.Contains(err.Error(), "token") {
+			return err
+		}
+		log.Warn("cannot reach the servers yet", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+
+	runtimes, names, err := openRuntimes(dataDir, cfg.defaultRuntime, log)
+	if err != nil {
+		return err
+	}
+	node.Runtimes = names
+	images, err := image.Open(filepath.Join(dataDir, "images"), log)
+	if err != nil {
+		return fmt.Errorf("image store: %w", err)
+	}
+	var fetches singleflight.Group
+	fetch := func(ctx context.Context, tenant, id string) error {
+		_, err, _ := fetches.Do(tenant+"/"+id, func() (any, error) {
+			rc, err := cli.FetchImage(ctx, tenant, id)
+			if err != nil {
+				return nil, fmt.Errorf("fetch image from the servers: %w", err)
+			}
+			defer rc.Close()
+			_, err = images.Tenant(tenant).Load(ctx, rc, nil)
+			return nil, err
+		})
+		return err
+	}
+	netw, err := openNetwork(ctx, cfg.net, dataDir, info.Cluster, log)
+	if err != nil {
+		return err
+	}
+	var agentNet agent.Network
+	if netw != nil {
+		defer netw.Close()
+		agentNet = netw
+	}
+	ag, err := agent.New(agent.Config{
+		Node:           node,
+		DataDir:        dataDir,
+		Server:         cli,
+		Images:         images,
+		Runtimes:       runtimes,
+		DefaultRuntime: cfg.defaultRuntime,
+		InitPath:       findInit(),
+		Network:        agentNet,
+		FetchImage:     fetch,
+		Heartbeat:      time.Duration(info.HeartbeatMillis) * time.Millisecond,
+		Log:            log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "macro agent %s: node %s joins cluster %s through %s\n", version, node.Name, info.Cluster, strings.Join(servers, ", "))
+	go cli.RunTunnels(ctx, node.Name, ag)
+	err = ag.Run(ctx)
+	log.Info("agent stopped; containers keep running")
+	return err
+}
+
+// clusterCA is the CA the agent verifies the servers with: --ca, else the
+// one pinned on a previous start, else the server's, fetched and checked
+// against --ca-hash (or trusted on first use, with its hash printed).
+func clusterCA(ctx context.Context, server string, cfg agentConfig, dataDir string) (*x509.CertPool, error) {
+	pinned := filepath.Join(dataDir, "cluster-ca.pem")
+	var bundle []byte
+	var err error
+	switch {
+	case cfg.caFile != "":
+		if bundle, err = os.ReadFile(cfg.caFile); err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+	default:
+		if bundle, err = os.ReadFile(pinned); err == nil && cfg.caHash == "" {
+			break
+		}
+		if bundle, err = fetchCA(ctx, server); err != nil {
+			return nil, err
+		}
+	}
+	certs, err := parsePEMCerts(bundle)
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA: %w", err)
+	}
+	if cfg.caHash != "" {
+		ok := false
+		for _, c := range certs {
+			ok = ok || strings.EqualFold(auth.CAHash(c), cfg.caHash)
+		}
+		if !ok {
+			return nil, fmt.Errorf("the CA of %s is %s, not the --ca-hash given: refusing to join", server, auth.CAHash(certs[0]))
+		}
+	} else if cfg.caFile == "" {
+		if _, err := os.Stat(pinned); err != nil {
+			fmt.Fprintf(os.Stderr, "macro agent: trusting the CA of %s on first use: %s\n  (pass --ca-hash to check it)\n", server, auth.CAHash(certs[0]))
+		}
+	}
+	if err := os.WriteFile(pinned, bundle, 0o644); err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+func fetchCA(ctx context.Context, server string) ([]byte, error) {
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	for {
+		req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(server, "/")+"/apis/macro/v1/ca", nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := hc.Do(req)
+		if err == nil {
+			b, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && rerr == nil {
+				return b, nil
+			}
+			return nil, fmt.Errorf("fetching the CA of %s: %s", server, resp.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func parsePEMCerts(b []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no certificate in the bundle")
+	}
+	return certs, nil
+}
+
+// localAgent is the agent this server runs, nil when it runs none.
+func localAgent(ag *agent.Agent, runs bool) *agent.Agent {
+	if !runs {
+		return nil
+	}
+	return ag
+}

@@ -1,0 +1,312 @@
+package nodeproto
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/macro-cloud/macro/types"
+)
+
+// ClientConfig wires the agent's side of the node protocol.
+type ClientConfig struct {
+	// Servers are the API ports of the cluster's servers
+	// (https://host:7443); the agent follows its pods from one and keeps a
+	// tunnel to each, so that every server reaches it.
+	Servers []string
+	// Token is a node join token.
+	Token string
+	// RootCAs verify the servers (the cluster CA).
+	RootCAs *x509.CertPool
+	Log     *slog.Logger
+}
+
+// Client is the control plane as a remote agent sees it. It implements
+// agent.Server.
+type Client struct {
+	cfg     ClientConfig
+	hc      *http.Client // requests that end
+	stream  *http.Client // long streams: no overall timeout
+	tlsConf *tls.Config
+	log     *slog.Logger
+
+	mu  sync.Mutex
+	cur int // the server requests go to first
+}
+
+// NewClient checks the configuration and returns a Client.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("no server to join: give --server https://HOST:PORT")
+	}
+	for i, s := range cfg.Servers {
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("server %q: want https://HOST:PORT", s)
+		}
+		cfg.Servers[i] = strings.TrimSuffix(s, "/")
+	}
+	if !strings.HasPrefix(cfg.Token, "kj_") {
+		return nil, errors.New("a node join token (kj_...) is needed: macro admin join-token node, on a server")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	tc := &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 8, IdleConnTimeout: 60 * time.Second,
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext}
+	return &Client{
+		cfg:     cfg,
+		hc:      &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		stream:  &http.Client{Transport: tr},
+		tlsConf: tc,
+		log:     cfg.Log.With("subsystem", "nodeproto"),
+	}, nil
+}
+
+// server is the server to ask now; next moves on after a failure.
+func (c *Client) server() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.Servers[c.cur]
+}
+
+func (c *Client) next(failed string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cfg.Servers[c.cur] == failed {
+		c.cur = (c.cur + 1) % len(c.cfg.Servers)
+	}
+}
+
+func (c *Client) request(ctx context.Context, hc *http.Client, method, path string, q url.Values, body []byte) (*http.Response, error) {
+	srv := c.server()
+	u := srv + Prefix + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		c.next(srv)
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			c.next(srv)
+		}
+		return nil, fmt.Errorf("%s: %w", srv, readError(resp))
+	}
+	return resp, nil
+}
+
+// RegisterNode registers the node or renews its lease (the heartbeat).
+func (c *Client) RegisterNode(ctx context.Context, n types.Node) error {
+	b, _ := json.Marshal(n)
+	resp, err := c.request(ctx, c.hc, "POST", "register", nil, b)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// ReportStatus records what the agent observed of a pod.
+func (c *Client) ReportStatus(ctx context.Context, tenant string, st types.PodStatus) error {
+	b, _ := json.Marshal(st)
+	resp, err := c.request(ctx, c.hc, "POST", "status", url.Values{"tenant": {tenant}}, b)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// streamIdle is how long a pod stream may stay silent (the server writes
+// a keep-alive line every 5 s) before the agent takes it for dead and
+// follows another server.
+const streamIdle = 20 * time.Second
+
+// WatchPods follows the node's assignments, from one server after another
+// as they fail: every (re)connection starts with a full set.
+func (c *Client) WatchPods(ctx context.Context, node string) <-chan types.Assignment {
+	out := make(chan types.Assignment, 64)
+	go func() {
+		defer close(out)
+		for ctx.Err() == nil {
+			err := c.watchOnce(ctx, node, out)
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("pod stream ended; reconnecting", "err", err)
+			sleep(ctx, time.Second)
+		}
+	}()
+	return out
+}
+
+func (c *Client) watchOnce(ctx context.Context, node string, out chan<- types.Assignment) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resp, err := c.request(ctx, c.stream, "GET", "pods", url.Values{"node": {node}}, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	alive := make(chan struct{}, 1)
+	go func() {
+		t := time.NewTimer(streamIdle)
+		defer t.Stop()
+		for {
+			select {
+			case <-alive:
+				t.Reset(streamIdle)
+			case <-t.C:
+				c.next(c.server())
+				cancel()
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		select {
+		case alive <- struct{}{}:
+		default:
+		}
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var a types.Assignment
+		if err := json.Unmarshal(line, &a); err != nil {
+			return fmt.Errorf("pod stream: %w", err)
+		}
+		select {
+		case out <- a:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return errors.New("the server closed the pod stream")
+}
+
+// Cluster asks the servers for the cluster's name and the heartbeat.
+func (c *Client) Cluster(ctx context.Context) (ClusterInfo, error) {
+	var ci ClusterInfo
+	resp, err := c.request(ctx, c.hc, "GET", "cluster", nil, nil)
+	if err != nil {
+		return ci, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&ci)
+	return ci, err
+}
+
+// FetchImage reads an image of tenant from the servers as a docker-archive.
+func (c *Client) FetchImage(ctx context.Context, tenant, id string) (io.ReadCloser, error) {
+	resp, err := c.request(ctx, c.stream, "GET", "images/"+url.PathEscape(tenant)+"/"+url.PathEscape(id), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// RunTunnels keeps a tunnel to every server open until ctx ends, serving
+// ops on each.
+func (c *Client) RunTunnels(ctx context.Context, node string, ops Ops) {
+	var wg sync.WaitGroup
+	for _, srv := range c.cfg.Servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				err := c.tunnel(ctx, srv, node, ops)
+				if ctx.Err() != nil {
+					return
+				}
+				c.log.Warn("tunnel ended; reconnecting", "server", srv, "err", err)
+				sleep(ctx, time.Second)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (c *Client) tunnel(ctx context.Context, srv, node string, ops Ops) error {
+	u, err := url.Parse(srv)
+	if err != nil {
+		return err
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}, Config: c.tlsConf.Clone()}
+	d.Config.ServerName = u.Hostname()
+	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(15 * time.Second))
+	fmt.Fprintf(conn, "GET %stunnel?node=%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n",
+		Prefix, url.QueryEscape(node), u.Host, c.cfg.Token, tunnelProto)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer resp.Body.Close()
+		return readError(resp)
+	}
+	conn.SetDeadline(time.Time{})
+	sess, err := yamux.Server(&bufferedConn{Conn: conn, r: br}, yamuxConfig())
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	c.log.Info("tunnel up", "server", srv)
+	return ServeOps(sess, ops)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
