@@ -21,8 +21,10 @@ type Controller struct {
 	store   *store.Store
 	log     *slog.Logger
 	nodeTTL time.Duration
-	// downSince is when each node was first seen down by this controller.
+	// downSince is when this controller evicted the pods of each node
+	// that is down.
 	downSince map[string]time.Time
+	started   time.Time // when Run began: leases get a TTL's grace
 	now       func() time.Time
 }
 
@@ -47,6 +49,7 @@ func (c *Controller) WithNodeTTL(d time.Duration) *Controller {
 // scheduling or removal triggers a round. Safe to restart: a round reads all
 // it needs from the store.
 func (c *Controller) Run(ctx context.Context) error {
+	c.started = c.now()
 	go c.watchNodes(ctx)
 	for ctx.Err() == nil {
 		snap, err := c.store.Snapshot(ctx)
@@ -183,33 +186,29 @@ func (c *Controller) watchNodes(ctx context.Context) {
 	}
 }
 
-// evictDown sends the pods of down nodes back to the scheduler. A node
-// counts as down once this controller has seen it without liveness for a
-// whole TTL: a controller that just took the lead (or a server that just
-// restarted) first gives every node the time to renew its lease. Pods
-// pinned to a down node (their data lives only there) stay, with a reason.
+// evictDown sends the pods of down nodes back to the scheduler, once per
+// time a node goes down. A node is down when its lease expired, but a
+// controller that just took the lead (or a server that just restarted)
+// first gives every node a TTL to renew its lease. Pods pinned to a down
+// node (their data lives only there) stay, with a reason.
 func (c *Controller) evictDown(ctx context.Context) {
 	nodes, err := c.store.Nodes(ctx)
 	if err != nil {
 		return
 	}
 	now := c.now()
+	if now.Sub(c.started) < c.nodeTTL {
+		return
+	}
 	var down []string
 	back := map[string]bool{}
 	for _, n := range nodes {
-		if n.Ready {
-			if _, was := c.downSince[n.Name]; was {
-				back[n.Name] = true
-				delete(c.downSince, n.Name)
-			}
-			continue
-		}
-		since, ok := c.downSince[n.Name]
-		if !ok {
-			c.downSince[n.Name] = now
-			continue
-		}
-		if now.Sub(since) >= c.nodeTTL {
+		_, handled := c.downSince[n.Name]
+		switch {
+		case n.Ready && handled:
+			back[n.Name] = true
+			delete(c.downSince, n.Name)
+		case !n.Ready && !handled:
 			down = append(down, n.Name)
 		}
 	}
@@ -223,6 +222,7 @@ func (c *Controller) evictDown(ctx context.Context) {
 	isDown := map[string]bool{}
 	for _, n := range down {
 		isDown[n] = true
+		c.downSince[n] = now
 	}
 	for _, p := range snap.Pods {
 		if back[p.Node] && p.Unschedulable != "" {

@@ -69,7 +69,7 @@ func TestControllerPlacesAndRemoves(t *testing.T) {
 		return err == nil && p.Node == "" && p.Unschedulable == "no node has 8 GiB of memory free"
 	})
 	// An --rm pod that exited is removed, and the node hears of it.
-	if err := nodes.ReportStatus(ctx, "t", types.PodStatus{ID: small.ID, Phase: types.PhaseExited, Exits: 1}); err != nil {
+	if err := nodes.ReportStatus(ctx, "t", types.PodStatus{ID: small.ID, Node: "n1", Phase: types.PhaseExited, Exits: 1}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "auto-remove", func() bool {
@@ -84,4 +84,62 @@ func TestControllerPlacesAndRemoves(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("node not told of the removal")
 	}
+}
+
+// A node whose lease expires loses its pods to a live node; a pod pinned
+// to it stays, with why, until it is back; a status the dead node reports
+// afterwards is refused.
+func TestControllerEvictsDownNodes(t *testing.T) {
+	st := openStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const ttl = 2 * time.Second
+	nodes := NewNodeAPI(st, ttl)
+	n1 := types.Node{Name: "n1", CPUs: 2, MemoryBytes: 1 << 30, Runtimes: []string{"sandbox"}}
+	n2 := n1
+	n2.Name = "n2"
+	if err := nodes.RegisterNode(ctx, n1); err != nil {
+		t.Fatal(err)
+	}
+	mover := &types.Pod{ID: strings.Repeat("c", 64), Name: "mover", Tenant: "t", Node: "n1", Spec: types.PodSpec{Runtime: "sandbox"}}
+	pinned := &types.Pod{ID: strings.Repeat("d", 64), Name: "pinned", Tenant: "t", Node: "n1", Spec: types.PodSpec{Runtime: "sandbox", PinnedNode: "n1", PinnedBy: "volume db (lv2)"}}
+	for _, p := range []*types.Pod{mover, pinned} {
+		if err := st.CreatePod(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if err := nodes.ReportStatus(ctx, "t", types.PodStatus{ID: p.ID, Node: "n1", Phase: types.PhaseRunning, Run: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// n2 heartbeats; n1 stops.
+	go func() {
+		for ctx.Err() == nil {
+			nodes.RegisterNode(ctx, n2)
+			time.Sleep(ttl / 4)
+		}
+	}()
+	go New(st, nil).WithNodeTTL(ttl).Run(ctx)
+	eventually(t, "mover on n2", func() bool {
+		p, err := st.Pod(ctx, "t", mover.ID)
+		return err == nil && p.Node == "n2"
+	})
+	if s, err := st.Status(ctx, "t", mover.ID); err != nil || s.Node == "n1" || s.Phase == types.PhaseRunning {
+		t.Fatalf("the moved pod still shows n1's status: %+v %v", s, err)
+	}
+	eventually(t, "pinned explained", func() bool {
+		p, err := st.Pod(ctx, "t", pinned.ID)
+		return err == nil && p.Node == "n1" && strings.Contains(p.Unschedulable, "node n1 is down") && strings.Contains(p.Unschedulable, "volume db (lv2)")
+	})
+	// n1 comes back: it may not report for the pod that left it.
+	if err := nodes.RegisterNode(ctx, n1); err != nil {
+		t.Fatal(err)
+	}
+	err := nodes.ReportStatus(ctx, "t", types.PodStatus{ID: mover.ID, Node: "n1", Phase: types.PhaseRunning, Run: 1})
+	if !errors.Is(err, store.ErrNotOnNode) {
+		t.Fatalf("a status from the node the pod left: %v", err)
+	}
+	eventually(t, "pinned reason cleared", func() bool {
+		p, err := st.Pod(ctx, "t", pinned.ID)
+		return err == nil && p.Node == "n1" && p.Unschedulable == ""
+	})
 }

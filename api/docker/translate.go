@@ -39,6 +39,7 @@ func podFromCreate(req *createRequest, img image.Image, name, defaultRuntime str
 	spec := types.PodSpec{
 		Image:       cfg.Image,
 		ImageID:     img.ID,
+		Arch:        img.Config.Architecture,
 		Entrypoint:  cfg.Entrypoint,
 		Cmd:         cfg.Cmd,
 		Env:         mergeEnv(cfg.Env, ic.Env),
