@@ -25,6 +25,7 @@ type Controller struct {
 	// that is down.
 	downSince map[string]time.Time
 	started   time.Time // when Run began: leases get a TTL's grace
+	state     *State
 	now       func() time.Time
 }
 
@@ -45,127 +46,87 @@ func (c *Controller) WithNodeTTL(d time.Duration) *Controller {
 	return c
 }
 
-// Run watches the store until ctx ends: every change to a pod that may need
-// scheduling or removal triggers a round. Safe to restart: a round reads all
-// it needs from the store.
+// Run places pods and removes finished --rm pods until ctx ends, from the
+// State (its own unless WithState gave one): every change that may need
+// it wakes a round. Safe to restart: every write compares with what the
+// round read.
 func (c *Controller) Run(ctx context.Context) error {
 	c.started = c.now()
+	if c.state == nil {
+		c.state = NewState(c.store, c.log)
+		go c.state.Run(ctx)
+	}
+	select {
+	case <-c.state.Synced():
+	case <-ctx.Done():
+		return nil
+	}
 	go c.watchNodes(ctx)
-	for ctx.Err() == nil {
-		snap, err := c.store.Snapshot(ctx)
-		if err != nil {
-			c.log.Warn("snapshot failed", "err", err)
-			sleep(ctx, time.Second)
-			continue
-		}
-		c.round(ctx, snap)
-		ch := c.store.Watch(ctx, snap.Revision+1)
-		for ch != nil {
-			select {
-			case <-ctx.Done():
-				return nil
-			case ch2, ok := <-ch:
-				if !ok {
-					ch = nil
-					break
-				}
-				if c.interesting(ch2) {
-					// Drain what has queued up, then run one round over fresh state.
-					drain(ch)
-					snap, err := c.store.Snapshot(ctx)
-					if err != nil {
-						ch = nil
-						break
-					}
-					c.round(ctx, snap)
-				}
-			case <-time.After(10 * time.Second):
-				// Nodes appear and disappear outside the pod watch.
-				if snap, err := c.store.Snapshot(ctx); err == nil {
-					c.round(ctx, snap)
-				}
-			}
-		}
-	}
-	return nil
-}
-
-func (c *Controller) interesting(ch store.Change) bool {
-	switch {
-	case ch.Kind == "pods" && ch.Pod != nil:
-		return ch.Pod.Node == "" || ch.Pod.Spec.AutoRemove
-	case ch.Kind == "status" && ch.Status != nil:
-		return ch.Status.Phase == types.PhaseExited
-	}
-	return false
-}
-
-func drain(ch <-chan store.Change) {
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
 	for {
+		start := time.Now()
+		c.round(ctx)
+		// A round costs more with more pods: leave at least as long
+		// between rounds, so that they batch what arrives meanwhile.
+		sleep(ctx, min(time.Since(start), time.Second))
 		select {
-		case _, ok := <-ch:
-			if !ok {
-				return
-			}
-		default:
-			return
+		case <-ctx.Done():
+			return nil
+		case <-c.state.changed:
+		case <-tick.C:
+			// Nodes appear outside the pod watch: pending pods may fit now.
 		}
 	}
 }
 
-func (c *Controller) round(ctx context.Context, snap store.Snapshot) {
-	c.schedule(ctx, snap)
-	c.autoRemove(ctx, snap)
+// WithState makes the controller read from s, which the caller runs.
+func (c *Controller) WithState(s *State) *Controller {
+	c.state = s
+	return c
 }
 
-func (c *Controller) schedule(ctx context.Context, snap store.Snapshot) {
-	var pending, placed []types.Pod
-	for _, p := range snap.Pods {
-		if p.Node == "" {
-			pending = append(pending, p)
-		} else {
-			placed = append(placed, p)
-		}
-	}
-	if len(pending) == 0 {
-		return
-	}
+func (c *Controller) round(ctx context.Context) {
+	c.schedule(ctx)
+	c.autoRemove(ctx)
+}
+
+func (c *Controller) schedule(ctx context.Context) {
 	nodes, err := c.store.Nodes(ctx)
 	if err != nil {
 		c.log.Warn("list nodes", "err", err)
 		return
 	}
-	plan := sched.Place(pending, nodes, placed)
-	for _, p := range pending {
-		node, reason := plan.Assign[p.ID], plan.Unschedulable[p.ID]
-		if node == "" && reason == p.Unschedulable {
-			continue
-		}
-		_, err := c.store.UpdatePod(ctx, p.Tenant, p.ID, func(cur *types.Pod) error {
-			if cur.Node != "" {
-				return errAlreadyPlaced
+	var decided []store.Placement
+	c.state.schedule(func(pending, placed []types.Pod) {
+		plan := sched.Place(pending, nodes, placed)
+		for _, p := range pending {
+			node, reason := plan.Assign[p.ID], plan.Unschedulable[p.ID]
+			if node == "" && reason == p.Unschedulable {
+				continue
 			}
-			cur.Node, cur.Unschedulable = node, reason
-			return nil
-		})
-		if err != nil && !errors.Is(err, errAlreadyPlaced) && !errors.Is(err, store.ErrNotFound) {
-			c.log.Warn("commit placement", "pod", p.ID, "err", err)
+			decided = append(decided, store.Placement{Pod: p, Node: node, Reason: reason})
 		}
+	})
+	if len(decided) == 0 {
+		return
 	}
+	// Pods that changed meanwhile are decided again in the next round,
+	// from the State, which hears of the change.
+	_, err = c.store.Place(ctx, decided)
+	if err != nil {
+		c.log.Warn("commit placements", "err", err)
+		return
+	}
+	// The next round must count these pods on their nodes.
+	c.state.waitFor(ctx, decided)
 }
 
 var errAlreadyPlaced = errors.New("already placed")
 
 // autoRemove deletes --rm pods whose container exited and will not restart.
-func (c *Controller) autoRemove(ctx context.Context, snap store.Snapshot) {
-	for _, p := range snap.Pods {
-		if !p.Spec.AutoRemove {
-			continue
-		}
-		st, ok := snap.Statuses[p.ID]
-		if !ok || st.Phase != types.PhaseExited || st.Run < p.Desired.Run {
-			continue
-		}
+func (c *Controller) autoRemove(ctx context.Context) {
+	for _, p := range c.state.exited() {
 		if err := c.store.DeletePod(ctx, p.Tenant, p.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			c.log.Warn("auto-remove", "pod", p.ID, "err", err)
 		}
@@ -215,16 +176,20 @@ func (c *Controller) evictDown(ctx context.Context) {
 	if len(down) == 0 && len(back) == 0 {
 		return
 	}
-	snap, err := c.store.Snapshot(ctx)
-	if err != nil {
-		return
+	all := map[string]bool{}
+	for _, n := range down {
+		all[n] = true
 	}
+	for n := range back {
+		all[n] = true
+	}
+	pods, statuses := c.state.onNodes(all)
 	isDown := map[string]bool{}
 	for _, n := range down {
 		isDown[n] = true
 		c.downSince[n] = now
 	}
-	for _, p := range snap.Pods {
+	for _, p := range pods {
 		if back[p.Node] && p.Unschedulable != "" {
 			// A pinned pod's node is back: its reason is over.
 			c.clearReason(ctx, p)
@@ -255,7 +220,7 @@ func (c *Controller) evictDown(ctx context.Context) {
 		switch {
 		case err == nil && reason == "":
 			c.log.Info("node down: pod goes back to the scheduler", "node", dead, "pod", p.ID, "tenant", p.Tenant)
-			if st, ok := snap.Statuses[p.ID]; ok {
+			if st, ok := statuses[p.ID]; ok {
 				c.orphanStatus(ctx, p, st, dead)
 			}
 		case err != nil && !errors.Is(err, errAlreadyPlaced) && !errors.Is(err, store.ErrNotFound):

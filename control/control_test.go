@@ -39,6 +39,7 @@ func TestControllerPlacesAndRemoves(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	nodes := NewNodeAPI(st, 0)
+	t.Cleanup(nodes.Close)
 	if err := nodes.RegisterNode(ctx, types.Node{Name: "n1", CPUs: 2, MemoryBytes: 1 << 30, Runtimes: []string{"sandbox"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +96,7 @@ func TestControllerEvictsDownNodes(t *testing.T) {
 	defer cancel()
 	const ttl = 2 * time.Second
 	nodes := NewNodeAPI(st, ttl)
+	t.Cleanup(nodes.Close)
 	n1 := types.Node{Name: "n1", CPUs: 2, MemoryBytes: 1 << 30, Runtimes: []string{"sandbox"}}
 	n2 := n1
 	n2.Name = "n2"

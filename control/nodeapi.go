@@ -21,6 +21,69 @@ type NodeAPI struct {
 
 	mu     sync.Mutex
 	leases map[string]nodeLease // by node name: the leases this server granted
+
+	once  sync.Once
+	state *State
+	stop  context.CancelFunc
+
+	// Status reports waiting for the writer, which commits them together.
+	smu     sync.Mutex
+	queue   []statusReq
+	writing bool
+}
+
+type statusReq struct {
+	sa   store.StatusAt
+	done chan statusRes
+}
+
+type statusRes struct {
+	ok  bool
+	err error
+}
+
+// putStatus records a status in the next group commit: a report that finds
+// no commit under way starts one at once (no added latency when alone);
+// those that come meanwhile wait for the next, which takes them all.
+func (n *NodeAPI) putStatus(ctx context.Context, sa store.StatusAt) (bool, error) {
+	req := statusReq{sa: sa, done: make(chan statusRes, 1)}
+	n.smu.Lock()
+	n.queue = append(n.queue, req)
+	if !n.writing {
+		n.writing = true
+		go n.writeStatuses()
+	}
+	n.smu.Unlock()
+	select {
+	case r := <-req.done:
+		return r.ok, r.err
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+func (n *NodeAPI) writeStatuses() {
+	for {
+		n.smu.Lock()
+		batch := n.queue
+		n.queue = nil
+		if len(batch) == 0 {
+			n.writing = false
+			n.smu.Unlock()
+			return
+		}
+		n.smu.Unlock()
+		sts := make([]store.StatusAt, len(batch))
+		for i, r := range batch {
+			sts[i] = r.sa
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ok, err := n.store.PutStatusesAt(ctx, sts)
+		cancel()
+		for i, r := range batch {
+			r.done <- statusRes{ok: ok[i], err: err}
+		}
+	}
 }
 
 type nodeLease struct {
@@ -78,6 +141,13 @@ func (n *NodeAPI) ReportStatus(ctx context.Context, tenant string, st types.PodS
 	if st.Node == "" {
 		return errors.New("a status must name the node that observed it")
 	}
+	// The common case: the pod is on this node as the State last saw it;
+	// concurrent reports share one transaction.
+	if p, ok := n.stateOf().Pod(st.ID); ok && p.Node == st.Node && p.Tenant == tenant {
+		if done, err := n.putStatus(ctx, store.StatusAt{Tenant: tenant, Rev: p.Revision, Status: st}); err != nil || done {
+			return err
+		}
+	}
 	err := n.store.PutStatusFrom(ctx, tenant, st.Node, st)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // removed meanwhile: nothing to record
@@ -85,64 +155,34 @@ func (n *NodeAPI) ReportStatus(ctx context.Context, tenant string, st types.PodS
 	return err
 }
 
-// WatchPods streams (see types.Assignment) the pods assigned to node until ctx ends. The full set
-// comes first, then changes; if the store's watch breaks, a new full set
-// follows, so the agent never misses a change.
-func (n *NodeAPI) WatchPods(ctx context.Context, node string) <-chan types.Assignment {
-	out := make(chan types.Assignment, 64)
-	go func() {
-		defer close(out)
-		mine := map[string]bool{}
-		for ctx.Err() == nil {
-			snap, err := n.store.Snapshot(ctx)
-			if err != nil {
-				sleep(ctx, time.Second)
-				continue
-			}
-			var pods []types.Pod
-			clear(mine)
-			for _, p := range snap.Pods {
-				if p.Node == node {
-					pods = append(pods, p)
-					mine[p.ID] = true
-				}
-			}
-			if !send(ctx, out, types.Assignment{Sync: true, Pods: pods}) {
-				return
-			}
-			for ch := range n.store.Watch(ctx, snap.Revision+1) {
-				if ch.Kind != "pods" {
-					continue
-				}
-				var a types.Assignment
-				switch {
-				case ch.Deleted && mine[ch.ID]:
-					delete(mine, ch.ID)
-					a.Deleted = ch.ID
-				case ch.Pod != nil && ch.Pod.Node == node:
-					mine[ch.ID] = true
-					a.Pod = ch.Pod
-				case ch.Pod != nil && mine[ch.ID]:
-					// Moved away from this node.
-					delete(mine, ch.ID)
-					a.Deleted = ch.ID
-				default:
-					continue
-				}
-				if !send(ctx, out, a) {
-					return
-				}
-			}
-		}
-	}()
-	return out
+// WithState serves the pod streams from s, which the caller runs (one
+// State per server, shared with the controller); it returns n.
+func (n *NodeAPI) WithState(s *State) *NodeAPI {
+	n.state = s
+	return n
 }
 
-func send(ctx context.Context, out chan<- types.Assignment, a types.Assignment) bool {
-	select {
-	case out <- a:
-		return true
-	case <-ctx.Done():
-		return false
+// Close stops the State that the node API started itself.
+func (n *NodeAPI) Close() {
+	if n.stop != nil {
+		n.stop()
 	}
+}
+
+func (n *NodeAPI) stateOf() *State {
+	n.once.Do(func() {
+		if n.state == nil {
+			ctx, cancel := context.WithCancel(context.Background())
+			n.state, n.stop = NewState(n.store, nil), cancel
+			go n.state.Run(ctx)
+		}
+	})
+	return n.state
+}
+
+// WatchPods streams (see types.Assignment) the pods assigned to node until
+// ctx ends. The full set comes first, then changes; if the store's watch
+// breaks, a new full set follows, so the agent never misses a change.
+func (n *NodeAPI) WatchPods(ctx context.Context, node string) <-chan types.Assignment {
+	return n.stateOf().Subscribe(ctx, node)
 }

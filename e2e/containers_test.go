@@ -569,10 +569,14 @@ func TestRestartPolicies(t *testing.T) {
 	if n := strings.Count(c.must("events", "--since", restarted, "--until", time.Now().UTC().Format(time.RFC3339Nano), "--filter", "container=none", "--filter", "event=die", "--format", "{{.Action}}"), "die"); n != 0 {
 		t.Fatalf("%d die events after the restart for an exit before it", n)
 	}
-	// docker kill is a manual stop whatever the policy.
-	c.must("kill", "always")
-	if st := c.state("always"); st["Status"] != "exited" || st["ExitCode"].(float64) != 137 {
-		t.Fatalf("always after kill: %v", st)
+	// docker kill is a manual stop whatever the policy. (A container of
+	// its own that stays up: "always" exits every 0.2 s, and a kill that
+	// lands between two of its runs finds nothing to kill.)
+	c.must("run", "-d", "--name", "killed", "--restart", "always", "busybox", "sleep", "300")
+	eventually(t, "killed running", func() bool { return c.state("killed")["Status"] == "running" })
+	c.must("kill", "killed")
+	if st := c.state("killed"); st["Status"] != "exited" || st["ExitCode"].(float64) != 137 {
+		t.Fatalf("an always container after kill: %v", st)
 	}
-	c.must("rm", "-f", "always", "unless", "none")
+	c.must("rm", "-f", "always", "unless", "none", "killed")
 }

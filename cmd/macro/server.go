@@ -234,7 +234,8 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		agentNet = netw
 		cfg.ingress.dial = netw.DialContext
 	}
-	nodeAPI := control.NewNodeAPI(st, cfg.nodeTTL)
+	state := control.NewState(st, log)
+	nodeAPI := control.NewNodeAPI(st, cfg.nodeTTL).WithState(state)
 	tunnels := nodeproto.NewTunnels()
 	defer tunnels.Close()
 	ag, err := agent.New(agent.Config{
@@ -277,7 +278,8 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{}, 3)
-	go func() { control.New(st, log).WithNodeTTL(cfg.nodeTTL).Run(ctx); done <- struct{}{} }()
+	go state.Run(ctx)
+	go func() { control.New(st, log).WithNodeTTL(cfg.nodeTTL).WithState(state).Run(ctx); done <- struct{}{} }()
 	if cfg.runAgent {
 		go func() { ag.Run(ctx); done <- struct{}{} }()
 	} else {

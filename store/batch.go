@@ -1,0 +1,147 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/macro-cloud/macro/types"
+)
+
+// Batched writes for the control plane's hot paths: placing many pods at
+// once, recording many statuses. etcd takes at most 128 operations in one
+// transaction (its --max-txn-ops default); a batch is split to fit.
+const maxTxnOps = 128
+
+// Placement is the scheduler's decision for one pod: Node, or why none.
+type Placement struct {
+	Pod    types.Pod // as read, with its Revision
+	Node   string
+	Reason string
+}
+
+// Place commits placements, each only if its pod is unchanged since it was
+// read (its Revision), each on its own condition (a nested transaction per
+// pod). It returns the placements that did not commit because their pod
+// changed or went away meanwhile, for the caller to decide again.
+func (s *Store) Place(ctx context.Context, ps []Placement) (stale []Placement, err error) {
+	const perTxn = maxTxnOps / 2
+	for off := 0; off < len(ps); off += perTxn {
+		chunk := ps[off:min(off+perTxn, len(ps))]
+		ops := make([]clientv3.Op, 0, len(chunk))
+		for _, pl := range chunk {
+			p := pl.Pod
+			p.Node, p.Unschedulable = pl.Node, pl.Reason
+			data, err := json.Marshal(&p)
+			if err != nil {
+				return stale, err
+			}
+			k := podKey(p.Tenant, p.ID)
+			ops = append(ops, clientv3.OpTxn(
+				[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(k), "=", pl.Pod.Revision)},
+				[]clientv3.Op{clientv3.OpPut(k, string(data))}, nil))
+		}
+		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return stale, fmt.Errorf("place pods: %w", err)
+		}
+		for i, r := range resp.Responses {
+			if t := r.GetResponseTxn(); t == nil || !t.Succeeded {
+				stale = append(stale, chunk[i])
+			}
+		}
+	}
+	return stale, nil
+}
+
+// CreatePods stores new pods, claiming their names, in as few
+// transactions as fit: a job of many replicas at once. A batch fails as a
+// whole when one of its names or IDs is taken; nothing of it is stored.
+func (s *Store) CreatePods(ctx context.Context, pods []*types.Pod) error {
+	const perTxn = maxTxnOps / 2
+	for len(pods) > 0 {
+		n := min(len(pods), perTxn)
+		chunk := pods[:n]
+		pods = pods[n:]
+		cmps := make([]clientv3.Cmp, 0, 2*n)
+		ops := make([]clientv3.Op, 0, 2*n)
+		for _, p := range chunk {
+			data, err := json.Marshal(p)
+			if err != nil {
+				return err
+			}
+			nk, pk := nameKey(p.Tenant, p.Name), podKey(p.Tenant, p.ID)
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(nk), "=", 0), clientv3.Compare(clientv3.CreateRevision(pk), "=", 0))
+			ops = append(ops, clientv3.OpPut(nk, p.ID), clientv3.OpPut(pk, string(data)))
+		}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil {
+			return fmt.Errorf("create pods: %w", err)
+		}
+		if !resp.Succeeded {
+			return fmt.Errorf("create pods: %w (a name or ID of the batch exists)", ErrNameInUse)
+		}
+		for _, p := range chunk {
+			p.Revision = resp.Header.Revision
+		}
+	}
+	return nil
+}
+
+// PutStatusAt records a status that node observed while the pod is as the
+// caller last saw it (its revision rev, placed on that node); false when
+// the pod changed since, and nothing was written.
+func (s *Store) PutStatusAt(ctx context.Context, tenant string, rev int64, st types.PodStatus) (bool, error) {
+	data, err := json.Marshal(&st)
+	if err != nil {
+		return false, err
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(podKey(tenant, st.ID)), "=", rev)).
+		Then(clientv3.OpPut(statusKey(tenant, st.ID), string(data))).
+		Commit()
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}
+
+// StatusAt is a status to record while its pod is at revision Rev.
+type StatusAt struct {
+	Tenant string
+	Rev    int64
+	Status types.PodStatus
+}
+
+// PutStatusesAt records many statuses in as few transactions as fit, each
+// on its own condition (its pod unchanged since Rev: a nested transaction
+// per status). ok[i] tells whether the i-th was written.
+func (s *Store) PutStatusesAt(ctx context.Context, sts []StatusAt) (ok []bool, err error) {
+	ok = make([]bool, len(sts))
+	const perTxn = maxTxnOps / 2 // a nested put and its compare count twice
+	for off := 0; off < len(sts); off += perTxn {
+		chunk := sts[off:min(off+perTxn, len(sts))]
+		ops := make([]clientv3.Op, 0, len(chunk))
+		for _, sa := range chunk {
+			data, err := json.Marshal(&sa.Status)
+			if err != nil {
+				return ok, err
+			}
+			ops = append(ops, clientv3.OpTxn(
+				[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(podKey(sa.Tenant, sa.Status.ID)), "=", sa.Rev)},
+				[]clientv3.Op{clientv3.OpPut(statusKey(sa.Tenant, sa.Status.ID), string(data))}, nil))
+		}
+		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return ok, fmt.Errorf("put statuses: %w", err)
+		}
+		for i, r := range resp.Responses {
+			if t := r.GetResponseTxn(); t != nil && t.Succeeded {
+				ok[off+i] = true
+			}
+		}
+	}
+	return ok, nil
+}
