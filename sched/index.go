@@ -161,7 +161,7 @@ type group struct {
 	min    int     // no member has fewer replicas than this
 }
 
-func (c *cluster) service(key string) *service {
+func (c *cluster) service(key serviceKey) *service {
 	s := c.services[key]
 	if s == nil {
 		s = &service{counts: map[int32]int32{}}

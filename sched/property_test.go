@@ -109,9 +109,9 @@ func placePlain(pending []types.Pod, nodes []types.Node, placed []types.Pod) map
 			mem[n.Name], cpu[n.Name] = n.MemoryBytes, int64(n.CPUs)*1e9
 		}
 	}
-	replicas := map[string]map[string]int{}
+	replicas := map[serviceKey]map[string]int{}
 	count := func(p *types.Pod, node string) {
-		if k := serviceKey(p); k != "" {
+		if k := serviceOf(p); k.service != "" {
 			if replicas[k] == nil {
 				replicas[k] = map[string]int{}
 			}
@@ -145,7 +145,7 @@ func placePlain(pending []types.Pod, nodes []types.Node, placed []types.Pod) map
 				continue
 			}
 			b := list[best]
-			k := serviceKey(&p)
+			k := serviceOf(&p)
 			cn, cb := replicas[k][n.Name], replicas[k][b.Name]
 			if cn < cb || cn == cb && (mem[n.Name] < mem[b.Name] || mem[n.Name] == mem[b.Name] && n.Name < b.Name) {
 				best = i

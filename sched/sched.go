@@ -39,6 +39,12 @@ type Plan struct {
 func Place(pending []types.Pod, nodes []types.Node, placed []types.Pod) Plan {
 	plan := Plan{Assign: make(map[string]string, len(pending)), Unschedulable: map[string]string{}}
 	c := newCluster(nodes)
+	// Only the services of pending pods need their replicas counted.
+	for i := range pending {
+		if key := serviceOf(&pending[i]); key.service != "" {
+			c.service(key)
+		}
+	}
 	for i := range placed {
 		p := &placed[i]
 		n, ok := c.byName[p.Node]
@@ -48,8 +54,10 @@ func Place(pending []types.Pod, nodes []types.Node, placed []types.Pod) Plan {
 		r := placedRequest(p.Spec)
 		c.freeMem[n] = sub(c.freeMem[n], r.MemoryBytes)
 		c.freeCPU[n] = sub(c.freeCPU[n], r.NanoCPUs)
-		if key := serviceKey(p); key != "" {
-			c.service(key).count(n)
+		if key := serviceOf(p); key.service != "" {
+			if s := c.services[key]; s != nil {
+				s.count(n)
+			}
 		}
 	}
 	for i := range pending {
@@ -86,7 +94,7 @@ type cluster struct {
 	freeCPU  []int64
 	classes  map[classKey]*class
 	inClass  [][]*class // per node: the classes it is a member of
-	services map[string]*service
+	services map[serviceKey]*service
 }
 
 func newCluster(nodes []types.Node) *cluster {
@@ -106,7 +114,7 @@ func newCluster(nodes []types.Node) *cluster {
 		freeCPU:  make([]int64, len(sorted)),
 		classes:  map[classKey]*class{},
 		inClass:  make([][]*class, len(sorted)),
-		services: map[string]*service{},
+		services: map[serviceKey]*service{},
 	}
 	for i, n := range sorted {
 		c.byName[n.Name] = int32(i)
@@ -126,7 +134,7 @@ func (c *cluster) place(p *types.Pod) (int32, string) {
 	if len(c.nodes) == 0 {
 		return 0, "no nodes are registered"
 	}
-	svc := serviceKey(p)
+	svc := serviceOf(p)
 	if p.Spec.PinnedNode != "" {
 		n, ok := c.byName[p.Spec.PinnedNode]
 		if !ok {
@@ -140,7 +148,7 @@ func (c *cluster) place(p *types.Pod) (int32, string) {
 	}
 	cl := c.class(classOf(p))
 	var n int32
-	if svc != "" {
+	if svc.service != "" {
 		n = cl.spreadFit(c, r, c.service(svc).in(c, cl))
 	} else {
 		n = cl.bestFit(c, r)
@@ -154,24 +162,26 @@ func (c *cluster) place(p *types.Pod) (int32, string) {
 
 // take reserves r on node n: every index the node is in moves it to its
 // new place, and n counts one more replica of the service.
-func (c *cluster) take(n int32, r Request, svc string) {
+func (c *cluster) take(n int32, r Request, svc serviceKey) {
 	old := c.freeMem[n]
 	for _, cl := range c.inClass[n] {
 		cl.move(c, n, old, sub(old, r.MemoryBytes))
 	}
 	c.freeMem[n] = sub(old, r.MemoryBytes)
 	c.freeCPU[n] = sub(c.freeCPU[n], r.NanoCPUs)
-	if svc != "" {
+	if svc.service != "" {
 		c.service(svc).count(n)
 	}
 }
 
 // serviceKey names the compose service a pod is a replica of: tenant,
-// namespace and service label; "" for a pod of none.
-func serviceKey(p *types.Pod) string {
+// namespace and service label; the zero key for a pod of none.
+type serviceKey struct{ tenant, namespace, service string }
+
+func serviceOf(p *types.Pod) serviceKey {
 	s := p.Spec.Labels[ServiceLabel]
 	if s == "" {
-		return ""
+		return serviceKey{}
 	}
-	return p.Tenant + "\x00" + p.Namespace + "\x00" + s
+	return serviceKey{p.Tenant, p.Namespace, s}
 }
