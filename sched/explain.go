@@ -98,6 +98,9 @@ func zonesText(zones []string, nodes int) string {
 		}
 		return "no node has a zone label"
 	}
+	if nodes == 1 {
+		return "the node is in zone " + named[0]
+	}
 	const most = 5
 	more := len(named) > most
 	if more {

@@ -159,6 +159,12 @@ func TestPlace(t *testing.T) {
 			reasons: map[string]string{"a": "no node is in zone mars (nodes are in zones z1 and z2)"},
 		},
 		{
+			name:    "unknown zone, one node",
+			pending: []types.Pod{pod("a", 0, map[string]string{ZoneLabel: "mars"})},
+			nodes:   []types.Node{node("n1", 8*gib, "default")},
+			reasons: map[string]string{"a": "no node is in zone mars (the node is in zone default)"},
+		},
+		{
 			name:    "unknown zone, nodes without zones",
 			pending: []types.Pod{pod("a", 0, map[string]string{ZoneLabel: "mars"})},
 			nodes:   []types.Node{node("n1", 8*gib, ""), node("n2", 8*gib, "")},
