@@ -24,6 +24,9 @@ type class struct {
 	key    classKey
 	order  []int32 // members, by (free memory, node index)
 	member []bool  // by node index
+	// cpuMax[b] is the most CPU free on a member at positions
+	// [b*block, (b+1)*block) of order: a search for CPU skips blocks.
+	cpuMax []int64
 
 	// Counted once, in this order of checks: nodes in another zone (when
 	// the class has one); of the others (the scope), those not ready, of
@@ -65,6 +68,8 @@ func (c *cluster) class(k classKey) *class {
 	}
 	sort.Strings(cl.zones)
 	sort.Slice(cl.order, func(a, b int) bool { return c.before(cl.order[a], cl.order[b]) })
+	cl.cpuMax = make([]int64, (len(cl.order)+block-1)/block)
+	cl.reblock(c, 0, len(cl.order)-1)
 	c.classes[k] = cl
 	return cl
 }
@@ -92,13 +97,42 @@ func (cl *class) firstWith(c *cluster, mem int64) int {
 	return sort.Search(len(cl.order), func(k int) bool { return c.freeMem[cl.order[k]] >= mem })
 }
 
+// block is the number of positions of a class's order that cpuMax
+// sums up.
+const block = 32
+
+// reblock recomputes cpuMax for the blocks of positions from to to.
+func (cl *class) reblock(c *cluster, from, to int) {
+	for b := from / block; b <= to/block && b < len(cl.cpuMax); b++ {
+		m := int64(-clampReq)
+		for _, n := range cl.order[b*block : min((b+1)*block, len(cl.order))] {
+			m = max(m, c.freeCPU[n])
+		}
+		cl.cpuMax[b] = m
+	}
+}
+
+// nextCPU is the first position from k on whose member has need CPU
+// free, or len(order).
+func (cl *class) nextCPU(c *cluster, k int, need int64) int {
+	for k < len(cl.order) {
+		if need > 0 && cl.cpuMax[k/block] < need {
+			k = (k/block + 1) * block
+			continue
+		}
+		if cpuFits(c.freeCPU[cl.order[k]], need) {
+			return k
+		}
+		k++
+	}
+	return len(cl.order)
+}
+
 // bestFit is the member with the least memory free that has r free, or
 // -1.
 func (cl *class) bestFit(c *cluster, r Request) int32 {
-	for k := cl.firstWith(c, r.MemoryBytes); k < len(cl.order); k++ {
-		if n := cl.order[k]; cpuFits(c.freeCPU[n], r.NanoCPUs) {
-			return n
-		}
+	if k := cl.nextCPU(c, cl.firstWith(c, r.MemoryBytes), r.NanoCPUs); k < len(cl.order) {
+		return cl.order[k]
 	}
 	return -1
 }
@@ -110,11 +144,8 @@ func (cl *class) bestFit(c *cluster, r Request) int32 {
 func (cl *class) spreadFit(c *cluster, r Request, g *group) int32 {
 	floor := g.floor()
 	best, bestCount := int32(-1), int32(0)
-	for k := cl.firstWith(c, r.MemoryBytes); k < len(cl.order); k++ {
+	for k := cl.nextCPU(c, cl.firstWith(c, r.MemoryBytes), r.NanoCPUs); k < len(cl.order); k = cl.nextCPU(c, k+1, r.NanoCPUs) {
 		n := cl.order[k]
-		if !cpuFits(c.freeCPU[n], r.NanoCPUs) {
-			continue
-		}
 		count := g.svc.counts[n]
 		if count == floor {
 			return n
@@ -127,11 +158,9 @@ func (cl *class) spreadFit(c *cluster, r Request, g *group) int32 {
 }
 
 // move puts member n, whose free memory goes from old to now (less), at
-// its new place in the order. c.freeMem[n] must still be old.
+// its new place in the order, and updates cpuMax where positions moved.
+// c.freeMem[n] must still be old; c.freeCPU[n] must be new.
 func (cl *class) move(c *cluster, n int32, old, now int64) {
-	if now == old {
-		return
-	}
 	at := sort.Search(len(cl.order), func(k int) bool {
 		m := cl.order[k]
 		f := c.freeMem[m]
@@ -144,6 +173,7 @@ func (cl *class) move(c *cluster, n int32, old, now int64) {
 	})
 	copy(cl.order[to+1:at+1], cl.order[to:at])
 	cl.order[to] = n
+	cl.reblock(c, to, at)
 }
 
 // service is the replicas of one compose service on each node.

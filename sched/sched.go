@@ -37,6 +37,12 @@ type Plan struct {
 // Place assigns each pending pod to a node. placed are pods already bound to
 // nodes: they use capacity and count as replicas of their service.
 func Place(pending []types.Pod, nodes []types.Node, placed []types.Pod) Plan {
+	plan, _ := place(pending, nodes, placed)
+	return plan
+}
+
+// place is Place, also returning the state it ended with (for tests).
+func place(pending []types.Pod, nodes []types.Node, placed []types.Pod) (Plan, *cluster) {
 	plan := Plan{Assign: make(map[string]string, len(pending)), Unschedulable: map[string]string{}}
 	c := newCluster(nodes)
 	// Only the services of pending pods need their replicas counted.
@@ -75,7 +81,7 @@ func Place(pending []types.Pod, nodes []types.Node, placed []types.Pod) Plan {
 		}
 		plan.Assign[p.ID] = c.nodes[n].Name
 	}
-	return plan
+	return plan, c
 }
 
 // sub subtracts a request from a free amount. Requests are clamped (see
@@ -164,11 +170,11 @@ func (c *cluster) place(p *types.Pod) (int32, string) {
 // new place, and n counts one more replica of the service.
 func (c *cluster) take(n int32, r Request, svc serviceKey) {
 	old := c.freeMem[n]
+	c.freeCPU[n] = sub(c.freeCPU[n], r.NanoCPUs)
 	for _, cl := range c.inClass[n] {
 		cl.move(c, n, old, sub(old, r.MemoryBytes))
 	}
 	c.freeMem[n] = sub(old, r.MemoryBytes)
-	c.freeCPU[n] = sub(c.freeCPU[n], r.NanoCPUs)
 	if svc.service != "" {
 		c.service(svc).count(n)
 	}
