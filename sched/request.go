@@ -60,6 +60,11 @@ func PodRequest(spec types.PodSpec) (Request, error) {
 	return r, nil
 }
 
+// PodMemory is the memory the scheduler reserves for a pod (PodRequest),
+// or, when its kr.res.mem label is not a size, what it would reserve
+// without the label. A tenant's memory quota should count the same.
+func PodMemory(spec types.PodSpec) int64 { return placedRequest(spec).MemoryBytes }
+
 // placedRequest is what a pod already on a node uses: its request, or,
 // for a label that does not parse (written before it was checked), what
 // it would use without the label.

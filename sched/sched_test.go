@@ -426,3 +426,22 @@ func TestHumanText(t *testing.T) {
 		}
 	}
 }
+
+func TestPodMemory(t *testing.T) {
+	for _, tt := range []struct {
+		spec types.PodSpec
+		want int64
+	}{
+		{types.PodSpec{}, types.DefaultPodMemory},
+		{types.PodSpec{Resources: types.Resources{MemoryBytes: gib}}, gib},
+		{types.PodSpec{Labels: map[string]string{MemLabel: "128M"}}, 128 * mib},
+		{types.PodSpec{Labels: map[string]string{MemLabel: "2G"}, Resources: types.Resources{MemoryBytes: gib}}, 2 * gib},
+		{types.PodSpec{Labels: map[string]string{MemLabel: "512M"}, Resources: types.Resources{MemoryBytes: gib}}, gib},
+		{types.PodSpec{Labels: map[string]string{MemLabel: "lots"}}, types.DefaultPodMemory},
+		{types.PodSpec{Labels: map[string]string{MemLabel: "lots"}, Resources: types.Resources{MemoryBytes: gib}}, gib},
+	} {
+		if got := PodMemory(tt.spec); got != tt.want {
+			t.Errorf("PodMemory(%+v) = %d, want %d", tt.spec, got, tt.want)
+		}
+	}
+}

@@ -13,7 +13,7 @@ import (
 // TestUnschedulableCLI: a container no node can take is created, stays
 // Created, and says why in docker inspect (State.Error and macro's
 // Unschedulable); docker start and docker run refuse it with the same
-// reason. The server's one node is in zone default and has far less than a PiB.
+// reason. A kr.res.mem that is not a size is refused at create. The server's one node is in zone default and has far less than a PiB.
 func TestUnschedulableCLI(t *testing.T) {
 	testenv.RequireRoot(t)
 	srv := testenv.StartServer(t)
@@ -52,7 +52,6 @@ func TestUnschedulableCLI(t *testing.T) {
 	}{
 		{"big", []string{"-l", "kr.res.mem=1024T"}, "no node has 1 PiB of memory free"},
 		{"mars", []string{"-l", "kr.zone=mars"}, "no node is in zone mars (the node is in zone default)"},
-		{"typo", []string{"-l", "kr.res.mem=4X"}, `label kr.res.mem="4X": want a size with a unit, such as 512M or 4G (binary units: K, M, G, T)`},
 		{"cpus", []string{"--cpus", "4096"}, "no node has 4096 CPUs free"},
 	}
 	for _, tt := range tests {
@@ -79,8 +78,14 @@ func TestUnschedulableCLI(t *testing.T) {
 		})
 	}
 
+	// A kr.res.mem that is not a size is refused at create.
+	r := docker("create", "--name", "typo", "-l", "kr.res.mem=4X", "busybox", "true")
+	if want := `invalid label kr.res.mem="4X": want a size with a unit, such as 512M or 4G (binary units: K, M, G, T)`; r.ExitCode == 0 || !strings.Contains(r.Stderr, want) {
+		t.Errorf("docker create with a bad kr.res.mem: exit %d\n%s", r.ExitCode, r.Combined())
+	}
+
 	// docker run: created, not startable, and the reason is printed.
-	r := docker("run", "-d", "--name", "runbig", "-l", "kr.res.mem=1024T", "busybox", "true")
+	r = docker("run", "-d", "--name", "runbig", "-l", "kr.res.mem=1024T", "busybox", "true")
 	if r.ExitCode == 0 || !strings.Contains(r.Stderr, "no node has 1 PiB of memory free") {
 		t.Errorf("docker run: exit %d\n%s", r.ExitCode, r.Combined())
 	}
