@@ -17,7 +17,13 @@
 // The same input gives the same plan. Pending pods are placed in the
 // order given. Nodes that can run the same kinds of pods (zone,
 // architecture, runtime) are kept in one index ordered by free memory, so
-// a best fit is a binary search, not a scan of every node.
+// a best fit is a binary search, not a scan of every node; the index keeps
+// the most CPU free per block of 32 nodes, so a search for CPU skips
+// blocks. A replica's search ends at the first fitting node with as few
+// replicas of its service as any node has: it passes over at most the
+// nodes with more, which for a service smaller than the cluster is at
+// most its replica count. A million pods onto 5,000 nodes take seconds
+// (bench/sched.sh, bench/RESULTS.md).
 package sched
 
 import (
@@ -35,7 +41,10 @@ type Plan struct {
 }
 
 // Place assigns each pending pod to a node. placed are pods already bound to
-// nodes: they use capacity and count as replicas of their service.
+// nodes: each uses its request (PodRequest) of its node's capacity and
+// counts as a replica of its service, whatever it is doing; the caller
+// leaves out those that no longer hold their node. Pods on nodes not in
+// nodes are ignored; of two nodes of one name the first counts.
 func Place(pending []types.Pod, nodes []types.Node, placed []types.Pod) Plan {
 	plan, _ := place(pending, nodes, placed)
 	return plan
