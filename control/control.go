@@ -98,6 +98,7 @@ func (c *Controller) schedule(ctx context.Context) {
 		return
 	}
 	var decided []store.Placement
+	t0 := time.Now()
 	c.state.schedule(func(pending, placed []types.Pod) {
 		plan := sched.Place(pending, nodes, placed)
 		for _, p := range pending {
@@ -113,13 +114,16 @@ func (c *Controller) schedule(ctx context.Context) {
 	}
 	// Pods that changed meanwhile are decided again in the next round,
 	// from the State, which hears of the change.
+	t1 := time.Now()
 	_, err = c.store.Place(ctx, decided)
 	if err != nil {
 		c.log.Warn("commit placements", "err", err)
 		return
 	}
+	t2 := time.Now()
 	// The next round must count these pods on their nodes.
 	c.state.waitFor(ctx, decided)
+	c.log.Debug("round", "decided", len(decided), "place", t1.Sub(t0), "commit", t2.Sub(t1), "seen", time.Since(t2))
 }
 
 var errAlreadyPlaced = errors.New("already placed")

@@ -29,8 +29,12 @@ type NodeAPI struct {
 	// Status reports waiting for the writer, which commits them together.
 	smu     sync.Mutex
 	queue   []statusReq
-	writing bool
+	writing int // writers under way, at most statusWriters
 }
+
+// statusWriters bounds the group commits of statuses under way at once:
+// while they wait for etcd, the next reports gather for the next commit.
+const statusWriters = 4
 
 type statusReq struct {
 	sa   store.StatusAt
@@ -49,8 +53,8 @@ func (n *NodeAPI) putStatus(ctx context.Context, sa store.StatusAt) (bool, error
 	req := statusReq{sa: sa, done: make(chan statusRes, 1)}
 	n.smu.Lock()
 	n.queue = append(n.queue, req)
-	if !n.writing {
-		n.writing = true
+	if n.writing < statusWriters {
+		n.writing++
 		go n.writeStatuses()
 	}
 	n.smu.Unlock()
@@ -68,7 +72,7 @@ func (n *NodeAPI) writeStatuses() {
 		batch := n.queue
 		n.queue = nil
 		if len(batch) == 0 {
-			n.writing = false
+			n.writing--
 			n.smu.Unlock()
 			return
 		}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -26,34 +29,45 @@ type Placement struct {
 // read (its Revision), each on its own condition (a nested transaction per
 // pod). It returns the placements that did not commit because their pod
 // changed or went away meanwhile, for the caller to decide again.
-func (s *Store) Place(ctx context.Context, ps []Placement) (stale []Placement, err error) {
+func (s *Store) Place(ctx context.Context, ps []Placement) ([]Placement, error) {
 	const perTxn = maxTxnOps / 2
+	// Chunks commit concurrently: etcd writes them with one fsync.
+	var mu sync.Mutex
+	var stale []Placement
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
 	for off := 0; off < len(ps); off += perTxn {
 		chunk := ps[off:min(off+perTxn, len(ps))]
-		ops := make([]clientv3.Op, 0, len(chunk))
-		for _, pl := range chunk {
-			p := pl.Pod
-			p.Node, p.Unschedulable = pl.Node, pl.Reason
-			data, err := json.Marshal(&p)
+		g.Go(func() error {
+			ops := make([]clientv3.Op, 0, len(chunk))
+			for _, pl := range chunk {
+				p := pl.Pod
+				p.Node, p.Unschedulable = pl.Node, pl.Reason
+				data, err := json.Marshal(&p)
+				if err != nil {
+					return err
+				}
+				k := podKey(p.Tenant, p.ID)
+				ops = append(ops, clientv3.OpTxn(
+					[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(k), "=", pl.Pod.Revision)},
+					[]clientv3.Op{clientv3.OpPut(k, string(data))}, nil))
+			}
+			resp, err := s.cli.Txn(gctx).Then(ops...).Commit()
 			if err != nil {
-				return stale, err
+				return fmt.Errorf("place pods: %w", err)
 			}
-			k := podKey(p.Tenant, p.ID)
-			ops = append(ops, clientv3.OpTxn(
-				[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(k), "=", pl.Pod.Revision)},
-				[]clientv3.Op{clientv3.OpPut(k, string(data))}, nil))
-		}
-		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
-		if err != nil {
-			return stale, fmt.Errorf("place pods: %w", err)
-		}
-		for i, r := range resp.Responses {
-			if t := r.GetResponseTxn(); t == nil || !t.Succeeded {
-				stale = append(stale, chunk[i])
+			mu.Lock()
+			defer mu.Unlock()
+			for i, r := range resp.Responses {
+				if t := r.GetResponseTxn(); t == nil || !t.Succeeded {
+					stale = append(stale, chunk[i])
+				}
 			}
-		}
+			return nil
+		})
 	}
-	return stale, nil
+	err := g.Wait()
+	return stale, err
 }
 
 // CreatePods stores new pods, claiming their names, in as few

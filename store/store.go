@@ -93,6 +93,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	ec.AutoCompactionMode = "revision"
 	ec.AutoCompactionRetention = "10000"
 	ec.QuotaBackendBytes = 8 << 30
+
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded etcd: %w", err)

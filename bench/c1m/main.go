@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,8 +35,19 @@ func main() {
 	reporters := flag.Int("reporters", 64, "concurrent status reports of the simulated agents")
 	dir := flag.String("dir", "", "data directory (default: a temporary one, removed after)")
 	timeout := flag.Duration("timeout", 15*time.Minute, "give up after this long")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "c1m:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*pods, *nodes, *zones, *writers, *reporters, *dir, *timeout); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "c1m:", err)
 		os.Exit(1)
 	}
@@ -52,7 +64,11 @@ func run(nPods, nNodes, nZones, writers, reporters int, dir string, timeout time
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	level := slog.LevelWarn
+	if os.Getenv("C1M_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	st, err := store.Open(ctx, store.Config{DataDir: dir, Log: log})
 	if err != nil {
 		return err
@@ -153,9 +169,16 @@ func run(nPods, nNodes, nZones, writers, reporters int, dir string, timeout time
 	if ctx.Err() != nil {
 		return fmt.Errorf("timed out: %d created, %d placed, %d running", created.Load(), assigned.Load(), running.Load())
 	}
+	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	fmt.Printf("  Go heap in use at the end: %d MiB\n", ms.HeapInuse>>20)
+	fmt.Printf("  Go heap in use at the end (store, State, simulated nodes): %d MiB\n", ms.HeapInuse>>20)
+	if p := os.Getenv("C1M_HEAPPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 	return nil
 }
 
