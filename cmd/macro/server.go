@@ -46,6 +46,7 @@ type serverConfig struct {
 	ingress        ingressConfig
 	domainDNS      string
 	net            netConfig
+	cluster        clusterConfig
 }
 
 type listFlag []string
@@ -70,6 +71,7 @@ func serverMain(args []string) int {
 	fs.StringVar(&cfg.domainDNS, "domain-resolver", "", "DNS server, HOST:PORT, that checks the TXT records proving custom domains (default: the system's resolver)")
 	fs.StringVar(&cfg.ingress.domain, "domain", "", "the cluster's domain: a `*` in an ingress host is the tenant's default domain, <tenant>.<domain>")
 	cfg.ingress.addFlags(fs)
+	cfg.cluster.addFlags(fs)
 	fs.BoolVar(&cfg.net.vpc, "vpc", true, "wire pods into their tenants' VPCs (addresses, routes, DNS); false gives them loopback only")
 	fs.BoolVar(&cfg.net.egress, "egress", true, "let pods reach addresses outside their VPC through this node (masqueraded)")
 	fs.Var((*listFlag)(&cfg.net.dnsUpstream), "dns-upstream", "resolver HOST:PORT for names outside the VPC; repeatable (default: the host's /etc/resolv.conf)")
@@ -163,16 +165,12 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		}
 	}
 
-	st, err := store.Open(ctx, store.Config{DataDir: dataDir, Endpoints: splitList(cfg.etcdEndpoints), Log: log})
+	st, cluster, err := openStore(ctx, cfg, dataDir, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
-	cluster := cfg.clusterName
-	if cluster == "" {
-		cluster = localNode(cfg.nodeName).Name
-	}
 	ca, caCreated, err := auth.LoadOrCreateCA(filepath.Join(dataDir, "ca"), cluster)
 	if err != nil {
 		return fmt.Errorf("cluster CA: %w", err)
@@ -287,7 +285,11 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{}, 3)
-	go func() { control.New(st, log).Run(ctx); done <- struct{}{} }()
+	go func() {
+		leader := control.LeaderConfig{ID: node.Name, TTL: cfg.cluster.leaderTTL, Log: log}
+		control.RunAsLeader(ctx, st, leader, func(ctx context.Context) { control.New(st, log).Run(ctx) })
+		done <- struct{}{}
+	}()
 	go func() { ag.Run(ctx); done <- struct{}{} }()
 	go func() { dockerAPI.Run(ctx); done <- struct{}{} }()
 	go revocations.Run(ctx, revRev)
