@@ -398,7 +398,7 @@ func TestClusterFailover(t *testing.T) {
 	if ms, err := membersLs(t, survivors[1].srv.DataDir); err != nil || len(ms) != 2 {
 		t.Fatalf("members after rm: %+v %v", ms, err)
 	}
-	gone, stays := survivors[1], survivors[0]
+	gone, stays := survivors[1], survivors[0] // probe talks to survivors[0]
 	if out, errOut, err := macroAdmin(t, stays.srv.DataDir, "members", "rm", gone.name); err != nil {
 		t.Fatalf("members rm %s: %v %s %s", gone.name, err, out, errOut)
 	}
@@ -410,7 +410,7 @@ func TestClusterFailover(t *testing.T) {
 	// raft leader: the other elects itself first).
 	rmAt := time.Now()
 	wrote := waitFor(t, time.Minute, func() bool {
-		out, ok := vc.do(stays, kvIn{op: opCreate, key: "after-rm", value: "a"})
+		out, ok := probe.do(stays, kvIn{op: opCreate, key: "after-rm", value: "a"})
 		return ok && out.value == "a"
 	})
 	t.Logf("write on %s %v after removing %s", stays.name, wrote.Sub(rmAt).Round(time.Millisecond), gone.name)
