@@ -432,3 +432,64 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) time.Time {
 	}
 	return time.Now()
 }
+
+// TestClusterPartitionLeader cuts the control loop's leader off the LAN:
+// it stops running the loop (its session cannot be kept alive), another
+// server leads, the API keeps answering on the majority's side; healed, the
+// old leader is a follower member again.
+func TestClusterPartitionLeader(t *testing.T) {
+	servers := startCluster(t, 3)
+	var leader *clusterServer
+	waitFor(t, time.Minute, func() bool {
+		ms, _ := membersLs(t, servers[1].srv.DataDir)
+		for _, s := range servers {
+			if s.name == controlLeader(ms) {
+				leader = s
+			}
+		}
+		return leader != nil
+	})
+	var others []*clusterServer
+	for _, s := range servers {
+		if s != leader {
+			others = append(others, s)
+		}
+	}
+	cut := time.Now()
+	leader.host.Partition(t)
+	t.Logf("partitioned %s, the control loop's leader", leader.name)
+	var newLeader string
+	led := waitFor(t, 2*time.Minute, func() bool {
+		ms, err := membersLs(t, others[0].srv.DataDir)
+		newLeader = controlLeader(ms)
+		return err == nil && newLeader != "" && newLeader != leader.name
+	})
+	t.Logf("%s leads the control loop %v after the partition", newLeader, led.Sub(cut).Round(time.Millisecond))
+	waitFor(t, time.Minute, func() bool { return strings.Contains(leader.srv.Log(), "no longer leads") })
+	// For the record: when the old leader stopped, and the new one began.
+	for _, s := range servers {
+		for _, line := range strings.Split(s.srv.Log(), "\n") {
+			if strings.Contains(line, "leadership lost") || strings.Contains(line, "leads the cluster") {
+				t.Logf("%s: %s", s.name, line)
+			}
+		}
+	}
+	probe := newVolumeClient(others)
+	for _, s := range others {
+		probe.clients[s].Timeout = time.Second
+		waitFor(t, time.Minute, func() bool {
+			out, ok := probe.do(s, kvIn{op: opCreate, key: "during-" + s.name, value: "d"})
+			return ok && out.value == "d"
+		})
+	}
+	leader.host.Heal(t)
+	// Healed: the old leader reads what the majority wrote meanwhile.
+	vc := newVolumeClient([]*clusterServer{leader})
+	waitFor(t, time.Minute, func() bool {
+		out, ok := vc.do(leader, kvIn{op: opGet, key: "during-" + others[0].name})
+		return ok && out.value == "d"
+	})
+	if ms, err := membersLs(t, leader.srv.DataDir); err != nil || len(ms) != 3 || controlLeader(ms) != newLeader {
+		t.Fatalf("members after healing: %+v %v", ms, err)
+	}
+}
