@@ -492,4 +492,22 @@ func TestClusterPartitionLeader(t *testing.T) {
 	if ms, err := membersLs(t, leader.srv.DataDir); err != nil || len(ms) != 3 || controlLeader(ms) != newLeader {
 		t.Fatalf("members after healing: %+v %v", ms, err)
 	}
+
+	// A joined server restarts with the same command line: it is a member
+	// already, and comes back as one.
+	again := others[len(others)-1]
+	if err := again.srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	again.srv.Start()
+	if !strings.Contains(again.srv.Log(), "--join is ignored") {
+		t.Errorf("the restarted server's log does not say it ignored --join")
+	}
+	if ms, err := membersLs(t, again.srv.DataDir); err != nil || len(ms) != 3 {
+		t.Fatalf("members after a restart: %+v %v", ms, err)
+	}
+	vc = newVolumeClient([]*clusterServer{again})
+	if out, ok := vc.do(again, kvIn{op: opGet, key: "during-" + others[0].name}); !ok || out.value != "d" {
+		t.Fatalf("read on the restarted %s: %+v %v", again.name, out, ok)
+	}
 }
