@@ -18,7 +18,8 @@
 #  10. then bench/compose.sh: compose up -d of 10 services beside docker run (COMPOSE=0 skips it);
 #  11. then bench/net.sh: DNS, ping and iperf3 in the VPC beside plain veth (NET=0 skips it);
 #  12. then bench/sched.sh: the pure placement rate of the scheduler, up to a
-#      million pods onto 5,000 nodes (SCHED=0 skips it).
+#      million pods onto 5,000 nodes (SCHED=0 skips it);
+#  13. then bench/failover.sh: leader kill to first write, 3 servers (FAILOVER=0 skips it).
 # Everything it started is stopped and removed on exit, failure and Ctrl-C
 # included; directories a killed earlier run left behind are removed first.
 # The report goes to stdout and to bench/out/run-<date>.txt.
@@ -265,4 +266,9 @@ fi
 if [ "${SCHED:-1}" = 1 ] && [ -x bench/sched.sh ]; then
 	log "the scheduler's placement rate (bench/sched.sh)"
 	bench/sched.sh
+fi
+
+if [ "${FAILOVER:-1}" = 1 ] && [ -x bench/failover.sh ]; then
+	log "leader kill to first write in a cluster of three servers (bench/failover.sh)"
+	bench/failover.sh
 fi

@@ -179,6 +179,8 @@ func TestIsolationSweep(t *testing.T) {
 		"volumes/{name}":        {volName},
 		"networks/{id}":         {netID, netName, netID[:12]},
 		"networks/{id...}":      {netID, netName, netID[:12], "default/" + netName},
+		"join-tokens/{id}":      {"0123456789abcdef"},
+		"members/{name}":        {"macro"},
 	}
 	// imageOps are the operations of the image routes, whose {name...}
 	// ends with the operation.
@@ -295,10 +297,15 @@ func TestIsolationSweep(t *testing.T) {
 		"native-admin GET /apis/macro/v1/tenants":  {{want: wantRefused}},
 		"native-admin POST /apis/macro/v1/tenants": {{body: `{"name":"beta-made"}`, want: wantRefused}},
 		"native-admin GET /apis/macro/v1/ca":       {{want: wantOK, noneWant: wantOK}},
-		"registry GET /v2/token":                   {{want: wantOK}},
-		"registry GET /v2/":                        {{want: wantOK}},
-		"registry HEAD /v2/":                       {{want: wantOK}},
-		"registry GET /v2/_catalog":                {{want: wantOK}},
+		// Joining takes a server join token, never a tenant's credentials.
+		"native POST /apis/macro/v1/cluster/join":      {{body: `{"name":"beta","peerURL":"https://192.0.2.1:2380"}`, want: wantUnauthorized}},
+		"native-admin GET /apis/macro/v1/join-tokens":  {{want: wantRefused}},
+		"native-admin POST /apis/macro/v1/join-tokens": {{body: `{"kind":"server"}`, want: wantRefused}},
+		"native-admin GET /apis/macro/v1/members":      {{want: wantRefused}},
+		"registry GET /v2/token":                       {{want: wantOK}},
+		"registry GET /v2/":                            {{want: wantOK}},
+		"registry HEAD /v2/":                           {{want: wantOK}},
+		"registry GET /v2/_catalog":                    {{want: wantOK}},
 		// B's own upload in a repository named as A's: a new upload (202),
 		// not a mount of A's blob (201).
 		"registry POST /v2/{name}/blobs/uploads/": {
@@ -315,6 +322,8 @@ func TestIsolationSweep(t *testing.T) {
 		"native-admin GET /apis/macro/v1/tenants/{name}/tokens":         wantRefused,
 		"native-admin POST /apis/macro/v1/tenants/{name}/tokens":        wantRefused,
 		"native-admin DELETE /apis/macro/v1/tenants/{name}/tokens/{id}": wantRefused,
+		"native-admin DELETE /apis/macro/v1/join-tokens/{id}":           wantRefused,
+		"native-admin DELETE /apis/macro/v1/members/{name}":             wantRefused,
 	}
 	// skips are known leaks, each reported (see the commit and issue 3).
 	skips := map[string]string{}

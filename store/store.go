@@ -58,6 +58,10 @@ type Config struct {
 	// Endpoints of an external etcd cluster; empty means embedded.
 	Endpoints []string
 	Log       *slog.Logger
+	// Member is how the embedded member meets the others of a cluster;
+	// its zero value keeps the state on this machine alone (a single
+	// member that listens on loopback only).
+	Member Member
 }
 
 // Open starts the embedded etcd member (or connects to external members)
@@ -90,6 +94,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	ec.ListenPeerUrls = []url.URL{*loop}
 	ec.AdvertisePeerUrls = []url.URL{*loop}
 	ec.InitialCluster = ec.Name + "=http://127.0.0.1:0"
+	if err := cfg.Member.configure(ec); err != nil {
+		return nil, err
+	}
 	ec.AutoCompactionMode = "revision"
 	ec.AutoCompactionRetention = "10000"
 	ec.QuotaBackendBytes = 8 << 30
@@ -107,7 +114,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd: %w", err)
 	}
-	return &Store{cli: v3client.New(e.Server), etcd: e, log: log}, nil
+	st := &Store{cli: v3client.New(e.Server), etcd: e, log: log}
+	if cfg.Member.Join {
+		if err := st.promote(ctx); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	if err := st.advertise(ctx, cfg.Member); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
 }
 
 // Close stops the embedded member.

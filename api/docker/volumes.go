@@ -124,8 +124,13 @@ func (s *Server) ensureVolume(ctx context.Context, tenant string, req volumeCrea
 		v.Labels["com.docker.volume.anonymous"] = ""
 	}
 	err := s.store.CreateVolume(ctx, &v)
-	if errors.Is(err, store.ErrExists) {
-		return s.store.Volume(ctx, tenant, req.Name)
+	for attempt := 0; errors.Is(err, store.ErrExists); attempt++ {
+		old, gerr := s.store.Volume(ctx, tenant, req.Name)
+		if !errors.Is(gerr, store.ErrNotFound) || attempt >= 10 {
+			return old, gerr
+		}
+		// Removed between the two: create it after all.
+		err = s.store.CreateVolume(ctx, &v)
 	}
 	if err != nil {
 		return v, err
@@ -285,7 +290,10 @@ func (s *Server) deleteVolume(ctx context.Context, v types.Volume) error {
 			return fmt.Errorf("remove %s: %w", v.Name, err)
 		}
 	}
-	if err := s.store.DeleteVolume(ctx, v.Tenant, v.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err := s.store.DeleteVolume(ctx, v.Tenant, v.Name); errors.Is(err, store.ErrNotFound) {
+		// Removed meanwhile by another request: that one removed it.
+		return notFound("get %s: no such volume", v.Name)
+	} else if err != nil {
 		return err
 	}
 	s.events.Publish(types.Event{Tenant: v.Tenant, Type: "volume", Action: "destroy", ID: v.Name, Attrs: map[string]string{"driver": "local"}, Time: time.Now()})

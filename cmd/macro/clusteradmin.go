@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/macro-cloud/macro/api"
+	"github.com/macro-cloud/macro/store"
 )
 
 // runClusterAdmin runs the join-token and members commands of macro admin.
@@ -56,6 +57,43 @@ func runClusterAdmin(ctx context.Context, c *adminClient, words []string, o admi
 			return err
 		}
 		fmt.Fprintf(stdout, "join token %s removed\n", words[2])
+	case cmd == "members ls" || cmd == "members list" || cmd == "member ls":
+		var ms []struct {
+			store.MemberInfo
+			Control bool `json:"control"`
+		}
+		if err := c.call(ctx, http.MethodGet, "/members", nil, &ms); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
+		fmt.Fprintln(tw, "NAME	ID	PEER URL	ROLE")
+		for _, m := range ms {
+			name := m.Name
+			if name == "" {
+				name = "(not started yet)"
+			}
+			if m.Self {
+				name += " *"
+			}
+			var role []string
+			if m.Leader {
+				role = append(role, "raft leader")
+			}
+			if m.Learner {
+				role = append(role, "learner")
+			}
+			if m.Control {
+				role = append(role, "control loop")
+			}
+			fmt.Fprintf(tw, "%s\t%x\t%s\t%s\n", name, m.ID, strings.Join(m.PeerURLs, ","), strings.Join(role, ", "))
+		}
+		return tw.Flush()
+	case len(words) == 3 && (words[0] == "members" || words[0] == "member") && (words[1] == "rm" || words[1] == "remove"):
+		var m store.MemberInfo
+		if err := c.call(ctx, http.MethodDelete, "/members/"+url.PathEscape(words[2]), nil, &m); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "member %s (%x) removed\n", m.Name, m.ID)
 	default:
 		return usageError(fmt.Sprintf("unknown command %q", cmd))
 	}

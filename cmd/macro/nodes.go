@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -280,7 +281,7 @@ func clusterCA(ctx context.Context, server string, cfg agentConfig, dataDir stri
 		if bundle, err = os.ReadFile(pinned); err == nil && cfg.caHash == "" {
 			break
 		}
-		if bundle, err = fetchCA(ctx, server); err != nil {
+		if bundle, err = fetchCABundle(ctx, server); err != nil {
 			return nil, err
 		}
 	}
@@ -311,21 +312,19 @@ func clusterCA(ctx context.Context, server string, cfg agentConfig, dataDir stri
 	return pool, nil
 }
 
-func fetchCA(ctx context.Context, server string) ([]byte, error) {
+// fetchCABundle fetches the server's CA without verifying it (the caller
+// pins it), waiting for a server that is not up yet.
+func fetchCABundle(ctx context.Context, server string) ([]byte, error) {
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	u := strings.TrimSuffix(server, "/") + "/apis/macro/v1/ca"
 	for {
-		req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(server, "/")+"/apis/macro/v1/ca", nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := hc.Do(req)
+		c, err := fetchCA(ctx, hc, u)
 		if err == nil {
-			b, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && rerr == nil {
-				return b, nil
-			}
-			return nil, fmt.Errorf("fetching the CA of %s: %s", server, resp.Status)
+			return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), nil
+		}
+		var nerr net.Error
+		if !errors.As(err, &nerr) {
+			return nil, fmt.Errorf("fetching the CA of %s: %w", server, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -48,6 +48,7 @@ type serverConfig struct {
 	net            netConfig
 	nodeTTL        time.Duration
 	runAgent       bool
+	cluster        clusterConfig
 }
 
 type listFlag []string
@@ -72,6 +73,7 @@ func serverMain(args []string) int {
 	fs.StringVar(&cfg.domainDNS, "domain-resolver", "", "DNS server, HOST:PORT, that checks the TXT records proving custom domains (default: the system's resolver)")
 	fs.StringVar(&cfg.ingress.domain, "domain", "", "the cluster's domain: a `*` in an ingress host is the tenant's default domain, <tenant>.<domain>")
 	cfg.ingress.addFlags(fs)
+	cfg.cluster.addFlags(fs)
 	fs.BoolVar(&cfg.net.vpc, "vpc", true, "wire pods into their tenants' VPCs (addresses, routes, DNS); false gives them loopback only")
 	fs.BoolVar(&cfg.net.egress, "egress", true, "let pods reach addresses outside their VPC through this node (masqueraded)")
 	fs.Var((*listFlag)(&cfg.net.dnsUpstream), "dns-upstream", "resolver HOST:PORT for names outside the VPC; repeatable (default: the host's /etc/resolv.conf)")
@@ -167,16 +169,12 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		}
 	}
 
-	st, err := store.Open(ctx, store.Config{DataDir: dataDir, Endpoints: splitList(cfg.etcdEndpoints), Log: log})
+	st, cluster, err := openStore(ctx, cfg, dataDir, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
-	cluster := cfg.clusterName
-	if cluster == "" {
-		cluster = localNode(cfg.nodeName).Name
-	}
 	ca, caCreated, err := auth.LoadOrCreateCA(filepath.Join(dataDir, "ca"), cluster)
 	if err != nil {
 		return fmt.Errorf("cluster CA: %w", err)
@@ -279,7 +277,15 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	defer cancel()
 	done := make(chan struct{}, 3)
 	go state.Run(ctx)
-	go func() { control.New(st, log).WithNodeTTL(cfg.nodeTTL).WithState(state).Run(ctx); done <- struct{}{} }()
+	go func() {
+		// Only the leader places pods and evicts those of down nodes; a
+		// new term starts a new controller (with its grace for leases).
+		leader := control.LeaderConfig{ID: node.Name, TTL: cfg.cluster.leaderTTL, Log: log}
+		control.RunAsLeader(ctx, st, leader, func(ctx context.Context) {
+			control.New(st, log).WithNodeTTL(cfg.nodeTTL).WithState(state).Run(ctx)
+		})
+		done <- struct{}{}
+	}()
 	if cfg.runAgent {
 		go func() { ag.Run(ctx); done <- struct{}{} }()
 	} else {
