@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/macro-cloud/macro/auth"
+	"github.com/macro-cloud/macro/sched"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
 )
@@ -228,7 +229,7 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) error {
 	u := types.Usage{Pods: len(tp.Pods)}
 	for _, p := range tp.Pods {
 		if types.HoldsMemory(p, tp.Status(p.ID)) {
-			u.MemoryBytes += types.PodMemory(p.Spec)
+			u.MemoryBytes += sched.PodMemory(p.Spec)
 		}
 	}
 	if s.images != nil {

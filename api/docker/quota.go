@@ -40,6 +40,7 @@ import (
 	"net/http"
 
 	"github.com/macro-cloud/macro/image"
+	"github.com/macro-cloud/macro/sched"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
 )
@@ -103,7 +104,7 @@ func checkMemory(tenant string, q types.Quota, tp store.TenantPods, p types.Pod)
 		return nil
 	}
 	used := memoryInUse(tp, p.ID)
-	need := types.PodMemory(p.Spec)
+	need := sched.PodMemory(p.Spec)
 	if used+need > q.MemoryBytes {
 		return quotaError("tenant %s may run pods with %s of memory in total, its running pods have %s and this one needs %s: stop one (docker stop) or ask for a larger quota",
 			tenant, image.HumanSize(q.MemoryBytes), image.HumanSize(used), image.HumanSize(need))
@@ -117,7 +118,7 @@ func memoryInUse(tp store.TenantPods, except string) int64 {
 	var n int64
 	for _, p := range tp.Pods {
 		if p.ID != except && types.HoldsMemory(p, tp.Status(p.ID)) {
-			n += types.PodMemory(p.Spec)
+			n += sched.PodMemory(p.Spec)
 		}
 	}
 	return n
