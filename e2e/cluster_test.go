@@ -44,14 +44,19 @@ type clusterServer struct {
 // (each through the server before it) with a server join token.
 func startCluster(t *testing.T, n int, extra ...string) []*clusterServer {
 	t.Helper()
-	hosts := testenv.NewHosts(t, n)
+	return startClusterOn(t, testenv.NewHosts(t, n).List, extra...)
+}
+
+// startClusterOn starts a server on each of hosts, as startCluster does.
+func startClusterOn(t *testing.T, hosts []*testenv.Host, extra ...string) []*clusterServer {
+	t.Helper()
 	var servers []*clusterServer
 	args := func(h *testenv.Host, name string) []string {
 		a := []string{"--node-name", name, "--api-addr", netip.AddrPortFrom(h.Addr, 7443).String(),
 			"--ingress-http", "off", "--ingress-https", "off", "--vpc=false", "--leader-ttl", "3s"}
 		return append(a, extra...)
 	}
-	for i, h := range hosts.List {
+	for i, h := range hosts {
 		cs := &clusterServer{name: fmt.Sprintf("s%d", i+1), host: h, api: "https://" + netip.AddrPortFrom(h.Addr, 7443).String()}
 		a := args(h, cs.name)
 		if i == 0 {

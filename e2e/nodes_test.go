@@ -229,3 +229,80 @@ func TestRemoteNodes(t *testing.T) {
 		waitGoneFrom(t, c.agents[other], moved.ID)
 	})
 }
+
+// TestClusterWithAgents is the whole cluster: three servers (replicated
+// state, one of them leading the control loop) and three agents that know
+// all three, each its own process on its own test host. Any server serves
+// the Docker API for pods on any agent; when the leading server dies the
+// others go on, and when an agent dies its pods move.
+func TestClusterWithAgents(t *testing.T) {
+	hosts := testenv.NewHosts(t, 6)
+	servers := startClusterOn(t, hosts.List[:3], "--agent=false", "--node-ttl", nodeTTL.String())
+	var urls []string
+	for _, s := range servers {
+		urls = append(urls, s.api)
+	}
+	out, errOut, err := macroAdmin(t, servers[0].srv.DataDir, "join-token", "node")
+	if err != nil {
+		t.Fatalf("join-token node: %v\n%s", err, errOut)
+	}
+	hash := strings.Fields(errOut[strings.Index(errOut, "--ca-hash "):])[1]
+	agents := map[string]*testenv.Server{}
+	for i, h := range hosts.List[3:] {
+		name := "a" + strconv.Itoa(i+1)
+		agents[name] = testenv.StartAgent(t, testenv.OnHost(h), testenv.WithArgs("--server", strings.Join(urls, ","),
+			"--token", strings.TrimSpace(out), "--ca-hash", hash, "--node-name", name, "--vpc=false"))
+	}
+	// Images are not replicated between servers yet: each gets it.
+	for _, s := range servers {
+		testenv.MustDocker(t, s.srv.Host(), "load", "-i", testimages.Busybox(t))
+	}
+	c := &nodeCluster{srv: servers[1].srv}
+	c.docker(t, "run", "-d", "--name", "web", "busybox", "sh", "-c", "echo up; sleep 1d")
+	p := c.waitPlaced(t, "web", func(n string) bool { return agents[n] != nil })
+
+	// Every server reaches the pod's node: its agent keeps a tunnel to each.
+	for _, s := range servers {
+		if got := strings.TrimSpace(testenv.MustDocker(t, s.srv.Host(), "exec", "web", "echo", "via", s.name).Stdout); got != "via "+s.name {
+			t.Fatalf("exec through %s: %q", s.name, got)
+		}
+	}
+
+	// The server that leads the control loop dies: the others place pods.
+	ms, err := membersLs(t, servers[0].srv.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lead := controlLeader(ms)
+	var survivor *clusterServer
+	for _, s := range servers {
+		if s.name == lead {
+			s.srv.Kill()
+			s.dead.Store(true)
+		} else {
+			survivor = s
+		}
+	}
+	if lead == "" || survivor == nil {
+		t.Fatalf("no control loop leader among %v", ms)
+	}
+	t.Logf("killed %s, the control loop's leader", lead)
+	c = &nodeCluster{srv: survivor.srv}
+	c.docker(t, "run", "-d", "--name", "after", "busybox", "sleep", "1d")
+	c.waitPlaced(t, "after", func(n string) bool { return agents[n] != nil })
+	if got := c.docker(t, "exec", "web", "echo", "still"); got != "still" {
+		t.Fatalf("exec after the leader died: %q", got)
+	}
+
+	// The agent that runs web dies: web moves to another agent.
+	agents[p.Node].Kill()
+	start := time.Now()
+	moved := c.waitPlaced(t, "web", func(n string) bool { return n != p.Node && agents[n] != nil })
+	t.Logf("agent %s killed: web runs on %s after %v", p.Node, moved.Node, time.Since(start).Round(100*time.Millisecond))
+	if got := c.docker(t, "exec", "web", "echo", "moved"); got != "moved" {
+		t.Fatalf("exec after the move: %q", got)
+	}
+	agents[p.Node].Start()
+	waitGoneFrom(t, agents[p.Node], moved.ID)
+	c.docker(t, "rm", "-f", "web", "after")
+}

@@ -237,12 +237,29 @@ func (c *Client) Cluster(ctx context.Context) (ClusterInfo, error) {
 }
 
 // FetchImage reads an image of tenant from the servers as a docker-archive.
+// Every server keeps the images it was given (they are not replicated
+// between servers yet), so each is asked in turn until one has it.
 func (c *Client) FetchImage(ctx context.Context, tenant, id string) (io.ReadCloser, error) {
-	resp, err := c.request(ctx, c.stream, "GET", "images/"+url.PathEscape(tenant)+"/"+url.PathEscape(id), nil, nil)
-	if err != nil {
-		return nil, err
+	path := Prefix + "images/" + url.PathEscape(tenant) + "/" + url.PathEscape(id)
+	var last error
+	for _, srv := range c.cfg.Servers {
+		req, err := http.NewRequestWithContext(ctx, "GET", srv+path, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+		resp, err := c.stream.Do(req)
+		if err != nil {
+			last = fmt.Errorf("%s: %w", srv, err)
+			continue
+		}
+		if resp.StatusCode == http.StatusOK {
+			return resp.Body, nil
+		}
+		last = fmt.Errorf("%s: %w", srv, readError(resp))
+		resp.Body.Close()
 	}
-	return resp.Body, nil
+	return nil, last
 }
 
 // RunTunnels keeps a tunnel to every server open until ctx ends, serving

@@ -77,7 +77,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("connect etcd: %w", err)
 		}
-		return &Store{cli: cli, log: log}, nil
+		return &Store{cli: withRetries(cli), log: log}, nil
 	}
 	dir := filepath.Join(cfg.DataDir, "etcd")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -114,7 +114,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd: %w", err)
 	}
-	st := &Store{cli: v3client.New(e.Server), etcd: e, log: log}
+	st := &Store{cli: withRetries(v3client.New(e.Server)), etcd: e, log: log}
 	if cfg.Member.Join {
 		if err := st.promote(ctx); err != nil {
 			st.Close()
@@ -169,6 +169,12 @@ func (s *Store) CreatePod(ctx context.Context, p *types.Pod) error {
 		holder := ""
 		if r := resp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
 			holder = string(r.Kvs[0].Value)
+		}
+		if holder == p.ID {
+			// A retry of this create, which had been applied before a
+			// leader change hid its answer.
+			p.Revision = resp.Header.Revision
+			return nil
 		}
 		return &NameInUseError{Name: p.Name, ID: holder}
 	}

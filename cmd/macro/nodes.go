@@ -187,7 +187,7 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 			node.Labels[k] = v
 		}
 	}
-	roots, err := clusterCA(ctx, servers[0], cfg, dataDir)
+	roots, err := clusterCA(ctx, servers, cfg, dataDir)
 	if err != nil {
 		return err
 	}
@@ -268,7 +268,8 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 // clusterCA is the CA the agent verifies the servers with: --ca, else the
 // one pinned on a previous start, else the server's, fetched and checked
 // against --ca-hash (or trusted on first use, with its hash printed).
-func clusterCA(ctx context.Context, server string, cfg agentConfig, dataDir string) (*x509.CertPool, error) {
+func clusterCA(ctx context.Context, servers []string, cfg agentConfig, dataDir string) (*x509.CertPool, error) {
+	server := servers[0]
 	pinned := filepath.Join(dataDir, "cluster-ca.pem")
 	var bundle []byte
 	var err error
@@ -278,10 +279,12 @@ func clusterCA(ctx context.Context, server string, cfg agentConfig, dataDir stri
 			return nil, fmt.Errorf("--ca: %w", err)
 		}
 	default:
-		if bundle, err = os.ReadFile(pinned); err == nil && cfg.caHash == "" {
+		// The CA pinned on an earlier start, unless --ca-hash names
+		// another; else fetched from the servers.
+		if bundle, err = os.ReadFile(pinned); err == nil && (cfg.caHash == "" || bundleHas(bundle, cfg.caHash)) {
 			break
 		}
-		if bundle, err = fetchCABundle(ctx, server); err != nil {
+		if bundle, err = fetchCABundle(ctx, servers); err != nil {
 			return nil, err
 		}
 	}
@@ -290,11 +293,7 @@ func clusterCA(ctx context.Context, server string, cfg agentConfig, dataDir stri
 		return nil, fmt.Errorf("cluster CA: %w", err)
 	}
 	if cfg.caHash != "" {
-		ok := false
-		for _, c := range certs {
-			ok = ok || strings.EqualFold(auth.CAHash(c), cfg.caHash)
-		}
-		if !ok {
+		if !bundleHas(bundle, cfg.caHash) {
 			return nil, fmt.Errorf("the CA of %s is %s, not the --ca-hash given: refusing to join", server, auth.CAHash(certs[0]))
 		}
 	} else if cfg.caFile == "" {
@@ -312,19 +311,20 @@ func clusterCA(ctx context.Context, server string, cfg agentConfig, dataDir stri
 	return pool, nil
 }
 
-// fetchCABundle fetches the server's CA without verifying it (the caller
-// pins it), waiting for a server that is not up yet.
-func fetchCABundle(ctx context.Context, server string) ([]byte, error) {
+// fetchCABundle fetches the CA of the first server that answers, without
+// verifying it (the caller pins it), waiting while none is up.
+func fetchCABundle(ctx context.Context, servers []string) ([]byte, error) {
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	u := strings.TrimSuffix(server, "/") + "/apis/macro/v1/ca"
 	for {
-		c, err := fetchCA(ctx, hc, u)
-		if err == nil {
-			return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), nil
-		}
-		var nerr net.Error
-		if !errors.As(err, &nerr) {
-			return nil, fmt.Errorf("fetching the CA of %s: %w", server, err)
+		for _, server := range servers {
+			c, err := fetchCA(ctx, hc, strings.TrimSuffix(server, "/")+"/apis/macro/v1/ca")
+			if err == nil {
+				return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), nil
+			}
+			var nerr net.Error
+			if !errors.As(err, &nerr) {
+				return nil, fmt.Errorf("fetching the CA of %s: %w", server, err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -332,6 +332,20 @@ func fetchCABundle(ctx context.Context, server string) ([]byte, error) {
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// bundleHas tells whether a PEM bundle holds the CA of hash.
+func bundleHas(bundle []byte, hash string) bool {
+	certs, err := parsePEMCerts(bundle)
+	if err != nil {
+		return false
+	}
+	for _, c := range certs {
+		if strings.EqualFold(auth.CAHash(c), hash) {
+			return true
+		}
+	}
+	return false
 }
 
 func parsePEMCerts(b []byte) ([]*x509.Certificate, error) {
