@@ -100,6 +100,7 @@ func (s *Server) tenantMux() *mux {
 	m.handle("GET /domains/{name}", s.authed(s.getDomain))
 	m.handle("DELETE /domains/{name}", s.authed(s.deleteDomain))
 	m.handle("POST /domains/{name}/verify", s.authed(s.verifyDomain))
+	m.handle("GET /nodes", s.authed(s.listNodes))
 	return m
 }
 
@@ -127,6 +128,8 @@ func (s *Server) adminMux() *mux {
 	m.handle("GET /join-tokens", s.listJoinTokens)
 	m.handle("POST /join-tokens", s.createJoinToken)
 	m.handle("DELETE /join-tokens/{id}", s.deleteJoinToken)
+	m.handle("GET /nodes", s.listAdminNodes)
+	m.handle("DELETE /nodes/{name}", s.deleteNode)
 	return m
 }
 
