@@ -58,4 +58,3 @@ func TestAdminNodesCommands(t *testing.T) {
 		}
 	}
 }
-
