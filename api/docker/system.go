@@ -102,6 +102,18 @@ func (s *Server) systemInfo(w http.ResponseWriter, r *http.Request) error {
 		"CPUShares":          true,
 		"PidsLimit":          true,
 		"OomKillDisable":     false,
+		"CPUSet":             false, // --cpuset-cpus is refused
+		"KernelMemory":       false,
+		"KernelMemoryTCP":    false,
+		"BridgeNfIptables":   false, // no bridge: pods are routed
+		"BridgeNfIp6tables":  false,
+		"HttpProxy":          "",
+		"HttpsProxy":         "",
+		"NoProxy":            "",
+		"GenericResources":   nil,
+		"ContainerdCommit":   map[string]string{"ID": "", "Expected": ""}, // no containerd
+		"RuncCommit":         map[string]string{"ID": "", "Expected": ""},
+		"InitCommit":         map[string]string{"ID": "", "Expected": ""},
 		"IPv4Forwarding":     true,
 		"Debug":              false,
 		"NFd":                0,
