@@ -53,10 +53,8 @@ type Server struct {
 	caKey  *ecdsa.PrivateKey
 	serial int64
 
-	mu     sync.Mutex
-	Tokens map[string]string // token -> tenant; tenants not here are refused
-	// Nodes are the cloud's nodes (their Pods: see Tenant.NodePods).
-	Nodes   []client.Node
+	mu      sync.Mutex
+	Tokens  map[string]string // token -> tenant; tenants not here are refused
 	tenants map[string]*Tenant
 	revoked map[string]bool // serials of client certificates refused
 	// Requests counts the requests per "METHOD path" (path without the
@@ -65,6 +63,9 @@ type Server struct {
 	// registries are the tenants' registries (/v2/, registry.go).
 	registries   map[string]http.Handler
 	registryBusy bool
+	// Nodes are the cloud's nodes (their Pods: see Tenant.NodePods);
+	// a test may change them before it calls.
+	Nodes []client.Node
 }
 
 // Tenant is the fake data of one tenant.
@@ -82,14 +83,14 @@ type Tenant struct {
 // "bob" (token "bob-token") with nothing. Close stops it.
 func NewServer() *Server {
 	s := &Server{
-		Tokens:  map[string]string{"alice-token": "alice", "bob-token": "bob"},
-		tenants: map[string]*Tenant{"alice": aliceData(), "bob": {Namespaces: []client.Namespace{{Name: "default", Created: created}}}},
-		Nodes: []client.Node{
-			{Name: "n2", Zone: "eu-2", Labels: map[string]string{"zone": "eu-2"}, Arch: "arm64", CPUs: 2, MemoryBytes: 2 << 30},
-			{Name: "n1", Zone: "eu-1", Labels: map[string]string{"zone": "eu-1", "ssd": "yes"}, Arch: "amd64", CPUs: 4, MemoryBytes: 8 << 30, Ready: true},
-		},
+		Tokens:   map[string]string{"alice-token": "alice", "bob-token": "bob"},
+		tenants:  map[string]*Tenant{"alice": aliceData(), "bob": {Namespaces: []client.Namespace{{Name: "default", Created: created}}}},
 		revoked:  map[string]bool{},
 		Requests: map[string]int{},
+	}
+	s.Nodes = []client.Node{
+		{Name: "n2", Zone: "eu-2", Labels: map[string]string{"zone": "eu-2"}, Arch: "arm64", CPUs: 2, MemoryBytes: 2 << 30},
+		{Name: "n1", Zone: "eu-1", Labels: map[string]string{"zone": "eu-1", "ssd": "yes"}, Arch: "amd64", CPUs: 4, MemoryBytes: 8 << 30, Ready: true},
 	}
 	s.newCA()
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
