@@ -101,6 +101,7 @@ func (s *Server) tenantMux() *mux {
 	m.handle("DELETE /domains/{name}", s.authed(s.deleteDomain))
 	m.handle("POST /domains/{name}/verify", s.authed(s.verifyDomain))
 	m.handle("POST /cluster/join", s.joinCluster)
+	m.handle("GET /nodes", s.authed(s.listNodes))
 	return m
 }
 
@@ -130,6 +131,8 @@ func (s *Server) adminMux() *mux {
 	m.handle("DELETE /join-tokens/{id}", s.deleteJoinToken)
 	m.handle("GET /members", s.listMembers)
 	m.handle("DELETE /members/{name}", s.removeMember)
+	m.handle("GET /nodes", s.listAdminNodes)
+	m.handle("DELETE /nodes/{name}", s.deleteNode)
 	return m
 }
 

@@ -160,6 +160,14 @@ func TestIsolationSweep(t *testing.T) {
 		t.Fatalf("A's own docker ps does not show its containers: %d %s", r.status, r.body)
 	}
 
+	// The node that runs A's pods, and the control of B's node listing:
+	// A's own counts its pods.
+	var nodesA []api.Node
+	if r := a.do(t, "native", "GET", api.Prefix+"/nodes", "", nil); r.status != http.StatusOK || json.Unmarshal(r.body, &nodesA) != nil || len(nodesA) == 0 || nodesA[0].Pods == 0 {
+		t.Fatalf("A's own GET /nodes does not count its pods: %d %s", r.status, r.body)
+	}
+	nodeName := nodesA[0].Name
+
 	// --- the parameter tables ---
 	// params fills a route's parameters: the key is the parameter with the
 	// path element before it ("containers/{id}"), so that the same name in
@@ -177,6 +185,7 @@ func TestIsolationSweep(t *testing.T) {
 		"blobs/{digest}":        {layerDigest.String(), configDigest.String()},
 		"uploads/{uuid}":        {uploadUUID},
 		"volumes/{name}":        {volName},
+		"nodes/{name}":          {nodeName},
 		"networks/{id}":         {netID, netName, netID[:12]},
 		"networks/{id...}":      {netID, netName, netID[:12], "default/" + netName},
 		"join-tokens/{id}":      {"0123456789abcdef"},
@@ -313,6 +322,12 @@ func TestIsolationSweep(t *testing.T) {
 			{path: "/v2/beta-own-repo/blobs/uploads/?mount=" + configDigest.String(), want: wantNoMount},
 			{path: "/v2/beta-own-repo/blobs/uploads/?digest=" + layerDigest.String(), body: "not the blob", want: wantRefused},
 		},
+
+		// Nodes are the cloud's, not a tenant's: B sees them with none of
+		// A's pods (the admin's GET /nodes is not on the API port: there
+		// the same path is the tenant's view).
+		"native GET /apis/macro/v1/nodes":       {{want: wantOK, check: noPodsOfA}},
+		"native-admin GET /apis/macro/v1/nodes": {{want: wantOK, check: noPodsOfA}},
 	}
 	// wants overrides wantNotFound for routes with parameters.
 	wants := map[string]want{
@@ -324,6 +339,7 @@ func TestIsolationSweep(t *testing.T) {
 		"native-admin DELETE /apis/macro/v1/tenants/{name}/tokens/{id}": wantRefused,
 		"native-admin DELETE /apis/macro/v1/join-tokens/{id}":           wantRefused,
 		"native-admin DELETE /apis/macro/v1/members/{name}":             wantRefused,
+		"native-admin DELETE /apis/macro/v1/nodes/{name}":               wantRefused,
 	}
 	// skips are known leaks, each reported (see the commit and issue 3).
 	skips := map[string]string{}
@@ -691,6 +707,26 @@ func zeroCounts(t *testing.T, route string, r sweepResult) {
 	}
 	if info.Containers != 0 || info.ContainersRunning != 0 || info.ContainersStopped != 0 || info.Images != 0 {
 		t.Errorf("LEAK %s as B: counts A's objects: %+v", route, info)
+	}
+}
+
+// noPodsOfA: B's node listing counts none of A's pods and shows none of
+// what only the admin sees.
+func noPodsOfA(t *testing.T, route string, r sweepResult) {
+	var nodes []map[string]any
+	if err := json.Unmarshal(r.body, &nodes); err != nil || len(nodes) == 0 {
+		t.Errorf("%s as B: %v %s", route, err, r.body)
+		return
+	}
+	for _, n := range nodes {
+		if n["pods"] != float64(0) {
+			t.Errorf("LEAK %s as B: counts A's pods: %s", route, r.body)
+		}
+		for _, k := range []string{"requestedMemoryBytes", "requestedNanoCPUs", "runtimes", "address", "kernel"} {
+			if _, ok := n[k]; ok {
+				t.Errorf("%s as B shows the admin's %s: %s", route, k, r.body)
+			}
+		}
 	}
 }
 

@@ -91,10 +91,31 @@ func (s *Store) Nodes(ctx context.Context) ([]types.Node, error) {
 	return nodes, nil
 }
 
-// RemoveNode forgets a node's record and liveness.
+// ErrNodeReady is returned for a node that cannot be forgotten because it
+// is alive.
+var ErrNodeReady = errors.New("node is ready")
+
+// RemoveNode forgets a node that is down: its record goes unless its
+// liveness key exists (ErrNodeReady), checked in the same transaction, so
+// that a node that comes back meanwhile stays. ErrNotFound when there is
+// no such node. A forgotten node that starts again registers anew.
 func (s *Store) RemoveNode(ctx context.Context, name string) error {
-	_, err := s.cli.Txn(ctx).Then(clientv3.OpDelete(nodeKey(name)), clientv3.OpDelete(aliveKey(name))).Commit()
-	return err
+	resp, err := s.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.CreateRevision(nodeKey(name)), ">", 0),
+		clientv3.Compare(clientv3.CreateRevision(aliveKey(name)), "=", 0),
+	).Then(clientv3.OpDelete(nodeKey(name))).
+		Else(clientv3.OpGet(nodeKey(name), clientv3.WithCountOnly())).
+		Commit()
+	if err != nil {
+		return err
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	if resp.Responses[0].GetResponseRange().Count == 0 {
+		return ErrNotFound
+	}
+	return ErrNodeReady
 }
 
 // ErrNotOnNode is returned for a status reported by a node the pod is not

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,6 +83,7 @@ func (s *Server) systemInfo(w http.ResponseWriter, r *http.Request) error {
 	for _, name := range s.info.Runtimes {
 		runtimes[name] = map[string]string{"path": name}
 	}
+	ncpu, mem, status := s.clusterSummary(r.Context())
 	writeJSON(w, http.StatusOK, map[string]any{
 		"ID":                 s.info.Name,
 		"Containers":         len(items),
@@ -89,6 +93,7 @@ func (s *Server) systemInfo(w http.ResponseWriter, r *http.Request) error {
 		"Images":             len(imgs),
 		"Driver":             "overlay2",
 		"DriverStatus":       [][2]string{{"Backing Filesystem", "extfs"}},
+		"SystemStatus":       status,
 		"Plugins":            map[string]any{"Volume": []string{"local"}, "Network": []string{"ipip"}, "Log": []string{"json-file"}},
 		"MemoryLimit":        true,
 		"SwapLimit":          false,
@@ -97,6 +102,18 @@ func (s *Server) systemInfo(w http.ResponseWriter, r *http.Request) error {
 		"CPUShares":          true,
 		"PidsLimit":          true,
 		"OomKillDisable":     false,
+		"CPUSet":             false, // --cpuset-cpus is refused
+		"KernelMemory":       false,
+		"KernelMemoryTCP":    false,
+		"BridgeNfIptables":   false, // no bridge: pods are routed
+		"BridgeNfIp6tables":  false,
+		"HttpProxy":          "",
+		"HttpsProxy":         "",
+		"NoProxy":            "",
+		"GenericResources":   nil,
+		"ContainerdCommit":   map[string]string{"ID": "", "Expected": ""}, // no containerd
+		"RuncCommit":         map[string]string{"ID": "", "Expected": ""},
+		"InitCommit":         map[string]string{"ID": "", "Expected": ""},
 		"IPv4Forwarding":     true,
 		"Debug":              false,
 		"NFd":                0,
@@ -113,8 +130,8 @@ func (s *Server) systemInfo(w http.ResponseWriter, r *http.Request) error {
 		"Architecture":       archName(s.info.Arch),
 		"IndexServerAddress": "https://index.docker.io/v1/",
 		"RegistryConfig":     map[string]any{"IndexConfigs": map[string]any{}, "InsecureRegistryCIDRs": []string{"127.0.0.0/8"}},
-		"NCPU":               s.info.CPUs,
-		"MemTotal":           s.info.MemoryBytes,
+		"NCPU":               ncpu,
+		"MemTotal":           mem,
 		"DockerRootDir":      s.info.DataDir,
 		"Name":               s.info.Name,
 		"Labels":             []string{},
@@ -130,6 +147,38 @@ func (s *Server) systemInfo(w http.ResponseWriter, r *http.Request) error {
 		"Warnings":           []string{},
 	})
 	return nil
+}
+
+// clusterSummary is what docker info tells of the cluster: the CPUs and
+// memory of its ready nodes, and as SystemStatus (which the docker CLI
+// prints as " Nodes: 3 (2 ready)") how many nodes there are and their
+// zones. Before any node registered (a server that just started its own
+// agent), it is this machine's capacity.
+func (s *Server) clusterSummary(ctx context.Context) (ncpu int, mem int64, status [][2]string) {
+	var nodes []types.Node
+	if s.store != nil {
+		nodes, _ = s.store.Nodes(ctx)
+	}
+	if len(nodes) == 0 {
+		return s.info.CPUs, s.info.MemoryBytes, nil
+	}
+	ready := 0
+	zones := map[string]bool{}
+	for _, n := range nodes {
+		if z := n.Labels["zone"]; z != "" {
+			zones[z] = true
+		}
+		if n.Ready {
+			ready++
+			ncpu += n.CPUs
+			mem += n.MemoryBytes
+		}
+	}
+	status = [][2]string{{"Nodes", fmt.Sprintf("%d (%d ready)", len(nodes), ready)}}
+	if len(zones) > 0 {
+		status = append(status, [2]string{"Zones", strings.Join(slices.Sorted(maps.Keys(zones)), ", ")})
+	}
+	return ncpu, mem, status
 }
 
 func archName(goarch string) string {

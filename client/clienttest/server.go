@@ -1,6 +1,6 @@
 // Package clienttest is a fake macro API port for tests of the client and
 // of kra: an httptest TLS server with its own CA that answers the native API
-// (whoami, ca, certs, namespaces) with a bearer token and a few Docker API
+// (whoami, ca, certs, namespaces, nodes) with a bearer token and a few Docker API
 // paths (ping, containers, logs, images) with a client certificate it
 // issued, from fixed data that a test may change; /v2/ is an in-memory
 // registry per tenant (registry.go).
@@ -63,6 +63,9 @@ type Server struct {
 	// registries are the tenants' registries (/v2/, registry.go).
 	registries   map[string]http.Handler
 	registryBusy bool
+	// Nodes are the cloud's nodes (their Pods: see Tenant.NodePods);
+	// a test may change them before it calls.
+	Nodes []client.Node
 }
 
 // Tenant is the fake data of one tenant.
@@ -72,6 +75,7 @@ type Tenant struct {
 	Inspect    map[string]container.InspectResponse // by ID
 	Logs       map[string]string                    // by ID: "1 stdout line\n" and "2 stderr line\n"
 	Images     []image.Summary
+	NodePods   map[string]int // the tenant's pods by node name
 }
 
 // NewServer starts a fake server with tenant "alice" (token "alice-token")
@@ -83,6 +87,10 @@ func NewServer() *Server {
 		tenants:  map[string]*Tenant{"alice": aliceData(), "bob": {Namespaces: []client.Namespace{{Name: "default", Created: created}}}},
 		revoked:  map[string]bool{},
 		Requests: map[string]int{},
+	}
+	s.Nodes = []client.Node{
+		{Name: "n2", Zone: "eu-2", Labels: map[string]string{"zone": "eu-2"}, Arch: "arm64", CPUs: 2, MemoryBytes: 2 << 30},
+		{Name: "n1", Zone: "eu-1", Labels: map[string]string{"zone": "eu-1", "ssd": "yes"}, Arch: "amd64", CPUs: 4, MemoryBytes: 8 << 30, Ready: true},
 	}
 	s.newCA()
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
@@ -164,6 +172,7 @@ func aliceData() *Tenant {
 			web.ID: "1 listening on :80\n2 warning: no index.html\n1 GET / 200\n",
 			db.ID:  "1 Ready to accept connections\n",
 		},
+		NodePods: map[string]int{"n1": 1},
 		Images: []image.Summary{
 			{ID: "sha256:" + strings.Repeat("c3", 32), RepoTags: []string{"nginx:latest", "localhost:5000/nginx:1.25"}, Created: created.Unix(), Size: 187_654_321},
 			{ID: "sha256:" + strings.Repeat("d4", 32), RepoTags: []string{"redis:7"}, Created: created.Add(-time.Hour).Unix(), Size: 117_000_000},
@@ -294,6 +303,12 @@ func (s *Server) native(w http.ResponseWriter, r *http.Request, path string) {
 		})
 		writeJSON(w, http.StatusCreated, client.Certs{CA: string(s.CAPEM), Cert: string(c), Key: string(k),
 			Cluster: Cluster, Tenant: tenant, Expires: time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second)})
+	case r.Method == http.MethodGet && path == "/nodes":
+		list := append([]client.Node{}, s.Nodes...)
+		for i := range list {
+			list[i].Pods = t.NodePods[list[i].Name]
+		}
+		writeJSON(w, http.StatusOK, list)
 	case r.Method == http.MethodGet && path == "/namespaces":
 		list := append([]client.Namespace{}, t.Namespaces...)
 		writeJSON(w, http.StatusOK, list)

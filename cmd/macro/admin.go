@@ -43,6 +43,8 @@ Usage:
   macro admin [--data-dir DIR] join-token rm ID
   macro admin [--data-dir DIR] members ls
   macro admin [--data-dir DIR] members rm NAME
+  macro admin [--data-dir DIR] nodes ls
+  macro admin [--data-dir DIR] nodes rm NAME
 
 It talks to the server through DIR/admin.sock (root only). Flags may come
 anywhere. token create prints the token alone on standard output, once:
@@ -66,6 +68,14 @@ admits a node agent. Tokens expire after --ttl (0: never) and can be used
 more than once until then; join-token rm withdraws one. members lists the
 servers that hold the cluster's state (etcd members); members rm removes
 one (its server stops).
+
+nodes ls lists the machines that run pods (macro agent, and each server
+that runs one): whether each is ready (its lease is alive) or down, its
+zone and architecture, what the pods placed on it request of its CPUs and
+memory (requested/total), how many pods it holds of all tenants, its
+runtimes and its other labels. nodes rm forgets a node that is down, once
+its pods have moved to other nodes; a ready node is refused (stop its
+agent first). A forgotten node that starts again joins anew.
 
 token revoke also revokes the client certificates issued with the token
 (kra setup docker): the tenant's docker context stops working.
@@ -252,6 +262,8 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, 
 			return err
 		}
 		fmt.Fprintf(stdout, "token %s of tenant %q revoked\n", words[2], tenant)
+	case len(words) > 0 && (words[0] == "nodes" || words[0] == "node"):
+		return runNodesAdmin(ctx, c, words, stdout)
 	case len(words) > 0 && (words[0] == "join-token" || words[0] == "members" || words[0] == "member"):
 		return runClusterAdmin(ctx, c, words, o, stdout, stderr)
 	default:

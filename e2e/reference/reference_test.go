@@ -52,6 +52,7 @@ func TestDifferential(t *testing.T) {
 	t.Run("events", func(t *testing.T) { testEvents(t, p) })
 	t.Run("volumes", func(t *testing.T) { testVolumes(t, p) })
 	t.Run("networks", func(t *testing.T) { testNetworks(t, p) })
+	t.Run("info", func(t *testing.T) { testInfo(t, p) })
 }
 
 // run is `docker run --rm --network none` and the given arguments.
