@@ -21,6 +21,7 @@ import (
 	"github.com/macro-cloud/macro/image"
 	"github.com/macro-cloud/macro/runtime"
 	"github.com/macro-cloud/macro/types"
+	"github.com/macro-cloud/macro/volume"
 )
 
 // Server is the control plane as the agent sees it: the node protocol.
@@ -50,6 +51,8 @@ type Config struct {
 	InitPath string
 	// Network wires pods into their VPC; nil leaves them loopback only.
 	Network Network
+	// Volumes sizes the node's volume storage (the btrfs pool).
+	Volumes volume.Config
 	Log     *slog.Logger
 }
 
@@ -63,6 +66,9 @@ type Agent struct {
 	// arrived is closed and replaced whenever a worker is added.
 	arrived chan struct{}
 	wg      sync.WaitGroup
+
+	volOnce sync.Once
+	vols    volume.Registry
 }
 
 // New returns an Agent; Run starts it.
@@ -109,6 +115,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	go a.heartbeat(ctx)
+	go a.snapshotSchedules(ctx, time.Minute)
 	for msg := range a.cfg.Server.WatchPods(ctx, a.cfg.Node.Name) {
 		switch {
 		case msg.Sync:
