@@ -73,7 +73,7 @@ func (p *Pool) makeImage(ctx context.Context, image string) error {
 	if err := sparseFile(tmp, size); err != nil {
 		return err
 	}
-	if err := run(ctx, "mkfs.btrfs", "-q", "-f", "-L", "macro-pool", tmp); err != nil {
+	if err := run(ctx, "mkfs.btrfs", "-q", "-f", "-K", "-L", "macro-pool", tmp); err != nil {
 		os.Remove(tmp)
 		return err
 	}
