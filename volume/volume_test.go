@@ -308,3 +308,44 @@ func TestBtrfsSnapshots(t *testing.T) {
 		t.Fatal("volume left after Remove")
 	}
 }
+
+// TestBtrfsSize: an nfs volume's size is its subvolume's qgroup limit:
+// writing past it fails with EDQUOT, and rollback keeps the limit.
+func TestBtrfsSize(t *testing.T) {
+	dir := storageDir(t)
+	ctx := context.Background()
+	b := &Btrfs{Pool: &Pool{Dir: dir, Size: 512 << 20}, Kind: "nfs"}
+	ref := Ref{Tenant: "alice", Name: "small"}
+	opts := Options{Size: 16 << 20}
+	fill := func(root string) error {
+		f, err := os.Create(filepath.Join(root, "big"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		buf := make([]byte, 1<<20)
+		for range 64 {
+			if _, err := f.Write(buf); err != nil {
+				return err
+			}
+		}
+		return f.Sync()
+	}
+	root, err := b.Root(ctx, ref, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fill(root); !errors.Is(err, unix.EDQUOT) {
+		t.Fatalf("writing 64M into a 16M nfs volume: %v, want EDQUOT", err)
+	}
+	os.Remove(filepath.Join(root, "big"))
+	if err := b.Snapshot(ctx, ref, Snapshot{Name: "empty"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Rollback(ctx, ref, "empty", opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := fill(root); !errors.Is(err, unix.EDQUOT) {
+		t.Fatalf("after rollback, writing 64M into a 16M nfs volume: %v, want EDQUOT", err)
+	}
+}
