@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/macro-cloud/macro/internal/testenv"
+	"github.com/macro-cloud/macro/internal/testimages"
 )
 
 // volumeCloud is alice's cloud (docker, compose and kra) for the volume
@@ -110,6 +111,9 @@ func TestVolumeDrivers(t *testing.T) {
 		t.Fatalf("snapshot ls: %v %s", err, out)
 	}
 	c.must(t, "run", "-d", "--name", "holder", "-v", "files:/d", "busybox", "sleep", "1000")
+	if out := c.must(t, "inspect", "-f", "{{range .Mounts}}{{.Name}} {{.Driver}}{{end}}", "holder"); out != "files nfs" {
+		t.Fatalf("the container's mount: %q", out)
+	}
 	if out, err := c.kraRun("volume", "snapshot", "rollback", "files", "s1"); err == nil || !strings.Contains(out, "running containers holder") || !strings.Contains(out, "docker stop holder") {
 		t.Fatalf("rollback under a running container: %v %s", err, out)
 	}
@@ -152,13 +156,18 @@ func TestVolumeDrivers(t *testing.T) {
 
 	// Another tenant sees none of them.
 	_, bob := c.tc.newTenant("bob")
+	c.tc.mustDocker(bob, "load", "-i", testimages.Busybox(t))
 	for _, v := range []string{"db", "files", "shared"} {
 		if r := c.tc.docker(bob, "volume", "inspect", v); r.ExitCode == 0 || !strings.Contains(r.Combined(), "no such volume") {
 			t.Fatalf("bob inspects alice's %s: %s", v, r.Combined())
 		}
 	}
-	if r := c.tc.docker(bob, "run", "--rm", "-v", "files:/d", "busybox", "ls", "/d"); strings.Contains(r.Stdout, "f") {
-		t.Fatalf("bob mounted alice's files: %s", r.Combined())
+	// -v files:/d gives bob a fresh volume of his own named files.
+	if r := c.tc.docker(bob, "run", "--rm", "-v", "files:/d", "busybox", "ls", "-A", "/d"); r.ExitCode != 0 || r.Stdout != "" {
+		t.Fatalf("bob's volume named files: exit %d %q %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if out := c.tc.mustDocker(bob, "volume", "inspect", "-f", "{{.Driver}}", "files"); out != "local" {
+		t.Fatalf("bob's volume named files has driver %q", out)
 	}
 
 	// Compose: top-level volumes with driver and driver_opts.
@@ -190,6 +199,17 @@ volumes:
 	c.tc.srv.Start()
 	if out := c.must(t, "run", "--rm", "-v", "files:/d", "-v", "db:/db", "busybox", "cat", "/d/f", "/db/keep"); out != "one\nkept" {
 		t.Fatalf("after a restart: %q", out)
+	}
+
+	// Removing a tenant removes its volumes, mounts and all.
+	c.tc.mustDocker(bob, "volume", "create", "--driver", "lv2", "-o", "size=32M", "bobdb")
+	c.tc.mustDocker(bob, "run", "--rm", "-v", "bobdb:/d", "busybox", "sh", "-c", "echo bob > /d/f")
+	c.tc.mustAdmin("tenant", "rm", "bob", "--force")
+	if m := mountedUnder(t, filepath.Join(c.tc.srv.DataDir, "volumes", "bob")); len(m) != 0 {
+		t.Fatalf("mounts left after tenant rm: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(c.tc.srv.DataDir, "volumes", "bob", "bobdb")); err == nil {
+		t.Fatal("bob's lv2 volume left after tenant rm")
 	}
 
 	// Removal takes the data and the mounts.

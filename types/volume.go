@@ -31,7 +31,10 @@ type Mount struct {
 	// Type is volume, bind or tmpfs.
 	Type string `json:"type"`
 	// Source is the volume's name (volume) or the host path (bind).
-	Source   string `json:"source,omitempty"`
+	Source string `json:"source,omitempty"`
+	// Driver is the volume's driver, as it was when the pod was created
+	// (empty: local).
+	Driver   string `json:"driver,omitempty"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
 	// Subpath is a path inside the volume that is mounted instead of its root.

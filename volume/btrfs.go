@@ -68,7 +68,11 @@ func (p *Pool) makeImage(ctx context.Context, image string) error {
 	if size < 256<<20 {
 		size = 256 << 20
 	}
-	tmp := image + ".new"
+	// What a crash while making the pool left: its mount, its file.
+	tmp, mnt := image+".new", image+".new.mnt"
+	if err := unmount(mnt); err != nil {
+		return err
+	}
 	os.Remove(tmp)
 	if err := sparseFile(tmp, size); err != nil {
 		return err
@@ -78,7 +82,6 @@ func (p *Pool) makeImage(ctx context.Context, image string) error {
 		return err
 	}
 	// Quotas are enabled on the fresh filesystem before its first use.
-	mnt := tmp + ".mnt"
 	if err := loopMount(ctx, tmp, mnt, "btrfs"); err != nil {
 		os.Remove(tmp)
 		return err

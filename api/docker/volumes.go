@@ -435,6 +435,9 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID strin
 			return err
 		}
 		spec.Mounts[i].Source = v.Name
+		if v.Driver != "local" {
+			spec.Mounts[i].Driver = v.Driver
+		}
 		if err := pinToVolume(spec, v); err != nil {
 			return err
 		}
