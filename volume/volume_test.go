@@ -271,6 +271,24 @@ func TestBtrfsSnapshots(t *testing.T) {
 	if _, err := os.Stat(root + ".new"); err == nil {
 		t.Fatal("leftover of the interrupted rollback")
 	}
+	// A crash after the swap, before the old state was deleted: the
+	// volume is the snapshot's state and the old one goes.
+	if err := run(ctx, "btrfs", "subvolume", "snapshot", filepath.Join(filepath.Dir(filepath.Dir(filepath.Dir(root))), "s", "alice", "files", "s1"), root+".new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, root+".new", unix.AT_FDCWD, root, unix.RENAME_EXCHANGE); err != nil {
+		t.Fatal(err)
+	}
+	if root, err = b.Root(ctx, ref, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != "one" {
+		t.Fatalf("after a rollback interrupted after its swap: %q", got)
+	}
+	if _, err := os.Stat(root + ".new"); err == nil {
+		t.Fatal("the old state is left after the interrupted rollback")
+	}
+	write("three")
 
 	// The schedule takes its snapshot (injected clock) and prunes.
 	opts := Options{Every: time.Hour, Keep: 1}
