@@ -294,7 +294,7 @@ func TestIsolationSweep(t *testing.T) {
 				t.Errorf("B deleting its own volume %s: %d %s", volName, r.status, r.body)
 			}
 		}}},
-		"native GET /apis/macro/v1/domains":   {{want: wantOK}},
+		"native GET /apis/macro/v1/domains": {{want: wantOK}},
 		// A domain is held by one tenant: B is told so (409) when it claims
 		// A's, the one thing a domain's owner cannot keep to itself. B's
 		// own claim works and is removed again.
