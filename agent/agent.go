@@ -21,6 +21,7 @@ import (
 	"github.com/macro-cloud/macro/image"
 	"github.com/macro-cloud/macro/runtime"
 	"github.com/macro-cloud/macro/types"
+	"github.com/macro-cloud/macro/volume"
 )
 
 // Server is the control plane as the agent sees it: the node protocol.
@@ -56,7 +57,9 @@ type Config struct {
 	// Heartbeat is how often the node renews its lease (default 3 s:
 	// well within the servers' node TTL).
 	Heartbeat time.Duration
-	Log       *slog.Logger
+	// Volumes sizes the node's volume storage (the btrfs pool).
+	Volumes volume.Config
+	Log     *slog.Logger
 }
 
 // Agent runs the pods of one node.
@@ -69,6 +72,9 @@ type Agent struct {
 	// arrived is closed and replaced whenever a worker is added.
 	arrived chan struct{}
 	wg      sync.WaitGroup
+
+	volOnce sync.Once
+	vols    volume.Registry
 }
 
 // New returns an Agent; Run starts it.
@@ -118,6 +124,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	go a.heartbeat(ctx)
+	go a.snapshotSchedules(ctx, time.Minute)
 	for msg := range a.cfg.Server.WatchPods(ctx, a.cfg.Node.Name) {
 		switch {
 		case msg.Sync:

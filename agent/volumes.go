@@ -3,6 +3,7 @@ package agent
 import (
 	"archive/tar"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,93 +13,238 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/macro-cloud/macro/runtime/ocispec"
 	"github.com/macro-cloud/macro/types"
+	"github.com/macro-cloud/macro/volume"
 )
 
-// Local volumes: a volume's data is DataDir/volumes/<tenant>/<name>/_data,
-// made when a pod first mounts it and removed by RemoveVolume. A tenant's
-// volumes are under its own directory, so a name never reaches another
-// tenant's data.
+// Volumes: each volume of this node is kept by its driver (package
+// volume): local (a directory), lv2 (a loop-mounted ext4 image), nfs and
+// gfs (btrfs subvolumes of the node's pool). What a volume was made with
+// is recorded in DataDir/volumes/<tenant>/<name>/volume.json when the
+// API creates it here; a volume without that record is local, made when
+// a pod first mounts it. A tenant's volumes are under its own name, so a
+// name never reaches another tenant's data.
 
-// volumeDir is where a tenant's volume keeps its data on this node.
-func (a *Agent) volumeDir(tenant, name string) (string, error) {
-	for _, s := range []string{tenant, name} {
-		if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\x00") {
-			return "", fmt.Errorf("invalid volume %q of tenant %q", name, tenant)
+// volumeRecord is what the node keeps of a volume besides its data.
+type volumeRecord struct {
+	Driver  string            `json:"driver"`
+	Options map[string]string `json:"options,omitempty"`
+}
+
+func (a *Agent) volumes() volume.Registry {
+	a.volOnce.Do(func() { a.vols = volume.NewRegistry(a.cfg.DataDir, a.cfg.Volumes) })
+	return a.vols
+}
+
+// volumeDriver is the driver a volume of this node was made with, and its
+// parsed options.
+func (a *Agent) volumeDriver(tenant, name string) (volume.Driver, volume.Ref, volume.Options, error) {
+	ref := volume.Ref{Tenant: tenant, Name: name}
+	vd, err := volume.VolumeDir(a.cfg.DataDir, ref)
+	if err != nil {
+		return nil, ref, volume.Options{}, err
+	}
+	var rec volumeRecord
+	b, err := os.ReadFile(filepath.Join(vd, "volume.json"))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		rec.Driver = "local"
+	case err != nil:
+		return nil, ref, volume.Options{}, err
+	default:
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return nil, ref, volume.Options{}, fmt.Errorf("volume %s: record: %w", name, err)
 		}
 	}
-	return filepath.Join(a.cfg.DataDir, "volumes", tenant, name, "_data"), nil
-}
-
-// VolumeRoot is the directory that holds a volume's files on this node,
-// made (empty) when the node does not hold it yet: what access without a
-// pod (WebDAV, S3, export and import) reads and writes. The API checked
-// that the volume exists and belongs to tenant.
-func (a *Agent) VolumeRoot(ctx context.Context, tenant, name string) (string, error) {
-	dir, err := a.volumeDir(tenant, name)
+	opts, err := volume.ParseOptions(rec.Driver, rec.Options)
 	if err != nil {
-		return "", err
+		return nil, ref, opts, fmt.Errorf("volume %s: %w", name, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(filepath.Dir(dir)), 0o700); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	return dir, nil
+	d, err := a.volumes().Driver(rec.Driver)
+	return d, ref, opts, err
 }
 
-// RemoveVolume removes a volume's data from this node; a volume this node
-// never held is no error. The API checked that no pod mounts it.
-func (a *Agent) RemoveVolume(ctx context.Context, tenant, name string) error {
-	dir, err := a.volumeDir(tenant, name)
+// CreateVolume makes a volume's storage on this node with its driver and
+// options (the API checked both and that the tenant owns the name). It is
+// no error if the volume is there already.
+func (a *Agent) CreateVolume(ctx context.Context, v types.Volume) error {
+	opts, err := volume.ParseOptions(v.Driver, v.Options)
 	if err != nil {
 		return err
 	}
-	return os.RemoveAll(filepath.Dir(dir))
+	d, err := a.volumes().Driver(v.Driver)
+	if err != nil {
+		return err
+	}
+	ref := volume.Ref{Tenant: v.Tenant, Name: v.Name}
+	vd, err := volume.VolumeDir(a.cfg.DataDir, ref)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(vd, 0o700); err != nil {
+		return err
+	}
+	rec, err := json.Marshal(volumeRecord{Driver: d.Name(), Options: v.Options})
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(vd, "volume.json.tmp")
+	if err := os.WriteFile(tmp, rec, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(vd, "volume.json")); err != nil {
+		return err
+	}
+	if err := d.Create(ctx, ref, opts); err != nil {
+		return fmt.Errorf("create volume %s: %w", v.Name, err)
+	}
+	return nil
 }
 
-// VolumeSize is the size of a volume's files on this node (regular files
-// and symlinks, each inode once, as du counts apparent sizes); 0 for a
-// volume this node does not hold.
+// VolumeRoot is the directory that holds a volume's files on this node,
+// mounted if its driver needs a mount, made (empty) when the node does
+// not hold it yet: what pods mount and what access without a pod (WebDAV,
+// S3, export and import) reads and writes. The API checked that the
+// volume exists and belongs to tenant.
+func (a *Agent) VolumeRoot(ctx context.Context, tenant, name string) (string, error) {
+	d, ref, opts, err := a.volumeDriver(tenant, name)
+	if err != nil {
+		return "", err
+	}
+	return d.Root(ctx, ref, opts)
+}
+
+// RemoveVolume removes a volume's data and snapshots from this node; a
+// volume this node never held is no error. The API checked that no pod
+// mounts it.
+func (a *Agent) RemoveVolume(ctx context.Context, tenant, name string) error {
+	d, ref, _, err := a.volumeDriver(tenant, name)
+	if err != nil {
+		return err
+	}
+	if err := d.Remove(ctx, ref); err != nil {
+		return fmt.Errorf("remove volume %s: %w", name, err)
+	}
+	vd, err := volume.VolumeDir(a.cfg.DataDir, ref)
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(vd)
+}
+
+// VolumeSize is the size of a volume's files on this node; 0 for a volume
+// this node does not hold.
 func (a *Agent) VolumeSize(ctx context.Context, tenant, name string) (int64, error) {
-	dir, err := a.volumeDir(tenant, name)
+	d, ref, _, err := a.volumeDriver(tenant, name)
 	if err != nil {
 		return 0, err
 	}
-	var size int64
-	seen := map[uint64]bool{}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
+	if d.Name() != "local" {
+		if vd, err := volume.VolumeDir(a.cfg.DataDir, ref); err != nil {
+			return 0, err
+		} else if _, err := os.Stat(vd); errors.Is(err, fs.ErrNotExist) {
+			return 0, nil
 		}
+	}
+	return d.Size(ctx, ref)
+}
+
+// snapshotter is the volume's driver if it takes snapshots.
+func (a *Agent) snapshotter(tenant, name string) (volume.Snapshotter, volume.Ref, volume.Options, error) {
+	d, ref, opts, err := a.volumeDriver(tenant, name)
+	if err != nil {
+		return nil, ref, opts, err
+	}
+	s, ok := d.(volume.Snapshotter)
+	if !ok {
+		return nil, ref, opts, fmt.Errorf("%w: %s volumes cannot be snapshotted (use an nfs or gfs volume)", volume.ErrNoSnapshots, d.Name())
+	}
+	return s, ref, opts, nil
+}
+
+// VolumeSnapshots lists a volume's snapshots, oldest first.
+func (a *Agent) VolumeSnapshots(ctx context.Context, tenant, name string) ([]volume.Snapshot, error) {
+	s, ref, _, err := a.snapshotter(tenant, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.Snapshots(ctx, ref)
+}
+
+// SnapshotVolume takes a snapshot of a volume (the API chose its name and
+// time).
+func (a *Agent) SnapshotVolume(ctx context.Context, tenant, name string, snap volume.Snapshot) error {
+	s, ref, _, err := a.snapshotter(tenant, name)
+	if err != nil {
+		return err
+	}
+	return s.Snapshot(ctx, ref, snap)
+}
+
+// DeleteVolumeSnapshot deletes one snapshot of a volume.
+func (a *Agent) DeleteVolumeSnapshot(ctx context.Context, tenant, name, snap string) error {
+	s, ref, _, err := a.snapshotter(tenant, name)
+	if err != nil {
+		return err
+	}
+	return s.DeleteSnapshot(ctx, ref, snap)
+}
+
+// RollbackVolume makes a volume's files those of one of its snapshots;
+// the API checked that no running pod mounts it.
+func (a *Agent) RollbackVolume(ctx context.Context, tenant, name, snap string) error {
+	s, ref, opts, err := a.snapshotter(tenant, name)
+	if err != nil {
+		return err
+	}
+	return s.Rollback(ctx, ref, snap, opts)
+}
+
+// snapshotSchedules runs the snapshot schedules of this node's volumes
+// every interval until ctx ends.
+func (a *Agent) snapshotSchedules(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := a.snapshotTick(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			a.log.Warn("volume snapshot schedules", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// snapshotTick takes the snapshots that are due at now and prunes the
+// automatic ones beyond each volume's keep: one pass over the volumes
+// this node holds. The clock is the caller's.
+func (a *Agent) snapshotTick(ctx context.Context, now time.Time) error {
+	recs, _ := filepath.Glob(filepath.Join(a.cfg.DataDir, "volumes", "*", "*", "volume.json"))
+	var errs []error
+	for _, p := range recs {
+		vd := filepath.Dir(p)
+		tenant, name := filepath.Base(filepath.Dir(vd)), filepath.Base(vd)
+		d, ref, opts, err := a.volumeDriver(tenant, name)
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		s, ok := d.(volume.Snapshotter)
+		if !ok || opts.Every == 0 {
+			continue
 		}
-		if d.IsDir() {
-			return nil
+		if err := volume.RunSchedule(ctx, s, ref, opts, now); err != nil {
+			errs = append(errs, err)
 		}
-		info, err := d.Info()
-		if err != nil {
-			return nil // removed meanwhile
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			if seen[st.Ino] {
-				return nil
-			}
-			seen[st.Ino] = true
-		}
-		size += info.Size()
-		return nil
-	})
-	return size, err
+	}
+	return errors.Join(errs...)
 }
 
 // volumeMounts resolves the pod's volume and bind mounts to host paths for
@@ -355,7 +501,7 @@ func (a *Agent) pathRoot(ctx context.Context, id, p string) (root, rel string, e
 		var dir string
 		switch m.Type {
 		case "volume":
-			if dir, err = a.volumeDir(pod.Tenant, m.Source); err != nil {
+			if dir, err = a.VolumeRoot(ctx, pod.Tenant, m.Source); err != nil {
 				return "", "", err
 			}
 			if m.Subpath != "" {

@@ -58,6 +58,7 @@ type Server struct {
 	resolver *net.Resolver
 	log      *slog.Logger
 	now      func() time.Time
+	volumes  Volumes
 }
 
 // New returns a Server.
@@ -102,6 +103,7 @@ func (s *Server) tenantMux() *mux {
 	m.handle("POST /domains/{name}/verify", s.authed(s.verifyDomain))
 	m.handle("POST /cluster/join", s.joinCluster)
 	m.handle("GET /nodes", s.authed(s.listNodes))
+	s.routeVolumes(m)
 	return m
 }
 
@@ -164,7 +166,8 @@ func (m *mux) handle(pattern string, fn handlerFunc) {
 		if err := fn(w, r); err != nil {
 			var ae *apiError
 			var authErr *auth.Error
-			if !errors.As(err, &authErr) && (!errors.As(err, &ae) || ae.status >= 500) {
+			var se statusError
+			if !errors.As(err, &authErr) && (!errors.As(err, &ae) || ae.status >= 500) && (!errors.As(err, &se) || se.HTTPStatus() >= 500) {
 				m.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}
 			writeError(w, err)
@@ -221,9 +224,12 @@ func errorf(status int, format string, args ...any) error {
 // that mean "not found" or "exists" become 404 and 409.
 func writeError(w http.ResponseWriter, err error) {
 	var ae *apiError
+	var se statusError
 	switch {
 	case errors.As(err, &ae):
 		writeJSON(w, ae.status, map[string]string{"message": ae.msg})
+	case errors.As(err, &se):
+		writeJSON(w, se.HTTPStatus(), map[string]string{"message": err.Error()})
 	case errors.Is(err, store.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]string{"message": err.Error()})
 	case errors.Is(err, store.ErrExists):

@@ -29,6 +29,7 @@ type Removed struct {
 	Tokens       int    `json:"tokens"`
 	Certificates int    `json:"certificates"` // revoked
 	Images       int    `json:"images"`
+	Volumes      int    `json:"volumes,omitempty"` // with their data and snapshots
 }
 
 // removeTimeout bounds a tenant's removal, which goes on when the admin
@@ -101,6 +102,9 @@ func (s *Server) deleteTenant(w http.ResponseWriter, r *http.Request) error {
 	if rm.Pods, err = s.removePods(ctx, name); err != nil {
 		return err
 	}
+	if rm.Volumes, err = s.removeVolumes(ctx, name); err != nil {
+		return err
+	}
 	if s.images != nil {
 		if rm.Images, err = s.images.RemoveTenant(ctx, name); err != nil {
 			return fmt.Errorf("remove the images of %s: %w", name, err)
@@ -165,4 +169,24 @@ func (s *Server) removePods(ctx context.Context, tenant string) (int, error) {
 		}
 	}
 	return len(tp.Pods), nil
+}
+
+// removeVolumes removes the tenant's volumes, their data on the nodes
+// (unmounted, loop devices freed) and their snapshots; its pods are gone.
+func (s *Server) removeVolumes(ctx context.Context, tenant string) (int, error) {
+	if s.volumes == nil {
+		return 0, nil
+	}
+	vols, err := s.store.Volumes(ctx, tenant)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, v := range vols {
+		if err := s.volumes.RemoveVolume(ctx, tenant, v.Name); err != nil {
+			return n, fmt.Errorf("remove the volumes of %s: %w", tenant, err)
+		}
+		n++
+	}
+	return n, nil
 }

@@ -19,7 +19,8 @@
 #  11. then bench/net.sh: DNS, ping and iperf3 in the VPC beside plain veth (NET=0 skips it);
 #  12. then bench/sched.sh: the pure placement rate of the scheduler, up to a
 #      million pods onto 5,000 nodes (SCHED=0 skips it);
-#  13. then bench/failover.sh: leader kill to first write, 3 servers (FAILOVER=0 skips it).
+#  13. then bench/failover.sh: leader kill to first write, 3 servers (FAILOVER=0 skips it);
+#  14. then bench/volumes.sh: fio in a pod on lv2, nfs and local volumes beside the host (VOLUMES=0 skips it).
 # Everything it started is stopped and removed on exit, failure and Ctrl-C
 # included; directories a killed earlier run left behind are removed first.
 # The report goes to stdout and to bench/out/run-<date>.txt.
@@ -271,4 +272,9 @@ fi
 if [ "${FAILOVER:-1}" = 1 ] && [ -x bench/failover.sh ]; then
 	log "leader kill to first write in a cluster of three servers (bench/failover.sh)"
 	bench/failover.sh
+fi
+
+if [ "${VOLUMES:-1}" = 1 ] && [ -x bench/volumes.sh ]; then
+	log "fio in a pod on lv2 and nfs volumes beside the host (bench/volumes.sh)"
+	bench/volumes.sh
 fi

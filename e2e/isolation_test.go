@@ -78,6 +78,8 @@ func TestIsolationSweep(t *testing.T) {
 		domainName = "alpha-secret-shop.example"
 		hostMarker = "alpha-secret-host"
 		volName    = "alpha-secret-vol"
+		snapVol    = "alpha-secret-files" // an nfs volume, with snapshot snapName
+		snapName   = "alpha-secret-snap"
 		netName    = "alpha-secret-net"
 	)
 	mustDockerA := func(args ...string) string {
@@ -95,6 +97,7 @@ func TestIsolationSweep(t *testing.T) {
 	mustDockerA("run", "--name", stopped, imgName+":v1", "sh", "-c", "echo "+logMarker+"-stopped")
 	stoppedID := mustDockerA("inspect", "--format", "{{.Id}}", stopped)
 	mustDockerA("volume", "create", volName)
+	mustDockerA("volume", "create", "--driver", "nfs", "-o", "snapshot=off", snapVol)
 	netID := mustDockerA("network", "create", "--subnet", "10.77.0.0/24", netName)
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(mustDockerA("logs", running), logMarker) {
@@ -117,6 +120,9 @@ func TestIsolationSweep(t *testing.T) {
 	}
 	if r := a.do(t, "native", "POST", api.Prefix+"/domains", `{"name":"`+domainName+`"}`, nil); r.status != http.StatusCreated {
 		t.Fatalf("domain claim as A: %d %s", r.status, r.body)
+	}
+	if r := a.do(t, "native", "POST", api.Prefix+"/volumes/"+snapVol+"/snapshots", `{"name":"`+snapName+`"}`, nil); r.status != http.StatusCreated {
+		t.Fatalf("snapshot as A: %d %s", r.status, r.body)
 	}
 	img, err := random.Image(2048, 2)
 	if err != nil {
@@ -184,7 +190,8 @@ func TestIsolationSweep(t *testing.T) {
 		"manifests/{reference}": {"v1", manifestDigest.String()},
 		"blobs/{digest}":        {layerDigest.String(), configDigest.String()},
 		"uploads/{uuid}":        {uploadUUID},
-		"volumes/{name}":        {volName},
+		"volumes/{name}":        {volName, snapVol},
+		"snapshots/{snap}":      {snapName},
 		"nodes/{name}":          {nodeName},
 		"networks/{id}":         {netID, netName, netID[:12]},
 		"networks/{id...}":      {netID, netName, netID[:12], "default/" + netName},
@@ -291,7 +298,14 @@ func TestIsolationSweep(t *testing.T) {
 			}
 		}}},
 		"native GET /apis/macro/v1/ingresses": {{want: wantOK}},
-		"native GET /apis/macro/v1/domains":   {{want: wantOK}},
+		"native GET /apis/macro/v1/volumes":   {{want: wantOK}},
+		// As with docker volume create: B's own volume of A's name.
+		"native POST /apis/macro/v1/volumes": {{body: `{"name":"` + volName + `"}`, want: wantOK, cleanup: func(t *testing.T) {
+			if r := b.do(t, "native", "DELETE", api.Prefix+"/volumes/"+volName, "", nil); r.status != http.StatusNoContent {
+				t.Errorf("B deleting its own volume %s: %d %s", volName, r.status, r.body)
+			}
+		}}},
+		"native GET /apis/macro/v1/domains": {{want: wantOK}},
 		// A domain is held by one tenant: B is told so (409) when it claims
 		// A's, the one thing a domain's owner cannot keep to itself. B's
 		// own claim works and is removed again.
@@ -528,6 +542,9 @@ func TestIsolationSweep(t *testing.T) {
 	}
 	if out := mustDockerA("volume", "inspect", "--format", "{{.Name}}", volName); out != volName {
 		t.Errorf("A's volume after B's sweep: %q", out)
+	}
+	if r := a.do(t, "native", "GET", api.Prefix+"/volumes/"+snapVol+"/snapshots", "", nil); r.status != http.StatusOK || !bytes.Contains(r.body, []byte(snapName)) {
+		t.Errorf("A's snapshot after B's sweep: %d %s", r.status, r.body)
 	}
 	if out := mustDockerA("network", "inspect", "--format", "{{.Id}} {{range .IPAM.Config}}{{.Subnet}}{{end}}", netName); out != netID+" 10.77.0.0/24" {
 		t.Errorf("A's network after B's sweep: %q", out)

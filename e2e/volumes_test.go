@@ -87,7 +87,7 @@ func TestVolumes(t *testing.T) {
 	if out := c.must(t, "volume", "inspect", "--format", "{{.Driver}} {{.Scope}} {{.Mountpoint}}", "data"); !strings.HasPrefix(out, "local local "+c.tc.srv.DataDir+"/volumes/alice/data/_data") {
 		t.Errorf("volume inspect: %q", out)
 	}
-	fails("not available yet", "volume", "create", "--driver", "nfs", "shared")
+	fails("an lv2 volume needs a size", "volume", "create", "--driver", "lv2", "shared") // drivers: volume_drivers_test.go
 	fails("local volume options are not supported (device, type)", "volume", "create", "-o", "type=nfs", "-o", "device=:/x", "fromhost")
 
 	// -v NAME:/path and :ro.

@@ -20,6 +20,8 @@ import (
 	"github.com/macro-cloud/macro/image"
 	"github.com/macro-cloud/macro/runtime"
 	"github.com/macro-cloud/macro/runtime/logfile"
+	"github.com/macro-cloud/macro/types"
+	"github.com/macro-cloud/macro/volume"
 )
 
 // Ops are the operations a node serves to the API (what agent.Agent does).
@@ -41,6 +43,11 @@ type Ops interface {
 	VolumeSize(ctx context.Context, tenant, name string) (int64, error)
 	Wake(ctx context.Context, id string) error
 	Suspend(ctx context.Context, id string) error
+	CreateVolume(ctx context.Context, v types.Volume) error
+	VolumeSnapshots(ctx context.Context, tenant, name string) ([]volume.Snapshot, error)
+	SnapshotVolume(ctx context.Context, tenant, name string, snap volume.Snapshot) error
+	DeleteVolumeSnapshot(ctx context.Context, tenant, name, snap string) error
+	RollbackVolume(ctx context.Context, tenant, name, snap string) error
 }
 
 // OpsHandler serves ops to the servers, over the node's tunnel.
@@ -242,13 +249,15 @@ func (o *opsServer) export(w http.ResponseWriter, r *http.Request) {
 
 // callArgs are the arguments of the small operations.
 type callArgs struct {
-	ID     string         `json:"id,omitempty"`
-	Tenant string         `json:"tenant,omitempty"`
-	Name   string         `json:"name,omitempty"`
-	Path   string         `json:"path,omitempty"`
-	PsArgs string         `json:"psArgs,omitempty"`
-	Signal syscall.Signal `json:"signal,omitempty"`
-	Size   runtime.Size   `json:"size"`
+	ID     string          `json:"id,omitempty"`
+	Tenant string          `json:"tenant,omitempty"`
+	Name   string          `json:"name,omitempty"`
+	Path   string          `json:"path,omitempty"`
+	PsArgs string          `json:"psArgs,omitempty"`
+	Signal syscall.Signal  `json:"signal,omitempty"`
+	Size   runtime.Size    `json:"size"`
+	Volume types.Volume    `json:"volume"`
+	Snap   volume.Snapshot `json:"snap"`
 }
 
 // topResult is what Top returns.
@@ -291,6 +300,16 @@ func (o *opsServer) call(w http.ResponseWriter, r *http.Request) {
 		err = o.ops.Wake(ctx, a.ID)
 	case "suspend":
 		err = o.ops.Suspend(ctx, a.ID)
+	case "create-volume":
+		err = o.ops.CreateVolume(ctx, a.Volume)
+	case "volume-snapshots":
+		res, err = o.ops.VolumeSnapshots(ctx, a.Tenant, a.Name)
+	case "snapshot-volume":
+		err = o.ops.SnapshotVolume(ctx, a.Tenant, a.Name, a.Snap)
+	case "delete-volume-snapshot":
+		err = o.ops.DeleteVolumeSnapshot(ctx, a.Tenant, a.Name, a.Snap.Name)
+	case "rollback-volume":
+		err = o.ops.RollbackVolume(ctx, a.Tenant, a.Name, a.Snap.Name)
 	default:
 		writeJSONError(w, http.StatusNotFound, fmt.Errorf("no operation %q", r.PathValue("op")))
 		return
@@ -638,4 +657,31 @@ func (n *Remote) Wake(ctx context.Context, id string) error {
 // Suspend freezes an idle pod.
 func (n *Remote) Suspend(ctx context.Context, id string) error {
 	return n.call(ctx, "suspend", callArgs{ID: id}, nil)
+}
+
+// CreateVolume makes a volume's storage on the node.
+func (n *Remote) CreateVolume(ctx context.Context, v types.Volume) error {
+	return n.call(ctx, "create-volume", callArgs{Volume: v}, nil)
+}
+
+// VolumeSnapshots lists a volume's snapshots on the node.
+func (n *Remote) VolumeSnapshots(ctx context.Context, tenant, name string) ([]volume.Snapshot, error) {
+	var s []volume.Snapshot
+	err := n.call(ctx, "volume-snapshots", callArgs{Tenant: tenant, Name: name}, &s)
+	return s, err
+}
+
+// SnapshotVolume takes a snapshot of a volume on the node.
+func (n *Remote) SnapshotVolume(ctx context.Context, tenant, name string, snap volume.Snapshot) error {
+	return n.call(ctx, "snapshot-volume", callArgs{Tenant: tenant, Name: name, Snap: snap}, nil)
+}
+
+// DeleteVolumeSnapshot removes a snapshot of a volume on the node.
+func (n *Remote) DeleteVolumeSnapshot(ctx context.Context, tenant, name, snap string) error {
+	return n.call(ctx, "delete-volume-snapshot", callArgs{Tenant: tenant, Name: name, Snap: volume.Snapshot{Name: snap}}, nil)
+}
+
+// RollbackVolume rolls a volume back to a snapshot on the node.
+func (n *Remote) RollbackVolume(ctx context.Context, tenant, name, snap string) error {
+	return n.call(ctx, "rollback-volume", callArgs{Tenant: tenant, Name: name, Snap: volume.Snapshot{Name: snap}}, nil)
 }

@@ -19,6 +19,8 @@
 #   iperf3                   bench/net.sh: pod-to-pod throughput
 #   procps, psmisc, e2fsprogs, util-linux, kmod
 #                            ps/pkill, fuser, mkfs/loop images, mount/nsenter
+#   btrfs-progs, xfsprogs    volume/: the btrfs pool of nfs and gfs volumes; mkfs.xfs
+#   fio                      bench/volumes.sh: MB/s and IOPS on lv2 and nfs volumes
 #   make, curl, ca-certificates, git
 #                            the build itself, and curl for API tests
 set -euo pipefail
@@ -31,6 +33,7 @@ packages=(
   debootstrap
   iproute2 nftables iperf3
   procps psmisc e2fsprogs util-linux kmod
+  btrfs-progs xfsprogs fio
   make curl ca-certificates git
 )
 

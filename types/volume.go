@@ -2,13 +2,15 @@ package types
 
 import "time"
 
-// Volume is a tenant's named volume. Its data lives on the node that
-// mounts it, under the node's data dir and the tenant's name, so one
-// tenant's volume can never be another's.
+// Volume is a tenant's named volume. Its data lives on a node, under the
+// node's data dir and the tenant's name, so one tenant's volume can never
+// be another's.
 type Volume struct {
-	Name    string            `json:"name"`
-	Tenant  string            `json:"tenant"`
-	Driver  string            `json:"driver"` // local
+	Name   string `json:"name"`
+	Tenant string `json:"tenant"`
+	// Driver is local, lv2, nfs or gfs (package volume); Options are its
+	// driver options as the tenant gave them (size, zone, snapshot...).
+	Driver  string            `json:"driver"`
 	Labels  map[string]string `json:"labels,omitempty"`
 	Options map[string]string `json:"options,omitempty"`
 	Created time.Time         `json:"created"`
@@ -18,6 +20,10 @@ type Volume struct {
 	// RemoveWith is the pod whose removal removes this volume: the
 	// anonymous volumes of a --rm pod, as Docker removes them.
 	RemoveWith string `json:"removeWith,omitempty"`
+	// Node holds the volume's data, chosen when it is created (lv2, nfs,
+	// gfs); pods that mount it are pinned there. Empty for local volumes,
+	// which are made on the node of the first pod that mounts them.
+	Node string `json:"node,omitempty"`
 }
 
 // Mount is one filesystem a pod gets besides its rootfs, in Docker's words.
@@ -25,7 +31,10 @@ type Mount struct {
 	// Type is volume, bind or tmpfs.
 	Type string `json:"type"`
 	// Source is the volume's name (volume) or the host path (bind).
-	Source   string `json:"source,omitempty"`
+	Source string `json:"source,omitempty"`
+	// Driver is the volume's driver, as it was when the pod was created
+	// (empty: local).
+	Driver   string `json:"driver,omitempty"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
 	// Subpath is a path inside the volume that is mounted instead of its root.

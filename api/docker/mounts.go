@@ -264,7 +264,10 @@ func (s *Server) mountPoints(p types.Pod) []container.MountPoint {
 		switch m.Type {
 		case "volume":
 			mp.Name, mp.Driver = m.Source, "local"
-			mp.Source = s.volumePath(p.Tenant, m.Source)
+			if m.Driver != "" {
+				mp.Driver = m.Driver
+			}
+			mp.Source = s.volumeMountpoint(types.Volume{Tenant: p.Tenant, Name: m.Source, Driver: mp.Driver})
 			if m.Subpath != "" {
 				mp.Source = path.Join(mp.Source, m.Subpath)
 			}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
+	"github.com/macro-cloud/macro/volume"
 )
 
 // VolumeNode is what a node offers for volumes: removing one's data and
@@ -26,6 +29,19 @@ type VolumeNode interface {
 	// volume it does not hold.
 	VolumeSize(ctx context.Context, tenant, name string) (int64, error)
 }
+
+// StorageNode is what a node offers for volumes of the drivers that live
+// on one node (lv2, nfs, gfs): making them, and their snapshots.
+type StorageNode interface {
+	VolumeNode
+	CreateVolume(ctx context.Context, v types.Volume) error
+	VolumeSnapshots(ctx context.Context, tenant, name string) ([]volume.Snapshot, error)
+	SnapshotVolume(ctx context.Context, tenant, name string, snap volume.Snapshot) error
+	DeleteVolumeSnapshot(ctx context.Context, tenant, name, snap string) error
+	RollbackVolume(ctx context.Context, tenant, name, snap string) error
+}
+
+var _ StorageNode = (*agent.Agent)(nil)
 
 func (s *Server) routeVolumes(mux *http.ServeMux) {
 	s.handle(mux, "GET /volumes", s.listVolumes)
@@ -59,7 +75,7 @@ func (s *Server) volumeJSON(v types.Volume) volumeJSON {
 		CreatedAt:  v.Created.Format(time.RFC3339),
 		Driver:     v.Driver,
 		Labels:     v.Labels,
-		Mountpoint: s.volumePath(v.Tenant, v.Name),
+		Mountpoint: s.volumeMountpoint(v),
 		Name:       v.Name,
 		Options:    v.Options,
 		Scope:      "local",
@@ -97,20 +113,30 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
 
 // ensureVolume creates a volume, or returns the existing one of that name
 // (Docker's create is idempotent for the same driver). An anonymous one
-// made for a --rm pod is removed with it (removeWith: the pod's ID).
+// made for a --rm pod is removed with it (removeWith: the pod's ID). A
+// volume of a driver that lives on one node (lv2, nfs, gfs) is made on
+// its node now, and the node recorded.
 func (s *Server) ensureVolume(ctx context.Context, tenant string, req volumeCreateRequest, removeWith ...string) (types.Volume, error) {
-	if err := checkVolumeDriver(req.Driver, req.DriverOpts); err != nil {
-		return types.Volume{}, err
-	}
 	anonymous := req.Name == ""
 	if anonymous {
 		req.Name = newID()
 	}
+	opts, err := volume.ParseOptions(req.Driver, req.DriverOpts)
+	if err != nil {
+		if !slices.Contains(volume.Drivers, req.Driver) && req.Driver != "" {
+			return types.Volume{}, notFound("create %s: error looking up volume plugin %s: plugin %q not found: the drivers of this cloud are %s", req.Name, req.Driver, req.Driver, strings.Join(volume.Drivers, ", "))
+		}
+		return types.Volume{}, badRequest("create %s: %v", req.Name, err)
+	}
 	if !validName.MatchString(req.Name) {
 		return types.Volume{}, badRequest("create %s: \"%s\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path", req.Name, req.Name)
 	}
+	driver := req.Driver
+	if driver == "" {
+		driver = "local"
+	}
 	v := types.Volume{
-		Name: req.Name, Tenant: tenant, Driver: "local",
+		Name: req.Name, Tenant: tenant, Driver: driver,
 		Labels: req.Labels, Options: req.DriverOpts,
 		Created: time.Now().UTC().Truncate(time.Second), Anonymous: anonymous,
 	}
@@ -123,41 +149,80 @@ func (s *Server) ensureVolume(ctx context.Context, tenant string, req volumeCrea
 		}
 		v.Labels["com.docker.volume.anonymous"] = ""
 	}
-	err := s.store.CreateVolume(ctx, &v)
-	for attempt := 0; errors.Is(err, store.ErrExists); attempt++ {
-		old, gerr := s.store.Volume(ctx, tenant, req.Name)
-		if !errors.Is(gerr, store.ErrNotFound) || attempt >= 10 {
-			return old, gerr
+	var node StorageNode
+	if driver != "local" {
+		if existing, err := s.store.Volume(ctx, tenant, req.Name); err == nil {
+			return s.sameDriver(existing, driver)
 		}
-		// Removed between the two: create it after all.
-		err = s.store.CreateVolume(ctx, &v)
+		if v.Node, node, err = s.volumeNodeFor(ctx, driver, opts.Zone); err != nil {
+			return v, err
+		}
+	}
+	err = s.store.CreateVolume(ctx, &v)
+	for attempt := 0; errors.Is(err, store.ErrExists); attempt++ {
+		existing, gerr := s.store.Volume(ctx, tenant, req.Name)
+		if errors.Is(gerr, store.ErrNotFound) && attempt < 10 {
+			// Removed between the two: create it after all.
+			err = s.store.CreateVolume(ctx, &v)
+			continue
+		}
+		if gerr != nil {
+			return existing, gerr
+		}
+		if req.Driver == "" {
+			return existing, nil // -v NAME:/path names any volume
+		}
+		return s.sameDriver(existing, driver)
 	}
 	if err != nil {
 		return v, err
 	}
-	s.events.Publish(types.Event{Tenant: tenant, Type: "volume", Action: "create", ID: v.Name, Attrs: map[string]string{"driver": "local"}, Time: time.Now()})
+	if node != nil {
+		if err := node.CreateVolume(ctx, v); err != nil {
+			if derr := s.store.DeleteVolume(ctx, tenant, v.Name); derr != nil {
+				s.log.Warn("undo volume create", "volume", v.Name, "err", derr)
+			}
+			return v, fmt.Errorf("create %s on node %s: %w", v.Name, v.Node, err)
+		}
+	}
+	s.events.Publish(types.Event{Tenant: tenant, Type: "volume", Action: "create", ID: v.Name, Attrs: map[string]string{"driver": driver}, Time: time.Now()})
 	return v, nil
 }
 
-// checkVolumeDriver accepts the local driver without options: its
-// options mount devices or NFS shares of the host, which tenants may not.
-func checkVolumeDriver(driver string, opts map[string]string) error {
-	switch driver {
-	case "", "local":
-	case "lv2", "nfs", "gfs":
-		return badRequest("volume driver %s is not available yet on this cloud: only local", driver)
-	default:
-		return errorf(http.StatusNotFound, "plugin %q not found", driver)
+// sameDriver returns an existing volume asked for again, unless it was
+// asked for with another driver.
+func (s *Server) sameDriver(v types.Volume, driver string) (types.Volume, error) {
+	if v.Driver != driver {
+		return v, conflict("create %s: a volume of this name exists with driver %s, not %s", v.Name, v.Driver, driver)
 	}
-	if len(opts) > 0 {
-		keys := make([]string, 0, len(opts))
-		for k := range opts {
-			keys = append(keys, k)
+	return v, nil
+}
+
+// volumeNodeFor chooses the node that will hold a new volume: a ready
+// node of the zone asked for (any zone if none) that this server reaches
+// and that keeps volumes, the first by name.
+func (s *Server) volumeNodeFor(ctx context.Context, driver, zone string) (string, StorageNode, error) {
+	nodes, err := s.store.Nodes(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	for _, n := range nodes {
+		if !n.Ready || zone != "" && n.Labels["zone"] != zone {
+			continue
 		}
-		sort.Strings(keys)
-		return badRequest("local volume options are not supported (%s): they mount host devices and shares", strings.Join(keys, ", "))
+		node, err := s.nodes.Node(n.Name)
+		if err != nil {
+			continue
+		}
+		if sn, ok := node.(StorageNode); ok {
+			return n.Name, sn, nil
+		}
 	}
-	return nil
+	if zone != "" {
+		return "", nil, badRequest("no node in zone %q can hold a %s volume", zone, driver)
+	}
+	return "", nil, errorf(http.StatusServiceUnavailable, "no node can hold a %s volume now", driver)
 }
 
 func (s *Server) inspectVolume(w http.ResponseWriter, r *http.Request) error {
@@ -296,7 +361,7 @@ func (s *Server) deleteVolume(ctx context.Context, v types.Volume) error {
 	} else if err != nil {
 		return err
 	}
-	s.events.Publish(types.Event{Tenant: v.Tenant, Type: "volume", Action: "destroy", ID: v.Name, Attrs: map[string]string{"driver": "local"}, Time: time.Now()})
+	s.events.Publish(types.Event{Tenant: v.Tenant, Type: "volume", Action: "destroy", ID: v.Name, Attrs: map[string]string{"driver": v.Driver}, Time: time.Now()})
 	return nil
 }
 
@@ -378,7 +443,25 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID strin
 			return err
 		}
 		spec.Mounts[i].Source = v.Name
+		if v.Driver != "local" {
+			spec.Mounts[i].Driver = v.Driver
+		}
+		if err := pinToVolume(spec, v); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// pinToVolume pins a pod to the node that holds a volume it mounts.
+func pinToVolume(spec *types.PodSpec, v types.Volume) error {
+	if v.Node == "" {
+		return nil
+	}
+	if spec.PinnedNode != "" && spec.PinnedNode != v.Node {
+		return badRequest("volume %s lives on node %s, but the container is pinned to node %s by %s: a container can mount volumes of one node only", v.Name, v.Node, spec.PinnedNode, spec.PinnedBy)
+	}
+	spec.PinnedNode, spec.PinnedBy = v.Node, fmt.Sprintf("volume %s (%s)", v.Name, v.Driver)
 	return nil
 }
 
@@ -530,4 +613,14 @@ func (s *Server) volumeUsage(ctx context.Context, tenant string) []volumeJSON {
 		out = append(out, j)
 	}
 	return out
+}
+
+// volumeMountpoint is where a volume's files are on its node, as inspect
+// shows it.
+func (s *Server) volumeMountpoint(v types.Volume) string {
+	switch v.Driver {
+	case "nfs", "gfs":
+		return path.Join(s.info.DataDir, "btrfs", "pool", "v", v.Tenant, v.Name)
+	}
+	return s.volumePath(v.Tenant, v.Name)
 }

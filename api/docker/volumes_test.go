@@ -103,7 +103,8 @@ func TestVolumeHandlers(t *testing.T) {
 	}
 	for _, tc := range []struct{ body, msg string }{
 		{`{"Name":"a/b"}`, "includes invalid characters"},
-		{`{"Name":"x","Driver":"nfs"}`, "not available yet"},
+		{`{"Name":"xy","Driver":"lv2"}`, "an lv2 volume needs a size: -o size=10G"},
+		{`{"Name":"xy","Driver":"nfs","DriverOpts":{"snapshot":"sometimes"}}`, "volume option snapshot: want hourly"},
 		{`{"Name":"x","Driver":"nosuch"}`, "plugin \"nosuch\" not found"},
 		{`{"Name":"x","DriverOpts":{"type":"nfs","o":"addr=1.2.3.4"}}`, "local volume options are not supported (o, type)"},
 		{`not json`, "invalid JSON"},
@@ -315,4 +316,22 @@ func FuzzNetworkCreate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPinToVolume: a pod that mounts a volume held by a node is pinned
+// there; volumes of two nodes in one pod are refused.
+func TestPinToVolume(t *testing.T) {
+	var spec types.PodSpec
+	if err := pinToVolume(&spec, types.Volume{Name: "scratch"}); err != nil || spec.PinnedNode != "" {
+		t.Fatalf("local volume: %v %+v", err, spec)
+	}
+	if err := pinToVolume(&spec, types.Volume{Name: "db", Driver: "lv2", Node: "n1"}); err != nil || spec.PinnedNode != "n1" || spec.PinnedBy != "volume db (lv2)" {
+		t.Fatalf("lv2 volume: %v %+v", err, spec)
+	}
+	if err := pinToVolume(&spec, types.Volume{Name: "files", Driver: "nfs", Node: "n1"}); err != nil || spec.PinnedNode != "n1" {
+		t.Fatalf("a second volume of the same node: %v %+v", err, spec)
+	}
+	if err := pinToVolume(&spec, types.Volume{Name: "other", Driver: "nfs", Node: "n2"}); err == nil || !strings.Contains(err.Error(), "volumes of one node only") || statusOf(err) != 400 {
+		t.Fatalf("volumes of two nodes: %v", err)
+	}
 }

@@ -209,6 +209,7 @@ kra keeps its configuration in $XDG_CONFIG_HOME/kra (default ~/.config/kra).`,
 		newDownCmd(a),
 		newIngressCmd(a),
 		newDomainsCmd(a),
+		newVolumeCmd(a),
 		newPushCmd(a),
 		newCompletionCmd(),
 	)

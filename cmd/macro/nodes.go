@@ -66,6 +66,13 @@ type clusterNodes struct {
 	tunnels *nodeproto.Tunnels
 }
 
+// A node on another machine offers the API what the local agent does.
+var (
+	_ docker.Node        = (*nodeproto.Remote)(nil)
+	_ docker.StorageNode = (*nodeproto.Remote)(nil)
+	_ nodeproto.Ops      = (*agent.Agent)(nil)
+)
+
 func (c clusterNodes) Node(name string) (docker.Node, error) {
 	if c.agent != nil && name == c.local {
 		return c.agent, nil

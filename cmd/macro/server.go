@@ -272,6 +272,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 			return err == nil && t.Tenant == tenant, err
 		},
 	})
+	native.SetVolumes(dockerAPI)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/macro-cloud/macro/volume"
 )
 
 const (
@@ -126,6 +128,11 @@ func cleanupDataDir(dir string, remove bool, logf func(string, ...any)) error {
 	// Network namespaces (DIR/net/router, DIR/net/ns/<pod>) are bind
 	// mounts: unmounting them frees them and every interface in them.
 	if err := unmountUnder(dir); err != nil {
+		errs = append(errs, err)
+	}
+	// Volumes' loop devices (lv2 images, the btrfs pool) go with their
+	// mounts (autoclear); this frees any whose mount never happened.
+	if err := volume.DetachLoops(dir); err != nil {
 		errs = append(errs, err)
 	}
 	if remove {
