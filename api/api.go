@@ -58,6 +58,7 @@ type Server struct {
 	resolver *net.Resolver
 	log      *slog.Logger
 	now      func() time.Time
+	volumes  VolumeFiles
 }
 
 // New returns a Server.
@@ -100,6 +101,7 @@ func (s *Server) tenantMux() *mux {
 	m.handle("GET /domains/{name}", s.authed(s.getDomain))
 	m.handle("DELETE /domains/{name}", s.authed(s.deleteDomain))
 	m.handle("POST /domains/{name}/verify", s.authed(s.verifyDomain))
+	s.routeVolumeData(m)
 	return m
 }
 

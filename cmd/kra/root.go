@@ -209,6 +209,7 @@ kra keeps its configuration in $XDG_CONFIG_HOME/kra (default ~/.config/kra).`,
 		newIngressCmd(a),
 		newDomainsCmd(a),
 		newPushCmd(a),
+		newVolumeCmd(a),
 		newCompletionCmd(),
 	)
 	return root
