@@ -8,12 +8,12 @@ package delta
 
 const (
 	// MinChunk, AvgChunk and MaxChunk bound the chunks' sizes.
-	MinChunk = 2 << 10
-	AvgChunk = 8 << 10
-	MaxChunk = 64 << 10
+	MinChunk = 1 << 10
+	AvgChunk = 4 << 10
+	MaxChunk = 32 << 10
 
-	maskHard = uint64(1<<15-1) << (64 - 15) // before AvgChunk: the top 15 bits
-	maskEasy = uint64(1<<11-1) << (64 - 11) // after it: the top 11 bits
+	maskHard = uint64(1<<14-1) << (64 - 14) // before AvgChunk: the top 14 bits
+	maskEasy = uint64(1<<10-1) << (64 - 10) // after it: the top 10 bits
 )
 
 // gear maps a byte to a pseudo-random 64-bit value (splitmix64 of a fixed

@@ -4,7 +4,7 @@
 // only the chunks the receiver lacks.
 //
 // Files are cut into content-defined chunks (a gear rolling hash with
-// normalized chunking, 2 to 64 KiB, 8 KiB on average: an insertion moves
+// normalized chunking, 1 to 32 KiB, about 5 KiB on average: an insertion moves
 // only the chunks around it) named by their BLAKE3 hash. A Manifest lists
 // the tree: every entry with its metadata and, for a file, its chunks. A
 // sync is four steps, whatever carries them (in process, HTTP, a drive):

@@ -154,9 +154,7 @@ type TreeReceiver struct {
 
 var _ Receiver = (*TreeReceiver)(nil)
 
-func (t *TreeReceiver) chunkPath(id ID) string {
-	return filepath.Join(t.State, "chunks", id.String())
-}
+func (t *TreeReceiver) stageDir() string { return filepath.Join(t.State, "chunks") }
 
 // Want saves m as the sync under way and answers which of its chunks
 // neither Root's files nor the staging area hold.
@@ -179,7 +177,14 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 	if err := writeFileAtomic(stateFile(t.State, "pending"), m.Encode(), 0o600); err != nil {
 		return nil, err
 	}
+	staged, err := stagedChunks(t.stageDir())
+	if err != nil {
+		return nil, err
+	}
 	have := map[ID]bool{}
+	for id := range staged {
+		have[id] = true // received by an earlier sync that was cut short
+	}
 	for _, e := range old.m.Entries {
 		for _, c := range e.Chunks {
 			have[c.ID] = true
@@ -192,9 +197,6 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 				continue
 			}
 			have[c.ID] = true
-			if _, err := os.Stat(t.chunkPath(c.ID)); err == nil {
-				continue // received by an earlier sync that was cut short
-			}
 			want = append(want, c.ID)
 		}
 	}
@@ -227,29 +229,37 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 			ids[c.ID] = true
 		}
 	}
-	fr := NewFrameReader(frames)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		id, data, err := fr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if !ids[id] {
-			return fmt.Errorf("chunk %s is not in the manifest of the sync under way", id)
-		}
-		p := t.chunkPath(id)
-		if err := os.WriteFile(p+".tmp", data, 0o600); err != nil {
-			return err
-		}
-		if err := os.Rename(p+".tmp", p); err != nil {
-			return err
-		}
+	f, err := newPack(t.stageDir())
+	if err != nil {
+		return err
 	}
+	pw := &packWriter{f: f, w: bufio.NewWriterSize(f, 1<<20)}
+	err = func() error {
+		fr := NewFrameReader(frames)
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			id, data, err := fr.Next()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if !ids[id] {
+				return fmt.Errorf("chunk %s is not in the manifest of the sync under way", id)
+			}
+			if err := pw.add(id, data); err != nil {
+				return err
+			}
+		}
+	}()
+	// What arrived before an error is kept for the next sync.
+	if cerr := pw.close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Commit builds m's tree beside Root from the staging area and Root's
@@ -306,14 +316,29 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 	}
 	// chunk returns a chunk's bytes, verified, from the staging area or
 	// an old file; nil when neither holds it (any more).
+	staged, err := stagedChunks(t.stageDir())
+	if err != nil {
+		return err
+	}
+	packs := map[string]*os.File{}
+	defer func() {
+		for _, f := range packs {
+			f.Close()
+		}
+	}()
 	buf := make([]byte, MaxChunk)
 	chunk := func(c Chunk) []byte {
 		data := buf[:c.Size]
-		if f, err := os.Open(t.chunkPath(c.ID)); err == nil {
-			n, _ := io.ReadFull(f, data)
-			f.Close()
-			if n == int(c.Size) && Sum(data) == c.ID {
-				return data
+		if l, ok := staged[c.ID]; ok && l.size == c.Size {
+			f := packs[l.pack]
+			if f == nil {
+				f, _ = os.Open(l.pack)
+				packs[l.pack] = f
+			}
+			if f != nil {
+				if _, err := f.ReadAt(data, l.off); err == nil && Sum(data) == c.ID {
+					return data
+				}
 			}
 		}
 		if l, ok := locs[c.ID]; ok && oldFiles != nil && l.size == c.Size {

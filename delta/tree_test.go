@@ -190,7 +190,7 @@ func TestCommitFailureKeepsOldTree(t *testing.T) {
 	}
 	// A corrupt staged chunk is not used either.
 	c := m.Entries[1].Chunks[0]
-	os.WriteFile(recv.chunkPath(c.ID), make([]byte, c.Size), 0o600)
+	os.WriteFile(filepath.Join(recv.stageDir(), "bad.pack"), AppendFrame(nil, c.ID, make([]byte, c.Size)), 0o600)
 	if err := recv.Commit(ctx, m); !errors.As(err, &missing) {
 		t.Fatalf("commit with a corrupt staged chunk: %v", err)
 	}
