@@ -16,8 +16,10 @@ import (
 // hands each request to a Source or a Receiver:
 //
 //	GET  BASE/manifest  -> the source's manifest (encoded)
+//	POST BASE/manifest  the receiver's group hashes -> the compact manifest
 //	POST BASE/chunks    refs -> frames of the chunks
-//	POST BASE/want      manifest -> the receiver's want list
+//	POST BASE/known     -> the receiver's group hashes
+//	POST BASE/want      manifest (full or compact) -> the receiver's want list
 //	POST BASE/put       frames -> 204
 //	POST BASE/commit    the manifest's ID (hex) -> 204
 //
@@ -62,9 +64,9 @@ func httpErrorf(status int, format string, args ...any) error {
 
 func serve(w http.ResponseWriter, r *http.Request, op string, src Source, recv Pender) error {
 	ctx := r.Context()
-	method := map[string]string{"manifest": http.MethodGet}[op]
-	if method == "" {
-		method = http.MethodPost
+	method := http.MethodPost
+	if op == "manifest" && r.Method == http.MethodGet {
+		method = http.MethodGet
 	}
 	if r.Method != method {
 		return httpErrorf(http.StatusMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path)
@@ -74,7 +76,7 @@ func serve(w http.ResponseWriter, r *http.Request, op string, src Source, recv P
 		if src == nil {
 			return httpErrorf(http.StatusNotFound, "page not found: %s", r.URL.Path)
 		}
-	case "want", "put", "commit":
+	case "known", "want", "put", "commit":
 		if recv == nil {
 			return httpErrorf(http.StatusNotFound, "page not found: %s", r.URL.Path)
 		}
@@ -83,12 +85,46 @@ func serve(w http.ResponseWriter, r *http.Request, op string, src Source, recv P
 	}
 	switch op {
 	case "manifest":
+		var known map[ID]bool
+		if r.Method == http.MethodPost {
+			b, err := readBody(r, maxManifestBytes)
+			if err != nil {
+				return err
+			}
+			ids, err := DecodeWant(b)
+			if err != nil {
+				return err
+			}
+			known = make(map[ID]bool, len(ids))
+			for _, id := range ids {
+				known[id] = true
+			}
+		}
 		m, err := src.Manifest(ctx)
 		if err != nil {
 			return err
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		_, err = w.Write(m.Encode())
+		if known != nil {
+			_, err = w.Write(m.EncodeCompact(func(h ID) bool { return known[h] }))
+		} else {
+			_, err = w.Write(m.Encode())
+		}
+		return err
+	case "known":
+		gk, ok := recv.(GroupKnower)
+		var ids []ID
+		if ok {
+			groups, err := gk.KnownGroups(ctx)
+			if err != nil {
+				return err
+			}
+			for h := range groups {
+				ids = append(ids, h)
+			}
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		_, err := w.Write(EncodeWant(ids))
 		return err
 	case "chunks":
 		b, err := readBody(r, maxRefsBytes)
@@ -123,8 +159,17 @@ func serve(w http.ResponseWriter, r *http.Request, op string, src Source, recv P
 		if err != nil {
 			return err
 		}
-		m, err := DecodeManifest(b)
-		if err != nil {
+		var m *Manifest
+		if gk, ok := recv.(GroupKnower); ok && bytes.HasPrefix(b, compactMagic) {
+			groups, err := gk.KnownGroups(ctx)
+			if err != nil {
+				return err
+			}
+			m, err = DecodeCompact(b, groups)
+			if err != nil {
+				return err
+			}
+		} else if m, err = DecodeManifest(b); err != nil {
 			return err
 		}
 		ids, err := recv.Want(ctx, m)
@@ -217,8 +262,9 @@ type Remote struct {
 }
 
 var (
-	_ Source   = (*Remote)(nil)
-	_ Receiver = (*Remote)(nil)
+	_ Source        = (*Remote)(nil)
+	_ CompactSource = (*Remote)(nil)
+	_ Receiver      = (*Remote)(nil)
 )
 
 // Bytes are the body bytes sent and received so far.
@@ -292,6 +338,25 @@ func (c *Remote) Manifest(ctx context.Context) (*Manifest, error) {
 	return DecodeManifest(b)
 }
 
+// CompactManifest asks the source for its manifest with the groups of
+// known sent by hash, and expands it.
+func (c *Remote) CompactManifest(ctx context.Context, known map[ID][]Chunk) (*Manifest, error) {
+	ids := make([]ID, 0, len(known))
+	for h := range known {
+		ids = append(ids, h)
+	}
+	resp, err := c.do(ctx, http.MethodPost, "manifest", bytes.NewReader(EncodeWant(ids)))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	return DecodeCompact(b, known)
+}
+
 func (c *Remote) Chunks(ctx context.Context, refs []Ref) (io.ReadCloser, error) {
 	resp, err := c.do(ctx, http.MethodPost, "chunks", bytes.NewReader(EncodeRefs(refs)))
 	if err != nil {
@@ -300,14 +365,31 @@ func (c *Remote) Chunks(ctx context.Context, refs []Ref) (io.ReadCloser, error) 
 	return resp.Body, nil
 }
 
+// Want sends m compact: first it asks which groups the receiver holds.
 func (c *Remote) Want(ctx context.Context, m *Manifest) ([]ID, error) {
-	resp, err := c.do(ctx, http.MethodPost, "want", bytes.NewReader(m.Encode()))
+	resp, err := c.do(ctx, http.MethodPost, "known", nil)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestBytes+1))
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	ids, err := DecodeWant(b)
+	if err != nil {
+		return nil, err
+	}
+	known := make(map[ID]bool, len(ids))
+	for _, id := range ids {
+		known[id] = true
+	}
+	resp, err = c.do(ctx, http.MethodPost, "want", bytes.NewReader(m.EncodeCompact(func(h ID) bool { return known[h] })))
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestBytes))
-	if err != nil {
+	if b, err = io.ReadAll(io.LimitReader(resp.Body, maxManifestBytes)); err != nil {
 		return nil, err
 	}
 	return DecodeWant(b)

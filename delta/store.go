@@ -209,6 +209,19 @@ func (s *Store) Chunks(ctx context.Context, refs []Ref) (io.ReadCloser, error) {
 	return pr, nil
 }
 
+// KnownGroups are the groups of the store's current manifest (none before
+// the first export).
+func (s *Store) KnownGroups(ctx context.Context) (map[ID][]Chunk, error) {
+	m, err := s.Manifest(ctx)
+	if errors.Is(err, ErrNoStore) {
+		return map[ID][]Chunk{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m.Groups(), nil
+}
+
 // Want answers which chunks of m the store lacks.
 func (s *Store) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 	seen := map[ID]bool{}

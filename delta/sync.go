@@ -51,7 +51,18 @@ const batchBytes = 64 << 20
 // sent again.
 func Sync(ctx context.Context, src Source, dst Receiver) (Stats, error) {
 	var st Stats
-	m, err := src.Manifest(ctx)
+	var m *Manifest
+	var err error
+	cs, ok1 := src.(CompactSource)
+	gk, ok2 := dst.(GroupKnower)
+	if ok1 && ok2 {
+		var known map[ID][]Chunk
+		if known, err = gk.KnownGroups(ctx); err == nil {
+			m, err = cs.CompactManifest(ctx, known)
+		}
+	} else {
+		m, err = src.Manifest(ctx)
+	}
 	if err != nil {
 		return st, fmt.Errorf("manifest: %w", err)
 	}

@@ -152,7 +152,10 @@ type TreeReceiver struct {
 	NoSync bool
 }
 
-var _ Receiver = (*TreeReceiver)(nil)
+var (
+	_ Receiver    = (*TreeReceiver)(nil)
+	_ GroupKnower = (*TreeReceiver)(nil)
+)
 
 func (t *TreeReceiver) stageDir() string { return filepath.Join(t.State, "chunks") }
 
@@ -201,6 +204,16 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 		}
 	}
 	return want, nil
+}
+
+// KnownGroups are the groups of chunks of Root's files (from the index,
+// refreshed).
+func (t *TreeReceiver) KnownGroups(ctx context.Context) (map[ID][]Chunk, error) {
+	x, err := scanWithState(ctx, t.Root, t.State)
+	if err != nil {
+		return nil, err
+	}
+	return x.m.Groups(), nil
 }
 
 // Pending is the manifest Want saved.
@@ -326,9 +339,8 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 			f.Close()
 		}
 	}()
-	buf := make([]byte, MaxChunk)
+	var fromPack, fromOld readAhead
 	chunk := func(c Chunk) []byte {
-		data := buf[:c.Size]
 		if l, ok := staged[c.ID]; ok && l.size == c.Size {
 			f := packs[l.pack]
 			if f == nil {
@@ -336,14 +348,14 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 				packs[l.pack] = f
 			}
 			if f != nil {
-				if _, err := f.ReadAt(data, l.off); err == nil && Sum(data) == c.ID {
+				if data, err := fromPack.read(f, l.pack, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
 					return data
 				}
 			}
 		}
 		if l, ok := locs[c.ID]; ok && oldFiles != nil && l.size == c.Size {
 			if f, err := oldFiles.open(l.path); err == nil {
-				if _, err := f.ReadAt(data, l.off); err == nil && Sum(data) == c.ID {
+				if data, err := fromOld.read(f, l.path, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
 					return data
 				}
 			}
@@ -437,6 +449,35 @@ func (t *TreeReceiver) writeFile(nr *os.Root, e *Entry, chunk func(Chunk) []byte
 		return err
 	}
 	return f.Close()
+}
+
+// readAhead reads chunks of a file through a window of 1 MiB: chunks are
+// mostly read in order, one pread per window instead of one per chunk.
+type readAhead struct {
+	key   string
+	start int64
+	win   []byte
+	buf   []byte
+}
+
+// read returns n bytes at off of f (named key), valid until the next call.
+func (r *readAhead) read(f *os.File, key string, off int64, n int) ([]byte, error) {
+	if key == r.key && off >= r.start && off+int64(n) <= r.start+int64(len(r.win)) {
+		return r.win[off-r.start : off-r.start+int64(n)], nil
+	}
+	if r.buf == nil {
+		r.buf = make([]byte, 1<<20)
+	}
+	m, err := f.ReadAt(r.buf, off)
+	if m < n {
+		r.key = ""
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	r.key, r.start, r.win = key, off, r.buf[:m]
+	return r.win[:n], nil
 }
 
 // setMeta gives an entry of the new tree its owner, mode and mtime.

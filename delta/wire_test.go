@@ -175,3 +175,74 @@ func FuzzDecodeIndex(f *testing.F) {
 		}
 	})
 }
+
+func TestCompactManifest(t *testing.T) {
+	tmp := t.TempDir()
+	write(t, tmp+"/a", randBytes(4, 2<<20), 0o644)
+	write(t, tmp+"/b", randBytes(5, 1<<20), 0o644)
+	m := manifestOf(t, tmp)
+	groups := m.Groups()
+	// The receiver holds everything but a's first group.
+	var firstA ID
+	eachGroup(m.Entries[1].Chunks, func(h ID, cs []Chunk) {
+		if firstA == (ID{}) {
+			firstA = h
+		}
+	})
+	known := map[ID][]Chunk{}
+	for h, cs := range groups {
+		if h != firstA {
+			known[h] = cs
+		}
+	}
+	b := m.EncodeCompact(func(h ID) bool { _, ok := known[h]; return ok })
+	if full := len(m.Encode()); len(b)*5 > full {
+		t.Errorf("compact manifest of %d bytes, the full one %d", len(b), full)
+	}
+	got, err := DecodeCompact(b, known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Encode(), m.Encode()) {
+		t.Error("the compact manifest does not expand to the manifest")
+	}
+	// A receiver that lacks a group it was sent by hash refuses.
+	delete(known, groupHashOf(t, m, 2))
+	if _, err := DecodeCompact(b, known); err == nil {
+		t.Error("expanded a group the receiver does not hold")
+	}
+	// A group that expands to other chunks fails the full ID.
+	h := groupHashOf(t, m, 2)
+	known[h] = []Chunk{{ID: Sum([]byte("other")), Size: 5}}
+	if _, err := DecodeCompact(b, known); err == nil {
+		t.Error("a wrong expansion was accepted")
+	}
+}
+
+// groupHashOf is the first group hash of entry i.
+func groupHashOf(t *testing.T, m *Manifest, i int) ID {
+	var first ID
+	eachGroup(m.Entries[i].Chunks, func(h ID, cs []Chunk) {
+		if first == (ID{}) {
+			first = h
+		}
+	})
+	return first
+}
+
+func FuzzDecodeCompact(f *testing.F) {
+	chunks := []Chunk{{Sum([]byte("x")), 1}, {Sum([]byte("y")), 1}}
+	m := &Manifest{Entries: []Entry{{Path: ".", Kind: Dir}, {Path: "a", Kind: File, Size: 2, Chunks: chunks}}}
+	groups := m.Groups()
+	f.Add(m.EncodeCompact(func(ID) bool { return true }))
+	f.Add(m.EncodeCompact(func(ID) bool { return false }))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := DecodeCompact(b, groups)
+		if err != nil {
+			return
+		}
+		if _, err := DecodeManifest(got.Encode()); err != nil {
+			t.Fatalf("accepted a manifest that does not decode: %v", err)
+		}
+	})
+}

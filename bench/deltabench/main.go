@@ -7,6 +7,10 @@
 //	deltabench mutate -dir D -fraction 0.01 -places 1024 -seed 2
 //	deltabench serve  -dir D -listen 127.0.0.1:PORT
 //	deltabench pull   -url http://127.0.0.1:PORT -dst D -state S [-nosync]
+//	deltabench local  -src D -dst D -state S [-nosync]   both sides in one process
+//
+// pull and local print the bytes on the wire (TCP payload both ways), the
+// wall time and, for local, the CPU time of both sides (getrusage).
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/macro-cloud/macro/delta"
@@ -31,7 +36,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: deltabench gen|mutate|serve|pull [flags]")
 		os.Exit(2)
 	}
-	cmds := map[string]func([]string) error{"gen": gen, "mutate": mutate, "serve": serve, "pull": pull}
+	cmds := map[string]func([]string) error{"gen": gen, "mutate": mutate, "serve": serve, "pull": pull, "local": local}
 	fn, ok := cmds[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "deltabench: unknown command %q\n", os.Args[1])
@@ -138,10 +143,46 @@ func serve(args []string) error {
 	dir := fs.String("dir", "", "directory")
 	listen := fs.String("listen", "127.0.0.1:0", "address")
 	fs.Parse(args)
-	src := &delta.TreeSource{Root: *dir}
-	return http.ListenAndServe(*listen, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.ListenAndServe(*listen, sourceHandler(*dir))
+}
+
+func sourceHandler(dir string) http.Handler {
+	src := &delta.TreeSource{Root: dir}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		delta.Serve(w, r, strings.TrimPrefix(r.URL.Path, "/"), src, nil)
-	}))
+	})
+}
+
+// local runs the sender on a loopback port of this process and pulls
+// from it.
+func local(args []string) error {
+	fs := flag.NewFlagSet("local", flag.ExitOnError)
+	src := fs.String("src", "", "the source directory")
+	rest := fs.Args
+	fs.String("dst", "", "directory")
+	fs.String("state", "", "the receiver's state directory")
+	fs.Bool("nosync", false, "skip syncfs")
+	fs.String("cpuprofile", "", "write a CPU profile")
+	fs.Parse(args)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go http.Serve(l, sourceHandler(*src))
+	var pargs []string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != "src" {
+			pargs = append(pargs, "-"+f.Name+"="+f.Value.String())
+		}
+	})
+	_ = rest
+	return pull(append(pargs, "-url=http://"+l.Addr().String()))
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 // countConn counts the bytes a connection carries, both ways.
@@ -188,13 +229,13 @@ func pull(args []string) error {
 		return countConn{c, &wire}, nil
 	}}
 	remote := &delta.Remote{URL: *url, Client: &http.Client{Transport: tr}}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuSeconds()
 	st, err := delta.Sync(context.Background(), remote, &delta.TreeReceiver{Root: *dst, State: *state, NoSync: *nosync})
 	if err != nil {
 		return err
 	}
 	sent, recv := remote.Bytes()
-	fmt.Printf("wire_bytes=%d seconds=%.3f body_sent=%d body_received=%d files=%d chunks=%d sent_chunks=%d sent_chunk_bytes=%d\n",
-		wire.Load(), time.Since(start).Seconds(), sent, recv, st.Files, st.Chunks, st.SentChunks, st.SentBytes)
+	fmt.Printf("wire_bytes=%d seconds=%.3f cpu_seconds=%.3f body_sent=%d body_received=%d files=%d chunks=%d sent_chunks=%d sent_chunk_bytes=%d\n",
+		wire.Load(), time.Since(start).Seconds(), cpuSeconds()-cpu0, sent, recv, st.Files, st.Chunks, st.SentChunks, st.SentBytes)
 	return nil
 }
