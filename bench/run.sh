@@ -16,7 +16,8 @@
 #      on a server of its own (PUSH=0 skips it);
 #   9. then bench/ingress.sh: the ingress proxy beside Caddy (INGRESS=0 skips it);
 #  10. then bench/compose.sh: compose up -d of 10 services beside docker run (COMPOSE=0 skips it);
-#  11. then bench/net.sh: DNS, ping and iperf3 in the VPC beside plain veth (NET=0 skips it).
+#  11. then bench/net.sh: DNS, ping and iperf3 in the VPC beside plain veth (NET=0 skips it);
+#  12. then bench/delta.sh: the delta-sync engine beside rsync, 1 GiB with 1% changed (DELTA=0 skips it).
 # Everything it started is stopped and removed on exit, failure and Ctrl-C
 # included; directories a killed earlier run left behind are removed first.
 # The report goes to stdout and to bench/out/run-<date>.txt.
@@ -258,4 +259,9 @@ fi
 if [ "${NET:-1}" = 1 ] && [ -x bench/net.sh ]; then
 	log "the VPC beside plain veth (bench/net.sh)"
 	bench/net.sh
+fi
+
+if [ "${DELTA:-1}" = 1 ] && [ -x bench/delta.sh ]; then
+	log "the delta-sync engine beside rsync (bench/delta.sh)"
+	bench/delta.sh
 fi

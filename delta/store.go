@@ -39,6 +39,9 @@ type Store struct {
 	dir     string
 	aead    cipher.AEAD
 	nameKey []byte
+	// header of a new store, written by the first Want: a sync that
+	// fails before it (no such volume) leaves nothing in dir.
+	header []byte
 
 	// Written counts the chunks and bytes (plain) Put wrote.
 	written, writtenBytes atomic.Int64
@@ -103,15 +106,11 @@ func OpenStore(dir string, key []byte, create bool) (*Store, error) {
 	blake3.DeriveKey("macro delta store 2026-12 chunk names", master, nameKey[:])
 	blake3.DeriveKey("macro delta store 2026-12 key check", master, checkKey[:])
 	check := hex.EncodeToString(checkKey[:16])
+	var header []byte
 	if p.Check == "" {
 		p.Check = check
-		if err := os.MkdirAll(filepath.Join(dir, "chunks"), 0o700); err != nil {
-			return nil, err
-		}
 		b, _ := json.MarshalIndent(p, "", "  ")
-		if err := writeFileAtomic(filepath.Join(dir, storeHeader), append(b, '\n'), 0o600); err != nil {
-			return nil, err
-		}
+		header = append(b, '\n')
 	} else if subtle.ConstantTimeCompare([]byte(check), []byte(p.Check)) != 1 {
 		return nil, fmt.Errorf("%s: %w", dir, ErrWrongKey)
 	}
@@ -123,7 +122,7 @@ func OpenStore(dir string, key []byte, create bool) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{dir: dir, aead: aead, nameKey: nameKey[:]}, nil
+	return &Store{dir: dir, aead: aead, nameKey: nameKey[:], header: header}, nil
 }
 
 // Written is what Put wrote: chunks and their plain bytes.
@@ -224,6 +223,15 @@ func (s *Store) KnownGroups(ctx context.Context) (map[ID][]Chunk, error) {
 
 // Want answers which chunks of m the store lacks.
 func (s *Store) Want(ctx context.Context, m *Manifest) ([]ID, error) {
+	if s.header != nil {
+		if err := os.MkdirAll(filepath.Join(s.dir, "chunks"), 0o700); err != nil {
+			return nil, err
+		}
+		if err := writeFileAtomic(filepath.Join(s.dir, storeHeader), s.header, 0o600); err != nil {
+			return nil, err
+		}
+		s.header = nil
+	}
 	seen := map[ID]bool{}
 	var want []ID
 	for _, e := range m.Entries {

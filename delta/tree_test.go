@@ -268,3 +268,36 @@ func TestChunkerBoundaries(t *testing.T) {
 type iotestHalfReader struct{ r io.Reader }
 
 func (h iotestHalfReader) Read(p []byte) (int, error) { return h.r.Read(p[:(len(p)+1)/2]) }
+
+func TestSourceRefusesSymlinkEscapes(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	root := filepath.Join(tmp, "root")
+	write(t, filepath.Join(tmp, "secret"), []byte("outside the tree"), 0o644)
+	os.MkdirAll(root, 0o755)
+	os.Symlink("../secret", filepath.Join(root, "rel"))
+	os.Symlink(filepath.Join(tmp, "secret"), filepath.Join(root, "abs"))
+	os.Symlink(tmp, filepath.Join(root, "dir"))
+	src := &TreeSource{Root: root}
+	id := Sum([]byte("outside the tree"))
+	for _, p := range []string{"rel", "abs", "dir/secret"} {
+		rc, err := src.Chunks(ctx, []Ref{{Path: p, Size: 16, ID: id}})
+		if err == nil {
+			_, err = io.ReadAll(rc)
+			rc.Close()
+		}
+		if err == nil {
+			t.Errorf("chunk through symlink %s was read", p)
+		}
+	}
+	// The manifest lists the symlinks as symlinks, never their targets.
+	m, err := src.Manifest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range m.Entries[1:] {
+		if e.Kind != Symlink {
+			t.Errorf("%s is a %v in the manifest", e.Path, e.Kind)
+		}
+	}
+}

@@ -85,6 +85,22 @@ func TestVolumeExportImport(t *testing.T) {
 	if out, err := k.run(tmp, "volume", "export", "nosuch", filepath.Join(tmp, "d2"), "--key-file", keyFile); err == nil || !strings.Contains(out, "no such volume: nosuch") {
 		t.Errorf("export of a volume that does not exist: %v %s", err, out)
 	}
+	if _, err := os.Stat(filepath.Join(tmp, "d2", "macro-delta.json")); err == nil {
+		t.Error("a failed export left a store behind")
+	}
+	// The drive holds nothing in the clear: no file's content, no name.
+	filepath.WalkDir(drive, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, _ := os.ReadFile(p)
+		for _, clear := range []string{"hello\n", "a.txt", "new.txt", "blob"} {
+			if strings.Contains(string(b), clear) || strings.Contains(p, clear) {
+				t.Errorf("%s holds %q in the clear", p, clear)
+			}
+		}
+		return nil
+	})
 
 	// Another tenant sees no volume of alice's, either way.
 	k.mustAdmin("tenant", "create", "bob")
