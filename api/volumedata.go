@@ -6,7 +6,9 @@ package api
 // other side lacks.
 //
 //	GET  /volumes/{name}/data/manifest   the volume's manifest
+//	POST /volumes/{name}/data/manifest   the same, compact: the caller's groups of chunks by hash
 //	POST /volumes/{name}/data/chunks     chunks of it, as frames
+//	POST /volumes/{name}/data/known      import: the volume's groups of chunks, by hash
 //	POST /volumes/{name}/data/want       import: which chunks of a manifest it lacks
 //	POST /volumes/{name}/data/put        import: frames of chunks
 //	POST /volumes/{name}/data/commit     import: the new tree, verified, in place
@@ -38,7 +40,7 @@ func (s *Server) SetVolumeFiles(v VolumeFiles) { s.volumes = v }
 
 func (s *Server) routeVolumeData(m *mux) {
 	m.handle("GET /volumes/{name}/data/manifest", s.authed(s.volumeData("manifest")))
-	for _, op := range []string{"chunks", "want", "put", "commit"} {
+	for _, op := range []string{"manifest", "chunks", "known", "want", "put", "commit"} {
 		m.handle("POST /volumes/{name}/data/"+op, s.authed(s.volumeData(op)))
 	}
 }
