@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -288,11 +290,6 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	type loc struct {
-		path string
-		off  int64
-		size uint32
-	}
 	locs := map[ID]loc{}
 	for _, e := range old.m.Entries {
 		var off int64
@@ -321,63 +318,73 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 		return err
 	}
 	defer nr.Close()
-	var oldFiles *fileCache
+	var oldRoot *os.Root
 	if or, err := os.OpenRoot(t.Root); err == nil {
 		defer or.Close()
-		oldFiles = newFileCache(or)
-		defer oldFiles.close()
+		oldRoot = or
 	}
-	// chunk returns a chunk's bytes, verified, from the staging area or
-	// an old file; nil when neither holds it (any more).
 	staged, err := stagedChunks(t.stageDir())
 	if err != nil {
 		return err
 	}
-	packs := map[string]*os.File{}
-	defer func() {
-		for _, f := range packs {
-			f.Close()
-		}
-	}()
-	var fromPack, fromOld readAhead
-	chunk := func(c Chunk) []byte {
-		if l, ok := staged[c.ID]; ok && l.size == c.Size {
-			f := packs[l.pack]
-			if f == nil {
-				f, _ = os.Open(l.pack)
-				packs[l.pack] = f
-			}
-			if f != nil {
-				if data, err := fromPack.read(f, l.pack, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
-					return data
-				}
-			}
-		}
-		if l, ok := locs[c.ID]; ok && oldFiles != nil && l.size == c.Size {
-			if f, err := oldFiles.open(l.path); err == nil {
-				if data, err := fromOld.read(f, l.path, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
-					return data
-				}
-			}
-		}
-		return nil
-	}
-	var missing []ID
-	for _, e := range m.Entries[1:] {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	// Directories and symlinks first, in order; then the files, by as
+	// many workers as there are CPUs.
+	var files []*Entry
+	for i := range m.Entries[1:] {
+		e := &m.Entries[1+i]
 		switch e.Kind {
 		case Dir:
 			err = nr.Mkdir(e.Path, 0o700)
 		case Symlink:
 			err = nr.Symlink(e.Target, e.Path)
 		case File:
-			err = t.writeFile(nr, &e, chunk, &missing)
+			files = append(files, e)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.Path, err)
 		}
+	}
+	var (
+		mu      sync.Mutex
+		missing []ID
+		first   error
+		wg      sync.WaitGroup
+		next    = make(chan *Entry)
+	)
+	for range max(1, min(runtime.GOMAXPROCS(0), len(files))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := &builder{staged: staged, locs: locs, packs: map[string]*os.File{}}
+			if oldRoot != nil {
+				b.old = newFileCache(oldRoot)
+			}
+			defer b.close()
+			for e := range next {
+				var miss []ID
+				err := writeFile(nr, e, b.chunk, &miss)
+				mu.Lock()
+				missing = append(missing, miss...)
+				if err != nil && first == nil {
+					first = fmt.Errorf("%s: %w", e.Path, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, e := range files {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- e
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if len(missing) > 0 {
 		return &MissingError{IDs: missing}
@@ -424,7 +431,58 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 	return nil
 }
 
-func (t *TreeReceiver) writeFile(nr *os.Root, e *Entry, chunk func(Chunk) []byte, missing *[]ID) error {
+// builder is one worker's means of reading chunks for Commit.
+type builder struct {
+	staged            map[ID]packLoc
+	locs              map[ID]loc
+	packs             map[string]*os.File
+	old               *fileCache // nil without an old tree
+	fromPack, fromOld readAhead
+}
+
+type loc struct {
+	path string
+	off  int64
+	size uint32
+}
+
+// chunk returns a chunk's bytes, verified, from the staging area or an
+// old file; nil when neither holds it (any more).
+func (b *builder) chunk(c Chunk) []byte {
+	if l, ok := b.staged[c.ID]; ok && l.size == c.Size {
+		f := b.packs[l.pack]
+		if f == nil {
+			f, _ = os.Open(l.pack)
+			b.packs[l.pack] = f
+		}
+		if f != nil {
+			if data, err := b.fromPack.read(f, l.pack, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
+				return data
+			}
+		}
+	}
+	if l, ok := b.locs[c.ID]; ok && b.old != nil && l.size == c.Size {
+		if f, err := b.old.open(l.path); err == nil {
+			if data, err := b.fromOld.read(f, l.path, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
+				return data
+			}
+		}
+	}
+	return nil
+}
+
+func (b *builder) close() {
+	for _, f := range b.packs {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if b.old != nil {
+		b.old.close()
+	}
+}
+
+func writeFile(nr *os.Root, e *Entry, chunk func(Chunk) []byte, missing *[]ID) error {
 	f, err := nr.OpenFile(e.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
