@@ -83,6 +83,7 @@ func newPack(dir string) (*os.File, error) {
 type packWriter struct {
 	f *os.File
 	w *bufio.Writer
+	n int // frames added
 }
 
 func (p *packWriter) add(id ID, data []byte) error {
@@ -93,14 +94,19 @@ func (p *packWriter) add(id ID, data []byte) error {
 		return err
 	}
 	_, err := p.w.Write(data)
+	p.n++
 	return err
 }
 
-// close keeps what was written, whatever happened to the stream.
+// close keeps what was written, whatever happened to the stream; a pack
+// that got nothing is removed.
 func (p *packWriter) close() error {
 	err := p.w.Flush()
 	if cerr := p.f.Close(); err == nil {
 		err = cerr
+	}
+	if p.n == 0 {
+		os.Remove(p.f.Name())
 	}
 	return err
 }

@@ -244,6 +244,13 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 			ids[c.ID] = true
 		}
 	}
+	// A chunk staged already (by this Put or an earlier one) is not
+	// written again: a sender cannot grow the staging area beyond the
+	// manifest's chunks.
+	staged, err := stagedChunks(t.stageDir())
+	if err != nil {
+		return err
+	}
 	f, err := newPack(t.stageDir())
 	if err != nil {
 		return err
@@ -265,6 +272,10 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 			if !ids[id] {
 				return fmt.Errorf("chunk %s is not in the manifest of the sync under way", id)
 			}
+			if _, ok := staged[id]; ok {
+				continue
+			}
+			staged[id] = packLoc{}
 			if err := pw.add(id, data); err != nil {
 				return err
 			}

@@ -301,3 +301,31 @@ func TestSourceRefusesSymlinkEscapes(t *testing.T) {
 		}
 	}
 }
+
+func TestPutSkipsStagedChunks(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	recv := &TreeReceiver{Root: filepath.Join(tmp, "dst"), State: filepath.Join(tmp, "state")}
+	write(t, filepath.Join(tmp, "src/a"), []byte("hello"), 0o644)
+	if _, err := recv.Want(ctx, manifestOf(t, filepath.Join(tmp, "src"))); err != nil {
+		t.Fatal(err)
+	}
+	var frames []byte
+	for range 1000 {
+		frames = AppendFrame(frames, Sum([]byte("hello")), []byte("hello"))
+	}
+	for range 3 {
+		if err := recv.Put(ctx, bytes.NewReader(frames)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total int64
+	ents, _ := os.ReadDir(recv.stageDir())
+	for _, e := range ents {
+		info, _ := e.Info()
+		total += info.Size()
+	}
+	if total > 100 {
+		t.Errorf("the staging area holds %d bytes for one 5-byte chunk sent 3000 times", total)
+	}
+}
