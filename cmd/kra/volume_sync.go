@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -132,11 +136,26 @@ func (a *app) volumeRemote(name string) (*delta.Remote, error) {
 
 func volumeSyncError(name string, err error) error {
 	var he *delta.HTTPError
-	if errors.As(err, &he) && he.Status == http.StatusUnauthorized {
+	var ue *url.Error
+	var unknownCA x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &he) && he.Status == http.StatusUnauthorized:
 		return errors.New("the token was refused: revoked or mistyped")
-	}
-	if errors.As(err, &he) {
+	case errors.As(err, &he):
 		return errors.New(he.Message)
+	case errors.As(err, &unknownCA):
+		return fmt.Errorf("%v\n  trust macro's CA with `kra login --ca FILE <token>` or KR_CA=FILE", err)
+	case errors.As(err, &ue) && !errors.Is(err, context.Canceled):
+		u, _ := url.Parse(ue.URL)
+		reason := ue.Err.Error()
+		var op *net.OpError
+		if errors.As(ue.Err, &op) {
+			reason = op.Err.Error()
+			if errors.Is(op.Err, syscall.ECONNREFUSED) {
+				reason = "connection refused"
+			}
+		}
+		return fmt.Errorf("cannot reach https://%s: %s — is macro running? (KR_HOST)", u.Host, reason)
 	}
 	return fmt.Errorf("volume %s: %w", name, err)
 }
