@@ -30,7 +30,8 @@ import (
 //
 //	DIR/macro-delta.json        KDF parameters, salt, and a key check
 //	DIR/manifest                the sealed manifest (written last)
-//	DIR/chunks/ab/abcd...       sealed chunks
+//	DIR/chunks/ab/cd/abcd...    sealed chunks (two levels: at most 65536
+//	                            directories, few files in each)
 //
 // A Store is a Receiver (export: only chunks it lacks are written, then
 // the manifest; chunks the new manifest no longer names are removed) and
@@ -135,7 +136,7 @@ func (s *Store) name(id ID) string {
 }
 
 func (s *Store) chunkPath(name string) string {
-	return filepath.Join(s.dir, "chunks", name[:2], name)
+	return filepath.Join(s.dir, "chunks", name[:2], name[2:4], name)
 }
 
 func (s *Store) seal(plain []byte, aad string) []byte {
@@ -322,16 +323,15 @@ func (s *Store) Commit(ctx context.Context, m *Manifest) error {
 		d.Sync()
 		d.Close()
 	}
-	// Prune what only the previous export needed.
-	dirs, _ := os.ReadDir(filepath.Join(s.dir, "chunks"))
-	for _, d := range dirs {
-		sub := filepath.Join(s.dir, "chunks", d.Name())
-		ents, _ := os.ReadDir(sub)
-		for _, e := range ents {
-			if !names[e.Name()] {
-				os.Remove(filepath.Join(sub, e.Name()))
-			}
+	// Prune what only the previous export needed (and what an earlier,
+	// interrupted export left).
+	return filepath.WalkDir(filepath.Join(s.dir, "chunks"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
 		}
-	}
-	return nil
+		if !names[d.Name()] {
+			os.Remove(p)
+		}
+		return nil
+	})
 }

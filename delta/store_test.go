@@ -47,7 +47,7 @@ func TestExportImportThroughHTTP(t *testing.T) {
 	m := manifestOf(t, vol)
 	for _, e := range m.Entries {
 		for _, c := range e.Chunks {
-			if _, err := os.Stat(filepath.Join(drive, "chunks", c.ID.String()[:2], c.ID.String())); err == nil {
+			if _, err := os.Stat(filepath.Join(drive, "chunks", c.ID.String()[:2], c.ID.String()[2:4], c.ID.String())); err == nil {
 				t.Fatal("a chunk file is named by its content hash")
 			}
 		}
@@ -66,6 +66,23 @@ func TestExportImportThroughHTTP(t *testing.T) {
 	}
 	if n, _ := s2.Written(); n < 1 || n > 2 {
 		t.Errorf("second export wrote %d chunks for an 8-byte change", n)
+	}
+	// The drive holds the new export's chunks, no more.
+	distinct := map[ID]bool{}
+	for _, e := range manifestOf(t, vol).Entries {
+		for _, c := range e.Chunks {
+			distinct[c.ID] = true
+		}
+	}
+	files := 0
+	filepath.WalkDir(filepath.Join(drive, "chunks"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files++
+		}
+		return nil
+	})
+	if files != len(distinct) {
+		t.Errorf("the drive holds %d chunk files for %d chunks", files, len(distinct))
 	}
 
 	// Import into a new tree over HTTP.
