@@ -17,10 +17,17 @@
 //  3. the source streams the wanted chunks as frames (Put); every chunk is
 //     hashed on arrival and refused when its hash is not its name;
 //  4. the receiver builds the new tree beside the old one (Commit), hashing
-//     every chunk it writes, reused ones included, and checks each file's
-//     digest (the hash of its chunk hashes); only then does one
-//     renameat2(RENAME_EXCHANGE) put it in place of the old tree. A crash
-//     before the exchange leaves the old tree; after it, the new one.
+//     every chunk it writes, reused ones included: each must be the chunk
+//     the manifest names, so every file is checked against the sender's
+//     manifest, whose own hash is checked on arrival. Only then, and after
+//     a syncfs, does one renameat2(RENAME_EXCHANGE) put it in place of the
+//     old tree. A crash before the exchange leaves the old tree; after it,
+//     the new one.
+//
+// A file's chunks fall into content-defined groups (about 16 chunks); a
+// receiver that holds a group is sent its hash instead of its chunk list
+// (a compact manifest, expanded and checked against the full manifest's
+// hash), so the manifest of a tree the receiver mostly holds is small.
 //
 // Every parser of received bytes (manifest, frames, chunk references,
 // want lists, the index a tree keeps of itself) checks bounds and refuses
