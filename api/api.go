@@ -59,6 +59,8 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	volumes  Volumes
+	// volumeFiles reach the files of volumes (export and import).
+	volumeFiles VolumeFiles
 }
 
 // New returns a Server.
@@ -104,6 +106,7 @@ func (s *Server) tenantMux() *mux {
 	m.handle("POST /cluster/join", s.joinCluster)
 	m.handle("GET /nodes", s.authed(s.listNodes))
 	s.routeVolumes(m)
+	s.routeVolumeData(m)
 	return m
 }
 

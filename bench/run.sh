@@ -20,7 +20,8 @@
 #  12. then bench/sched.sh: the pure placement rate of the scheduler, up to a
 #      million pods onto 5,000 nodes (SCHED=0 skips it);
 #  13. then bench/failover.sh: leader kill to first write, 3 servers (FAILOVER=0 skips it);
-#  14. then bench/volumes.sh: fio in a pod on lv2, nfs and local volumes beside the host (VOLUMES=0 skips it).
+#  14. then bench/volumes.sh: fio in a pod on lv2, nfs and local volumes beside the host (VOLUMES=0 skips it);
+#  15. then bench/delta.sh: the delta-sync engine beside rsync, 1 GiB with 1% changed (DELTA=0 skips it).
 # Everything it started is stopped and removed on exit, failure and Ctrl-C
 # included; directories a killed earlier run left behind are removed first.
 # The report goes to stdout and to bench/out/run-<date>.txt.
@@ -277,4 +278,9 @@ fi
 if [ "${VOLUMES:-1}" = 1 ] && [ -x bench/volumes.sh ]; then
 	log "fio in a pod on lv2 and nfs volumes beside the host (bench/volumes.sh)"
 	bench/volumes.sh
+fi
+
+if [ "${DELTA:-1}" = 1 ] && [ -x bench/delta.sh ]; then
+	log "the delta-sync engine beside rsync (bench/delta.sh)"
+	bench/delta.sh
 fi

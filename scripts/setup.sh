@@ -17,6 +17,7 @@
 #   debootstrap              rootfs test images (scripts/build-redis-image.sh)
 #   iproute2, nftables       pod networking; network namespaces in tests
 #   iperf3                   bench/net.sh: pod-to-pod throughput
+#   rsync                    bench/delta.sh: the peer of the delta-sync engine
 #   procps, psmisc, e2fsprogs, util-linux, kmod
 #                            ps/pkill, fuser, mkfs/loop images, mount/nsenter
 #   btrfs-progs, xfsprogs    volume/: the btrfs pool of nfs and gfs volumes; mkfs.xfs
@@ -32,6 +33,7 @@ packages=(
   docker.io docker-compose
   debootstrap
   iproute2 nftables iperf3
+  rsync
   procps psmisc e2fsprogs util-linux kmod
   btrfs-progs xfsprogs fio
   make curl ca-certificates git

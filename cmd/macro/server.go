@@ -251,6 +251,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		return err
 	}
 	images.SetInUseByTenant(func(tenant, imageID string) []string { return podsUsing(st, tenant, imageID) })
+	native.SetVolumeFiles(ag)
 
 	dockerAPI := docker.New(docker.Config{
 		Log:    log,

@@ -1,0 +1,186 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/zeebo/blake3"
+)
+
+// Groups and compact manifests: the chunks of a file fall into groups,
+// cut after a chunk whose ID starts with four zero bits (16 chunks on
+// average, 64 at most), so groups, like chunks, depend on content only.
+// A side that already holds a group is sent its hash instead of its
+// chunks: a manifest of a tree the receiver mostly holds costs a few
+// bytes per 16 chunks instead of 35 per chunk. The receiver expands the
+// groups from its own tree and checks the result against the full
+// manifest's ID, so nothing is taken on trust.
+
+const maxGroup = 64
+
+func groupHash(cs []Chunk) ID {
+	h := blake3.New()
+	var b [4]byte
+	for _, c := range cs {
+		h.Write(c.ID[:])
+		binary.LittleEndian.PutUint32(b[:], c.Size)
+		h.Write(b[:])
+	}
+	var id ID
+	h.Sum(id[:0])
+	return id
+}
+
+// eachGroup calls fn for every group of a file's chunks.
+func eachGroup(chunks []Chunk, fn func(hash ID, cs []Chunk)) {
+	start := 0
+	for i, c := range chunks {
+		if c.ID[0]&0xf0 == 0 || i-start+1 == maxGroup || i == len(chunks)-1 {
+			fn(groupHash(chunks[start:i+1]), chunks[start:i+1])
+			start = i + 1
+		}
+	}
+}
+
+// Groups are the manifest's groups of chunks by hash.
+func (m *Manifest) Groups() map[ID][]Chunk {
+	out := map[ID][]Chunk{}
+	for _, e := range m.Entries {
+		eachGroup(e.Chunks, func(h ID, cs []Chunk) { out[h] = cs })
+	}
+	return out
+}
+
+// GroupKnower is a Receiver that can say which groups of chunks it holds
+// (those of its current tree), for a compact manifest.
+type GroupKnower interface {
+	KnownGroups(ctx context.Context) (map[ID][]Chunk, error)
+}
+
+// CompactSource is a Source that can send its manifest compact, the
+// groups the receiver knows named by their hash only.
+type CompactSource interface {
+	CompactManifest(ctx context.Context, known map[ID][]Chunk) (*Manifest, error)
+}
+
+var compactMagic = []byte("MDC1")
+
+// EncodeCompact encodes m with the groups in known replaced by their hash,
+// after the ID of m's full encoding.
+func (m *Manifest) EncodeCompact(known func(ID) bool) []byte {
+	b := append([]byte(nil), compactMagic...)
+	full := ManifestID(m.Encode())
+	b = append(b, full[:]...)
+	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		b = append(b, byte(e.Kind))
+		b = appendString(b, e.Path)
+		b = binary.AppendUvarint(b, uint64(e.Mode))
+		b = binary.AppendUvarint(b, uint64(e.UID))
+		b = binary.AppendUvarint(b, uint64(e.GID))
+		b = binary.AppendVarint(b, e.MTime)
+		switch e.Kind {
+		case File:
+			b = binary.AppendUvarint(b, uint64(e.Size))
+			var items []byte
+			n := 0
+			eachGroup(e.Chunks, func(h ID, cs []Chunk) {
+				if known(h) {
+					items = append(items, 1)
+					items = append(items, h[:]...)
+					n++
+					return
+				}
+				for _, c := range cs {
+					items = append(items, 0)
+					items = append(items, c.ID[:]...)
+					items = binary.AppendUvarint(items, uint64(c.Size))
+					n++
+				}
+			})
+			b = binary.AppendUvarint(b, uint64(n))
+			b = append(b, items...)
+		case Symlink:
+			b = appendString(b, e.Target)
+		}
+	}
+	return b
+}
+
+// maxExpanded bounds the chunks a compact manifest may expand to.
+const maxExpanded = 1 << 24
+
+// DecodeCompact expands a compact manifest with the groups the receiver
+// holds and checks it as DecodeManifest does, against the full ID it
+// carries.
+func DecodeCompact(b []byte, groups map[ID][]Chunk) (*Manifest, error) {
+	if len(b) < len(compactMagic)+32 || !bytes.Equal(b[:len(compactMagic)], compactMagic) {
+		return nil, fmt.Errorf("compact manifest: %w: bad magic", ErrCorrupt)
+	}
+	var want ID
+	copy(want[:], b[len(compactMagic):])
+	d := decoder{b: b[len(compactMagic)+32:]}
+	n := d.uvarint()
+	if d.err == nil && (n == 0 || n > maxEntries || n > uint64(len(d.b))/6) {
+		d.fail("entry count %d", n)
+	}
+	m := &Manifest{}
+	expanded := 0
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		var e Entry
+		e.Kind = Kind(d.byte())
+		e.Path = d.string(maxPath)
+		e.Mode = uint32(d.uvarintMax(0o7777))
+		e.UID = uint32(d.uvarintMax(1<<32 - 1))
+		e.GID = uint32(d.uvarintMax(1<<32 - 1))
+		e.MTime = d.varint()
+		switch e.Kind {
+		case File:
+			e.Size = int64(d.uvarintMax(1 << 62))
+			ni := d.uvarint()
+			if d.err == nil && ni > uint64(len(d.b))/33 {
+				d.fail("item count %d", ni)
+			}
+			for j := uint64(0); j < ni && d.err == nil; j++ {
+				switch d.byte() {
+				case 0:
+					var c Chunk
+					copy(c.ID[:], d.bytes(32))
+					c.Size = uint32(d.uvarintMax(MaxChunk))
+					e.Chunks = append(e.Chunks, c)
+				case 1:
+					var h ID
+					copy(h[:], d.bytes(32))
+					cs, ok := groups[h]
+					if d.err == nil && !ok {
+						d.fail("group %s of %q is not one the receiver holds", h, e.Path)
+					}
+					e.Chunks = append(e.Chunks, cs...)
+				default:
+					d.fail("bad item in %q", e.Path)
+				}
+				if expanded+len(e.Chunks) > maxExpanded {
+					d.fail("more than %d chunks", maxExpanded)
+				}
+			}
+			expanded += len(e.Chunks)
+		case Symlink:
+			e.Target = d.string(maxTarget)
+		}
+		m.Entries = append(m.Entries, e)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d bytes after the last entry", len(d.b))
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("compact manifest: %w", d.err)
+	}
+	full := m.Encode()
+	if ManifestID(full) != want {
+		return nil, fmt.Errorf("compact manifest: %w: it does not expand to manifest %s", ErrCorrupt, want)
+	}
+	return DecodeManifest(full)
+}

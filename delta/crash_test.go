@@ -1,0 +1,71 @@
+package delta
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary act as a syncing process that the crash
+// test kills.
+func TestMain(m *testing.M) {
+	if src := os.Getenv("DELTA_TEST_SYNC_SRC"); src != "" {
+		recv := &TreeReceiver{Root: os.Getenv("DELTA_TEST_SYNC_DST"), State: os.Getenv("DELTA_TEST_SYNC_STATE")}
+		if _, err := Sync(context.Background(), &TreeSource{Root: src}, recv); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestKilledSync kills a syncing process (SIGKILL) at several moments:
+// the receiver's tree is always the old tree or the new one, whole, and a
+// sync run after it completes.
+func TestKilledSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src, dst, state := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst"), filepath.Join(tmp, "state")
+	for i := range 6 {
+		write(t, filepath.Join(src, "d", "f"+strconv.Itoa(i)), randBytes(uint64(10+i), 4<<20), 0o644)
+	}
+	write(t, filepath.Join(dst, "old"), []byte("the old tree"), 0o644)
+	oldM := manifestOf(t, dst)
+	newM := manifestOf(t, src)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, after := range []time.Duration{20 * time.Millisecond, 80 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
+		cmd := exec.Command(self, "-test.run=^$")
+		cmd.Env = append(os.Environ(), "DELTA_TEST_SYNC_SRC="+src, "DELTA_TEST_SYNC_DST="+dst, "DELTA_TEST_SYNC_STATE="+state)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(after)
+		cmd.Process.Kill()
+		cmd.Wait()
+		errOld, errNew := Verify(ctx, dst, oldM), Verify(ctx, dst, newM)
+		if errOld != nil && errNew != nil {
+			t.Fatalf("killed after %v: the tree is neither the old one (%v) nor the new one (%v)", after, errOld, errNew)
+		}
+		t.Logf("killed after %v: the tree is the %s one", after, map[bool]string{true: "old", false: "new"}[errOld == nil])
+		if errNew == nil {
+			break
+		}
+	}
+	if _, err := Sync(ctx, &TreeSource{Root: src}, &TreeReceiver{Root: dst, State: state}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(ctx, dst, newM); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,41 @@
+// Package delta is macro's one delta-sync engine: it moves a tree of files
+// (regular files, directories, symlinks, with modes, owners and mtimes)
+// from a Source to a Receiver that may already hold an older copy, sending
+// only the chunks the receiver lacks.
+//
+// Files are cut into content-defined chunks (a gear rolling hash with
+// normalized chunking, 1 to 32 KiB, about 5 KiB on average: an insertion moves
+// only the chunks around it) named by their BLAKE3 hash. A Manifest lists
+// the tree: every entry with its metadata and, for a file, its chunks. A
+// sync is four steps, whatever carries them (in process, HTTP, a drive):
+//
+//  1. the source sends its manifest;
+//  2. the receiver answers the chunks it lacks (Want): a chunk of any of its
+//     old files counts as held, not only one at the same path, and so does
+//     a chunk received by an earlier, interrupted sync (kept in a staging
+//     area by hash: a restarted sync does not send it again);
+//  3. the source streams the wanted chunks as frames (Put); every chunk is
+//     hashed on arrival and refused when its hash is not its name;
+//  4. the receiver builds the new tree beside the old one (Commit), hashing
+//     every chunk it writes, reused ones included: each must be the chunk
+//     the manifest names, so every file is checked against the sender's
+//     manifest, whose own hash is checked on arrival. Only then, and after
+//     a syncfs, does one renameat2(RENAME_EXCHANGE) put it in place of the
+//     old tree. A crash before the exchange leaves the old tree; after it,
+//     the new one.
+//
+// A file's chunks fall into content-defined groups (about 16 chunks); a
+// receiver that holds a group is sent its hash instead of its chunk list
+// (a compact manifest, expanded and checked against the full manifest's
+// hash), so the manifest of a tree the receiver mostly holds is small.
+//
+// Every parser of received bytes (manifest, frames, chunk references,
+// want lists, the index a tree keeps of itself) checks bounds and refuses
+// paths that are absolute, hold "..", or lead through a symlink; files
+// are written through os.Root as well.
+//
+// TreeSource and TreeReceiver work on a directory; Store is an encrypted
+// chunk store in a directory (a removable drive) that is both; HTTP
+// carries a Source (HTTPSource, Handler) and a Receiver (HTTPReceiver,
+// Handler) between machines.
+package delta

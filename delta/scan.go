@@ -1,0 +1,306 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"github.com/zeebo/blake3"
+)
+
+// stamp tells whether a file changed since it was chunked: a file with
+// the same inode, size, mtime and ctime keeps its chunks (as rsync and
+// restic trust size and mtime; ctime catches a changed file whose mtime
+// was set back).
+type stamp struct {
+	Ino, Size    uint64
+	MTime, CTime int64
+}
+
+func stampOf(st *syscall.Stat_t) stamp {
+	return stamp{Ino: st.Ino, Size: uint64(st.Size), MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano()}
+}
+
+// index is what a tree knows of itself: its manifest and, per file, the
+// stamp of the file it chunked.
+type index struct {
+	m      *Manifest
+	stamps map[string]stamp
+	byPath map[string]int // entries by path, made by find
+}
+
+var indexMagic = []byte("MDI1")
+
+func (x *index) encode() []byte {
+	mb := x.m.Encode()
+	b := append([]byte(nil), indexMagic...)
+	b = binary.AppendUvarint(b, uint64(len(mb)))
+	b = append(b, mb...)
+	var n uint64
+	for _, e := range x.m.Entries {
+		if _, ok := x.stamps[e.Path]; ok && e.Kind == File {
+			n++
+		}
+	}
+	b = binary.AppendUvarint(b, n)
+	for i, e := range x.m.Entries {
+		s, ok := x.stamps[e.Path]
+		if !ok || e.Kind != File {
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(i))
+		b = binary.AppendUvarint(b, s.Ino)
+		b = binary.AppendUvarint(b, s.Size)
+		b = binary.AppendVarint(b, s.MTime)
+		b = binary.AppendVarint(b, s.CTime)
+	}
+	return b
+}
+
+// decodeIndex parses an index file (kept in a tree's state directory, but
+// checked like anything received: a volume's state sits beside its data).
+func decodeIndex(b []byte) (*index, error) {
+	if !bytes.HasPrefix(b, indexMagic) {
+		return nil, fmt.Errorf("index: %w: bad magic", ErrCorrupt)
+	}
+	d := decoder{b: b[len(indexMagic):]}
+	n := d.uvarintMax(uint64(len(d.b)))
+	mb := d.bytes(int(n))
+	if d.err != nil {
+		return nil, fmt.Errorf("index: %w", d.err)
+	}
+	m, err := DecodeManifest(mb)
+	if err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	x := &index{m: m, stamps: map[string]stamp{}}
+	ns := d.uvarintMax(uint64(len(m.Entries)))
+	for i := uint64(0); i < ns && d.err == nil; i++ {
+		ei := d.uvarintMax(uint64(len(m.Entries) - 1))
+		s := stamp{Ino: d.uvarint(), Size: d.uvarint(), MTime: d.varint(), CTime: d.varint()}
+		if d.err == nil && m.Entries[ei].Kind != File {
+			d.fail("stamp of %q, which is not a file", m.Entries[ei].Path)
+		}
+		if d.err == nil {
+			x.stamps[m.Entries[ei].Path] = s
+		}
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("%d bytes after the last stamp", len(d.b))
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("index: %w", d.err)
+	}
+	return x, nil
+}
+
+func loadIndex(path string) *index {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	x, err := decodeIndex(b)
+	if err != nil {
+		return nil // rebuilt by a scan
+	}
+	return x
+}
+
+func saveIndex(path string, x *index) error {
+	return writeFileAtomic(path, x.encode(), 0o600)
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// scan makes the manifest of the tree at dir, reusing the chunks of prev
+// for files whose stamp did not change. A missing dir is an empty tree.
+// Device nodes, FIFOs and sockets are skipped. Files are chunked in
+// parallel.
+func scan(ctx context.Context, dir string, prev *index) (*index, error) {
+	x := &index{m: &Manifest{}, stamps: map[string]stamp{}}
+	r, err := os.OpenRoot(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		x.m.Entries = []Entry{{Path: ".", Kind: Dir, Mode: 0o755}}
+		return x, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	type job struct {
+		i int
+		s stamp
+	}
+	var jobs []job
+	err = fs.WalkDir(r.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		info, err := r.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fmt.Errorf("%s: no stat", p)
+		}
+		e := Entry{Path: p, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
+		switch {
+		case info.IsDir():
+			e.Kind = Dir
+		case info.Mode().IsRegular():
+			e.Kind = File
+			e.Size = info.Size()
+			s := stampOf(st)
+			if prev != nil {
+				if ps, ok := prev.stamps[p]; ok && ps == s {
+					if pe := prev.find(p); pe != nil && pe.Kind == File {
+						e.Chunks = pe.Chunks
+						x.stamps[p] = s
+						break
+					}
+				}
+			}
+			jobs = append(jobs, job{len(x.m.Entries), s})
+		case info.Mode()&fs.ModeSymlink != 0:
+			e.Kind = Symlink
+			if e.Target, err = r.Readlink(p); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+		x.m.Entries = append(x.m.Entries, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", dir, err)
+	}
+	// Chunk the files that changed, one file per worker.
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan job)
+	)
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 4<<20)
+			for j := range next {
+				e := &x.m.Entries[j.i]
+				chunks, size, st, err := chunkFile(r, e.Path, buf)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = fmt.Errorf("chunk %s: %w", e.Path, err)
+				}
+				if err == nil {
+					e.Chunks, e.Size = chunks, size
+					x.stamps[e.Path] = st
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	return x, ctx.Err()
+}
+
+func (x *index) find(p string) *Entry {
+	if x.byPath == nil {
+		x.byPath = make(map[string]int, len(x.m.Entries))
+		for i, e := range x.m.Entries {
+			x.byPath[e.Path] = i
+		}
+	}
+	if i, ok := x.byPath[p]; ok {
+		return &x.m.Entries[i]
+	}
+	return nil
+}
+
+// chunkFile cuts the file at p into chunks. The stamp is taken from the
+// open file before reading, so a change while reading shows at the next
+// scan.
+func chunkFile(r *os.Root, p string, buf []byte) ([]Chunk, int64, stamp, error) {
+	f, err := r.Open(p)
+	if err != nil {
+		return nil, 0, stamp{}, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, 0, stamp{}, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, 0, stamp{}, fmt.Errorf("no longer a regular file")
+	}
+	st := stampOf(info.Sys().(*syscall.Stat_t))
+	chunks, size, err := chunkReader(f, buf)
+	return chunks, size, st, err
+}
+
+// chunkReader cuts what r holds into chunks, with buf (larger than
+// MaxChunk) as its buffer.
+func chunkReader(r io.Reader, buf []byte) ([]Chunk, int64, error) {
+	var (
+		chunks     []Chunk
+		size       int64
+		start, end int
+		eof        bool
+	)
+	for {
+		for !eof && end-start < MaxChunk {
+			if start > 0 {
+				end = copy(buf, buf[start:end])
+				start = 0
+			}
+			n, err := r.Read(buf[end:])
+			end += n
+			if errors.Is(err, io.EOF) {
+				eof = true
+			} else if err != nil {
+				return nil, 0, err
+			}
+		}
+		if start == end {
+			return chunks, size, nil
+		}
+		n := cut(buf[start:end])
+		chunks = append(chunks, Chunk{ID: blake3.Sum256(buf[start : start+n]), Size: uint32(n)})
+		size += int64(n)
+		start += n
+	}
+}
+
+// stateFile is a file of a tree's state directory.
+func stateFile(state, name string) string { return filepath.Join(state, name) }

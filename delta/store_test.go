@@ -1,0 +1,142 @@
+package delta
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// serveTree serves a tree's source and receiver over HTTP, as an API
+// would, under /t/<op>.
+func serveTree(t *testing.T, root, state string) *Remote {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		op := strings.TrimPrefix(r.URL.Path, "/t/")
+		Serve(w, r, op, &TreeSource{Root: root, State: state + "-src"}, &TreeReceiver{Root: root, State: state})
+	}))
+	t.Cleanup(srv.Close)
+	return &Remote{URL: srv.URL + "/t", Client: srv.Client()}
+}
+
+func TestExportImportThroughHTTP(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	vol, drive := filepath.Join(tmp, "vol"), filepath.Join(tmp, "drive")
+	sourceTree(t, vol)
+	key := []byte("correct horse battery staple")
+	remote := serveTree(t, vol, filepath.Join(tmp, "vol-state"))
+
+	// Export: the volume (over HTTP) into the store.
+	s, err := OpenStore(drive, key, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := Sync(ctx, remote, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.Written(); int(n) != st.Chunks {
+		t.Errorf("first export wrote %d chunks of %d", n, st.Chunks)
+	}
+	// Nothing in the drive names a content hash.
+	m := manifestOf(t, vol)
+	for _, e := range m.Entries {
+		for _, c := range e.Chunks {
+			if _, err := os.Stat(filepath.Join(drive, "chunks", c.ID.String()[:2], c.ID.String()[2:4], c.ID.String())); err == nil {
+				t.Fatal("a chunk file is named by its content hash")
+			}
+		}
+	}
+
+	// A small change: the second export writes only the new chunks.
+	big, _ := os.ReadFile(filepath.Join(vol, "big"))
+	copy(big[2<<20:], "changed!")
+	write(t, filepath.Join(vol, "big"), big, 0o644)
+	s2, err := OpenStore(drive, key, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Sync(ctx, remote, s2); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s2.Written(); n < 1 || n > 2 {
+		t.Errorf("second export wrote %d chunks for an 8-byte change", n)
+	}
+	// The drive holds the new export's chunks, no more.
+	distinct := map[ID]bool{}
+	for _, e := range manifestOf(t, vol).Entries {
+		for _, c := range e.Chunks {
+			distinct[c.ID] = true
+		}
+	}
+	files := 0
+	filepath.WalkDir(filepath.Join(drive, "chunks"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files++
+		}
+		return nil
+	})
+	if files != len(distinct) {
+		t.Errorf("the drive holds %d chunk files for %d chunks", files, len(distinct))
+	}
+
+	// Import into a new tree over HTTP.
+	dst := filepath.Join(tmp, "restored")
+	remote2 := serveTree(t, dst, filepath.Join(tmp, "restored-state"))
+	if _, err := Sync(ctx, s2, remote2); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(ctx, dst, manifestOf(t, vol)); err != nil {
+		t.Fatal(err)
+	}
+
+	// A wrong key says so.
+	if _, err := OpenStore(drive, []byte("not the right key"), false); !errors.Is(err, ErrWrongKey) {
+		t.Errorf("wrong key: %v", err)
+	}
+	if _, err := OpenStore(filepath.Join(tmp, "nothing"), key, false); !errors.Is(err, ErrNoStore) {
+		t.Errorf("no store: %v", err)
+	}
+
+	// A tampered chunk fails the import, and the tree stays as it was.
+	var chunkFile string
+	filepath.WalkDir(filepath.Join(drive, "chunks"), func(p string, d os.DirEntry, err error) error {
+		if d != nil && !d.IsDir() && chunkFile == "" {
+			chunkFile = p
+		}
+		return nil
+	})
+	b, _ := os.ReadFile(chunkFile)
+	b[len(b)-1] ^= 1
+	os.WriteFile(chunkFile, b, 0o600)
+	dst3 := filepath.Join(tmp, "third")
+	write(t, filepath.Join(dst3, "keep"), []byte("keep"), 0o644)
+	_, err = Sync(ctx, s2, serveTree(t, dst3, filepath.Join(tmp, "third-state")))
+	if err == nil || !strings.Contains(err.Error(), "authenticate") {
+		t.Errorf("import of a tampered chunk: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst3, "keep")); err != nil {
+		t.Error("a failed import changed the tree")
+	}
+}
+
+func TestHTTPErrors(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	remote := serveTree(t, filepath.Join(tmp, "root"), filepath.Join(tmp, "state"))
+	// A chunk request outside the tree.
+	_, err := remote.Chunks(ctx, []Ref{{Path: "../etc/passwd", Size: 10}})
+	var he *HTTPError
+	if !errors.As(err, &he) || he.Status != 400 {
+		t.Errorf("chunks outside the tree: %v", err)
+	}
+	// Commit with no sync under way.
+	if err := remote.Commit(ctx, manifestOf(t, tmp)); !errors.As(err, &he) || he.Status != 409 {
+		t.Errorf("commit without want: %v", err)
+	}
+}

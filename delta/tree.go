@@ -1,0 +1,639 @@
+package delta
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TreeSource reads a directory's tree. With State (a directory outside
+// Root) it keeps an index there, so that unchanged files are not chunked
+// again by the next sync.
+type TreeSource struct {
+	Root  string
+	State string
+}
+
+var _ Source = (*TreeSource)(nil)
+
+// Manifest scans the tree.
+func (s *TreeSource) Manifest(ctx context.Context) (*Manifest, error) {
+	x, err := scanWithState(ctx, s.Root, s.State)
+	if err != nil {
+		return nil, err
+	}
+	return x.m, nil
+}
+
+func scanWithState(ctx context.Context, root, state string) (*index, error) {
+	var prev *index
+	if state != "" {
+		if err := os.MkdirAll(state, 0o700); err != nil {
+			return nil, err
+		}
+		unlock, err := lockDir(state)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		prev = loadIndex(stateFile(state, "index"))
+	}
+	x, err := scan(ctx, root, prev)
+	if err != nil {
+		return nil, err
+	}
+	if state != "" {
+		if err := saveIndex(stateFile(state, "index"), x); err != nil {
+			return nil, err
+		}
+	}
+	return x, nil
+}
+
+// ErrSourceChanged is the error of a chunk that is no longer where the
+// manifest put it: the source's file changed during the sync.
+var ErrSourceChanged = errors.New("the source changed during the sync: run it again")
+
+// Chunks reads the chunks from the files refs name (through os.Root: no
+// path leaves Root) and checks each against its ID.
+func (s *TreeSource) Chunks(ctx context.Context, refs []Ref) (io.ReadCloser, error) {
+	r, err := os.OpenRoot(s.Root)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		defer r.Close()
+		files := newFileCache(r)
+		defer files.close()
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		buf := make([]byte, MaxChunk)
+		var frame []byte
+		for _, ref := range refs {
+			if err := ctx.Err(); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			if err := checkPath(ref.Path); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			f, err := files.open(ref.Path)
+			if err != nil {
+				pw.CloseWithError(fmt.Errorf("%s: %w", ref.Path, err))
+				return
+			}
+			data := buf[:ref.Size]
+			if _, err := f.ReadAt(data, ref.Offset); err != nil || Sum(data) != ref.ID {
+				pw.CloseWithError(fmt.Errorf("%s at %d: %w", ref.Path, ref.Offset, ErrSourceChanged))
+				return
+			}
+			frame = AppendFrame(frame[:0], ref.ID, data)
+			if _, err := bw.Write(frame); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(bw.Flush())
+	}()
+	return pr, nil
+}
+
+// fileCache keeps a few files of a root open for reads at offsets.
+type fileCache struct {
+	r     *os.Root
+	files map[string]*os.File
+}
+
+func newFileCache(r *os.Root) *fileCache { return &fileCache{r: r, files: map[string]*os.File{}} }
+
+func (c *fileCache) open(p string) (*os.File, error) {
+	if f, ok := c.files[p]; ok {
+		return f, nil
+	}
+	if len(c.files) >= 64 {
+		c.close()
+	}
+	f, err := c.r.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	c.files[p] = f
+	return f, nil
+}
+
+func (c *fileCache) close() {
+	for p, f := range c.files {
+		f.Close()
+		delete(c.files, p)
+	}
+}
+
+// TreeReceiver writes a tree into the directory Root. State is its own
+// directory, on the same filesystem as Root and outside it: the index of
+// Root, the staging area of received chunks (by hash), the manifest of
+// the sync under way, and the new tree while it is built.
+type TreeReceiver struct {
+	Root  string
+	State string
+	// NoSync skips syncfs before the switch (tests and benchmarks of
+	// the engine's own cost only; a crash may then leave a new tree
+	// whose files are not all on disk).
+	NoSync bool
+}
+
+var (
+	_ Receiver    = (*TreeReceiver)(nil)
+	_ GroupKnower = (*TreeReceiver)(nil)
+)
+
+func (t *TreeReceiver) stageDir() string { return filepath.Join(t.State, "chunks") }
+
+// Want saves m as the sync under way and answers which of its chunks
+// neither Root's files nor the staging area hold.
+func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
+	if err := os.MkdirAll(filepath.Join(t.State, "chunks"), 0o700); err != nil {
+		return nil, err
+	}
+	unlock, err := lockDir(t.State)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	old, err := scan(ctx, t.Root, loadIndex(stateFile(t.State, "index")))
+	if err != nil {
+		return nil, err
+	}
+	if err := saveIndex(stateFile(t.State, "index"), old); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(stateFile(t.State, "pending"), m.Encode(), 0o600); err != nil {
+		return nil, err
+	}
+	staged, err := stagedChunks(t.stageDir())
+	if err != nil {
+		return nil, err
+	}
+	have := map[ID]bool{}
+	for id := range staged {
+		have[id] = true // received by an earlier sync that was cut short
+	}
+	for _, e := range old.m.Entries {
+		for _, c := range e.Chunks {
+			have[c.ID] = true
+		}
+	}
+	var want []ID
+	for _, e := range m.Entries {
+		for _, c := range e.Chunks {
+			if have[c.ID] {
+				continue
+			}
+			have[c.ID] = true
+			want = append(want, c.ID)
+		}
+	}
+	return want, nil
+}
+
+// KnownGroups are the groups of chunks of Root's files (from the index,
+// refreshed).
+func (t *TreeReceiver) KnownGroups(ctx context.Context) (map[ID][]Chunk, error) {
+	x, err := scanWithState(ctx, t.Root, t.State)
+	if err != nil {
+		return nil, err
+	}
+	return x.m.Groups(), nil
+}
+
+// Pending is the manifest Want saved.
+func (t *TreeReceiver) Pending() (*Manifest, error) {
+	b, err := os.ReadFile(stateFile(t.State, "pending"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errors.New("no sync under way: send the manifest first")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return DecodeManifest(b)
+}
+
+// Put keeps the frames' chunks in the staging area. Chunks that are not
+// in the pending manifest are refused, so a sender cannot fill the disk
+// with anything else.
+func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
+	m, err := t.Pending()
+	if err != nil {
+		return err
+	}
+	ids := map[ID]bool{}
+	for _, e := range m.Entries {
+		for _, c := range e.Chunks {
+			ids[c.ID] = true
+		}
+	}
+	// A chunk staged already (by this Put or an earlier one) is not
+	// written again: a sender cannot grow the staging area beyond the
+	// manifest's chunks.
+	staged, err := stagedChunks(t.stageDir())
+	if err != nil {
+		return err
+	}
+	f, err := newPack(t.stageDir())
+	if err != nil {
+		return err
+	}
+	pw := &packWriter{f: f, w: bufio.NewWriterSize(f, 1<<20)}
+	err = func() error {
+		fr := NewFrameReader(frames)
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			id, data, err := fr.Next()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if !ids[id] {
+				return fmt.Errorf("chunk %s is not in the manifest of the sync under way", id)
+			}
+			if _, ok := staged[id]; ok {
+				continue
+			}
+			staged[id] = packLoc{}
+			if err := pw.add(id, data); err != nil {
+				return err
+			}
+		}
+	}()
+	// What arrived before an error is kept for the next sync.
+	if cerr := pw.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Commit builds m's tree beside Root from the staging area and Root's
+// old files, hashing every chunk it writes, then exchanges it with Root
+// in one rename. On any failure Root is left as it was.
+func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
+	unlock, err := lockDir(t.State)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	old, err := scan(ctx, t.Root, loadIndex(stateFile(t.State, "index")))
+	if err != nil {
+		return err
+	}
+	locs := map[ID]loc{}
+	for _, e := range old.m.Entries {
+		var off int64
+		for _, c := range e.Chunks {
+			if _, ok := locs[c.ID]; !ok {
+				locs[c.ID] = loc{e.Path, off, c.Size}
+			}
+			off += int64(c.Size)
+		}
+	}
+	newDir := filepath.Join(t.State, "new")
+	if err := os.RemoveAll(newDir); err != nil {
+		return err
+	}
+	if err := os.Mkdir(newDir, 0o700); err != nil {
+		return err
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			os.RemoveAll(newDir)
+		}
+	}()
+	nr, err := os.OpenRoot(newDir)
+	if err != nil {
+		return err
+	}
+	defer nr.Close()
+	var oldRoot *os.Root
+	if or, err := os.OpenRoot(t.Root); err == nil {
+		defer or.Close()
+		oldRoot = or
+	}
+	staged, err := stagedChunks(t.stageDir())
+	if err != nil {
+		return err
+	}
+	// Directories and symlinks first, in order; then the files, by as
+	// many workers as there are CPUs.
+	var files []*Entry
+	for i := range m.Entries[1:] {
+		e := &m.Entries[1+i]
+		switch e.Kind {
+		case Dir:
+			err = nr.Mkdir(e.Path, 0o700)
+		case Symlink:
+			err = nr.Symlink(e.Target, e.Path)
+		case File:
+			files = append(files, e)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
+	}
+	var (
+		mu      sync.Mutex
+		missing []ID
+		first   error
+		wg      sync.WaitGroup
+		next    = make(chan *Entry)
+	)
+	for range max(1, min(runtime.GOMAXPROCS(0), len(files))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := &builder{staged: staged, locs: locs, packs: map[string]*os.File{}}
+			if oldRoot != nil {
+				b.old = newFileCache(oldRoot)
+			}
+			defer b.close()
+			for e := range next {
+				var miss []ID
+				err := writeFile(nr, e, b.chunk, &miss)
+				mu.Lock()
+				missing = append(missing, miss...)
+				if err != nil && first == nil {
+					first = fmt.Errorf("%s: %w", e.Path, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, e := range files {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- e
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return &MissingError{IDs: missing}
+	}
+	// Metadata, deepest first, so that a directory's mtime is set after
+	// what was made in it.
+	stamps := map[string]stamp{}
+	for i := len(m.Entries) - 1; i >= 0; i-- {
+		if err := setMeta(nr, newDir, &m.Entries[i]); err != nil {
+			return fmt.Errorf("%s: %w", m.Entries[i].Path, err)
+		}
+		if e := &m.Entries[i]; e.Kind == File {
+			info, err := nr.Lstat(e.Path)
+			if err != nil {
+				return err
+			}
+			stamps[e.Path] = stampOf(info.Sys().(*syscall.Stat_t))
+		}
+	}
+	if !t.NoSync {
+		if err := syncfs(newDir); err != nil {
+			return err
+		}
+	}
+	// The switch.
+	if _, err := os.Lstat(t.Root); errors.Is(err, fs.ErrNotExist) {
+		err = os.Rename(newDir, t.Root)
+		if err != nil {
+			return err
+		}
+	} else if err := unix.Renameat2(unix.AT_FDCWD, newDir, unix.AT_FDCWD, t.Root, unix.RENAME_EXCHANGE); err != nil {
+		return fmt.Errorf("switch the new tree into place: %w", err)
+	}
+	keep = true
+	if d, err := os.Open(filepath.Dir(t.Root)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	// What follows only cleans up: the new tree is in place.
+	os.RemoveAll(newDir) // the old tree
+	saveIndex(stateFile(t.State, "index"), &index{m: m, stamps: stamps})
+	os.RemoveAll(filepath.Join(t.State, "chunks"))
+	os.Remove(stateFile(t.State, "pending"))
+	return nil
+}
+
+// builder is one worker's means of reading chunks for Commit.
+type builder struct {
+	staged            map[ID]packLoc
+	locs              map[ID]loc
+	packs             map[string]*os.File
+	old               *fileCache // nil without an old tree
+	fromPack, fromOld readAhead
+}
+
+type loc struct {
+	path string
+	off  int64
+	size uint32
+}
+
+// chunk returns a chunk's bytes, verified, from the staging area or an
+// old file; nil when neither holds it (any more).
+func (b *builder) chunk(c Chunk) []byte {
+	if l, ok := b.staged[c.ID]; ok && l.size == c.Size {
+		f := b.packs[l.pack]
+		if f == nil {
+			f, _ = os.Open(l.pack)
+			b.packs[l.pack] = f
+		}
+		if f != nil {
+			if data, err := b.fromPack.read(f, l.pack, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
+				return data
+			}
+		}
+	}
+	if l, ok := b.locs[c.ID]; ok && b.old != nil && l.size == c.Size {
+		if f, err := b.old.open(l.path); err == nil {
+			if data, err := b.fromOld.read(f, l.path, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
+				return data
+			}
+		}
+	}
+	return nil
+}
+
+func (b *builder) close() {
+	for _, f := range b.packs {
+		if f != nil {
+			f.Close()
+		}
+	}
+	if b.old != nil {
+		b.old.close()
+	}
+}
+
+func writeFile(nr *os.Root, e *Entry, chunk func(Chunk) []byte, missing *[]ID) error {
+	f, err := nr.OpenFile(e.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for _, c := range e.Chunks {
+		data := chunk(c)
+		if data == nil {
+			*missing = append(*missing, c.ID)
+			continue
+		}
+		if len(*missing) > 0 {
+			continue // keep looking for what is missing, write nothing
+		}
+		if _, err := w.Write(data); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// readAhead reads chunks of a file through a window of 1 MiB: chunks are
+// mostly read in order, one pread per window instead of one per chunk.
+type readAhead struct {
+	key   string
+	start int64
+	win   []byte
+	buf   []byte
+}
+
+// read returns n bytes at off of f (named key), valid until the next call.
+func (r *readAhead) read(f *os.File, key string, off int64, n int) ([]byte, error) {
+	if key == r.key && off >= r.start && off+int64(n) <= r.start+int64(len(r.win)) {
+		return r.win[off-r.start : off-r.start+int64(n)], nil
+	}
+	if r.buf == nil {
+		r.buf = make([]byte, 1<<20)
+	}
+	m, err := f.ReadAt(r.buf, off)
+	if m < n {
+		r.key = ""
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	r.key, r.start, r.win = key, off, r.buf[:m]
+	return r.win[:n], nil
+}
+
+// setMeta gives an entry of the new tree its owner, mode and mtime.
+// Owners are set only where the process may (as root).
+func setMeta(nr *os.Root, dir string, e *Entry) error {
+	if os.Geteuid() == 0 {
+		if err := nr.Lchown(e.Path, int(e.UID), int(e.GID)); err != nil {
+			return err
+		}
+	}
+	mt := time.Unix(0, e.MTime)
+	if e.Kind == Symlink {
+		// The parents are directories this sync made (the manifest
+		// puts nothing under a symlink): the path is safe to use.
+		ts := []unix.Timespec{unix.NsecToTimespec(e.MTime), unix.NsecToTimespec(e.MTime)}
+		return unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(dir, e.Path), ts, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	mode := fs.FileMode(e.Mode & 0o777)
+	if e.Mode&0o4000 != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if e.Mode&0o2000 != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if e.Mode&0o1000 != 0 {
+		mode |= fs.ModeSticky
+	}
+	if err := nr.Chmod(e.Path, mode); err != nil {
+		return err
+	}
+	return nr.Chtimes(e.Path, mt, mt)
+}
+
+func syncfs(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}
+
+// lockDir takes an exclusive lock on a state directory: one sync at a
+// time per tree.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// Verify reads the tree at root and checks it against m: every entry,
+// kind, metadata and each file's content, chunk by chunk.
+func Verify(ctx context.Context, root string, m *Manifest) error {
+	x, err := scan(ctx, root, nil)
+	if err != nil {
+		return err
+	}
+	got := map[string]*Entry{}
+	for i := range x.m.Entries {
+		got[x.m.Entries[i].Path] = &x.m.Entries[i]
+	}
+	var paths []string
+	for _, e := range m.Entries {
+		g := got[e.Path]
+		if g == nil {
+			return fmt.Errorf("%s: missing", e.Path)
+		}
+		delete(got, e.Path)
+		if g.Kind != e.Kind || g.Mode != e.Mode || g.Target != e.Target || g.Size != e.Size || g.MTime != e.MTime {
+			return fmt.Errorf("%s: differs (%v %o %d %q against %v %o %d %q)", e.Path, g.Kind, g.Mode, g.Size, g.Target, e.Kind, e.Mode, e.Size, e.Target)
+		}
+		if e.Kind == File && g.Digest() != e.Digest() {
+			return fmt.Errorf("%s: content differs", e.Path)
+		}
+	}
+	for p := range got {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	if len(paths) > 0 {
+		return fmt.Errorf("%s: not in the manifest", paths[0])
+	}
+	return nil
+}

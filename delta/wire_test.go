@@ -1,0 +1,248 @@
+package delta
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// manifestBytes encodes a manifest of entries after the root.
+func manifestBytes(entries ...Entry) []byte {
+	m := &Manifest{Entries: append([]Entry{{Path: ".", Kind: Dir, Mode: 0o755}}, entries...)}
+	return m.Encode()
+}
+
+func TestDecodeManifestRefuses(t *testing.T) {
+	data := []byte("hello")
+	file := func(p string) Entry {
+		return Entry{Path: p, Kind: File, Mode: 0o644, Size: 5, Chunks: []Chunk{{Sum(data), 5}}}
+	}
+	dir := func(p string) Entry { return Entry{Path: p, Kind: Dir, Mode: 0o755} }
+	link := func(p, target string) Entry { return Entry{Path: p, Kind: Symlink, Target: target} }
+	for _, tc := range []struct {
+		name    string
+		entries []Entry
+	}{
+		{"dotdot", []Entry{file("../escape")}},
+		{"dotdot inside", []Entry{dir("a"), file("a/../../b")}},
+		{"absolute", []Entry{file("/etc/passwd")}},
+		{"dot", []Entry{file("./a")}},
+		{"empty component", []Entry{dir("a"), file("a//b")}},
+		{"trailing slash", []Entry{file("a/")}},
+		{"empty", []Entry{file("")}},
+		{"under a symlink", []Entry{link("a", "/etc"), file("a/passwd")}},
+		{"under a file", []Entry{file("a"), file("a/b")}},
+		{"no parent", []Entry{file("a/b")}},
+		{"duplicate", []Entry{file("a"), file("a")}},
+		{"out of order", []Entry{file("b"), file("a")}},
+		{"nul", []Entry{file("a\x00b")}},
+		{"size mismatch", []Entry{{Path: "a", Kind: File, Size: 6, Chunks: []Chunk{{Sum(data), 5}}}}},
+		{"bad mode", []Entry{{Path: "a", Kind: Dir, Mode: 0o17777}}},
+		{"empty symlink", []Entry{link("a", "")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if m, err := DecodeManifest(manifestBytes(tc.entries...)); err == nil {
+				t.Errorf("accepted: %+v", m.Entries)
+			} else if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("error %v is not ErrCorrupt", err)
+			}
+		})
+	}
+	// A good one round-trips; a flipped bit is caught by the hash.
+	good := manifestBytes(dir("a"), file("a/b"), file("a.b"), link("c", "../../x"))
+	m, err := DecodeManifest(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(m.Encode(), good) {
+		t.Error("manifest does not round-trip")
+	}
+	good[10] ^= 1
+	if _, err := DecodeManifest(good); err == nil {
+		t.Error("a corrupt manifest was accepted")
+	}
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	refs := []Ref{{Path: "a/b", Offset: 1 << 40, Size: 100, ID: Sum([]byte("x"))}, {ID: Sum([]byte("y")), Size: 1}}
+	got, err := DecodeRefs(EncodeRefs(refs))
+	if err != nil || len(got) != 2 || got[0] != refs[0] || got[1] != refs[1] {
+		t.Errorf("refs: %+v %v", got, err)
+	}
+	if _, err := DecodeRefs(EncodeRefs([]Ref{{Path: "../x", Size: 1}})); err == nil {
+		t.Error("a reference outside the tree was accepted")
+	}
+	ids := []ID{Sum([]byte("a")), Sum([]byte("b"))}
+	gotIDs, err := DecodeWant(EncodeWant(ids))
+	if err != nil || len(gotIDs) != 2 || gotIDs[1] != ids[1] {
+		t.Errorf("want: %v %v", gotIDs, err)
+	}
+	var frames []byte
+	for _, s := range []string{"one", "two"} {
+		frames = AppendFrame(frames, Sum([]byte(s)), []byte(s))
+	}
+	fr := NewFrameReader(bytes.NewReader(frames))
+	for _, s := range []string{"one", "two"} {
+		if _, data, err := fr.Next(); err != nil || string(data) != s {
+			t.Fatalf("frame %q: %q %v", s, data, err)
+		}
+	}
+	if _, _, err := fr.Next(); err != io.EOF {
+		t.Errorf("after the last frame: %v", err)
+	}
+}
+
+func FuzzDecodeManifest(f *testing.F) {
+	f.Add(manifestBytes())
+	f.Add(manifestBytes(Entry{Path: "a", Kind: Dir}, Entry{Path: "a/b", Kind: File, Size: 1, Chunks: []Chunk{{Sum([]byte("x")), 1}}}, Entry{Path: "l", Kind: Symlink, Target: "/x"}))
+	f.Add(manifestBytes(Entry{Path: "../a", Kind: File}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeManifest(b)
+		if err != nil {
+			return
+		}
+		for i, e := range m.Entries {
+			if i > 0 && checkPath(e.Path) != nil {
+				t.Fatalf("accepted path %q", e.Path)
+			}
+		}
+		if _, err := DecodeManifest(m.Encode()); err != nil {
+			t.Fatalf("re-encoded manifest refused: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeRefs(f *testing.F) {
+	f.Add(EncodeRefs([]Ref{{Path: "a/b", Offset: 5, Size: 10}}))
+	f.Add(EncodeRefs(nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		refs, err := DecodeRefs(b)
+		if err != nil {
+			return
+		}
+		for _, r := range refs {
+			if r.Path != "" && checkPath(r.Path) != nil || r.Size == 0 || r.Size > MaxChunk {
+				t.Fatalf("accepted %+v", r)
+			}
+		}
+	})
+}
+
+func FuzzDecodeWant(f *testing.F) {
+	f.Add(EncodeWant([]ID{Sum(nil)}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ids, err := DecodeWant(b)
+		if err != nil {
+			return
+		}
+		again, err := DecodeWant(EncodeWant(ids))
+		if err != nil || len(again) != len(ids) || len(ids) > len(b)/32 {
+			t.Fatal("want list does not round-trip")
+		}
+	})
+}
+
+func FuzzFrames(f *testing.F) {
+	f.Add(AppendFrame(AppendFrame(nil, Sum([]byte("a")), []byte("a")), Sum([]byte("b")), []byte("b")))
+	f.Add(AppendFrame(nil, Sum([]byte("a")), []byte("b")))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr := NewFrameReader(bytes.NewReader(b))
+		for {
+			id, data, err := fr.Next()
+			if err != nil {
+				return
+			}
+			if Sum(data) != id || len(data) == 0 || len(data) > MaxChunk {
+				t.Fatalf("accepted a bad frame")
+			}
+		}
+	})
+}
+
+func FuzzDecodeIndex(f *testing.F) {
+	m := &Manifest{Entries: []Entry{{Path: ".", Kind: Dir}, {Path: "a", Kind: File, Size: 1, Chunks: []Chunk{{Sum([]byte("x")), 1}}}}}
+	f.Add((&index{m: m, stamps: map[string]stamp{"a": {Ino: 5, Size: 1, MTime: 7, CTime: 9}}}).encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		x, err := decodeIndex(b)
+		if err != nil {
+			return
+		}
+		for p := range x.stamps {
+			if e := x.find(p); e == nil || e.Kind != File {
+				t.Fatalf("stamp of %q, not a file", p)
+			}
+		}
+	})
+}
+
+func TestCompactManifest(t *testing.T) {
+	tmp := t.TempDir()
+	write(t, tmp+"/a", randBytes(4, 2<<20), 0o644)
+	write(t, tmp+"/b", randBytes(5, 1<<20), 0o644)
+	m := manifestOf(t, tmp)
+	groups := m.Groups()
+	// The receiver holds everything but a's first group.
+	var firstA ID
+	eachGroup(m.Entries[1].Chunks, func(h ID, cs []Chunk) {
+		if firstA == (ID{}) {
+			firstA = h
+		}
+	})
+	known := map[ID][]Chunk{}
+	for h, cs := range groups {
+		if h != firstA {
+			known[h] = cs
+		}
+	}
+	b := m.EncodeCompact(func(h ID) bool { _, ok := known[h]; return ok })
+	if full := len(m.Encode()); len(b)*5 > full {
+		t.Errorf("compact manifest of %d bytes, the full one %d", len(b), full)
+	}
+	got, err := DecodeCompact(b, known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Encode(), m.Encode()) {
+		t.Error("the compact manifest does not expand to the manifest")
+	}
+	// A receiver that lacks a group it was sent by hash refuses.
+	delete(known, groupHashOf(t, m, 2))
+	if _, err := DecodeCompact(b, known); err == nil {
+		t.Error("expanded a group the receiver does not hold")
+	}
+	// A group that expands to other chunks fails the full ID.
+	h := groupHashOf(t, m, 2)
+	known[h] = []Chunk{{ID: Sum([]byte("other")), Size: 5}}
+	if _, err := DecodeCompact(b, known); err == nil {
+		t.Error("a wrong expansion was accepted")
+	}
+}
+
+// groupHashOf is the first group hash of entry i.
+func groupHashOf(t *testing.T, m *Manifest, i int) ID {
+	var first ID
+	eachGroup(m.Entries[i].Chunks, func(h ID, cs []Chunk) {
+		if first == (ID{}) {
+			first = h
+		}
+	})
+	return first
+}
+
+func FuzzDecodeCompact(f *testing.F) {
+	chunks := []Chunk{{Sum([]byte("x")), 1}, {Sum([]byte("y")), 1}}
+	m := &Manifest{Entries: []Entry{{Path: ".", Kind: Dir}, {Path: "a", Kind: File, Size: 2, Chunks: chunks}}}
+	groups := m.Groups()
+	f.Add(m.EncodeCompact(func(ID) bool { return true }))
+	f.Add(m.EncodeCompact(func(ID) bool { return false }))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := DecodeCompact(b, groups)
+		if err != nil {
+			return
+		}
+		if _, err := DecodeManifest(got.Encode()); err != nil {
+			t.Fatalf("accepted a manifest that does not decode: %v", err)
+		}
+	})
+}
