@@ -21,6 +21,7 @@
 #                            ps/pkill, fuser, mkfs/loop images, mount/nsenter
 #   make, curl, ca-certificates, git
 #                            the build itself, and curl for API tests
+#   rclone                   a real WebDAV and S3 client for the volume access tests
 set -euo pipefail
 
 packages=(
@@ -32,6 +33,7 @@ packages=(
   iproute2 nftables iperf3
   procps psmisc e2fsprogs util-linux kmod
   make curl ca-certificates git
+  rclone
 )
 
 missing=()
