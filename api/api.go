@@ -42,7 +42,10 @@ type Config struct {
 	// Resolver looks up the TXT records that prove custom domains
 	// (net.DefaultResolver).
 	Resolver *net.Resolver
-	Log      *slog.Logger
+	// VolumeKeys mints volume access keys (access.Keys); nil refuses
+	// to make them.
+	VolumeKeys VolumeKeyMaker
+	Log        *slog.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
 }
@@ -58,6 +61,8 @@ type Server struct {
 	resolver *net.Resolver
 	log      *slog.Logger
 	now      func() time.Time
+
+	volumeKeys VolumeKeyMaker
 }
 
 // New returns a Server.
@@ -71,7 +76,7 @@ func New(cfg Config) *Server {
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
-	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, images: cfg.Images, cluster: cfg.Cluster, domain: cfg.Domain, resolver: cfg.Resolver, log: cfg.Log.With("subsystem", "api"), now: cfg.Now}
+	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, images: cfg.Images, cluster: cfg.Cluster, domain: cfg.Domain, resolver: cfg.Resolver, log: cfg.Log.With("subsystem", "api"), now: cfg.Now, volumeKeys: cfg.VolumeKeys}
 }
 
 // Handler serves the tenant side of the API (mount it at /apis/ of the API
@@ -100,6 +105,9 @@ func (s *Server) tenantMux() *mux {
 	m.handle("GET /domains/{name}", s.authed(s.getDomain))
 	m.handle("DELETE /domains/{name}", s.authed(s.deleteDomain))
 	m.handle("POST /domains/{name}/verify", s.authed(s.verifyDomain))
+	m.handle("GET /volumekeys", s.authed(s.listVolumeKeys))
+	m.handle("POST /volumekeys", s.authed(s.createVolumeKey))
+	m.handle("DELETE /volumekeys/{id}", s.authed(s.deleteVolumeKey))
 	return m
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/macro-cloud/macro/access"
 	"github.com/macro-cloud/macro/agent"
 	"github.com/macro-cloud/macro/api"
 	"github.com/macro-cloud/macro/api/docker"
@@ -46,6 +47,7 @@ type serverConfig struct {
 	ingress        ingressConfig
 	domainDNS      string
 	net            netConfig
+	s3Addr         string
 }
 
 type listFlag []string
@@ -70,6 +72,7 @@ func serverMain(args []string) int {
 	fs.StringVar(&cfg.domainDNS, "domain-resolver", "", "DNS server, HOST:PORT, that checks the TXT records proving custom domains (default: the system's resolver)")
 	fs.StringVar(&cfg.ingress.domain, "domain", "", "the cluster's domain: a `*` in an ingress host is the tenant's default domain, <tenant>.<domain>")
 	cfg.ingress.addFlags(fs)
+	fs.StringVar(&cfg.s3Addr, "s3-addr", "", "S3 endpoint over the tenants' volumes, HOST:PORT (TLS, path-style: https://HOST:PORT/<volume>/<key>); off when empty")
 	fs.BoolVar(&cfg.net.vpc, "vpc", true, "wire pods into their tenants' VPCs (addresses, routes, DNS); false gives them loopback only")
 	fs.BoolVar(&cfg.net.egress, "egress", true, "let pods reach addresses outside their VPC through this node (masqueraded)")
 	fs.Var((*listFlag)(&cfg.net.dnsUpstream), "dns-upstream", "resolver HOST:PORT for names outside the VPC; repeatable (default: the host's /etc/resolv.conf)")
@@ -207,7 +210,11 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		return t.Quota.ImageBytes, err
 	})
 
-	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Images: images, Cluster: cluster, Domain: cfg.ingress.domain, Resolver: resolverAt(cfg.domainDNS), Log: log})
+	volumeKeys, err := access.LoadOrCreateKeys(filepath.Join(dataDir, access.KeyFile))
+	if err != nil {
+		return err
+	}
+	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Images: images, Cluster: cluster, Domain: cfg.ingress.domain, Resolver: resolverAt(cfg.domainDNS), VolumeKeys: volumeKeys, Log: log})
 	firstToken, err := firstStart(ctx, st, native, dataDir)
 	if err != nil {
 		return err
@@ -262,6 +269,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		return err
 	}
 	images.SetInUseByTenant(func(tenant, imageID string) []string { return podsUsing(st, tenant, imageID) })
+	volAccess := access.New(access.Config{Volumes: ag, Store: st, Tokens: authn, Keys: volumeKeys, UploadDir: filepath.Join(dataDir, "s3-uploads"), Log: log})
 
 	dockerAPI := docker.New(docker.Config{
 		Log:    log,
@@ -319,11 +327,18 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 			return err
 		}
 		go reg.Run(ctx)
-		port := &apiPort{native: native.Handler(), registry: reg, docker: authn.RequireCert(dockerH)}
+		port := &apiPort{native: native.Handler(), registry: reg, dav: volAccess.WebDAV(), docker: authn.RequireCert(dockerH)}
 		apiSrv := &http.Server{Handler: port, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg,
 			ErrorLog: slog.NewLogLogger(log.With("subsystem", "api-port").Handler(), slog.LevelDebug)}
 		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
 		servers = append(servers, apiSrv)
+	}
+	if cfg.s3Addr != "" {
+		s3Srv, err := serveS3(cfg.s3Addr, ca, serverHosts(cfg.s3Addr, node.Name, cfg.apiSANs), volAccess, log)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, s3Srv)
 	}
 	cfg.ingress.dataDir = dataDir
 	ingressServers, err := runIngress(ctx, cfg.ingress, st, ca, ag, log)
