@@ -30,13 +30,33 @@ func rel(name string) string {
 	return p
 }
 
+// do runs fn on the volume's root. A path that would leave the volume (a
+// symlink out of it) is reported as one that does not exist: 404, the
+// same as for a name that is not there.
 func (f rootFS) do(fn func(r *os.Root) error) error {
 	r, err := os.OpenRoot(f.dir)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	return fn(r)
+	return hideEscape(fn(r))
+}
+
+// isEscape reports whether err is os.Root's refusal of a path that leads
+// outside it (the error has no exported value to compare with).
+func isEscape(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "path escapes from parent")
+}
+
+func hideEscape(err error) error {
+	if !isEscape(err) {
+		return err
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return &fs.PathError{Op: pe.Op, Path: pe.Path, Err: fs.ErrNotExist}
+	}
+	return &fs.PathError{Op: "open", Path: "", Err: fs.ErrNotExist}
 }
 
 func (f rootFS) Mkdir(ctx context.Context, name string, perm os.FileMode) error {

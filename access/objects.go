@@ -138,13 +138,13 @@ func tempName(p string) string {
 func writeObject(root *os.Root, p string, body io.Reader, mtime time.Time, wantMD5 []byte) (string, error) {
 	if dir := path.Dir(p); dir != "." {
 		if err := root.MkdirAll(dir, 0o755); err != nil {
-			return "", fsErr(err)
+			return "", writeErr(err)
 		}
 	}
 	tmp := tempName(p)
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return "", fsErr(err)
+		return "", writeErr(err)
 	}
 	ok := false
 	defer func() {
@@ -172,23 +172,32 @@ func writeObject(root *os.Root, p string, body io.Reader, mtime time.Time, wantM
 		return "", s3Err(http.StatusBadRequest, "BadDigest", "The Content-MD5 you specified did not match what we received.")
 	}
 	if err := f.Sync(); err != nil {
-		return "", fsErr(err)
+		return "", writeErr(err)
 	}
 	if !mtime.IsZero() {
 		if err := root.Chtimes(tmp, mtime, mtime); err != nil {
-			return "", fsErr(err)
+			return "", writeErr(err)
 		}
 	}
 	tag := hex.EncodeToString(sum)
 	recordETag(f, tag)
 	if err := root.Rename(tmp, p); err != nil {
-		return "", fsErr(err)
+		return "", writeErr(err)
 	}
 	ok = true
 	return tag, nil
 }
 
-// fsErr maps a filesystem error of a write to an S3 error.
+// writeErr maps a filesystem error of a write to an S3 error: a path
+// through a symlink out of the volume is refused.
+func writeErr(err error) error {
+	if isEscape(err) {
+		return s3Err(http.StatusForbidden, "AccessDenied", "the path leads outside the volume (through a symlink)")
+	}
+	return fsErr(err)
+}
+
+// fsErr maps a filesystem error to an S3 error.
 func fsErr(err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
@@ -200,9 +209,8 @@ func fsErr(err error) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return errNoSuchKey
 	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "escapes") {
-		return s3Err(http.StatusForbidden, "AccessDenied", "the path leads outside the volume")
+	if isEscape(err) {
+		return errNoSuchKey // a symlink out of the volume: as if there were nothing
 	}
 	return err
 }
@@ -241,13 +249,10 @@ func listObjects(root *os.Root, prefix, delimiter, after string, max int) (out [
 	}
 	err = fs.WalkDir(fsys, start, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			if p == start && errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-				return fs.SkipAll
+			if p == start {
+				return fs.SkipAll // missing, a file, or leading out of the volume: nothing under it
 			}
-			if p != start {
-				return nil // unreadable: leave it out
-			}
-			return err
+			return nil // unreadable: leave it out
 		}
 		if p == "." {
 			return nil

@@ -431,7 +431,7 @@ func (s *Server) putFolder(req *s3Request, root *os.Root, p string) error {
 		return s3Err(http.StatusBadRequest, "InvalidArgument", "a key that ends in / names a folder: its body must be empty")
 	}
 	if err := root.MkdirAll(p, 0o755); err != nil {
-		return fsErr(err)
+		return writeErr(err)
 	}
 	req.w.Header().Set("ETag", `"d41d8cd98f00b204e9800998ecf8427e"`)
 	req.w.WriteHeader(http.StatusOK)

@@ -257,6 +257,9 @@ func verifySigV4(r *http.Request, s sigV4, secret string, now time.Time) (string
 		return "", errors.New("the signature must cover x-amz-date")
 	}
 	payload := r.Header.Get("X-Amz-Content-Sha256")
+	if payload == "" && r.ContentLength == 0 {
+		payload = emptySHA256 // what a client that does not send the header signed (curl --aws-sigv4)
+	}
 	switch {
 	case payload == unsignedPayload, len(payload) == 64 && isHex(payload):
 	case payload == "":

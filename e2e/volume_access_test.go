@@ -114,6 +114,23 @@ func (c *accessCloud) mustRclone(env []string, args ...string) string {
 	return out
 }
 
+// curl runs curl with the cluster CA and returns the HTTP status.
+func (c *accessCloud) curl(args ...string) string {
+	c.t.Helper()
+	cmd := exec.Command("curl", append([]string{"-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", c.caFile}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("curl %s: %v %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// curlS3 runs curl with an S3 signature (curl --aws-sigv4) by key k.
+func (c *accessCloud) curlS3(k volumeKey, args ...string) string {
+	c.t.Helper()
+	return c.curl(append([]string{"--aws-sigv4", "aws:amz:us-east-1:s3", "-u", k.ID + ":" + k.Secret, "-H", "X-Amz-Content-Sha256: UNSIGNED-PAYLOAD"}, args...)...)
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
@@ -292,13 +309,30 @@ func TestVolumeAccess(t *testing.T) {
 		c.mustDocker(aliceCerts, "run", "--rm", "-v", "data:/data", "busybox", "sh", "-c",
 			"ln -s / /data/root && ln -s /etc/passwd /data/passwd && ln -s ../../../../../../etc /data/up && ln -s fromctr.txt /data/inside")
 		host, _ := os.ReadFile("/etc/passwd")
-		for _, p := range []string{"root/etc/passwd", "passwd", "up/passwd"} {
-			if got, err := c.rclone(dav, "cat", "dav:"+p); err == nil || bytes.Contains([]byte(got), host[:min(len(host), 20)]) {
-				t.Errorf("WebDAV %s: %v %q", p, err, tail(got, 100))
+		for _, p := range []string{"root/etc/passwd", "passwd", "up/passwd", "root/"} {
+			// rclone cat of a name that is no file lists it as a
+			// directory: what matters is that no host file comes out.
+			if got, _ := c.rclone(dav, "cat", "dav:"+p); bytes.Contains([]byte(got), host[:min(len(host), 20)]) {
+				t.Errorf("WebDAV %s gives the host's file: %q", p, tail(got, 100))
 			}
-			if got, err := c.rclone(s3, "cat", "s3:data/"+p); err == nil || bytes.Contains([]byte(got), host[:min(len(host), 20)]) {
-				t.Errorf("S3 %s: %v %q", p, err, tail(got, 100))
+			if got, _ := c.rclone(s3, "cat", "s3:data/"+p); bytes.Contains([]byte(got), host[:min(len(host), 20)]) {
+				t.Errorf("S3 %s gives the host's file: %q", p, tail(got, 100))
 			}
+			if got := c.curl("-u", rw.ID+":"+rw.Secret, "https://"+c.addr+"/dav/data/"+p); got != "404" {
+				t.Errorf("WebDAV GET %s: %s, want 404", p, got)
+			}
+			if got := c.curlS3(rw, "https://"+c.s3Addr+"/data/"+p); got != "404" {
+				t.Errorf("S3 GET %s: %s, want 404", p, got)
+			}
+		}
+		if got := c.curlS3(rw, "-T", "/etc/hostname", "https://"+c.s3Addr+"/data/root/tmp/planted"); got != "403" {
+			t.Errorf("S3 PUT through a symlink out: %s, want 403", got)
+		}
+		if got := c.curl("-T", "/etc/hostname", "-u", rw.ID+":"+rw.Secret, "https://"+c.addr+"/dav/data/root/tmp/planted"); got != "404" && got != "409" {
+			t.Errorf("WebDAV PUT through a symlink out: %s, want 404 or 409", got)
+		}
+		if _, err := os.Stat("/tmp/planted"); err == nil {
+			t.Errorf("a PUT through a symlink wrote /tmp/planted on the host")
 		}
 		if got := c.mustRclone(dav, "cat", "dav:inside"); got != "from a container\n" {
 			t.Errorf("a symlink within the volume over WebDAV: %q", got)
@@ -313,15 +347,7 @@ func TestVolumeAccess(t *testing.T) {
 	})
 	t.Run("curl", func(t *testing.T) {
 		base := "https://" + c.addr + "/dav/"
-		curl := func(args ...string) string {
-			t.Helper()
-			cmd := exec.Command("curl", append([]string{"-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", c.caFile}, args...)...)
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("curl %s: %v %s", strings.Join(args, " "), err, out)
-			}
-			return string(out)
-		}
+		curl := c.curl
 		for _, tc := range []struct {
 			name string
 			args []string
@@ -351,10 +377,7 @@ func TestVolumeAccess(t *testing.T) {
 				t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 			}
 		}
-		s3 := func(k volumeKey, args ...string) string {
-			t.Helper()
-			return curl(append([]string{"--aws-sigv4", "aws:amz:us-east-1:s3", "-u", k.ID + ":" + k.Secret}, args...)...)
-		}
+		s3 := c.curlS3
 		s3base := "https://" + c.s3Addr + "/"
 		for _, tc := range []struct {
 			name string
