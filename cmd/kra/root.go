@@ -208,6 +208,7 @@ kra keeps its configuration in $XDG_CONFIG_HOME/kra (default ~/.config/kra).`,
 		newDownCmd(a),
 		newIngressCmd(a),
 		newDomainsCmd(a),
+		newVolumeAccessCmd(a),
 		newPushCmd(a),
 		newCompletionCmd(),
 	)
