@@ -64,6 +64,41 @@ func (c *accessCloud) createKey(token string, body string) volumeKey {
 	return k
 }
 
+// kra runs the real kra CLI as the tenant of token.
+func (c *accessCloud) kra(token string, args ...string) string {
+	c.t.Helper()
+	cmd := exec.Command(testenv.Kra(c.t), args...)
+	cmd.Env = append(os.Environ(), "KR_HOST=https://"+c.addr, "KR_ACCESS_TOKEN="+token, "KR_CA="+c.caFile, "XDG_CONFIG_HOME="+c.t.TempDir())
+	out, err := cmd.CombinedOutput()
+	c.t.Logf("kra %s: %v\n%s", strings.Join(args, " "), err, out)
+	if err != nil {
+		c.t.Fatalf("kra %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out)
+}
+
+// kraKey makes a key of volume with kra volume key create and reads the
+// key ID and secret from what it prints.
+func (c *accessCloud) kraKey(token, volume string, flags ...string) volumeKey {
+	c.t.Helper()
+	out := c.kra(token, append([]string{"volume", "key", "create", volume}, flags...)...)
+	var k volumeKey
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 3 && f[0] == "key" && f[1] == "ID:":
+			k.ID = f[2]
+		case len(f) == 2 && f[0] == "secret:":
+			k.Secret = f[1]
+		}
+	}
+	if k.ID == "" || k.Secret == "" {
+		c.t.Fatalf("kra volume key create printed no key:\n%s", out)
+	}
+	k.Volume, k.ReadOnly = volume, strings.Contains(out, "(read-only)")
+	return k
+}
+
 // call makes one request on the API port with a bearer token ("" for
 // none).
 func (c *accessCloud) call(token, method, path, body string) (int, []byte) {
@@ -232,8 +267,11 @@ func TestVolumeAccess(t *testing.T) {
 	c.mustDocker(aliceCerts, "volume", "create", "other")
 	c.mustDocker(bobCerts, "volume", "create", "bobs")
 
-	rw := c.createKey(aliceTok, `{"volume": "data"}`)
-	ro := c.createKey(aliceTok, `{"volume": "data", "readOnly": true}`)
+	rw := c.kraKey(aliceTok, "data")
+	ro := c.kraKey(aliceTok, "data", "--read-only", "--description", "for the backup")
+	if ls := c.kra(aliceTok, "volume", "key", "ls", "data"); !strings.Contains(ls, rw.ID) || !strings.Contains(ls, ro.ID) || !strings.Contains(ls, "read-only") || !strings.Contains(ls, "for the backup") {
+		t.Errorf("kra volume key ls:\n%s", ls)
+	}
 	all := c.createKey(aliceTok, `{"all": true}`)
 	bobKey := c.createKey(bobTok, `{"volume": "bobs"}`)
 	if rw.Secret == "" || rw.ReadOnly || !ro.ReadOnly || all.Volume != "" {
@@ -397,8 +435,9 @@ func TestVolumeAccess(t *testing.T) {
 			}
 		}
 		// The key is revoked: WebDAV and S3 refuse it.
-		if status, b := c.call(aliceTok, http.MethodDelete, "/apis/macro/v1/volumekeys/"+rw.ID, ""); status != http.StatusNoContent {
-			t.Fatalf("revoke: %d %s", status, b)
+		c.kra(aliceTok, "volume", "key", "rm", rw.ID)
+		if ls := c.kra(aliceTok, "volume", "key", "ls"); strings.Contains(ls, rw.ID) || !strings.Contains(ls, ro.ID) {
+			t.Errorf("kra volume key ls after rm:\n%s", ls)
 		}
 		if got := curl("-u", rw.ID+":"+rw.Secret, base+"data/fromctr.txt"); got != "401" {
 			t.Errorf("a revoked key over WebDAV: %s", got)
