@@ -299,6 +299,26 @@ func TestVolumeAccess(t *testing.T) {
 		c.mustRclone(dav, "deletefile", "dav:viadav/moved.txt")
 		c.mustRclone(dav, "mkdir", "dav:viadav/newdir")
 		c.mustRclone(dav, "check", tree, "dav:viadav")
+		// The README's connection string, with the token.
+		if ls := c.mustRclone(nil, "lsf", ":webdav,url='https://"+c.addr+"/dav/data',vendor=other,bearer_token="+aliceTok+":viadav"); !strings.Contains(ls, "big.bin") {
+			t.Errorf("lsf with a connection string:\n%s", ls)
+		}
+		// A read-only key as user and password: it lists and reads, and
+		// cannot write.
+		obscured := strings.TrimSpace(c.mustRclone(nil, "obscure", ro.Secret))
+		davRO := []string{
+			"RCLONE_CONFIG_DAV_TYPE=webdav", "RCLONE_CONFIG_DAV_URL=https://" + c.addr + "/dav/data", "RCLONE_CONFIG_DAV_VENDOR=other",
+			"RCLONE_CONFIG_DAV_USER=" + ro.ID, "RCLONE_CONFIG_DAV_PASS=" + obscured,
+		}
+		if ls := c.mustRclone(davRO, "lsf", "dav:viadav"); !strings.Contains(ls, "big.bin") {
+			t.Errorf("lsf with a read-only key:\n%s", ls)
+		}
+		if _, err := c.rclone(davRO, "copyto", filepath.Join(tree, "a.txt"), "dav:viadav/ro.txt"); err == nil {
+			t.Error("a read-only key wrote over WebDAV")
+		}
+		if _, err := c.rclone(s3Env(c.s3Addr, ro), "copyto", filepath.Join(tree, "a.txt"), "s3:data/ro.txt"); err == nil {
+			t.Error("a read-only key wrote over S3")
+		}
 	})
 	t.Run("s3", func(t *testing.T) {
 		c.mustRclone(s3, "copy", tree, "s3:data/vias3")
