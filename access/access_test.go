@@ -522,6 +522,24 @@ func TestS3Multipart(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(e.srv.uploadDir, "alice", "data")); len(entries) != 0 {
 		t.Errorf("uploads left: %v", entries)
 	}
+	// An upload abandoned for more than a week goes with the next one.
+	e.now = time.Now()
+	e.srv.now = time.Now
+	e.s3Call(t, id, "POST", "/data/x?uploads", nil)
+	dir := filepath.Join(e.srv.uploadDir, "alice", "data")
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("uploads: %v", entries)
+	}
+	abandoned := entries[0].Name()
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	os.Chtimes(filepath.Join(dir, abandoned), old, old)
+	if w := e.s3Call(t, id, "POST", "/data/y?uploads", nil); w.Code != 200 {
+		t.Fatalf("create: %d %s", w.Code, w.Body)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 || entries[0].Name() == abandoned {
+		t.Errorf("uploads after the sweep: %v (abandoned %s)", entries, abandoned)
+	}
 }
 
 func TestKeys(t *testing.T) {

@@ -23,6 +23,10 @@ import (
 
 const maxParts = 10000
 
+// uploadTTL is how long an upload that is neither completed nor aborted
+// keeps its parts; a new upload of the same volume removes older ones.
+const uploadTTL = 7 * 24 * time.Hour
+
 // uploadDir is the directory of an upload of the caller's volume, checked
 // to be for key; errNoSuchUpload when there is none.
 func (s *Server) uploadDirOf(req *s3Request) (string, error) {
@@ -58,6 +62,7 @@ func (s *Server) createUpload(req *s3Request, p string) error {
 	if t, ok := mtimeOf(req.r.Header); ok {
 		os.WriteFile(filepath.Join(dir, "mtime"), []byte(strconv.FormatInt(t.UnixNano(), 10)), 0o600)
 	}
+	s.sweepUploads(filepath.Dir(dir))
 	return writeXML(req.w, http.StatusOK, initiateMultipartUploadResult{NS: s3NS, Bucket: req.bucket, Key: req.key, UploadID: id})
 }
 
@@ -165,4 +170,20 @@ func (s *Server) abortUpload(req *s3Request) error {
 	}
 	req.w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// sweepUploads removes the uploads in dir (of one volume) begun more than
+// uploadTTL ago.
+func (s *Server) sweepUploads(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err == nil && e.IsDir() && s.now().Sub(fi.ModTime()) > uploadTTL {
+			s.log.Info("removing an abandoned multipart upload", "dir", filepath.Join(dir, e.Name()))
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
 }
