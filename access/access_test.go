@@ -332,6 +332,24 @@ func TestS3Objects(t *testing.T) {
 		t.Fatalf("files after a refused PUT: %v", names)
 	}
 
+	// An aws-chunked body with a checksum trailer, as newer SDKs stream.
+	r = httptest.NewRequest("PUT", "/data/streamed", strings.NewReader(trailerBody([]string{"hello ", "world"}, "x-amz-checksum-crc32:DUoRhQ==\r\n")))
+	r.Header.Set("Content-Encoding", "aws-chunked")
+	r.Header.Set("X-Amz-Decoded-Content-Length", "11")
+	signV4(r, rw, e.secrets[rw], streamingTrailer, e.now)
+	w = httptest.NewRecorder()
+	e.srv.S3().ServeHTTP(w, r)
+	if b, err := os.ReadFile(filepath.Join(e.vols.base, "alice", "data", "streamed")); w.Code != 200 || err != nil || string(b) != "hello world" {
+		t.Fatalf("aws-chunked PUT: %d %s; file %q %v", w.Code, w.Body, b, err)
+	}
+	r = httptest.NewRequest("PUT", "/data/streamed2", strings.NewReader(trailerBody([]string{"hello ", "world"}, "x-amz-checksum-crc32:AAAAAA==\r\n")))
+	signV4(r, rw, e.secrets[rw], streamingTrailer, e.now)
+	w = httptest.NewRecorder()
+	e.srv.S3().ServeHTTP(w, r)
+	if _, err := os.Stat(filepath.Join(e.vols.base, "alice", "data", "streamed2")); w.Code != 400 || err == nil {
+		t.Fatalf("aws-chunked PUT with a wrong checksum: %d %s", w.Code, w.Body)
+	}
+
 	// Copy, onto itself with a new time, delete.
 	if w := e.s3Call(t, rw, "PUT", "/data/copy.txt", nil, "X-Amz-Copy-Source", "/data/dir/a.txt"); w.Code != 200 || !strings.Contains(w.Body.String(), "CopyObjectResult") {
 		t.Fatalf("copy: %d %s", w.Code, w.Body)

@@ -88,6 +88,8 @@ func (s *Server) uploadPart(req *s3Request, p string) error {
 		switch {
 		case errors.Is(err, errPayloadHash):
 			return s3Err(http.StatusBadRequest, "XAmzContentSHA256Mismatch", err.Error())
+		case errors.Is(err, errSignature):
+			return s3Err(http.StatusForbidden, "SignatureDoesNotMatch", "a chunk's signature does not match")
 		case errors.Is(err, syscall.ENOSPC):
 			return s3Err(http.StatusInsufficientStorage, "InternalError", "the server is out of space for upload parts")
 		}

@@ -162,6 +162,12 @@ func writeObject(root *os.Root, p string, body io.Reader, mtime time.Time, wantM
 		if errors.Is(err, errPayloadHash) {
 			return "", s3Err(http.StatusBadRequest, "XAmzContentSHA256Mismatch", errPayloadHash.Error())
 		}
+		if errors.Is(err, errSignature) {
+			return "", s3Err(http.StatusForbidden, "SignatureDoesNotMatch", "a chunk's signature does not match")
+		}
+		if errors.Is(err, errChunk) {
+			return "", s3Err(http.StatusBadRequest, "IncompleteBody", err.Error())
+		}
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 			return "", s3Err(http.StatusInsufficientStorage, "EntityTooLarge", "the volume is full")
 		}

@@ -120,10 +120,14 @@ func (s *Server) s3Auth(r *http.Request) (grant, error) {
 	case err != nil:
 		return grant{}, s3Err(http.StatusBadRequest, "InvalidRequest", err.Error())
 	}
+	body, err := payloadReader(r, sig, s.keys.Secret(k.ID), payload)
+	if err != nil {
+		return grant{}, err
+	}
 	r.Body = struct {
 		io.Reader
 		io.Closer
-	}{checkedBody(r.Body, payload), r.Body}
+	}{body, r.Body}
 	return grant{tenant: k.Tenant, key: &k, readOnly: k.ReadOnly}, nil
 }
 
@@ -612,3 +616,26 @@ func (s *Server) uploadsOf(g grant, bucket string) string {
 
 // parseQuery parses a raw query string strictly.
 func parseQuery(raw string) (url.Values, error) { return url.ParseQuery(raw) }
+
+// payloadReader is the body of a verified request as the client signed
+// it: checked against its SHA-256, or decoded from aws-chunked.
+func payloadReader(r *http.Request, sig sigV4, secret, payload string) (io.Reader, error) {
+	switch payload {
+	case streamingSigned, streamingTrailer:
+	default:
+		return checkedBody(r.Body, payload), nil
+	}
+	want := int64(-1)
+	if v := r.Header.Get("X-Amz-Decoded-Content-Length"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || n > maxDecodedPayload {
+			return nil, s3Err(http.StatusBadRequest, "InvalidArgument", "malformed x-amz-decoded-content-length")
+		}
+		want = n
+	}
+	var signer *chunkSigner
+	if payload == streamingSigned {
+		signer = &chunkSigner{key: signingKey(secret, sig), amzDate: r.Header.Get("X-Amz-Date"), scope: sig.scope(), prev: sig.signature}
+	}
+	return newChunkedReader(r.Body, signer, want), nil
+}

@@ -261,7 +261,7 @@ func verifySigV4(r *http.Request, s sigV4, secret string, now time.Time) (string
 		payload = emptySHA256 // what a client that does not send the header signed (curl --aws-sigv4)
 	}
 	switch {
-	case payload == unsignedPayload, len(payload) == 64 && isHex(payload):
+	case payload == unsignedPayload, len(payload) == 64 && isHex(payload), payload == streamingSigned, payload == streamingTrailer:
 	case payload == "":
 		return "", errors.New("X-Amz-Content-Sha256 is required")
 	default:
@@ -281,7 +281,7 @@ func verifySigV4(r *http.Request, s sigV4, secret string, now time.Time) (string
 var (
 	errSignature          = errors.New("the request signature we calculated does not match the signature you provided: check your key and signing method")
 	errSkew               = errors.New("the difference between the request time and the server's time is too large")
-	errUnsupportedPayload = errors.New("this X-Amz-Content-Sha256 is not supported: send the payload's SHA-256 or UNSIGNED-PAYLOAD (no aws-chunked streaming)")
+	errUnsupportedPayload = errors.New("this X-Amz-Content-Sha256 is not supported: send the payload's SHA-256, UNSIGNED-PAYLOAD, " + streamingSigned + " or " + streamingTrailer)
 	errPayloadHash        = errors.New("the payload's SHA-256 does not match X-Amz-Content-Sha256")
 )
 
