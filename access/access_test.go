@@ -174,7 +174,10 @@ func TestWebDAV(t *testing.T) {
 		{"bob's own", "GET", "/dav/data/secret.txt", "", bearer("token-bob"), 200, "bob's"},
 		{"no such volume", "PROPFIND", "/dav/nope/", "", bearer("token-alice"), 404, ""},
 		{"another volume than the key's", "PROPFIND", "/dav/logs/", "", basic(rw), 404, ""},
-		{"no volume named", "GET", "/dav/", "", bearer("token-alice"), 404, ""},
+		{"GET the volume list", "GET", "/dav/", "", bearer("token-alice"), 405, ""},
+		{"the volume list", "PROPFIND", "/dav/", "", bearer("token-alice"), 207, "<D:href>/dav/logs/</D:href>"},
+		{"the volume list of a key", "PROPFIND", "/dav/", "", basic(rw), 207, "<D:href>/dav/data/</D:href>"},
+		{"write to the volume list", "MKCOL", "/dav/new/", "", bearer("token-alice"), 404, ""},
 		{"symlink to /", "GET", "/dav/data/root/etc/passwd", "", basic(rw), 404, ""},
 		{"symlink to another tenant", "GET", "/dav/data/bobs", "", basic(rw), 404, ""},
 		{"symlink inside", "GET", "/dav/data/link", "", basic(rw), 200, "hello"},
@@ -205,6 +208,19 @@ func TestWebDAV(t *testing.T) {
 				t.Error("401 without a challenge")
 			}
 		})
+	}
+	for _, c := range []struct {
+		cred     cred
+		not      string
+		tenantOf string
+	}{{bearer("token-bob"), "/dav/logs/", "bob"}, {basic(rw), "/dav/logs/", "alice's key of data"}} {
+		r := httptest.NewRequest("PROPFIND", "/dav/", nil)
+		c.cred(r)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 207 || strings.Contains(w.Body.String(), c.not) {
+			t.Errorf("the volume list of %s: %d %s", c.tenantOf, w.Code, w.Body)
+		}
 	}
 	if b, err := os.ReadFile(filepath.Join(e.vols.base, "bob", "data", "secret.txt")); err != nil || string(b) != "bob's" {
 		t.Errorf("bob's file: %q %v", b, err)

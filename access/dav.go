@@ -1,9 +1,12 @@
 package access
 
 import (
+	"encoding/xml"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"golang.org/x/net/webdav"
 
@@ -48,7 +51,7 @@ func (s *Server) serveDAV(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, DAVPrefix)
 	name, _, _ := strings.Cut(rest, "/")
 	if name == "" {
-		http.Error(w, "404 not found: name a volume, "+DAVPrefix+"<volume>/", http.StatusNotFound)
+		s.davVolumes(w, r, g)
 		return
 	}
 	dir, err := s.root(r.Context(), g, name)
@@ -92,4 +95,53 @@ func (s *Server) davAuth(r *http.Request) (grant, error) {
 		return grant{}, err
 	}
 	return grant{tenant: id.Tenant}, nil
+}
+
+// davVolumes answers /dav/ itself: a read-only collection whose members
+// are the volumes the caller reaches, so that a client pointed at /dav/
+// lists them.
+func (s *Server) davVolumes(w http.ResponseWriter, r *http.Request, g grant) {
+	switch r.Method {
+	case http.MethodOptions:
+		w.Header().Set("Allow", "OPTIONS, PROPFIND")
+		w.Header().Set("DAV", "1, 2")
+		return
+	case "PROPFIND":
+	default:
+		w.Header().Set("Allow", "OPTIONS, PROPFIND")
+		http.Error(w, "405 method not allowed: "+DAVPrefix+" lists your volumes; their files are under "+DAVPrefix+"<volume>/", http.StatusMethodNotAllowed)
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(r.Body, 1<<16))
+	type collection struct {
+		Href     string `xml:"D:href"`
+		Name     string `xml:"D:propstat>D:prop>D:displayname"`
+		Type     string `xml:"D:propstat>D:prop>D:resourcetype>D:collection"`
+		Modified string `xml:"D:propstat>D:prop>D:getlastmodified"`
+		Status   string `xml:"D:propstat>D:status"`
+	}
+	ms := struct {
+		XMLName   xml.Name     `xml:"D:multistatus"`
+		NS        string       `xml:"xmlns:D,attr"`
+		Responses []collection `xml:"D:response"`
+	}{NS: "DAV:"}
+	add := func(href, name string, t time.Time) {
+		ms.Responses = append(ms.Responses, collection{Href: href, Name: name, Modified: t.UTC().Format(http.TimeFormat), Status: "HTTP/1.1 200 OK"})
+	}
+	add(DAVPrefix, "", time.Unix(0, 0))
+	if r.Header.Get("Depth") != "0" {
+		vs, err := s.visibleVolumes(r.Context(), g)
+		if err != nil {
+			s.log.Warn("webdav: list volumes", "err", err)
+			http.Error(w, "500 internal server error", http.StatusInternalServerError)
+			return
+		}
+		for _, v := range vs {
+			add(DAVPrefix+v.Name+"/", v.Name, v.Created)
+		}
+	}
+	w.Header().Set("Content-Type", "application/xml; charset=utf-8")
+	w.WriteHeader(http.StatusMultiStatus)
+	io.WriteString(w, xml.Header)
+	xml.NewEncoder(w).Encode(ms)
 }

@@ -299,6 +299,14 @@ func TestVolumeAccess(t *testing.T) {
 		c.mustRclone(dav, "deletefile", "dav:viadav/moved.txt")
 		c.mustRclone(dav, "mkdir", "dav:viadav/newdir")
 		c.mustRclone(dav, "check", tree, "dav:viadav")
+		// /dav/ lists the tenant's volumes, and only them.
+		root := davEnv(c.addr, "", aliceTok)
+		if ls := c.mustRclone(root, "lsd", "dav:"); !strings.Contains(ls, " data\n") || !strings.Contains(ls, " other\n") || strings.Contains(ls, "bobs") {
+			t.Errorf("lsd of /dav/:\n%s", ls)
+		}
+		if ls := c.mustRclone(root, "lsf", "dav:data/viadav/dir one"); !strings.Contains(ls, "b.bin") {
+			t.Errorf("lsf through /dav/:\n%s", ls)
+		}
 		// The README's connection string, with the token.
 		if ls := c.mustRclone(nil, "lsf", ":webdav,url='https://"+c.addr+"/dav/data',vendor=other,bearer_token="+aliceTok+":viadav"); !strings.Contains(ls, "big.bin") {
 			t.Errorf("lsf with a connection string:\n%s", ls)
