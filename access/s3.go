@@ -613,7 +613,6 @@ func (s *Server) uploadsOf(g grant, bucket string) string {
 	return path.Join(s.uploadDir, g.tenant, bucket)
 }
 
-
 // parseQuery parses a raw query string strictly.
 func parseQuery(raw string) (url.Values, error) { return url.ParseQuery(raw) }
 
