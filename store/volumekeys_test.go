@@ -66,6 +66,19 @@ func TestVolumeKeys(t *testing.T) {
 	if err := s.DeleteVolumeKey(ctx, "alice", "MK1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
+	// A key of all a tenant's volumes needs the tenant.
+	if err := s.CreateVolumeKey(ctx, &types.VolumeKey{ID: "MK7", Tenant: "alice", Hash: "h"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a key of all volumes of a tenant that does not exist: %v", err)
+	}
+	if err := s.CreateTenant(ctx, &types.Tenant{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateVolumeKey(ctx, &types.VolumeKey{ID: "MK7", Tenant: "alice", Hash: "h"}); err != nil {
+		t.Fatalf("a key of all volumes: %v", err)
+	}
+	if all, err := s.VolumeKeys(ctx, "alice", ""); err != nil || len(all) != 3 {
+		t.Fatalf("alice's keys with the key of all volumes: %+v %v", all, err)
+	}
 	if _, err := s.VolumeKey(ctx, "../x"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("bad id: %v", err)
 	}
