@@ -42,7 +42,10 @@ type Config struct {
 	// Resolver looks up the TXT records that prove custom domains
 	// (net.DefaultResolver).
 	Resolver *net.Resolver
-	Log      *slog.Logger
+	// VolumeKeys mints volume access keys (access.Keys); nil refuses
+	// to make them.
+	VolumeKeys VolumeKeyMaker
+	Log        *slog.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
 }
@@ -61,6 +64,7 @@ type Server struct {
 	volumes  Volumes
 	// volumeFiles reach the files of volumes (export and import).
 	volumeFiles VolumeFiles
+	volumeKeys  VolumeKeyMaker
 }
 
 // New returns a Server.
@@ -74,7 +78,7 @@ func New(cfg Config) *Server {
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
-	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, images: cfg.Images, cluster: cfg.Cluster, domain: cfg.Domain, resolver: cfg.Resolver, log: cfg.Log.With("subsystem", "api"), now: cfg.Now}
+	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, images: cfg.Images, cluster: cfg.Cluster, domain: cfg.Domain, resolver: cfg.Resolver, log: cfg.Log.With("subsystem", "api"), now: cfg.Now, volumeKeys: cfg.VolumeKeys}
 }
 
 // Handler serves the tenant side of the API (mount it at /apis/ of the API
@@ -107,6 +111,9 @@ func (s *Server) tenantMux() *mux {
 	m.handle("GET /nodes", s.authed(s.listNodes))
 	s.routeVolumes(m)
 	s.routeVolumeData(m)
+	m.handle("GET /volumekeys", s.authed(s.listVolumeKeys))
+	m.handle("POST /volumekeys", s.authed(s.createVolumeKey))
+	m.handle("DELETE /volumekeys/{id}", s.authed(s.deleteVolumeKey))
 	return m
 }
 

@@ -250,6 +250,11 @@ if [ "${PUSH:-1}" = 1 ]; then
 	bench/push.sh
 fi
 
+if [ "${ACCESS:-1}" = 1 ] && [ -x bench/access.sh ]; then
+	log "rclone over WebDAV and S3 beside cp (bench/access.sh)"
+	bench/access.sh
+fi
+
 if [ "${INGRESS:-1}" = 1 ]; then
 	log "the ingress beside Caddy (bench/ingress.sh)"
 	bench/ingress.sh

@@ -124,6 +124,10 @@ func TestIsolationSweep(t *testing.T) {
 	if r := a.do(t, "native", "POST", api.Prefix+"/volumes/"+snapVol+"/snapshots", `{"name":"`+snapName+`"}`, nil); r.status != http.StatusCreated {
 		t.Fatalf("snapshot as A: %d %s", r.status, r.body)
 	}
+	var volKey struct{ ID string }
+	if r := a.do(t, "native", "POST", api.Prefix+"/volumekeys", `{"volume":"`+volName+`"}`, nil); r.status != http.StatusCreated || json.Unmarshal(r.body, &volKey) != nil {
+		t.Fatalf("volume key create as A: %d %s", r.status, r.body)
+	}
 	img, err := random.Image(2048, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +162,7 @@ func TestIsolationSweep(t *testing.T) {
 		"config digest": configDigest.Hex, "layer digest": layerDigest.Hex, "upload UUID": uploadUUID,
 		"tenant name": tenantA, "token ID": tokenA[3:19],
 		"custom domain": domainName, "ingress host": hostMarker,
-		"volume": volName, "network": netName, "network ID": netID, "network short ID": netID[:12],
+		"volume": volName, "volume key": volKey.ID, "network": netName, "network ID": netID, "network short ID": netID[:12],
 	}
 
 	// The leak detector's control: A's own listing carries the markers.
@@ -193,6 +197,7 @@ func TestIsolationSweep(t *testing.T) {
 		"volumes/{name}":        {volName, snapVol},
 		"snapshots/{snap}":      {snapName},
 		"nodes/{name}":          {nodeName},
+		"volumekeys/{id}":       {volKey.ID},
 		"networks/{id}":         {netID, netName, netID[:12]},
 		"networks/{id...}":      {netID, netName, netID[:12], "default/" + netName},
 		"join-tokens/{id}":      {"0123456789abcdef"},
@@ -306,6 +311,11 @@ func TestIsolationSweep(t *testing.T) {
 			}
 		}}},
 		"native GET /apis/macro/v1/domains": {{want: wantOK}},
+		"native GET /apis/macro/v1/volumekeys": {
+			{want: wantOK},
+			{path: api.Prefix + "/volumekeys?volume=" + volName, want: wantNotFound},
+		},
+		"native POST /apis/macro/v1/volumekeys": {{body: `{"volume":"` + volName + `"}`, want: wantNotFound}},
 		// A domain is held by one tenant: B is told so (409) when it claims
 		// A's, the one thing a domain's owner cannot keep to itself. B's
 		// own claim works and is removed again.
@@ -554,6 +564,9 @@ func TestIsolationSweep(t *testing.T) {
 	}
 	if r := a.do(t, "native", "GET", api.Prefix+"/domains/"+domainName, "", nil); r.status != http.StatusOK {
 		t.Errorf("A's domain after B's sweep: %d %s", r.status, r.body)
+	}
+	if r := a.do(t, "native", "GET", api.Prefix+"/volumekeys?volume="+volName, "", nil); r.status != http.StatusOK || !bytes.Contains(r.body, []byte(volKey.ID)) {
+		t.Errorf("A's volume key after B's sweep: %d %s", r.status, r.body)
 	}
 	if r := a.do(t, "registry", "GET", "/v2/"+repoName+"/manifests/v1", "", map[string]string{"Accept": mustMediaType(t, img)}); r.status != http.StatusOK {
 		t.Errorf("A's repository after B's sweep: %d %s", r.status, r.body)

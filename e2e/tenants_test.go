@@ -35,6 +35,12 @@ func newTenantCloud(t *testing.T) *tenantCloud {
 	port := testenv.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	srv := testenv.StartServer(t, testenv.WithArgs("--api-addr", addr))
+	return newTenantCloudOn(t, macro, srv, addr)
+}
+
+// newTenantCloudOn is a tenantCloud over a server started already with
+// --api-addr addr.
+func newTenantCloudOn(t *testing.T, macro string, srv *testenv.Server, addr string) *tenantCloud {
 	caPEM, err := os.ReadFile(filepath.Join(srv.DataDir, "ca", auth.CACertFile))
 	if err != nil {
 		t.Fatalf("the cluster CA: %v", err)

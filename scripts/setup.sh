@@ -24,6 +24,7 @@
 #   fio                      bench/volumes.sh: MB/s and IOPS on lv2 and nfs volumes
 #   make, curl, ca-certificates, git
 #                            the build itself, and curl for API tests
+#   rclone                   a real WebDAV and S3 client for the volume access tests
 set -euo pipefail
 
 packages=(
@@ -37,6 +38,7 @@ packages=(
   procps psmisc e2fsprogs util-linux kmod
   btrfs-progs xfsprogs fio
   make curl ca-certificates git
+  rclone
 )
 
 missing=()

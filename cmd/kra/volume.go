@@ -124,6 +124,7 @@ Mount one with docker run -v NAME:/path or compose's top-level volumes.`,
 	}
 	cmd.AddCommand(ls, create, inspect, rm, newSnapshotCmd(a))
 	cmd.AddCommand(volumeSyncCommands(a)...)
+	cmd.AddCommand(newVolumeKeyCmd(a))
 	for _, sub := range volumeSubcommands {
 		cmd.AddCommand(sub(a))
 	}

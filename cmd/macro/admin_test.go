@@ -128,6 +128,9 @@ func TestAPIPortRouting(t *testing.T) {
 		{"/v2/", "404"},
 		{"/v2", "404"},
 		{"/v2x", "docker"},
+		{"/dav/data/x", "404"},
+		{"/dav", "404"},
+		{"/davx", "docker"},
 	} {
 		w := httptest.NewRecorder()
 		p.ServeHTTP(w, httptest.NewRequest("GET", c.path, nil))
@@ -148,6 +151,14 @@ func TestAPIPortRouting(t *testing.T) {
 	p.ServeHTTP(w, httptest.NewRequest("GET", "/v2/", nil))
 	if w.Body.String() != "registry" {
 		t.Errorf("/v2/ with a registry: %q", w.Body.String())
+	}
+	p.dav = tag("dav")
+	for _, path := range []string{"/dav/", "/dav/data/x", "/dav"} {
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, httptest.NewRequest("PROPFIND", path, nil))
+		if w.Body.String() != "dav" {
+			t.Errorf("%s with WebDAV: %q", path, w.Body.String())
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/macro-cloud/macro/access"
 	"github.com/macro-cloud/macro/api"
 	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/nodeproto"
@@ -20,11 +21,12 @@ import (
 	"github.com/macro-cloud/macro/types"
 )
 
-// apiPort routes the tenant-facing TLS port: the native API, the registry
-// and the Docker API share it.
+// apiPort routes the tenant-facing TLS port: the native API, the registry,
+// WebDAV over volumes and the Docker API share it.
 type apiPort struct {
 	native   http.Handler // /apis/: token or client certificate (api checks)
 	registry http.Handler // /v2/: the OCI registry; nil answers 404
+	dav      http.Handler // /dav/: WebDAV over volumes (access checks); nil answers 404
 	docker   http.Handler // everything else: a client certificate is required
 	nodes    http.Handler // /node/v1/: the node protocol (node join tokens); nil answers 404
 }
@@ -41,6 +43,12 @@ func (p *apiPort) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.registry.ServeHTTP(w, r)
+	case path == "/dav" || strings.HasPrefix(path, access.DAVPrefix):
+		if p.dav == nil {
+			auth.WriteError(w, &auth.Error{Status: http.StatusNotFound, Message: "this server does not serve WebDAV"})
+			return
+		}
+		p.dav.ServeHTTP(w, r)
 	default:
 		p.docker.ServeHTTP(w, r)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/macro-cloud/macro/access"
 	"github.com/macro-cloud/macro/agent"
 	"github.com/macro-cloud/macro/api"
 	"github.com/macro-cloud/macro/api/docker"
@@ -49,6 +50,7 @@ type serverConfig struct {
 	nodeTTL        time.Duration
 	runAgent       bool
 	cluster        clusterConfig
+	s3Addr         string
 }
 
 type listFlag []string
@@ -74,6 +76,7 @@ func serverMain(args []string) int {
 	fs.StringVar(&cfg.ingress.domain, "domain", "", "the cluster's domain: a `*` in an ingress host is the tenant's default domain, <tenant>.<domain>")
 	cfg.ingress.addFlags(fs)
 	cfg.cluster.addFlags(fs)
+	fs.StringVar(&cfg.s3Addr, "s3-addr", "", "S3 endpoint over the tenants' volumes, HOST:PORT (TLS, path-style: https://HOST:PORT/<volume>/<key>); off when empty")
 	fs.BoolVar(&cfg.net.vpc, "vpc", true, "wire pods into their tenants' VPCs (addresses, routes, DNS); false gives them loopback only")
 	fs.BoolVar(&cfg.net.egress, "egress", true, "let pods reach addresses outside their VPC through this node (masqueraded)")
 	fs.Var((*listFlag)(&cfg.net.dnsUpstream), "dns-upstream", "resolver HOST:PORT for names outside the VPC; repeatable (default: the host's /etc/resolv.conf)")
@@ -209,7 +212,11 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		return t.Quota.ImageBytes, err
 	})
 
-	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Images: images, Cluster: cluster, Domain: cfg.ingress.domain, Resolver: resolverAt(cfg.domainDNS), Log: log})
+	volumeKeys, err := access.LoadOrCreateKeys(filepath.Join(dataDir, access.KeyFile))
+	if err != nil {
+		return err
+	}
+	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Images: images, Cluster: cluster, Domain: cfg.ingress.domain, Resolver: resolverAt(cfg.domainDNS), VolumeKeys: volumeKeys, Log: log})
 	firstToken, err := firstStart(ctx, st, native, dataDir)
 	if err != nil {
 		return err
@@ -252,6 +259,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	}
 	images.SetInUseByTenant(func(tenant, imageID string) []string { return podsUsing(st, tenant, imageID) })
 	native.SetVolumeFiles(ag)
+	volAccess := access.New(access.Config{Volumes: ag, Store: st, Tokens: authn, Keys: volumeKeys, UploadDir: filepath.Join(dataDir, "s3-uploads"), Log: log})
 
 	dockerAPI := docker.New(docker.Config{
 		Log:    log,
@@ -323,12 +331,19 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 			return err
 		}
 		go reg.Run(ctx)
-		port := &apiPort{native: native.Handler(), registry: reg, docker: authn.RequireCert(dockerH),
+		port := &apiPort{native: native.Handler(), registry: reg, dav: volAccess.WebDAV(), docker: authn.RequireCert(dockerH),
 			nodes: nodeHandler(st, nodeAPI, images, tunnels, cluster, cfg.nodeTTL, log)}
 		apiSrv := &http.Server{Handler: port, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg,
 			ErrorLog: slog.NewLogLogger(log.With("subsystem", "api-port").Handler(), slog.LevelDebug)}
 		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
 		servers = append(servers, apiSrv)
+	}
+	if cfg.s3Addr != "" {
+		s3Srv, err := serveS3(cfg.s3Addr, ca, serverHosts(cfg.s3Addr, node.Name, cfg.apiSANs), volAccess, log)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, s3Srv)
 	}
 	cfg.ingress.dataDir = dataDir
 	ingressServers, err := runIngress(ctx, cfg.ingress, st, ca, ag, log)
