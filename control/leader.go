@@ -45,8 +45,10 @@ func RunAsLeader(ctx context.Context, st *store.Store, cfg LeaderConfig, run fun
 			}
 			continue
 		}
-		log.Info("this server leads the cluster: running the control loop", "id", cfg.ID)
-		run(lead)
+		if lead.Err() == nil {
+			log.Info("this server leads the cluster: running the control loop", "id", cfg.ID)
+			run(lead)
+		}
 		lost := lead.Err() != nil && ctx.Err() == nil
 		resign()
 		switch {

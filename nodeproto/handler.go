@@ -271,11 +271,14 @@ type Tunnels struct {
 	m       map[string]*yamux.Session
 	wait    chan struct{} // closed and replaced when a tunnel comes
 	remotes map[string]*Remote
+	// known are the nodes that had a tunnel here: only for those is a
+	// missing tunnel worth waiting for (being re-established).
+	known map[string]bool
 }
 
 // NewTunnels returns an empty set.
 func NewTunnels() *Tunnels {
-	return &Tunnels{m: map[string]*yamux.Session{}, wait: make(chan struct{}), remotes: map[string]*Remote{}}
+	return &Tunnels{m: map[string]*yamux.Session{}, wait: make(chan struct{}), remotes: map[string]*Remote{}, known: map[string]bool{}}
 }
 
 func (t *Tunnels) put(node string, s *yamux.Session) {
@@ -285,6 +288,7 @@ func (t *Tunnels) put(node string, s *yamux.Session) {
 		old.Close()
 	}
 	t.m[node] = s
+	t.known[node] = true
 	close(t.wait)
 	t.wait = make(chan struct{})
 }
@@ -312,13 +316,16 @@ func (t *Tunnels) open(ctx context.Context, node string, wait time.Duration) (*y
 	defer deadline.Stop()
 	for {
 		t.mu.Lock()
-		s, ch := t.m[node], t.wait
+		s, ch, known := t.m[node], t.wait, t.known[node]
 		t.mu.Unlock()
 		if s != nil && !s.IsClosed() {
 			st, err := s.OpenStream()
 			if err == nil {
 				return st, nil
 			}
+		}
+		if !known {
+			return nil, fmt.Errorf("node %s has never connected to this server", node)
 		}
 		select {
 		case <-ch:

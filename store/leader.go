@@ -8,6 +8,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,6 +34,17 @@ func (s *Store) Lead(ctx context.Context, election, id string, ttl time.Duration
 	e := concurrency.NewElection(sess, electionKey(election))
 	if err := e.Campaign(ctx, id); err != nil {
 		sess.Close()
+		return nil, nil, fmt.Errorf("campaign: %w", err)
+	}
+	// Campaign returns once the keys before ours are gone, even when our
+	// own went with a lease that expired meanwhile: lead only while our
+	// key is there, on our session's lease.
+	resp, err := s.cli.Get(ctx, e.Key())
+	if err != nil || len(resp.Kvs) == 0 || clientv3.LeaseID(resp.Kvs[0].Lease) != sess.Lease() {
+		sess.Close()
+		if err == nil {
+			err = errors.New("the session expired while campaigning")
+		}
 		return nil, nil, fmt.Errorf("campaign: %w", err)
 	}
 	lead, cancel := context.WithCancel(ctx)

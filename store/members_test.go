@@ -166,3 +166,52 @@ func TestMembers(t *testing.T) {
 		t.Errorf("members after removal: %+v", ms)
 	}
 }
+
+// TestBecomeCluster restarts a single machine's store with a peer URL: its
+// member advertises it from then on, and servers can join.
+func TestBecomeCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ca, _, err := auth.LoadOrCreateCA(filepath.Join(t.TempDir(), "ca"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	st, err := store.Open(ctx, store.Config{DataDir: dir, Member: store.Member{Name: "a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateTenant(ctx, &types.Tenant{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	certPEM, keyPEM, _ := ca.PeerCert([]string{"127.0.0.1"}, time.Now())
+	m := store.Member{Name: "a", PeerURL: freePeerURL(t), PeerCN: auth.PeerCN,
+		CertFile: filepath.Join(dir, "peer.pem"), KeyFile: filepath.Join(dir, "peer-key.pem"), CAFile: filepath.Join(dir, "ca.pem")}
+	for f, b := range map[string][]byte{m.CertFile: certPEM, m.KeyFile: keyPEM, m.CAFile: ca.CertPEM} {
+		os.WriteFile(f, b, 0o600)
+	}
+	st, err = store.Open(ctx, store.Config{DataDir: dir, Member: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Tenant(ctx, "alice"); err != nil {
+		t.Fatalf("state after the restart: %v", err)
+	}
+	url := freePeerURL(t)
+	ms, err := st.AddMember(ctx, "b", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := member(t, ctx, ca, "b", ms, url)
+	if _, err := b.Tenant(ctx, "alice"); err != nil {
+		t.Fatalf("state on the new member: %v", err)
+	}
+	for _, mi := range ms {
+		if mi.Name == "a" && (len(mi.PeerURLs) != 1 || mi.PeerURLs[0] != m.PeerURL) {
+			t.Fatalf("a's peer urls: %v", mi.PeerURLs)
+		}
+	}
+}

@@ -69,7 +69,7 @@ func serverMain(args []string) int {
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.apiAddr, "api-addr", ":7443", "the tenant-facing TLS port, HOST:PORT: the Docker API (client certificates), the native API and the registry; \"off\" disables it")
 	fs.Var((*listFlag)(&cfg.apiSANs), "api-san", "extra DNS name or IP address of the API port's certificate; repeatable, comma-separated")
-	fs.StringVar(&cfg.clusterName, "cluster-name", "", "name of the cluster, shown to tenants (kra names docker contexts <cluster>.<tenant>) (default: the node name)")
+	fs.StringVar(&cfg.clusterName, "cluster-name", "", "name of the cluster, shown to tenants (kra names docker contexts <cluster>.<tenant>) (default: the node name of the cluster's first server)")
 	fs.StringVar(&cfg.ingress.httpAddr, "ingress-http", ":80", "HTTP ingress address (routes from kr.ingress labels; HTTPS routes redirect); \"off\" disables it")
 	fs.StringVar(&cfg.ingress.httpsAddr, "ingress-https", ":443", "HTTPS ingress address; \"off\" disables it")
 	fs.StringVar(&cfg.domainDNS, "domain-resolver", "", "DNS server, HOST:PORT, that checks the TXT records proving custom domains (default: the system's resolver)")
