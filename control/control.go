@@ -210,6 +210,11 @@ func (c *Controller) evictDown(ctx context.Context) {
 			}
 		}
 		dead := p.Node
+		if st, ok := statuses[p.ID]; ok && reason == "" {
+			// First the status, so that once the pod is elsewhere no
+			// one reads the dead node's word for it.
+			c.orphanStatus(ctx, p, st, dead)
+		}
 		_, err := c.store.UpdatePod(ctx, p.Tenant, p.ID, func(cur *types.Pod) error {
 			if cur.Node != dead {
 				return errAlreadyPlaced
@@ -224,9 +229,6 @@ func (c *Controller) evictDown(ctx context.Context) {
 		switch {
 		case err == nil && reason == "":
 			c.log.Info("node down: pod goes back to the scheduler", "node", dead, "pod", p.ID, "tenant", p.Tenant)
-			if st, ok := statuses[p.ID]; ok {
-				c.orphanStatus(ctx, p, st, dead)
-			}
 		case err != nil && !errors.Is(err, errAlreadyPlaced) && !errors.Is(err, store.ErrNotFound):
 			c.log.Warn("evict pod", "pod", p.ID, "err", err)
 		}
