@@ -237,7 +237,7 @@ func TestRemoteNodes(t *testing.T) {
 // others go on, and when an agent dies its pods move.
 func TestClusterWithAgents(t *testing.T) {
 	hosts := testenv.NewHosts(t, 6)
-	servers := startClusterOn(t, hosts.List[:3], "--agent=false", "--node-ttl", nodeTTL.String())
+	servers := startClusterOn(t, hosts.List[:3], "--node-ttl", nodeTTL.String())
 	var urls []string
 	for _, s := range servers {
 		urls = append(urls, s.api)
@@ -251,22 +251,29 @@ func TestClusterWithAgents(t *testing.T) {
 	for i, h := range hosts.List[3:] {
 		name := "a" + strconv.Itoa(i+1)
 		agents[name] = testenv.StartAgent(t, testenv.OnHost(h), testenv.WithArgs("--server", strings.Join(urls, ","),
-			"--token", strings.TrimSpace(out), "--ca-hash", hash, "--node-name", name, "--vpc=false"))
+			"--token", strings.TrimSpace(out), "--ca-hash", hash, "--node-name", name, "--label", "zone=z", "--vpc=false"))
 	}
 	// Images are not replicated between servers yet: each gets it.
 	for _, s := range servers {
 		testenv.MustDocker(t, s.srv.Host(), "load", "-i", testimages.Busybox(t))
 	}
 	c := &nodeCluster{srv: servers[1].srv}
-	c.docker(t, "run", "-d", "--name", "web", "busybox", "sh", "-c", "echo up; sleep 1d")
+	c.docker(t, "run", "-d", "--name", "web", "-l", "kr.zone=z", "busybox", "sh", "-c", "echo up; sleep 1d")
 	p := c.waitPlaced(t, "web", func(n string) bool { return agents[n] != nil })
+	// The servers run nodes too (zone default): one of them gets this pod.
+	c.docker(t, "run", "-d", "--name", "onserver", "-l", "kr.zone=default", "busybox", "sleep", "1d")
+	c.waitPlaced(t, "onserver", func(n string) bool { return agents[n] == nil && n != "" })
 
-	// Every server reaches the pod's node: its agent keeps a tunnel to each.
+	// Every server reaches every pod's node: agents keep a tunnel to each
+	// server, and so do the servers' own nodes.
 	for _, s := range servers {
-		if got := strings.TrimSpace(testenv.MustDocker(t, s.srv.Host(), "exec", "web", "echo", "via", s.name).Stdout); got != "via "+s.name {
-			t.Fatalf("exec through %s: %q", s.name, got)
+		for _, pod := range []string{"web", "onserver"} {
+			if got := strings.TrimSpace(testenv.MustDocker(t, s.srv.Host(), "exec", pod, "echo", "via", s.name).Stdout); got != "via "+s.name {
+				t.Fatalf("exec %s through %s: %q", pod, s.name, got)
+			}
 		}
 	}
+	c.docker(t, "rm", "-f", "onserver")
 
 	// The server that leads the control loop dies: the others place pods.
 	ms, err := membersLs(t, servers[0].srv.DataDir)
@@ -288,7 +295,7 @@ func TestClusterWithAgents(t *testing.T) {
 	}
 	t.Logf("killed %s, the control loop's leader", lead)
 	c = &nodeCluster{srv: survivor.srv}
-	c.docker(t, "run", "-d", "--name", "after", "busybox", "sleep", "1d")
+	c.docker(t, "run", "-d", "--name", "after", "-l", "kr.zone=z", "busybox", "sleep", "1d")
 	c.waitPlaced(t, "after", func(n string) bool { return agents[n] != nil })
 	if got := c.docker(t, "exec", "web", "echo", "still"); got != "still" {
 		t.Fatalf("exec after the leader died: %q", got)

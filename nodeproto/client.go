@@ -270,17 +270,23 @@ func (c *Client) RunTunnels(ctx context.Context, node string, ops Ops) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
-				err := c.tunnel(ctx, srv, node, ops)
-				if ctx.Err() != nil {
-					return
-				}
-				c.log.Warn("tunnel ended; reconnecting", "server", srv, "err", err)
-				sleep(ctx, time.Second)
-			}
+			c.KeepTunnel(ctx, srv, node, ops)
 		}()
 	}
 	wg.Wait()
+}
+
+// KeepTunnel keeps a tunnel to the server at srv (https://HOST:PORT) open
+// until ctx ends, reconnecting after failures, serving ops on it.
+func (c *Client) KeepTunnel(ctx context.Context, srv, node string, ops Ops) {
+	for ctx.Err() == nil {
+		err := c.tunnel(ctx, srv, node, ops)
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("tunnel ended; reconnecting", "server", srv, "err", err)
+		sleep(ctx, time.Second)
+	}
 }
 
 func (c *Client) tunnel(ctx context.Context, srv, node string, ops Ops) error {

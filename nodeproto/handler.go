@@ -309,23 +309,30 @@ func (t *Tunnels) Has(node string) bool {
 	return s != nil && !s.IsClosed()
 }
 
+// unknownWait is how long a stream waits for a node that never had a
+// tunnel to this server (one that is joining now), where one that had a
+// tunnel gets the whole wait of open.
+const unknownWait = 3 * time.Second
+
 // open opens a stream to node, waiting up to wait for a tunnel that is
 // being re-established.
 func (t *Tunnels) open(ctx context.Context, node string, wait time.Duration) (*yamux.Stream, error) {
+	t.mu.Lock()
+	if !t.known[node] {
+		wait = min(wait, unknownWait)
+	}
+	t.mu.Unlock()
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
 		t.mu.Lock()
-		s, ch, known := t.m[node], t.wait, t.known[node]
+		s, ch := t.m[node], t.wait
 		t.mu.Unlock()
 		if s != nil && !s.IsClosed() {
 			st, err := s.OpenStream()
 			if err == nil {
 				return st, nil
 			}
-		}
-		if !known {
-			return nil, fmt.Errorf("node %s has never connected to this server", node)
 		}
 		select {
 		case <-ch:

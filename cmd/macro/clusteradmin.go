@@ -32,7 +32,7 @@ func runClusterAdmin(ctx context.Context, c *adminClient, words []string, o admi
 		if tok.Kind == "server" {
 			fmt.Fprintf(stderr, "on the new server:\n  macro server --join https://THIS-SERVER:7443 --token TOKEN --ca-hash %s\n", tok.CAHash)
 		} else {
-			fmt.Fprintf(stderr, "on the new node:\n  macro agent --server https://THIS-SERVER:7443 --token TOKEN\n(the cluster CA it should meet: %s)\n", tok.CAHash)
+			fmt.Fprintf(stderr, "on the new node:\n  macro agent --server https://THIS-SERVER:7443 --token TOKEN --ca-hash %s\n", tok.CAHash)
 		}
 	case cmd == "join-token ls" || cmd == "join-token list":
 		var toks []api.JoinTokenInfo

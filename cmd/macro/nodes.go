@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -384,4 +385,80 @@ func localAgent(ag *agent.Agent, runs bool) *agent.Agent {
 		return nil
 	}
 	return ag
+}
+
+// serverAPIURL is how the other servers reach this server's API port: its
+// --api-addr host when that names one, else the host of its etcd peer URL;
+// "" for a server that no other reaches (a cluster of one).
+func serverAPIURL(apiL net.Listener, apiAddr, dataDir string) string {
+	if apiL == nil {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(apiL.Addr().String())
+	if err != nil {
+		return ""
+	}
+	host, _, _ := net.SplitHostPort(apiAddr)
+	if ip := net.ParseIP(host); host == "" || ip != nil && (ip.IsUnspecified() || ip.IsLoopback()) {
+		b, err := os.ReadFile(filepath.Join(dataDir, peerDirName, peerURLFile))
+		if err != nil {
+			return ""
+		}
+		u, err := url.Parse(strings.TrimSpace(string(b)))
+		if err != nil || u.Hostname() == "" {
+			return ""
+		}
+		host = u.Hostname()
+	}
+	return "https://" + net.JoinHostPort(host, port)
+}
+
+// linkServerNode makes this server's own node reachable from the other
+// servers of the cluster, as a remote agent is: the server says where its
+// API port is, and its agent keeps a tunnel to every other server's,
+// admitted by a node join token the server makes for itself (replaced at
+// every start).
+func linkServerNode(ctx context.Context, st *store.Store, ca *auth.CA, dataDir, name, self string, ag *agent.Agent, log *slog.Logger) error {
+	go st.AdvertiseServer(ctx, name, self, 10)
+	idFile := filepath.Join(dataDir, "server-node-token")
+	if old, err := os.ReadFile(idFile); err == nil {
+		if err := st.DeleteJoinToken(ctx, strings.TrimSpace(string(old))); err != nil && !errors.Is(err, store.ErrNotFound) {
+			log.Warn("remove the node token of a previous start", "err", err)
+		}
+	}
+	raw, jt, err := auth.NewJoinToken(types.JoinNode, 0, time.Now().UTC())
+	if err != nil {
+		return err
+	}
+	if err := st.CreateJoinToken(ctx, &jt); err != nil {
+		return fmt.Errorf("this server's node token: %w", err)
+	}
+	if err := os.WriteFile(idFile, []byte(jt.ID+"\n"), 0o600); err != nil {
+		return err
+	}
+	cli, err := nodeproto.NewClient(nodeproto.ClientConfig{Servers: []string{self}, Token: raw, RootCAs: ca.Pool(), Log: log})
+	if err != nil {
+		return err
+	}
+	go func() {
+		linked := map[string]bool{}
+		for {
+			servers, err := st.Servers(ctx)
+			if err == nil {
+				for peer, u := range servers {
+					if peer == name || linked[u] {
+						continue
+					}
+					linked[u] = true
+					go cli.KeepTunnel(ctx, u, ag.Node().Name, ag)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return nil
 }

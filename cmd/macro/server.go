@@ -337,6 +337,11 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 			ErrorLog: slog.NewLogLogger(log.With("subsystem", "api-port").Handler(), slog.LevelDebug)}
 		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
 		servers = append(servers, apiSrv)
+		if self := serverAPIURL(apiL, cfg.apiAddr, dataDir); self != "" && cfg.runAgent {
+			if err := linkServerNode(ctx, st, ca, dataDir, node.Name, self, ag, log); err != nil {
+				return err
+			}
+		}
 	}
 	if cfg.s3Addr != "" {
 		s3Srv, err := serveS3(cfg.s3Addr, ca, serverHosts(cfg.s3Addr, node.Name, cfg.apiSANs), volAccess, log)
