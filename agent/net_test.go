@@ -153,6 +153,17 @@ func TestNetworkHook(t *testing.T) {
 	renamed := stopped
 	renamed.Name = "other"
 	srv.pods <- types.Assignment{Pod: &renamed}
+	// The rename reaches the network before the removal is sent: the
+	// worker takes only the latest of what queued up for it.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, _, names, _ := nw.snapshot(); len(names) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the rename did not reach the network")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	srv.pods <- types.Assignment{Deleted: vpc.ID}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
