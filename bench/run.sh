@@ -21,7 +21,9 @@
 #      million pods onto 5,000 nodes (SCHED=0 skips it);
 #  13. then bench/failover.sh: leader kill to first write, 3 servers (FAILOVER=0 skips it);
 #  14. then bench/volumes.sh: fio in a pod on lv2, nfs and local volumes beside the host (VOLUMES=0 skips it);
-#  15. then bench/delta.sh: the delta-sync engine beside rsync, 1 GiB with 1% changed (DELTA=0 skips it).
+#  15. then bench/delta.sh: the delta-sync engine beside rsync, 1 GiB with 1% changed (DELTA=0 skips it);
+#  16. then bench/nodefail.sh: node kill to its pods running elsewhere (NODEFAIL=0 skips it);
+#  17. then bench/c1m.sh: a million pods onto 5,000 simulated nodes through the control plane (PLACE=0 skips it).
 # Everything it started is stopped and removed on exit, failure and Ctrl-C
 # included; directories a killed earlier run left behind are removed first.
 # The report goes to stdout and to bench/out/run-<date>.txt.
@@ -288,4 +290,14 @@ fi
 if [ "${DELTA:-1}" = 1 ] && [ -x bench/delta.sh ]; then
 	log "the delta-sync engine beside rsync (bench/delta.sh)"
 	bench/delta.sh
+fi
+
+if [ "${NODEFAIL:-1}" = 1 ] && [ -x bench/nodefail.sh ]; then
+	log "node kill to its pods running elsewhere (bench/nodefail.sh)"
+	bench/nodefail.sh
+fi
+
+if [ "${PLACE:-1}" = 1 ] && [ -x bench/c1m.sh ]; then
+	log "a million pods onto 5,000 simulated nodes through the control plane (bench/c1m.sh)"
+	bench/c1m.sh
 fi

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -192,7 +193,17 @@ func TestRemoteNodes(t *testing.T) {
 		c.agents[p.Node].Kill()
 		start := time.Now()
 		moved := c.waitPlaced(t, "mover", func(n string) bool { return n == other })
-		t.Logf("node %s killed: %s running on %s after %v (node TTL %v)", p.Node, moved.ID[:12], moved.Node, time.Since(start).Round(100*time.Millisecond), nodeTTL)
+		took := time.Since(start)
+		t.Logf("node %s killed: %s running on %s after %v (node TTL %v)", p.Node, moved.ID[:12], moved.Node, took.Round(100*time.Millisecond), nodeTTL)
+		if report := os.Getenv("MACRO_NODEFAIL_REPORT"); report != "" {
+			// bench/nodefail.sh: milliseconds from the kill to running
+			// elsewhere, and past the TTL.
+			f, err := os.OpenFile(report, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+			if err == nil {
+				fmt.Fprintf(f, "%d %d\n", took.Milliseconds(), (took - nodeTTL).Milliseconds())
+				f.Close()
+			}
+		}
 		if !runningOn(t, c.agents[other])[moved.ID] {
 			t.Fatalf("%s is not running on %s", moved.ID[:12], other)
 		}
