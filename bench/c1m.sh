@@ -6,7 +6,7 @@
 # the node API's per-node streams. The nodes are simulated in-process
 # (bench/c1m): leases with heartbeats, a stream each, every pod reported
 # running; no container runs. Needs ~6 GiB of memory for a million. Knobs:
-# PODS NODES ZONES WRITERS REPORTERS.
+# PODS NODES ZONES WRITERS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -15,5 +15,5 @@ out=bench/out/c1m-$(date -u +%Y%m%dT%H%M%SZ).txt
 $GO build -o bench/c1m/c1m ./bench/c1m
 echo "bench/c1m.sh at $(git rev-parse --short HEAD), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out"
 bench/c1m/c1m -pods "${PODS:-1000000}" -nodes "${NODES:-5000}" -zones "${ZONES:-5}" \
-	-writers "${WRITERS:-32}" -reporters "${REPORTERS:-64}" 2>&1 | tee -a "$out"
+	-writers "${WRITERS:-32}" 2>&1 | tee -a "$out"
 rm -f bench/c1m/c1m

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -188,19 +189,21 @@ func (s *State) Pod(id string) (types.Pod, bool) {
 	return *p, true
 }
 
-// schedule calls fn with the pending pods and every placed pod, under the
-// read lock: fn must not keep the slices.
+// schedule calls fn with the pending pods and every placed pod: copies
+// taken under the read lock, so that the watch goes on while fn places.
 func (s *State) schedule(fn func(pending, placed []types.Pod)) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if len(s.pending) == 0 {
+		s.mu.RUnlock()
 		return
 	}
 	pending := make([]types.Pod, 0, len(s.pending))
 	for _, p := range s.pending {
 		pending = append(pending, *p)
 	}
-	fn(pending, s.placed)
+	placed := slices.Clone(s.placed)
+	s.mu.RUnlock()
+	fn(pending, placed)
 }
 
 // waitFor waits (up to a few seconds) until the State has seen the

@@ -14,9 +14,14 @@ import (
 )
 
 // Batched writes for the control plane's hot paths: placing many pods at
-// once, recording many statuses. etcd takes at most 128 operations in one
-// transaction (its --max-txn-ops default); a batch is split to fit.
-const maxTxnOps = 128
+// once, recording many statuses. etcd takes at most --max-txn-ops
+// operations in one transaction: 128 by default (an external etcd), more in
+// the embedded member, which is configured with embeddedTxnOps; a batch is
+// split to fit (Store.txnOps).
+const (
+	defaultTxnOps  = 128
+	embeddedTxnOps = 1024
+)
 
 // Placement is the scheduler's decision for one pod: Node, or why none.
 type Placement struct {
@@ -30,12 +35,12 @@ type Placement struct {
 // pod). It returns the placements that did not commit because their pod
 // changed or went away meanwhile, for the caller to decide again.
 func (s *Store) Place(ctx context.Context, ps []Placement) ([]Placement, error) {
-	const perTxn = maxTxnOps / 2
+	perTxn := s.txnOps / 2
 	// Chunks commit concurrently: etcd writes them with one fsync.
 	var mu sync.Mutex
 	var stale []Placement
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(16)
 	for off := 0; off < len(ps); off += perTxn {
 		chunk := ps[off:min(off+perTxn, len(ps))]
 		g.Go(func() error {
@@ -74,7 +79,7 @@ func (s *Store) Place(ctx context.Context, ps []Placement) ([]Placement, error) 
 // transactions as fit: a job of many replicas at once. A batch fails as a
 // whole when one of its names or IDs is taken; nothing of it is stored.
 func (s *Store) CreatePods(ctx context.Context, pods []*types.Pod) error {
-	const perTxn = maxTxnOps / 2
+	perTxn := s.txnOps / 2
 	for len(pods) > 0 {
 		n := min(len(pods), perTxn)
 		chunk := pods[:n]
@@ -134,7 +139,7 @@ type StatusAt struct {
 // per status). ok[i] tells whether the i-th was written.
 func (s *Store) PutStatusesAt(ctx context.Context, sts []StatusAt) (ok []bool, err error) {
 	ok = make([]bool, len(sts))
-	const perTxn = maxTxnOps / 2 // a nested put and its compare count twice
+	perTxn := s.txnOps / 2 // a nested put and its compare count twice
 	for off := 0; off < len(sts); off += perTxn {
 		chunk := sts[off:min(off+perTxn, len(sts))]
 		ops := make([]clientv3.Op, 0, len(chunk))

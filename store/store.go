@@ -46,9 +46,11 @@ const prefix = "/macro/"
 
 // Store is the typed view of macro's state.
 type Store struct {
-	cli  *clientv3.Client
-	etcd *embed.Etcd // nil with external etcd
-	log  *slog.Logger
+	// txnOps is how many operations a transaction may hold.
+	txnOps int
+	cli    *clientv3.Client
+	etcd   *embed.Etcd // nil with external etcd
+	log    *slog.Logger
 }
 
 // Config selects where the state lives.
@@ -77,7 +79,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("connect etcd: %w", err)
 		}
-		return &Store{cli: withRetries(cli), log: log}, nil
+		return &Store{cli: withRetries(cli), txnOps: defaultTxnOps, log: log}, nil
 	}
 	dir := filepath.Join(cfg.DataDir, "etcd")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -100,6 +102,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	ec.AutoCompactionMode = "revision"
 	ec.AutoCompactionRetention = "10000"
 	ec.QuotaBackendBytes = 8 << 30
+	ec.MaxTxnOps = embeddedTxnOps
+	ec.MaxRequestBytes = 8 << 20 // a batch of pods with their Docker configs
 
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
@@ -114,7 +118,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd: %w", err)
 	}
-	st := &Store{cli: withRetries(v3client.New(e.Server)), etcd: e, log: log}
+	st := &Store{cli: withRetries(v3client.New(e.Server)), txnOps: embeddedTxnOps, etcd: e, log: log}
 	if cfg.Member.Join {
 		if err := st.promote(ctx); err != nil {
 			st.Close()

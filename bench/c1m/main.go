@@ -32,7 +32,6 @@ func main() {
 	nodes := flag.Int("nodes", 5000, "simulated nodes")
 	zones := flag.Int("zones", 5, "zones the nodes are spread over; every other pod asks for one (kr.zone)")
 	writers := flag.Int("writers", 8, "concurrent clients creating pods (64 per transaction: a job of many replicas)")
-	reporters := flag.Int("reporters", 64, "concurrent status reports of the simulated agents")
 	dir := flag.String("dir", "", "data directory (default: a temporary one, removed after)")
 	timeout := flag.Duration("timeout", 15*time.Minute, "give up after this long")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
@@ -46,14 +45,14 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*pods, *nodes, *zones, *writers, *reporters, *dir, *timeout); err != nil {
+	if err := run(*pods, *nodes, *zones, *writers, *dir, *timeout); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "c1m:", err)
 		os.Exit(1)
 	}
 }
 
-func run(nPods, nNodes, nZones, writers, reporters int, dir string, timeout time.Duration) error {
+func run(nPods, nNodes, nZones, writers int, dir string, timeout time.Duration) error {
 	if dir == "" {
 		d, err := os.MkdirTemp("", "macro-c1m-")
 		if err != nil {
@@ -94,21 +93,9 @@ func run(nPods, nNodes, nZones, writers, reporters int, dir string, timeout time
 	fmt.Printf("  %d nodes registered in %v\n", nNodes, time.Since(t0).Round(time.Millisecond))
 	go heartbeats(ctx, api, names, ttl/4)
 
-	// The simulated agents: every pod a node is given is reported running.
+	// The simulated agents: each node reports every pod it is given as
+	// running, one after another, as an agent's workers would.
 	var assigned, running atomic.Int64
-	reports := make(chan *types.Pod, 4096)
-	for range reporters {
-		go func() {
-			for p := range reports {
-				st := types.PodStatus{ID: p.ID, Node: p.Node, Phase: types.PhaseRunning, Run: p.Desired.Run, StartedAt: time.Now().UTC()}
-				if err := api.ReportStatus(ctx, p.Tenant, st); err == nil {
-					running.Add(1)
-				} else if ctx.Err() == nil {
-					fmt.Fprintln(os.Stderr, "report:", err)
-				}
-			}
-		}()
-	}
 	for _, n := range names {
 		go func() {
 			seen := map[string]bool{}
@@ -118,14 +105,17 @@ func run(nPods, nNodes, nZones, writers, reporters int, dir string, timeout time
 					give = []types.Pod{*a.Pod}
 				}
 				for i := range give {
-					if p := &give[i]; !seen[p.ID] {
-						seen[p.ID] = true
-						assigned.Add(1)
-						select {
-						case reports <- p:
-						case <-ctx.Done():
-							return
-						}
+					p := &give[i]
+					if seen[p.ID] {
+						continue
+					}
+					seen[p.ID] = true
+					assigned.Add(1)
+					st := types.PodStatus{ID: p.ID, Node: p.Node, Phase: types.PhaseRunning, Run: p.Desired.Run, StartedAt: time.Now().UTC()}
+					if err := api.ReportStatus(ctx, p.Tenant, st); err == nil {
+						running.Add(1)
+					} else if ctx.Err() == nil {
+						fmt.Fprintln(os.Stderr, "report:", err)
 					}
 				}
 			}
