@@ -236,7 +236,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 
 	node := localNode(cfg.nodeName)
 	node.Runtimes = names
-	netw, err := openNetwork(ctx, cfg.net, dataDir, cluster, log)
+	netw, tenantChanged, err := openNetwork(ctx, cfg.net, st, dataDir, cluster, log)
 	if err != nil {
 		return err
 	}
@@ -245,6 +245,8 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		defer netw.Close()
 		agentNet = netw
 		cfg.ingress.dial = netw.DialContext
+		native.SetVPC(netw)
+		native.SetTenantChanged(tenantChanged)
 	}
 	nodeAPI := control.NewNodeAPI(st)
 	ag, err := agent.New(agent.Config{

@@ -7,7 +7,9 @@
 //   - <name>.<namespace>: the same in another namespace of the asker's
 //     tenant;
 //
-// with AAAA for VPC addresses and A for the namespace's IPv4 overlay.
+// with AAAA for VPC addresses and A for IPv4: the pod's address on the
+// overlays (networks with a subnet) it shares with the asker, else its
+// address on its namespace's default overlay.
 // Single-label names are always the VPC's: one that no pod of the asker's
 // namespace has is NXDOMAIN, never asked upstream, so another tenant's
 // names cannot resolve and do not leak. Two-label names whose second label
@@ -34,13 +36,22 @@ import (
 // TTL of the VPC's answers: short, pods come and go.
 const TTL = 5
 
+// Asker is the pod that asks: its tenant, namespace and the overlays
+// (network IDs) it has an address on.
+type Asker struct {
+	Tenant    string
+	Namespace string
+	Overlays  map[string]netip.Addr
+}
+
 // Directory is what the server knows about pods.
 type Directory interface {
-	// Client returns the tenant and namespace of the pod with address addr.
-	Client(addr netip.Addr) (tenant, namespace string, ok bool)
-	// Lookup returns the addresses of the pods called name in the namespace;
-	// found is false when no pod there has that name.
-	Lookup(tenant, namespace, name string) (addrs []netip.Addr, found bool)
+	// Client returns the pod with address addr (its VPC IPv6 address).
+	Client(addr netip.Addr) (Asker, bool)
+	// Lookup returns the addresses of the pods called name in the
+	// namespace of the asker's tenant, as the asker sees them; found is
+	// false when no pod there has that name.
+	Lookup(asker Asker, namespace, name string) (addrs []netip.Addr, found bool)
 	// HasNamespace reports whether the tenant has the namespace.
 	HasNamespace(tenant, namespace string) bool
 }
@@ -54,6 +65,9 @@ type Entry struct {
 	Names []string
 	IPv6  netip.Addr
 	IPv4  netip.Addr // invalid when the pod has none
+	// Overlays are the pod's addresses on overlays with a subnet, by
+	// network ID.
+	Overlays map[string]netip.Addr
 }
 
 // Table is an in-memory Directory, safe for concurrent use.
@@ -127,22 +141,22 @@ func (t *Table) deleteLocked(id string) {
 }
 
 // Client implements Directory.
-func (t *Table) Client(addr netip.Addr) (string, string, bool) {
+func (t *Table) Client(addr netip.Addr) (Asker, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	id, ok := t.byAddr[addr.Unmap()]
 	if !ok {
-		return "", "", false
+		return Asker{}, false
 	}
 	e := t.byID[id]
-	return e.Tenant, e.Namespace, true
+	return Asker{Tenant: e.Tenant, Namespace: e.Namespace, Overlays: e.Overlays}, true
 }
 
 // Lookup implements Directory.
-func (t *Table) Lookup(tenant, ns, name string) ([]netip.Addr, bool) {
+func (t *Table) Lookup(asker Asker, ns, name string) ([]netip.Addr, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	ids := t.byName[nameKey(tenant, ns, name)]
+	ids := t.byName[nameKey(asker.Tenant, ns, name)]
 	if len(ids) == 0 {
 		return nil, false
 	}
@@ -152,7 +166,14 @@ func (t *Table) Lookup(tenant, ns, name string) ([]netip.Addr, bool) {
 		if e.IPv6.IsValid() {
 			out = append(out, e.IPv6)
 		}
-		if e.IPv4.IsValid() {
+		shared := false
+		for nw, a := range e.Overlays {
+			if _, ok := asker.Overlays[nw]; ok {
+				out = append(out, a)
+				shared = true
+			}
+		}
+		if !shared && e.IPv4.IsValid() {
 			out = append(out, e.IPv4)
 		}
 	}
@@ -169,7 +190,8 @@ func (t *Table) HasNamespace(tenant, ns string) bool {
 
 // Answer decides the reply to req, asked by a pod of tenant's namespace.
 // It returns forward=true (and no reply) for names that are not the VPC's.
-func Answer(dir Directory, tenant, namespace string, req *mdns.Msg) (resp *mdns.Msg, forward bool) {
+func Answer(dir Directory, asker Asker, req *mdns.Msg) (resp *mdns.Msg, forward bool) {
+	tenant, namespace := asker.Tenant, asker.Namespace
 	resp = new(mdns.Msg)
 	resp.SetReply(req)
 	resp.RecursionAvailable = true
@@ -196,7 +218,7 @@ func Answer(dir Directory, tenant, namespace string, req *mdns.Msg) (resp *mdns.
 		return nil, true
 	}
 	resp.Authoritative = true
-	addrs, found := dir.Lookup(tenant, ns, name)
+	addrs, found := dir.Lookup(asker, ns, name)
 	if !found {
 		resp.SetRcode(req, mdns.RcodeNameError)
 		return resp, false
@@ -246,14 +268,14 @@ func (s *Server) Handle(remote net.Addr, network string, req *mdns.Msg) *mdns.Ms
 	case *net.TCPAddr:
 		ip, _ = netip.AddrFromSlice(a.IP)
 	}
-	tenant, ns, ok := s.Dir.Client(ip.Unmap())
+	asker, ok := s.Dir.Client(ip.Unmap())
 	if !ok {
 		// Not a pod this node knows: no answer about anyone's names.
 		resp := new(mdns.Msg)
 		resp.SetRcode(req, mdns.RcodeRefused)
 		return resp
 	}
-	resp, forward := Answer(s.Dir, tenant, ns, req)
+	resp, forward := Answer(s.Dir, asker, req)
 	if !forward {
 		return resp
 	}
