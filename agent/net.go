@@ -89,6 +89,9 @@ func (w *worker) detachNetwork(ctx context.Context) {
 func podResolvConf(att router.Attachment) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "nameserver %s\n", att.Nameserver)
+	if att.Nameserver4.IsValid() {
+		fmt.Fprintf(&b, "nameserver %s\n", att.Nameserver4)
+	}
 	for _, line := range strings.Split(string(resolvConf()), "\n") {
 		f := strings.Fields(line)
 		if len(f) > 0 && (f[0] == "search" || f[0] == "domain" || f[0] == "options") {

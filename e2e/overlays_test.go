@@ -46,6 +46,9 @@ func TestOverlays(t *testing.T) {
 			t.Errorf("%s: %v: %q should not be in\n%s", what, args, unwanted, out)
 		}
 	}
+	// gw4DNS asks the node's DNS server at the pod's IPv4 gateway
+	// (append the query: "-type=a NAME").
+	const gw4DNS = `f() { nslookup "$@" $(ip -4 route | awk '/^default/{print $3}'); }; f`
 	httpd := func(text string) []string {
 		return []string{"sh", "-c", "mkdir -p /www && echo " + text + " > /www/index.html && exec httpd -f -p 80 -h /www"}
 	}
@@ -95,6 +98,9 @@ func TestOverlays(t *testing.T) {
 		has(alice, "A on the shared overlay", "10.10.0.10", "exec", "app", "nslookup", "-type=a", "db")
 		has(alice, "AAAA", "fd", "exec", "app", "nslookup", "-type=aaaa", "db")
 		has(alice, "wget by name, IPv4", "db-on-the-overlay", "exec", "app", "wget", "-q", "-O", "-", "http://db/")
+		// The same server over IPv4: the pod's gateway, second in resolv.conf.
+		has(alice, "resolv.conf", "nameserver 10.", "exec", "app", "cat", "/etc/resolv.conf")
+		has(alice, "A over IPv4 DNS", "10.10.0.10", "exec", "app", "sh", "-c", gw4DNS+" -type=a db")
 		has(alice, "the control for bob's TCP below", "app-of-alice", "exec", "db", "sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 10.10.0.2 80")
 	})
 
@@ -201,10 +207,15 @@ func TestOverlays(t *testing.T) {
 		if c := counter(); strings.Contains(c, "packets 0 ") {
 			t.Errorf("control: alice's own UDP did not reach app:\n%s", c)
 		}
-		// DNS: alice's names are not bob's.
+		// DNS: alice's names are not bob's, over IPv6 or IPv4 (where bob's
+		// addresses are alice's too).
 		if r := bob("exec", "mallory", "nslookup", "db"); r.ExitCode == 0 {
 			t.Errorf("bob resolves alice's db:\n%s", r.Stdout)
 		}
+		if r := bob("exec", "mallory", "sh", "-c", gw4DNS+" db"); r.ExitCode == 0 {
+			t.Errorf("bob resolves alice's db over IPv4:\n%s", r.Stdout)
+		}
+		has(bob, "bob's own name over IPv4", "10.10.0.10", "exec", "mallory", "sh", "-c", gw4DNS+" -type=a eve")
 	})
 
 	t.Run("remove", func(t *testing.T) {

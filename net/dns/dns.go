@@ -68,6 +68,9 @@ type Entry struct {
 	// Overlays are the pod's addresses on overlays with a subnet, by
 	// network ID.
 	Overlays map[string]netip.Addr
+	// Link is the node's end of the pod's interface (its veth in the
+	// router): a query over IPv4 is known by the link it came in on.
+	Link string
 }
 
 // Table is an in-memory Directory, safe for concurrent use.
@@ -75,6 +78,8 @@ type Table struct {
 	mu      sync.RWMutex
 	byID    map[string]Entry
 	byAddr  map[netip.Addr]string      // IPv6 -> id
+	byLink  map[string]string          // Link -> id
+	byAddr4 map[string]string          // tenant\x00IPv4 -> id (default and overlay addresses)
 	byName  map[string]map[string]bool // tenant\x00ns\x00name -> ids
 	nsCount map[string]int             // tenant\x00ns -> entries
 }
@@ -83,7 +88,7 @@ var _ Directory = (*Table)(nil)
 
 // NewTable returns an empty Table.
 func NewTable() *Table {
-	return &Table{byID: map[string]Entry{}, byAddr: map[netip.Addr]string{}, byName: map[string]map[string]bool{}, nsCount: map[string]int{}}
+	return &Table{byID: map[string]Entry{}, byAddr: map[netip.Addr]string{}, byLink: map[string]string{}, byAddr4: map[string]string{}, byName: map[string]map[string]bool{}, nsCount: map[string]int{}}
 }
 
 func nameKey(tenant, ns, name string) string {
@@ -100,6 +105,12 @@ func (t *Table) Set(e Entry) {
 	t.byID[e.ID] = e
 	if e.IPv6.IsValid() {
 		t.byAddr[e.IPv6] = e.ID
+	}
+	if e.Link != "" {
+		t.byLink[e.Link] = e.ID
+	}
+	for _, a := range e.addrs4() {
+		t.byAddr4[e.Tenant+"\x00"+a.String()] = e.ID
 	}
 	for _, n := range e.Names {
 		k := nameKey(e.Tenant, e.Namespace, n)
@@ -127,6 +138,14 @@ func (t *Table) deleteLocked(id string) {
 	if t.byAddr[e.IPv6] == id {
 		delete(t.byAddr, e.IPv6)
 	}
+	if t.byLink[e.Link] == id {
+		delete(t.byLink, e.Link)
+	}
+	for _, a := range e.addrs4() {
+		if k := e.Tenant + "\x00" + a.String(); t.byAddr4[k] == id {
+			delete(t.byAddr4, k)
+		}
+	}
 	for _, n := range e.Names {
 		k := nameKey(e.Tenant, e.Namespace, n)
 		delete(t.byName[k], id)
@@ -150,6 +169,43 @@ func (t *Table) Client(addr netip.Addr) (Asker, bool) {
 	}
 	e := t.byID[id]
 	return Asker{Tenant: e.Tenant, Namespace: e.Namespace, Overlays: e.Overlays}, true
+}
+
+// addrs4 are the entry's IPv4 addresses: default and overlays.
+func (e Entry) addrs4() []netip.Addr {
+	var out []netip.Addr
+	if e.IPv4.IsValid() {
+		out = append(out, e.IPv4)
+	}
+	for _, a := range e.Overlays {
+		out = append(out, a)
+	}
+	return out
+}
+
+func (t *Table) asker(id string, ok bool) (Asker, bool) {
+	if !ok {
+		return Asker{}, false
+	}
+	e := t.byID[id]
+	return Asker{Tenant: e.Tenant, Namespace: e.Namespace, Overlays: e.Overlays}, true
+}
+
+// ClientOnLink returns the pod whose interface is link (see Entry.Link).
+func (t *Table) ClientOnLink(link string) (Asker, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	id, ok := t.byLink[link]
+	return t.asker(id, ok)
+}
+
+// ClientV4 returns the tenant's pod with IPv4 address addr (IPv4
+// addresses are unique only within a tenant).
+func (t *Table) ClientV4(tenant string, addr netip.Addr) (Asker, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	id, ok := t.byAddr4[tenant+"\x00"+addr.Unmap().String()]
+	return t.asker(id, ok)
 }
 
 // Lookup implements Directory.
@@ -245,6 +301,10 @@ type Server struct {
 	Upstream []string
 	// Timeout of one upstream exchange; 0 means 2s.
 	Timeout time.Duration
+	// Identify, when set, tells who asks from the client's address (which
+	// may carry more than an IP: the link or mark it came with); it
+	// replaces Dir.Client.
+	Identify func(remote net.Addr) (Asker, bool)
 
 	mu      sync.Mutex
 	servers []*mdns.Server
@@ -261,14 +321,13 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 // Handle answers req from the client at remote over network ("udp",
 // "tcp"); nil means no answer at all.
 func (s *Server) Handle(remote net.Addr, network string, req *mdns.Msg) *mdns.Msg {
-	var ip netip.Addr
-	switch a := remote.(type) {
-	case *net.UDPAddr:
-		ip, _ = netip.AddrFromSlice(a.IP)
-	case *net.TCPAddr:
-		ip, _ = netip.AddrFromSlice(a.IP)
+	var asker Asker
+	var ok bool
+	if s.Identify != nil {
+		asker, ok = s.Identify(remote)
+	} else {
+		asker, ok = s.Dir.Client(AddrOf(remote))
 	}
-	asker, ok := s.Dir.Client(ip.Unmap())
 	if !ok {
 		// Not a pod this node knows: no answer about anyone's names.
 		resp := new(mdns.Msg)
@@ -280,6 +339,18 @@ func (s *Server) Handle(remote net.Addr, network string, req *mdns.Msg) *mdns.Ms
 		return resp
 	}
 	return s.forward(network, req)
+}
+
+// AddrOf is the IP address of a UDP or TCP address.
+func AddrOf(remote net.Addr) netip.Addr {
+	var ip netip.Addr
+	switch a := remote.(type) {
+	case *net.UDPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	case *net.TCPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	}
+	return ip.Unmap()
 }
 
 func (s *Server) forward(network string, req *mdns.Msg) *mdns.Msg {

@@ -274,3 +274,52 @@ func FuzzAnswer(f *testing.F) {
 		}
 	})
 }
+
+// TestClientByLinkAndV4: a query over IPv4 is known by its link, or by
+// tenant and address; IPv4 addresses overlap across tenants.
+func TestClientByLinkAndV4(t *testing.T) {
+	dir := NewTable()
+	dir.Set(Entry{ID: "a", Tenant: "alice", Namespace: "shop", Names: []string{"a"}, Link: "va",
+		IPv6: netip.MustParseAddr("fd00:a::1"), IPv4: netip.MustParseAddr("10.1.0.2"),
+		Overlays: map[string]netip.Addr{"n1": netip.MustParseAddr("10.10.0.10")}})
+	dir.Set(Entry{ID: "b", Tenant: "bob", Namespace: "shop", Names: []string{"b"}, Link: "vb",
+		IPv6: netip.MustParseAddr("fd00:b::1"), IPv4: netip.MustParseAddr("10.1.0.2")})
+	tests := []struct {
+		got    Asker
+		ok     bool
+		tenant string
+	}{}
+	add := func(a Asker, ok bool, tenant string) {
+		tests = append(tests, struct {
+			got    Asker
+			ok     bool
+			tenant string
+		}{a, ok, tenant})
+	}
+	a, ok := dir.ClientOnLink("va")
+	add(a, ok, "alice")
+	a, ok = dir.ClientOnLink("vb")
+	add(a, ok, "bob")
+	a, ok = dir.ClientV4("bob", netip.MustParseAddr("10.1.0.2"))
+	add(a, ok, "bob")
+	a, ok = dir.ClientV4("alice", netip.MustParseAddr("10.10.0.10"))
+	add(a, ok, "alice")
+	for i, tt := range tests {
+		if !tt.ok || tt.got.Tenant != tt.tenant {
+			t.Errorf("%d: %+v %v, want %s", i, tt.got, tt.ok, tt.tenant)
+		}
+	}
+	if _, ok := dir.ClientV4("bob", netip.MustParseAddr("10.10.0.10")); ok {
+		t.Errorf("bob asks as alice's overlay address")
+	}
+	if _, ok := dir.ClientOnLink("vz"); ok {
+		t.Errorf("unknown link known")
+	}
+	dir.Delete("a")
+	if _, ok := dir.ClientOnLink("va"); ok {
+		t.Errorf("deleted pod's link still known")
+	}
+	if _, ok := dir.ClientV4("alice", netip.MustParseAddr("10.10.0.10")); ok {
+		t.Errorf("deleted pod's overlay address still known")
+	}
+}

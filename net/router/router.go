@@ -20,6 +20,7 @@ package router
 
 import (
 	"context"
+	"io"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -78,6 +79,8 @@ type Attachment struct {
 	Gateway6   netip.Addr
 	Gateway4   netip.Addr
 	Nameserver netip.Addr
+	// Nameserver4 is the same server over IPv4: the pod's IPv4 gateway.
+	Nameserver4 netip.Addr
 }
 
 // Overlay is a pod's address on one of its tenant's IPv4 overlays with a
@@ -127,6 +130,10 @@ type Router struct {
 	host  HostShare
 	names *dns.Table
 	dns   *dns.Server
+	links *links // interface names for DNS over IPv4
+
+	marksMu sync.RWMutex
+	marks   map[uint32]string // tenant mark -> tenant, for DNS over IPv4
 
 	mu    sync.Mutex
 	alloc *ipam.Allocator
@@ -195,6 +202,8 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		ns:    filepath.Join(dir, "router"),
 		host:  HostShareOf(dir),
 		names: dns.NewTable(),
+		links: &links{ns: filepath.Join(dir, "router"), m: map[int]string{}},
+		marks: map[uint32]string{},
 		st:    state{Pods: map[string]podState{}, Tenants: map[string]int{}},
 		wired: map[string]bool{},
 	}
@@ -217,6 +226,9 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		}
 	}
 	r.alloc = ipam.New(cfg.Cluster, r.st.IPAM)
+	for t, idx := range r.st.Tenants {
+		r.marks[tenantMark(idx)] = t
+	}
 	if err := r.setup(ctx); err != nil {
 		return nil, err
 	}
@@ -429,6 +441,9 @@ func (r *Router) tenantIndex(ctx context.Context, tenant string) (int, error) {
 		}
 	}
 	r.st.Tenants[tenant] = idx
+	r.marksMu.Lock()
+	r.marks[tenantMark(idx)] = tenant
+	r.marksMu.Unlock()
 	return idx, r.tenantRoutes(ctx, tenant, idx)
 }
 
@@ -459,7 +474,7 @@ func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) 
 	att := Attachment{
 		Netns: r.netnsPath(pod.ID), IPv6: addrs.IPv6, IPv4: addrs.IPv4,
 		Subnet6: ns.Subnet6, Subnet4: ns.Subnet4,
-		Gateway6: Gateway6, Gateway4: ns.Gateway4(), Nameserver: DNSAddr,
+		Gateway6: Gateway6, Gateway4: ns.Gateway4(), Nameserver: DNSAddr, Nameserver4: ns.Gateway4(),
 	}
 	overlays := overlaysOf(pod)
 	if err := r.checkOverlays(pod.ID, pod.Tenant, addrs.IPv4, overlays); err != nil {
@@ -479,6 +494,7 @@ func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) 
 		return att, nil
 	}
 	veth := vethName(pod.ID)
+	defer r.links.forget()
 	fresh, err := newNetns(ctx, att.Netns)
 	if err != nil {
 		return Attachment{}, fmt.Errorf("pod network namespace: %w", err)
@@ -565,7 +581,7 @@ func (r *Router) publish(id string, p podState) {
 		r.names.Delete(id)
 		return
 	}
-	e := dns.Entry{ID: id, Tenant: p.Tenant, Namespace: p.Namespace, Names: p.Names, IPv6: a.IPv6, IPv4: a.IPv4}
+	e := dns.Entry{ID: id, Tenant: p.Tenant, Namespace: p.Namespace, Names: p.Names, IPv6: a.IPv6, IPv4: a.IPv4, Link: vethName(id)}
 	for _, o := range p.Overlays {
 		if e.Overlays == nil {
 			e.Overlays = map[string]netip.Addr{}
@@ -703,6 +719,7 @@ func (r *Router) Detach(ctx context.Context, podID string) error {
 func (r *Router) detachLocked(ctx context.Context, podID string) error {
 	r.names.Delete(podID)
 	ipBatch(ctx, r.ns, true, "link del "+vethName(podID))
+	r.links.forget()
 	err := removeNetns(r.netnsPath(podID))
 	_, known := r.st.Pods[podID]
 	delete(r.st.Pods, podID)
@@ -790,10 +807,11 @@ func (r *Router) saveLocked() error {
 	return writeFileAtomic(r.statePath(), data)
 }
 
-// startDNS listens on DNSAddr:53 inside the router namespace.
+// startDNS listens on DNSAddr:53 inside the router namespace, and on
+// port 53 of every IPv4 address there (pods' gateways; see dns4.go).
 func (r *Router) startDNS() error {
-	var pc net.PacketConn
-	var l net.Listener
+	var pc, pc4 net.PacketConn
+	var l, l4 net.Listener
 	addr := netip.AddrPortFrom(DNSAddr, 53).String()
 	err := inNetns(r.ns, func() error {
 		var err error
@@ -801,16 +819,31 @@ func (r *Router) startDNS() error {
 			return err
 		}
 		if l, err = net.Listen("tcp6", addr); err != nil {
-			pc.Close()
 			return err
 		}
-		return nil
+		if pc4, err = net.ListenPacket("udp4", "0.0.0.0:53"); err != nil {
+			return err
+		}
+		l4, err = net.Listen("tcp4", "0.0.0.0:53")
+		return err
 	})
+	if err == nil {
+		var p *pktConn
+		if p, err = newPktConn(pc4); err == nil {
+			pc4 = p
+		}
+	}
 	if err != nil {
+		for _, c := range []io.Closer{pc, l, pc4, l4} {
+			if c != nil {
+				c.Close()
+			}
+		}
 		return fmt.Errorf("dns: %w", err)
 	}
-	r.dns = &dns.Server{Dir: r.names, Upstream: r.cfg.Upstream}
+	r.dns = &dns.Server{Dir: r.names, Upstream: r.cfg.Upstream, Identify: r.identify}
 	r.dns.Serve(pc, l)
+	r.dns.Serve(pc4, markListener{l4})
 	return nil
 }
 

@@ -112,6 +112,8 @@ table inet macro {
 		iifname @tenant_of icmp type echo-request accept
 		iifname @tenant_of ip6 daddr %s udp dport 53 accept
 		iifname @tenant_of ip6 daddr %s tcp dport 53 accept
+		iifname @tenant_of meta nfproto ipv4 udp dport 53 accept
+		iifname @tenant_of meta nfproto ipv4 tcp dport 53 accept
 		iifname %[12]q icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
 	}
 	chain forward {
