@@ -207,7 +207,7 @@ func networkFromCreate(req networkCreateRequest) (types.Network, error) {
 			}
 			if c.IPRange != "" {
 				p, err := netip.ParsePrefix(c.IPRange)
-				if err != nil || rg.Subnet == "" || !netip.MustParsePrefix(rg.Subnet).Contains(p.Addr()) {
+				if err != nil || rg.Subnet == "" || !netip.MustParsePrefix(rg.Subnet).Contains(p.Masked().Addr()) || p.Bits() < netip.MustParsePrefix(rg.Subnet).Bits() {
 					return n, badRequest("invalid ip range %s: it must be inside the subnet", c.IPRange)
 				}
 				rg.IPRange = p.Masked().String()
@@ -585,8 +585,8 @@ func assignAddress(n types.Network, ep *types.Endpoint, taken map[netip.Addr]str
 		if c.Gateway != "" {
 			gw = netip.MustParseAddr(c.Gateway)
 		}
-		if p, err := netip.ParsePrefix(c.IPRange); err == nil {
-			pool = p
+		if p, err := netip.ParsePrefix(c.IPRange); err == nil && sub.Contains(p.Masked().Addr()) && p.Bits() >= sub.Bits() {
+			pool = p.Masked()
 		}
 	}
 	last := lastAddr(sub)
