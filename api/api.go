@@ -104,7 +104,7 @@ func (s *Server) tenantMux() *mux {
 	m.handle("GET /ingresses", s.authed(s.listIngresses))
 	m.handle("GET /vpc", s.authed(s.getVPC))
 	m.handle("GET /overlays", s.authed(s.listOverlays))
-	m.handle("GET /overlays/{name...}", s.authed(s.getOverlay))
+	m.handle("GET /overlays/{ref...}", s.authed(s.getOverlay))
 	m.handle("GET /domains", s.authed(s.listDomains))
 	m.handle("POST /domains", s.authed(s.createDomain))
 	m.handle("GET /domains/{name}", s.authed(s.getDomain))

@@ -203,7 +203,7 @@ func (s *Server) listOverlays(w http.ResponseWriter, r *http.Request) error {
 // getOverlay finds an overlay by "<namespace>/<overlay>", by its Docker
 // network's name or ID, or by a bare overlay name in namespace default.
 func (s *Server) getOverlay(w http.ResponseWriter, r *http.Request) error {
-	ref := r.PathValue("name")
+	ref := r.PathValue("ref")
 	list, err := s.overlays(r, caller(r).Tenant)
 	if err != nil {
 		return err

@@ -170,7 +170,7 @@ func TestIsolationSweep(t *testing.T) {
 		"images/{name...}":      {imgName + ":v1", imgName, imageID, hexOf(imageID)[:12], c.addr + "/" + repoName + ":v1"},
 		"namespaces/{name}":     {nsName},
 		"domains/{name}":        {domainName},
-		"overlays/{name...}":    {netName, "default/" + netName, netID},
+		"overlays/{ref...}":     {netName, "default/" + netName, netID},
 		"tenants/{name}":        {tenantA},
 		"tokens/{id}":           {tokenA[3:19]},
 		"v2/{name}":             {repoName, imgName, "beta-own-repo"},

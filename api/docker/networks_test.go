@@ -69,4 +69,3 @@ func TestAssignAddress(t *testing.T) {
 		})
 	}
 }
-
