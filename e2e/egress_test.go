@@ -91,7 +91,7 @@ func TestEgressAndOpen(t *testing.T) {
 				t.Errorf("alice's egress to %s with bob's off: %s", u, r.Combined())
 			}
 		}
-		if out := c.mustAdmin("tenant", "ls"); !strings.Contains(out, "bob") {
+		if out := c.mustAdmin("tenant", "ls"); !strings.Contains(out, "bob (no egress)") || strings.Contains(out, "alice (no egress)") {
 			t.Errorf("tenant ls:\n%s", out)
 		}
 		c.mustAdmin("tenant", "set-egress", "bob", "on")

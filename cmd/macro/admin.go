@@ -208,6 +208,8 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, 
 			state := ""
 			if t.Deleting {
 				state = " (being removed)"
+			} else if t.NoEgress {
+				state = " (no egress)"
 			}
 			fmt.Fprintf(tw, "%s%s\t%s\t%s/%s\t%s/%s\t%s/%s\n", t.Name, state, t.Created.UTC().Format(time.RFC3339),
 				used(u.MemoryBytes, bytesText), limit(t.Quota.MemoryBytes, bytesText),
