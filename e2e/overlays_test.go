@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,6 +217,47 @@ func TestOverlays(t *testing.T) {
 			t.Errorf("bob resolves alice's db over IPv4:\n%s", r.Stdout)
 		}
 		has(bob, "bob's own name over IPv4", "10.10.0.10", "exec", "mallory", "sh", "-c", gw4DNS+" -type=a eve")
+	})
+
+	t.Run("concurrent creates get distinct addresses", func(t *testing.T) {
+		const n = 4
+		results := make(chan testenv.Result, n)
+		for i := range n {
+			go func() {
+				results <- alice("run", "-d", "--name", fmt.Sprintf("par%d", i), "--network", "front", "busybox", "sleep", "3600")
+			}()
+		}
+		for range n {
+			if r := <-results; r.ExitCode != 0 {
+				t.Fatalf("parallel run: %s", r.Combined())
+			}
+		}
+		seen := map[string]string{}
+		for i := range n {
+			name := fmt.Sprintf("par%d", i)
+			a := ok(alice, "inspect", "inspect", "-f", `{{(index .NetworkSettings.Networks "front").IPAddress}}`, name)
+			if other, dup := seen[a]; dup || !strings.HasPrefix(a, "10.20.0.") {
+				t.Errorf("%s has %q (also %s)", name, a, other)
+			}
+			seen[a] = name
+		}
+		mustOK(t, alice("rm", "-f", "par0", "par1", "par2", "par3"), "rm")
+	})
+
+	t.Run("a restarted server keeps the overlays", func(t *testing.T) {
+		if err := srv.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		srv.Start()
+		has(alice, "A after restart", "10.10.0.10", "exec", "app", "nslookup", "-type=a", "db")
+		has(alice, "overlay traffic after restart", "db-on-the-overlay", "exec", "app", "wget", "-q", "-O", "-", "http://10.10.0.10/")
+		ok(alice, "the second overlay after restart", "exec", "late", "ping", "-c", "1", "-W", "5", "10.20.0.2")
+		// Still live: connect again after the restart.
+		mustOK(t, alice("network", "connect", "--ip", "10.10.0.30", "back", "late"), "connect after restart")
+		eventually(t, "late's new overlay address", func() bool {
+			return alice("exec", "db", "ping", "-c", "1", "-W", "2", "10.10.0.30").ExitCode == 0
+		})
+		lacks(bob, "bob still gets his own 10.10.0.10", "db-on-the-overlay", "exec", "mallory", "wget", "-q", "-O", "-", "http://10.10.0.10/")
 	})
 
 	t.Run("remove", func(t *testing.T) {
