@@ -75,7 +75,7 @@ func TestOverlays(t *testing.T) {
 			t.Errorf("db's fixed address: %q", got)
 		}
 		has(alice, "db's eth0", "10.10.0.10/24", "exec", "db", "ip", "-o", "addr", "show", "eth0")
-		has(alice, "network inspect", "db=10.10.0.10/32", "network", "inspect", "-f", "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}", "back")
+		has(alice, "network inspect", "db=10.10.0.10/24", "network", "inspect", "-f", "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}", "back")
 		fails(alice, "a taken address", "Address already in use", "run", "-d", "--name", "dup", "--network", "back", "--ip", "10.10.0.10", "busybox", "true")
 		fails(alice, "the gateway's address", "Address already in use", "run", "-d", "--name", "dup", "--network", "back", "--ip", "10.10.0.1", "busybox", "true")
 		fails(alice, "outside the subnet", "does not belong to any of this network's subnets", "run", "-d", "--name", "dup", "--network", "back", "--ip", "10.9.0.5", "busybox", "true")

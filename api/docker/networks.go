@@ -305,7 +305,12 @@ func (s *Server) networkJSON(n types.Network, pods []types.Pod) network.Inspect 
 		er := network.EndpointResource{Name: p.Name, EndpointID: p.ID}
 		if ep.IPv4Address != "" {
 			if a, err := netip.ParseAddr(ep.IPv4Address); err == nil {
-				er.IPv4Address = netip.PrefixFrom(a, 32)
+				// With the subnet's length, as dockerd shows it.
+				bits := 32
+				if sub, err := netip.ParsePrefix(ep.Subnet); err == nil {
+					bits = sub.Bits()
+				}
+				er.IPv4Address = netip.PrefixFrom(a, bits)
 			}
 		}
 		out.Containers[p.ID] = er
