@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/macro-cloud/macro/net/router"
@@ -15,8 +17,9 @@ import (
 // only, as with --network none.
 type Network interface {
 	Attach(ctx context.Context, pod types.Pod) (router.Attachment, error)
-	// Rename updates the names the pod answers to in DNS.
-	Rename(pod types.Pod)
+	// Update follows a change of the pod's names (docker rename, aliases)
+	// and overlays (docker network connect/disconnect), live.
+	Update(ctx context.Context, pod types.Pod) error
 	// Stopped takes an exited pod's names out of DNS until its next Attach.
 	Stopped(podID string)
 	Detach(ctx context.Context, podID string) error
@@ -46,10 +49,22 @@ func (w *worker) attachNetwork(ctx context.Context, pod types.Pod) (*router.Atta
 	return &att, nil
 }
 
-// renameNetwork follows docker rename into DNS.
-func (w *worker) renameNetwork(pod types.Pod) {
+// networkChanged reports whether the pod's change from old to new is one
+// for its network: its names or the networks it joined.
+func networkChanged(old, new types.Pod) bool {
+	return old.Name != new.Name || !slices.Equal(old.Spec.Aliases, new.Spec.Aliases) ||
+		!maps.EqualFunc(old.Spec.Networks, new.Spec.Networks, func(a, b types.Endpoint) bool {
+			return a.NetworkID == b.NetworkID && a.IPv4Address == b.IPv4Address && a.Subnet == b.Subnet
+		})
+}
+
+// updateNetwork follows a change of names or networks (docker rename,
+// network connect and disconnect) into the pod's network and DNS.
+func (w *worker) updateNetwork(ctx context.Context, pod types.Pod) {
 	if nw := w.a.cfg.Network; nw != nil && pod.Spec.Network != "none" {
-		nw.Rename(pod)
+		if err := nw.Update(ctx, pod); err != nil {
+			w.log.Warn("update network", "err", err)
+		}
 	}
 }
 
@@ -74,6 +89,9 @@ func (w *worker) detachNetwork(ctx context.Context) {
 func podResolvConf(att router.Attachment) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "nameserver %s\n", att.Nameserver)
+	if att.Nameserver4.IsValid() {
+		fmt.Fprintf(&b, "nameserver %s\n", att.Nameserver4)
+	}
 	for _, line := range strings.Split(string(resolvConf()), "\n") {
 		f := strings.Fields(line)
 		if len(f) > 0 && (f[0] == "search" || f[0] == "domain" || f[0] == "options") {

@@ -39,10 +39,11 @@ func (f *fakeNetwork) Attach(ctx context.Context, pod types.Pod) (router.Attachm
 	}, nil
 }
 
-func (f *fakeNetwork) Rename(pod types.Pod) {
+func (f *fakeNetwork) Update(ctx context.Context, pod types.Pod) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.renamed = append(f.renamed, pod.Name)
+	return nil
 }
 
 func (f *fakeNetwork) Stopped(id string) {

@@ -99,11 +99,11 @@ func (w *worker) run(ctx context.Context) {
 			return
 		case p := <-w.updates:
 			w.mu.Lock()
-			renamed := w.pod.Name != p.Name
+			changed := networkChanged(w.pod, p)
 			w.pod = p
 			w.mu.Unlock()
-			if renamed {
-				w.renameNetwork(p)
+			if changed {
+				w.updateNetwork(ctx, p)
 			}
 			if w.rt != nil {
 				w.converge(ctx)

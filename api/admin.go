@@ -207,6 +207,35 @@ func (s *Server) setQuota(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// PUT /tenants/{name}/egress {"egress": bool}: the tenant's pods may
+// reach outside the VPC, or not. The node's router follows at once
+// (Config.TenantChanged).
+func (s *Server) setEgress(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Egress *bool `json:"egress"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	if body.Egress == nil {
+		return errorf(http.StatusBadRequest, `missing "egress": true or false`)
+	}
+	name := r.PathValue("name")
+	t, err := s.store.SetTenantEgress(r.Context(), name, *body.Egress)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusNotFound, "tenant %q not found", name)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("egress set", "tenant", name, "egress", *body.Egress)
+	if s.tenantChanged != nil {
+		s.tenantChanged(t)
+	}
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
 // noteRevoked tells this server's authentication at once about
 // certificates it revoked (other servers learn it from their watch).
 func (s *Server) noteRevoked(rcs []types.RevokedCert) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/store"
+	"github.com/macro-cloud/macro/types"
 )
 
 // Prefix is the path of the native API.
@@ -39,6 +40,9 @@ type Config struct {
 	// Domain is the cluster's domain, as `macro server --domain` gives it
 	// (the ingress's `*`).
 	Domain string
+	// VPC gives the addresses of tenants' VPCs (GET /vpc, /overlays);
+	// nil when pods run without one.
+	VPC VPC
 	// Resolver looks up the TXT records that prove custom domains
 	// (net.DefaultResolver).
 	Resolver *net.Resolver
@@ -65,6 +69,9 @@ type Server struct {
 	// volumeFiles reach the files of volumes (export and import).
 	volumeFiles VolumeFiles
 	volumeKeys  VolumeKeyMaker
+	vpc         VPC
+	// tenantChanged: see SetTenantChanged.
+	tenantChanged func(types.Tenant)
 }
 
 // New returns a Server.
@@ -78,7 +85,7 @@ func New(cfg Config) *Server {
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
-	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, images: cfg.Images, cluster: cfg.Cluster, domain: cfg.Domain, resolver: cfg.Resolver, log: cfg.Log.With("subsystem", "api"), now: cfg.Now, volumeKeys: cfg.VolumeKeys}
+	return &Server{store: cfg.Store, auth: cfg.Auth, ca: cfg.CA, images: cfg.Images, cluster: cfg.Cluster, domain: cfg.Domain, resolver: cfg.Resolver, vpc: cfg.VPC, log: cfg.Log.With("subsystem", "api"), now: cfg.Now, volumeKeys: cfg.VolumeKeys}
 }
 
 // Handler serves the tenant side of the API (mount it at /apis/ of the API
@@ -102,6 +109,9 @@ func (s *Server) tenantMux() *mux {
 	m.handle("GET /namespaces/{name}", s.authed(s.getNamespace))
 	m.handle("DELETE /namespaces/{name}", s.authed(s.deleteNamespace))
 	m.handle("GET /ingresses", s.authed(s.listIngresses))
+	m.handle("GET /vpc", s.authed(s.getVPC))
+	m.handle("GET /overlays", s.authed(s.listOverlays))
+	m.handle("GET /overlays/{ref...}", s.authed(s.getOverlay))
 	m.handle("GET /domains", s.authed(s.listDomains))
 	m.handle("POST /domains", s.authed(s.createDomain))
 	m.handle("GET /domains/{name}", s.authed(s.getDomain))
@@ -134,6 +144,7 @@ func (s *Server) adminMux() *mux {
 	m.handle("GET /tenants/{name}", s.getTenant)
 	m.handle("DELETE /tenants/{name}", s.deleteTenant)
 	m.handle("PUT /tenants/{name}/quota", s.setQuota)
+	m.handle("PUT /tenants/{name}/egress", s.setEgress)
 	m.handle("GET /tenants/{name}/usage", s.getUsage)
 	m.handle("GET /tenants/{name}/tokens", s.listTokens)
 	m.handle("POST /tenants/{name}/tokens", s.createTokenHandler)

@@ -23,6 +23,7 @@ type env struct {
 	t      *testing.T
 	st     *store.Store
 	ca     *auth.CA
+	s      *Server
 	admin  *httptest.Server // AdminHandler over plain HTTP (the socket's stand-in)
 	port   *httptest.Server // Handler over TLS, as the API port
 	client *http.Client     // trusts the CA, no client certificate
@@ -42,7 +43,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	s := New(Config{Store: st, Auth: auth.New(auth.Config{Store: st}), CA: ca, Cluster: "testcloud", Domain: "cloud.test"})
-	e := &env{t: t, st: st, ca: ca}
+	e := &env{t: t, st: st, ca: ca, s: s}
 	e.admin = httptest.NewServer(s.AdminHandler())
 	t.Cleanup(e.admin.Close)
 	cert, err := ca.ServerCert([]string{"127.0.0.1"}, time.Now())

@@ -490,6 +490,10 @@ func TestComposeKraudNetwork(t *testing.T) {
 			if !strings.HasPrefix(out, "10.10.0.10 [") || !strings.Contains(out, "database") || !strings.HasSuffix(out, "] https://db.example.test/admin open") {
 				t.Errorf("inspect %s: %q", db, out)
 			}
+			// The overlay address is the pod's own (net/router).
+			if out := c.must(t, "exec", db, "ip", "-o", "addr", "show", "eth0"); !strings.Contains(out, "10.10.0.10/24") {
+				t.Errorf("%s's eth0 has no 10.10.0.10/24:\n%s", db, out)
+			}
 			c.mustCompose(t, v.v1, dir, "-p", project, "down")
 			if out := c.must(t, "network", "ls", "--format", "{{.Name}}"); strings.Contains(out, net) {
 				t.Errorf("networks after down:\n%s", out)

@@ -188,6 +188,7 @@ func TestIsolationSweep(t *testing.T) {
 		"images/{name...}":      {imgName + ":v1", imgName, imageID, hexOf(imageID)[:12], c.addr + "/" + repoName + ":v1"},
 		"namespaces/{name}":     {nsName},
 		"domains/{name}":        {domainName},
+		"overlays/{ref...}":     {netName, "default/" + netName, netID},
 		"tenants/{name}":        {tenantA},
 		"tokens/{id}":           {tokenA[3:19]},
 		"v2/{name}":             {repoName, imgName, "beta-own-repo"},
@@ -316,6 +317,8 @@ func TestIsolationSweep(t *testing.T) {
 			{path: api.Prefix + "/volumekeys?volume=" + volName, want: wantNotFound},
 		},
 		"native POST /apis/macro/v1/volumekeys": {{body: `{"volume":"` + volName + `"}`, want: wantNotFound}},
+		"native GET /apis/macro/v1/vpc":         {{want: wantOK}},
+		"native GET /apis/macro/v1/overlays":    {{want: wantOK}},
 		// A domain is held by one tenant: B is told so (409) when it claims
 		// A's, the one thing a domain's owner cannot keep to itself. B's
 		// own claim works and is removed again.
@@ -532,7 +535,7 @@ func TestIsolationSweep(t *testing.T) {
 	for _, p := range []string{"/containers/json?all=1", "/images/json?all=1", "/system/df", "/volumes", "/networks", fmt.Sprintf("/events?since=0&until=%d", time.Now().Unix()+1)} {
 		checkSweep(t, "after the sweep: docker GET "+p, "B", sweepCall{method: "GET", path: p}, wantOK, b.do(t, "docker", "GET", p, "", nil), markers)
 	}
-	for _, p := range []string{api.Prefix + "/namespaces", api.Prefix + "/ingresses", api.Prefix + "/domains"} {
+	for _, p := range []string{api.Prefix + "/namespaces", api.Prefix + "/ingresses", api.Prefix + "/domains", api.Prefix + "/overlays"} {
 		checkSweep(t, "after the sweep: native GET "+p, "B", sweepCall{method: "GET", path: p}, wantOK, b.do(t, "native", "GET", p, "", nil), markers)
 	}
 	checkSweep(t, "after the sweep: registry GET /v2/_catalog", "B", sweepCall{method: "GET", path: "/v2/_catalog"}, wantOK, b.do(t, "registry", "GET", "/v2/_catalog", "", nil), markers)

@@ -35,6 +35,7 @@ type internet struct {
 	netns string
 	host  netip.Addr // the host's end
 	addr  netip.Addr // the internet's end, where HTTP listens on :8080
+	addr6 netip.Addr // the same over IPv6 (2001:db8::/32, documentation space)
 }
 
 func startInternet(t *testing.T, dir string) *internet {
@@ -55,7 +56,9 @@ func startInternet(t *testing.T, dir string) *internet {
 	h := sha256.Sum256([]byte(dir))
 	third := binary.BigEndian.Uint16(h[:2]) % 512
 	base := netip.AddrFrom4([4]byte{198, 18 + byte(third/256), byte(third % 256), 0})
-	in := &internet{netns: netns, host: base.Next(), addr: base.Next().Next()}
+	in := &internet{netns: netns, host: base.Next(), addr: base.Next().Next(),
+		addr6: netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(third >> 8), byte(third), 15: 2})}
+	host6 := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(third >> 8), byte(third), 15: 1})
 	link := "mi" + hex.EncodeToString(h[:4])
 	t.Cleanup(func() { exec.Command("ip", "link", "del", link).Run() })
 	for _, args := range [][]string{
@@ -66,6 +69,9 @@ func startInternet(t *testing.T, dir string) *internet {
 		{"nsenter", "--net=" + netns, "ip", "link", "set", "eth0", "up"},
 		{"nsenter", "--net=" + netns, "ip", "link", "set", "lo", "up"},
 		{"nsenter", "--net=" + netns, "ip", "route", "add", "default", "via", in.host.String()},
+		{"ip", "addr", "add", host6.String() + "/64", "dev", link, "nodad"},
+		{"nsenter", "--net=" + netns, "ip", "addr", "add", in.addr6.String() + "/64", "dev", "eth0", "nodad"},
+		{"nsenter", "--net=" + netns, "ip", "-6", "route", "add", "default", "via", host6.String()},
 	} {
 		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v %s", args, err, out)
@@ -130,7 +136,8 @@ func fakeUpstream(t *testing.T, outside *atomic.Pointer[netip.Addr]) string {
 // the docker CLI over mutual TLS.
 type netCloud struct {
 	*tenantCloud
-	alice, bob string // cert dirs
+	alice, bob string            // cert dirs
+	tokens     map[string]string // tenant -> access token
 }
 
 func (c *netCloud) as(certs string) func(args ...string) testenv.Result {
@@ -148,13 +155,9 @@ func mustOK(t *testing.T, r testenv.Result, what string) string {
 	return strings.TrimSpace(r.Stdout)
 }
 
-// TestNetwork drives the single-node VPC with the docker CLI and real
-// traffic from inside pods (busybox ping, nc, wget, nslookup): names within
-// a namespace and across a tenant's namespaces, IPv4 and IPv6, isolation
-// between tenants and from the host, spoofing, egress and DNS forwarding
-// to a stand-in internet, --network none, addresses stable across
-// restarts, adoption by a restarted server, cleanup on removal.
-func TestNetwork(t *testing.T) {
+// startNetCloud starts a server with the VPC, a stand-in internet and
+// tenants alice and bob, each with busybox loaded.
+func startNetCloud(t *testing.T) (c *netCloud, srv *testenv.Server, inet *internet) {
 	testenv.RequireRoot(t)
 	for _, tool := range []string{"ip", "nft", "nsenter", "unshare", "busybox"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -168,8 +171,8 @@ func TestNetwork(t *testing.T) {
 	// server's data dir: it learns the address once that exists.
 	var outside atomic.Pointer[netip.Addr]
 	up := fakeUpstream(t, &outside)
-	srv := testenv.StartServer(t, testenv.WithArgs("--api-addr", addr, "--dns-upstream", up))
-	inet := startInternet(t, srv.DataDir)
+	srv = testenv.StartServer(t, testenv.WithArgs("--api-addr", addr, "--dns-upstream", up))
+	inet = startInternet(t, srv.DataDir)
 	outside.Store(&inet.addr)
 
 	caPEM, err := os.ReadFile(filepath.Join(srv.DataDir, "ca", auth.CACertFile))
@@ -180,7 +183,7 @@ func TestNetwork(t *testing.T) {
 	pool.AppendCertsFromPEM(caPEM)
 	tc := &tenantCloud{t: t, macro: macro, srv: srv, addr: addr, caPEM: caPEM,
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}}
-	c := &netCloud{tenantCloud: tc}
+	c = &netCloud{tenantCloud: tc, tokens: map[string]string{}}
 	for _, name := range []string{"alice", "bob"} {
 		tc.mustAdmin("tenant", "create", name)
 		token := strings.TrimSpace(tc.mustAdmin("token", "create", "--tenant", name))
@@ -188,6 +191,7 @@ func TestNetwork(t *testing.T) {
 		if dir == "" {
 			t.Fatalf("certs of %s: %d %s", name, status, msg)
 		}
+		c.tokens[name] = token
 		if name == "alice" {
 			c.alice = dir
 		} else {
@@ -198,6 +202,19 @@ func TestNetwork(t *testing.T) {
 	busybox := testimages.Busybox(t)
 	mustOK(t, alice("load", "-i", busybox), "alice load")
 	mustOK(t, bob("load", "-i", busybox), "bob load")
+
+	return c, srv, inet
+}
+
+// TestNetwork drives the single-node VPC with the docker CLI and real
+// traffic from inside pods (busybox ping, nc, wget, nslookup): names within
+// a namespace and across a tenant's namespaces, IPv4 and IPv6, isolation
+// between tenants and from the host, spoofing, egress and DNS forwarding
+// to a stand-in internet, --network none, addresses stable across
+// restarts, adoption by a restarted server, cleanup on removal.
+func TestNetwork(t *testing.T) {
+	c, srv, inet := startNetCloud(t)
+	alice, bob := c.as(c.alice), c.as(c.bob)
 
 	// alice/default: web (HTTP on 80), client.
 	// alice/other: far. bob/default: eve.
@@ -363,7 +380,7 @@ func TestNetwork(t *testing.T) {
 		}
 		// The node's own ports: the Docker API over TCP on loopback is not
 		// routable from a pod; the API port's address is the host's.
-		fails(alice, "the API port", "exec", "client", "wget", "-q", "-T", "3", "-O", "-", "http://"+addr+"/_ping")
+		fails(alice, "the API port", "exec", "client", "wget", "-q", "-T", "3", "-O", "-", "http://"+c.addr+"/_ping")
 	})
 
 	t.Run("spoofed source dropped", func(t *testing.T) {

@@ -262,6 +262,17 @@ func (s *Store) SetTenantQuota(ctx context.Context, name string, q types.Quota) 
 	})
 }
 
+// SetTenantEgress switches the egress of the tenant's pods on or off.
+func (s *Store) SetTenantEgress(ctx context.Context, name string, on bool) (types.Tenant, error) {
+	return s.updateTenant(ctx, name, func(t *types.Tenant) error {
+		if t.Deleting {
+			return fmt.Errorf("tenant %s is being deleted: %w", name, ErrNotFound)
+		}
+		t.NoEgress = !on
+		return nil
+	})
+}
+
 func (s *Store) updateTenant(ctx context.Context, name string, fn func(*types.Tenant) error) (types.Tenant, error) {
 	if err := keyPart("tenant", name); err != nil {
 		return types.Tenant{}, ErrNotFound

@@ -30,11 +30,15 @@ type IPAMRange struct {
 }
 
 // Endpoint is a pod's membership in a network: the names it answers to
-// there and the fixed IPv4 address it asked for (compose's ipv4_address),
-// which the node's network honours.
+// there and, on a network with a subnet, the pod's IPv4 address in it:
+// the fixed one it asked for (compose's ipv4_address, --ip) or the one the
+// API gave it. Fixed records that the tenant chose the address.
 type Endpoint struct {
 	NetworkID   string   `json:"networkID"`
 	Aliases     []string `json:"aliases,omitempty"`
 	IPv4Address string   `json:"ipv4Address,omitempty"`
 	IPv6Address string   `json:"ipv6Address,omitempty"`
+	// Subnet is the network's IPv4 subnet when the pod joined it.
+	Subnet string `json:"subnet,omitempty"`
+	Fixed  bool   `json:"fixed,omitempty"`
 }

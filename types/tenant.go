@@ -12,6 +12,9 @@ type Tenant struct {
 	// the tenant's credentials are refused while its objects are removed;
 	// the tenant itself goes last.
 	Deleting bool `json:"deleting,omitempty"`
+	// NoEgress cuts the tenant's pods off addresses outside its VPC
+	// (IPv4 and IPv6 through their node); egress is on by default.
+	NoEgress bool `json:"noEgress,omitempty"`
 }
 
 // Quota bounds what a tenant may use; a zero field means no limit.

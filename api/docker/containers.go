@@ -112,6 +112,8 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("unknown or invalid runtime name: %s", spec.Runtime)
 	}
 	id := newID()
+	s.overlayMu.Lock()
+	defer s.overlayMu.Unlock()
 	if err := s.prepareCreate(r, &spec, id); err != nil {
 		return err
 	}

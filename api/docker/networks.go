@@ -112,6 +112,15 @@ func (s *Server) createNetwork(w http.ResponseWriter, r *http.Request) error {
 			return conflict("network with name %s already exists", n.Name)
 		}
 	}
+	// A tenant's overlays share its routing table: their subnets never
+	// overlap (dockerd refuses the same on one host).
+	for _, e := range existing {
+		if sub, ok := overlaySubnet(e); ok {
+			if mine, ok := overlaySubnet(n); ok && mine.Overlaps(sub) {
+				return errorf(http.StatusForbidden, "Pool overlaps with other one on this address space")
+			}
+		}
+	}
 	if err := s.store.CreateNetwork(r.Context(), &n); err != nil {
 		return err
 	}
@@ -188,11 +197,17 @@ func networkFromCreate(req networkCreateRequest) (types.Network, error) {
 				if p != p.Masked() {
 					return n, badRequest("invalid subnet %s: it should be %s", c.Subnet, p.Masked())
 				}
+				if !p.Addr().Is4() {
+					return n, badRequest("invalid subnet %s: overlays are IPv4 (every pod has its VPC's IPv6 address already)", c.Subnet)
+				}
+				if p.Bits() < 8 || p.Bits() > 29 {
+					return n, badRequest("invalid subnet %s: an overlay's prefix is /8 to /29", c.Subnet)
+				}
 				rg.Subnet = p.String()
 			}
 			if c.IPRange != "" {
 				p, err := netip.ParsePrefix(c.IPRange)
-				if err != nil || rg.Subnet == "" || !netip.MustParsePrefix(rg.Subnet).Contains(p.Addr()) {
+				if err != nil || rg.Subnet == "" || !netip.MustParsePrefix(rg.Subnet).Contains(p.Masked().Addr()) || p.Bits() < netip.MustParsePrefix(rg.Subnet).Bits() {
 					return n, badRequest("invalid ip range %s: it must be inside the subnet", c.IPRange)
 				}
 				rg.IPRange = p.Masked().String()
@@ -290,7 +305,12 @@ func (s *Server) networkJSON(n types.Network, pods []types.Pod) network.Inspect 
 		er := network.EndpointResource{Name: p.Name, EndpointID: p.ID}
 		if ep.IPv4Address != "" {
 			if a, err := netip.ParseAddr(ep.IPv4Address); err == nil {
-				er.IPv4Address = netip.PrefixFrom(a, 32)
+				// With the subnet's length, as dockerd shows it.
+				bits := 32
+				if sub, err := netip.ParsePrefix(ep.Subnet); err == nil {
+					bits = sub.Bits()
+				}
+				er.IPv4Address = netip.PrefixFrom(a, bits)
 			}
 		}
 		out.Containers[p.ID] = er
@@ -446,9 +466,22 @@ func (s *Server) connectNetwork(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ep.NetworkID = n.ID
+	if p.Spec.Network == "none" {
+		return errorf(http.StatusForbidden, "container cannot be disconnected from host network or connected to host network")
+	}
+	s.overlayMu.Lock()
+	defer s.overlayMu.Unlock()
+	taken, err := s.overlayAddresses(r.Context(), p.Tenant, p.ID)
+	if err != nil {
+		return err
+	}
 	_, err = s.store.UpdatePod(r.Context(), p.Tenant, p.ID, func(cur *types.Pod) error {
 		if e, ok := cur.Spec.Networks[n.Name]; ok && e.NetworkID == n.ID {
 			return errorf(http.StatusForbidden, "endpoint with name %s already exists in network %s", cur.Name, n.Name)
+		}
+		ep := ep
+		if err := assignAddress(n, &ep, taken); err != nil {
+			return err
 		}
 		if cur.Spec.Networks == nil {
 			cur.Spec.Networks = map[string]types.Endpoint{}
@@ -494,5 +527,136 @@ func (s *Server) disconnectNetwork(w http.ResponseWriter, r *http.Request) error
 	}
 	s.events.Publish(types.Event{Tenant: p.Tenant, Type: "network", Action: "disconnect", ID: n.ID, Attrs: map[string]string{"name": n.Name, "type": n.Driver, "container": p.ID}})
 	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// Overlays with a subnet (driver ipip, an IPAM subnet) give their pods
+// addresses of their own: the API decides them, so that a pod keeps its
+// address wherever it runs and the node only wires what the pod's spec
+// says (Endpoint.IPv4Address, Endpoint.Subnet). Networks without a subnet
+// are the namespace's default overlay: pods have their default IPv4
+// address there. Addresses are unique within a tenant (its overlays share
+// one routing table on every node; subnets never overlap). overlayMu
+// serialises the choice from reading the tenant's pods to writing the
+// pod; with several API servers this becomes a store transaction.
+
+// overlaySubnet is n's IPv4 subnet, if it has one.
+func overlaySubnet(n types.Network) (netip.Prefix, bool) {
+	for _, c := range n.IPAM {
+		if p, err := netip.ParsePrefix(c.Subnet); err == nil && p.Addr().Is4() {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// overlayAddresses are the overlay addresses the tenant's pods other than
+// podID hold.
+func (s *Server) overlayAddresses(ctx context.Context, tenant, podID string) (map[netip.Addr]string, error) {
+	pods, err := s.store.Pods(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	taken := map[netip.Addr]string{}
+	for _, p := range pods {
+		if p.ID == podID {
+			continue
+		}
+		for _, e := range p.Spec.Networks {
+			if a, err := netip.ParseAddr(e.IPv4Address); err == nil && e.Subnet != "" {
+				taken[a] = p.ID
+			}
+		}
+	}
+	return taken, nil
+}
+
+// assignAddress gives ep its address on n: the fixed one it asked for,
+// checked with dockerd's wording, or the lowest free one of the subnet
+// (of its IP range when it has one). The subnet's first address is the
+// gateway's, as with dockerd, and never a pod's. The address is added to
+// taken.
+func assignAddress(n types.Network, ep *types.Endpoint, taken map[netip.Addr]string) error {
+	sub, ok := overlaySubnet(n)
+	if !ok {
+		if ep.IPv4Address != "" {
+			return badRequest("user specified IP address is supported only when connecting to networks with user configured subnets")
+		}
+		return nil
+	}
+	gw := sub.Addr().Next()
+	pool := sub
+	for _, c := range n.IPAM {
+		if c.Gateway != "" {
+			gw = netip.MustParseAddr(c.Gateway)
+		}
+		if p, err := netip.ParsePrefix(c.IPRange); err == nil && sub.Contains(p.Masked().Addr()) && p.Bits() >= sub.Bits() {
+			pool = p.Masked()
+		}
+	}
+	last := lastAddr(sub)
+	usable := func(a netip.Addr) bool {
+		return sub.Contains(a) && a != sub.Addr() && a != last && a != gw
+	}
+	ep.Subnet = sub.String()
+	if ep.IPv4Address != "" {
+		a := netip.MustParseAddr(ep.IPv4Address)
+		if !sub.Contains(a) {
+			return badRequest("Invalid address %s: It does not belong to any of this network's subnets", a)
+		}
+		if _, used := taken[a]; used || !usable(a) {
+			return errorf(http.StatusForbidden, "Address already in use")
+		}
+		ep.Fixed = true
+		taken[a] = ""
+		return nil
+	}
+	for a := pool.Addr(); pool.Contains(a); a = a.Next() {
+		if _, used := taken[a]; !used && usable(a) {
+			ep.IPv4Address = a.String()
+			taken[a] = ""
+			return nil
+		}
+	}
+	return errorf(http.StatusServiceUnavailable, "no available IPv4 addresses on this network's address pools: %s (%s)", n.Name, sub)
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v |= 1<<(32-p.Bits()) - 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// assignAddresses gives each of a new pod's endpoints its overlay address.
+// The caller holds overlayMu until the pod is stored.
+func (s *Server) assignAddresses(ctx context.Context, tenant, podID string, spec *types.PodSpec, nets map[string]types.Network) error {
+	if len(spec.Networks) == 0 {
+		return nil
+	}
+	taken, err := s.overlayAddresses(ctx, tenant, podID)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(spec.Networks))
+	for name := range spec.Networks {
+		names = append(names, name)
+	}
+	// Fixed addresses first, so that a free one is never taken from a
+	// sibling endpoint that asked for it.
+	sort.Slice(names, func(i, j int) bool {
+		fi, fj := spec.Networks[names[i]].IPv4Address != "", spec.Networks[names[j]].IPv4Address != ""
+		if fi != fj {
+			return fi
+		}
+		return names[i] < names[j]
+	})
+	for _, name := range names {
+		ep := spec.Networks[name]
+		if err := assignAddress(nets[name], &ep, taken); err != nil {
+			return err
+		}
+		spec.Networks[name] = ep
+	}
 	return nil
 }

@@ -104,6 +104,9 @@ func applyNetworking(spec *types.PodSpec, req *createRequest) error {
 	}
 	for name, ep := range nc.EndpointsConfig {
 		if name == mode || name == "bridge" && (mode == "" || mode == "default" || mode == "bridge") {
+			if (name == "bridge" || name == "default") && ep != nil && ep.IPAMConfig != nil && (ep.IPAMConfig.IPv4Address != "" || ep.IPAMConfig.IPv6Address != "") {
+				return badRequest("user specified IP address is supported on user defined networks only")
+			}
 			continue
 		}
 		if mode == "none" {
@@ -231,8 +234,16 @@ func networkEndpoints(spec types.PodSpec, st types.PodStatus) map[string]*networ
 	for name, e := range spec.Networks {
 		es := &network.EndpointSettings{NetworkID: e.NetworkID, Aliases: e.Aliases, DNSNames: append([]string{}, e.Aliases...)}
 		es.IPAddress, _ = netip.ParseAddr(st.IPv4)
+		if a, err := netip.ParseAddr(e.IPv4Address); err == nil && e.Subnet != "" && st.IPv4 != "" {
+			// The pod's address on an overlay with a subnet of its own.
+			es.IPAddress = a
+			if sub, err := netip.ParsePrefix(e.Subnet); err == nil {
+				es.IPPrefixLen = sub.Bits()
+				es.Gateway = sub.Addr().Next()
+			}
+		}
 		es.GlobalIPv6Address, _ = netip.ParseAddr(st.IPv6)
-		if e.IPv4Address != "" || e.IPv6Address != "" {
+		if e.Fixed || e.Subnet == "" && e.IPv4Address != "" || e.IPv6Address != "" {
 			es.IPAMConfig = &network.EndpointIPAMConfig{}
 			es.IPAMConfig.IPv4Address, _ = netip.ParseAddr(e.IPv4Address)
 			es.IPAMConfig.IPv6Address, _ = netip.ParseAddr(e.IPv6Address)

@@ -412,7 +412,8 @@ func allowBinds(r *http.Request) bool {
 // prepareCreate completes a new pod's spec with what lives in the store:
 // the volumes it mounts (created as Docker creates them: named ones on
 // first use, anonymous ones with a random name) and the IDs of the networks
-// it joins. It refuses binds of host paths to callers that may not have
+// it joins, with their overlay addresses (the caller holds overlayMu until
+// the pod is stored). It refuses binds of host paths to callers that may not have
 // them.
 func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID string) error {
 	if m, ok := hasBinds(*spec); ok && !allowBinds(r) {
@@ -422,6 +423,7 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID strin
 	if err := s.checkLinks(r.Context(), tenant, spec); err != nil {
 		return err
 	}
+	nets := map[string]types.Network{}
 	for name, ep := range spec.Networks {
 		n, err := s.findNetwork(r.Context(), tenant, name)
 		if err != nil {
@@ -429,6 +431,10 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID strin
 		}
 		ep.NetworkID = n.ID
 		spec.Networks[name] = ep
+		nets[name] = n
+	}
+	if err := s.assignAddresses(r.Context(), tenant, podID, spec, nets); err != nil {
+		return err
 	}
 	for i, m := range spec.Mounts {
 		if m.Type != "volume" {

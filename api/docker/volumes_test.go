@@ -295,6 +295,7 @@ func FuzzNetworkCreate(f *testing.F) {
 	f.Add(`{"Name":"shop_default","Driver":"bridge","IPAM":{"Config":[{"Subnet":"10.5.0.0/16","IPRange":"10.5.1.0/24","Gateway":"10.5.0.1"}]}}`)
 	f.Add(`{"Name":"x","IPAM":{"Config":[{"Gateway":"10.5.0.1"}]}}`)
 	f.Add(`{"Name":"y","IPAM":{"Config":[{"Subnet":"fd00::/64","IPRange":"fd00::/80"}]}}`)
+	f.Add(`{"Name":"back","Driver":"ipip","IPAM":{"Config":[{"Subnet":"10.10.0.0/29","IPRange":"10.10.0.4/30"}]}}`)
 	f.Fuzz(func(t *testing.T, body string) {
 		var req networkCreateRequest
 		if json.Unmarshal([]byte(body), &req) != nil {
@@ -311,8 +312,15 @@ func FuzzNetworkCreate(f *testing.F) {
 			t.Fatalf("%s: accepted name %q", body, n.Name)
 		}
 		for _, r := range n.IPAM {
-			if p, err := netip.ParsePrefix(r.Subnet); r.Subnet != "" && (err != nil || p != p.Masked()) {
+			if p, err := netip.ParsePrefix(r.Subnet); r.Subnet != "" && (err != nil || p != p.Masked() || !p.Addr().Is4() || p.Bits() < 8 || p.Bits() > 29) {
 				t.Fatalf("%s: accepted subnet %q", body, r.Subnet)
+			}
+		}
+		// The overlay's addresses: never a panic, always in the subnet.
+		ep := types.Endpoint{}
+		if err := assignAddress(n, &ep, map[netip.Addr]string{}); err == nil && ep.IPv4Address != "" {
+			if sub, _ := overlaySubnet(n); !sub.Contains(netip.MustParseAddr(ep.IPv4Address)) {
+				t.Fatalf("%s: address %s outside %s", body, ep.IPv4Address, sub)
 			}
 		}
 	})

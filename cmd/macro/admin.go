@@ -33,6 +33,7 @@ const adminUsage = `macro admin: manage tenants and access tokens of the server 
 Usage:
   macro admin [--data-dir DIR] tenant create NAME [--pods N] [--memory SIZE] [--images SIZE]
   macro admin [--data-dir DIR] tenant set-quota NAME [--pods N] [--memory SIZE] [--images SIZE]
+  macro admin [--data-dir DIR] tenant set-egress NAME on|off
   macro admin [--data-dir DIR] tenant ls
   macro admin [--data-dir DIR] tenant rm NAME [--force]
   macro admin [--data-dir DIR] token create --tenant NAME [--description TEXT]
@@ -56,6 +57,9 @@ without one counts, and is limited to, 256m), --images the size of its
 images' layers. Sizes are bytes or a number with k, m, g or t (binary
 units, as docker run --memory); 0 lifts a limit. set-quota changes only
 the limits it is given.
+
+set-egress switches whether the tenant's pods reach addresses outside
+its VPC (IPv4 and IPv6, through their node); it is on for a new tenant.
 
 tenant rm refuses a tenant that has containers; --force stops and removes
 them. Either way the tenant's tokens, certificates (revoked), namespaces
@@ -190,6 +194,16 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, 
 			return err
 		}
 		fmt.Fprintf(stdout, "tenant %q:%s\n", t.Name, strings.TrimPrefix(quotaText(t.Quota), ","))
+	case len(words) == 4 && words[0] == "tenant" && words[1] == "set-egress":
+		on, ok := map[string]bool{"on": true, "off": false}[words[3]]
+		if !ok {
+			return usageError("tenant set-egress: say on or off, not " + strconv.Quote(words[3]))
+		}
+		var t types.Tenant
+		if err := c.call(ctx, http.MethodPut, "/tenants/"+url.PathEscape(words[2])+"/egress", map[string]bool{"egress": on}, &t); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "tenant %q: egress %s\n", t.Name, words[3])
 	case len(words) == 3 && words[0] == "tenant" && (words[1] == "rm" || words[1] == "remove" || words[1] == "delete"):
 		var rm api.Removed
 		path := "/tenants/" + url.PathEscape(words[2])
@@ -219,6 +233,8 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, 
 			state := ""
 			if t.Deleting {
 				state = " (being removed)"
+			} else if t.NoEgress {
+				state = " (no egress)"
 			}
 			fmt.Fprintf(tw, "%s%s\t%s\t%s/%s\t%s/%s\t%s/%s\n", t.Name, state, t.Created.UTC().Format(time.RFC3339),
 				used(u.MemoryBytes, bytesText), limit(t.Quota.MemoryBytes, bytesText),

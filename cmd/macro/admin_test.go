@@ -64,6 +64,15 @@ func TestAdminCommands(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "NAME ") || !strings.Contains(out, "\nalice ") {
 		t.Fatalf("tenant ls: %q %v", out, err)
 	}
+	if out, _, err := run("", "tenant", "set-egress", "alice", "off"); err != nil || out != "tenant \"alice\": egress off\n" {
+		t.Fatalf("set-egress: %q %v", out, err)
+	}
+	if out, _, err := run("", "tenant", "ls"); err != nil || !strings.Contains(out, "\nalice (no egress) ") {
+		t.Fatalf("tenant ls after set-egress off: %q %v", out, err)
+	}
+	if out, _, err := run("", "tenant", "set-egress", "alice", "on"); err != nil || out != "tenant \"alice\": egress on\n" {
+		t.Fatalf("set-egress on: %q %v", out, err)
+	}
 	out, errOut, err := run("alice", "token", "create")
 	token := strings.TrimSpace(out)
 	if err != nil || !auth.IsToken(token) || !strings.Contains(errOut, "shown this once") {
@@ -87,6 +96,8 @@ func TestAdminCommands(t *testing.T) {
 		{"", []string{"tenant", "frob", "x"}, true, `unknown command "tenant frob x"`},
 		{"alice", []string{"token", "revoke", id}, false, `tenant "alice" has no token "` + id + `"`},
 		{"bob", []string{"token", "ls"}, false, `tenant "bob" not found`},
+		{"", []string{"tenant", "set-egress", "alice", "maybe"}, true, `tenant set-egress: say on or off, not "maybe"`},
+		{"", []string{"tenant", "set-egress", "bob", "on"}, false, `tenant "bob" not found`},
 	} {
 		_, _, err := run(c.tenant, c.words...)
 		var ue usageError

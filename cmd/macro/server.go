@@ -229,7 +229,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 
 	node := localNode(cfg.nodeName)
 	node.Runtimes = names
-	netw, err := openNetwork(ctx, cfg.net, dataDir, cluster, log)
+	netw, tenantChanged, err := openNetwork(ctx, cfg.net, st.Tenants, dataDir, cluster, log)
 	if err != nil {
 		return err
 	}
@@ -238,6 +238,8 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		defer netw.Close()
 		agentNet = netw
 		cfg.ingress.dial = netw.DialContext
+		native.SetVPC(netw)
+		native.SetTenantChanged(tenantChanged)
 	}
 	state := control.NewState(st, log)
 	nodeAPI := control.NewNodeAPI(st, cfg.nodeTTL).WithState(state)

@@ -7,7 +7,9 @@
 //   - <name>.<namespace>: the same in another namespace of the asker's
 //     tenant;
 //
-// with AAAA for VPC addresses and A for the namespace's IPv4 overlay.
+// with AAAA for VPC addresses and A for IPv4: the pod's address on the
+// overlays (networks with a subnet) it shares with the asker, else its
+// address on its namespace's default overlay.
 // Single-label names are always the VPC's: one that no pod of the asker's
 // namespace has is NXDOMAIN, never asked upstream, so another tenant's
 // names cannot resolve and do not leak. Two-label names whose second label
@@ -34,13 +36,22 @@ import (
 // TTL of the VPC's answers: short, pods come and go.
 const TTL = 5
 
+// Asker is the pod that asks: its tenant, namespace and the overlays
+// (network IDs) it has an address on.
+type Asker struct {
+	Tenant    string
+	Namespace string
+	Overlays  map[string]netip.Addr
+}
+
 // Directory is what the server knows about pods.
 type Directory interface {
-	// Client returns the tenant and namespace of the pod with address addr.
-	Client(addr netip.Addr) (tenant, namespace string, ok bool)
-	// Lookup returns the addresses of the pods called name in the namespace;
-	// found is false when no pod there has that name.
-	Lookup(tenant, namespace, name string) (addrs []netip.Addr, found bool)
+	// Client returns the pod with address addr (its VPC IPv6 address).
+	Client(addr netip.Addr) (Asker, bool)
+	// Lookup returns the addresses of the pods called name in the
+	// namespace of the asker's tenant, as the asker sees them; found is
+	// false when no pod there has that name.
+	Lookup(asker Asker, namespace, name string) (addrs []netip.Addr, found bool)
 	// HasNamespace reports whether the tenant has the namespace.
 	HasNamespace(tenant, namespace string) bool
 }
@@ -54,6 +65,12 @@ type Entry struct {
 	Names []string
 	IPv6  netip.Addr
 	IPv4  netip.Addr // invalid when the pod has none
+	// Overlays are the pod's addresses on overlays with a subnet, by
+	// network ID.
+	Overlays map[string]netip.Addr
+	// Link is the node's end of the pod's interface (its veth in the
+	// router): a query over IPv4 is known by the link it came in on.
+	Link string
 }
 
 // Table is an in-memory Directory, safe for concurrent use.
@@ -61,6 +78,8 @@ type Table struct {
 	mu      sync.RWMutex
 	byID    map[string]Entry
 	byAddr  map[netip.Addr]string      // IPv6 -> id
+	byLink  map[string]string          // Link -> id
+	byAddr4 map[string]string          // tenant\x00IPv4 -> id (default and overlay addresses)
 	byName  map[string]map[string]bool // tenant\x00ns\x00name -> ids
 	nsCount map[string]int             // tenant\x00ns -> entries
 }
@@ -69,7 +88,7 @@ var _ Directory = (*Table)(nil)
 
 // NewTable returns an empty Table.
 func NewTable() *Table {
-	return &Table{byID: map[string]Entry{}, byAddr: map[netip.Addr]string{}, byName: map[string]map[string]bool{}, nsCount: map[string]int{}}
+	return &Table{byID: map[string]Entry{}, byAddr: map[netip.Addr]string{}, byLink: map[string]string{}, byAddr4: map[string]string{}, byName: map[string]map[string]bool{}, nsCount: map[string]int{}}
 }
 
 func nameKey(tenant, ns, name string) string {
@@ -86,6 +105,12 @@ func (t *Table) Set(e Entry) {
 	t.byID[e.ID] = e
 	if e.IPv6.IsValid() {
 		t.byAddr[e.IPv6] = e.ID
+	}
+	if e.Link != "" {
+		t.byLink[e.Link] = e.ID
+	}
+	for _, a := range e.addrs4() {
+		t.byAddr4[e.Tenant+"\x00"+a.String()] = e.ID
 	}
 	for _, n := range e.Names {
 		k := nameKey(e.Tenant, e.Namespace, n)
@@ -113,6 +138,14 @@ func (t *Table) deleteLocked(id string) {
 	if t.byAddr[e.IPv6] == id {
 		delete(t.byAddr, e.IPv6)
 	}
+	if t.byLink[e.Link] == id {
+		delete(t.byLink, e.Link)
+	}
+	for _, a := range e.addrs4() {
+		if k := e.Tenant + "\x00" + a.String(); t.byAddr4[k] == id {
+			delete(t.byAddr4, k)
+		}
+	}
 	for _, n := range e.Names {
 		k := nameKey(e.Tenant, e.Namespace, n)
 		delete(t.byName[k], id)
@@ -127,22 +160,59 @@ func (t *Table) deleteLocked(id string) {
 }
 
 // Client implements Directory.
-func (t *Table) Client(addr netip.Addr) (string, string, bool) {
+func (t *Table) Client(addr netip.Addr) (Asker, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	id, ok := t.byAddr[addr.Unmap()]
 	if !ok {
-		return "", "", false
+		return Asker{}, false
 	}
 	e := t.byID[id]
-	return e.Tenant, e.Namespace, true
+	return Asker{Tenant: e.Tenant, Namespace: e.Namespace, Overlays: e.Overlays}, true
+}
+
+// addrs4 are the entry's IPv4 addresses: default and overlays.
+func (e Entry) addrs4() []netip.Addr {
+	var out []netip.Addr
+	if e.IPv4.IsValid() {
+		out = append(out, e.IPv4)
+	}
+	for _, a := range e.Overlays {
+		out = append(out, a)
+	}
+	return out
+}
+
+func (t *Table) asker(id string, ok bool) (Asker, bool) {
+	if !ok {
+		return Asker{}, false
+	}
+	e := t.byID[id]
+	return Asker{Tenant: e.Tenant, Namespace: e.Namespace, Overlays: e.Overlays}, true
+}
+
+// ClientOnLink returns the pod whose interface is link (see Entry.Link).
+func (t *Table) ClientOnLink(link string) (Asker, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	id, ok := t.byLink[link]
+	return t.asker(id, ok)
+}
+
+// ClientV4 returns the tenant's pod with IPv4 address addr (IPv4
+// addresses are unique only within a tenant).
+func (t *Table) ClientV4(tenant string, addr netip.Addr) (Asker, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	id, ok := t.byAddr4[tenant+"\x00"+addr.Unmap().String()]
+	return t.asker(id, ok)
 }
 
 // Lookup implements Directory.
-func (t *Table) Lookup(tenant, ns, name string) ([]netip.Addr, bool) {
+func (t *Table) Lookup(asker Asker, ns, name string) ([]netip.Addr, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	ids := t.byName[nameKey(tenant, ns, name)]
+	ids := t.byName[nameKey(asker.Tenant, ns, name)]
 	if len(ids) == 0 {
 		return nil, false
 	}
@@ -152,7 +222,14 @@ func (t *Table) Lookup(tenant, ns, name string) ([]netip.Addr, bool) {
 		if e.IPv6.IsValid() {
 			out = append(out, e.IPv6)
 		}
-		if e.IPv4.IsValid() {
+		shared := false
+		for nw, a := range e.Overlays {
+			if _, ok := asker.Overlays[nw]; ok {
+				out = append(out, a)
+				shared = true
+			}
+		}
+		if !shared && e.IPv4.IsValid() {
 			out = append(out, e.IPv4)
 		}
 	}
@@ -169,7 +246,8 @@ func (t *Table) HasNamespace(tenant, ns string) bool {
 
 // Answer decides the reply to req, asked by a pod of tenant's namespace.
 // It returns forward=true (and no reply) for names that are not the VPC's.
-func Answer(dir Directory, tenant, namespace string, req *mdns.Msg) (resp *mdns.Msg, forward bool) {
+func Answer(dir Directory, asker Asker, req *mdns.Msg) (resp *mdns.Msg, forward bool) {
+	tenant, namespace := asker.Tenant, asker.Namespace
 	resp = new(mdns.Msg)
 	resp.SetReply(req)
 	resp.RecursionAvailable = true
@@ -196,7 +274,7 @@ func Answer(dir Directory, tenant, namespace string, req *mdns.Msg) (resp *mdns.
 		return nil, true
 	}
 	resp.Authoritative = true
-	addrs, found := dir.Lookup(tenant, ns, name)
+	addrs, found := dir.Lookup(asker, ns, name)
 	if !found {
 		resp.SetRcode(req, mdns.RcodeNameError)
 		return resp, false
@@ -223,6 +301,10 @@ type Server struct {
 	Upstream []string
 	// Timeout of one upstream exchange; 0 means 2s.
 	Timeout time.Duration
+	// Identify, when set, tells who asks from the client's address (which
+	// may carry more than an IP: the link or mark it came with); it
+	// replaces Dir.Client.
+	Identify func(remote net.Addr) (Asker, bool)
 
 	mu      sync.Mutex
 	servers []*mdns.Server
@@ -239,6 +321,28 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 // Handle answers req from the client at remote over network ("udp",
 // "tcp"); nil means no answer at all.
 func (s *Server) Handle(remote net.Addr, network string, req *mdns.Msg) *mdns.Msg {
+	var asker Asker
+	var ok bool
+	if s.Identify != nil {
+		asker, ok = s.Identify(remote)
+	} else {
+		asker, ok = s.Dir.Client(AddrOf(remote))
+	}
+	if !ok {
+		// Not a pod this node knows: no answer about anyone's names.
+		resp := new(mdns.Msg)
+		resp.SetRcode(req, mdns.RcodeRefused)
+		return resp
+	}
+	resp, forward := Answer(s.Dir, asker, req)
+	if !forward {
+		return resp
+	}
+	return s.forward(network, req)
+}
+
+// AddrOf is the IP address of a UDP or TCP address.
+func AddrOf(remote net.Addr) netip.Addr {
 	var ip netip.Addr
 	switch a := remote.(type) {
 	case *net.UDPAddr:
@@ -246,18 +350,7 @@ func (s *Server) Handle(remote net.Addr, network string, req *mdns.Msg) *mdns.Ms
 	case *net.TCPAddr:
 		ip, _ = netip.AddrFromSlice(a.IP)
 	}
-	tenant, ns, ok := s.Dir.Client(ip.Unmap())
-	if !ok {
-		// Not a pod this node knows: no answer about anyone's names.
-		resp := new(mdns.Msg)
-		resp.SetRcode(req, mdns.RcodeRefused)
-		return resp
-	}
-	resp, forward := Answer(s.Dir, tenant, ns, req)
-	if !forward {
-		return resp
-	}
-	return s.forward(network, req)
+	return ip.Unmap()
 }
 
 func (s *Server) forward(network string, req *mdns.Msg) *mdns.Msg {

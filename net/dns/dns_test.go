@@ -78,7 +78,7 @@ func TestAnswer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, fwd := Answer(dir, tt.tenant, tt.ns, query(tt.q, tt.qtype))
+			resp, fwd := Answer(dir, Asker{Tenant: tt.tenant, Namespace: tt.ns}, query(tt.q, tt.qtype))
 			if fwd != tt.forward {
 				t.Fatalf("forward %v, want %v", fwd, tt.forward)
 			}
@@ -98,13 +98,45 @@ func TestAnswer(t *testing.T) {
 	}
 }
 
+// TestOverlayAnswers: A gives the address on an overlay the asker shares,
+// else the default overlay's; AAAA is the VPC address either way.
+func TestOverlayAnswers(t *testing.T) {
+	dir := testTable()
+	back := map[string]netip.Addr{"net-back": netip.MustParseAddr("10.10.0.10")}
+	dir.Set(Entry{ID: "db", Tenant: "alice", Namespace: "shop", Names: []string{"db"},
+		IPv6: netip.MustParseAddr("fd00:a::1:3"), IPv4: netip.MustParseAddr("10.1.0.4"), Overlays: back})
+	dir.Set(Entry{ID: "web1", Tenant: "alice", Namespace: "shop", Names: []string{"web-1"},
+		IPv6: netip.MustParseAddr("fd00:a::1:1"), IPv4: netip.MustParseAddr("10.1.0.2"),
+		Overlays: map[string]netip.Addr{"net-back": netip.MustParseAddr("10.10.0.2")}})
+	web, ok := dir.Client(netip.MustParseAddr("fd00:a::1:1"))
+	if !ok || web.Overlays["net-back"] != netip.MustParseAddr("10.10.0.2") {
+		t.Fatalf("client: %+v %v", web, ok)
+	}
+	tests := []struct {
+		asker Asker
+		qtype uint16
+		want  []string
+	}{
+		{web, mdns.TypeA, []string{"10.10.0.10"}},
+		{web, mdns.TypeAAAA, []string{"fd00:a::1:3"}},
+		{Asker{Tenant: "alice", Namespace: "shop"}, mdns.TypeA, []string{"10.1.0.4"}},
+		{Asker{Tenant: "alice", Namespace: "shop", Overlays: map[string]netip.Addr{"other": {}}}, mdns.TypeA, []string{"10.1.0.4"}},
+	}
+	for _, tt := range tests {
+		resp, _ := Answer(dir, tt.asker, query("db", tt.qtype))
+		if got := answers(resp); !slices.Equal(got, tt.want) {
+			t.Errorf("%+v %d: %v, want %v", tt.asker, tt.qtype, got, tt.want)
+		}
+	}
+}
+
 func TestTableDelete(t *testing.T) {
 	dir := testTable()
 	dir.Delete("web1")
-	if a, _ := dir.Lookup("alice", "shop", "web"); len(a) != 2 || a[0].String() != "10.1.0.3" {
+	if a, _ := dir.Lookup(Asker{Tenant: "alice"}, "shop", "web"); len(a) != 2 || a[0].String() != "10.1.0.3" {
 		t.Fatalf("after delete: %v", a)
 	}
-	if _, _, ok := dir.Client(netip.MustParseAddr("fd00:a::1:1")); ok {
+	if _, ok := dir.Client(netip.MustParseAddr("fd00:a::1:1")); ok {
 		t.Fatalf("deleted pod still a client")
 	}
 	dir.Delete("blog")
@@ -113,7 +145,7 @@ func TestTableDelete(t *testing.T) {
 	}
 	// Set replaces: a renamed pod loses its old name.
 	dir.Set(Entry{ID: "db", Tenant: "alice", Namespace: "shop", Names: []string{"database"}, IPv6: netip.MustParseAddr("fd00:a::1:3")})
-	if _, found := dir.Lookup("alice", "shop", "db"); found {
+	if _, found := dir.Lookup(Asker{Tenant: "alice"}, "shop", "db"); found {
 		t.Fatalf("old name still resolves")
 	}
 }
@@ -227,7 +259,7 @@ func FuzzAnswer(f *testing.F) {
 		if err := req.Unpack(data); err != nil {
 			return
 		}
-		resp, fwd := Answer(dir, "alice", "shop", req)
+		resp, fwd := Answer(dir, Asker{Tenant: "alice", Namespace: "shop"}, req)
 		if fwd {
 			return
 		}
@@ -241,4 +273,53 @@ func FuzzAnswer(f *testing.F) {
 			t.Fatalf("reply id %d for query %d", resp.Id, req.Id)
 		}
 	})
+}
+
+// TestClientByLinkAndV4: a query over IPv4 is known by its link, or by
+// tenant and address; IPv4 addresses overlap across tenants.
+func TestClientByLinkAndV4(t *testing.T) {
+	dir := NewTable()
+	dir.Set(Entry{ID: "a", Tenant: "alice", Namespace: "shop", Names: []string{"a"}, Link: "va",
+		IPv6: netip.MustParseAddr("fd00:a::1"), IPv4: netip.MustParseAddr("10.1.0.2"),
+		Overlays: map[string]netip.Addr{"n1": netip.MustParseAddr("10.10.0.10")}})
+	dir.Set(Entry{ID: "b", Tenant: "bob", Namespace: "shop", Names: []string{"b"}, Link: "vb",
+		IPv6: netip.MustParseAddr("fd00:b::1"), IPv4: netip.MustParseAddr("10.1.0.2")})
+	tests := []struct {
+		got    Asker
+		ok     bool
+		tenant string
+	}{}
+	add := func(a Asker, ok bool, tenant string) {
+		tests = append(tests, struct {
+			got    Asker
+			ok     bool
+			tenant string
+		}{a, ok, tenant})
+	}
+	a, ok := dir.ClientOnLink("va")
+	add(a, ok, "alice")
+	a, ok = dir.ClientOnLink("vb")
+	add(a, ok, "bob")
+	a, ok = dir.ClientV4("bob", netip.MustParseAddr("10.1.0.2"))
+	add(a, ok, "bob")
+	a, ok = dir.ClientV4("alice", netip.MustParseAddr("10.10.0.10"))
+	add(a, ok, "alice")
+	for i, tt := range tests {
+		if !tt.ok || tt.got.Tenant != tt.tenant {
+			t.Errorf("%d: %+v %v, want %s", i, tt.got, tt.ok, tt.tenant)
+		}
+	}
+	if _, ok := dir.ClientV4("bob", netip.MustParseAddr("10.10.0.10")); ok {
+		t.Errorf("bob asks as alice's overlay address")
+	}
+	if _, ok := dir.ClientOnLink("vz"); ok {
+		t.Errorf("unknown link known")
+	}
+	dir.Delete("a")
+	if _, ok := dir.ClientOnLink("va"); ok {
+		t.Errorf("deleted pod's link still known")
+	}
+	if _, ok := dir.ClientV4("alice", netip.MustParseAddr("10.10.0.10")); ok {
+		t.Errorf("deleted pod's overlay address still known")
+	}
 }

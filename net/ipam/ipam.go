@@ -122,6 +122,22 @@ func (a *Allocator) Namespace(tenant, name string) Namespace {
 	if n := a.ns[nsKey(tenant, name)]; n != nil {
 		return *n
 	}
+	n := a.next(tenant, name)
+	a.ns[nsKey(tenant, name)] = &n
+	return n
+}
+
+// Peek returns the namespace's subnets as Namespace would, without
+// allocating them: those it holds, or those its first pod would get.
+func (a *Allocator) Peek(tenant, name string) Namespace {
+	if n := a.ns[nsKey(tenant, name)]; n != nil {
+		return *n
+	}
+	return a.next(tenant, name)
+}
+
+// next chooses the subnets of a namespace that has none.
+func (a *Allocator) next(tenant, name string) Namespace {
 	taken6, taken4 := map[uint16]bool{}, map[uint16]bool{}
 	for _, n := range a.ns {
 		if n.Tenant == tenant {
@@ -142,14 +158,12 @@ func (a *Allocator) Namespace(tenant, name string) Namespace {
 	binary.BigEndian.PutUint16(tp[6:8], id6)
 	v4 := V4Space.Addr().As4()
 	binary.BigEndian.PutUint16(v4[1:3], id4)
-	n := &Namespace{
+	return Namespace{
 		Tenant:  tenant,
 		Name:    name,
 		Subnet6: netip.PrefixFrom(netip.AddrFrom16(tp), 64),
 		Subnet4: netip.PrefixFrom(netip.AddrFrom4(v4), 24),
 	}
-	a.ns[nsKey(tenant, name)] = n
-	return *n
 }
 
 func subnetID(p netip.Prefix) uint16 {

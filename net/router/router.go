@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -78,6 +79,40 @@ type Attachment struct {
 	Gateway6   netip.Addr
 	Gateway4   netip.Addr
 	Nameserver netip.Addr
+	// Nameserver4 is the same server over IPv4: the pod's IPv4 gateway.
+	Nameserver4 netip.Addr
+}
+
+// Overlay is a pod's address on one of its tenant's IPv4 overlays with a
+// subnet of its own (a Docker network with an IPAM subnet, driver ipip).
+// The API chose the address (types.Endpoint); the router carries it: the
+// address on the pod's eth0 with a route to the subnet through the
+// router, a /32 route in the tenant's table, the address in the pod's
+// anti-spoofing set. Overlays of a tenant never overlap, so one tenant
+// table routes them all; the mesh carries them across nodes as it carries
+// the pods' default addresses (remote /32s in the same tenant table).
+type Overlay struct {
+	Network string       `json:"network"` // network ID
+	Addr    netip.Addr   `json:"addr"`
+	Subnet  netip.Prefix `json:"subnet"`
+}
+
+// overlaysOf are the overlay addresses pod's spec gives it, by network ID.
+func overlaysOf(pod types.Pod) []Overlay {
+	if pod.Spec.Network == "none" {
+		return nil
+	}
+	var out []Overlay
+	for _, e := range pod.Spec.Networks {
+		a, err1 := netip.ParseAddr(e.IPv4Address)
+		sub, err2 := netip.ParsePrefix(e.Subnet)
+		if err1 != nil || err2 != nil || !a.Is4() || !sub.Contains(a) {
+			continue
+		}
+		out = append(out, Overlay{Network: e.NetworkID, Addr: a, Subnet: sub})
+	}
+	slices.SortFunc(out, func(a, b Overlay) int { return strings.Compare(a.Network, b.Network) })
+	return out
 }
 
 // HostShare is what a router puts into the host's namespace, as written
@@ -95,6 +130,10 @@ type Router struct {
 	host  HostShare
 	names *dns.Table
 	dns   *dns.Server
+	links *links // interface names for DNS over IPv4
+
+	marksMu sync.RWMutex
+	marks   map[uint32]string // tenant mark -> tenant, for DNS over IPv4
 
 	mu    sync.Mutex
 	alloc *ipam.Allocator
@@ -110,9 +149,13 @@ type state struct {
 }
 
 type podState struct {
-	Tenant    string   `json:"tenant"`
-	Namespace string   `json:"namespace"`
-	Names     []string `json:"names"`
+	Tenant    string    `json:"tenant"`
+	Namespace string    `json:"namespace"`
+	Names     []string  `json:"names"`
+	Overlays  []Overlay `json:"overlays,omitempty"`
+	// Open is kr.network.policy=open: the outside may open connections
+	// to the pod's IPv6 address.
+	Open bool `json:"open,omitempty"`
 	// Stopped pods keep their addresses but not their names in DNS, as
 	// Docker drops a stopped container from its embedded DNS.
 	Stopped bool `json:"stopped,omitempty"`
@@ -159,6 +202,8 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		ns:    filepath.Join(dir, "router"),
 		host:  HostShareOf(dir),
 		names: dns.NewTable(),
+		links: &links{ns: filepath.Join(dir, "router"), m: map[int]string{}},
+		marks: map[uint32]string{},
 		st:    state{Pods: map[string]podState{}, Tenants: map[string]int{}},
 		wired: map[string]bool{},
 	}
@@ -181,6 +226,9 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		}
 	}
 	r.alloc = ipam.New(cfg.Cluster, r.st.IPAM)
+	for t, idx := range r.st.Tenants {
+		r.marks[tenantMark(idx)] = t
+	}
 	if err := r.setup(ctx); err != nil {
 		return nil, err
 	}
@@ -194,6 +242,19 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 }
 
 func (r *Router) statePath() string { return filepath.Join(r.cfg.Dir, "state.json") }
+
+// Subnets returns the tenant's VPC prefix and each namespace's /64 and
+// IPv4 /24 on this node: those its pods hold, or those its first pod
+// would get (nothing is allocated).
+func (r *Router) Subnets(tenant string, namespaces []string) (netip.Prefix, map[string]ipam.Namespace) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]ipam.Namespace{}
+	for _, ns := range namespaces {
+		out[ns] = r.alloc.Peek(tenant, ns)
+	}
+	return ipam.TenantPrefix(r.cfg.Cluster, tenant), out
+}
 
 // Directory is the router's name table, which its DNS server answers from.
 func (r *Router) Directory() *dns.Table { return r.names }
@@ -226,24 +287,27 @@ func (r *Router) setup(ctx context.Context) error {
 		r.st.Uplink = p
 	}
 	hostAddr := r.hostAddr()
+	host6, router6 := r.uplink6()
 	if err := ipBatch(ctx, "", false,
 		fmt.Sprintf("addr replace %s/30 dev %s", hostAddr, r.host.Link),
+		fmt.Sprintf("addr replace %s/126 dev %s nodad", host6, r.host.Link),
 		"link set "+r.host.Link+" up"); err != nil {
 		return err
 	}
 	if err := ipBatch(ctx, r.ns, false,
 		"link set lo up",
 		fmt.Sprintf("addr replace %s dev %s", r.st.Uplink, uplinkName),
+		fmt.Sprintf("addr replace %s/126 dev %s nodad", router6, uplinkName),
 		"link set "+uplinkName+" up",
 		fmt.Sprintf("addr replace %s/128 dev lo", DNSAddr)); err != nil {
 		return err
 	}
-	for _, idx := range r.st.Tenants {
-		if err := r.tenantRoutes(ctx, idx); err != nil {
+	for tenant, idx := range r.st.Tenants {
+		if err := r.tenantRoutes(ctx, tenant, idx); err != nil {
 			return err
 		}
 	}
-	if err := nftApply(ctx, "", hostRules(r.host.NftTable, r.host.Link, r.st.Uplink.Addr())); err != nil {
+	if err := nftApply(ctx, "", hostRules(r.host.NftTable, r.host.Link, r.st.Uplink.Addr(), router6)); err != nil {
 		return err
 	}
 	if err := r.applyRules(ctx); err != nil {
@@ -278,9 +342,36 @@ func (r *Router) enableForwarding(ctx context.Context) {
 			r.log.Warn("egress: cannot enable forwarding", "dev", d, "err", err)
 		}
 	}
+	// IPv6 forwarding is one switch for the whole namespace (per-device
+	// forwarding only changes router behaviour, not forwarding). Interfaces
+	// configured by router advertisements keep them only with accept_ra=2:
+	// say so rather than change the host's addressing behind its back.
+	const fwd6 = "/proc/sys/net/ipv6/conf/all/forwarding"
+	if b, err := os.ReadFile(fwd6); err == nil && strings.TrimSpace(string(b)) != "1" {
+		if err := os.WriteFile(fwd6, []byte("1"), 0o644); err != nil {
+			r.log.Warn("egress: cannot enable IPv6 forwarding", "err", err)
+		} else {
+			r.log.Info("IPv6 forwarding enabled on the host for the pods' IPv6 egress (net.ipv6.conf.all.forwarding=1); interfaces that take router advertisements need accept_ra=2")
+		}
+	}
 }
 
 func (r *Router) hostAddr() netip.Addr { return r.st.Uplink.Masked().Addr().Next() }
+
+// uplink6 is the IPv6 transfer /126 of the uplink, from the node's tag
+// (unique per data dir, so that several nodes on one machine differ):
+// fd6d:6163:726f:1:<tag>::/126, the host ::1, the router ::2.
+func (r *Router) uplink6() (host, router netip.Addr) {
+	var a [16]byte
+	copy(a[:], DNSAddr.AsSlice()[:6])
+	a[7] = 1
+	tag, _ := hex.DecodeString(Tag(r.cfg.Dir))
+	copy(a[8:12], tag)
+	a[15] = 1
+	host = netip.AddrFrom16(a)
+	a[15] = 2
+	return host, netip.AddrFrom16(a)
+}
 
 // pickTransfer chooses the /30 of the uplink: a slot of 100.64.0.0/10 from
 // the link's name, moved on past any the host already uses.
@@ -313,8 +404,10 @@ func pickTransfer(ctx context.Context, link string) (netip.Prefix, error) {
 	return netip.Prefix{}, errors.New("no free /30 in " + transferNet)
 }
 
-// tenantRoutes makes the tenant's policy rule and default route.
-func (r *Router) tenantRoutes(ctx context.Context, idx int) error {
+// tenantRoutes makes the tenant's policy rule and default routes, and
+// the host's route to the tenant's prefix (for answers to its pods' IPv6
+// egress and for pods open to the outside).
+func (r *Router) tenantRoutes(ctx context.Context, tenant string, idx int) error {
 	table, mark := tenantTable(idx), tenantMark(idx)
 	for _, family := range []string{"-4", "-6"} {
 		opts := []string{family}
@@ -323,9 +416,14 @@ func (r *Router) tenantRoutes(ctx context.Context, idx int) error {
 			return err
 		}
 	}
-	// A lookup ends in the tenant's table: no IPv6 way out yet, and never
-	// on to the main table, which has every tenant's pods.
-	if err := ipBatchArgs(ctx, r.ns, false, []string{"-6"}, fmt.Sprintf("route replace unreachable default table %d", table)); err != nil {
+	// A lookup ends in the tenant's table, with a default route out of
+	// the uplink (nftables decides who may use it), never on to the main
+	// table, which has every tenant's pods.
+	host6, router6 := r.uplink6()
+	if err := ipBatchArgs(ctx, r.ns, false, []string{"-6"}, fmt.Sprintf("route replace default via %s dev %s table %d", host6, uplinkName, table)); err != nil {
+		return err
+	}
+	if err := ipBatchArgs(ctx, "", false, []string{"-6"}, fmt.Sprintf("route replace %s via %s dev %s", ipam.TenantPrefix(r.cfg.Cluster, tenant), router6, r.host.Link)); err != nil {
 		return err
 	}
 	return ipBatch(ctx, r.ns, false,
@@ -343,7 +441,10 @@ func (r *Router) tenantIndex(ctx context.Context, tenant string) (int, error) {
 		}
 	}
 	r.st.Tenants[tenant] = idx
-	return idx, r.tenantRoutes(ctx, idx)
+	r.marksMu.Lock()
+	r.marks[tenantMark(idx)] = tenant
+	r.marksMu.Unlock()
+	return idx, r.tenantRoutes(ctx, tenant, idx)
 }
 
 func vethName(podID string) string {
@@ -373,9 +474,13 @@ func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) 
 	att := Attachment{
 		Netns: r.netnsPath(pod.ID), IPv6: addrs.IPv6, IPv4: addrs.IPv4,
 		Subnet6: ns.Subnet6, Subnet4: ns.Subnet4,
-		Gateway6: Gateway6, Gateway4: ns.Gateway4(), Nameserver: DNSAddr,
+		Gateway6: Gateway6, Gateway4: ns.Gateway4(), Nameserver: DNSAddr, Nameserver4: ns.Gateway4(),
 	}
-	if p, ok := r.st.Pods[pod.ID]; ok && r.wired[pod.ID] && isNetns(att.Netns) {
+	overlays := overlaysOf(pod)
+	if err := r.checkOverlays(pod.ID, pod.Tenant, addrs.IPv4, overlays); err != nil {
+		return Attachment{}, err
+	}
+	if p, ok := r.st.Pods[pod.ID]; ok && r.wired[pod.ID] && isNetns(att.Netns) && slices.Equal(p.Overlays, overlays) {
 		// Wired by this process already (create, then start): nothing
 		// to check again. After a restart the first attach checks all.
 		if p.Stopped {
@@ -389,6 +494,7 @@ func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) 
 		return att, nil
 	}
 	veth := vethName(pod.ID)
+	defer r.links.forget()
 	fresh, err := newNetns(ctx, att.Netns)
 	if err != nil {
 		return Attachment{}, fmt.Errorf("pod network namespace: %w", err)
@@ -437,7 +543,10 @@ func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) 
 		fmt.Sprintf("route replace ::/0 via %s dev eth0", Gateway6)); err != nil {
 		return Attachment{}, err
 	}
-	p := podState{Tenant: pod.Tenant, Namespace: pod.Namespace, Names: podNames(pod)}
+	if err := r.wireOverlays(ctx, pod.ID, table, att.Gateway4, r.st.Pods[pod.ID].Overlays, overlays); err != nil {
+		return Attachment{}, err
+	}
+	p := podState{Tenant: pod.Tenant, Namespace: pod.Namespace, Names: podNames(pod), Overlays: overlays, Open: isOpen(pod)}
 	r.st.Pods[pod.ID] = p
 	if err := r.applyRules(ctx); err != nil {
 		return Attachment{}, err
@@ -449,6 +558,10 @@ func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) 
 	r.wired[pod.ID] = true
 	return att, nil
 }
+
+// isOpen reports kr.network.policy=open, Kraud's label for a pod whose
+// IPv6 address the outside may reach.
+func isOpen(pod types.Pod) bool { return pod.Spec.Labels["kr.network.policy"] == "open" }
 
 // podNames are the names a pod answers to: its own and its aliases.
 func podNames(pod types.Pod) []string {
@@ -468,25 +581,114 @@ func (r *Router) publish(id string, p podState) {
 		r.names.Delete(id)
 		return
 	}
-	r.names.Set(dns.Entry{ID: id, Tenant: p.Tenant, Namespace: p.Namespace, Names: p.Names, IPv6: a.IPv6, IPv4: a.IPv4})
+	e := dns.Entry{ID: id, Tenant: p.Tenant, Namespace: p.Namespace, Names: p.Names, IPv6: a.IPv6, IPv4: a.IPv4, Link: vethName(id)}
+	for _, o := range p.Overlays {
+		if e.Overlays == nil {
+			e.Overlays = map[string]netip.Addr{}
+		}
+		e.Overlays[o.Network] = o.Addr
+	}
+	r.names.Set(e)
 }
 
-// Rename changes the names the pod answers to (docker rename).
-func (r *Router) Rename(pod types.Pod) {
+// Update follows a change of the pod's spec: the names it answers to
+// (docker rename, aliases) and its overlay addresses (docker network
+// connect and disconnect), live on a running pod. A pod the router has
+// not attached yet gets them at its Attach.
+func (r *Router) Update(ctx context.Context, pod types.Pod) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, ok := r.st.Pods[pod.ID]
 	if !ok {
-		return
+		return nil
 	}
-	names := podNames(pod)
-	if slices.Equal(names, p.Names) {
-		return
+	names, overlays := podNames(pod), overlaysOf(pod)
+	if slices.Equal(names, p.Names) && slices.Equal(overlays, p.Overlays) {
+		return nil
 	}
 	p.Names = names
+	if !slices.Equal(overlays, p.Overlays) {
+		a, _ := r.alloc.Lookup(pod.ID)
+		if err := r.checkOverlays(pod.ID, p.Tenant, a.IPv4, overlays); err != nil {
+			return err
+		}
+		if isNetns(r.netnsPath(pod.ID)) {
+			ns := r.alloc.Namespace(p.Tenant, p.Namespace)
+			if err := r.wireOverlays(ctx, pod.ID, tenantTable(r.st.Tenants[p.Tenant]), ns.Gateway4(), p.Overlays, overlays); err != nil {
+				return err
+			}
+		}
+		p.Overlays = overlays
+		r.st.Pods[pod.ID] = p
+		if err := r.applyRules(ctx); err != nil {
+			return err
+		}
+	}
 	r.st.Pods[pod.ID] = p
-	r.saveLocked()
+	if err := r.saveLocked(); err != nil {
+		return err
+	}
 	r.publish(pod.ID, p)
+	return nil
+}
+
+// checkOverlays refuses overlay addresses another pod of the tenant on
+// this node holds, as its default or overlay address (the API keeps
+// overlay addresses unique; this guards what it cannot see, a namespace's
+// default /24 that happens to be an overlay's subnet).
+func (r *Router) checkOverlays(podID, tenant string, own4 netip.Addr, overlays []Overlay) error {
+	for _, o := range overlays {
+		if o.Addr == own4 {
+			return fmt.Errorf("overlay address %s is the pod's default address", o.Addr)
+		}
+		for id, q := range r.st.Pods {
+			if id == podID || q.Tenant != tenant {
+				continue
+			}
+			if a, ok := r.alloc.Lookup(id); ok && a.IPv4 == o.Addr {
+				return fmt.Errorf("overlay address %s: Address already in use", o.Addr)
+			}
+			for _, qo := range q.Overlays {
+				if qo.Addr == o.Addr {
+					return fmt.Errorf("overlay address %s: Address already in use", o.Addr)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// wireOverlays takes the pod from the overlay addresses in old to those
+// in new: on the pod's eth0 (with a route to each subnet through the
+// router, from that address) and as /32 routes in the tenant's table.
+func (r *Router) wireOverlays(ctx context.Context, podID string, table uint32, gw4 netip.Addr, old, new []Overlay) error {
+	netns, veth := r.netnsPath(podID), vethName(podID)
+	var inPod, inRouter []string
+	for _, o := range old {
+		if slices.Contains(new, o) {
+			continue
+		}
+		ipBatch(ctx, netns, true,
+			fmt.Sprintf("route del %s", o.Subnet),
+			fmt.Sprintf("addr del %s/%d dev eth0", o.Addr, o.Subnet.Bits()))
+		ipBatch(ctx, r.ns, true, fmt.Sprintf("route del %s/32 table %d", o.Addr, table))
+	}
+	for _, o := range new {
+		inPod = append(inPod,
+			fmt.Sprintf("addr replace %s/%d dev eth0 noprefixroute", o.Addr, o.Subnet.Bits()),
+			fmt.Sprintf("route replace %s via %s dev eth0 src %s", o.Subnet, gw4, o.Addr))
+		inRouter = append(inRouter, fmt.Sprintf("route replace %s/32 dev %s table %d", o.Addr, veth, table))
+	}
+	if len(new) == 0 {
+		return nil
+	}
+	if err := ipBatch(ctx, r.ns, false, inRouter...); err != nil {
+		return fmt.Errorf("overlay routes: %w", err)
+	}
+	if err := ipBatch(ctx, netns, false, inPod...); err != nil {
+		return fmt.Errorf("overlay addresses: %w", err)
+	}
+	return nil
 }
 
 // Stopped takes the pod's names out of DNS until its next Attach; its
@@ -517,6 +719,7 @@ func (r *Router) Detach(ctx context.Context, podID string) error {
 func (r *Router) detachLocked(ctx context.Context, podID string) error {
 	r.names.Delete(podID)
 	ipBatch(ctx, r.ns, true, "link del "+vethName(podID))
+	r.links.forget()
 	err := removeNetns(r.netnsPath(podID))
 	_, known := r.st.Pods[podID]
 	delete(r.st.Pods, podID)
@@ -564,6 +767,14 @@ func (r *Router) Reconcile(ctx context.Context, keep map[string]bool) error {
 	return errors.Join(errs...)
 }
 
+// Refresh applies the rules again, after Config.Egress changed its mind
+// about a tenant.
+func (r *Router) Refresh(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.applyRules(ctx)
+}
+
 func (r *Router) applyRules(ctx context.Context) error {
 	var pods []rulePod
 	for id, p := range r.st.Pods {
@@ -571,7 +782,11 @@ func (r *Router) applyRules(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		pods = append(pods, rulePod{Veth: vethName(id), Tenant: r.st.Tenants[p.Tenant], IPv6: a.IPv6, IPv4: a.IPv4})
+		rp := rulePod{Veth: vethName(id), Tenant: r.st.Tenants[p.Tenant], IPv6: a.IPv6, IPv4: a.IPv4, Open: p.Open && !p.Stopped}
+		for _, o := range p.Overlays {
+			rp.Overlays = append(rp.Overlays, o.Addr)
+		}
+		pods = append(pods, rp)
 	}
 	var egress []int
 	for t, idx := range r.st.Tenants {
@@ -592,10 +807,11 @@ func (r *Router) saveLocked() error {
 	return writeFileAtomic(r.statePath(), data)
 }
 
-// startDNS listens on DNSAddr:53 inside the router namespace.
+// startDNS listens on DNSAddr:53 inside the router namespace, and on
+// port 53 of every IPv4 address there (pods' gateways; see dns4.go).
 func (r *Router) startDNS() error {
-	var pc net.PacketConn
-	var l net.Listener
+	var pc, pc4 net.PacketConn
+	var l, l4 net.Listener
 	addr := netip.AddrPortFrom(DNSAddr, 53).String()
 	err := inNetns(r.ns, func() error {
 		var err error
@@ -603,16 +819,31 @@ func (r *Router) startDNS() error {
 			return err
 		}
 		if l, err = net.Listen("tcp6", addr); err != nil {
-			pc.Close()
 			return err
 		}
-		return nil
+		if pc4, err = net.ListenPacket("udp4", "0.0.0.0:53"); err != nil {
+			return err
+		}
+		l4, err = net.Listen("tcp4", "0.0.0.0:53")
+		return err
 	})
+	if err == nil {
+		var p *pktConn
+		if p, err = newPktConn(pc4); err == nil {
+			pc4 = p
+		}
+	}
 	if err != nil {
+		for _, c := range []io.Closer{pc, l, pc4, l4} {
+			if c != nil {
+				c.Close()
+			}
+		}
 		return fmt.Errorf("dns: %w", err)
 	}
-	r.dns = &dns.Server{Dir: r.names, Upstream: r.cfg.Upstream}
+	r.dns = &dns.Server{Dir: r.names, Upstream: r.cfg.Upstream, Identify: r.identify}
 	r.dns.Serve(pc, l)
+	r.dns.Serve(pc4, markListener{l4})
 	return nil
 }
 

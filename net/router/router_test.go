@@ -3,11 +3,16 @@ package router
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
 
 	"github.com/macro-cloud/macro/types"
 )
@@ -152,6 +157,51 @@ func TestRouter(t *testing.T) {
 				if !strings.Contains(out, w) {
 					t.Errorf("nslookup %s: no %s in\n%s", tt.name, w, out)
 				}
+			}
+		}
+	})
+
+	t.Run("dns over IPv4", func(t *testing.T) {
+		// Tenants' IPv4 addresses overlap: the server knows the asker by
+		// its link (UDP) or by the tenant mark of its connection (TCP).
+		tcp := func(from Attachment, name string) (int, []string) {
+			var resp *mdns.Msg
+			err := inNetns(from.Netns, func() error {
+				m := new(mdns.Msg)
+				m.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
+				var err error
+				resp, _, err = (&mdns.Client{Net: "tcp", Timeout: 5 * time.Second}).Exchange(m, netip.AddrPortFrom(from.Nameserver4, 53).String())
+				return err
+			})
+			if err != nil {
+				t.Fatalf("tcp query %s: %v", name, err)
+			}
+			var out []string
+			for _, rr := range resp.Answer {
+				if a, ok := rr.(*mdns.A); ok {
+					out = append(out, a.A.String())
+				}
+			}
+			return resp.Rcode, out
+		}
+		for _, tt := range []struct {
+			from Attachment
+			name string
+			want string // "" for NXDOMAIN
+		}{
+			{web, "db", db.IPv4.String()},
+			{blog, "db.shop", db.IPv4.String()},
+			{eve, "eve", eve.IPv4.String()},
+			{eve, "web", ""},
+			{eve, "db.shop", ""},
+		} {
+			out, ok := in(t, tt.from.Netns, "busybox", "nslookup", "-type=a", tt.name, tt.from.Nameserver4.String())
+			if ok != (tt.want != "") || !strings.Contains(out, tt.want) {
+				t.Errorf("udp nslookup %s: ok %v, want %q in\n%s", tt.name, ok, tt.want, out)
+			}
+			rcode, got := tcp(tt.from, tt.name)
+			if tt.want == "" && rcode != mdns.RcodeNameError || tt.want != "" && !slices.Contains(got, tt.want) {
+				t.Errorf("tcp %s: rcode %d %v, want %q", tt.name, rcode, got, tt.want)
 			}
 		}
 	})

@@ -13,6 +13,10 @@ type rulePod struct {
 	Tenant int    // tenant index: mark, conntrack zone, routing table
 	IPv6   netip.Addr
 	IPv4   netip.Addr
+	// Overlays are its addresses on overlays with a subnet.
+	Overlays []netip.Addr
+	// Open: the outside may open connections to IPv6 (kr.network.policy=open).
+	Open bool
 }
 
 // Tenant indexes become marks, conntrack zones and routing tables.
@@ -28,7 +32,9 @@ func tenantTable(idx int) uint32 { return 10000 + uint32(idx) }
 //   - tenants apart: a pod's packets are marked with its tenant; they are
 //     routed by the tenant's table (fwmark rules) and forwarded only to
 //     pods whose (interface, tenant) pair matches, or out of the uplink when
-//     the tenant has egress; from the uplink only replies come in;
+//     the tenant has egress (refused at once, admin-prohibited, when it has
+//     not); from the uplink only replies come in, and new IPv6 connections
+//     to pods with kr.network.policy=open (set open6);
 //   - the router itself answers pods only ICMP, neighbour discovery and DNS
 //     on the DNS address;
 //   - conntrack zones per tenant in the original direction, so tenants'
@@ -37,7 +43,7 @@ func tenantTable(idx int) uint32 { return 10000 + uint32(idx) }
 //     through the asker's tenant table (ct mark restores the mark).
 func routerRules(pods []rulePod, egress []int, uplink string, uplinkAddr, dnsAddr netip.Addr) string {
 	sort.Slice(pods, func(i, j int) bool { return pods[i].Veth < pods[j].Veth })
-	var tenantOf, zoneOf, podMark, src4, src6 []string
+	var tenantOf, zoneOf, podMark, src4, src6, open6 []string
 	for _, p := range pods {
 		m := tenantMark(p.Tenant)
 		tenantOf = append(tenantOf, fmt.Sprintf("%q : 0x%x", p.Veth, m))
@@ -46,8 +52,14 @@ func routerRules(pods []rulePod, egress []int, uplink string, uplinkAddr, dnsAdd
 		if p.IPv4.IsValid() {
 			src4 = append(src4, fmt.Sprintf("%q . %s", p.Veth, p.IPv4))
 		}
+		for _, a := range p.Overlays {
+			src4 = append(src4, fmt.Sprintf("%q . %s", p.Veth, a))
+		}
 		if p.IPv6.IsValid() {
 			src6 = append(src6, fmt.Sprintf("%q . %s", p.Veth, p.IPv6))
+			if p.Open {
+				open6 = append(open6, fmt.Sprintf("%q . %s", p.Veth, p.IPv6))
+			}
 		}
 	}
 	var eg []string
@@ -70,6 +82,7 @@ table inet macro {
 	set src4 { type ifname . ipv4_addr;%s }
 	set src6 { type ifname . ipv6_addr;%s }
 	set egress { type mark;%s }
+	set open6 { type ifname . ipv6_addr;%s }
 
 	chain raw {
 		type filter hook prerouting priority raw; policy accept;
@@ -99,45 +112,56 @@ table inet macro {
 		iifname @tenant_of icmp type echo-request accept
 		iifname @tenant_of ip6 daddr %s udp dport 53 accept
 		iifname @tenant_of ip6 daddr %s tcp dport 53 accept
+		iifname @tenant_of meta nfproto ipv4 udp dport 53 accept
+		iifname @tenant_of meta nfproto ipv4 tcp dport 53 accept
+		iifname %[12]q icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
 	}
 	chain forward {
 		type filter hook forward priority filter; policy drop;
 		iifname @tenant_of oifname . meta mark @pod_mark accept
 		iifname @tenant_of oifname %q meta mark @egress accept
+		iifname @tenant_of oifname %[12]q ct state established,related accept
 		iifname %q oifname @tenant_of ct state established,related accept
+		iifname %[13]q ct state new oifname . ip6 daddr @open6 accept
+		iifname @tenant_of oifname %[13]q reject with icmpx type admin-prohibited
 	}
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		oifname %q masquerade
 	}
 }
-`, elems(tenantOf), elems(zoneOf), elems(podMark), elems(src4), elems(src6), elems(eg),
+`, elems(tenantOf), elems(zoneOf), elems(podMark), elems(src4), elems(src6), elems(eg), elems(open6),
 		uplink, uplinkAddr, dnsAddr, dnsAddr, uplink, uplink, uplink)
 	return b.String()
 }
 
 // hostRules is the host's table for one macro node: its router may reach
-// out through the host (forwarded, masqueraded) but nothing on the host
-// itself, and nothing may reach in but replies.
-func hostRules(table, link string, routerAddr netip.Addr) string {
+// out through the host (forwarded, masqueraded: IPv4 and NAT66) but nothing
+// on the host itself, and nothing may reach in but replies, and new IPv6
+// connections, which the router lets through only to pods with
+// kr.network.policy=open.
+func hostRules(table, link string, routerAddr, router6 netip.Addr) string {
 	return fmt.Sprintf(`table inet %[1]s {}
 delete table inet %[1]s
 table inet %[1]s {
 	chain input {
 		type filter hook input priority filter; policy accept;
 		iifname %[2]q ct state established,related accept
+		iifname %[2]q icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
 		iifname %[2]q drop
 	}
 	chain forward {
 		type filter hook forward priority filter; policy accept;
 		iifname %[2]q accept
 		oifname %[2]q ct state established,related accept
+		oifname %[2]q meta nfproto ipv6 accept
 		oifname %[2]q drop
 	}
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		ip saddr %[3]s oifname != %[2]q masquerade
+		ip6 saddr %[4]s oifname != %[2]q masquerade
 	}
 }
-`, table, link, routerAddr)
+`, table, link, routerAddr, router6)
 }

@@ -1,0 +1,98 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/macro-cloud/macro/net/ipam"
+	"github.com/macro-cloud/macro/types"
+)
+
+// fakeVPC answers as a node's router would.
+type fakeVPC struct{}
+
+func (fakeVPC) Subnets(tenant string, namespaces []string) (netip.Prefix, map[string]ipam.Namespace) {
+	a := ipam.New("testcloud", ipam.State{})
+	out := map[string]ipam.Namespace{}
+	for _, ns := range namespaces {
+		out[ns] = a.Peek(tenant, ns)
+	}
+	return ipam.TenantPrefix("testcloud", tenant), out
+}
+
+func TestVPCAndOverlays(t *testing.T) {
+	e := newEnv(t)
+	for _, name := range []string{"alice", "bob"} {
+		if code, body := e.call(http.DefaultClient, "POST", e.adminURL("/tenants"), "", map[string]string{"name": name}, nil); code != 201 {
+			t.Fatalf("create %s: %d %s", name, code, body)
+		}
+	}
+	alice, bob := e.mustToken("alice").Token, e.mustToken("bob").Token
+	if code, _ := e.call(e.client, "GET", e.portURL("/vpc"), alice, nil, nil); code != 404 {
+		t.Fatalf("/vpc without a VPC: %d", code)
+	}
+	e.s.SetVPC(fakeVPC{})
+	var v VPCInfo
+	if code, body := e.call(e.client, "GET", e.portURL("/vpc"), alice, nil, &v); code != 200 || v.Prefix != ipam.TenantPrefix("testcloud", "alice").String() || len(v.Namespaces) != 1 || v.Namespaces[0].Name != "default" {
+		t.Fatalf("/vpc: %d %s", code, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n := types.Network{ID: "0123456789abcdef", Name: "shop_back", Tenant: "alice", Namespace: "shop", Driver: "ipip",
+		IPAM: []types.IPAMRange{{Subnet: "10.10.0.0/24"}}, Created: time.Now()}
+	if err := e.st.CreateNetwork(ctx, &n); err != nil {
+		t.Fatal(err)
+	}
+	// shop has a network but no pods yet: no default overlay of its own
+	// until it has (or is created).
+	var list []Overlay
+	if code, body := e.call(e.client, "GET", e.portURL("/overlays"), alice, nil, &list); code != 200 || len(list) != 2 ||
+		list[0].Name != "default/default" || list[1].Name != "shop/back" || list[1].Subnet != "10.10.0.0/24" {
+		t.Fatalf("/overlays: %d %s", code, body)
+	}
+	for _, ref := range []string{"shop/back", "shop_back", n.ID} {
+		var o Overlay
+		if code, body := e.call(e.client, "GET", e.portURL("/overlays/"+ref), alice, nil, &o); code != 200 || o.Network != "shop_back" {
+			t.Errorf("/overlays/%s: %d %s", ref, code, body)
+		}
+		if code, _ := e.call(e.client, "GET", e.portURL("/overlays/"+ref), bob, nil, nil); code != 404 {
+			t.Errorf("bob's /overlays/%s: %d", ref, code)
+		}
+	}
+	if code, _ := e.call(e.client, "GET", e.portURL("/overlays/shop/nope"), alice, nil, nil); code != 404 {
+		t.Errorf("unknown overlay: %d", code)
+	}
+}
+
+func TestSetEgress(t *testing.T) {
+	e := newEnv(t)
+	var told []types.Tenant
+	e.s.SetTenantChanged(func(t types.Tenant) { told = append(told, t) })
+	if code, body := e.call(http.DefaultClient, "POST", e.adminURL("/tenants"), "", map[string]string{"name": "alice"}, nil); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	tests := []struct {
+		tenant string
+		body   any
+		code   int
+	}{
+		{"alice", map[string]any{}, 400},
+		{"nobody", map[string]bool{"egress": false}, 404},
+		{"alice", map[string]bool{"egress": false}, 200},
+	}
+	for _, tt := range tests {
+		if code, body := e.call(http.DefaultClient, "PUT", e.adminURL("/tenants/"+tt.tenant+"/egress"), "", tt.body, nil); code != tt.code {
+			t.Errorf("%s %v: %d %s, want %d", tt.tenant, tt.body, code, body, tt.code)
+		}
+	}
+	if len(told) != 1 || told[0].Name != "alice" || !told[0].NoEgress {
+		t.Fatalf("told %+v", told)
+	}
+	var tn types.Tenant
+	if code, _ := e.call(http.DefaultClient, "GET", e.adminURL("/tenants/alice"), "", nil, &tn); code != 200 || !tn.NoEgress {
+		t.Fatalf("tenant after egress off: %+v", tn)
+	}
+}
