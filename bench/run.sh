@@ -247,57 +247,21 @@ docker load -i "$BUSYBOX" >/dev/null
 } | tee "$OUT"
 log "report in $OUT"
 
-if [ "${PUSH:-1}" = 1 ]; then
-	log "kra push beside skopeo copy (bench/push.sh)"
-	bench/push.sh
-fi
-
-if [ "${ACCESS:-1}" = 1 ] && [ -x bench/access.sh ]; then
-	log "rclone over WebDAV and S3 beside cp (bench/access.sh)"
-	bench/access.sh
-fi
-
-if [ "${INGRESS:-1}" = 1 ]; then
-	log "the ingress beside Caddy (bench/ingress.sh)"
-	bench/ingress.sh
-fi
-
-if [ "${COMPOSE:-1}" = 1 ] && [ -x bench/compose.sh ]; then
-	log "docker compose up beside docker run (bench/compose.sh)"
-	bench/compose.sh
-fi
-
-if [ "${NET:-1}" = 1 ] && [ -x bench/net.sh ]; then
-	log "the VPC beside plain veth (bench/net.sh)"
-	bench/net.sh
-fi
-
-if [ "${SCHED:-1}" = 1 ] && [ -x bench/sched.sh ]; then
-	log "the scheduler's placement rate (bench/sched.sh)"
-	bench/sched.sh
-fi
-
-if [ "${FAILOVER:-1}" = 1 ] && [ -x bench/failover.sh ]; then
-	log "leader kill to first write in a cluster of three servers (bench/failover.sh)"
-	bench/failover.sh
-fi
-
-if [ "${VOLUMES:-1}" = 1 ] && [ -x bench/volumes.sh ]; then
-	log "fio in a pod on lv2 and nfs volumes beside the host (bench/volumes.sh)"
-	bench/volumes.sh
-fi
-
-if [ "${DELTA:-1}" = 1 ] && [ -x bench/delta.sh ]; then
-	log "the delta-sync engine beside rsync (bench/delta.sh)"
-	bench/delta.sh
-fi
-
-if [ "${NODEFAIL:-1}" = 1 ] && [ -x bench/nodefail.sh ]; then
-	log "node kill to its pods running elsewhere (bench/nodefail.sh)"
-	bench/nodefail.sh
-fi
-
-if [ "${PLACE:-1}" = 1 ] && [ -x bench/c1m.sh ]; then
-	log "a million pods onto 5,000 simulated nodes through the control plane (bench/c1m.sh)"
-	bench/c1m.sh
-fi
+# step VAR SCRIPT WHAT: runs bench/SCRIPT unless VAR=0.
+step() {
+	if [ "${!1:-1}" = 1 ]; then
+		log "$3 (bench/$2)"
+		"bench/$2"
+	fi
+}
+step PUSH push.sh "kra push beside skopeo copy"
+step ACCESS access.sh "rclone over WebDAV and S3 beside cp"
+step INGRESS ingress.sh "the ingress beside Caddy"
+step COMPOSE compose.sh "docker compose up beside docker run"
+step NET net.sh "the VPC beside plain veth"
+step SCHED sched.sh "the scheduler's placement rate"
+step FAILOVER failover.sh "leader kill to first write in a cluster of three servers"
+step VOLUMES volumes.sh "fio in a pod on lv2 and nfs volumes beside the host"
+step DELTA delta.sh "the delta-sync engine beside rsync"
+step NODEFAIL nodefail.sh "node kill to its pods running elsewhere"
+step PLACE c1m.sh "a million pods onto 5,000 simulated nodes through the control plane"
