@@ -95,11 +95,18 @@ func (s *Store) CreatePods(ctx context.Context, pods []*types.Pod) error {
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(nk), "=", 0), clientv3.Compare(clientv3.CreateRevision(pk), "=", 0))
 			ops = append(ops, clientv3.OpPut(nk, p.ID), clientv3.OpPut(pk, string(data)))
 		}
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		// On failure, the Else reads the batch's names: a retry of a batch
+		// that was applied before a leader change hid its answer finds them
+		// all held by its own pods.
+		gets := make([]clientv3.Op, 0, n)
+		for _, p := range chunk {
+			gets = append(gets, clientv3.OpGet(nameKey(p.Tenant, p.Name)))
+		}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(gets...).Commit()
 		if err != nil {
 			return fmt.Errorf("create pods: %w", err)
 		}
-		if !resp.Succeeded {
+		if !resp.Succeeded && !heldBy(resp, chunk) {
 			return fmt.Errorf("create pods: %w (a name or ID of the batch exists)", ErrNameInUse)
 		}
 		for _, p := range chunk {
@@ -163,4 +170,16 @@ func (s *Store) PutStatusesAt(ctx context.Context, sts []StatusAt) (ok []bool, e
 		}
 	}
 	return ok, nil
+}
+
+// heldBy tells whether the names a failed CreatePods read are all held by
+// the batch's own pods.
+func heldBy(resp *clientv3.TxnResponse, chunk []*types.Pod) bool {
+	for i, r := range resp.Responses {
+		kvs := r.GetResponseRange().GetKvs()
+		if len(kvs) != 1 || string(kvs[0].Value) != chunk[i].ID {
+			return false
+		}
+	}
+	return len(resp.Responses) == len(chunk)
 }
