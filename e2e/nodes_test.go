@@ -264,10 +264,9 @@ func TestClusterWithAgents(t *testing.T) {
 		agents[name] = testenv.StartAgent(t, testenv.OnHost(h), testenv.WithArgs("--server", strings.Join(urls, ","),
 			"--token", strings.TrimSpace(out), "--ca-hash", hash, "--node-name", name, "--label", "zone=z", "--vpc=false"))
 	}
-	// Images are not replicated between servers yet: each gets it.
-	for _, s := range servers {
-		testenv.MustDocker(t, s.srv.Host(), "load", "-i", testimages.Busybox(t))
-	}
+	// The image is loaded through one server and run through another,
+	// which fetches it from the first.
+	testenv.MustDocker(t, servers[0].srv.Host(), "load", "-i", testimages.Busybox(t))
 	c := &nodeCluster{srv: servers[1].srv}
 	c.docker(t, "run", "-d", "--name", "web", "-l", "kr.zone=z", "busybox", "sh", "-c", "echo up; sleep 1d")
 	p := c.waitPlaced(t, "web", func(n string) bool { return agents[n] != nil })

@@ -238,28 +238,36 @@ func (c *Client) Cluster(ctx context.Context) (ClusterInfo, error) {
 
 // FetchImage reads an image of tenant from the servers as a docker-archive.
 // Every server keeps the images it was given (they are not replicated
-// between servers yet), so each is asked in turn until one has it.
+// between servers), so each is asked in turn until one has it.
 func (c *Client) FetchImage(ctx context.Context, tenant, id string) (io.ReadCloser, error) {
-	path := Prefix + "images/" + url.PathEscape(tenant) + "/" + url.PathEscape(id)
 	var last error
 	for _, srv := range c.cfg.Servers {
-		req, err := http.NewRequestWithContext(ctx, "GET", srv+path, nil)
-		if err != nil {
-			return nil, err
+		rc, err := c.FetchImageFrom(ctx, srv, tenant, id)
+		if err == nil {
+			return rc, nil
 		}
-		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
-		resp, err := c.stream.Do(req)
-		if err != nil {
-			last = fmt.Errorf("%s: %w", srv, err)
-			continue
-		}
-		if resp.StatusCode == http.StatusOK {
-			return resp.Body, nil
-		}
-		last = fmt.Errorf("%s: %w", srv, readError(resp))
-		resp.Body.Close()
+		last = err
 	}
 	return nil, last
+}
+
+// FetchImageFrom reads an image of tenant, by name or ID, from the server
+// at srv as a docker-archive (with its tags when named).
+func (c *Client) FetchImageFrom(ctx context.Context, srv, tenant, ref string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", srv+Prefix+"images/"+url.PathEscape(tenant)+"/"+url.PathEscape(ref), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	resp, err := c.stream.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", srv, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, fmt.Errorf("%s: %w", srv, readError(resp))
+	}
+	return resp.Body, nil
 }
 
 // RunTunnels keeps a tunnel to every server open until ctx ends, serving

@@ -70,7 +70,7 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	h.mux.HandleFunc("POST "+Prefix+"register", h.register)
 	h.mux.HandleFunc("GET "+Prefix+"pods", h.pods)
 	h.mux.HandleFunc("POST "+Prefix+"status", h.status)
-	h.mux.HandleFunc("GET "+Prefix+"images/{tenant}/{id}", h.image)
+	h.mux.HandleFunc("GET "+Prefix+"images/{tenant}/{id...}", h.image)
 	h.mux.HandleFunc("GET "+Prefix+"tunnel", h.tunnel)
 	return h
 }

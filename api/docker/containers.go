@@ -92,7 +92,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	if p := r.URL.Query().Get("platform"); p != "" && p != "linux/"+s.info.Arch && p != "linux" {
 		return badRequest("image platform %s is not supported on this cloud (linux/%s)", p, s.info.Arch)
 	}
-	img, err := s.lookupImage(r, req.Image)
+	img, err := s.findImage(r, req.Image)
 	if errors.Is(err, image.ErrNotFound) {
 		return imageError(err) // "No such image: busybox:latest", the normalised reference
 	} else if err != nil {

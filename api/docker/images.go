@@ -49,6 +49,21 @@ func (s *Server) lookupImage(r *http.Request, ref string) (image.Image, error) {
 	return s.tenantImages(r).Lookup(r.Context(), ref)
 }
 
+// findImage is lookupImage for what runs an image (create, inspect): an
+// image this server lacks is asked of the cluster's other servers, which
+// keep the images they were given (Config.FetchImage), and then found here.
+func (s *Server) findImage(r *http.Request, ref string) (image.Image, error) {
+	img, err := s.lookupImage(r, ref)
+	if !errors.Is(err, image.ErrNotFound) || s.fetchImage == nil {
+		return img, err
+	}
+	if ferr := s.fetchImage(r.Context(), tenantOf(r), ref); ferr != nil {
+		s.log.Debug("image from the other servers", "image", ref, "err", ferr)
+		return img, err
+	}
+	return s.lookupImage(r, ref)
+}
+
 func (s *Server) routeImages(mux *http.ServeMux) {
 	s.handle(mux, "POST /images/create", s.pullImage)
 	s.handle(mux, "GET /images/json", s.listImages)
@@ -478,7 +493,7 @@ func dockerConfig(c v1.Config) containerConfig {
 }
 
 func (s *Server) inspectImage(w http.ResponseWriter, r *http.Request, name string) error {
-	img, err := s.lookupImage(r, name)
+	img, err := s.findImage(r, name)
 	if err != nil {
 		return imageError(err)
 	}

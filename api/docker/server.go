@@ -42,6 +42,7 @@ type Server struct {
 	// tenantFromContext: see Config.TenantFromContext.
 	tenantFromContext bool
 	localLogin        func(ctx context.Context, tenant, password string) (bool, error)
+	fetchImage        func(ctx context.Context, tenant, ref string) error
 
 	// routes are the patterns handle registered, in order, once each
 	// (see Routes).
@@ -85,6 +86,9 @@ type Config struct {
 	// of tenant, an error when it cannot tell. Without it, such a login
 	// is refused.
 	LocalLogin func(ctx context.Context, tenant, password string) (bool, error)
+	// FetchImage brings an image of tenant that this server lacks from
+	// another server of the cluster, by name or ID; nil: none is asked.
+	FetchImage func(ctx context.Context, tenant, ref string) error
 }
 
 // New returns a Server. Call Run to feed its event stream.
@@ -104,6 +108,7 @@ func New(cfg Config) *Server {
 
 		tenantFromContext: cfg.TenantFromContext,
 		localLogin:        cfg.LocalLogin,
+		fetchImage:        cfg.FetchImage,
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -413,12 +414,12 @@ func serverAPIURL(apiL net.Listener, apiAddr, dataDir string) string {
 	return "https://" + net.JoinHostPort(host, port)
 }
 
-// linkServerNode makes this server's own node reachable from the other
-// servers of the cluster, as a remote agent is: the server says where its
-// API port is, and its agent keeps a tunnel to every other server's,
-// admitted by a node join token the server makes for itself (replaced at
-// every start).
-func linkServerNode(ctx context.Context, st *store.Store, ca *auth.CA, dataDir, name, self string, ag *agent.Agent, log *slog.Logger) error {
+// linkServer joins this server to the others of its cluster: it says where
+// its API port is (on a lease), and makes itself a node join token
+// (replaced at every start) and a client of the node protocol with it, with
+// which it asks the others for images it lacks (peerImages) and its own
+// node keeps tunnels to them (keepPeerTunnels), as a remote agent does.
+func linkServer(ctx context.Context, st *store.Store, ca *auth.CA, dataDir, name, self string, log *slog.Logger) (*nodeproto.Client, error) {
 	go st.AdvertiseServer(ctx, name, self, 10)
 	idFile := filepath.Join(dataDir, "server-node-token")
 	if old, err := os.ReadFile(idFile); err == nil {
@@ -428,37 +429,89 @@ func linkServerNode(ctx context.Context, st *store.Store, ca *auth.CA, dataDir, 
 	}
 	raw, jt, err := auth.NewJoinToken(types.JoinNode, 0, time.Now().UTC())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := st.CreateJoinToken(ctx, &jt); err != nil {
-		return fmt.Errorf("this server's node token: %w", err)
+		return nil, fmt.Errorf("this server's node token: %w", err)
 	}
 	if err := os.WriteFile(idFile, []byte(jt.ID+"\n"), 0o600); err != nil {
-		return err
+		return nil, err
 	}
-	cli, err := nodeproto.NewClient(nodeproto.ClientConfig{Servers: []string{self}, Token: raw, RootCAs: ca.Pool(), Log: log})
-	if err != nil {
-		return err
-	}
-	go func() {
-		linked := map[string]bool{}
-		for {
-			servers, err := st.Servers(ctx)
-			if err == nil {
-				for peer, u := range servers {
-					if peer == name || linked[u] {
-						continue
-					}
-					linked[u] = true
-					go cli.KeepTunnel(ctx, u, ag.Node().Name, ag)
+	return nodeproto.NewClient(nodeproto.ClientConfig{Servers: []string{self}, Token: raw, RootCAs: ca.Pool(), Log: log})
+}
+
+// keepPeerTunnels keeps a tunnel from this server's own node to every
+// other server, so that they reach its pods as they reach a remote agent's.
+func keepPeerTunnels(ctx context.Context, st *store.Store, cli *nodeproto.Client, name string, ag *agent.Agent) {
+	linked := map[string]bool{}
+	for {
+		servers, err := st.Servers(ctx)
+		if err == nil {
+			for peer, u := range servers {
+				if peer == name || linked[u] {
+					continue
 				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
+				linked[u] = true
+				go cli.KeepTunnel(ctx, u, ag.Node().Name, ag)
 			}
 		}
-	}()
-	return nil
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// peerImages brings an image that this server lacks from the others of its
+// cluster, each of which keeps the images it was given: a docker-archive
+// over the node protocol, loaded into this server's store (quota checked
+// as for any load). It works once linkServerNode gave it a client.
+type peerImages struct {
+	st     *store.Store
+	images *image.Store
+
+	mu   sync.Mutex
+	cli  *nodeproto.Client
+	self string
+	// fetches share one transfer per tenant and image.
+	fetches singleflight.Group
+}
+
+func (p *peerImages) set(cli *nodeproto.Client, self string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cli, p.self = cli, self
+}
+
+// Fetch is docker.Config.FetchImage.
+func (p *peerImages) Fetch(ctx context.Context, tenant, ref string) error {
+	p.mu.Lock()
+	cli, self := p.cli, p.self
+	p.mu.Unlock()
+	if cli == nil {
+		return errors.New("this server has no other servers to ask")
+	}
+	_, err, _ := p.fetches.Do(tenant+"\x00"+ref, func() (any, error) {
+		servers, err := p.st.Servers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		last := fmt.Errorf("no other server has %s", ref)
+		for name, u := range servers {
+			if name == self {
+				continue
+			}
+			rc, err := cli.FetchImageFrom(ctx, u, tenant, ref)
+			if err != nil {
+				last = err
+				continue
+			}
+			_, err = p.images.Tenant(tenant).Load(ctx, rc, nil)
+			rc.Close()
+			return nil, err
+		}
+		return nil, last
+	})
+	return err
 }

@@ -263,11 +263,13 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	native.SetVolumeFiles(ag)
 	volAccess := access.New(access.Config{Volumes: ag, Store: st, Tokens: authn, Keys: volumeKeys, UploadDir: filepath.Join(dataDir, "s3-uploads"), Log: log})
 
+	peers := &peerImages{st: st, images: images}
 	dockerAPI := docker.New(docker.Config{
-		Log:    log,
-		Store:  st,
-		Images: images,
-		Nodes:  clusterNodes{local: node.Name, agent: localAgent(ag, cfg.runAgent), tunnels: tunnels},
+		FetchImage: peers.Fetch,
+		Log:        log,
+		Store:      st,
+		Images:     images,
+		Nodes:      clusterNodes{local: node.Name, agent: localAgent(ag, cfg.runAgent), tunnels: tunnels},
 		Info: docker.Info{
 			Name: node.Name, Version: version, DataDir: dataDir,
 			DefaultRuntime: cfg.defaultRuntime, Runtimes: names,
@@ -339,9 +341,14 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 			ErrorLog: slog.NewLogLogger(log.With("subsystem", "api-port").Handler(), slog.LevelDebug)}
 		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
 		servers = append(servers, apiSrv)
-		if self := serverAPIURL(apiL, cfg.apiAddr, dataDir); self != "" && cfg.runAgent {
-			if err := linkServerNode(ctx, st, ca, dataDir, node.Name, self, ag, log); err != nil {
+		if self := serverAPIURL(apiL, cfg.apiAddr, dataDir); self != "" {
+			cli, err := linkServer(ctx, st, ca, dataDir, node.Name, self, log)
+			if err != nil {
 				return err
+			}
+			peers.set(cli, node.Name)
+			if cfg.runAgent {
+				go keepPeerTunnels(ctx, st, cli, node.Name, ag)
 			}
 		}
 	}
