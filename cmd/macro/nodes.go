@@ -153,12 +153,11 @@ opens itself (so a node behind NAT works). A node token comes from
 		}
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "macro agent: bad --log-level %q\n", cfg.logLevel)
+	log, err := newLogger(cfg.logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "macro agent: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := runAgent(ctx, cfg, log); err != nil {

@@ -96,12 +96,11 @@ func serverMain(args []string) int {
 	if cfg.apiAddr == "off" {
 		cfg.apiAddr = ""
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "macro: bad --log-level %q\n", cfg.logLevel)
+	log, err := newLogger(cfg.logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "macro: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := runServer(ctx, cfg, log); err != nil {
@@ -388,6 +387,15 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		}
 	}
 	return nil
+}
+
+// newLogger is the process's logger, at --log-level level.
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("bad --log-level %q", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
 func splitList(s string) []string {
