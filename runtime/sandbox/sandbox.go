@@ -436,9 +436,22 @@ func (r *Runtime) Wait(ctx context.Context, id string) (runtime.State, error) {
 	if err != nil {
 		return runtime.State{}, err
 	}
-	if st, err := readShimState(dir); err == nil && !st.Exited && st.Pid > 0 && shimAlive(st) {
-		if err := waitPidfd(ctx, st.Pid); err != nil {
-			return runtime.State{}, err
+	// Wait on the container's pidfd, re-reading the shim's record every
+	// few seconds: an exit the pidfd did not report (its pid taken by
+	// another process before the pidfd was open) still ends the wait.
+	for {
+		st, err := readShimState(dir)
+		if err != nil || st.Exited || st.Pid <= 0 || !shimAlive(st) {
+			break
+		}
+		wctx, cancel := context.WithTimeout(ctx, waitRecheck)
+		err = waitPidfd(wctx, st.Pid)
+		cancel()
+		if ctx.Err() != nil {
+			return runtime.State{}, ctx.Err()
+		}
+		if err == nil {
+			break
 		}
 	}
 	for {
@@ -453,6 +466,9 @@ func (r *Runtime) Wait(ctx context.Context, id string) (runtime.State, error) {
 		}
 	}
 }
+
+// waitRecheck is how often a wait re-reads the shim's record.
+const waitRecheck = 5 * time.Second
 
 // waitPidfd blocks until process pid has exited or ctx ends. A process
 // that is already gone returns at once. The pidfd sits in Go's netpoller,
