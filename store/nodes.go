@@ -134,19 +134,8 @@ func (s *Store) PutStatusFrom(ctx context.Context, tenant, node string, st types
 		if p.Node != node {
 			return fmt.Errorf("pod %s: %w (it is on %q)", st.ID, ErrNotOnNode, p.Node)
 		}
-		data, err := json.Marshal(&st)
-		if err != nil {
+		if done, err := s.PutStatusAt(ctx, tenant, p.Revision, st); err != nil || done {
 			return err
-		}
-		resp, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(podKey(tenant, st.ID)), "=", p.Revision)).
-			Then(clientv3.OpPut(statusKey(tenant, st.ID), string(data))).
-			Commit()
-		if err != nil {
-			return err
-		}
-		if resp.Succeeded {
-			return nil
 		}
 	}
 	return fmt.Errorf("pod %s changed too often to record its status", st.ID)
