@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/macro-cloud/macro/internal/testenv"
@@ -83,6 +84,52 @@ func TestOverlays(t *testing.T) {
 		if r := alice("inspect", "dup"); r.ExitCode == 0 {
 			t.Errorf("a refused pod was created: %s", r.Stdout)
 		}
+	})
+
+	t.Run("concurrent creates", func(t *testing.T) {
+		// Addresses are chosen in the store's transaction of the pod:
+		// creates at once get different addresses, and of those asking
+		// for one fixed address exactly one gets it.
+		mustOK(t, alice("network", "create", "--driver", "ipip", "--subnet", "10.30.0.0/24", "race"), "network create race")
+		const free, fixed = 8, 3
+		results := make([]testenv.Result, free+fixed)
+		var wg sync.WaitGroup
+		for i := range results {
+			args := []string{"run", "-d", "--name", fmt.Sprintf("race%d", i), "--network", "race"}
+			if i >= free {
+				args = append(args, "--ip", "10.30.0.77")
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = alice(append(args, "busybox", "sleep", "300")...)
+			}()
+		}
+		wg.Wait()
+		seen := map[string]string{}
+		fixedOK := 0
+		for i, r := range results {
+			name := fmt.Sprintf("race%d", i)
+			if r.ExitCode != 0 {
+				if i < free || !strings.Contains(r.Combined(), "Address already in use") {
+					t.Errorf("create %s: exit %d\n%s", name, r.ExitCode, r.Combined())
+				}
+				continue
+			}
+			addr := ok(alice, "inspect "+name, "inspect", "-f", `{{(index .NetworkSettings.Networks "race").IPAddress}}`, name)
+			if other, dup := seen[addr]; dup {
+				t.Errorf("%s and %s both have %s", name, other, addr)
+			}
+			seen[addr] = name
+			if i >= free {
+				fixedOK++
+			}
+			ok(alice, "rm "+name, "rm", "-f", name)
+		}
+		if fixedOK != 1 {
+			t.Errorf("%d creates got the fixed address 10.30.0.77, want 1", fixedOK)
+		}
+		ok(alice, "network rm race", "network", "rm", "race")
 	})
 
 	eventually(t, "db's httpd", func() bool {

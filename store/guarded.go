@@ -151,8 +151,9 @@ func (s *Store) CreatePodGuarded(ctx context.Context, p *types.Pod, withPods fun
 // UpdatePodGuarded is UpdatePod whose write also needs guard's approval:
 // guard sees the pod before and after fn, and every pod of the tenant as
 // they are when the change commits. guard's error is returned as it is,
-// and nothing is written.
-func (s *Store) UpdatePodGuarded(ctx context.Context, tenant, id string, fn func(*types.Pod) error, guard func(before, after types.Pod, tp TenantPods) error) (types.Pod, error) {
+// and nothing is written; guard may complete after (what it leaves is
+// what is stored).
+func (s *Store) UpdatePodGuarded(ctx context.Context, tenant, id string, fn func(*types.Pod) error, guard func(before types.Pod, after *types.Pod, tp TenantPods) error) (types.Pod, error) {
 	for attempt := 0; attempt < maxGuardedAttempts; attempt++ {
 		tp, err := s.ReadTenantPods(ctx, tenant)
 		if err != nil {
@@ -174,7 +175,7 @@ func (s *Store) UpdatePodGuarded(ctx context.Context, tenant, id string, fn func
 		if err := fn(&after); err != nil {
 			return after, err
 		}
-		if err := guard(before, after, tp); err != nil {
+		if err := guard(before, &after, tp); err != nil {
 			return before, err
 		}
 		data, err := json.Marshal(&after)

@@ -74,7 +74,7 @@ func TestUpdatePodGuarded(t *testing.T) {
 		p.Desired = types.DesiredState{State: types.PhaseRunning, Run: p.Desired.Run + 1}
 		return nil
 	}
-	max2 := func(before, after types.Pod, tp TenantPods) error {
+	max2 := func(before types.Pod, after *types.Pod, tp TenantPods) error {
 		if before.Desired.State == after.Desired.State {
 			t.Errorf("guard: before and after are the same")
 		}

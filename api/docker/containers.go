@@ -112,9 +112,8 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("unknown or invalid runtime name: %s", spec.Runtime)
 	}
 	id := newID()
-	s.overlayMu.Lock()
-	defer s.overlayMu.Unlock()
-	if err := s.prepareCreate(r, &spec, id); err != nil {
+	nets, err := s.prepareCreate(r, &spec, id)
+	if err != nil {
 		return err
 	}
 	p := types.Pod{
@@ -133,7 +132,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 		if name == "" {
 			p.Name = randomName()
 		}
-		err = s.createPod(r.Context(), &p) // within the tenant's quota
+		err = s.createPod(r.Context(), &p, nets) // within the tenant's quota
 		var inUse *store.NameInUseError
 		if errors.As(err, &inUse) {
 			if name == "" && attempt < 20 {

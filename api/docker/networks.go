@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"net/http"
 	"net/netip"
 	"regexp"
@@ -469,27 +470,30 @@ func (s *Server) connectNetwork(w http.ResponseWriter, r *http.Request) error {
 	if p.Spec.Network == "none" {
 		return errorf(http.StatusForbidden, "container cannot be disconnected from host network or connected to host network")
 	}
-	s.overlayMu.Lock()
-	defer s.overlayMu.Unlock()
-	taken, err := s.overlayAddresses(r.Context(), p.Tenant, p.ID)
-	if err != nil {
-		return err
-	}
-	_, err = s.store.UpdatePod(r.Context(), p.Tenant, p.ID, func(cur *types.Pod) error {
+	// The address is chosen from the tenant's pods as they are when the
+	// change commits (see createPod).
+	_, err = s.store.UpdatePodGuarded(r.Context(), p.Tenant, p.ID, func(cur *types.Pod) error {
 		if e, ok := cur.Spec.Networks[n.Name]; ok && e.NetworkID == n.ID {
 			return errorf(http.StatusForbidden, "endpoint with name %s already exists in network %s", cur.Name, n.Name)
 		}
-		ep := ep
-		if err := assignAddress(n, &ep, taken); err != nil {
-			return err
-		}
+		cur.Spec.Networks = maps.Clone(cur.Spec.Networks)
 		if cur.Spec.Networks == nil {
 			cur.Spec.Networks = map[string]types.Endpoint{}
 		}
 		cur.Spec.Networks[n.Name] = ep
 		cur.Spec.Aliases = podAliases(cur.Spec)
 		return nil
+	}, func(_ types.Pod, after *types.Pod, tp store.TenantPods) error {
+		ep := after.Spec.Networks[n.Name]
+		if err := assignAddress(n, &ep, overlayAddresses(tp.Pods, after.ID)); err != nil {
+			return err
+		}
+		after.Spec.Networks[n.Name] = ep
+		return nil
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("No such container: %s", req.Container)
+	}
 	if err != nil {
 		return err
 	}
@@ -536,9 +540,10 @@ func (s *Server) disconnectNetwork(w http.ResponseWriter, r *http.Request) error
 // says (Endpoint.IPv4Address, Endpoint.Subnet). Networks without a subnet
 // are the namespace's default overlay: pods have their default IPv4
 // address there. Addresses are unique within a tenant (its overlays share
-// one routing table on every node; subnets never overlap). overlayMu
-// serialises the choice from reading the tenant's pods to writing the
-// pod; with several API servers this becomes a store transaction.
+// one routing table on every node; subnets never overlap). The choice is
+// made inside the store's guarded write of the pod (createPod, connect),
+// against the tenant's pods as they are when it commits: two API servers
+// never hand out the same address.
 
 // overlaySubnet is n's IPv4 subnet, if it has one.
 func overlaySubnet(n types.Network) (netip.Prefix, bool) {
@@ -550,13 +555,9 @@ func overlaySubnet(n types.Network) (netip.Prefix, bool) {
 	return netip.Prefix{}, false
 }
 
-// overlayAddresses are the overlay addresses the tenant's pods other than
-// podID hold.
-func (s *Server) overlayAddresses(ctx context.Context, tenant, podID string) (map[netip.Addr]string, error) {
-	pods, err := s.store.Pods(ctx, tenant)
-	if err != nil {
-		return nil, err
-	}
+// overlayAddresses are the overlay addresses that pods other than podID
+// hold.
+func overlayAddresses(pods []types.Pod, podID string) map[netip.Addr]string {
 	taken := map[netip.Addr]string{}
 	for _, p := range pods {
 		if p.ID == podID {
@@ -568,7 +569,18 @@ func (s *Server) overlayAddresses(ctx context.Context, tenant, podID string) (ma
 			}
 		}
 	}
-	return taken, nil
+	return taken
+}
+
+// hasSubnet says whether one of nets is an overlay with a subnet, whose
+// endpoints get addresses of their own.
+func hasSubnet(nets map[string]types.Network) bool {
+	for _, n := range nets {
+		if _, ok := overlaySubnet(n); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // assignAddress gives ep its address on n: the fixed one it asked for,
@@ -628,15 +640,11 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-// assignAddresses gives each of a new pod's endpoints its overlay address.
-// The caller holds overlayMu until the pod is stored.
-func (s *Server) assignAddresses(ctx context.Context, tenant, podID string, spec *types.PodSpec, nets map[string]types.Network) error {
+// assignAddresses gives each of a new pod's endpoints its overlay
+// address, with taken the addresses other pods hold.
+func assignAddresses(taken map[netip.Addr]string, spec *types.PodSpec, nets map[string]types.Network) error {
 	if len(spec.Networks) == 0 {
 		return nil
-	}
-	taken, err := s.overlayAddresses(ctx, tenant, podID)
-	if err != nil {
-		return err
 	}
 	names := make([]string, 0, len(spec.Networks))
 	for name := range spec.Networks {

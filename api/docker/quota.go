@@ -37,6 +37,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 
 	"github.com/macro-cloud/macro/image"
@@ -68,9 +69,23 @@ func (s *Server) tenantQuota(ctx context.Context, tenant string) (types.Quota, e
 // committed against the tenant's record as it was checked: a create that
 // was under way when the tenant's removal began is refused (the removal
 // deletes every pod the tenant has, but only those that exist by then).
-func (s *Server) createPod(ctx context.Context, p *types.Pod) error {
-	needPods := func(t types.Tenant) bool { return t.Quota.Pods > 0 || t.Quota.MemoryBytes > 0 }
+//
+// nets are the networks of p's endpoints (prepareCreate): the endpoints on
+// overlays with a subnet get their addresses here, from the tenant's pods
+// as they are when p commits, so that two creates through any API servers
+// never take the same address.
+func (s *Server) createPod(ctx context.Context, p *types.Pod, nets map[string]types.Network) error {
+	addressed := hasSubnet(nets)
+	needPods := func(t types.Tenant) bool { return t.Quota.Pods > 0 || t.Quota.MemoryBytes > 0 || addressed }
+	asked := maps.Clone(p.Spec.Networks)
 	return s.store.CreatePodGuarded(ctx, p, needPods, func(tp store.TenantPods) error {
+		if addressed {
+			// Each attempt chooses anew from what was asked.
+			p.Spec.Networks = maps.Clone(asked)
+			if err := assignAddresses(overlayAddresses(tp.Pods, p.ID), &p.Spec, nets); err != nil {
+				return err
+			}
+		}
 		switch {
 		case !tp.TenantExists && p.Tenant != types.DefaultTenant,
 			tp.Tenant.Deleting:
@@ -160,8 +175,8 @@ func (s *Server) updateDesired(ctx context.Context, tenant, id string, fn func(*
 	if q.MemoryBytes == 0 {
 		return s.store.UpdatePod(ctx, tenant, id, fn)
 	}
-	return s.store.UpdatePodGuarded(ctx, tenant, id, fn, func(before, after types.Pod, tp store.TenantPods) error {
-		return checkStart(tenant, q, tp, before, after)
+	return s.store.UpdatePodGuarded(ctx, tenant, id, fn, func(before types.Pod, after *types.Pod, tp store.TenantPods) error {
+		return checkStart(tenant, q, tp, before, *after)
 	})
 }
 

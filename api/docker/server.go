@@ -48,9 +48,6 @@ type Server struct {
 	// (see Routes).
 	routesMu sync.Mutex
 	routes   []string
-
-	// overlayMu: see assignAddresses.
-	overlayMu sync.Mutex
 }
 
 // Info describes the cloud for `docker info` and `docker version`.

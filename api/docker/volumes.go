@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"path"
@@ -412,29 +413,38 @@ func allowBinds(r *http.Request) bool {
 // prepareCreate completes a new pod's spec with what lives in the store:
 // the volumes it mounts (created as Docker creates them: named ones on
 // first use, anonymous ones with a random name) and the IDs of the networks
-// it joins, with their overlay addresses (the caller holds overlayMu until
-// the pod is stored). It refuses binds of host paths to callers that may not have
-// them.
-func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID string) error {
+// it joins, which it returns by endpoint name. Their overlay addresses are
+// checked here against the tenant's pods, so that a refused address is
+// refused before any volume is made; createPod chooses them for good. It
+// refuses binds of host paths to callers that may not have them.
+func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID string) (map[string]types.Network, error) {
 	if m, ok := hasBinds(*spec); ok && !allowBinds(r) {
-		return badRequest("bind mounts of host paths are not available to tenants (%s:%s): use a volume (docker volume create, -v NAME:%s)", m.Source, m.Target, m.Target)
+		return nil, badRequest("bind mounts of host paths are not available to tenants (%s:%s): use a volume (docker volume create, -v NAME:%s)", m.Source, m.Target, m.Target)
 	}
 	tenant := tenantOf(r)
 	if err := s.checkLinks(r.Context(), tenant, spec); err != nil {
-		return err
+		return nil, err
 	}
 	nets := map[string]types.Network{}
 	for name, ep := range spec.Networks {
 		n, err := s.findNetwork(r.Context(), tenant, name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ep.NetworkID = n.ID
 		spec.Networks[name] = ep
 		nets[name] = n
 	}
-	if err := s.assignAddresses(r.Context(), tenant, podID, spec, nets); err != nil {
-		return err
+	if hasSubnet(nets) {
+		pods, err := s.store.Pods(r.Context(), tenant)
+		if err != nil {
+			return nil, err
+		}
+		trial := *spec
+		trial.Networks = maps.Clone(spec.Networks)
+		if err := assignAddresses(overlayAddresses(pods, podID), &trial, nets); err != nil {
+			return nil, err
+		}
 	}
 	for i, m := range spec.Mounts {
 		if m.Type != "volume" {
@@ -446,17 +456,17 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID strin
 		}
 		v, err := s.ensureVolume(r.Context(), tenant, volumeCreateRequest{Name: m.Source}, with...)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		spec.Mounts[i].Source = v.Name
 		if v.Driver != "local" {
 			spec.Mounts[i].Driver = v.Driver
 		}
 		if err := pinToVolume(spec, v); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return nets, nil
 }
 
 // pinToVolume pins a pod to the node that holds a volume it mounts.
