@@ -208,8 +208,8 @@ func (s *Server) setQuota(w http.ResponseWriter, r *http.Request) error {
 }
 
 // PUT /tenants/{name}/egress {"egress": bool}: the tenant's pods may
-// reach outside the VPC, or not. The node's router follows at once
-// (Config.TenantChanged).
+// reach outside the VPC, or not. Every node's router follows the change
+// (store.FollowTenantNets, through the node protocol on agents).
 func (s *Server) setEgress(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
 		Egress *bool `json:"egress"`
@@ -229,9 +229,6 @@ func (s *Server) setEgress(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log.Info("egress set", "tenant", name, "egress", *body.Egress)
-	if s.tenantChanged != nil {
-		s.tenantChanged(t)
-	}
 	writeJSON(w, http.StatusOK, t)
 	return nil
 }

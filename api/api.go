@@ -21,7 +21,6 @@ import (
 
 	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/store"
-	"github.com/macro-cloud/macro/types"
 )
 
 // Prefix is the path of the native API.
@@ -70,8 +69,6 @@ type Server struct {
 	volumeFiles VolumeFiles
 	volumeKeys  VolumeKeyMaker
 	vpc         VPC
-	// tenantChanged: see SetTenantChanged.
-	tenantChanged func(types.Tenant)
 }
 
 // New returns a Server.

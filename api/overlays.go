@@ -21,10 +21,6 @@ type VPC interface {
 // Server serves.
 func (s *Server) SetVPC(v VPC) { s.vpc = v }
 
-// SetTenantChanged sets what is told of a tenant's changed network
-// settings (egress), before the Server serves.
-func (s *Server) SetTenantChanged(fn func(types.Tenant)) { s.tenantChanged = fn }
-
 // VPCInfo is GET /vpc: the tenant's IPv6 prefix and its namespaces'
 // subnets.
 type VPCInfo struct {

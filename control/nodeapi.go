@@ -184,6 +184,11 @@ func (n *NodeAPI) stateOf() *State {
 	return n.state
 }
 
+// FollowTenantNets follows the tenants' network settings for a node.
+func (n *NodeAPI) FollowTenantNets(ctx context.Context) <-chan types.TenantNets {
+	return n.store.FollowTenantNets(ctx)
+}
+
 // WatchPods streams (see types.Assignment) the pods assigned to node until
 // ctx ends. The full set comes first, then changes; if the store's watch
 // breaks, a new full set follows, so the agent never misses a change.

@@ -149,7 +149,7 @@ func (c *Client) ReportStatus(ctx context.Context, tenant string, st types.PodSt
 	return nil
 }
 
-// streamIdle is how long a pod stream may stay silent (the server writes
+// streamIdle is how long a stream may stay silent (the server writes
 // a keep-alive line every 5 s) before the agent takes it for dead and
 // follows another server.
 const streamIdle = 20 * time.Second
@@ -157,25 +157,37 @@ const streamIdle = 20 * time.Second
 // WatchPods follows the node's assignments, from one server after another
 // as they fail: every (re)connection starts with a full set.
 func (c *Client) WatchPods(ctx context.Context, node string) <-chan types.Assignment {
-	out := make(chan types.Assignment, 64)
+	return follow[types.Assignment](ctx, c, "pods", url.Values{"node": {node}})
+}
+
+// FollowTenantNets follows the tenants' network settings the same way:
+// every (re)connection starts with a Sync.
+func (c *Client) FollowTenantNets(ctx context.Context) <-chan types.TenantNets {
+	return follow[types.TenantNets](ctx, c, "tenants", nil)
+}
+
+// follow reads the JSON lines of the stream at path from one server after
+// another as they fail, until ctx ends.
+func follow[T any](ctx context.Context, c *Client, path string, q url.Values) <-chan T {
+	out := make(chan T, 64)
 	go func() {
 		defer close(out)
 		for ctx.Err() == nil {
-			err := c.watchOnce(ctx, node, out)
+			err := followOnce(ctx, c, path, q, out)
 			if ctx.Err() != nil {
 				return
 			}
-			c.log.Warn("pod stream ended; reconnecting", "err", err)
+			c.log.Warn("stream ended; reconnecting", "stream", path, "err", err)
 			sleep(ctx, time.Second)
 		}
 	}()
 	return out
 }
 
-func (c *Client) watchOnce(ctx context.Context, node string, out chan<- types.Assignment) error {
+func followOnce[T any](ctx context.Context, c *Client, path string, q url.Values, out chan<- T) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	resp, err := c.request(ctx, c.stream, "GET", "pods", url.Values{"node": {node}}, nil)
+	resp, err := c.request(ctx, c.stream, "GET", path, q, nil)
 	if err != nil {
 		return err
 	}
@@ -208,12 +220,12 @@ func (c *Client) watchOnce(ctx context.Context, node string, out chan<- types.As
 		if len(line) == 0 {
 			continue
 		}
-		var a types.Assignment
-		if err := json.Unmarshal(line, &a); err != nil {
-			return fmt.Errorf("pod stream: %w", err)
+		var v T
+		if err := json.Unmarshal(line, &v); err != nil {
+			return fmt.Errorf("%s stream: %w", path, err)
 		}
 		select {
-		case out <- a:
+		case out <- v:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -221,7 +233,7 @@ func (c *Client) watchOnce(ctx context.Context, node string, out chan<- types.As
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	return errors.New("the server closed the pod stream")
+	return fmt.Errorf("the server closed the %s stream", path)
 }
 
 // Cluster asks the servers for the cluster's name and the heartbeat.

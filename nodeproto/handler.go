@@ -24,6 +24,9 @@ type Backend interface {
 	RegisterNode(ctx context.Context, n types.Node) error
 	WatchPods(ctx context.Context, node string) <-chan types.Assignment
 	ReportStatus(ctx context.Context, tenant string, st types.PodStatus) error
+	// FollowTenantNets follows what a node's router needs of the tenants
+	// (store.FollowTenantNets).
+	FollowTenantNets(ctx context.Context) <-chan types.TenantNets
 }
 
 // ImageSaver writes an image as a docker-archive (image.TenantView.Save).
@@ -69,6 +72,7 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	h.mux.HandleFunc("GET "+Prefix+"cluster", h.cluster)
 	h.mux.HandleFunc("POST "+Prefix+"register", h.register)
 	h.mux.HandleFunc("GET "+Prefix+"pods", h.pods)
+	h.mux.HandleFunc("GET "+Prefix+"tenants", h.tenants)
 	h.mux.HandleFunc("POST "+Prefix+"status", h.status)
 	h.mux.HandleFunc("GET "+Prefix+"images/{tenant}/{id...}", h.image)
 	h.mux.HandleFunc("GET "+Prefix+"tunnel", h.tunnel)
@@ -138,20 +142,29 @@ func validNodeName(name string) error {
 }
 
 // pods streams the node's assignments as JSON lines until the node goes.
-// An empty line every few seconds keeps idle connections (and the proxies
-// on their way) alive.
 func (h *Handler) pods(w http.ResponseWriter, r *http.Request) {
 	node := r.URL.Query().Get("node")
 	if err := validNodeName(node); err != nil {
 		writeJSONError(w, http.StatusBadRequest, err)
 		return
 	}
+	streamLines(w, r, h.cfg.Backend.WatchPods(r.Context(), node))
+}
+
+// tenants streams the tenants' network settings as JSON lines.
+func (h *Handler) tenants(w http.ResponseWriter, r *http.Request) {
+	streamLines(w, r, h.cfg.Backend.FollowTenantNets(r.Context()))
+}
+
+// streamLines writes what ch delivers as JSON lines until ch closes or the
+// node goes. An empty line every few seconds keeps idle connections (and
+// the proxies on their way) alive.
+func streamLines[T any](w http.ResponseWriter, r *http.Request, ch <-chan T) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	rc.Flush()
 	enc := json.NewEncoder(w)
-	ch := h.cfg.Backend.WatchPods(r.Context(), node)
 	keep := time.NewTicker(5 * time.Second)
 	defer keep.Stop()
 	for {

@@ -75,3 +75,18 @@ func HoldsMemory(p Pod, st PodStatus) bool {
 	}
 	return p.Spec.Restart.Policy != "" && p.Spec.Restart.Policy != "no"
 }
+
+// TenantNets is one message of a follow of the tenants' network settings
+// (what a node's router needs of each tenant): Sync carries the whole set
+// and replaces what came before; otherwise Tenants are the changed ones.
+type TenantNets struct {
+	Sync    bool        `json:"sync,omitempty"`
+	Tenants []TenantNet `json:"tenants,omitempty"`
+}
+
+// TenantNet is what a node's router needs of a tenant.
+type TenantNet struct {
+	Name     string `json:"name"`
+	NoEgress bool   `json:"noEgress,omitempty"`
+	Gone     bool   `json:"gone,omitempty"` // the tenant was removed
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,7 +23,7 @@ type netConfig struct {
 
 // tenantEgress is the tenants' egress setting as the router asks it: the
 // node's --egress, and each tenant's own switch (types.Tenant.NoEgress),
-// read from the store at start and told of changes by the native API.
+// followed from the store (servers) or the node protocol (agents).
 type tenantEgress struct {
 	node bool
 	mu   sync.RWMutex
@@ -38,30 +39,50 @@ func (e *tenantEgress) allowed(tenant string) bool {
 	return !e.off[tenant]
 }
 
-func (e *tenantEgress) set(t types.Tenant) {
+// apply takes in a message of the follow and says whether any tenant's
+// egress changed.
+func (e *tenantEgress) apply(m types.TenantNets) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.off[t.Name] = t.NoEgress
+	next := e.off
+	if m.Sync {
+		next = map[string]bool{}
+	} else {
+		next = maps.Clone(e.off)
+	}
+	for _, t := range m.Tenants {
+		if t.NoEgress && !t.Gone {
+			next[t.Name] = true
+		} else {
+			delete(next, t.Name)
+		}
+	}
+	changed := !maps.Equal(next, e.off)
+	e.off = next
+	return changed
 }
 
 // openNetwork opens (or adopts) this node's router under DATA-DIR/net; nil
-// with --vpc=false. The returned func follows a tenant's changed settings.
-// tenants lists the tenants whose settings the network follows (their
-// egress); nil on a node without the store (a remote agent): every tenant
-// then has the node's egress.
-func openNetwork(ctx context.Context, nc netConfig, tenants func(context.Context) ([]types.Tenant, error), dataDir, cluster string, log *slog.Logger) (*router.Router, func(types.Tenant), error) {
+// with --vpc=false. tenants follows the tenants' network settings
+// (store.FollowTenantNets, or the node protocol's on an agent): the router
+// opens once the first full set has come, so that no pod ever runs with a
+// setting its tenant does not have, and follows every change after.
+func openNetwork(ctx context.Context, nc netConfig, tenants <-chan types.TenantNets, dataDir, cluster string, log *slog.Logger) (*router.Router, error) {
 	if !nc.vpc {
 		log.Info("pods have loopback only (--vpc=false)")
-		return nil, nil, nil
+		return nil, nil
 	}
 	egress := &tenantEgress{node: nc.egress, off: map[string]bool{}}
-	if tenants != nil {
-		list, err := tenants(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, t := range list {
-			egress.set(t)
+	for first := false; !first; {
+		select {
+		case m, ok := <-tenants:
+			if !ok {
+				return nil, fmt.Errorf("node network: the tenants' settings: %w", context.Cause(ctx))
+			}
+			egress.apply(m)
+			first = m.Sync
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
 		}
 	}
 	upstream := nc.dnsUpstream
@@ -77,13 +98,17 @@ func openNetwork(ctx context.Context, nc netConfig, tenants func(context.Context
 		Log:      log,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("node network (--vpc=false runs pods with loopback only): %w", err)
+		return nil, fmt.Errorf("node network (--vpc=false runs pods with loopback only): %w", err)
 	}
-	changed := func(t types.Tenant) {
-		egress.set(t)
-		if err := r.Refresh(context.WithoutCancel(ctx)); err != nil {
-			log.Warn("network rules after a tenant change", "tenant", t.Name, "err", err)
+	go func() {
+		for m := range tenants {
+			if !egress.apply(m) {
+				continue
+			}
+			if err := r.Refresh(context.WithoutCancel(ctx)); err != nil {
+				log.Warn("network rules after a tenant change", "err", err)
+			}
 		}
-	}
-	return r, changed, nil
+	}()
+	return r, nil
 }

@@ -241,7 +241,7 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 		})
 		return err
 	}
-	netw, _, err := openNetwork(ctx, cfg.net, nil, dataDir, info.Cluster, log)
+	netw, err := openNetwork(ctx, cfg.net, cli.FollowTenantNets(ctx), dataDir, info.Cluster, log)
 	if err != nil {
 		return err
 	}

@@ -228,7 +228,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 
 	node := localNode(cfg.nodeName)
 	node.Runtimes = names
-	netw, tenantChanged, err := openNetwork(ctx, cfg.net, st.Tenants, dataDir, cluster, log)
+	netw, err := openNetwork(ctx, cfg.net, st.FollowTenantNets(ctx), dataDir, cluster, log)
 	if err != nil {
 		return err
 	}
@@ -238,7 +238,6 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		agentNet = netw
 		cfg.ingress.dial = netw.DialContext
 		native.SetVPC(netw)
-		native.SetTenantChanged(tenantChanged)
 	}
 	state := control.NewState(st, log)
 	nodeAPI := control.NewNodeAPI(st, cfg.nodeTTL).WithState(state)
