@@ -285,6 +285,22 @@ func TestClusterWithAgents(t *testing.T) {
 	}
 	c.docker(t, "rm", "-f", "onserver")
 
+	// Events that no pod change shows go through the store: a network and
+	// a volume made through s1 are in `docker events` of the others.
+	since := strconv.FormatInt(time.Now().Add(-time.Second).Unix(), 10)
+	testenv.MustDocker(t, servers[0].srv.Host(), "network", "create", "evnet")
+	testenv.MustDocker(t, servers[0].srv.Host(), "volume", "create", "evvol")
+	until := strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)
+	for _, s := range servers[1:] {
+		got := testenv.MustDocker(t, s.srv.Host(), "events", "--since", since, "--until", until,
+			"--filter", "type=network", "--filter", "type=volume", "--format", "{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}").Stdout
+		if !strings.Contains(got, "network create") || !strings.Contains(got, "evnet") || !strings.Contains(got, "volume create evvol") {
+			t.Errorf("docker events through %s:\n%s", s.name, got)
+		}
+	}
+	testenv.MustDocker(t, servers[2].srv.Host(), "network", "rm", "evnet")
+	testenv.MustDocker(t, servers[2].srv.Host(), "volume", "rm", "evvol")
+
 	// The server that leads the control loop dies: the others place pods.
 	ms, err := membersLs(t, servers[0].srv.DataDir)
 	if err != nil {

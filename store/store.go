@@ -51,6 +51,8 @@ type Store struct {
 	cli    *clientv3.Client
 	etcd   *embed.Etcd // nil with external etcd
 	log    *slog.Logger
+	// events is the lease published events live on (events.go).
+	events eventLease
 }
 
 // Config selects where the state lives.

@@ -10,16 +10,19 @@ import (
 	"github.com/macro-cloud/macro/types"
 )
 
-// Change is one change to a pod or its status, as a watch delivers it.
+// Change is one change to a pod or its status, or a published event
+// (PublishEvent), as a watch delivers it.
 type Change struct {
 	Revision int64
 	Tenant   string
 	ID       string
 	Deleted  bool
-	// Exactly one of Pod or Status is set for a put; for a delete, Kind tells.
-	Kind   string // "pods" or "status"
+	// Exactly one of Pod, Status or Event is set for a put; for a delete,
+	// Kind tells. Events are never deleted (their expiry is not a change).
+	Kind   string // "pods", "status" or "events"
 	Pod    *types.Pod
 	Status *types.PodStatus
+	Event  *types.Event
 }
 
 // Snapshot reads every pod and status at one revision, so that a watch from
@@ -56,7 +59,8 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 	return snap, nil
 }
 
-// Watch delivers every change to pods and statuses after revision from
+// Watch delivers every change to pods and statuses, and every published
+// event, after revision from
 // (0: from now) until ctx ends. The channel closes when the watch ends; a
 // consumer that needs to go on takes a new Snapshot and watches again.
 func (s *Store) Watch(ctx context.Context, from int64) <-chan Change {
@@ -91,13 +95,13 @@ func (s *Store) Watch(ctx context.Context, from int64) <-chan Change {
 func decodeChange(ev *clientv3.Event) (Change, bool) {
 	// /macro/<kind>/<tenant>/<id>
 	parts := strings.SplitN(strings.TrimPrefix(string(ev.Kv.Key), prefix), "/", 3)
-	if len(parts) != 3 || (parts[0] != "pods" && parts[0] != "status") {
+	if len(parts) != 3 || (parts[0] != "pods" && parts[0] != "status" && parts[0] != "events") {
 		return Change{}, false
 	}
 	c := Change{Revision: ev.Kv.ModRevision, Kind: parts[0], Tenant: parts[1], ID: parts[2]}
 	if ev.Type == clientv3.EventTypeDelete {
 		c.Deleted = true
-		return c, true
+		return c, parts[0] != "events"
 	}
 	switch parts[0] {
 	case "pods":
@@ -112,6 +116,12 @@ func decodeChange(ev *clientv3.Event) (Change, bool) {
 			return c, false
 		}
 		c.Status = &st
+	case "events":
+		var e types.Event
+		if json.Unmarshal(ev.Kv.Value, &e) != nil {
+			return c, false
+		}
+		c.Event = &e
 	}
 	return c, true
 }

@@ -121,6 +121,13 @@ func (ev *Events) run(ctx context.Context, st *store.Store, log *slog.Logger) {
 			tenants[p.ID] = p.Tenant
 		}
 		for ch := range st.Watch(ctx, snap.Revision+1) {
+			if ch.Kind == "events" {
+				if ch.Event != nil {
+					ev.Publish(*ch.Event)
+				}
+				ev.setRevision(ch.Revision)
+				continue
+			}
 			m := memo[ch.ID]
 			// Events carry the time the change happened where the change
 			// records it, so that --since/--until select what dockerd would.
@@ -186,12 +193,8 @@ func (ev *Events) run(ctx context.Context, st *store.Store, log *slog.Logger) {
 
 // containerEvent publishes an event that no store change shows (attach,
 // kill), as dockerd logs it when it acts: with the container's name, image
-// and labels, after the events of the changes already made (a create the
-// watch has not turned into an event yet must come first).
+// and labels.
 func (s *Server) containerEvent(ctx context.Context, p types.Pod, action string, extra map[string]string) {
-	if rev, err := s.currentRevision(ctx); err == nil {
-		s.events.catchUp(ctx, rev, 300*time.Millisecond)
-	}
 	attrs := map[string]string{"name": p.Name, "image": p.Spec.Image}
 	for k, v := range p.Spec.Labels {
 		attrs[k] = v
@@ -199,5 +202,28 @@ func (s *Server) containerEvent(ctx context.Context, p types.Pod, action string,
 	for k, v := range extra {
 		attrs[k] = v
 	}
-	s.events.Publish(types.Event{Tenant: p.Tenant, Type: "container", Action: action, ID: p.ID, Attrs: attrs})
+	s.publish(ctx, types.Event{Tenant: p.Tenant, Type: "container", Action: action, ID: p.ID, Attrs: attrs})
+}
+
+// publish sends an event that no store change shows to every API server's
+// `docker events` through the store (store.PublishEvent): it comes after
+// the events of the changes already made (a create the watch has not
+// turned into an event yet comes first), and this server's subscribers
+// have it when publish returns. Should the store refuse it, this server's
+// subscribers still get it.
+func (s *Server) publish(ctx context.Context, e types.Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if s.store == nil { // a server of images alone (tests)
+		s.events.Publish(e)
+		return
+	}
+	rev, err := s.store.PublishEvent(context.WithoutCancel(ctx), e)
+	if err != nil {
+		s.log.Warn("event for other servers", "type", e.Type, "action", e.Action, "err", err)
+		s.events.Publish(e)
+		return
+	}
+	s.events.catchUp(ctx, rev, 2*time.Second)
 }

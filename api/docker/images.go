@@ -246,7 +246,7 @@ func (s *Server) pullImage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return js.finish(imageError(err))
 	}
-	s.events.Publish(types.Event{Tenant: tenantOf(r), Type: "image", Action: "pull", ID: ref, Attrs: map[string]string{"name": ref}})
+	s.publish(r.Context(), types.Event{Tenant: tenantOf(r), Type: "image", Action: "pull", ID: ref, Attrs: map[string]string{"name": ref}})
 	_ = img
 	return nil
 }
@@ -291,7 +291,7 @@ func (s *Server) pushImage(w http.ResponseWriter, r *http.Request, name string) 
 		}
 		js.send(jsonMessage{Status: fmt.Sprintf("%s: digest: %s size: %d", tags[i], digest, len(body))})
 		js.send(jsonMessage{ProgressDetail: &progressDetail{}, Aux: map[string]any{"Tag": tags[i], "Digest": digest, "Size": len(body)}})
-		s.events.Publish(types.Event{Tenant: tenantOf(r), Type: "image", Action: "push", ID: name + ":" + tags[i], Attrs: map[string]string{"name": name + ":" + tags[i]}})
+		s.publish(r.Context(), types.Event{Tenant: tenantOf(r), Type: "image", Action: "push", ID: name + ":" + tags[i], Attrs: map[string]string{"name": name + ":" + tags[i]}})
 	}
 	return nil
 }
@@ -576,7 +576,7 @@ func (s *Server) tagImage(w http.ResponseWriter, r *http.Request, name string) e
 	if err := s.tenantImages(r).Tag(r.Context(), name, target); err != nil {
 		return imageError(err)
 	}
-	s.events.Publish(types.Event{Tenant: tenantOf(r), Type: "image", Action: "tag", ID: name, Attrs: map[string]string{"name": target}})
+	s.publish(r.Context(), types.Event{Tenant: tenantOf(r), Type: "image", Action: "tag", ID: name, Attrs: map[string]string{"name": target}})
 	w.WriteHeader(http.StatusCreated)
 	return nil
 }
@@ -597,7 +597,7 @@ func (s *Server) deleteImage(w http.ResponseWriter, r *http.Request) error {
 		if d.Deleted != "" {
 			action, id = "delete", d.Deleted
 		}
-		s.events.Publish(types.Event{Tenant: tenantOf(r), Type: "image", Action: action, ID: id, Attrs: map[string]string{"name": id}})
+		s.publish(r.Context(), types.Event{Tenant: tenantOf(r), Type: "image", Action: action, ID: id, Attrs: map[string]string{"name": id}})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -700,7 +700,7 @@ func (s *Server) loadImages(w http.ResponseWriter, r *http.Request) error {
 			msg = "Loaded image ID: " + l + "\n"
 		}
 		js.send(jsonMessage{Stream: msg})
-		s.events.Publish(types.Event{Tenant: tenantOf(r), Type: "image", Action: "load", ID: l, Attrs: map[string]string{"name": l}})
+		s.publish(r.Context(), types.Event{Tenant: tenantOf(r), Type: "image", Action: "load", ID: l, Attrs: map[string]string{"name": l}})
 	}
 	if err != nil {
 		return js.finish(imageError(err))

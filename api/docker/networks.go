@@ -125,7 +125,7 @@ func (s *Server) createNetwork(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.CreateNetwork(r.Context(), &n); err != nil {
 		return err
 	}
-	s.events.Publish(types.Event{Tenant: n.Tenant, Type: "network", Action: "create", ID: n.ID, Attrs: map[string]string{"name": n.Name, "type": n.Driver}})
+	s.publish(r.Context(), types.Event{Tenant: n.Tenant, Type: "network", Action: "create", ID: n.ID, Attrs: map[string]string{"name": n.Name, "type": n.Driver}})
 	writeJSON(w, http.StatusCreated, network.CreateResponse{ID: n.ID})
 	return nil
 }
@@ -406,7 +406,7 @@ func (s *Server) deleteNetwork(ctx context.Context, n types.Network) error {
 	if err := s.store.DeleteNetwork(ctx, n.Tenant, n.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	s.events.Publish(types.Event{Tenant: n.Tenant, Type: "network", Action: "destroy", ID: n.ID, Attrs: map[string]string{"name": n.Name, "type": n.Driver}})
+	s.publish(ctx, types.Event{Tenant: n.Tenant, Type: "network", Action: "destroy", ID: n.ID, Attrs: map[string]string{"name": n.Name, "type": n.Driver}})
 	return nil
 }
 
@@ -497,7 +497,7 @@ func (s *Server) connectNetwork(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.events.Publish(types.Event{Tenant: p.Tenant, Type: "network", Action: "connect", ID: n.ID, Attrs: map[string]string{"name": n.Name, "type": n.Driver, "container": p.ID}})
+	s.publish(r.Context(), types.Event{Tenant: p.Tenant, Type: "network", Action: "connect", ID: n.ID, Attrs: map[string]string{"name": n.Name, "type": n.Driver, "container": p.ID}})
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
@@ -529,7 +529,7 @@ func (s *Server) disconnectNetwork(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	s.events.Publish(types.Event{Tenant: p.Tenant, Type: "network", Action: "disconnect", ID: n.ID, Attrs: map[string]string{"name": n.Name, "type": n.Driver, "container": p.ID}})
+	s.publish(r.Context(), types.Event{Tenant: p.Tenant, Type: "network", Action: "disconnect", ID: n.ID, Attrs: map[string]string{"name": n.Name, "type": n.Driver, "container": p.ID}})
 	w.WriteHeader(http.StatusOK)
 	return nil
 }

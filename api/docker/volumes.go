@@ -186,7 +186,7 @@ func (s *Server) ensureVolume(ctx context.Context, tenant string, req volumeCrea
 			return v, fmt.Errorf("create %s on node %s: %w", v.Name, v.Node, err)
 		}
 	}
-	s.events.Publish(types.Event{Tenant: tenant, Type: "volume", Action: "create", ID: v.Name, Attrs: map[string]string{"driver": driver}, Time: time.Now()})
+	s.publish(ctx, types.Event{Tenant: tenant, Type: "volume", Action: "create", ID: v.Name, Attrs: map[string]string{"driver": driver}, Time: time.Now()})
 	return v, nil
 }
 
@@ -362,7 +362,7 @@ func (s *Server) deleteVolume(ctx context.Context, v types.Volume) error {
 	} else if err != nil {
 		return err
 	}
-	s.events.Publish(types.Event{Tenant: v.Tenant, Type: "volume", Action: "destroy", ID: v.Name, Attrs: map[string]string{"driver": v.Driver}, Time: time.Now()})
+	s.publish(ctx, types.Event{Tenant: v.Tenant, Type: "volume", Action: "destroy", ID: v.Name, Attrs: map[string]string{"driver": v.Driver}, Time: time.Now()})
 	return nil
 }
 

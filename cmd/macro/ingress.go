@@ -308,6 +308,8 @@ func (f *ingressFeed) follow(ctx context.Context, from int64) {
 				return
 			}
 			switch {
+			case c.Kind == "events":
+				continue // no route in them
 			case c.Kind == "pods" && c.Deleted:
 				delete(f.pods, c.ID)
 			case c.Kind == "status" && c.Deleted:
