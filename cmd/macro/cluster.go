@@ -74,8 +74,14 @@ func openStore(ctx context.Context, cfg serverConfig, dataDir string, log *slog.
 		if err != nil {
 			return nil, "", err
 		}
-		cluster, err = agreeClusterName(ctx, st, cluster, name)
-		return st, cluster, err
+		if cluster, err = agreeClusterName(ctx, st, cluster, name); err == nil {
+			err = shareCA(ctx, st, filepath.Join(dataDir, "ca"), cluster)
+		}
+		if err != nil {
+			st.Close()
+			return nil, "", err
+		}
+		return st, cluster, nil
 	}
 	if cc.join != "" && cc.token == "" {
 		return nil, "", errors.New("--join needs --token JOIN_TOKEN (macro admin join-token server, on a member of the cluster)")
@@ -175,6 +181,44 @@ func agreeClusterName(ctx context.Context, st *store.Store, given, fallback stri
 		return stored, nil
 	}
 	return fallback, st.SetClusterName(ctx, fallback)
+}
+
+// shareCA gives servers on an external etcd one CA (store.SharedCA): the
+// first puts its own there, the others install that one in dir. A data
+// dir that holds another CA is refused (InstallCA), never overwritten.
+func shareCA(ctx context.Context, st *store.Store, dir, cluster string) error {
+	certPEM, keyPEM, err := st.SharedCA(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		_, created, err := auth.LoadOrCreateCA(dir, cluster)
+		if err != nil {
+			return fmt.Errorf("cluster CA: %w", err)
+		}
+		if certPEM, err = os.ReadFile(filepath.Join(dir, auth.CACertFile)); err != nil {
+			return err
+		}
+		if keyPEM, err = os.ReadFile(filepath.Join(dir, auth.CAKeyFile)); err != nil {
+			return err
+		}
+		err = st.PutSharedCA(ctx, certPEM, keyPEM)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, store.ErrExists) {
+			return err
+		}
+		// Another server stored its CA first: ours, if just made, goes.
+		if created {
+			if err := os.RemoveAll(dir); err != nil {
+				return err
+			}
+		}
+		if certPEM, keyPEM, err = st.SharedCA(ctx); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return fmt.Errorf("the cluster's CA in the store: %w", err)
+	}
+	return auth.InstallCA(dir, certPEM, keyPEM)
 }
 
 // writePeerFiles writes the member's peer certificate (fresh on every
