@@ -86,6 +86,19 @@ func TestOverlays(t *testing.T) {
 		}
 	})
 
+	t.Run("gvisor", func(t *testing.T) {
+		// A running gVisor pod's netstack took its addresses at start:
+		// a live connect is refused, saying what to do; stopped, it
+		// connects, and starts with its address on the overlay.
+		mustOK(t, alice("run", "-d", "--name", "gv", "--runtime", "gvisor", "busybox", "sleep", "300"), "run gv")
+		defer alice("rm", "-f", "gv")
+		fails(alice, "live connect under gVisor", "runs under gVisor", "network", "connect", "--ip", "10.10.0.40", "back", "gv")
+		ok(alice, "stop gv", "stop", "-t", "1", "gv")
+		ok(alice, "connect stopped gv", "network", "connect", "--ip", "10.10.0.40", "back", "gv")
+		ok(alice, "start gv", "start", "gv")
+		has(alice, "gv's overlay address", "10.10.0.40", "exec", "gv", "ip", "-o", "addr")
+	})
+
 	t.Run("concurrent creates", func(t *testing.T) {
 		// Addresses are chosen in the store's transaction of the pod:
 		// creates at once get different addresses, and of those asking

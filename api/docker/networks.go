@@ -470,6 +470,9 @@ func (s *Server) connectNetwork(w http.ResponseWriter, r *http.Request) error {
 	if p.Spec.Network == "none" {
 		return errorf(http.StatusForbidden, "container cannot be disconnected from host network or connected to host network")
 	}
+	if err := s.liveNetworkChange(r.Context(), p, "connect to", n.Name); err != nil {
+		return err
+	}
 	// The address is chosen from the tenant's pods as they are when the
 	// change commits (see createPod).
 	_, err = s.store.UpdatePodGuarded(r.Context(), p.Tenant, p.ID, func(cur *types.Pod) error {
@@ -518,6 +521,9 @@ func (s *Server) disconnectNetwork(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return notFound("No such container: %s", req.Container)
 	}
+	if err := s.liveNetworkChange(r.Context(), p, "disconnect from", n.Name); err != nil {
+		return err
+	}
 	_, err = s.store.UpdatePod(r.Context(), p.Tenant, p.ID, func(cur *types.Pod) error {
 		if e, ok := cur.Spec.Networks[n.Name]; !ok || e.NetworkID != n.ID {
 			return errorf(http.StatusForbidden, "container %s is not connected to network %s", cur.ID, n.Name)
@@ -531,6 +537,24 @@ func (s *Server) disconnectNetwork(w http.ResponseWriter, r *http.Request) error
 	}
 	s.publish(r.Context(), types.Event{Tenant: p.Tenant, Type: "network", Action: "disconnect", ID: n.ID, Attrs: map[string]string{"name": n.Name, "type": n.Driver, "container": p.ID}})
 	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// liveNetworkChange refuses to change the networks of a running gVisor
+// pod: its sandbox copies the pod's addresses into its own network stack
+// when it starts, so a change now would show in docker inspect and not in
+// the pod. A stopped one changes as any other, at its next start.
+func (s *Server) liveNetworkChange(ctx context.Context, p types.Pod, verb, network string) error {
+	if p.Spec.Runtime != "gvisor" {
+		return nil
+	}
+	_, st, _, err := s.store.PodState(ctx, p.Tenant, p.ID)
+	if err != nil {
+		return err
+	}
+	if st.Phase == types.PhaseRunning || st.Phase == types.PhasePaused {
+		return conflict("container %s runs under gVisor, whose network stack takes the container's addresses when it starts: stop it, %s network %s, and start it again", p.Name, verb, network)
+	}
 	return nil
 }
 
