@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/macro-cloud/macro/store"
@@ -23,6 +24,8 @@ type Events struct {
 	// advanced is closed (and replaced) whenever it grows.
 	rev      int64
 	advanced chan struct{}
+	// following is set while run turns the store's changes into events.
+	following atomic.Bool
 }
 
 const eventHistory = 1024
@@ -104,6 +107,8 @@ type podMemo struct {
 }
 
 func (ev *Events) run(ctx context.Context, st *store.Store, log *slog.Logger) {
+	ev.following.Store(true)
+	defer ev.following.Store(false)
 	memo := map[string]*podMemo{}
 	for ctx.Err() == nil {
 		snap, err := st.Snapshot(ctx)
@@ -215,7 +220,9 @@ func (s *Server) publish(ctx context.Context, e types.Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	if s.store == nil { // a server of images alone (tests)
+	if s.store == nil || !s.events.following.Load() {
+		// Nothing follows the store here (a server of images alone,
+		// or not running yet): this server's subscribers only.
 		s.events.Publish(e)
 		return
 	}
