@@ -48,7 +48,7 @@ func (c *ingressConfig) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.oidcClientID, "oidc-client-id", "", "client ID of the ingress at the OIDC provider")
 	fs.StringVar(&c.oidcSecretFile, "oidc-client-secret-file", "", "file holding the client secret of the ingress at the OIDC provider")
 	fs.StringVar(&c.oidcCABundle, "oidc-ca-bundle", "", "PEM file of CAs to trust for the OIDC provider (default: the system's)")
-	fs.StringVar(&c.sessionKeyFile, "ingress-session-key", "", "file with the secret that seals login cookies, created if missing; give every ingress of a cluster the same one (default DATA-DIR/ingress/session.key)")
+	fs.StringVar(&c.sessionKeyFile, "ingress-session-key", "", "file with the secret that seals login cookies, created if missing (default: one secret for the whole cluster, kept sealed in the store)")
 	fs.StringVar(&c.acmeDirectory, "acme-directory", "", "ACME directory URL: HTTPS certificates of routed hosts come from this CA (HTTP-01 on the HTTP ingress) instead of the cluster's internal CA")
 	fs.StringVar(&c.acmeEmail, "acme-email", "", "contact address of the ACME account")
 	fs.StringVar(&c.acmeCABundle, "acme-ca-bundle", "", "PEM file of CAs to trust for the ACME directory (default: the system's)")
@@ -74,13 +74,23 @@ func httpClientTrusting(bundle string) (*http.Client, error) {
 	return &http.Client{Transport: t, Timeout: time.Minute}, nil
 }
 
-// authOptions turns the OIDC flags into proxy options.
-func (c ingressConfig) authOptions(opts *ingress.Options) error {
-	keyFile := c.sessionKeyFile
-	if keyFile == "" {
-		keyFile = filepath.Join(c.dataDir, "ingress", "session.key")
+// authOptions turns the OIDC flags into proxy options. The session secret
+// is the cluster's, in shared (made by the first server that needs it),
+// unless --ingress-session-key names a file; without shared it is kept in
+// DATA-DIR/ingress/session.key.
+func (c ingressConfig) authOptions(opts *ingress.Options, shared ingress.State) error {
+	var secret []byte
+	var err error
+	switch {
+	case c.sessionKeyFile != "" || shared == nil:
+		keyFile := c.sessionKeyFile
+		if keyFile == "" {
+			keyFile = filepath.Join(c.dataDir, "ingress", "session.key")
+		}
+		secret, err = loadOrCreateSecret(keyFile)
+	default:
+		secret, err = sharedSecret(shared, filepath.Join(c.dataDir, "ingress", "session.key"))
 	}
-	secret, err := loadOrCreateSecret(keyFile)
 	if err != nil {
 		return fmt.Errorf("ingress session key: %w", err)
 	}
@@ -104,6 +114,29 @@ func (c ingressConfig) authOptions(opts *ingress.Options) error {
 	}
 	opts.OIDC = &ingress.OIDCConfig{Issuer: c.oidcIssuer, ClientID: c.oidcClientID, ClientSecret: strings.TrimSpace(string(b)), HTTPClient: client}
 	return nil
+}
+
+// sharedSecret is the session secret of the cluster in shared: the first
+// server to start with this code stores its own old secret file, if it has
+// one (logins made before go on), else 32 random bytes; the others take it.
+func sharedSecret(shared ingress.State, oldFile string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := shared.Get(ctx, "session.key")
+	if err == nil {
+		return b, nil
+	}
+	if !errors.Is(err, ingress.ErrNoState) {
+		return nil, err
+	}
+	mine, err := os.ReadFile(oldFile)
+	if err != nil || len(mine) < 32 {
+		mine = make([]byte, 32)
+		if _, err := rand.Read(mine); err != nil {
+			return nil, err
+		}
+	}
+	return shared.Create(ctx, "session.key", mine)
 }
 
 // loadOrCreateSecret reads 32 bytes or more from path, or writes 32
@@ -182,7 +215,12 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 	if tl != nil {
 		opts.HTTPSPort = tl.Addr().(*net.TCPAddr).Port
 	}
-	if err := cfg.authOptions(&opts); err != nil {
+	shared, err := newIngressState(st, ca)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	if err := cfg.authOptions(&opts, shared); err != nil {
 		closeAll()
 		return nil, err
 	}
@@ -199,7 +237,7 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 			challenge = "tls-alpn-01"
 		}
 		a, err := ingress.NewACME(ingress.ACMEConfig{DirectoryURL: cfg.acmeDirectory, Email: cfg.acmeEmail, HTTPClient: client,
-			CacheDir: filepath.Join(cfg.dataDir, "ingress", "acme"), Challenge: challenge, Log: log})
+			State: shared.under("acme"), Challenge: challenge, Log: log})
 		if err != nil {
 			closeAll()
 			return nil, err

@@ -32,7 +32,7 @@ func TestIngressAuthFlags(t *testing.T) {
 	}
 	c := parse("--oidc-issuer", "https://id.example.com", "--oidc-client-id", "macro", "--oidc-client-secret-file", secretFile)
 	var opts ingress.Options
-	if err := c.authOptions(&opts); err != nil {
+	if err := c.authOptions(&opts, nil); err != nil {
 		t.Fatal(err)
 	}
 	if opts.OIDC == nil || opts.OIDC.Issuer != "https://id.example.com" || opts.OIDC.ClientID != "macro" || opts.OIDC.ClientSecret != "s3cret" {
@@ -44,7 +44,7 @@ func TestIngressAuthFlags(t *testing.T) {
 		t.Fatalf("session key %v %v", fi, err)
 	}
 	var again ingress.Options
-	if err := parse().authOptions(&again); err != nil || !bytes.Equal(again.SessionSecret, opts.SessionSecret) || again.OIDC != nil {
+	if err := parse().authOptions(&again, nil); err != nil || !bytes.Equal(again.SessionSecret, opts.SessionSecret) || again.OIDC != nil {
 		t.Fatalf("second start: %v", err)
 	}
 	for _, args := range [][]string{
@@ -53,13 +53,37 @@ func TestIngressAuthFlags(t *testing.T) {
 		{"--oidc-issuer", "https://id.example.com", "--oidc-client-id", "macro", "--oidc-client-secret-file", filepath.Join(dir, "missing")},
 		{"--oidc-issuer", "https://id.example.com", "--oidc-client-id", "macro", "--oidc-client-secret-file", secretFile, "--oidc-ca-bundle", secretFile},
 	} {
-		if err := parse(args...).authOptions(&ingress.Options{}); err == nil {
+		if err := parse(args...).authOptions(&ingress.Options{}, nil); err == nil {
 			t.Errorf("%s: accepted", strings.Join(args, " "))
 		}
 	}
 	short := filepath.Join(dir, "short.key")
 	os.WriteFile(short, []byte("x"), 0o600)
-	if err := parse("--ingress-session-key", short).authOptions(&ingress.Options{}); err == nil {
+	if err := parse("--ingress-session-key", short).authOptions(&ingress.Options{}, nil); err == nil {
 		t.Error("a 1-byte session key accepted")
+	}
+}
+
+// TestIngressSharedSessionSecret: servers with different data dirs take
+// the one session secret of their shared state; the first one brings its
+// old secret file along, so logins made before go on.
+func TestIngressSharedSessionSecret(t *testing.T) {
+	shared := ingress.DirState(t.TempDir())
+	first, second := t.TempDir(), t.TempDir()
+	old := bytes.Repeat([]byte{7}, 32)
+	os.MkdirAll(filepath.Join(first, "ingress"), 0o700)
+	os.WriteFile(filepath.Join(first, "ingress", "session.key"), old, 0o600)
+	var a, b ingress.Options
+	if err := (ingressConfig{dataDir: first}).authOptions(&a, shared); err != nil {
+		t.Fatal(err)
+	}
+	if err := (ingressConfig{dataDir: second}).authOptions(&b, shared); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.SessionSecret, old) || !bytes.Equal(b.SessionSecret, old) {
+		t.Fatalf("secrets %x %x, want the first server's old one", a.SessionSecret, b.SessionSecret)
+	}
+	if _, err := os.Stat(filepath.Join(second, "ingress", "session.key")); err == nil {
+		t.Fatal("the second server wrote a secret file of its own")
 	}
 }
