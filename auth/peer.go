@@ -2,10 +2,10 @@ package auth
 
 import (
 	"crypto/ecdsa"
-	"crypto/hkdf"
-	"crypto/sha256"
 	"crypto/elliptic"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
