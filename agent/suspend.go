@@ -66,6 +66,9 @@ func (a *Agent) Suspend(ctx context.Context, id string) error {
 		if n := w.execs.Load(); n > 0 {
 			return nil, fmt.Errorf("suspend: %w: %d exec sessions are running", ErrBusy, n)
 		}
+		if n := w.dials.Load(); n > 0 {
+			return nil, fmt.Errorf("suspend: %w: %d ingress connections of other servers are open", ErrBusy, n)
+		}
 		if err := w.rt.Pause(ctx, w.id); err != nil {
 			return nil, fmt.Errorf("suspend: %w", err)
 		}

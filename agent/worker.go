@@ -29,6 +29,7 @@ type worker struct {
 	updates chan types.Pod // latest pod wins
 	ops     chan op        // suspend and wake, run between convergences
 	execs   atomic.Int32   // exec sessions running: a busy pod is not suspended
+	dials   atomic.Int32   // connections another server's ingress holds (DialPod): likewise
 	gone    chan struct{}
 	goneOne sync.Once
 

@@ -48,6 +48,9 @@ type Ops interface {
 	SnapshotVolume(ctx context.Context, tenant, name string, snap volume.Snapshot) error
 	DeleteVolumeSnapshot(ctx context.Context, tenant, name, snap string) error
 	RollbackVolume(ctx context.Context, tenant, name, snap string) error
+	// DialPod connects to a port of a running pod of tenant on the node
+	// (the ingress of another server reaches it so).
+	DialPod(ctx context.Context, tenant, id string, port int) (net.Conn, error)
 }
 
 // OpsHandler serves ops to the servers, over the node's tunnel.
@@ -60,6 +63,7 @@ func OpsHandler(ops Ops) http.Handler {
 	m.HandleFunc("GET /pods/{id}/archive", o.archive)
 	m.HandleFunc("PUT /pods/{id}/archive", o.extract)
 	m.HandleFunc("GET /pods/{id}/export", o.export)
+	m.HandleFunc("POST /pods/{id}/dial", o.dial)
 	m.HandleFunc("POST /call/{op}", o.call)
 	return m
 }
@@ -336,8 +340,9 @@ func ServeOps(l net.Listener, ops Ops) error {
 // Remote is a node reached through its tunnel: what the API asks of the
 // node that runs a pod, when that node is not this process.
 type Remote struct {
-	node string
-	hc   *http.Client
+	node    string
+	hc      *http.Client
+	tunnels *Tunnels
 }
 
 // Remote returns the node's operations through its tunnel to this server.
@@ -355,7 +360,7 @@ func (t *Tunnels) Remote(node string) *Remote {
 		// full-duplex operations (logs, exec) must not share one.
 		DisableKeepAlives: true,
 	}
-	r := &Remote{node: node, hc: &http.Client{Transport: tr}}
+	r := &Remote{node: node, hc: &http.Client{Transport: tr}, tunnels: t}
 	t.remotes[node] = r
 	return r
 }

@@ -17,11 +17,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/macro-cloud/macro/agent"
 	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/ingress"
+	"github.com/macro-cloud/macro/nodeproto"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
 )
@@ -32,7 +34,10 @@ type ingressConfig struct {
 	httpSet, httpsSet   bool // given on the command line: failing to listen is fatal
 	domain              string
 	// dial reaches pod addresses (nil: from the host).
-	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// node is this server's own node, whose pods dial reaches ("" when it
+	// runs no agent); pods of other nodes are reached through their tunnels.
+	node    string
 	dataDir string // set by runServer
 
 	// Authenticated ingress (kr.ingress.auth=oidc).
@@ -176,7 +181,7 @@ func loadOrCreateSecret(path string) ([]byte, error) {
 // runIngress serves the ingress until ctx ends: HTTP and HTTPS listeners,
 // the routing table fed from the store, raw TCP ports as routes claim
 // them, and auto-suspend of idle pods through the node agent.
-func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *auth.CA, ag *agent.Agent, log *slog.Logger) ([]*http.Server, error) {
+func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *auth.CA, ag *agent.Agent, tunnels *nodeproto.Tunnels, log *slog.Logger) ([]*http.Server, error) {
 	log = log.With("subsystem", "ingress")
 	listen := func(addr string, set bool, what string) (net.Listener, error) {
 		if addr == "" || addr == "off" {
@@ -211,7 +216,8 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 		}
 	}
 	// Without listeners the feed still runs: auto-suspend needs no traffic.
-	opts := ingress.Options{Dial: cfg.dial}
+	nodes := &ingressNodes{local: cfg.node, ag: ag, tunnels: tunnels}
+	opts := ingress.Options{Dial: cfg.dial, Node: cfg.node, DialRemote: nodes.dial}
 	if tl != nil {
 		opts.HTTPSPort = tl.Addr().(*net.TCPAddr).Port
 	}
@@ -249,9 +255,9 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 			log.Warn("ACME is configured for http-01 but the HTTP ingress is off: its challenges cannot be answered")
 		}
 	}
-	proxy := ingress.NewProxy(opts, agentWaker{ag}, log)
+	proxy := ingress.NewProxy(opts, nodes, log)
 	feed := &ingressFeed{
-		st: st, proxy: proxy, log: log, domain: cfg.domain,
+		st: st, proxy: proxy, log: log, domain: cfg.domain, nodes: nodes,
 		suspender: ingress.NewSuspender(proxy.Activity, agentWaker{ag}, log),
 		tcp:       map[int]net.Listener{},
 	}
@@ -285,6 +291,34 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 	return servers, nil
 }
 
+// ingressNodes reaches the nodes that run the ingress's pods: the agent in
+// this process for its own node, another node through its tunnel.
+type ingressNodes struct {
+	local   string // "" when this server runs no agent
+	ag      *agent.Agent
+	tunnels *nodeproto.Tunnels
+	podNode atomic.Pointer[map[string]string] // pod -> node, from the feed
+}
+
+func (n *ingressNodes) dial(ctx context.Context, node, tenant, pod string, port int) (net.Conn, error) {
+	if node == n.local {
+		return n.ag.DialPod(ctx, tenant, pod, port)
+	}
+	return n.tunnels.Remote(node).DialPod(ctx, tenant, pod, port)
+}
+
+// Wake thaws a pod on whichever node runs it.
+func (n *ingressNodes) Wake(ctx context.Context, _, pod string) error {
+	node := ""
+	if m := n.podNode.Load(); m != nil {
+		node = (*m)[pod]
+	}
+	if node == "" || node == n.local {
+		return n.ag.Wake(ctx, pod)
+	}
+	return n.tunnels.Remote(node).Wake(ctx, pod)
+}
+
 // agentWaker wakes and suspends pods through the local node agent.
 type agentWaker struct{ ag *agent.Agent }
 
@@ -297,6 +331,7 @@ type ingressFeed struct {
 	st        *store.Store
 	proxy     *ingress.Proxy
 	suspender *ingress.Suspender
+	nodes     *ingressNodes
 	log       *slog.Logger
 	domain    string
 
@@ -374,9 +409,14 @@ func (f *ingressFeed) follow(ctx context.Context, from int64) {
 
 func (f *ingressFeed) rebuild() {
 	backends := make([]ingress.Backend, 0, len(f.pods))
+	podNode := make(map[string]string, len(f.pods))
 	for id, p := range f.pods {
 		b := ingress.FromPod(p, f.statuses[id])
 		backends = append(backends, b)
+		podNode[id] = b.Node
+	}
+	if f.nodes != nil {
+		f.nodes.podNode.Store(&podNode)
 	}
 	t := ingress.Build(ingress.Config{Domain: f.domain, Verified: f.verified}, backends)
 	f.proxy.SetTable(t)
