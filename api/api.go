@@ -145,6 +145,7 @@ func (s *Server) adminMux() *mux {
 	m.handle("DELETE /tenants/{name}", s.deleteTenant)
 	m.handle("PUT /tenants/{name}/quota", s.setQuota)
 	m.handle("PUT /tenants/{name}/egress", s.setEgress)
+	m.handle("PUT /tenants/{name}/suspend", s.setSuspend)
 	m.handle("GET /tenants/{name}/usage", s.getUsage)
 	m.handle("GET /tenants/{name}/tokens", s.listTokens)
 	m.handle("POST /tenants/{name}/tokens", s.createTokenHandler)

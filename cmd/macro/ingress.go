@@ -337,7 +337,8 @@ type ingressFeed struct {
 
 	pods     map[string]types.Pod
 	statuses map[string]types.PodStatus
-	verified map[string][]string // tenant -> its verified custom domains
+	verified map[string][]string      // tenant -> its verified custom domains
+	suspend  map[string]time.Duration // tenant -> its default suspend rule
 
 	tcpMu sync.Mutex
 	tcp   map[int]net.Listener
@@ -362,6 +363,7 @@ func (f *ingressFeed) run(ctx context.Context) {
 		}
 		f.statuses = snap.Statuses
 		f.refreshDomains(ctx)
+		f.refreshTenants(ctx)
 		f.rebuild()
 		f.follow(ctx, snap.Revision+1)
 	}
@@ -397,6 +399,7 @@ func (f *ingressFeed) follow(ctx context.Context, from int64) {
 			rebuild = nil
 			f.rebuild()
 		case <-tick.C:
+			f.refreshTenants(ctx)
 			f.suspendIdle(ctx)
 			if f.refreshDomains(ctx) {
 				f.rebuild()
@@ -438,6 +441,23 @@ func (f *ingressFeed) refreshDomains(ctx context.Context) bool {
 	return true
 }
 
+// refreshTenants reads the tenants' default suspend rules (a read a
+// second, as for domains).
+func (f *ingressFeed) refreshTenants(ctx context.Context) {
+	ts, err := f.st.Tenants(ctx)
+	if err != nil {
+		f.log.Warn("tenants", "err", err)
+		return
+	}
+	m := map[string]time.Duration{}
+	for _, t := range ts {
+		if t.SuspendAfter > 0 {
+			m[t.Name] = t.SuspendAfter
+		}
+	}
+	f.suspend = m
+}
+
 // syncTCP listens on the public TCP ports routes claim, and stops
 // listening on those no route claims any more.
 func (f *ingressFeed) syncTCP(t *ingress.Table) {
@@ -475,7 +495,7 @@ func (f *ingressFeed) closeTCP() {
 func (f *ingressFeed) suspendIdle(ctx context.Context) {
 	var cands []ingress.Candidate
 	for id, p := range f.pods {
-		after, err := ingress.ParseSuspend(p.Spec.Labels, 0)
+		after, err := ingress.ParseSuspend(p.Spec.Labels, f.suspend[p.Tenant])
 		if err != nil || after == 0 {
 			continue
 		}
