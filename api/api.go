@@ -63,9 +63,11 @@ type Server struct {
 	cluster  string
 	domain   string
 	resolver *net.Resolver
-	log      *slog.Logger
-	now      func() time.Time
-	volumes  Volumes
+	// httpCheck reaches custom domains for their HTTP check.
+	httpCheck httpCheck
+	log       *slog.Logger
+	now       func() time.Time
+	volumes   Volumes
 	// volumeFiles reach the files of volumes (export and import).
 	volumeFiles VolumeFiles
 	volumeKeys  VolumeKeyMaker

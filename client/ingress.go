@@ -60,6 +60,10 @@ type Domain struct {
 	Verified bool      `json:"verified"`
 	Created  time.Time `json:"created"`
 	Record   string    `json:"record"` // the TXT record that proves the claim
+	// CheckURL is the other proof: Token served there by the domain's
+	// current hosting.
+	CheckURL string `json:"checkUrl,omitempty"`
+	Token    string `json:"token,omitempty"`
 }
 
 // Domains lists the tenant's custom domains.

@@ -19,6 +19,10 @@ import (
 	"time"
 )
 
+// DomainCheckPath is where the HTTP check of a custom domain claim fetches
+// the claim's token (api/domains_http.go); the ingress never serves it.
+const DomainCheckPath = "/.well-known/macro-domain/"
+
 // IdentityHeader carries the authenticated identity to a backend. The
 // proxy removes it from every incoming request, so a backend can trust it.
 const IdentityHeader = "X-Macro-User"
@@ -172,6 +176,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	table := p.table.Load()
 	if r.TLS == nil && p.opts.ACMEChallenge != nil && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
 		p.opts.ACMEChallenge.ServeHTTP(w, r)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, DomainCheckPath) {
+		// Never a pod's: no tenant proves a domain through this cloud.
+		page(w, http.StatusNotFound, "Not found", "This path proves custom domains to their cloud; the ingress serves it for no app.")
 		return
 	}
 	if strings.HasPrefix(r.URL.Path, "/.macro/") && table.HasOIDC(host) {
