@@ -211,7 +211,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes)
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes)
+	}
 	// A request whose backend could not be dialled (nothing was sent) goes
 	// to another replica: one try per target, at most three.
 	tries := min(len(route.Targets), 3)
@@ -228,20 +230,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			page(w, http.StatusBadGateway, "Bad gateway", fmt.Sprintf("No backend of %s is up.", host))
 			return
 		}
-		done, err := p.enter(r.Context(), route.Tenant, t.Pod)
+		pa, err := p.enter(r.Context(), route.Tenant, t.Pod)
 		if err != nil {
 			page(w, http.StatusBadGateway, "Bad gateway", fmt.Sprintf("The app of %s could not be woken.", host))
 			return
 		}
 		if rw == nil {
 			p.proxyFor(t).ServeHTTP(w, r)
-			done()
+			pa.end()
 			return
 		}
 		rw.retry = try < tries
 		rw.failed = false
 		p.proxyFor(t).ServeHTTP(rw, r)
-		done()
+		pa.end()
 		if !rw.failed {
 			return
 		}
@@ -349,17 +351,29 @@ type targetProxy struct {
 }
 
 // proxyFor returns the reverse proxy of a target, made once per pod,
-// address and node.
+// address and node; the table's target keeps it at hand, so a request
+// builds no key.
 func (p *Proxy) proxyFor(t Target) *targetProxy {
-	if rp, ok := p.proxies.Load(targetKey(t)); ok {
-		return rp.(*targetProxy)
+	if t.rp != nil {
+		if tp := t.rp.Load(); tp != nil {
+			return tp
+		}
 	}
-	tp := p.reverseProxy(t)
-	rp, loaded := p.proxies.LoadOrStore(targetKey(t), tp)
-	if loaded && tp.dialHost != "" {
-		p.remotes.Delete(tp.dialHost)
+	var tp *targetProxy
+	if v, ok := p.proxies.Load(targetKey(t)); ok {
+		tp = v.(*targetProxy)
+	} else {
+		tp = p.reverseProxy(t)
+		v, loaded := p.proxies.LoadOrStore(targetKey(t), tp)
+		if loaded && tp.dialHost != "" {
+			p.remotes.Delete(tp.dialHost)
+		}
+		tp = v.(*targetProxy)
 	}
-	return rp.(*targetProxy)
+	if t.rp != nil {
+		t.rp.Store(tp)
+	}
+	return tp
 }
 
 func (p *Proxy) reverseProxy(t Target) *targetProxy {
@@ -384,7 +398,8 @@ func (p *Proxy) reverseProxy(t Target) *targetProxy {
 			}
 			pr.SetXForwarded()
 		},
-		Transport: p.transport,
+		Transport:  p.transport,
+		BufferPool: copyBuffers,
 		// 0: a response of unknown length or text/event-stream is flushed
 		// as it comes (streams, long polls); others are written in one go.
 		FlushInterval: 0,
@@ -411,6 +426,25 @@ func (p *Proxy) reverseProxy(t Target) *targetProxy {
 		},
 	}
 	return tp
+}
+
+// copyBuffers are the reverse proxies' copy buffers: without a pool each
+// response allocated 32 KiB, most of the garbage of a request.
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[32 << 10]byte); ok {
+		return v[:]
+	}
+	return new([32 << 10]byte)[:]
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		b.p.Put((*[32 << 10]byte)(buf[:cap(buf)]))
+	}
 }
 
 // page writes a small HTML error page.
@@ -498,25 +532,25 @@ func (pa *podActivity) end() {
 }
 
 // enter begins a request to pod and wakes the pod first when the
-// suspender froze it (the table may not say so yet).
-func (p *Proxy) enter(ctx context.Context, tenant, pod string) (end func(), err error) {
+// suspender froze it (the table may not say so yet); the caller ends the
+// request with end.
+func (p *Proxy) enter(ctx context.Context, tenant, pod string) (*podActivity, error) {
 	pa := p.Activity.begin(pod)
-	end = pa.end
 	if pa.frozen.Load() {
 		if p.waker == nil {
-			end()
+			pa.end()
 			return nil, fmt.Errorf("pod %s is suspended and nothing can wake it", pod)
 		}
 		ctx, cancel := context.WithTimeout(ctx, p.opts.WakeTimeout)
 		defer cancel()
 		if err := p.waker.Wake(ctx, tenant, pod); err != nil {
 			p.log.Warn("wake", "pod", pod, "err", err)
-			end()
+			pa.end()
 			return nil, err
 		}
 		pa.frozen.Store(false)
 	}
-	return end, nil
+	return pa, nil
 }
 
 // freeze runs suspend with the pod's gate held exclusively, if no request

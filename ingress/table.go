@@ -73,6 +73,10 @@ type Target struct {
 	Ready     bool
 	Suspended bool
 	Node      string
+
+	// rp is the proxy's reverse proxy of this target, kept once made
+	// (Proxy.proxyFor); shared by the copies of the Target.
+	rp *atomic.Pointer[targetProxy]
 }
 
 // TCPRoute is a public TCP port of one tenant with its targets.
@@ -168,7 +172,7 @@ func Build(cfg Config, backends []Backend) *Table {
 }
 
 func target(b Backend, port int) Target {
-	t := Target{Tenant: b.Tenant, Pod: b.Pod, Name: b.Name, Port: port, Ready: b.Ready, Suspended: b.Suspended, Node: b.Node}
+	t := Target{rp: new(atomic.Pointer[targetProxy]), Tenant: b.Tenant, Pod: b.Pod, Name: b.Name, Port: port, Ready: b.Ready, Suspended: b.Suspended, Node: b.Node}
 	if b.Addr.IsValid() {
 		t.Addr = netip.AddrPortFrom(b.Addr, uint16(port))
 	}

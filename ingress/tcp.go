@@ -45,11 +45,11 @@ func (p *Proxy) serveTCPConn(c net.Conn, publicPort int) {
 	if !ok {
 		return
 	}
-	done, err := p.enter(context.Background(), tr.Tenant, t.Pod)
+	pa, err := p.enter(context.Background(), tr.Tenant, t.Pod)
 	if err != nil {
 		return
 	}
-	defer done()
+	defer pa.end()
 	ctx, cancel = context.WithTimeout(context.Background(), p.opts.DialTimeout)
 	b, err := p.dialTarget(ctx, t)
 	cancel()
