@@ -137,3 +137,33 @@ func TestBalanceRemote(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestBalanceHealth: a replica whose healthcheck says unhealthy, or has not
+// said healthy yet, gets no request while a healthy one is there; one still
+// starting is served when no replica is healthy; an unhealthy one never.
+func TestBalanceHealth(t *testing.T) {
+	_, ha := app(t, "healthy")
+	_, sa := app(t, "starting")
+	_, ua := app(t, "unhealthy")
+	healthy := routeTo("alice", "a-healthy", ha, "http://app.*")
+	starting := routeTo("alice", "b-starting", sa, "http://app.*")
+	starting.Ready, starting.Starting = false, true
+	unhealthy := routeTo("alice", "c-unhealthy", ua, "http://app.*")
+	unhealthy.Ready = false
+	f := newIngress(t, Config{Domain: "cloud.test"}, healthy, starting, unhealthy)
+	for range 6 {
+		if resp, body := f.get(t, f.http, "app.alice.cloud.test", "/"); resp.StatusCode != 200 || !strings.HasPrefix(body, "healthy ") {
+			t.Fatalf("with a healthy replica: %d %s", resp.StatusCode, body)
+		}
+	}
+	f.proxy.SetTable(Build(Config{Domain: "cloud.test"}, []Backend{starting, unhealthy}))
+	for range 4 {
+		if resp, body := f.get(t, f.http, "app.alice.cloud.test", "/"); resp.StatusCode != 200 || !strings.HasPrefix(body, "starting ") {
+			t.Fatalf("with none healthy: %d %s", resp.StatusCode, body)
+		}
+	}
+	f.proxy.SetTable(Build(Config{Domain: "cloud.test"}, []Backend{unhealthy}))
+	if resp, body := f.get(t, f.http, "app.alice.cloud.test", "/"); resp.StatusCode != 502 {
+		t.Fatalf("unhealthy only: %d %s", resp.StatusCode, body)
+	}
+}

@@ -288,7 +288,7 @@ func (p *Proxy) pick(ctx context.Context, route *Route) (Target, bool) {
 // nothing on the way of a request to a ready pod.
 func (p *Proxy) pickOf(ctx context.Context, tenant string, targets []Target, next *atomic.Uint64) (Target, bool) {
 	n := next.Add(1)
-	ready, suspended, up := 0, 0, 0
+	ready, suspended, up, starting := 0, 0, 0, 0
 	checkDown := p.health.any()
 	for i := range targets {
 		t := &targets[i]
@@ -301,6 +301,8 @@ func (p *Proxy) pickOf(ctx context.Context, tenant string, targets []Target, nex
 			}
 		case t.Suspended:
 			suspended++
+		case t.Starting:
+			starting++
 		}
 	}
 	if checkDown && up > 0 && up < ready {
@@ -312,6 +314,12 @@ func (p *Proxy) pickOf(ctx context.Context, tenant string, targets []Target, nex
 	}
 	if ready > 0 {
 		return nthTarget(targets, int(n%uint64(ready)), func(t *Target) bool { return t.Ready && !t.Suspended }), true
+	}
+	if starting > 0 {
+		// Better a replica whose healthcheck has not answered yet (a
+		// first probe comes after its interval, 30 s by default) than
+		// none.
+		return nthTarget(targets, int(n%uint64(starting)), func(t *Target) bool { return t.Starting && !t.Ready && !t.Suspended }), true
 	}
 	if suspended == 0 || p.waker == nil {
 		return Target{}, false

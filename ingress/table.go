@@ -26,6 +26,9 @@ type Backend struct {
 	// Node runs the pod; the proxy reaches pods of other nodes through
 	// Options.DialRemote.
 	Node string
+	// Starting is true while the pod runs and its healthcheck has not
+	// said healthy yet: served only when no replica is Ready.
+	Starting bool
 }
 
 // Config is what a Table needs to know of the cloud.
@@ -72,6 +75,7 @@ type Target struct {
 	Addr      netip.AddrPort // invalid while the pod has no address
 	Ready     bool
 	Suspended bool
+	Starting  bool
 	Node      string
 
 	// rp is the proxy's reverse proxy of this target, kept once made
@@ -172,7 +176,7 @@ func Build(cfg Config, backends []Backend) *Table {
 }
 
 func target(b Backend, port int) Target {
-	t := Target{rp: new(atomic.Pointer[targetProxy]), Tenant: b.Tenant, Pod: b.Pod, Name: b.Name, Port: port, Ready: b.Ready, Suspended: b.Suspended, Node: b.Node}
+	t := Target{rp: new(atomic.Pointer[targetProxy]), Tenant: b.Tenant, Pod: b.Pod, Name: b.Name, Port: port, Ready: b.Ready, Suspended: b.Suspended, Starting: b.Starting, Node: b.Node}
 	if b.Addr.IsValid() {
 		t.Addr = netip.AddrPortFrom(b.Addr, uint16(port))
 	}
