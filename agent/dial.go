@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/macro-cloud/macro/runtime"
 	"github.com/macro-cloud/macro/types"
@@ -67,18 +68,37 @@ func (a *Agent) DialPod(ctx context.Context, tenant, id string, port int) (net.C
 		return nil, fmt.Errorf("dial pod %s: %w", id, err)
 	}
 	w.dials.Add(1)
-	return &dialedConn{Conn: c, done: func() { w.dials.Add(-1) }}, nil
+	w.dialLast.Store(time.Now().UnixNano())
+	return &dialedConn{Conn: c, w: w}, nil
 }
 
-// dialedConn ends its pod's count of open connections once, on Close.
+// dialedConn keeps its pod's record of other servers' ingress traffic:
+// the time of its last byte, and the count of open connections, ended
+// once on Close.
 type dialedConn struct {
 	net.Conn
+	w    *worker
 	once sync.Once
-	done func()
+}
+
+func (c *dialedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.w.dialLast.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (c *dialedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.w.dialLast.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 func (c *dialedConn) Close() error {
-	c.once.Do(c.done)
+	c.once.Do(func() { c.w.dials.Add(-1) })
 	return c.Conn.Close()
 }
 

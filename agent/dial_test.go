@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/macro-cloud/macro/runtime"
 	"github.com/macro-cloud/macro/runtime/fake"
@@ -87,9 +88,14 @@ func TestDialPod(t *testing.T) {
 	if err := a.Suspend(ctx, p.ID); !errors.Is(err, ErrBusy) {
 		t.Fatalf("suspend with a dialled connection open: %v", err)
 	}
+	before := time.Now().Add(-time.Minute)
 	c.Close()
 	c.Close() // twice counts once
-	if err := a.Suspend(ctx, p.ID); err != nil {
-		t.Fatalf("suspend once it closed: %v", err)
+	// Auto-suspend asks for no traffic since the idle rule's start.
+	if err := a.SuspendIdle(ctx, p.ID, before); !errors.Is(err, ErrBusy) {
+		t.Fatalf("suspend-idle with traffic since: %v", err)
+	}
+	if err := a.SuspendIdle(ctx, p.ID, time.Now().Add(time.Millisecond)); err != nil {
+		t.Fatalf("suspend-idle once it closed and was quiet: %v", err)
 	}
 }

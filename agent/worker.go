@@ -30,8 +30,10 @@ type worker struct {
 	ops     chan op        // suspend and wake, run between convergences
 	execs   atomic.Int32   // exec sessions running: a busy pod is not suspended
 	dials   atomic.Int32   // connections another server's ingress holds (DialPod): likewise
-	gone    chan struct{}
-	goneOne sync.Once
+	// dialLast is when one of those last carried a byte (unix ns).
+	dialLast atomic.Int64
+	gone     chan struct{}
+	goneOne  sync.Once
 
 	reportMu sync.Mutex // serialises setStatus
 	mu       sync.Mutex

@@ -134,6 +134,47 @@ func TestIngressCluster(t *testing.T) {
 	// The pod itself is killed.
 	testenv.MustDocker(t, s1.srv.Host(), "kill", victim)
 	check("the victim was killed", 20)
+
+	// A pod suspended on one node is woken by a request through the other
+	// server's ingress (through its node's tunnel), and held, not dropped.
+	testenv.MustDocker(t, s1.srv.Host(), "rm", "-f", "web1", "web2")
+	testenv.MustDocker(t, s1.srv.Host(), "run", "-d", "--name", "sleepy", "-m", strconv.FormatInt(mem, 10),
+		"-l", "kr.ingress.8080=http://sleepy.*", "-l", "kr.suspend=1s", "busybox",
+		"sh", "-c", "mkdir /www && echo hello from sleepy > /www/index.html && exec httpd -f -p 8080 -h /www")
+	t.Cleanup(func() { testenv.Docker(t, s1.srv.Host(), "rm", "-f", "sleepy") })
+	deadline := time.Now().Add(60 * time.Second)
+	for node("sleepy") == "" && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	far := servers[0]
+	if node("sleepy") == far.name {
+		far = servers[1]
+	}
+	t.Logf("sleepy runs on %s; asked through %s", node("sleepy"), far.name)
+	sleepyURL := fmt.Sprintf("http://sleepy.default.cloud.test:%d/", port)
+	fc := client(far)
+	getSleepy := func() (int, string) {
+		resp, err := fc.Get(sleepyURL)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	eventually(t, "sleepy serves through the far ingress", func() bool { code, _ := getSleepy(); return code == 200 })
+	fc.CloseIdleConnections()
+	eventually(t, "sleepy is suspended", func() bool {
+		return strings.HasSuffix(strings.TrimSpace(testenv.MustDocker(t, s1.srv.Host(), "ps", "--filter", "name=sleepy", "--format", "{{.Status}}").Stdout), "(suspended)")
+	})
+	if code, body := getSleepy(); code != 200 || body != "hello from sleepy" {
+		t.Fatalf("the request to the suspended pod on the other node: %d %s", code, body)
+	}
+	var st []struct{ State struct{ Suspend struct{ Wakes int } } }
+	json.Unmarshal([]byte(testenv.MustDocker(t, s1.srv.Host(), "inspect", "sleepy").Stdout), &st)
+	if len(st) != 1 || st[0].State.Suspend.Wakes < 1 {
+		t.Fatalf("no wake recorded: %+v", st)
+	}
 }
 
 // memTotal is the machine's memory in bytes.

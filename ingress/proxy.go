@@ -77,13 +77,17 @@ type Proxy struct {
 	waker     Waker
 	log       *slog.Logger
 	transport *http.Transport
-	proxies   sync.Map // targetKey -> *httputil.ReverseProxy
-	remotes   sync.Map // dial host of a pod on another node -> remoteTarget
-	remoteN   atomic.Uint64
-	health    health
-	auth      *authState
-	now       func() time.Time
-	Activity  *Activity
+	// remoteTransport reaches pods of other nodes: its idle connections
+	// close after 2 s, since the node counts an open one as traffic that
+	// keeps the pod from being suspended.
+	remoteTransport *http.Transport
+	proxies         sync.Map // targetKey -> *httputil.ReverseProxy
+	remotes         sync.Map // dial host of a pod on another node -> remoteTarget
+	remoteN         atomic.Uint64
+	health          health
+	auth            *authState
+	now             func() time.Time
+	Activity        *Activity
 }
 
 // NewProxy makes a proxy with an empty table. waker may be nil: suspended
@@ -118,6 +122,8 @@ func NewProxy(opts Options, waker Waker, log *slog.Logger) *Proxy {
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     false, // backends speak HTTP/1.1 (h2c is not assumed)
 	}
+	p.remoteTransport = p.transport.Clone()
+	p.remoteTransport.IdleConnTimeout = 2 * time.Second
 	p.table.Store(Build(Config{}, nil))
 	return p
 }
@@ -156,7 +162,10 @@ func (p *Proxy) SetTable(t *Table) {
 func (p *Proxy) Table() *Table { return p.table.Load() }
 
 // Close drops idle connections to backends.
-func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
+func (p *Proxy) Close() {
+	p.transport.CloseIdleConnections()
+	p.remoteTransport.CloseIdleConnections()
+}
 
 // requestHost is the host a request is for: lower case, without port.
 func requestHost(r *http.Request) string {
@@ -387,7 +396,9 @@ func (p *Proxy) proxyFor(t Target) *targetProxy {
 func (p *Proxy) reverseProxy(t Target) *targetProxy {
 	tp := &targetProxy{}
 	host := t.Addr.String()
+	transport := p.transport
 	if p.remote(t) {
+		transport = p.remoteTransport
 		// A host of its own per pod: the transport pools connections by
 		// host, and a tunnel to one pod must never carry another's
 		// requests (IPv4 addresses repeat across tenants).
@@ -406,7 +417,7 @@ func (p *Proxy) reverseProxy(t Target) *targetProxy {
 			}
 			pr.SetXForwarded()
 		},
-		Transport:  p.transport,
+		Transport:  transport,
 		BufferPool: copyBuffers,
 		// 0: a response of unknown length or text/event-stream is flushed
 		// as it comes (streams, long polls); others are written in one go.

@@ -48,6 +48,9 @@ type Ops interface {
 	SnapshotVolume(ctx context.Context, tenant, name string, snap volume.Snapshot) error
 	DeleteVolumeSnapshot(ctx context.Context, tenant, name, snap string) error
 	RollbackVolume(ctx context.Context, tenant, name, snap string) error
+	// SuspendIdle suspends a pod unless other servers' ingress traffic
+	// reached it since since (auto-suspend).
+	SuspendIdle(ctx context.Context, id string, since time.Time) error
 	// DialPod connects to a port of a running pod of tenant on the node
 	// (the ingress of another server reaches it so).
 	DialPod(ctx context.Context, tenant, id string, port int) (net.Conn, error)
@@ -262,6 +265,7 @@ type callArgs struct {
 	Size   runtime.Size    `json:"size"`
 	Volume types.Volume    `json:"volume"`
 	Snap   volume.Snapshot `json:"snap"`
+	Since  time.Time       `json:"since,omitzero"`
 }
 
 // topResult is what Top returns.
@@ -304,6 +308,8 @@ func (o *opsServer) call(w http.ResponseWriter, r *http.Request) {
 		err = o.ops.Wake(ctx, a.ID)
 	case "suspend":
 		err = o.ops.Suspend(ctx, a.ID)
+	case "suspend-idle":
+		err = o.ops.SuspendIdle(ctx, a.ID, a.Since)
 	case "create-volume":
 		err = o.ops.CreateVolume(ctx, a.Volume)
 	case "volume-snapshots":
@@ -662,6 +668,12 @@ func (n *Remote) Wake(ctx context.Context, id string) error {
 // Suspend freezes an idle pod.
 func (n *Remote) Suspend(ctx context.Context, id string) error {
 	return n.call(ctx, "suspend", callArgs{ID: id}, nil)
+}
+
+// SuspendIdle suspends the pod unless other servers' ingress traffic
+// reached it since since.
+func (n *Remote) SuspendIdle(ctx context.Context, id string, since time.Time) error {
+	return n.call(ctx, "suspend-idle", callArgs{ID: id, Since: since}, nil)
 }
 
 // CreateVolume makes a volume's storage on the node.

@@ -258,7 +258,7 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 	proxy := ingress.NewProxy(opts, nodes, log)
 	feed := &ingressFeed{
 		st: st, proxy: proxy, log: log, domain: cfg.domain, nodes: nodes,
-		suspender: ingress.NewSuspender(proxy.Activity, agentWaker{ag}, log),
+		suspender: ingress.NewSuspender(proxy.Activity, nodes, log),
 		tcp:       map[int]net.Listener{},
 	}
 	go feed.run(ctx)
@@ -309,21 +309,29 @@ func (n *ingressNodes) dial(ctx context.Context, node, tenant, pod string, port 
 
 // Wake thaws a pod on whichever node runs it.
 func (n *ingressNodes) Wake(ctx context.Context, _, pod string) error {
-	node := ""
-	if m := n.podNode.Load(); m != nil {
-		node = (*m)[pod]
-	}
+	node := n.nodeOf(pod)
 	if node == "" || node == n.local {
 		return n.ag.Wake(ctx, pod)
 	}
 	return n.tunnels.Remote(node).Wake(ctx, pod)
 }
 
-// agentWaker wakes and suspends pods through the local node agent.
-type agentWaker struct{ ag *agent.Agent }
+// Suspend freezes an idle pod on whichever node runs it, unless the
+// node saw other servers' ingress traffic to it since idleSince.
+func (n *ingressNodes) Suspend(ctx context.Context, _, pod string, idleSince time.Time) error {
+	node := n.nodeOf(pod)
+	if node == "" || node == n.local {
+		return n.ag.SuspendIdle(ctx, pod, idleSince)
+	}
+	return n.tunnels.Remote(node).SuspendIdle(ctx, pod, idleSince)
+}
 
-func (w agentWaker) Wake(ctx context.Context, _, pod string) error    { return w.ag.Wake(ctx, pod) }
-func (w agentWaker) Suspend(ctx context.Context, _, pod string) error { return w.ag.Suspend(ctx, pod) }
+func (n *ingressNodes) nodeOf(pod string) string {
+	if m := n.podNode.Load(); m != nil {
+		return (*m)[pod]
+	}
+	return ""
+}
 
 // ingressFeed keeps the proxy's table in step with the pods in the store
 // and runs auto-suspend over them.
@@ -339,6 +347,7 @@ type ingressFeed struct {
 	statuses map[string]types.PodStatus
 	verified map[string][]string      // tenant -> its verified custom domains
 	suspend  map[string]time.Duration // tenant -> its default suspend rule
+	servers  map[string]string        // live servers (node names) -> API URL
 
 	tcpMu sync.Mutex
 	tcp   map[int]net.Listener
@@ -456,6 +465,34 @@ func (f *ingressFeed) refreshTenants(ctx context.Context) {
 		}
 	}
 	f.suspend = m
+	if servers, err := f.st.Servers(ctx); err == nil {
+		f.servers = servers
+	}
+}
+
+// suspends tells whether this server's suspender looks after the pods of
+// node: its own node's, and those of nodes that run no server when it is
+// the live server of the lowest name (one server each, so their idle
+// records need no merge; the node adds the traffic other servers sent).
+func (f *ingressFeed) suspends(node string) bool {
+	if f.nodes == nil {
+		return false
+	}
+	if node == f.nodes.local {
+		return node != ""
+	}
+	if _, isServer := f.servers[node]; isServer || node == "" {
+		return false
+	}
+	if f.nodes.local == "" {
+		return false // no node of our own: no name among the servers' nodes
+	}
+	for name := range f.servers {
+		if name < f.nodes.local {
+			return false
+		}
+	}
+	return true
 }
 
 // syncTCP listens on the public TCP ports routes claim, and stops
@@ -496,7 +533,7 @@ func (f *ingressFeed) suspendIdle(ctx context.Context) {
 	var cands []ingress.Candidate
 	for id, p := range f.pods {
 		after, err := ingress.ParseSuspend(p.Spec.Labels, f.suspend[p.Tenant])
-		if err != nil || after == 0 {
+		if err != nil || after == 0 || !f.suspends(p.Node) {
 			continue
 		}
 		st := f.statuses[id]
