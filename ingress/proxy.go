@@ -245,18 +245,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if rw == nil {
-			p.proxyFor(t).ServeHTTP(w, r)
-			pa.end()
+			serveTo(p.proxyFor(t), pa, w, r)
 			return
 		}
 		rw.retry = try < tries
 		rw.failed = false
-		p.proxyFor(t).ServeHTTP(rw, r)
-		pa.end()
+		serveTo(p.proxyFor(t), pa, rw, r)
 		if !rw.failed {
 			return
 		}
 	}
+}
+
+// serveTo proxies r to a target and ends its activity record, also when
+// the reverse proxy aborts the handler (http.ErrAbortHandler, a client or
+// backend gone mid-response).
+func serveTo(tp *targetProxy, pa *podActivity, w http.ResponseWriter, r *http.Request) {
+	defer pa.end()
+	tp.ServeHTTP(w, r)
 }
 
 // retryWriter lets the error handler of a reverse proxy ask for another
