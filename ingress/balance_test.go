@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestBalanceRetryAndBackoff: of two replicas, one whose port no longer
@@ -165,5 +168,38 @@ func TestBalanceHealth(t *testing.T) {
 	f.proxy.SetTable(Build(Config{Domain: "cloud.test"}, []Backend{unhealthy}))
 	if resp, body := f.get(t, f.http, "app.alice.cloud.test", "/"); resp.StatusCode != 502 {
 		t.Fatalf("unhealthy only: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestBalanceStreamsWithReplicas: with several replicas (the request goes
+// through the retrying writer), WebSockets and streamed responses pass as
+// with one.
+func TestBalanceStreamsWithReplicas(t *testing.T) {
+	_, a := app(t, "one")
+	_, b := app(t, "two")
+	f := newIngress(t, Config{Domain: "cloud.test"}, routeTo("alice", "a", a, "http://app.*"), routeTo("alice", "b", b, "http://app.*"))
+	port := strings.Split(strings.TrimPrefix(f.http, "http://"), ":")[1]
+	d := websocket.Dialer{NetDialContext: f.client.Transport.(*http.Transport).DialContext}
+	for range 2 {
+		c, _, err := d.Dial("ws://app.alice.cloud.test:"+port+"/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.WriteMessage(websocket.TextMessage, []byte("hi"))
+		if _, got, err := c.ReadMessage(); err != nil || !strings.HasSuffix(string(got), ":hi") {
+			t.Fatalf("websocket: %q %v", got, err)
+		}
+		c.Close()
+	}
+	resp, err := f.client.Get("http://app.alice.cloud.test:" + port + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	for i := range 3 {
+		if line, err := r.ReadString('\n'); err != nil || line != "tick "+strconv.Itoa(i)+"\n" {
+			t.Fatalf("stream line %d: %q %v", i, line, err)
+		}
 	}
 }
