@@ -170,7 +170,9 @@ func TestIngressCluster(t *testing.T) {
 	if code, body := getSleepy(); code != 200 || body != "hello from sleepy" {
 		t.Fatalf("the request to the suspended pod on the other node: %d %s", code, body)
 	}
-	var st []struct{ State struct{ Suspend struct{ Wakes int } } }
+	var st []struct {
+		State struct{ Suspend struct{ Wakes int } }
+	}
 	json.Unmarshal([]byte(testenv.MustDocker(t, s1.srv.Host(), "inspect", "sleepy").Stdout), &st)
 	if len(st) != 1 || st[0].State.Suspend.Wakes < 1 {
 		t.Fatalf("no wake recorded: %+v", st)
