@@ -61,6 +61,8 @@ type ACME struct {
 	regMu      sync.Mutex
 	registered bool
 
+	lookups chan struct{} // bounds the State lookups of unknown tokens
+
 	tokMu  sync.Mutex
 	tokens map[string]string           // HTTP-01 token -> key authorization
 	alpn   map[string]*tls.Certificate // host -> TLS-ALPN-01 certificate
@@ -97,11 +99,12 @@ func NewACME(cfg ACMEConfig) (*ACME, error) {
 		return nil, fmt.Errorf("acme account key: %w", err)
 	}
 	return &ACME{
-		cfg:    cfg,
-		client: &acme.Client{Key: key, DirectoryURL: cfg.DirectoryURL, HTTPClient: cfg.HTTPClient, UserAgent: "macro-ingress"},
-		now:    time.Now,
-		tokens: map[string]string{},
-		alpn:   map[string]*tls.Certificate{},
+		cfg:     cfg,
+		client:  &acme.Client{Key: key, DirectoryURL: cfg.DirectoryURL, HTTPClient: cfg.HTTPClient, UserAgent: "macro-ingress"},
+		now:     time.Now,
+		tokens:  map[string]string{},
+		alpn:    map[string]*tls.Certificate{},
+		lookups: make(chan struct{}, 8),
 	}, nil
 }
 
@@ -161,11 +164,17 @@ func (a *ACME) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ka, ok := a.tokens[token]
 	a.tokMu.Unlock()
 	if !ok && validToken(token) {
-		// Another ingress of the cluster may have started this order.
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		b, err := a.cfg.State.Get(ctx, "http-01/"+token)
-		cancel()
-		ka, ok = string(b), err == nil
+		// Another ingress of the cluster may have started this order. At
+		// most a few lookups at once: anyone may send tokens.
+		select {
+		case a.lookups <- struct{}{}:
+			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+			b, err := a.cfg.State.Get(ctx, "http-01/"+token)
+			cancel()
+			<-a.lookups
+			ka, ok = string(b), err == nil
+		default:
+		}
 	}
 	if !ok || r.Method != http.MethodGet && r.Method != http.MethodHead {
 		http.NotFound(w, r)
@@ -187,6 +196,12 @@ func (a *ACME) ALPNCert(host string) (*tls.Certificate, bool) {
 	}
 	// Another ingress of the cluster may have started this order: the
 	// certificate follows from its token and the shared account key.
+	select {
+	case a.lookups <- struct{}{}:
+		defer func() { <-a.lookups }()
+	default:
+		return nil, false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	token, err := a.cfg.State.Get(ctx, "tls-alpn-01/"+host)
