@@ -30,6 +30,7 @@ type IngressTarget struct {
 	Namespace string `json:"namespace"`
 	Port      int    `json:"port"`
 	State     string `json:"state"`
+	Node      string `json:"node,omitempty"`
 }
 
 // TCPIngress is a public TCP port of the tenant's.
