@@ -304,6 +304,11 @@ func (n *ingressNodes) dial(ctx context.Context, node, tenant, pod string, port 
 	if node == n.local {
 		return n.ag.DialPod(ctx, tenant, pod, port)
 	}
+	if !n.tunnels.Has(node) {
+		// At once: the request goes to another replica rather than wait
+		// for a tunnel that may be gone for good.
+		return nil, fmt.Errorf("node %s has no tunnel to this server", node)
+	}
 	return n.tunnels.Remote(node).DialPod(ctx, tenant, pod, port)
 }
 
@@ -323,6 +328,11 @@ func (n *ingressNodes) Suspend(ctx context.Context, _, pod string, idleSince tim
 	if node == "" || node == n.local {
 		return n.ag.SuspendIdle(ctx, pod, idleSince)
 	}
+	if !n.tunnels.Has(node) {
+		return fmt.Errorf("node %s has no tunnel to this server", node) // not worth a wait: the next check tries again
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	return n.tunnels.Remote(node).SuspendIdle(ctx, pod, idleSince)
 }
 
