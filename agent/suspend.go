@@ -51,6 +51,18 @@ func (w *worker) call(ctx context.Context, do func(ctx context.Context) (func(ct
 // no CPU, and for Docker it still runs. Suspending a suspended pod does
 // nothing; a pod that is not running cannot be suspended.
 func (a *Agent) Suspend(ctx context.Context, id string) error {
+	return a.suspend(ctx, id, time.Time{})
+}
+
+// SuspendIdle suspends a pod as Suspend does, for auto-suspend: only if
+// no connection of another server's ingress (DialPod) is open and none
+// carried a byte since since (ErrBusy otherwise). The server's own
+// ingress traffic it knows itself; this is that of the others.
+func (a *Agent) SuspendIdle(ctx context.Context, id string, since time.Time) error {
+	return a.suspend(ctx, id, since)
+}
+
+func (a *Agent) suspend(ctx context.Context, id string, since time.Time) error {
 	w, err := a.worker(id)
 	if err != nil {
 		return err
@@ -65,6 +77,12 @@ func (a *Agent) Suspend(ctx context.Context, id string) error {
 		}
 		if n := w.execs.Load(); n > 0 {
 			return nil, fmt.Errorf("suspend: %w: %d exec sessions are running", ErrBusy, n)
+		}
+		if n := w.dials.Load(); n > 0 {
+			return nil, fmt.Errorf("suspend: %w: %d ingress connections of other servers are open", ErrBusy, n)
+		}
+		if !since.IsZero() && w.dialLast.Load() >= since.UnixNano() {
+			return nil, fmt.Errorf("suspend: %w: ingress traffic of other servers since %s", ErrBusy, since.Format(time.RFC3339))
 		}
 		if err := w.rt.Pause(ctx, w.id); err != nil {
 			return nil, fmt.Errorf("suspend: %w", err)

@@ -29,8 +29,11 @@ type worker struct {
 	updates chan types.Pod // latest pod wins
 	ops     chan op        // suspend and wake, run between convergences
 	execs   atomic.Int32   // exec sessions running: a busy pod is not suspended
-	gone    chan struct{}
-	goneOne sync.Once
+	dials   atomic.Int32   // connections another server's ingress holds (DialPod): likewise
+	// dialLast is when one of those last carried a byte (unix ns).
+	dialLast atomic.Int64
+	gone     chan struct{}
+	goneOne  sync.Once
 
 	reportMu sync.Mutex // serialises setStatus
 	mu       sync.Mutex

@@ -62,9 +62,11 @@ type Server struct {
 	cluster  string
 	domain   string
 	resolver *net.Resolver
-	log      *slog.Logger
-	now      func() time.Time
-	volumes  Volumes
+	// httpCheck reaches custom domains for their HTTP check.
+	httpCheck httpCheck
+	log       *slog.Logger
+	now       func() time.Time
+	volumes   Volumes
 	// volumeFiles reach the files of volumes (export and import).
 	volumeFiles VolumeFiles
 	volumeKeys  VolumeKeyMaker
@@ -142,6 +144,7 @@ func (s *Server) adminMux() *mux {
 	m.handle("DELETE /tenants/{name}", s.deleteTenant)
 	m.handle("PUT /tenants/{name}/quota", s.setQuota)
 	m.handle("PUT /tenants/{name}/egress", s.setEgress)
+	m.handle("PUT /tenants/{name}/suspend", s.setSuspend)
 	m.handle("GET /tenants/{name}/usage", s.getUsage)
 	m.handle("GET /tenants/{name}/tokens", s.listTokens)
 	m.handle("POST /tenants/{name}/tokens", s.createTokenHandler)

@@ -27,12 +27,17 @@ type Domain struct {
 	Created  time.Time `json:"created"`
 	// Record is the TXT record that proves the claim, in zone-file form.
 	Record string `json:"record"`
+	// CheckURL is the other proof: the claim's token (Token) served there,
+	// by the domain's current hosting (not by this cloud).
+	CheckURL string `json:"checkUrl"`
+	Token    string `json:"token"`
 }
 
 func domainOf(d types.Domain) Domain {
 	return Domain{
 		Name: d.Name, Verified: !d.Verified.IsZero(), Created: d.Created,
-		Record: fmt.Sprintf("%s.%s. TXT %q", types.DomainChallengeLabel, d.Name, d.Token),
+		Record:   fmt.Sprintf("%s.%s. TXT %q", types.DomainChallengeLabel, d.Name, d.Token),
+		CheckURL: domainCheckURL(d), Token: d.Token,
 	}
 }
 
@@ -139,7 +144,8 @@ func (s *Server) deleteDomain(w http.ResponseWriter, r *http.Request) error {
 }
 
 // POST /domains/{name}/verify: look the claim's TXT record up and, when it
-// holds the token, mark the domain verified.
+// holds the token, mark the domain verified; else fetch the token over
+// HTTP from the domain (domains_http.go).
 func (s *Server) verifyDomain(w http.ResponseWriter, r *http.Request) error {
 	d, err := s.domainOfRequest(r)
 	if err != nil {
@@ -152,7 +158,10 @@ func (s *Server) verifyDomain(w http.ResponseWriter, r *http.Request) error {
 		txts, err := s.resolver.LookupTXT(ctx, rec)
 		var dnsErr *net.DNSError
 		if err != nil && !(errors.As(err, &dnsErr) && dnsErr.IsNotFound) {
-			return errorf(http.StatusBadGateway, "looking up the TXT record of %s: %v", rec, err)
+			if s.verifyHTTP(ctx, d) != nil {
+				return errorf(http.StatusBadGateway, "looking up the TXT record of %s: %v", rec, err)
+			}
+			txts = []string{d.Token} // proven over HTTP
 		}
 		found := false
 		for _, t := range txts {
@@ -163,7 +172,10 @@ func (s *Server) verifyDomain(w http.ResponseWriter, r *http.Request) error {
 			if len(txts) > 0 {
 				have = fmt.Sprintf("%q", txts)
 			}
-			return errorf(http.StatusConflict, "not verified: %s has TXT records %s; publish %s and try again (DNS may take a while to update)", rec, have, domainOf(d).Record)
+			if herr := s.verifyHTTP(ctx, d); herr != nil {
+				return errorf(http.StatusConflict, "not verified: %s has TXT records %s; publish %s and try again (DNS may take a while to update), or serve %q at %s from the domain's current hosting (%v)",
+					rec, have, domainOf(d).Record, d.Token, domainCheckURL(d), herr)
+			}
 		}
 		if d, err = s.store.VerifyDomain(r.Context(), d.Tenant, d.Name, s.now().UTC()); errors.Is(err, store.ErrNotFound) {
 			return errorf(http.StatusNotFound, "domain %s not found", d.Name)

@@ -2,9 +2,13 @@ package api
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/macro-cloud/macro/auth"
@@ -94,5 +98,65 @@ func TestCustomDomains(t *testing.T) {
 	}
 	if code, _ := e.call(e.client, "POST", e.portURL("/domains"), bob, map[string]string{"name": "shop.example"}, nil); code != 201 {
 		t.Fatalf("bob claims the released name: %d", code)
+	}
+}
+
+// TestCustomDomainHTTPCheck: a claim is proven by its token served over
+// HTTP by the domain's current hosting; not from a loopback address in
+// production, and never for a name under another tenant's verified domain.
+func TestCustomDomainHTTPCheck(t *testing.T) {
+	e := newEnv(t)
+	dns := testenv.StartDNS(t) // no TXT records at all
+	s := New(Config{Store: e.st, Auth: auth.New(auth.Config{Store: e.st}), CA: e.ca, Cluster: "testcloud", Domain: "cloud.test",
+		Resolver: &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, dns.Addr)
+		}}})
+	var served sync.Map // path -> body
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v, ok := served.Load(r.Host + r.URL.Path); ok {
+			io.WriteString(w, v.(string)+"\n")
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer site.Close()
+	port := site.Listener.Addr().(*net.TCPAddr).Port
+	s.httpCheck = httpCheck{port: port, lookup: func(context.Context, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	}}
+	e.port.Config.Handler = s.Handler()
+	for _, n := range []string{"alice", "bob"} {
+		e.call(http.DefaultClient, "POST", e.adminURL("/tenants"), "", map[string]string{"name": n}, nil)
+	}
+	alice, bob := e.mustToken("alice").Token, e.mustToken("bob").Token
+	var d Domain
+	if code, body := e.call(e.client, "POST", e.portURL("/domains"), alice, map[string]string{"name": "old.example"}, &d); code != 201 {
+		t.Fatalf("claim: %d %s", code, body)
+	}
+	if d.CheckURL != "http://old.example/.well-known/macro-domain/"+d.Token {
+		t.Fatalf("check URL %q", d.CheckURL)
+	}
+	served.Store("old.example/.well-known/macro-domain/"+d.Token, d.Token)
+	if code, body := e.call(e.client, "POST", e.portURL("/domains/old.example/verify"), alice, nil, nil); code != 409 || !strings.Contains(body, "not an address on the Internet") {
+		t.Fatalf("verify from loopback in production: %d %s", code, body)
+	}
+	s.httpCheck.allowLocal = true
+	served.Store("old.example/.well-known/macro-domain/"+d.Token, "not it")
+	if code, body := e.call(e.client, "POST", e.portURL("/domains/old.example/verify"), alice, nil, nil); code != 409 || !strings.Contains(body, "not the token") {
+		t.Fatalf("verify with a wrong answer: %d %s", code, body)
+	}
+	served.Store("old.example/.well-known/macro-domain/"+d.Token, d.Token)
+	if code, body := e.call(e.client, "POST", e.portURL("/domains/old.example/verify"), alice, nil, &d); code != 200 || !d.Verified {
+		t.Fatalf("verify over HTTP: %d %s", code, body)
+	}
+	// Bob serves the token of his claim under alice's domain: refused.
+	var bd Domain
+	if code, body := e.call(e.client, "POST", e.portURL("/domains"), bob, map[string]string{"name": "shop.old.example"}, &bd); code != 201 {
+		t.Fatalf("bob claims: %d %s", code, body)
+	}
+	served.Store("shop.old.example/.well-known/macro-domain/"+bd.Token, bd.Token)
+	if code, body := e.call(e.client, "POST", e.portURL("/domains/shop.old.example/verify"), bob, nil, nil); code != 409 || !strings.Contains(body, "another tenant holds old.example") {
+		t.Fatalf("bob's HTTP check under alice's domain: %d %s", code, body)
 	}
 }

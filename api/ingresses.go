@@ -22,7 +22,10 @@ type IngressTarget struct {
 	Pod       string `json:"pod"` // the pod's name
 	Namespace string `json:"namespace"`
 	Port      int    `json:"port"`
-	State     string `json:"state"` // ready, suspended, down, no address
+	State     string `json:"state"` // ready, starting, suspended, down, no address
+	// Node runs the pod: every server's ingress reaches it, from its own
+	// node or through that node's tunnel.
+	Node string `json:"node,omitempty"`
 }
 
 // IngressList is the answer of GET /ingresses: the caller's routes, raw
@@ -73,14 +76,16 @@ func (s *Server) listIngresses(w http.ResponseWriter, r *http.Request) error {
 	targets := func(ts []ingress.Target) []IngressTarget {
 		list := []IngressTarget{}
 		for _, tg := range ts {
-			it := IngressTarget{Pod: tg.Name, Namespace: namespace[tg.Pod], Port: int(tg.Port), State: "down"}
+			it := IngressTarget{Pod: tg.Name, Namespace: namespace[tg.Pod], Port: int(tg.Port), State: "down", Node: tg.Node}
 			switch {
 			case tg.Suspended:
 				it.State = "suspended"
-			case tg.Ready && tg.Addr.IsValid():
-				it.State = "ready"
-			case tg.Ready:
+			case (tg.Ready || tg.Starting) && !tg.Addr.IsValid():
 				it.State = "no address"
+			case tg.Ready:
+				it.State = "ready"
+			case tg.Starting:
+				it.State = "starting" // served only while no replica is ready
 			}
 			list = append(list, it)
 		}

@@ -28,7 +28,7 @@ func TestIngresses(t *testing.T) {
 			t.Fatal(err)
 		}
 		if running {
-			e.st.PutStatus(context.Background(), tenant, types.PodStatus{ID: id, Phase: types.PhaseRunning, IPv6: "fd00::1"})
+			e.st.PutStatus(context.Background(), tenant, types.PodStatus{ID: id, Phase: types.PhaseRunning, IPv6: "fd00::1", Node: "n1"})
 		}
 	}
 	pod("alice", "web", 0, true, "kr.ingress.80", "https://app.*")
@@ -36,15 +36,21 @@ func TestIngresses(t *testing.T) {
 	pod("alice", "db", 2, true, "kr.ingress.tcp.5432", "15432")
 	pod("alice", "thief", 3, true, "kr.ingress.80", "https://app.bob.cloud.test")
 	pod("bob", "web", 4, true, "kr.ingress.80", "https://www.*")
+	pod("alice", "warm", 5, false, "kr.ingress.80", "https://warm.*")
+	e.st.PutStatus(context.Background(), "alice", types.PodStatus{ID: strings.Repeat("f", 64), Phase: types.PhaseRunning, IPv6: "fd00::2",
+		Health: &types.Health{Status: "starting"}})
 
 	var list IngressList
 	if code, body := e.call(e.client, "GET", e.portURL("/ingresses"), alice, nil, &list); code != 200 {
 		t.Fatalf("list: %d %s", code, body)
 	}
-	if len(list.Routes) != 2 || list.Routes[0].URL != "https://app.alice.cloud.test" || list.Routes[1].URL != "https://app.alice.cloud.test/api" {
+	if len(list.Routes) != 3 || list.Routes[0].URL != "https://app.alice.cloud.test" || list.Routes[1].URL != "https://app.alice.cloud.test/api" {
 		t.Fatalf("routes: %+v", list.Routes)
 	}
-	if tg := list.Routes[0].Targets; len(tg) != 1 || tg[0].Pod != "web" || tg[0].Port != 80 || tg[0].State != "ready" || tg[0].Namespace != "shop" {
+	if tg := list.Routes[2].Targets; list.Routes[2].URL != "https://warm.alice.cloud.test" || len(tg) != 1 || tg[0].State != "starting" {
+		t.Fatalf("a pod whose healthcheck is starting: %+v", list.Routes[2])
+	}
+	if tg := list.Routes[0].Targets; len(tg) != 1 || tg[0].Pod != "web" || tg[0].Port != 80 || tg[0].State != "ready" || tg[0].Namespace != "shop" || tg[0].Node != "n1" {
 		t.Fatalf("targets of /: %+v", tg)
 	}
 	if tg := list.Routes[1].Targets; len(tg) != 1 || tg[0].State != "down" {

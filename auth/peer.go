@@ -3,7 +3,9 @@ package auth
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -111,4 +113,16 @@ func loadCAIfPresent(dir string) (*CA, bool, error) {
 	}
 	ca, _, err := LoadOrCreateCA(dir, "")
 	return ca, false, err
+}
+
+// DeriveKey derives a 32-byte key for purpose from the CA's private key
+// (HKDF-SHA256): every server of the cluster, and nothing else, derives
+// the same one. The servers seal the ingress state they share in the store
+// with it.
+func (c *CA) DeriveKey(purpose string) ([]byte, error) {
+	d, err := c.key.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	return hkdf.Key(sha256.New, d, nil, "macro ca-derived key v1\x00"+purpose, 32)
 }

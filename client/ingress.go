@@ -30,6 +30,7 @@ type IngressTarget struct {
 	Namespace string `json:"namespace"`
 	Port      int    `json:"port"`
 	State     string `json:"state"`
+	Node      string `json:"node,omitempty"`
 }
 
 // TCPIngress is a public TCP port of the tenant's.
@@ -60,6 +61,10 @@ type Domain struct {
 	Verified bool      `json:"verified"`
 	Created  time.Time `json:"created"`
 	Record   string    `json:"record"` // the TXT record that proves the claim
+	// CheckURL is the other proof: Token served there by the domain's
+	// current hosting.
+	CheckURL string `json:"checkUrl,omitempty"`
+	Token    string `json:"token,omitempty"`
 }
 
 // Domains lists the tenant's custom domains.

@@ -71,4 +71,23 @@ func TestAutoSuspend(t *testing.T) {
 		c.docker("rm", "-f", "badrule")
 		t.Fatalf("bad suspend rule accepted: exit %d %s", r.ExitCode, r.Stderr)
 	}
+
+	// The tenant's default rule suspends its pods without a label, the
+	// running one too; kr.suspend=off opts out.
+	c.must("run", "-d", "--name", "optout", "-l", "kr.suspend=off", "busybox", "sleep", "600")
+	defer c.docker("rm", "-f", "optout")
+	if out, errOut, err := macroAdmin(t, c.srv.DataDir, "tenant", "set-suspend", "default", "1s"); err != nil {
+		t.Fatalf("set-suspend: %v %s %s", err, out, errOut)
+	}
+	if out, _, _ := macroAdmin(t, c.srv.DataDir, "tenant", "ls"); !strings.Contains(out, " 1s\n") {
+		t.Fatalf("tenant ls does not show the rule:\n%s", out)
+	}
+	status := func(name string) string {
+		return c.must("ps", "--filter", "name="+name, "--format", "{{.Status}}")
+	}
+	eventually(t, "awake suspended by the tenant's rule", func() bool { return strings.HasSuffix(status("awake"), "(suspended)") })
+	if got := status("optout"); strings.Contains(got, "suspended") {
+		t.Fatalf("kr.suspend=off: %s", got)
+	}
+	macroAdmin(t, c.srv.DataDir, "tenant", "set-suspend", "default", "off")
 }

@@ -32,8 +32,12 @@ type ACMEConfig struct {
 	Email string
 	// HTTPClient talks to the CA; nil means http.DefaultClient.
 	HTTPClient *http.Client
-	// CacheDir keeps the account key and the certificates, so a restart
-	// orders none it already has.
+	// State keeps the account key, the certificates and the answers of
+	// challenges in progress, shared by every ingress of a cluster (the CA
+	// may check a challenge through any of them); nil means
+	// DirState(CacheDir).
+	State State
+	// CacheDir keeps them in files when State is nil.
 	CacheDir string
 	// Challenge is how control of a host is proven: "http-01" (the
 	// default; the ingress answers on its HTTP listener, port 80 for a
@@ -45,8 +49,10 @@ type ACMEConfig struct {
 // ACME issues certificates from an ACME CA, proving control of each host
 // with the HTTP-01 challenge, which the ingress answers on its HTTP
 // listener (Options.ACMEChallenge), or TLS-ALPN-01, answered in the TLS
-// handshake of its HTTPS listener (Certs.ALPN). Certificates are cached
-// as PEM under CacheDir/certs.
+// handshake of its HTTPS listener (Certs.ALPN). The account key,
+// certificates (PEM, under certs/HOST) and challenge answers live in its
+// State, so that several ingresses share one account and one certificate
+// per host and any of them answers a challenge another started.
 type ACME struct {
 	cfg    ACMEConfig
 	client *acme.Client
@@ -54,6 +60,8 @@ type ACME struct {
 
 	regMu      sync.Mutex
 	registered bool
+
+	lookups chan struct{} // bounds the State lookups of unknown tokens
 
 	tokMu  sync.Mutex
 	tokens map[string]string           // HTTP-01 token -> key authorization
@@ -78,44 +86,53 @@ func NewACME(cfg ACMEConfig) (*ACME, error) {
 	default:
 		return nil, fmt.Errorf("acme: challenge %q: want http-01 or tls-alpn-01", cfg.Challenge)
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.CacheDir, "certs"), 0o700); err != nil {
-		return nil, fmt.Errorf("acme cache: %w", err)
+	if cfg.State == nil {
+		if cfg.CacheDir == "" {
+			return nil, errors.New("acme: no state to keep the account in")
+		}
+		cfg.State = DirState(cfg.CacheDir)
 	}
-	key, err := loadOrCreateKey(filepath.Join(cfg.CacheDir, "account.key"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key, err := loadOrCreateKey(ctx, cfg.State, "account.key")
 	if err != nil {
 		return nil, fmt.Errorf("acme account key: %w", err)
 	}
 	return &ACME{
-		cfg:    cfg,
-		client: &acme.Client{Key: key, DirectoryURL: cfg.DirectoryURL, HTTPClient: cfg.HTTPClient, UserAgent: "macro-ingress"},
-		now:    time.Now,
-		tokens: map[string]string{},
-		alpn:   map[string]*tls.Certificate{},
+		cfg:     cfg,
+		client:  &acme.Client{Key: key, DirectoryURL: cfg.DirectoryURL, HTTPClient: cfg.HTTPClient, UserAgent: "macro-ingress"},
+		now:     time.Now,
+		tokens:  map[string]string{},
+		alpn:    map[string]*tls.Certificate{},
+		lookups: make(chan struct{}, 8),
 	}, nil
 }
 
-func loadOrCreateKey(path string) (*ecdsa.PrivateKey, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		blk, _ := pem.Decode(b)
-		if blk == nil {
-			return nil, fmt.Errorf("%s: no PEM", path)
+// loadOrCreateKey reads the account key, or makes one; when several
+// ingresses start at once, the first one stored is everyone's.
+func loadOrCreateKey(ctx context.Context, st State, name string) (*ecdsa.PrivateKey, error) {
+	b, err := st.Get(ctx, name)
+	if errors.Is(err, ErrNoState) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
 		}
-		return x509.ParseECPrivateKey(blk.Bytes)
-	} else if !errors.Is(err, os.ErrNotExist) {
+		der, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		b, err = st.Create(ctx, name, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+		if err != nil {
+			return nil, err
+		}
+	} else if err != nil {
 		return nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: no PEM", name)
 	}
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})); err != nil {
-		return nil, err
-	}
-	return key, nil
+	return x509.ParseECPrivateKey(blk.Bytes)
 }
 
 // writeAtomic writes a secret file whole or not at all.
@@ -146,6 +163,19 @@ func (a *ACME) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.tokMu.Lock()
 	ka, ok := a.tokens[token]
 	a.tokMu.Unlock()
+	if !ok && validToken(token) {
+		// Another ingress of the cluster may have started this order. At
+		// most a few lookups at once: anyone may send tokens.
+		select {
+		case a.lookups <- struct{}{}:
+			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+			b, err := a.cfg.State.Get(ctx, "http-01/"+token)
+			cancel()
+			<-a.lookups
+			ka, ok = string(b), err == nil
+		default:
+		}
+	}
 	if !ok || r.Method != http.MethodGet && r.Method != http.MethodHead {
 		http.NotFound(w, r)
 		return
@@ -159,14 +189,47 @@ func (a *ACME) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // acme-tls/1 protocol).
 func (a *ACME) ALPNCert(host string) (*tls.Certificate, bool) {
 	a.tokMu.Lock()
-	defer a.tokMu.Unlock()
 	c, ok := a.alpn[host]
-	return c, ok
+	a.tokMu.Unlock()
+	if ok || ValidHost(host) != nil {
+		return c, ok
+	}
+	// Another ingress of the cluster may have started this order: the
+	// certificate follows from its token and the shared account key.
+	select {
+	case a.lookups <- struct{}{}:
+		defer func() { <-a.lookups }()
+	default:
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	token, err := a.cfg.State.Get(ctx, "tls-alpn-01/"+host)
+	if err != nil || !validToken(string(token)) {
+		return nil, false
+	}
+	cert, err := a.client.TLSALPN01ChallengeCert(string(token), host)
+	if err != nil {
+		return nil, false
+	}
+	return &cert, true
 }
 
-func (a *ACME) certFile(host string) string {
-	return filepath.Join(a.cfg.CacheDir, "certs", host+".pem")
+// validToken is true for an ACME challenge token: base64url, as RFC 8555
+// makes them.
+func validToken(t string) bool {
+	if t == "" || len(t) > 256 {
+		return false
+	}
+	for _, c := range t {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
+
+func certName(host string) string { return "certs/" + host + ".pem" }
 
 // Issue is an Issuer: the cached certificate of host while more than a
 // third of its life is left, else a new one from the CA. When ordering
@@ -183,7 +246,13 @@ func (a *ACME) Issue(host string) (tls.Certificate, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cert, err := a.order(ctx, host)
+	o, err := a.order(ctx, host)
+	var cert tls.Certificate
+	if err == nil {
+		// Two ingresses may have ordered at once: the one stored first
+		// is served by all (the other is dropped).
+		cert, err = a.keep(ctx, host, o)
+	}
 	if err != nil {
 		if cerr == nil && a.now().Before(cached.Leaf.NotAfter) {
 			a.cfg.Log.Warn("acme renewal failed; serving the cached certificate", "host", host, "err", err)
@@ -194,8 +263,23 @@ func (a *ACME) Issue(host string) (tls.Certificate, error) {
 	return cert, nil
 }
 
+// keep stores a new certificate unless another ingress stored a fresh one
+// meanwhile, and returns the one to serve.
+func (a *ACME) keep(ctx context.Context, host string, c ordered) (tls.Certificate, error) {
+	if other, err := a.loadCached(host); err == nil && freshFor(other.Leaf, a.now()) {
+		// Ordered only because none was fresh: this one is newer.
+		return other, nil
+	}
+	if err := a.cfg.State.Put(ctx, certName(host), c.pem); err != nil {
+		a.cfg.Log.Warn("acme cache", "host", host, "err", err)
+	}
+	return c.cert, nil
+}
+
 func (a *ACME) loadCached(host string) (tls.Certificate, error) {
-	b, err := os.ReadFile(a.certFile(host))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := a.cfg.State.Get(ctx, certName(host))
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -242,58 +326,61 @@ func (a *ACME) register(ctx context.Context) error {
 
 // order gets a certificate for host: a new order, the HTTP-01 challenge
 // of each authorization answered, and a CSR for a fresh P-256 key.
-func (a *ACME) order(ctx context.Context, host string) (tls.Certificate, error) {
+// ordered is a new certificate, parsed and as PEM (key first).
+type ordered struct {
+	cert tls.Certificate
+	pem  []byte
+}
+
+func (a *ACME) order(ctx context.Context, host string) (ordered, error) {
 	if err := a.register(ctx); err != nil {
-		return tls.Certificate{}, err
+		return ordered{}, err
 	}
 	o, err := a.client.AuthorizeOrder(ctx, acme.DomainIDs(host))
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("acme order for %s: %w", host, err)
+		return ordered{}, fmt.Errorf("acme order for %s: %w", host, err)
 	}
 	for _, u := range o.AuthzURLs {
 		if err := a.authorize(ctx, host, u); err != nil {
-			return tls.Certificate{}, fmt.Errorf("acme authorization of %s: %w", host, err)
+			return ordered{}, fmt.Errorf("acme authorization of %s: %w", host, err)
 		}
 	}
 	uri := o.URI
 	if o, err = a.client.WaitOrder(ctx, uri); err != nil {
-		return tls.Certificate{}, fmt.Errorf("acme order for %s: %w", host, err)
+		return ordered{}, fmt.Errorf("acme order for %s: %w", host, err)
 	}
 	if o.URI == "" {
 		o.URI = uri // the order's own answer has no Location
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, err
+		return ordered{}, err
 	}
 	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{host}}, key)
 	if err != nil {
-		return tls.Certificate{}, err
+		return ordered{}, err
 	}
 	der, _, err := a.client.CreateCertFromOrder(ctx, o, csr, true)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("acme certificate for %s: %w", host, err)
+		return ordered{}, fmt.Errorf("acme certificate for %s: %w", host, err)
 	}
 	leaf, err := x509.ParseCertificate(der[0])
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("acme certificate for %s: %w", host, err)
+		return ordered{}, fmt.Errorf("acme certificate for %s: %w", host, err)
 	}
 	if err := leaf.VerifyHostname(host); err != nil {
-		return tls.Certificate{}, fmt.Errorf("acme certificate for %s: %w", host, err)
+		return ordered{}, fmt.Errorf("acme certificate for %s: %w", host, err)
 	}
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return tls.Certificate{}, err
+		return ordered{}, err
 	}
 	pemData := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 	for _, c := range der {
 		pemData = append(pemData, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
 	}
-	if err := writeAtomic(a.certFile(host), pemData); err != nil {
-		a.cfg.Log.Warn("acme cache", "host", host, "err", err)
-	}
 	a.cfg.Log.Info("acme certificate", "host", host, "not_after", leaf.NotAfter)
-	return tls.Certificate{Certificate: der, PrivateKey: key, Leaf: leaf}, nil
+	return ordered{tls.Certificate{Certificate: der, PrivateKey: key, Leaf: leaf}, pemData}, nil
 }
 
 func (a *ACME) authorize(ctx context.Context, host, url string) error {
@@ -321,10 +408,15 @@ func (a *ACME) authorize(ctx context.Context, host, url string) error {
 		a.tokMu.Lock()
 		a.tokens[chal.Token] = ka
 		a.tokMu.Unlock()
+		name := "http-01/" + chal.Token
+		if err := a.cfg.State.Put(ctx, name, []byte(ka)); err != nil {
+			return fmt.Errorf("publish the challenge to the other ingresses: %w", err)
+		}
 		defer func() {
 			a.tokMu.Lock()
 			delete(a.tokens, chal.Token)
 			a.tokMu.Unlock()
+			a.cfg.State.Delete(context.WithoutCancel(ctx), name)
 		}()
 	} else {
 		cert, err := a.client.TLSALPN01ChallengeCert(chal.Token, host)
@@ -334,10 +426,15 @@ func (a *ACME) authorize(ctx context.Context, host, url string) error {
 		a.tokMu.Lock()
 		a.alpn[host] = &cert
 		a.tokMu.Unlock()
+		name := "tls-alpn-01/" + host
+		if err := a.cfg.State.Put(ctx, name, []byte(chal.Token)); err != nil {
+			return fmt.Errorf("publish the challenge to the other ingresses: %w", err)
+		}
 		defer func() {
 			a.tokMu.Lock()
 			delete(a.alpn, host)
 			a.tokMu.Unlock()
+			a.cfg.State.Delete(context.WithoutCancel(ctx), name)
 		}()
 	}
 	if _, err := a.client.Accept(ctx, chal); err != nil {

@@ -28,8 +28,10 @@ import (
 // through a test DNS server to 127.0.0.1 and fetches the HTTP-01 challenge
 // from the ingress's HTTP listener (an HTTPS route, which would redirect
 // any other path), or makes the TLS-ALPN-01 handshake with its HTTPS
-// listener. The certificate is cached under the data dir and served from
-// there by a new ingress without asking the CA.
+// listener. The challenge is answered by another ACME instance than the
+// one that orders, sharing only its State (two ingresses of a cluster: the
+// CA may reach either). The certificate is cached in the State and served
+// from there by a new ingress without asking the CA.
 func TestACMEWithPebble(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs pebble")
@@ -41,7 +43,7 @@ func TestACMEWithPebble(t *testing.T) {
 
 func testACME(t *testing.T, challenge string) {
 	_, be := app(t, "web")
-	var acmeP atomic.Pointer[ACME]
+	var acmeP, issuerP atomic.Pointer[ACME]
 	var answered atomic.Int32 // challenges the ingress answered
 	challenges := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		answered.Add(1)
@@ -52,7 +54,7 @@ func testACME(t *testing.T, challenge string) {
 		return acmeP.Load().ALPNCert(host)
 	}
 	f := newIngressIssuer(t, Options{ACMEChallenge: challenges},
-		func(host string) (tls.Certificate, error) { return acmeP.Load().Issue(host) }, alpn,
+		func(host string) (tls.Certificate, error) { return issuerP.Load().Issue(host) }, alpn,
 		Config{Domain: "cloud.test"}, routeTo("alice", "web", be, "https://app.*"))
 	port := func(addr string) int {
 		_, p, _ := net.SplitHostPort(addr)
@@ -69,7 +71,16 @@ func testACME(t *testing.T, challenge string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acmeP.Store(a)
+	issuerP.Store(a)
+	// The instance that answers shares the cache directory and nothing else.
+	peer, err := NewACME(ACMEConfig{DirectoryURL: pebble.Directory, HTTPClient: pebble.Client, State: DirState(cache), Challenge: challenge})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acmeP.Store(peer)
+	if peer.client.Key.(*ecdsa.PrivateKey).D.Cmp(a.client.Key.(*ecdsa.PrivateKey).D) != 0 {
+		t.Fatal("two instances on one state made two account keys")
+	}
 
 	roots := pebble.Root(t)
 	client := &http.Client{Transport: &http.Transport{

@@ -45,6 +45,8 @@ type authState struct {
 
 	mu    sync.Mutex
 	basic map[[sha256.Size]byte]bool // passwords bcrypt already accepted
+
+	throttle throttle
 }
 
 // dummyHash is compared against when a basic-auth user does not exist, so
@@ -67,6 +69,20 @@ func newAuthState(opts Options, now func() time.Time) *authState {
 		a.oidc = newOIDCClient(*opts.OIDC, now)
 	}
 	return a
+}
+
+// acceptedBasic is true when bcrypt accepted this user and password of
+// the route before (no bcrypt now).
+func (a *authState) acceptedBasic(auth *Auth, user, pass string) bool {
+	for _, u := range auth.Users {
+		if u.Name == user {
+			k := sha256.Sum256([]byte(user + "\x00" + pass + "\x00" + string(u.Hash)))
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return a.basic[k]
+		}
+	}
+	return false
 }
 
 // checkBasic verifies a basic-auth user and password against the route's
@@ -130,13 +146,21 @@ func (p *Proxy) authenticate(w http.ResponseWriter, r *http.Request, host string
 			if name, ok := checkToken(a, strings.TrimSpace(cred)); ok {
 				return identity{user: name, method: "token"}, true
 			}
-			p.challenge(w, host, a, "The bearer token is not valid for this app.")
+			p.loginFailed(w, r, host, route, "The bearer token is not valid for this app.")
 			return identity{}, false
 		case a.Basic && strings.EqualFold(scheme, "Basic"):
-			if user, pass, ok := r.BasicAuth(); ok && p.auth.checkBasic(a, user, pass) {
+			user, pass, ok := r.BasicAuth()
+			if ok && p.auth.acceptedBasic(a, user, pass) {
 				return identity{user: user, method: "basic"}, true
 			}
-			p.challenge(w, host, a, "The user name or password is not valid for this app.")
+			if wait := p.auth.throttle.blocked(routeKey(route), clientPrefix(r), p.now()); wait > 0 {
+				tooMany(w, wait)
+				return identity{}, false
+			}
+			if ok && p.auth.checkBasic(a, user, pass) {
+				return identity{user: user, method: "basic"}, true
+			}
+			p.loginFailed(w, r, host, route, "The user name or password is not valid for this app.")
 			return identity{}, false
 		}
 	}
@@ -169,6 +193,18 @@ func (p *Proxy) authenticate(w http.ResponseWriter, r *http.Request, host string
 // wantsHTML is true for a browser's navigation.
 func wantsHTML(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// loginFailed counts a failed login and answers 401, or 429 once the
+// client or the route is over its limit.
+func (p *Proxy) loginFailed(w http.ResponseWriter, r *http.Request, host string, route *Route, msg string) {
+	key, addr, now := routeKey(route), clientPrefix(r), p.now()
+	p.auth.throttle.failed(key, addr, now)
+	if wait := p.auth.throttle.blocked(key, addr, now); wait > 0 {
+		tooMany(w, wait)
+		return
+	}
+	p.challenge(w, host, route.Auth, msg)
 }
 
 // challenge answers 401 with the schemes the route takes.

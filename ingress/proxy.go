@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,10 @@ import (
 	"sync/atomic"
 	"time"
 )
+
+// DomainCheckPath is where the HTTP check of a custom domain claim fetches
+// the claim's token (api/domains_http.go); the ingress never serves it.
+const DomainCheckPath = "/.well-known/macro-domain/"
 
 // IdentityHeader carries the authenticated identity to a backend. The
 // proxy removes it from every incoming request, so a backend can trust it.
@@ -42,6 +47,16 @@ type Options struct {
 	// node's network passes one that dials from inside its router, where
 	// the pod addresses are routed.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Node is the node this ingress runs on: pods of other nodes are
+	// reached through DialRemote (when it is set; else with Dial, as local
+	// ones, which works where the nodes' networks route each other's pods).
+	Node string
+	// DialRemote connects to port of a pod of tenant on another node (the
+	// node's tunnel: the node's agent dials and splices).
+	DialRemote func(ctx context.Context, node, tenant, pod string, port int) (net.Conn, error)
+	// Backoff is how long a pod whose dial failed gets no new requests
+	// while another replica is ready (passive health check); 0 means 5 s.
+	Backoff time.Duration
 	// OIDC is the provider of routes with kr.ingress.auth=oidc; nil: such
 	// routes cannot log anyone in (bearer and basic still work).
 	OIDC *OIDCConfig
@@ -62,10 +77,17 @@ type Proxy struct {
 	waker     Waker
 	log       *slog.Logger
 	transport *http.Transport
-	proxies   sync.Map // pod and address -> *httputil.ReverseProxy
-	auth      *authState
-	now       func() time.Time
-	Activity  *Activity
+	// remoteTransport reaches pods of other nodes: its idle connections
+	// close after 2 s, since the node counts an open one as traffic that
+	// keeps the pod from being suspended.
+	remoteTransport *http.Transport
+	proxies         sync.Map // targetKey -> *httputil.ReverseProxy
+	remotes         sync.Map // dial host of a pod on another node -> remoteTarget
+	remoteN         atomic.Uint64
+	health          health
+	auth            *authState
+	now             func() time.Time
+	Activity        *Activity
 }
 
 // NewProxy makes a proxy with an empty table. waker may be nil: suspended
@@ -83,13 +105,16 @@ func NewProxy(opts Options, waker Waker, log *slog.Logger) *Proxy {
 	if opts.WakeTimeout == 0 {
 		opts.WakeTimeout = 30 * time.Second
 	}
+	if opts.Backoff == 0 {
+		opts.Backoff = 5 * time.Second
+	}
 	if opts.Dial == nil {
 		opts.Dial = (&net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	}
 	p := &Proxy{opts: opts, waker: waker, log: log, now: time.Now, Activity: NewActivity()}
 	p.auth = newAuthState(opts, func() time.Time { return p.now() })
 	p.transport = &http.Transport{
-		DialContext:           opts.Dial,
+		DialContext:           p.dial,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
@@ -97,6 +122,8 @@ func NewProxy(opts Options, waker Waker, log *slog.Logger) *Proxy {
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     false, // backends speak HTTP/1.1 (h2c is not assumed)
 	}
+	p.remoteTransport = p.transport.Clone()
+	p.remoteTransport.IdleConnTimeout = 2 * time.Second
 	p.table.Store(Build(Config{}, nil))
 	return p
 }
@@ -105,17 +132,20 @@ func NewProxy(opts Options, waker Waker, log *slog.Logger) *Proxy {
 // Reverse proxies of targets that left the table are dropped.
 func (p *Proxy) SetTable(t *Table) {
 	p.table.Store(t)
-	live := map[string]bool{} // pod and address: the reverse proxies to keep
+	live := map[string]bool{} // targetKey: the reverse proxies to keep
 	pods := map[string]bool{} // pods: the activity records to keep
 	for _, r := range t.Routes() {
 		for _, tg := range r.Targets {
-			live[tg.Pod+"\x00"+tg.Addr.String()] = true
+			live[targetKey(tg)] = true
 			pods[tg.Pod] = true
 		}
 	}
-	p.proxies.Range(func(k, _ any) bool {
+	p.proxies.Range(func(k, v any) bool {
 		if !live[k.(string)] {
 			p.proxies.Delete(k)
+			if h := v.(*targetProxy).dialHost; h != "" {
+				p.remotes.Delete(h)
+			}
 		}
 		return true
 	})
@@ -125,13 +155,17 @@ func (p *Proxy) SetTable(t *Table) {
 		}
 	}
 	p.Activity.forget(pods)
+	p.health.forget(pods)
 }
 
 // Table is the current routing table.
 func (p *Proxy) Table() *Table { return p.table.Load() }
 
 // Close drops idle connections to backends.
-func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
+func (p *Proxy) Close() {
+	p.transport.CloseIdleConnections()
+	p.remoteTransport.CloseIdleConnections()
+}
 
 // requestHost is the host a request is for: lower case, without port.
 func requestHost(r *http.Request) string {
@@ -151,6 +185,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	table := p.table.Load()
 	if r.TLS == nil && p.opts.ACMEChallenge != nil && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
 		p.opts.ACMEChallenge.ServeHTTP(w, r)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, DomainCheckPath) {
+		// Never a pod's: no tenant proves a domain through this cloud.
+		page(w, http.StatusNotFound, "Not found", "This path proves custom domains to their cloud; the ingress serves it for no app.")
 		return
 	}
 	if strings.HasPrefix(r.URL.Path, "/.macro/") && table.HasOIDC(host) {
@@ -181,20 +220,65 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 	}
-	t, ok := p.pick(r.Context(), route)
-	if !ok {
-		page(w, http.StatusBadGateway, "Bad gateway", fmt.Sprintf("No backend of %s is up.", host))
-		return
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes)
 	}
-	done, err := p.enter(r.Context(), route.Tenant, t.Pod)
-	if err != nil {
-		page(w, http.StatusBadGateway, "Bad gateway", fmt.Sprintf("The app of %s could not be woken.", host))
-		return
+	// A request whose backend could not be dialled (nothing was sent) goes
+	// to another replica: one try per target, at most three.
+	tries := min(len(route.Targets), 3)
+	var rw *retryWriter
+	if tries > 1 {
+		rw = &retryWriter{ResponseWriter: w}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = keepOpen{r.Body} // the transport closes it on a failed dial
+		}
 	}
-	defer done()
-	r.Body = http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes)
-	p.proxyFor(t).ServeHTTP(w, r)
+	for try := 1; ; try++ {
+		t, ok := p.pick(r.Context(), route)
+		if !ok {
+			page(w, http.StatusBadGateway, "Bad gateway", fmt.Sprintf("No backend of %s is up.", host))
+			return
+		}
+		pa, err := p.enter(r.Context(), route.Tenant, t.Pod)
+		if err != nil {
+			page(w, http.StatusBadGateway, "Bad gateway", fmt.Sprintf("The app of %s could not be woken.", host))
+			return
+		}
+		if rw == nil {
+			serveTo(p.proxyFor(t), pa, w, r)
+			return
+		}
+		rw.retry = try < tries
+		rw.failed = false
+		serveTo(p.proxyFor(t), pa, rw, r)
+		if !rw.failed {
+			return
+		}
+	}
 }
+
+// serveTo proxies r to a target and ends its activity record, also when
+// the reverse proxy aborts the handler (http.ErrAbortHandler, a client or
+// backend gone mid-response).
+func serveTo(tp *targetProxy, pa *podActivity, w http.ResponseWriter, r *http.Request) {
+	defer pa.end()
+	tp.ServeHTTP(w, r)
+}
+
+// retryWriter lets the error handler of a reverse proxy ask for another
+// try instead of answering, when the backend could not be dialled.
+type retryWriter struct {
+	http.ResponseWriter
+	retry  bool // another try is allowed
+	failed bool // the error handler asked for it
+}
+
+func (w *retryWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// keepOpen is a request body that a failed try does not close.
+type keepOpen struct{ io.ReadCloser }
+
+func (keepOpen) Close() error { return nil }
 
 // redirect sends a plain HTTP request of an HTTPS route to HTTPS.
 func (p *Proxy) redirect(w http.ResponseWriter, r *http.Request, host string) {
@@ -219,35 +303,43 @@ func (p *Proxy) pick(ctx context.Context, route *Route) (Target, bool) {
 // nothing on the way of a request to a ready pod.
 func (p *Proxy) pickOf(ctx context.Context, tenant string, targets []Target, next *atomic.Uint64) (Target, bool) {
 	n := next.Add(1)
-	ready, suspended := 0, 0
+	ready, suspended, up, starting := 0, 0, 0, 0
+	checkDown := p.health.any()
 	for i := range targets {
 		t := &targets[i]
 		switch {
 		case !t.Addr.IsValid():
 		case t.Ready && !t.Suspended:
 			ready++
+			if checkDown && !p.health.isDown(t.Pod, p.now()) {
+				up++
+			}
 		case t.Suspended:
 			suspended++
+		case t.Starting:
+			starting++
 		}
 	}
-	nth := func(k int, want func(*Target) bool) Target {
-		for i := range targets {
-			if t := &targets[i]; t.Addr.IsValid() && want(t) {
-				if k == 0 {
-					return *t
-				}
-				k--
-			}
-		}
-		return Target{}
+	if checkDown && up > 0 && up < ready {
+		// Pods whose dial failed lately are left out while others are up.
+		now := p.now()
+		return nthTarget(targets, int(n%uint64(up)), func(t *Target) bool {
+			return t.Ready && !t.Suspended && !p.health.isDown(t.Pod, now)
+		}), true
 	}
 	if ready > 0 {
-		return nth(int(n%uint64(ready)), func(t *Target) bool { return t.Ready && !t.Suspended }), true
+		return nthTarget(targets, int(n%uint64(ready)), func(t *Target) bool { return t.Ready && !t.Suspended }), true
+	}
+	if starting > 0 {
+		// Better a replica whose healthcheck has not answered yet (a
+		// first probe comes after its interval, 30 s by default) than
+		// none.
+		return nthTarget(targets, int(n%uint64(starting)), func(t *Target) bool { return t.Starting && !t.Ready && !t.Suspended }), true
 	}
 	if suspended == 0 || p.waker == nil {
 		return Target{}, false
 	}
-	t := nth(int(n%uint64(suspended)), func(t *Target) bool { return t.Suspended })
+	t := nthTarget(targets, int(n%uint64(suspended)), func(t *Target) bool { return t.Suspended })
 	ctx, cancel := context.WithTimeout(ctx, p.opts.WakeTimeout)
 	defer cancel()
 	if err := p.waker.Wake(ctx, tenant, t.Pod); err != nil {
@@ -257,22 +349,73 @@ func (p *Proxy) pickOf(ctx context.Context, tenant string, targets []Target, nex
 	return t, true
 }
 
-// proxyFor returns the reverse proxy of a target, made once per pod and
-// address.
-func (p *Proxy) proxyFor(t Target) *httputil.ReverseProxy {
-	key := t.Pod + "\x00" + t.Addr.String()
-	if rp, ok := p.proxies.Load(key); ok {
-		return rp.(*httputil.ReverseProxy)
+// nthTarget is the k-th of targets (with an address) that want accepts.
+func nthTarget(targets []Target, k int, want func(*Target) bool) Target {
+	for i := range targets {
+		if t := &targets[i]; t.Addr.IsValid() && want(t) {
+			if k == 0 {
+				return *t
+			}
+			k--
+		}
 	}
-	rp, _ := p.proxies.LoadOrStore(key, p.reverseProxy(t))
-	return rp.(*httputil.ReverseProxy)
+	return Target{}
 }
 
-func (p *Proxy) reverseProxy(t Target) *httputil.ReverseProxy {
-	return &httputil.ReverseProxy{
+// targetKey names a target's reverse proxy: pod, address and node.
+func targetKey(t Target) string { return t.Pod + "\x00" + t.Addr.String() + "\x00" + t.Node }
+
+// targetProxy is the reverse proxy of one target.
+type targetProxy struct {
+	httputil.ReverseProxy
+	// dialHost is the URL host of a pod on another node, which the
+	// transport's dial looks up in remotes ("" for a local pod).
+	dialHost string
+}
+
+// proxyFor returns the reverse proxy of a target, made once per pod,
+// address and node; the table's target keeps it at hand, so a request
+// builds no key.
+func (p *Proxy) proxyFor(t Target) *targetProxy {
+	if t.rp != nil {
+		if tp := t.rp.Load(); tp != nil {
+			return tp
+		}
+	}
+	var tp *targetProxy
+	if v, ok := p.proxies.Load(targetKey(t)); ok {
+		tp = v.(*targetProxy)
+	} else {
+		tp = p.reverseProxy(t)
+		v, loaded := p.proxies.LoadOrStore(targetKey(t), tp)
+		if loaded && tp.dialHost != "" {
+			p.remotes.Delete(tp.dialHost)
+		}
+		tp = v.(*targetProxy)
+	}
+	if t.rp != nil {
+		t.rp.Store(tp)
+	}
+	return tp
+}
+
+func (p *Proxy) reverseProxy(t Target) *targetProxy {
+	tp := &targetProxy{}
+	host := t.Addr.String()
+	transport := p.transport
+	if p.remote(t) {
+		transport = p.remoteTransport
+		// A host of its own per pod: the transport pools connections by
+		// host, and a tunnel to one pod must never carry another's
+		// requests (IPv4 addresses repeat across tenants).
+		tp.dialHost = fmt.Sprintf("r%d.node.invalid:%d", p.remoteN.Add(1), t.Port)
+		host = tp.dialHost
+		p.remotes.Store(tp.dialHost, remoteTarget{node: t.Node, pod: t.Pod, port: t.Port, tenant: t.Tenant})
+	}
+	tp.ReverseProxy = httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = t.Addr.String()
+			pr.Out.URL.Host = host
 			pr.Out.Host = pr.In.Host
 			stripTrusted(pr.Out.Header)
 			if id, ok := pr.In.Context().Value(identityKey{}).(identity); ok {
@@ -280,7 +423,8 @@ func (p *Proxy) reverseProxy(t Target) *httputil.ReverseProxy {
 			}
 			pr.SetXForwarded()
 		},
-		Transport: p.transport,
+		Transport:  transport,
+		BufferPool: copyBuffers,
 		// 0: a response of unknown length or text/event-stream is flushed
 		// as it comes (streams, long polls); others are written in one go.
 		FlushInterval: 0,
@@ -293,9 +437,38 @@ func (p *Proxy) reverseProxy(t Target) *httputil.ReverseProxy {
 			if r.Context().Err() != nil {
 				return // the client went away
 			}
-			p.log.Info("backend", "pod", t.Pod, "addr", t.Addr, "err", err)
+			var de *dialError
+			if errors.As(err, &de) {
+				p.health.failed(t.Pod, p.now().Add(p.opts.Backoff))
+				if rw, ok := w.(*retryWriter); ok && rw.retry {
+					p.log.Info("backend down; trying another", "pod", t.Pod, "node", t.Node, "err", err)
+					rw.failed = true
+					return
+				}
+			}
+			p.log.Info("backend", "pod", t.Pod, "addr", t.Addr, "node", t.Node, "err", err)
 			page(w, http.StatusBadGateway, "Bad gateway", "The app did not answer.")
 		},
+	}
+	return tp
+}
+
+// copyBuffers are the reverse proxies' copy buffers: without a pool each
+// response allocated 32 KiB, most of the garbage of a request.
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[32 << 10]byte); ok {
+		return v[:]
+	}
+	return new([32 << 10]byte)[:]
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		b.p.Put((*[32 << 10]byte)(buf[:cap(buf)]))
 	}
 }
 
@@ -384,25 +557,25 @@ func (pa *podActivity) end() {
 }
 
 // enter begins a request to pod and wakes the pod first when the
-// suspender froze it (the table may not say so yet).
-func (p *Proxy) enter(ctx context.Context, tenant, pod string) (end func(), err error) {
+// suspender froze it (the table may not say so yet); the caller ends the
+// request with end.
+func (p *Proxy) enter(ctx context.Context, tenant, pod string) (*podActivity, error) {
 	pa := p.Activity.begin(pod)
-	end = pa.end
 	if pa.frozen.Load() {
 		if p.waker == nil {
-			end()
+			pa.end()
 			return nil, fmt.Errorf("pod %s is suspended and nothing can wake it", pod)
 		}
 		ctx, cancel := context.WithTimeout(ctx, p.opts.WakeTimeout)
 		defer cancel()
 		if err := p.waker.Wake(ctx, tenant, pod); err != nil {
 			p.log.Warn("wake", "pod", pod, "err", err)
-			end()
+			pa.end()
 			return nil, err
 		}
 		pa.frozen.Store(false)
 	}
-	return end, nil
+	return pa, nil
 }
 
 // freeze runs suspend with the pod's gate held exclusively, if no request

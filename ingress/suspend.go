@@ -34,9 +34,12 @@ func ParseSuspend(labels map[string]string, def time.Duration) (time.Duration, e
 	return d, nil
 }
 
-// Freezer suspends pods (the node agent's freezer).
+// Freezer suspends pods (the node agent's freezer) that had no ingress
+// traffic since idleSince through other ingresses than this one, which the
+// freezer knows of (the node's record of the connections of other
+// servers); it fails when they had.
 type Freezer interface {
-	Suspend(ctx context.Context, tenant, pod string) error
+	Suspend(ctx context.Context, tenant, pod string, idleSince time.Time) error
 }
 
 // Candidate is a pod that auto-suspend may freeze.
@@ -75,7 +78,7 @@ func (s *Suspender) Check(ctx context.Context, pods []Candidate) int {
 		if c.StartedAt.After(since) || c.WokeAt.After(since) {
 			continue
 		}
-		froze, err := s.activity.freeze(c.Pod, since, func() error { return s.freezer.Suspend(ctx, c.Tenant, c.Pod) })
+		froze, err := s.activity.freeze(c.Pod, since, func() error { return s.freezer.Suspend(ctx, c.Tenant, c.Pod, since) })
 		if err != nil {
 			s.log.Info("suspend", "pod", c.Pod, "err", err)
 			continue

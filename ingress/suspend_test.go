@@ -45,7 +45,7 @@ func TestParseSuspend(t *testing.T) {
 
 type recordFreezer struct{ frozen []string }
 
-func (r *recordFreezer) Suspend(_ context.Context, tenant, pod string) error {
+func (r *recordFreezer) Suspend(_ context.Context, tenant, pod string, _ time.Time) error {
 	r.frozen = append(r.frozen, pod)
 	return nil
 }
@@ -92,7 +92,7 @@ func newFreezableApp() *freezableApp {
 	return f
 }
 
-func (f *freezableApp) Suspend(context.Context, string, string) error {
+func (f *freezableApp) Suspend(context.Context, string, string, time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.frozen = true

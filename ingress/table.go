@@ -23,6 +23,12 @@ type Backend struct {
 	Ready bool
 	// Suspended pods are frozen: the proxy wakes them for a request.
 	Suspended bool
+	// Node runs the pod; the proxy reaches pods of other nodes through
+	// Options.DialRemote.
+	Node string
+	// Starting is true while the pod runs and its healthcheck has not
+	// said healthy yet: served only when no replica is Ready.
+	Starting bool
 }
 
 // Config is what a Table needs to know of the cloud.
@@ -62,12 +68,19 @@ type Route struct {
 
 // Target is one pod port behind a route.
 type Target struct {
+	Tenant    string
 	Pod       string
 	Name      string
 	Port      int            // the pod's port
 	Addr      netip.AddrPort // invalid while the pod has no address
 	Ready     bool
 	Suspended bool
+	Starting  bool
+	Node      string
+
+	// rp is the proxy's reverse proxy of this target, kept once made
+	// (Proxy.proxyFor); shared by the copies of the Target.
+	rp *atomic.Pointer[targetProxy]
 }
 
 // TCPRoute is a public TCP port of one tenant with its targets.
@@ -163,7 +176,7 @@ func Build(cfg Config, backends []Backend) *Table {
 }
 
 func target(b Backend, port int) Target {
-	t := Target{Pod: b.Pod, Name: b.Name, Port: port, Ready: b.Ready, Suspended: b.Suspended}
+	t := Target{rp: new(atomic.Pointer[targetProxy]), Tenant: b.Tenant, Pod: b.Pod, Name: b.Name, Port: port, Ready: b.Ready, Suspended: b.Suspended, Starting: b.Starting, Node: b.Node}
 	if b.Addr.IsValid() {
 		t.Addr = netip.AddrPortFrom(b.Addr, uint16(port))
 	}

@@ -45,16 +45,17 @@ func (p *Proxy) serveTCPConn(c net.Conn, publicPort int) {
 	if !ok {
 		return
 	}
-	done, err := p.enter(context.Background(), tr.Tenant, t.Pod)
+	pa, err := p.enter(context.Background(), tr.Tenant, t.Pod)
 	if err != nil {
 		return
 	}
-	defer done()
+	defer pa.end()
 	ctx, cancel = context.WithTimeout(context.Background(), p.opts.DialTimeout)
-	b, err := p.opts.Dial(ctx, "tcp", t.Addr.String())
+	b, err := p.dialTarget(ctx, t)
 	cancel()
 	if err != nil {
-		p.log.Info("tcp backend", "pod", t.Pod, "addr", t.Addr, "err", err)
+		p.health.failed(t.Pod, p.now().Add(p.opts.Backoff))
+		p.log.Info("tcp backend", "pod", t.Pod, "addr", t.Addr, "node", t.Node, "err", err)
 		return
 	}
 	defer b.Close()

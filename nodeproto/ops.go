@@ -48,6 +48,12 @@ type Ops interface {
 	SnapshotVolume(ctx context.Context, tenant, name string, snap volume.Snapshot) error
 	DeleteVolumeSnapshot(ctx context.Context, tenant, name, snap string) error
 	RollbackVolume(ctx context.Context, tenant, name, snap string) error
+	// SuspendIdle suspends a pod unless other servers' ingress traffic
+	// reached it since since (auto-suspend).
+	SuspendIdle(ctx context.Context, id string, since time.Time) error
+	// DialPod connects to a port of a running pod of tenant on the node
+	// (the ingress of another server reaches it so).
+	DialPod(ctx context.Context, tenant, id string, port int) (net.Conn, error)
 }
 
 // OpsHandler serves ops to the servers, over the node's tunnel.
@@ -60,6 +66,7 @@ func OpsHandler(ops Ops) http.Handler {
 	m.HandleFunc("GET /pods/{id}/archive", o.archive)
 	m.HandleFunc("PUT /pods/{id}/archive", o.extract)
 	m.HandleFunc("GET /pods/{id}/export", o.export)
+	m.HandleFunc("POST /pods/{id}/dial", o.dial)
 	m.HandleFunc("POST /call/{op}", o.call)
 	return m
 }
@@ -258,6 +265,7 @@ type callArgs struct {
 	Size   runtime.Size    `json:"size"`
 	Volume types.Volume    `json:"volume"`
 	Snap   volume.Snapshot `json:"snap"`
+	Since  time.Time       `json:"since,omitzero"`
 }
 
 // topResult is what Top returns.
@@ -300,6 +308,8 @@ func (o *opsServer) call(w http.ResponseWriter, r *http.Request) {
 		err = o.ops.Wake(ctx, a.ID)
 	case "suspend":
 		err = o.ops.Suspend(ctx, a.ID)
+	case "suspend-idle":
+		err = o.ops.SuspendIdle(ctx, a.ID, a.Since)
 	case "create-volume":
 		err = o.ops.CreateVolume(ctx, a.Volume)
 	case "volume-snapshots":
@@ -336,8 +346,9 @@ func ServeOps(l net.Listener, ops Ops) error {
 // Remote is a node reached through its tunnel: what the API asks of the
 // node that runs a pod, when that node is not this process.
 type Remote struct {
-	node string
-	hc   *http.Client
+	node    string
+	hc      *http.Client
+	tunnels *Tunnels
 }
 
 // Remote returns the node's operations through its tunnel to this server.
@@ -355,7 +366,7 @@ func (t *Tunnels) Remote(node string) *Remote {
 		// full-duplex operations (logs, exec) must not share one.
 		DisableKeepAlives: true,
 	}
-	r := &Remote{node: node, hc: &http.Client{Transport: tr}}
+	r := &Remote{node: node, hc: &http.Client{Transport: tr}, tunnels: t}
 	t.remotes[node] = r
 	return r
 }
@@ -657,6 +668,12 @@ func (n *Remote) Wake(ctx context.Context, id string) error {
 // Suspend freezes an idle pod.
 func (n *Remote) Suspend(ctx context.Context, id string) error {
 	return n.call(ctx, "suspend", callArgs{ID: id}, nil)
+}
+
+// SuspendIdle suspends the pod unless other servers' ingress traffic
+// reached it since since.
+func (n *Remote) SuspendIdle(ctx context.Context, id string, since time.Time) error {
+	return n.call(ctx, "suspend-idle", callArgs{ID: id, Since: since}, nil)
 }
 
 // CreateVolume makes a volume's storage on the node.

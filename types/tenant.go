@@ -15,6 +15,10 @@ type Tenant struct {
 	// NoEgress cuts the tenant's pods off addresses outside its VPC
 	// (IPv4 and IPv6 through their node); egress is on by default.
 	NoEgress bool `json:"noEgress,omitempty"`
+	// SuspendAfter is the tenant's default auto-suspend rule: its pods
+	// without a kr.suspend label are frozen after that long without
+	// ingress traffic; zero: never (`macro admin tenant set-suspend`).
+	SuspendAfter time.Duration `json:"suspendAfter,omitempty"`
 }
 
 // Quota bounds what a tenant may use; a zero field means no limit.

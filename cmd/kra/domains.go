@@ -51,7 +51,7 @@ you hold.`,
 	}
 	add := &cobra.Command{
 		Use:   "add <domain>",
-		Short: "Claim a domain; prints the TXT record that proves it",
+		Short: "Claim a domain; prints the TXT record (or the HTTP answer) that proves it",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, names []string) error {
 			c, err := a.native()
@@ -63,12 +63,15 @@ you hold.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s is yours once you publish this DNS record:\n\n  %s\n\nthen run: kra domains verify %s\n", d.Name, d.Record, d.Name)
+			if d.CheckURL != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "\nOr, while the domain is still served elsewhere, make\n\n  %s\n\nanswer %s there (not through this cloud, which never serves that path).\n", d.CheckURL, d.Token)
+			}
 			return nil
 		},
 	}
 	verify := &cobra.Command{
 		Use:   "verify <domain>",
-		Short: "Check the domain's TXT record",
+		Short: "Check the domain's TXT record, else its HTTP answer",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, names []string) error {
 			c, err := a.native()

@@ -24,7 +24,12 @@ func newIngressCmd(a *app) *cobra.Command {
                                             the host is your default domain
   kr.ingress.tcp.<port>=<public port>       raw TCP
   kr.suspend=10m                            freeze the pod after 10 minutes
-                                            without traffic; a request wakes it`,
+                                            without traffic; a request wakes it
+                                            (kr.suspend=off: never, whatever
+                                            your tenant's default rule says)
+
+Every server of the cloud serves every route, round robin over the ready
+replicas on all nodes.`,
 		Args: args(cobra.NoArgs),
 	}
 	ls := newIngressLsCmd(a)
@@ -85,11 +90,16 @@ func printIngress(w io.Writer, list *client.IngressList) error {
 	return nil
 }
 
-// targetsText is "web:80 (ready), web-2:80 (suspended)".
+// targetsText is "default/web:80 (ready on n1), default/web-2:80
+// (suspended on n2)".
 func targetsText(ts []client.IngressTarget) string {
 	parts := make([]string, 0, len(ts))
 	for _, t := range ts {
-		parts = append(parts, fmt.Sprintf("%s/%s:%d (%s)", t.Namespace, t.Pod, t.Port, t.State))
+		state := t.State
+		if t.Node != "" {
+			state += " on " + t.Node
+		}
+		parts = append(parts, fmt.Sprintf("%s/%s:%d (%s)", t.Namespace, t.Pod, t.Port, state))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -34,6 +34,7 @@ Usage:
   macro admin [--data-dir DIR] tenant create NAME [--pods N] [--memory SIZE] [--images SIZE]
   macro admin [--data-dir DIR] tenant set-quota NAME [--pods N] [--memory SIZE] [--images SIZE]
   macro admin [--data-dir DIR] tenant set-egress NAME on|off
+  macro admin [--data-dir DIR] tenant set-suspend NAME DURATION|off
   macro admin [--data-dir DIR] tenant ls
   macro admin [--data-dir DIR] tenant rm NAME [--force]
   macro admin [--data-dir DIR] token create --tenant NAME [--description TEXT]
@@ -60,6 +61,10 @@ the limits it is given.
 
 set-egress switches whether the tenant's pods reach addresses outside
 its VPC (IPv4 and IPv6, through their node); it is on for a new tenant.
+
+set-suspend sets the tenant's default auto-suspend rule: its pods without
+a kr.suspend label are frozen after that long (10m, 1h) without ingress
+traffic, and woken by the next request; a pod opts out with kr.suspend=off.
 
 tenant rm refuses a tenant that has containers; --force stops and removes
 them. Either way the tenant's tokens, certificates (revoked), namespaces
@@ -204,6 +209,19 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, 
 			return err
 		}
 		fmt.Fprintf(stdout, "tenant %q: egress %s\n", t.Name, words[3])
+	case len(words) == 4 && words[0] == "tenant" && words[1] == "set-suspend":
+		if _, err := api.ParseSuspendRule(words[3]); err != nil {
+			return usageError("tenant set-suspend: " + err.Error())
+		}
+		var t types.Tenant
+		if err := c.call(ctx, http.MethodPut, "/tenants/"+url.PathEscape(words[2])+"/suspend", map[string]string{"after": words[3]}, &t); err != nil {
+			return err
+		}
+		if t.SuspendAfter == 0 {
+			fmt.Fprintf(stdout, "tenant %q: no default suspend rule\n", t.Name)
+		} else {
+			fmt.Fprintf(stdout, "tenant %q: pods suspend after %s idle by default\n", t.Name, suspendText(t.SuspendAfter))
+		}
 	case len(words) == 3 && words[0] == "tenant" && (words[1] == "rm" || words[1] == "remove" || words[1] == "delete"):
 		var rm api.Removed
 		path := "/tenants/" + url.PathEscape(words[2])
@@ -222,7 +240,7 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, 
 		}
 		// Each column is what the tenant uses / its limit ("-": none).
 		tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tCREATED\tMEMORY\tPODS\tIMAGES")
+		fmt.Fprintln(tw, "NAME\tCREATED\tMEMORY\tPODS\tIMAGES\tSUSPEND")
 		count := func(n int64) string { return fmt.Sprint(n) }
 		for _, t := range ts {
 			var u types.Usage
@@ -236,10 +254,10 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, 
 			} else if t.NoEgress {
 				state = " (no egress)"
 			}
-			fmt.Fprintf(tw, "%s%s\t%s\t%s/%s\t%s/%s\t%s/%s\n", t.Name, state, t.Created.UTC().Format(time.RFC3339),
+			fmt.Fprintf(tw, "%s%s\t%s\t%s/%s\t%s/%s\t%s/%s\t%s\n", t.Name, state, t.Created.UTC().Format(time.RFC3339),
 				used(u.MemoryBytes, bytesText), limit(t.Quota.MemoryBytes, bytesText),
 				used(int64(u.Pods), count), limit(int64(t.Quota.Pods), count),
-				used(u.ImageBytes, bytesText), limit(t.Quota.ImageBytes, bytesText))
+				used(u.ImageBytes, bytesText), limit(t.Quota.ImageBytes, bytesText), suspendText(t.SuspendAfter))
 		}
 		return tw.Flush()
 	case cmd == "token create":
@@ -444,4 +462,19 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// suspendText is a tenant's default suspend rule as set-suspend takes it.
+func suspendText(d time.Duration) string {
+	if d == 0 {
+		return "off"
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

@@ -73,6 +73,15 @@ func TestAdminCommands(t *testing.T) {
 	if out, _, err := run("", "tenant", "set-egress", "alice", "on"); err != nil || out != "tenant \"alice\": egress on\n" {
 		t.Fatalf("set-egress on: %q %v", out, err)
 	}
+	if out, _, err := run("", "tenant", "set-suspend", "alice", "90m"); err != nil || out != "tenant \"alice\": pods suspend after 1h30m idle by default\n" {
+		t.Fatalf("set-suspend: %q %v", out, err)
+	}
+	if out, _, err := run("", "tenant", "ls"); err != nil || !strings.Contains(out, " 1h30m\n") {
+		t.Fatalf("tenant ls after set-suspend: %q %v", out, err)
+	}
+	if out, _, err := run("", "tenant", "set-suspend", "alice", "off"); err != nil || out != "tenant \"alice\": no default suspend rule\n" {
+		t.Fatalf("set-suspend off: %q %v", out, err)
+	}
 	out, errOut, err := run("alice", "token", "create")
 	token := strings.TrimSpace(out)
 	if err != nil || !auth.IsToken(token) || !strings.Contains(errOut, "shown this once") {
@@ -98,6 +107,8 @@ func TestAdminCommands(t *testing.T) {
 		{"bob", []string{"token", "ls"}, false, `tenant "bob" not found`},
 		{"", []string{"tenant", "set-egress", "alice", "maybe"}, true, `tenant set-egress: say on or off, not "maybe"`},
 		{"", []string{"tenant", "set-egress", "bob", "on"}, false, `tenant "bob" not found`},
+		{"", []string{"tenant", "set-suspend", "alice", "5ms"}, true, `tenant set-suspend: suspend rule "5ms": want a duration of 1s or more, such as 10m, or off`},
+		{"", []string{"tenant", "set-suspend", "bob", "10m"}, false, `tenant "bob" not found`},
 	} {
 		_, _, err := run(c.tenant, c.words...)
 		var ue usageError

@@ -17,11 +17,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/macro-cloud/macro/agent"
 	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/ingress"
+	"github.com/macro-cloud/macro/nodeproto"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
 )
@@ -32,7 +34,10 @@ type ingressConfig struct {
 	httpSet, httpsSet   bool // given on the command line: failing to listen is fatal
 	domain              string
 	// dial reaches pod addresses (nil: from the host).
-	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// node is this server's own node, whose pods dial reaches ("" when it
+	// runs no agent); pods of other nodes are reached through their tunnels.
+	node    string
 	dataDir string // set by runServer
 
 	// Authenticated ingress (kr.ingress.auth=oidc).
@@ -48,7 +53,7 @@ func (c *ingressConfig) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.oidcClientID, "oidc-client-id", "", "client ID of the ingress at the OIDC provider")
 	fs.StringVar(&c.oidcSecretFile, "oidc-client-secret-file", "", "file holding the client secret of the ingress at the OIDC provider")
 	fs.StringVar(&c.oidcCABundle, "oidc-ca-bundle", "", "PEM file of CAs to trust for the OIDC provider (default: the system's)")
-	fs.StringVar(&c.sessionKeyFile, "ingress-session-key", "", "file with the secret that seals login cookies, created if missing; give every ingress of a cluster the same one (default DATA-DIR/ingress/session.key)")
+	fs.StringVar(&c.sessionKeyFile, "ingress-session-key", "", "file with the secret that seals login cookies, created if missing (default: one secret for the whole cluster, kept sealed in the store)")
 	fs.StringVar(&c.acmeDirectory, "acme-directory", "", "ACME directory URL: HTTPS certificates of routed hosts come from this CA (HTTP-01 on the HTTP ingress) instead of the cluster's internal CA")
 	fs.StringVar(&c.acmeEmail, "acme-email", "", "contact address of the ACME account")
 	fs.StringVar(&c.acmeCABundle, "acme-ca-bundle", "", "PEM file of CAs to trust for the ACME directory (default: the system's)")
@@ -74,13 +79,23 @@ func httpClientTrusting(bundle string) (*http.Client, error) {
 	return &http.Client{Transport: t, Timeout: time.Minute}, nil
 }
 
-// authOptions turns the OIDC flags into proxy options.
-func (c ingressConfig) authOptions(opts *ingress.Options) error {
-	keyFile := c.sessionKeyFile
-	if keyFile == "" {
-		keyFile = filepath.Join(c.dataDir, "ingress", "session.key")
+// authOptions turns the OIDC flags into proxy options. The session secret
+// is the cluster's, in shared (made by the first server that needs it),
+// unless --ingress-session-key names a file; without shared it is kept in
+// DATA-DIR/ingress/session.key.
+func (c ingressConfig) authOptions(opts *ingress.Options, shared ingress.State) error {
+	var secret []byte
+	var err error
+	switch {
+	case c.sessionKeyFile != "" || shared == nil:
+		keyFile := c.sessionKeyFile
+		if keyFile == "" {
+			keyFile = filepath.Join(c.dataDir, "ingress", "session.key")
+		}
+		secret, err = loadOrCreateSecret(keyFile)
+	default:
+		secret, err = sharedSecret(shared, filepath.Join(c.dataDir, "ingress", "session.key"))
 	}
-	secret, err := loadOrCreateSecret(keyFile)
 	if err != nil {
 		return fmt.Errorf("ingress session key: %w", err)
 	}
@@ -104,6 +119,29 @@ func (c ingressConfig) authOptions(opts *ingress.Options) error {
 	}
 	opts.OIDC = &ingress.OIDCConfig{Issuer: c.oidcIssuer, ClientID: c.oidcClientID, ClientSecret: strings.TrimSpace(string(b)), HTTPClient: client}
 	return nil
+}
+
+// sharedSecret is the session secret of the cluster in shared: the first
+// server to start with this code stores its own old secret file, if it has
+// one (logins made before go on), else 32 random bytes; the others take it.
+func sharedSecret(shared ingress.State, oldFile string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := shared.Get(ctx, "session.key")
+	if err == nil {
+		return b, nil
+	}
+	if !errors.Is(err, ingress.ErrNoState) {
+		return nil, err
+	}
+	mine, err := os.ReadFile(oldFile)
+	if err != nil || len(mine) < 32 {
+		mine = make([]byte, 32)
+		if _, err := rand.Read(mine); err != nil {
+			return nil, err
+		}
+	}
+	return shared.Create(ctx, "session.key", mine)
 }
 
 // loadOrCreateSecret reads 32 bytes or more from path, or writes 32
@@ -143,7 +181,7 @@ func loadOrCreateSecret(path string) ([]byte, error) {
 // runIngress serves the ingress until ctx ends: HTTP and HTTPS listeners,
 // the routing table fed from the store, raw TCP ports as routes claim
 // them, and auto-suspend of idle pods through the node agent.
-func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *auth.CA, ag *agent.Agent, log *slog.Logger) ([]*http.Server, error) {
+func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *auth.CA, ag *agent.Agent, tunnels *nodeproto.Tunnels, log *slog.Logger) ([]*http.Server, error) {
 	log = log.With("subsystem", "ingress")
 	listen := func(addr string, set bool, what string) (net.Listener, error) {
 		if addr == "" || addr == "off" {
@@ -178,11 +216,17 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 		}
 	}
 	// Without listeners the feed still runs: auto-suspend needs no traffic.
-	opts := ingress.Options{Dial: cfg.dial}
+	nodes := &ingressNodes{local: cfg.node, ag: ag, tunnels: tunnels}
+	opts := ingress.Options{Dial: cfg.dial, Node: cfg.node, DialRemote: nodes.dial}
 	if tl != nil {
 		opts.HTTPSPort = tl.Addr().(*net.TCPAddr).Port
 	}
-	if err := cfg.authOptions(&opts); err != nil {
+	shared, err := newIngressState(st, ca)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	if err := cfg.authOptions(&opts, shared); err != nil {
 		closeAll()
 		return nil, err
 	}
@@ -199,7 +243,7 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 			challenge = "tls-alpn-01"
 		}
 		a, err := ingress.NewACME(ingress.ACMEConfig{DirectoryURL: cfg.acmeDirectory, Email: cfg.acmeEmail, HTTPClient: client,
-			CacheDir: filepath.Join(cfg.dataDir, "ingress", "acme"), Challenge: challenge, Log: log})
+			State: shared.under("acme"), Challenge: challenge, Log: log})
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -211,10 +255,10 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 			log.Warn("ACME is configured for http-01 but the HTTP ingress is off: its challenges cannot be answered")
 		}
 	}
-	proxy := ingress.NewProxy(opts, agentWaker{ag}, log)
+	proxy := ingress.NewProxy(opts, nodes, log)
 	feed := &ingressFeed{
-		st: st, proxy: proxy, log: log, domain: cfg.domain,
-		suspender: ingress.NewSuspender(proxy.Activity, agentWaker{ag}, log),
+		st: st, proxy: proxy, log: log, domain: cfg.domain, nodes: nodes,
+		suspender: ingress.NewSuspender(proxy.Activity, nodes, log),
 		tcp:       map[int]net.Listener{},
 	}
 	go feed.run(ctx)
@@ -247,11 +291,57 @@ func runIngress(ctx context.Context, cfg ingressConfig, st *store.Store, ca *aut
 	return servers, nil
 }
 
-// agentWaker wakes and suspends pods through the local node agent.
-type agentWaker struct{ ag *agent.Agent }
+// ingressNodes reaches the nodes that run the ingress's pods: the agent in
+// this process for its own node, another node through its tunnel.
+type ingressNodes struct {
+	local   string // "" when this server runs no agent
+	ag      *agent.Agent
+	tunnels *nodeproto.Tunnels
+	podNode atomic.Pointer[map[string]string] // pod -> node, from the feed
+}
 
-func (w agentWaker) Wake(ctx context.Context, _, pod string) error    { return w.ag.Wake(ctx, pod) }
-func (w agentWaker) Suspend(ctx context.Context, _, pod string) error { return w.ag.Suspend(ctx, pod) }
+func (n *ingressNodes) dial(ctx context.Context, node, tenant, pod string, port int) (net.Conn, error) {
+	if node == n.local {
+		return n.ag.DialPod(ctx, tenant, pod, port)
+	}
+	if !n.tunnels.Has(node) {
+		// At once: the request goes to another replica rather than wait
+		// for a tunnel that may be gone for good.
+		return nil, fmt.Errorf("node %s has no tunnel to this server", node)
+	}
+	return n.tunnels.Remote(node).DialPod(ctx, tenant, pod, port)
+}
+
+// Wake thaws a pod on whichever node runs it.
+func (n *ingressNodes) Wake(ctx context.Context, _, pod string) error {
+	node := n.nodeOf(pod)
+	if node == "" || node == n.local {
+		return n.ag.Wake(ctx, pod)
+	}
+	return n.tunnels.Remote(node).Wake(ctx, pod)
+}
+
+// Suspend freezes an idle pod on whichever node runs it, unless the
+// node saw other servers' ingress traffic to it since idleSince.
+func (n *ingressNodes) Suspend(ctx context.Context, _, pod string, idleSince time.Time) error {
+	node := n.nodeOf(pod)
+	if node == "" || node == n.local {
+		return n.ag.SuspendIdle(ctx, pod, idleSince)
+	}
+	if !n.tunnels.Has(node) {
+		return fmt.Errorf("node %s has no tunnel to this server", node) // not worth a wait: the next check tries again
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return n.tunnels.Remote(node).SuspendIdle(ctx, pod, idleSince)
+}
+
+func (n *ingressNodes) nodeOf(pod string) string {
+	if m := n.podNode.Load(); m != nil {
+		return (*m)[pod]
+	}
+	return ""
+}
 
 // ingressFeed keeps the proxy's table in step with the pods in the store
 // and runs auto-suspend over them.
@@ -259,12 +349,15 @@ type ingressFeed struct {
 	st        *store.Store
 	proxy     *ingress.Proxy
 	suspender *ingress.Suspender
+	nodes     *ingressNodes
 	log       *slog.Logger
 	domain    string
 
 	pods     map[string]types.Pod
 	statuses map[string]types.PodStatus
-	verified map[string][]string // tenant -> its verified custom domains
+	verified map[string][]string      // tenant -> its verified custom domains
+	suspend  map[string]time.Duration // tenant -> its default suspend rule
+	servers  map[string]string        // live servers (node names) -> API URL
 
 	tcpMu sync.Mutex
 	tcp   map[int]net.Listener
@@ -289,6 +382,7 @@ func (f *ingressFeed) run(ctx context.Context) {
 		}
 		f.statuses = snap.Statuses
 		f.refreshDomains(ctx)
+		f.refreshTenants(ctx)
 		f.rebuild()
 		f.follow(ctx, snap.Revision+1)
 	}
@@ -326,6 +420,7 @@ func (f *ingressFeed) follow(ctx context.Context, from int64) {
 			rebuild = nil
 			f.rebuild()
 		case <-tick.C:
+			f.refreshTenants(ctx)
 			f.suspendIdle(ctx)
 			if f.refreshDomains(ctx) {
 				f.rebuild()
@@ -338,9 +433,14 @@ func (f *ingressFeed) follow(ctx context.Context, from int64) {
 
 func (f *ingressFeed) rebuild() {
 	backends := make([]ingress.Backend, 0, len(f.pods))
+	podNode := make(map[string]string, len(f.pods))
 	for id, p := range f.pods {
 		b := ingress.FromPod(p, f.statuses[id])
 		backends = append(backends, b)
+		podNode[id] = b.Node
+	}
+	if f.nodes != nil {
+		f.nodes.podNode.Store(&podNode)
 	}
 	t := ingress.Build(ingress.Config{Domain: f.domain, Verified: f.verified}, backends)
 	f.proxy.SetTable(t)
@@ -359,6 +459,51 @@ func (f *ingressFeed) refreshDomains(ctx context.Context) bool {
 		return false
 	}
 	f.verified = v
+	return true
+}
+
+// refreshTenants reads the tenants' default suspend rules (a read a
+// second, as for domains).
+func (f *ingressFeed) refreshTenants(ctx context.Context) {
+	ts, err := f.st.Tenants(ctx)
+	if err != nil {
+		f.log.Warn("tenants", "err", err)
+		return
+	}
+	m := map[string]time.Duration{}
+	for _, t := range ts {
+		if t.SuspendAfter > 0 {
+			m[t.Name] = t.SuspendAfter
+		}
+	}
+	f.suspend = m
+	if servers, err := f.st.Servers(ctx); err == nil {
+		f.servers = servers
+	}
+}
+
+// suspends tells whether this server's suspender looks after the pods of
+// node: its own node's, and those of nodes that run no server when it is
+// the live server of the lowest name (one server each, so their idle
+// records need no merge; the node adds the traffic other servers sent).
+func (f *ingressFeed) suspends(node string) bool {
+	if f.nodes == nil {
+		return false
+	}
+	if node == f.nodes.local {
+		return node != ""
+	}
+	if _, isServer := f.servers[node]; isServer || node == "" {
+		return false
+	}
+	if f.nodes.local == "" {
+		return false // no node of our own: no name among the servers' nodes
+	}
+	for name := range f.servers {
+		if name < f.nodes.local {
+			return false
+		}
+	}
 	return true
 }
 
@@ -399,8 +544,8 @@ func (f *ingressFeed) closeTCP() {
 func (f *ingressFeed) suspendIdle(ctx context.Context) {
 	var cands []ingress.Candidate
 	for id, p := range f.pods {
-		after, err := ingress.ParseSuspend(p.Spec.Labels, 0)
-		if err != nil || after == 0 {
+		after, err := ingress.ParseSuspend(p.Spec.Labels, f.suspend[p.Tenant])
+		if err != nil || after == 0 || !f.suspends(p.Node) {
 			continue
 		}
 		st := f.statuses[id]

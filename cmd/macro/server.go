@@ -358,7 +358,10 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		servers = append(servers, s3Srv)
 	}
 	cfg.ingress.dataDir = dataDir
-	ingressServers, err := runIngress(ctx, cfg.ingress, st, ca, ag, log)
+	if cfg.runAgent {
+		cfg.ingress.node = node.Name
+	}
+	ingressServers, err := runIngress(ctx, cfg.ingress, st, ca, ag, tunnels, log)
 	if err != nil {
 		return err
 	}
