@@ -14,6 +14,11 @@ type Node struct {
 	Runtimes    []string          `json:"runtimes"`
 	Kernel      string            `json:"kernel,omitempty"`
 	Address     string            `json:"address,omitempty"`
+	// MeshKey is the node's WireGuard public key (base64) and
+	// MeshEndpoint the address:port other nodes reach it on; empty on a
+	// node without the mesh.
+	MeshKey      string `json:"meshKey,omitempty"`
+	MeshEndpoint string `json:"meshEndpoint,omitempty"`
 	Ready       bool              `json:"ready"`
 	Seen        time.Time         `json:"seen"`
 }
