@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -44,9 +45,10 @@ type nodeMesh struct {
 }
 
 // startNodeMesh starts the node's WireGuard device and decides the
-// endpoint other nodes reach it on: --mesh-endpoint, else the address this
-// machine reaches the first server from.
-func startNodeMesh(ctx context.Context, mc meshConfig, r *router.Router, dataDir, cluster, name string, servers []string, log *slog.Logger) (*nodeMesh, error) {
+// endpoint other nodes reach it on: --mesh-endpoint, else defaultHost
+// (when not empty), else the address this machine reaches the first
+// server from.
+func startNodeMesh(ctx context.Context, mc meshConfig, r *router.Router, dataDir, cluster, name, defaultHost string, servers []string, log *slog.Logger) (*nodeMesh, error) {
 	if mc.port < 0 || mc.port > 65535 {
 		return nil, fmt.Errorf("--mesh-port %d: want 0 to 65535", mc.port)
 	}
@@ -71,6 +73,9 @@ func startNodeMesh(ctx context.Context, mc meshConfig, r *router.Router, dataDir
 		if n, err := strconv.Atoi(p); err == nil && n > 0 {
 			port = uint16(n) // a port forwarded to ours
 		}
+	}
+	if host == "" {
+		host = defaultHost
 	}
 	if host == "" {
 		host, err = meshHostToward(servers)
@@ -119,6 +124,54 @@ func meshHostToward(servers []string) (string, error) {
 		last = fmt.Errorf("no servers")
 	}
 	return "", last
+}
+
+// serverMeshHost is the address a server's own node offers the mesh by
+// default: the host of --api-addr when it names one, else the source
+// address of the machine's default route; "" when it has neither.
+func serverMeshHost(apiAddr string) string {
+	if h, _, err := net.SplitHostPort(apiAddr); err == nil {
+		if a, err := netip.ParseAddr(h); err == nil && !a.IsUnspecified() {
+			return a.Unmap().String()
+		}
+	}
+	for _, probe := range []string{"192.0.2.1:9", "[2001:db8::1]:9"} { // documentation addresses: nothing is sent
+		if c, err := net.Dial("udp", probe); err == nil {
+			a := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+			c.Close()
+			return a.String()
+		}
+	}
+	return ""
+}
+
+// pollMesh is the mesh stream of a server's own node: its node API's
+// view, each time it changes.
+func pollMesh(ctx context.Context, api interface {
+	Mesh(context.Context, string) (types.MeshView, error)
+}, node string) <-chan types.MeshView {
+	out := make(chan types.MeshView, 1)
+	go func() {
+		defer close(out)
+		var last types.MeshView
+		first := true
+		for {
+			if v, err := api.Mesh(ctx, node); err == nil && (first || !reflect.DeepEqual(v, last)) {
+				last, first = v, false
+				select {
+				case <-out:
+				default:
+				}
+				out <- v
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return out
 }
 
 // node adds the mesh's key and endpoint to the node's record.
@@ -199,4 +252,20 @@ func (m *nodeMesh) rotate(ctx context.Context, gen int64, register func(context.
 	if err := register(ctx); err != nil {
 		m.log.Warn("register the new mesh key", "err", err)
 	}
+}
+
+// serverNodeMesh is the mesh of a server's own node, nil (logged) when it
+// cannot have one: a single machine does not need it.
+func serverNodeMesh(ctx context.Context, cfg serverConfig, r *router.Router, dataDir, cluster, name string, log *slog.Logger) *nodeMesh {
+	host := serverMeshHost(cfg.apiAddr)
+	if cfg.mesh.endpoint == "" && host == "" {
+		log.Info("no mesh: this machine has no address for other nodes to reach (set --mesh-endpoint)")
+		return nil
+	}
+	nm, err := startNodeMesh(ctx, cfg.mesh, r, dataDir, cluster, name, host, nil, log)
+	if err != nil {
+		log.Warn("no mesh", "err", err)
+		return nil
+	}
+	return nm
 }

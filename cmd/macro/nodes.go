@@ -256,7 +256,7 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 		defer netw.Close()
 		agentNet = netw
 		if cfg.mesh.on {
-			if nm, err = startNodeMesh(ctx, cfg.mesh, netw, dataDir, info.Cluster, node.Name, servers, log); err != nil {
+			if nm, err = startNodeMesh(ctx, cfg.mesh, netw, dataDir, info.Cluster, node.Name, "", servers, log); err != nil {
 				return err
 			}
 			server = meshServer{Server: cli, m: nm}

@@ -91,8 +91,13 @@ func (r *Router) StartMesh(ctx context.Context, key mesh.Key, port uint16) (uint
 	dev := device.NewDevice(fixedMTU{td, MeshMTU}, conn.NewStdNetBind(), logger)
 	cfg := fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(key[:]), port)
 	if err := dev.IpcSet(cfg); err != nil {
-		dev.Close()
-		return 0, fmt.Errorf("mesh: configure: %w", err)
+		// The port is taken (another node on this machine): any port
+		// does, the node registers the one it got.
+		log.Warn("mesh port taken: using another", "port", port, "err", err)
+		if err := dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=0\n", hex.EncodeToString(key[:]))); err != nil {
+			dev.Close()
+			return 0, fmt.Errorf("mesh: configure: %w", err)
+		}
 	}
 	if err := dev.Up(); err != nil {
 		dev.Close()
