@@ -189,6 +189,49 @@ func TestMeshNodes(t *testing.T) {
 		}
 	})
 
+	t.Run("a moved pod keeps its address, and a restarted agent its mesh", func(t *testing.T) {
+		// mover may run on either node; its node dies, it moves to the
+		// other, with the same IPv6 address (a hash of its ID). The dead
+		// node's agent comes back (its pods ran on meanwhile) and builds
+		// its mesh again: its pods reach mover on the other node.
+		c.mustDocker(alice, "run", "-d", "--name", "mover", "busybox", "sleep", "1d")
+		where := func() (string, netip.Addr) {
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				got := c.mustDocker(alice, "inspect", "-f", "{{.State.Running}} {{.Node}} {{.NetworkSettings.GlobalIPv6Address}}", "mover")
+				if f := strings.Fields(got); len(f) == 3 && f[0] == "true" && agents[f[1]] != nil {
+					return f[1], netip.MustParseAddr(f[2])
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("mover does not run: %s", got)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		first, addr1 := where()
+		other := map[string]string{"n2": "n3", "n3": "n2"}[first]
+		agents[first].Kill()
+		var node string
+		var addr2 netip.Addr
+		for node, addr2 = where(); node != other; node, addr2 = where() {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if addr2 != addr1 {
+			t.Errorf("mover had %s on %s, has %s on %s", addr1, first, addr2, other)
+		}
+		agents[first].Start()
+		// alice's pod on the restarted node.
+		from := map[string]string{"n2": "web", "n3": "db"}[first]
+		deadline := time.Now().Add(30 * time.Second)
+		for !ping(alice, from, addr2) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s on the restarted %s does not reach mover on %s\n%s", from, first, other, agents[first].Log())
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		c.mustDocker(alice, "rm", "-f", "mover")
+	})
+
 	t.Run("a rotated key costs the mesh a moment", func(t *testing.T) {
 		out := c.mustAdmin("nodes", "rotate-key", "n3")
 		if !strings.Contains(out, "n3") {
