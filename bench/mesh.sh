@@ -18,7 +18,7 @@
 # IPv6) and, for raw and plain, IPv4. iperf3 and ping are the host's
 # binaries run in the pods' network namespaces (nsenter).
 #
-#   SECS=10 PINGS=200 bench/mesh.sh
+#   SECS=10 PINGS=200 ROUNDS=3 bench/mesh.sh
 #
 # Needs root, iperf3 (scripts/setup.sh) and the busybox test image (built
 # by the tests into /var/tmp/macro-test-cache: `go test -run TestInit ./e2e`).
@@ -27,6 +27,7 @@ cd "$(dirname "$0")/.."
 
 SECS=${SECS:-10}
 PINGS=${PINGS:-200}
+ROUNDS=${ROUNDS:-3}
 
 busybox=$(ls /var/tmp/macro-test-cache/busybox-*.tar 2>/dev/null | grep -v oci | head -1 || true)
 [[ -n $busybox ]] || { echo "mesh.sh: no busybox test image; run: go test -run TestInit ./e2e" >&2; exit 1; }
@@ -45,6 +46,9 @@ pids=()
 cleanup() {
   set +e
   docker rm -f pa pb >/dev/null 2>&1
+  # The nodes stop the containers after the API removed them: wait for
+  # their shims before stopping the nodes.
+  for _ in $(seq 150); do pgrep -f " ($d1|$d2)/pods/" >/dev/null || break; sleep 0.2; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   sleep 2
   for m in $(grep -o " $d1/[^ ]*\| $d2/[^ ]*" /proc/self/mountinfo | sort -r); do umount -l "$m"; done
@@ -110,12 +114,18 @@ iperf() { # server-netns client-netns address
   nsenter --net="$1" iperf3 -s -1 -D -I "$d1/iperf.pid" >/dev/null
   sleep 0.3
   nsenter --net="$2" iperf3 -c "$3" -t "$SECS" -J | sed -n 's/.*"bits_per_second":[[:space:]]*\([0-9.e+]*\).*/\1/p' | tail -1 |
-    awk '{printf "%.2f Gbit/s", $1/1e9}'
+    awk '{printf "%.2f", $1/1e9}'
 }
-echo "## iperf3 TCP, ${SECS}s, one stream, receiver's figure"
-echo "mesh pod to pod v6:  $(iperf "$nsB" "$nsA" "$b6")"
-echo "raw wireguard-go v6: $(iperf /run/netns/"$h2" /run/netns/"$h1" fd00:77::2)"
-echo "raw wireguard-go v4: $(iperf /run/netns/"$h2" /run/netns/"$h1" 192.168.77.2)"
-echo "plain veth v6:       $(iperf /run/netns/"$h2" /run/netns/"$h1" fd00:18::2)"
-echo "plain veth v4:       $(iperf /run/netns/"$h2" /run/netns/"$h1" 198.18.0.2)"
+echo "## iperf3 TCP, ${SECS}s, one stream, receiver's figure; mesh and raw alternate, ROUNDS=$ROUNDS, median"
+mesh=() raw=()
+for _ in $(seq "$ROUNDS"); do
+  mesh+=("$(iperf "$nsB" "$nsA" "$b6")")
+  raw+=("$(iperf /run/netns/"$h2" /run/netns/"$h1" fd00:77::2)")
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "%.2f Gbit/s", a[int((NR+1)/2)]}'; }
+echo "mesh pod to pod v6:  $(median "${mesh[@]}")  (rounds: ${mesh[*]})"
+echo "raw wireguard-go v6: $(median "${raw[@]}")  (rounds: ${raw[*]})"
+echo "raw wireguard-go v4: $(iperf /run/netns/"$h2" /run/netns/"$h1" 192.168.77.2) Gbit/s"
+echo "plain veth v6:       $(iperf /run/netns/"$h2" /run/netns/"$h1" fd00:18::2) Gbit/s"
+echo "plain veth v4:       $(iperf /run/netns/"$h2" /run/netns/"$h1" 198.18.0.2) Gbit/s"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
