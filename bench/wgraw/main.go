@@ -59,15 +59,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	dev := device.NewDevice(td, conn.NewStdNetBind(), device.NewLogger(device.LogLevelError, "wgraw: "))
-	cfg := fmt.Sprintf("private_key=%s\nlisten_port=%d\npublic_key=%s\nendpoint=%s\nallowed_ip=0.0.0.0/0\nallowed_ip=::/0\n",
-		hex.EncodeToString(k[:]), *port, hex.EncodeToString(pk[:]), *endpoint)
-	if err := dev.IpcSet(cfg); err != nil {
-		log.Fatal(err)
-	}
-	if err := dev.Up(); err != nil {
-		log.Fatal(err)
-	}
+	// The interface is up before the peer's first packet can arrive.
 	for _, args := range [][]string{
 		{"addr", "add", *addr, "dev", *name},
 		{"-6", "addr", "add", *addr6, "dev", *name, "nodad"},
@@ -76,6 +68,15 @@ func main() {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			log.Fatalf("ip %v: %v: %s", args, err, out)
 		}
+	}
+	dev := device.NewDevice(td, conn.NewStdNetBind(), device.NewLogger(device.LogLevelError, "wgraw: "))
+	cfg := fmt.Sprintf("private_key=%s\nlisten_port=%d\npublic_key=%s\nendpoint=%s\nallowed_ip=0.0.0.0/0\nallowed_ip=::/0\n",
+		hex.EncodeToString(k[:]), *port, hex.EncodeToString(pk[:]), *endpoint)
+	if err := dev.IpcSet(cfg); err != nil {
+		log.Fatal(err)
+	}
+	if err := dev.Up(); err != nil {
+		log.Fatal(err)
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

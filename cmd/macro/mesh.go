@@ -61,12 +61,32 @@ func startNodeMesh(ctx context.Context, mc meshConfig, r *router.Router, dataDir
 	if mc.port < 0 || mc.port > 65535 {
 		return nil, fmt.Errorf("--mesh-port %d: want 0 to 65535", mc.port)
 	}
+	// The endpoint first: a bad flag starts nothing.
+	host, fwdPort := mc.endpoint, uint16(0)
+	if h, p, err := net.SplitHostPort(mc.endpoint); err == nil {
+		host = h
+		if n, err := strconv.ParseUint(p, 10, 16); err == nil && n > 0 {
+			fwdPort = uint16(n) // a port forwarded to ours
+		}
+	}
+	if host == "" {
+		host = defaultHost
+	}
+	if host == "" {
+		var err error
+		if host, err = meshHostToward(servers); err != nil {
+			return nil, fmt.Errorf("mesh endpoint (set --mesh-endpoint): %w", err)
+		}
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil, fmt.Errorf("--mesh-endpoint %q: want an IP address, optionally with :PORT", mc.endpoint)
+	}
 	if gcBallast == nil {
 		gcBallast = make([]byte, 64<<20)
 	}
 	m := &nodeMesh{r: r, keys: mesh.KeyStore{Dir: filepath.Join(dataDir, "mesh")}, cluster: cluster, name: name,
 		log: log.With("subsystem", "mesh")}
-	var err error
 	if m.key, m.gen, err = m.keys.Load(); err != nil {
 		return nil, fmt.Errorf("mesh key: %w", err)
 	}
@@ -74,30 +94,13 @@ func startNodeMesh(ctx context.Context, mc meshConfig, r *router.Router, dataDir
 	if err != nil {
 		return nil, err
 	}
+	if fwdPort != 0 {
+		port = fwdPort
+	}
 	for _, s := range servers {
 		if a := serverAddr(ctx, s); a.IsValid() {
 			m.servers = append(m.servers, a)
 		}
-	}
-	host := mc.endpoint
-	if h, p, err := net.SplitHostPort(mc.endpoint); err == nil {
-		host = h
-		if n, err := strconv.Atoi(p); err == nil && n > 0 {
-			port = uint16(n) // a port forwarded to ours
-		}
-	}
-	if host == "" {
-		host = defaultHost
-	}
-	if host == "" {
-		host, err = meshHostToward(servers)
-		if err != nil {
-			return nil, fmt.Errorf("mesh endpoint (set --mesh-endpoint): %w", err)
-		}
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
-		return nil, fmt.Errorf("--mesh-endpoint %q: want an IP address, optionally with :PORT", mc.endpoint)
 	}
 	m.endpoint = netip.AddrPortFrom(addr.Unmap(), port).String()
 	m.log.Info("mesh up", "endpoint", m.endpoint, "key", m.key.Public())
