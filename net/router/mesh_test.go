@@ -68,7 +68,7 @@ func TestMesh(t *testing.T) {
 		}
 	}
 	ping := func(from Attachment, to netip.Addr, src ...string) bool {
-		args := []string{"busybox", "ping", "-c", "1", "-W", "2"}
+		args := []string{"busybox", "ping", "-c", "1", "-W", "1"}
 		if len(src) > 0 {
 			args = append(args, "-I", src[0])
 		}
@@ -230,7 +230,7 @@ func meshStat(t *testing.T, n *meshNode, field int) string {
 
 // echoAcross serves one echo on network ("tcp6", "udp6") in server's
 // namespace, sends "hello NETWORK" from client's, and returns the answer
-// ("" when none came within 2 s).
+// ("" when none came within 1 s).
 func echoAcross(t *testing.T, network string, server, client Attachment) string {
 	t.Helper()
 	addr := netip.AddrPortFrom(server.IPv6, 7001).String()
@@ -274,12 +274,12 @@ func echoAcross(t *testing.T, network string, server, client Attachment) string 
 	defer closer.Close()
 	var got string
 	inNetns(client.Netns, func() error {
-		c, err := net.DialTimeout(network, addr, 2*time.Second)
+		c, err := net.DialTimeout(network, addr, time.Second)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.SetDeadline(time.Now().Add(time.Second))
 		if _, err := c.Write([]byte("hello " + network)); err != nil {
 			return err
 		}
