@@ -177,7 +177,10 @@ func TestMeshNodes(t *testing.T) {
 		if !ping(alice, "web", hosts.Self) {
 			t.Fatal("web has no egress to the LAN: the checks below would prove nothing")
 		}
-		if ping(alice, "web", h3.Addr) {
+		if !ping(alice, "web", hosts.Self6) {
+			t.Fatal("web has no IPv6 egress to the LAN: the checks below would prove nothing")
+		}
+		if ping(alice, "web", h3.Addr) || ping(alice, "web", h3.Addr6) {
 			t.Error("web reaches n3's host")
 		}
 		// Refused at once (admin-prohibited), not left to time out.

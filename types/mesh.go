@@ -17,6 +17,8 @@ type MeshNode struct {
 	Name     string `json:"name"`
 	Key      string `json:"key"`      // WireGuard public key, base64
 	Endpoint string `json:"endpoint"` // address:port
+	// Addrs are the node's host addresses, which no pod may reach.
+	Addrs []string `json:"addrs,omitempty"`
 }
 
 // MeshPod is one running pod with its VPC addresses, as its node

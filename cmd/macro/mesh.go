@@ -195,7 +195,36 @@ func (m *nodeMesh) node(n types.Node) types.Node {
 	defer m.mu.Unlock()
 	n.MeshKey = m.key.Public().String()
 	n.MeshEndpoint = m.endpoint
+	n.HostAddrs = hostAddrs()
 	return n
+}
+
+// hostAddrs are this machine's addresses, loopback and link-local aside,
+// sorted.
+func hostAddrs() []string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil {
+			continue
+		}
+		ip := p.Addr().Unmap()
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() || ip.IsUnspecified() {
+			continue
+		}
+		out = append(out, ip)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	out = slices.Compact(out)
+	strs := make([]string, len(out))
+	for i, a := range out {
+		strs[i] = a.String()
+	}
+	return strs
 }
 
 // meshServer registers the node with its current mesh key.
@@ -235,6 +264,16 @@ func (m *nodeMesh) run(ctx context.Context, views <-chan types.MeshView, registe
 		cluster := slices.Clone(m.servers)
 		for _, p := range plan.Peers {
 			cluster = append(cluster, p.Endpoint.Addr().Unmap())
+		}
+		for _, n := range last.Nodes {
+			if n.Name == m.name {
+				continue
+			}
+			for _, s := range n.Addrs {
+				if a, err := netip.ParseAddr(s); err == nil {
+					cluster = append(cluster, a.Unmap())
+				}
+			}
 		}
 		slices.SortFunc(cluster, netip.Addr.Compare)
 		cluster = slices.Compact(cluster)
