@@ -156,6 +156,7 @@ func (s *Server) adminMux() *mux {
 	m.handle("DELETE /members/{name}", s.removeMember)
 	m.handle("GET /nodes", s.listAdminNodes)
 	m.handle("DELETE /nodes/{name}", s.deleteNode)
+	m.handle("POST /nodes/{name}/rotate-key", s.rotateNodeKey)
 	return m
 }
 

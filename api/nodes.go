@@ -40,6 +40,10 @@ type AdminNode struct {
 	OS                   string   `json:"os,omitempty"`
 	Kernel               string   `json:"kernel,omitempty"`
 	Address              string   `json:"address,omitempty"`
+	// MeshKey and MeshEndpoint are the node's WireGuard public key and
+	// address:port in the VPC mesh.
+	MeshKey      string `json:"meshKey,omitempty"`
+	MeshEndpoint string `json:"meshEndpoint,omitempty"`
 	// Registered is when the agent last registered (it does again after
 	// its lease expired or its capacity changed).
 	Registered time.Time `json:"registered"`
@@ -97,7 +101,8 @@ func (s *Server) listAdminNodes(w http.ResponseWriter, r *http.Request) error {
 	byName := make(map[string]*AdminNode, len(nodes))
 	out := make([]AdminNode, len(nodes))
 	for i, n := range nodes {
-		out[i] = AdminNode{Node: nodeOf(n), Runtimes: n.Runtimes, OS: n.OS, Kernel: n.Kernel, Address: n.Address, Registered: n.Seen.UTC()}
+		out[i] = AdminNode{Node: nodeOf(n), Runtimes: n.Runtimes, OS: n.OS, Kernel: n.Kernel, Address: n.Address,
+			MeshKey: n.MeshKey, MeshEndpoint: n.MeshEndpoint, Registered: n.Seen.UTC()}
 		if out[i].Runtimes == nil {
 			out[i].Runtimes = []string{}
 		}

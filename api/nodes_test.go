@@ -24,6 +24,7 @@ func TestNodes(t *testing.T) {
 
 	seen := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	up := types.Node{Name: "n1", Arch: "amd64", OS: "linux", CPUs: 4, MemoryBytes: 8 << 30, Labels: map[string]string{"zone": "eu-1", "ssd": "yes"},
+		MeshKey: "MESHKEYb64=", MeshEndpoint: "10.0.0.1:51820",
 		Runtimes: []string{"sandbox", "gvisor"}, Kernel: "6.1.0", Address: "10.0.0.1", Seen: seen}
 	if _, err := e.st.RegisterNode(ctx, up, 60); err != nil {
 		t.Fatal(err)
@@ -51,7 +52,8 @@ func TestNodes(t *testing.T) {
 		t.Fatalf("admin GET /nodes: %d %s", code, body)
 	}
 	want1 := AdminNode{Node: Node{Name: "n1", Zone: "eu-1", Labels: up.Labels, Arch: "amd64", CPUs: 4, MemoryBytes: 8 << 30, Ready: true, Pods: 3},
-		RequestedMemoryBytes: 256<<20 + 1<<30, RequestedNanoCPUs: 25e8, Runtimes: []string{"sandbox", "gvisor"}, OS: "linux", Kernel: "6.1.0", Address: "10.0.0.1", Registered: seen}
+		RequestedMemoryBytes: 256<<20 + 1<<30, RequestedNanoCPUs: 25e8, Runtimes: []string{"sandbox", "gvisor"}, OS: "linux", Kernel: "6.1.0", Address: "10.0.0.1",
+		MeshKey: "MESHKEYb64=", MeshEndpoint: "10.0.0.1:51820", Registered: seen}
 	if got := admin[0]; !reflect.DeepEqual(got, want1) {
 		t.Errorf("admin n1 = %+v\nwant %+v", got, want1)
 	}
@@ -76,7 +78,7 @@ func TestNodes(t *testing.T) {
 		if got := [2]int{list[0].Pods, list[1].Pods}; got != c.pods {
 			t.Errorf("tenant's pod counts %v, want %v", got, c.pods)
 		}
-		for _, field := range []string{"requested", "runtimes", "kernel", "address", "registered", "10.0.0.1"} {
+		for _, field := range []string{"requested", "runtimes", "kernel", "address", "registered", "10.0.0.1", "mesh"} {
 			if strings.Contains(strings.ToLower(body), strings.ToLower(field)) {
 				t.Errorf("the tenant side shows %q: %s", field, body)
 			}

@@ -17,6 +17,8 @@
 #   9. then bench/ingress.sh: the ingress proxy beside Caddy (INGRESS=0 skips it);
 #  10. then bench/compose.sh: compose up -d of 10 services beside docker run (COMPOSE=0 skips it);
 #  11. then bench/net.sh: DNS, ping and iperf3 in the VPC beside plain veth (NET=0 skips it);
+#      then bench/mesh.sh: iperf3 and ping pod to pod across two nodes beside raw
+#      wireguard-go and plain veth (MESH=0 skips it);
 #  12. then bench/sched.sh: the pure placement rate of the scheduler, up to a
 #      million pods onto 5,000 nodes (SCHED=0 skips it);
 #  13. then bench/failover.sh: leader kill to first write, 3 servers (FAILOVER=0 skips it);
@@ -259,6 +261,7 @@ step ACCESS access.sh "rclone over WebDAV and S3 beside cp"
 step INGRESS ingress.sh "the ingress beside Caddy"
 step COMPOSE compose.sh "docker compose up beside docker run"
 step NET net.sh "the VPC beside plain veth"
+step MESH mesh.sh "the VPC mesh between two nodes beside raw wireguard-go"
 step SCHED sched.sh "the scheduler's placement rate"
 step FAILOVER failover.sh "leader kill to first write in a cluster of three servers"
 step VOLUMES volumes.sh "fio in a pod on lv2 and nfs volumes beside the host"

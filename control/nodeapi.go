@@ -30,6 +30,9 @@ type NodeAPI struct {
 	smu     sync.Mutex
 	queue   []statusReq
 	writing int // writers under way, at most statusWriters
+
+	meshMu sync.Mutex
+	mesh   meshNodes
 }
 
 // statusWriters bounds the group commits of statuses under way at once:

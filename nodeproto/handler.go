@@ -76,6 +76,7 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	h.mux.HandleFunc("POST "+Prefix+"status", h.status)
 	h.mux.HandleFunc("GET "+Prefix+"images/{tenant}/{id...}", h.image)
 	h.mux.HandleFunc("GET "+Prefix+"tunnel", h.tunnel)
+	h.mux.HandleFunc("GET "+Prefix+"mesh", h.mesh)
 	return h
 }
 

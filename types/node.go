@@ -14,8 +14,16 @@ type Node struct {
 	Runtimes    []string          `json:"runtimes"`
 	Kernel      string            `json:"kernel,omitempty"`
 	Address     string            `json:"address,omitempty"`
-	Ready       bool              `json:"ready"`
-	Seen        time.Time         `json:"seen"`
+	// MeshKey is the node's WireGuard public key (base64) and
+	// MeshEndpoint the address:port other nodes reach it on; empty on a
+	// node without the mesh.
+	MeshKey      string `json:"meshKey,omitempty"`
+	MeshEndpoint string `json:"meshEndpoint,omitempty"`
+	// HostAddrs are the node's own addresses (not loopback or link-local):
+	// pods' egress never reaches them from another node.
+	HostAddrs []string  `json:"hostAddrs,omitempty"`
+	Ready     bool      `json:"ready"`
+	Seen      time.Time `json:"seen"`
 }
 
 // Assignment is one message of the node protocol's pod watch: Sync carries

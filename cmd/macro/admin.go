@@ -47,6 +47,7 @@ Usage:
   macro admin [--data-dir DIR] members rm NAME
   macro admin [--data-dir DIR] nodes ls
   macro admin [--data-dir DIR] nodes rm NAME
+  macro admin [--data-dir DIR] nodes rotate-key NAME
 
 It talks to the server through DIR/admin.sock (root only). Flags may come
 anywhere. token create prints the token alone on standard output, once:
@@ -84,7 +85,9 @@ zone and architecture, what the pods placed on it request of its CPUs and
 memory (requested/total), how many pods it holds of all tenants, its
 runtimes and its other labels. nodes rm forgets a node that is down, once
 its pods have moved to other nodes; a ready node is refused (stop its
-agent first). A forgotten node that starts again joins anew.
+agent first). A forgotten node that starts again joins anew. nodes
+rotate-key makes the node replace its WireGuard mesh key; the other nodes
+learn the new public key within seconds.
 
 token revoke also revokes the client certificates issued with the token
 (kra setup docker): the tenant's docker context stops working.

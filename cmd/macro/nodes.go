@@ -118,6 +118,7 @@ type agentConfig struct {
 	defaultRuntime string
 	logLevel       string
 	net            netConfig
+	mesh           meshConfig
 }
 
 func agentMain(args []string) int {
@@ -147,6 +148,9 @@ opens itself (so a node behind NAT works). A node token comes from
 	fs.BoolVar(&cfg.net.vpc, "vpc", true, "wire pods into their tenants' VPCs; false gives them loopback only")
 	fs.BoolVar(&cfg.net.egress, "egress", true, "let pods reach addresses outside their VPC through this node")
 	fs.Var((*listFlag)(&cfg.net.dnsUpstream), "dns-upstream", "resolver HOST:PORT for names outside the VPC; repeatable")
+	fs.BoolVar(&cfg.mesh.on, "mesh", true, "join the other nodes' VPCs over WireGuard (needs --vpc)")
+	fs.IntVar(&cfg.mesh.port, "mesh-port", 51820, "UDP port of the mesh (0: any free port)")
+	fs.StringVar(&cfg.mesh.endpoint, "mesh-endpoint", "", "IP[:PORT] other nodes reach this node's mesh on (default: this machine's address toward the servers, --mesh-port)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -246,14 +250,22 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 		return err
 	}
 	var agentNet agent.Network
+	var server agent.Server = cli
+	var nm *nodeMesh
 	if netw != nil {
 		defer netw.Close()
 		agentNet = netw
+		if cfg.mesh.on {
+			if nm, err = startNodeMesh(ctx, cfg.mesh, netw, dataDir, info.Cluster, node.Name, "", servers, log); err != nil {
+				return err
+			}
+			server = meshServer{Server: cli, m: nm}
+		}
 	}
 	ag, err := agent.New(agent.Config{
 		Node:           node,
 		DataDir:        dataDir,
-		Server:         cli,
+		Server:         server,
 		Images:         images,
 		Runtimes:       runtimes,
 		DefaultRuntime: cfg.defaultRuntime,
@@ -268,6 +280,11 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 	}
 	fmt.Fprintf(os.Stderr, "macro agent %s: node %s joins cluster %s through %s\n", version, node.Name, info.Cluster, strings.Join(servers, ", "))
 	go cli.RunTunnels(ctx, node.Name, ag)
+	if nm != nil {
+		go nm.run(ctx, cli.WatchMesh(ctx, node.Name), func(ctx context.Context) error {
+			return server.RegisterNode(ctx, ag.Node())
+		})
+	}
 	err = ag.Run(ctx)
 	log.Info("agent stopped; containers keep running")
 	return err

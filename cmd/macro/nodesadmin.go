@@ -33,6 +33,13 @@ func runNodesAdmin(ctx context.Context, c *adminClient, words []string, stdout i
 			fmt.Fprintf(stdout, "%s stay placed on it: their data lived only there (a node-local volume); they run again if a node named %s joins\n", plural(rm.Pinned, "pinned pod"), rm.Name)
 		}
 		return nil
+	case len(words) == 3 && words[1] == "rotate-key":
+		var rk api.RotatedKey
+		if err := c.call(ctx, http.MethodPost, "/nodes/"+url.PathEscape(words[2])+"/rotate-key", nil, &rk); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "node %s makes a new mesh key (generation %d); the other nodes follow within seconds\n", rk.Name, rk.Generation)
+		return nil
 	}
 	return usageError(fmt.Sprintf("unknown command %q", strings.Join(words, " ")))
 }

@@ -49,6 +49,7 @@ type serverConfig struct {
 	net            netConfig
 	nodeTTL        time.Duration
 	runAgent       bool
+	mesh           meshConfig
 	cluster        clusterConfig
 	s3Addr         string
 }
@@ -82,6 +83,9 @@ func serverMain(args []string) int {
 	fs.Var((*listFlag)(&cfg.net.dnsUpstream), "dns-upstream", "resolver HOST:PORT for names outside the VPC; repeatable (default: the host's /etc/resolv.conf)")
 	fs.DurationVar(&cfg.nodeTTL, "node-ttl", control.DefaultNodeTTL, "a node whose heartbeats stop for this long is down: its pods are placed elsewhere")
 	fs.BoolVar(&cfg.runAgent, "agent", true, "also run a node agent on this machine (false: a server that runs no pods)")
+	fs.BoolVar(&cfg.mesh.on, "mesh", true, "join this machine's node to the other nodes' VPCs over WireGuard (needs --vpc)")
+	fs.IntVar(&cfg.mesh.port, "mesh-port", 51820, "UDP port of the mesh (0, or taken: any free port)")
+	fs.StringVar(&cfg.mesh.endpoint, "mesh-endpoint", "", "IP[:PORT] other nodes reach this node's mesh on (default: the host of --api-addr, else this machine's default route's address)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -243,10 +247,17 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	nodeAPI := control.NewNodeAPI(st, cfg.nodeTTL).WithState(state)
 	tunnels := nodeproto.NewTunnels()
 	defer tunnels.Close()
+	var agentServer agent.Server = nodeAPI
+	var nm *nodeMesh
+	if netw != nil && cfg.mesh.on && cfg.runAgent {
+		if nm = serverNodeMesh(ctx, cfg, netw, dataDir, cluster, node.Name, log); nm != nil {
+			agentServer = meshServer{Server: nodeAPI, m: nm}
+		}
+	}
 	ag, err := agent.New(agent.Config{
 		Node:           node,
 		DataDir:        dataDir,
-		Server:         nodeAPI,
+		Server:         agentServer,
 		Images:         images,
 		Runtimes:       runtimes,
 		DefaultRuntime: cfg.defaultRuntime,
@@ -298,6 +309,11 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		})
 		done <- struct{}{}
 	}()
+	if nm != nil {
+		go nm.run(ctx, pollMesh(ctx, nodeAPI, node.Name), func(ctx context.Context) error {
+			return agentServer.RegisterNode(ctx, ag.Node())
+		})
+	}
 	if cfg.runAgent {
 		go func() { ag.Run(ctx); done <- struct{}{} }()
 	} else {

@@ -147,3 +147,38 @@ func TestGateway4(t *testing.T) {
 		t.Fatalf("Gateway4(%s) = %s, namespace says %s", p.IPv4, Gateway4(p.IPv4), al.Namespace("t", "n").Gateway4())
 	}
 }
+
+// TestPodIPv6AcrossNodes: a pod's IPv6 address is a function of the
+// cluster, tenant, namespace and pod ID alone, so the node it is
+// rescheduled to gives it the same one (barring a hash collision with a
+// namespace or pod already there, which moves it to the next free slot),
+// whatever else each node runs.
+func TestPodIPv6AcrossNodes(t *testing.T) {
+	node1, node2 := New("c", State{}), New("c", State{})
+	for i := range 50 { // different neighbours on each node
+		if _, err := node1.Pod(fmt.Sprintf("n1-%d", i), "alice", fmt.Sprintf("ns%d", i%7)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := node2.Pod(fmt.Sprintf("n2-%d", i), "bob", "shop"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct{ id, tenant, ns string }{
+		{"web", "alice", "shop"},
+		{"db", "alice", "ns3"},
+		{"cache", "bob", "shop"},
+	} {
+		a, err := node1.Pod(tt.id, tt.tenant, tt.ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node1.Release(tt.id)
+		b, err := node2.Pod(tt.id, tt.tenant, tt.ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.IPv6 != b.IPv6 {
+			t.Errorf("%s: %s on node 1, %s on node 2", tt.id, a.IPv6, b.IPv6)
+		}
+	}
+}

@@ -139,6 +139,7 @@ type Router struct {
 	alloc *ipam.Allocator
 	st    state
 	wired map[string]bool // pods this process has attached and checked
+	mesh  *meshState      // nil until StartMesh
 }
 
 type state struct {
@@ -307,7 +308,7 @@ func (r *Router) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := nftApply(ctx, "", hostRules(r.host.NftTable, r.host.Link, r.st.Uplink.Addr(), router6)); err != nil {
+	if err := nftApply(ctx, "", hostRules(r.host.NftTable, r.host.Link, r.st.Uplink.Addr(), router6, nil)); err != nil {
 		return err
 	}
 	if err := r.applyRules(ctx); err != nil {
@@ -795,7 +796,7 @@ func (r *Router) applyRules(ctx context.Context) error {
 		}
 	}
 	slices.Sort(egress)
-	return nftApply(ctx, r.ns, routerRules(pods, egress, uplinkName, r.st.Uplink.Addr(), DNSAddr))
+	return nftApply(ctx, r.ns, routerRules(pods, egress, uplinkName, r.st.Uplink.Addr(), DNSAddr, r.meshRules()))
 }
 
 func (r *Router) saveLocked() error {
@@ -850,6 +851,9 @@ func (r *Router) startDNS() error {
 // Close stops the DNS server and leaves the network in place for the next
 // process to adopt.
 func (r *Router) Close() error {
+	r.mu.Lock()
+	r.closeMesh()
+	r.mu.Unlock()
 	if r.dns == nil {
 		return nil
 	}

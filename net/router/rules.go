@@ -41,7 +41,7 @@ func tenantTable(idx int) uint32 { return 10000 + uint32(idx) }
 //     overlapping IPv4 flows never share an entry and masquerading keeps
 //     their replies apart; replies to the router's own answers go back
 //     through the asker's tenant table (ct mark restores the mark).
-func routerRules(pods []rulePod, egress []int, uplink string, uplinkAddr, dnsAddr netip.Addr) string {
+func routerRules(pods []rulePod, egress []int, uplink string, uplinkAddr, dnsAddr netip.Addr, mesh meshRuleSet) string {
 	sort.Slice(pods, func(i, j int) bool { return pods[i].Veth < pods[j].Veth })
 	var tenantOf, zoneOf, podMark, src4, src6, open6 []string
 	for _, p := range pods {
@@ -72,6 +72,17 @@ func routerRules(pods []rulePod, egress []int, uplink string, uplinkAddr, dnsAdd
 		}
 		return " elements = { " + strings.Join(e, ", ") + " };"
 	}
+	var meshSrc, meshMark, meshDst []string
+	for _, a := range sortedAddrs(mesh.Src) {
+		m := tenantMark(mesh.Src[a])
+		meshSrc = append(meshSrc, a.String())
+		meshMark = append(meshMark, fmt.Sprintf("%s : 0x%x", a, m))
+		meshDst = append(meshDst, fmt.Sprintf("%s . 0x%x", a, m))
+	}
+	dev := mesh.Dev
+	if dev == "" {
+		dev = meshName // no device: the rules match nothing
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `table inet macro {}
 delete table inet macro
@@ -83,10 +94,18 @@ table inet macro {
 	set src6 { type ifname . ipv6_addr;%s }
 	set egress { type mark;%s }
 	set open6 { type ifname . ipv6_addr;%s }
+	set mesh_src { type ipv6_addr;%s }
+	map mesh_mark { type ipv6_addr : mark;%s }
+	set mesh_dst { type ipv6_addr . mark;%s }
 
 	chain raw {
 		type filter hook prerouting priority raw; policy accept;
 		iifname @tenant_of jump pod_raw
+		iifname "MESHDEV" jump mesh_raw
+	}
+	chain mesh_raw {
+		meta nfproto ipv6 ip6 saddr @mesh_src return
+		drop
 	}
 	chain pod_raw {
 		ip6 saddr fe80::/10 ip6 daddr { fe80::/10, ff02::/16 } return
@@ -97,6 +116,7 @@ table inet macro {
 	chain mangle {
 		type filter hook prerouting priority mangle; policy accept;
 		iifname @tenant_of meta mark set iifname map @tenant_of ct mark set meta mark return
+		iifname "MESHDEV" meta mark set ip6 saddr map @mesh_mark ct mark set meta mark return
 		iifname %q meta mark set ct mark
 	}
 	chain output_route {
@@ -114,16 +134,19 @@ table inet macro {
 		iifname @tenant_of ip6 daddr %s tcp dport 53 accept
 		iifname @tenant_of meta nfproto ipv4 udp dport 53 accept
 		iifname @tenant_of meta nfproto ipv4 tcp dport 53 accept
-		iifname %[12]q icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
+		iifname %[15]q icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
 	}
 	chain forward {
 		type filter hook forward priority filter; policy drop;
+		oifname "MESHDEV" tcp flags syn tcp option maxseg size set rt mtu
 		iifname @tenant_of oifname . meta mark @pod_mark accept
+		iifname "MESHDEV" oifname . meta mark @pod_mark accept
+		iifname @tenant_of oifname "MESHDEV" ip6 daddr . meta mark @mesh_dst accept
 		iifname @tenant_of oifname %q meta mark @egress accept
-		iifname @tenant_of oifname %[12]q ct state established,related accept
+		iifname @tenant_of oifname %[15]q ct state established,related accept
 		iifname %q oifname @tenant_of ct state established,related accept
-		iifname %[13]q ct state new oifname . ip6 daddr @open6 accept
-		iifname @tenant_of oifname %[13]q reject with icmpx type admin-prohibited
+		iifname %[16]q ct state new oifname . ip6 daddr @open6 accept
+		iifname @tenant_of oifname %[16]q reject with icmpx type admin-prohibited
 	}
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
@@ -131,19 +154,55 @@ table inet macro {
 	}
 }
 `, elems(tenantOf), elems(zoneOf), elems(podMark), elems(src4), elems(src6), elems(eg), elems(open6),
+		elems(meshSrc), elems(meshMark), elems(meshDst),
 		uplink, uplinkAddr, dnsAddr, dnsAddr, uplink, uplink, uplink)
-	return b.String()
+	return strings.ReplaceAll(b.String(), `"MESHDEV"`, strconvQuote(dev))
 }
+
+// meshRuleSet is the rules' view of the mesh: its device, and the remote
+// pods' addresses with their tenants (index).
+type meshRuleSet struct {
+	Dev string
+	Src map[netip.Addr]int
+}
+
+func sortedAddrs(m map[netip.Addr]int) []netip.Addr {
+	out := make([]netip.Addr, 0, len(m))
+	for a := range m {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
+}
+
+func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }
 
 // hostRules is the host's table for one macro node: its router may reach
 // out through the host (forwarded, masqueraded: IPv4 and NAT66) but nothing
 // on the host itself, and nothing may reach in but replies, and new IPv6
 // connections, which the router lets through only to pods with
-// kr.network.policy=open.
-func hostRules(table, link string, routerAddr, router6 netip.Addr) string {
+// kr.network.policy=open. Pods never reach the cluster's own machines
+// (other nodes, the servers) through the host: those are refused.
+func hostRules(table, link string, routerAddr, router6 netip.Addr, cluster []netip.Addr) string {
+	var c4, c6 []string
+	for _, a := range cluster {
+		if a = a.Unmap(); a.Is4() {
+			c4 = append(c4, a.String())
+		} else if a.IsValid() {
+			c6 = append(c6, a.String())
+		}
+	}
+	elems := func(e []string) string {
+		if len(e) == 0 {
+			return ""
+		}
+		return " elements = { " + strings.Join(e, ", ") + " };"
+	}
 	return fmt.Sprintf(`table inet %[1]s {}
 delete table inet %[1]s
 table inet %[1]s {
+	set cluster4 { type ipv4_addr;%[5]s }
+	set cluster6 { type ipv6_addr;%[6]s }
 	chain input {
 		type filter hook input priority filter; policy accept;
 		iifname %[2]q ct state established,related accept
@@ -152,6 +211,8 @@ table inet %[1]s {
 	}
 	chain forward {
 		type filter hook forward priority filter; policy accept;
+		iifname %[2]q ip daddr @cluster4 reject with icmpx type admin-prohibited
+		iifname %[2]q ip6 daddr @cluster6 reject with icmpx type admin-prohibited
 		iifname %[2]q accept
 		oifname %[2]q ct state established,related accept
 		oifname %[2]q meta nfproto ipv6 accept
@@ -163,5 +224,5 @@ table inet %[1]s {
 		ip6 saddr %[4]s oifname != %[2]q masquerade
 	}
 }
-`, table, link, routerAddr, router6)
+`, table, link, routerAddr, router6, elems(c4), elems(c6))
 }

@@ -1,0 +1,258 @@
+package e2e
+
+import (
+	"net"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/macro-cloud/macro/internal/testenv"
+	"github.com/macro-cloud/macro/internal/testimages"
+)
+
+// TestMeshNodes is the VPC across machines: a server and two agents on
+// test hosts, the agents joined by their WireGuard mesh, tenants alice and
+// bob with pods on both nodes. Real traffic from inside the pods (busybox
+// ping, wget, traceroute6's UDP probes, nslookup): a tenant's pods reach
+// each other across the nodes by address and by name; the other tenant's
+// pods, the other node's host and the server's ports are never reached;
+// a rotated node key costs the mesh only a moment.
+func TestMeshNodes(t *testing.T) {
+	for _, tool := range []string{"ip", "nft", "nsenter", "busybox"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (scripts/setup.sh)", tool)
+		}
+	}
+	hosts := testenv.NewHosts(t, 3)
+	h1 := hosts.List[0]
+	port := testenv.FreePort(t)
+	addr := net.JoinHostPort(h1.Addr.String(), strconv.Itoa(port))
+	srv := testenv.StartServer(t, testenv.OnHost(h1), testenv.WithArgs("--api-addr", addr, "--ingress-http", "off", "--ingress-https", "off",
+		"--node-ttl", nodeTTL.String(), "--agent=false", "--vpc=false"))
+	out, err := exec.Command(testenv.Macro(t), "admin", "--data-dir", srv.DataDir, "join-token", "node").Output()
+	if err != nil {
+		t.Fatalf("join-token node: %v", err)
+	}
+	token, caHash := strings.TrimSpace(string(out)), caHashOf(t, srv)
+	agents := map[string]*testenv.Server{}
+	for i, h := range hosts.List[1:] {
+		name := "n" + strconv.Itoa(i+2)
+		agents[name] = testenv.StartAgent(t, testenv.OnHost(h), testenv.WithArgs("--server", "https://"+addr, "--token", token,
+			"--ca-hash", caHash, "--node-name", name, "--label", "zone="+name))
+	}
+	c := newTenantCloudOn(t, testenv.Macro(t), srv, addr)
+	_, alice := c.newTenant("alice")
+	_, bob := c.newTenant("bob")
+	for _, certs := range []string{alice, bob} {
+		c.mustDocker(certs, "load", "-i", testimages.Busybox(t))
+	}
+	// name runs on node; its IPv6 address once it runs there.
+	run := func(certs, name, node string, cmd ...string) netip.Addr {
+		t.Helper()
+		c.mustDocker(certs, append([]string{"run", "-d", "--name", name, "-l", "kr.zone=" + node, "busybox"}, cmd...)...)
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			got := c.mustDocker(certs, "inspect", "-f", "{{.State.Running}} {{.Node}} {{.NetworkSettings.GlobalIPv6Address}}", name)
+			if f := strings.Fields(got); len(f) == 3 && f[0] == "true" && f[1] == node {
+				return netip.MustParseAddr(f[2])
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s does not run on %s: %s\n%s", name, node, got, srv.Log())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	serve := []string{"sh", "-c", "mkdir -p /www && echo hello from $HOSTNAME > /www/index.html && exec httpd -f -p 8080 -h /www"}
+	web := run(alice, "web", "n2", "sleep", "1d")
+	db := run(alice, "db", "n3", serve...)
+	eve := run(bob, "eve", "n2", "sleep", "1d")
+	vault := run(bob, "vault", "n3", serve...)
+
+	inPod := func(certs, name string, cmd ...string) (string, bool) {
+		r := c.docker(certs, append([]string{"exec", name}, cmd...)...)
+		return r.Combined(), r.ExitCode == 0
+	}
+	ping := func(certs, from string, to netip.Addr) bool {
+		_, ok := inPod(certs, from, "ping", "-c", "1", "-W", "2", to.String())
+		return ok
+	}
+	wget := func(certs, from, url string) (string, bool) {
+		// (busybox wget -T crashes: timeout bounds it instead.)
+		return inPod(certs, from, "timeout", "4", "wget", "-q", "-O", "-", url)
+	}
+	url6 := func(a netip.Addr) string { return "http://" + net.JoinHostPort(a.String(), "8080") + "/" }
+
+	// Routes follow the pods' statuses within about a second; the first
+	// packet also waits for the WireGuard handshake.
+	deadline := time.Now().Add(30 * time.Second)
+	for !ping(alice, "web", db) {
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's web on n2 does not reach her db on n3\n%s\n%s", agents["n2"].Log(), agents["n3"].Log())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	t.Run("a tenant's pods reach each other across nodes", func(t *testing.T) {
+		if out, ok := wget(alice, "web", url6(db)); !ok || !strings.Contains(out, "hello from") {
+			t.Errorf("tcp web -> db: %v %s", ok, out)
+		}
+		// traceroute6's probes are UDP: the last hop answering is db
+		// itself (port unreachable), one hop past the nodes' routers.
+		out, _ := inPod(alice, "web", "traceroute6", "-n", "-q", "1", "-w", "2", "-m", "4", db.String())
+		if !strings.Contains(out, db.String()) {
+			t.Errorf("udp web -> db: db never answered\n%s", out)
+		}
+		if !ping(alice, "db", web) {
+			t.Error("icmp db -> web")
+		}
+		if out, ok := inPod(alice, "web", "nslookup", "db"); !ok || !strings.Contains(out, db.String()) {
+			t.Errorf("db does not resolve on n2:\n%s", out)
+		}
+		if out, ok := inPod(alice, "db", "nslookup", "web"); !ok || !strings.Contains(out, web.String()) {
+			t.Errorf("web does not resolve on n3:\n%s", out)
+		}
+		if out, ok := inPod(bob, "eve", "nslookup", "vault"); !ok || !strings.Contains(out, vault.String()) {
+			t.Errorf("bob's vault does not resolve for bob's eve:\n%s", out)
+		}
+		if !ping(bob, "vault", eve) {
+			t.Error("icmp bob's vault -> eve")
+		}
+		if out, ok := wget(bob, "eve", url6(vault)); !ok || !strings.Contains(out, "hello from") {
+			t.Errorf("bob's eve -> vault: %v %s", ok, out)
+		}
+	})
+
+	t.Run("never another tenant's pods", func(t *testing.T) {
+		// Each probe waits for its timeout: the pairs go in parallel.
+		var wg sync.WaitGroup
+		for _, tt := range []struct {
+			certs, from string
+			to          netip.Addr
+		}{
+			{bob, "eve", db},      // bob on n2 to alice on n3
+			{alice, "web", vault}, // alice on n2 to bob on n3
+			{bob, "vault", web},   // bob on n3 to alice on n2
+		} {
+			wg.Add(3)
+			go func() {
+				defer wg.Done()
+				if ping(tt.certs, tt.from, tt.to) {
+					t.Errorf("icmp %s -> %s went through", tt.from, tt.to)
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				if out, ok := wget(tt.certs, tt.from, url6(tt.to)); ok || strings.Contains(out, "hello") {
+					t.Errorf("tcp %s -> %s went through: %s", tt.from, tt.to, out)
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				out, _ := inPod(tt.certs, tt.from, "traceroute6", "-n", "-q", "1", "-w", "1", "-m", "3", tt.to.String())
+				if regexp.MustCompile(`(?m)^\s*\d+\s+` + regexp.QuoteMeta(tt.to.String()) + `\s`).MatchString(out) {
+					t.Errorf("udp %s -> %s answered:\n%s", tt.from, tt.to, out)
+				}
+			}()
+		}
+		wg.Wait()
+		if out, ok := inPod(bob, "eve", "nslookup", "db"); ok || strings.Contains(out, db.String()) {
+			t.Errorf("alice's db resolves for bob:\n%s", out)
+		}
+	})
+
+	t.Run("never the other node's host or the server", func(t *testing.T) {
+		h3 := hosts.List[2]
+		// The LAN itself is reachable (egress; n2's host forwards from
+		// its LAN as it would from a default route's device): what
+		// follows is refused for being the cluster's machines, not for
+		// lack of a route.
+		if out, err := hosts.List[1].Run("sysctl", "-w", "net.ipv4.conf.eth0.forwarding=1"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if !ping(alice, "web", hosts.Self) {
+			t.Fatal("web has no egress to the LAN: the checks below would prove nothing")
+		}
+		if !ping(alice, "web", hosts.Self6) {
+			t.Fatal("web has no IPv6 egress to the LAN: the checks below would prove nothing")
+		}
+		if ping(alice, "web", h3.Addr) || ping(alice, "web", h3.Addr6) {
+			t.Error("web reaches n3's host")
+		}
+		// Refused at once (admin-prohibited), not left to time out.
+		if out, ok := wget(alice, "web", "http://"+addr+"/_ping"); ok || strings.Contains(out, "OK") {
+			t.Errorf("web reaches the server's API port: %s", out)
+		}
+		if out, ok := inPod(alice, "web", "nc", "-w", "2", h1.Addr.String(), strconv.Itoa(port)); ok {
+			t.Errorf("web opens a connection to the server's API port: %s", out)
+		}
+	})
+
+	t.Run("a moved pod keeps its address, and a restarted agent its mesh", func(t *testing.T) {
+		// mover may run on either node; its node dies, it moves to the
+		// other, with the same IPv6 address (a hash of its ID). The dead
+		// node's agent comes back (its pods ran on meanwhile) and builds
+		// its mesh again: its pods reach mover on the other node.
+		c.mustDocker(alice, "run", "-d", "--name", "mover", "busybox", "sleep", "1d")
+		where := func() (string, netip.Addr) {
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				got := c.mustDocker(alice, "inspect", "-f", "{{.State.Running}} {{.Node}} {{.NetworkSettings.GlobalIPv6Address}}", "mover")
+				if f := strings.Fields(got); len(f) == 3 && f[0] == "true" && agents[f[1]] != nil {
+					return f[1], netip.MustParseAddr(f[2])
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("mover does not run: %s", got)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		first, addr1 := where()
+		other := map[string]string{"n2": "n3", "n3": "n2"}[first]
+		agents[first].Kill()
+		var node string
+		var addr2 netip.Addr
+		for node, addr2 = where(); node != other; node, addr2 = where() {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if addr2 != addr1 {
+			t.Errorf("mover had %s on %s, has %s on %s", addr1, first, addr2, other)
+		}
+		agents[first].Start()
+		// alice's pod on the restarted node.
+		from := map[string]string{"n2": "web", "n3": "db"}[first]
+		deadline := time.Now().Add(30 * time.Second)
+		for !ping(alice, from, addr2) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s on the restarted %s does not reach mover on %s\n%s", from, first, other, agents[first].Log())
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		c.mustDocker(alice, "rm", "-f", "mover")
+	})
+
+	t.Run("a rotated key costs the mesh a moment", func(t *testing.T) {
+		out := c.mustAdmin("nodes", "rotate-key", "n3")
+		if !strings.Contains(out, "n3") {
+			t.Fatalf("rotate-key: %s", out)
+		}
+		start := time.Now()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(agents["n3"].Log(), "mesh key rotated") {
+			if time.Now().After(deadline) {
+				t.Fatalf("n3 did not rotate its key:\n%s", agents["n3"].Log())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for !ping(alice, "web", db) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no traffic after n3's key rotation\n%s", agents["n3"].Log())
+			}
+		}
+		t.Logf("traffic again %v after the rotation was asked", time.Since(start).Round(100*time.Millisecond))
+	})
+}
