@@ -157,23 +157,29 @@ const streamIdle = 20 * time.Second
 // WatchPods follows the node's assignments, from one server after another
 // as they fail: every (re)connection starts with a full set.
 func (c *Client) WatchPods(ctx context.Context, node string) <-chan types.Assignment {
-	return follow[types.Assignment](ctx, c, "pods", url.Values{"node": {node}})
+	return follow[types.Assignment](ctx, c, "pods", url.Values{"node": {node}}, false)
 }
 
 // FollowTenantNets follows the tenants' network settings the same way:
 // every (re)connection starts with a Sync.
 func (c *Client) FollowTenantNets(ctx context.Context) <-chan types.TenantNets {
-	return follow[types.TenantNets](ctx, c, "tenants", nil)
+	return follow[types.TenantNets](ctx, c, "tenants", nil, false)
 }
 
 // follow reads the JSON lines of the stream at path from one server after
-// another as they fail, until ctx ends.
-func follow[T any](ctx context.Context, c *Client, path string, q url.Values) <-chan T {
-	out := make(chan T, 64)
+// another as they fail, until ctx ends. With latest, each line is a whole
+// state and only the newest matters: one the reader has not taken yet is
+// replaced.
+func follow[T any](ctx context.Context, c *Client, path string, q url.Values, latest bool) <-chan T {
+	size := 64
+	if latest {
+		size = 1
+	}
+	out := make(chan T, size)
 	go func() {
 		defer close(out)
 		for ctx.Err() == nil {
-			err := followOnce(ctx, c, path, q, out)
+			err := followOnce(ctx, c, path, q, latest, out)
 			if ctx.Err() != nil {
 				return
 			}
@@ -184,7 +190,7 @@ func follow[T any](ctx context.Context, c *Client, path string, q url.Values) <-
 	return out
 }
 
-func followOnce[T any](ctx context.Context, c *Client, path string, q url.Values, out chan<- T) error {
+func followOnce[T any](ctx context.Context, c *Client, path string, q url.Values, latest bool, out chan T) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	resp, err := c.request(ctx, c.stream, "GET", path, q, nil)
@@ -223,6 +229,12 @@ func followOnce[T any](ctx context.Context, c *Client, path string, q url.Values
 		var v T
 		if err := json.Unmarshal(line, &v); err != nil {
 			return fmt.Errorf("%s stream: %w", path, err)
+		}
+		if latest {
+			select {
+			case <-out:
+			default:
+			}
 		}
 		select {
 		case out <- v:

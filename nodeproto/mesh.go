@@ -1,12 +1,10 @@
 package nodeproto
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -73,58 +71,8 @@ func (h *Handler) mesh(w http.ResponseWriter, r *http.Request) {
 }
 
 // WatchMesh follows the node's mesh view, from one server after another
-// as they fail; every (re)connection starts with the whole view.
+// as they fail; every (re)connection starts with the whole view, and only
+// the latest view waits for the reader.
 func (c *Client) WatchMesh(ctx context.Context, node string) <-chan types.MeshView {
-	out := make(chan types.MeshView, 1)
-	go func() {
-		defer close(out)
-		for ctx.Err() == nil {
-			err := c.watchMeshOnce(ctx, node, out)
-			if ctx.Err() != nil {
-				return
-			}
-			c.log.Warn("mesh stream ended; reconnecting", "err", err)
-			sleep(ctx, time.Second)
-		}
-	}()
-	return out
-}
-
-func (c *Client) watchMeshOnce(ctx context.Context, node string, out chan types.MeshView) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	resp, err := c.request(ctx, c.stream, "GET", "mesh", url.Values{"node": {node}}, nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	idle := time.AfterFunc(streamIdle, cancel)
-	defer idle.Stop()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	for sc.Scan() {
-		idle.Reset(streamIdle)
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		var v types.MeshView
-		if err := json.Unmarshal(line, &v); err != nil {
-			return fmt.Errorf("mesh stream: %w", err)
-		}
-		// Only the latest view matters: replace one not taken yet.
-		select {
-		case <-out:
-		default:
-		}
-		select {
-		case out <- v:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
-	return errors.New("the server closed the mesh stream")
+	return follow[types.MeshView](ctx, c, "mesh", url.Values{"node": {node}}, true)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -89,7 +90,7 @@ func TestMeshStreamRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			ch := make(chan types.MeshView, 1)
-			if err := cli.watchMeshOnce(context.Background(), tt.node, ch); err == nil {
+			if err := followOnce(context.Background(), cli, "mesh", url.Values{"node": {tt.node}}, true, ch); err == nil {
 				t.Fatal("no error")
 			}
 		})
