@@ -152,6 +152,10 @@ type TreeReceiver struct {
 	// the engine's own cost only; a crash may then leave a new tree
 	// whose files are not all on disk).
 	NoSync bool
+	// VerifyAll builds the new tree by reading and hashing every chunk,
+	// those of the old files included, instead of trusting the index
+	// for the old files whose stamp did not change (see build.go).
+	VerifyAll bool
 }
 
 var (
@@ -361,6 +365,8 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 		first   error
 		wg      sync.WaitGroup
 		next    = make(chan *Entry)
+		linked  = map[string]bool{}
+		ot      = newOldTree(old)
 	)
 	for range max(1, min(runtime.GOMAXPROCS(0), len(files))) {
 		wg.Add(1)
@@ -373,9 +379,23 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 			defer b.close()
 			for e := range next {
 				var miss []ID
-				err := writeFile(nr, e, b.chunk, &miss)
+				var err error
+				var link bool
+				if t.VerifyAll {
+					err = writeFile(nr, e, b.chunk, &miss)
+				} else if link, err = fastFile(nr, oldRoot, ot, e, b, &miss); errors.Is(err, errStale) {
+					// An old file changed under the build: every chunk
+					// read and hashed instead.
+					miss = nil
+					if err = nr.Remove(e.Path); err == nil {
+						err = writeFile(nr, e, b.chunk, &miss)
+					}
+				}
 				mu.Lock()
 				missing = append(missing, miss...)
+				if link {
+					linked[e.Path] = true
+				}
 				if err != nil && first == nil {
 					first = fmt.Errorf("%s: %w", e.Path, err)
 				}
@@ -404,7 +424,10 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 	// what was made in it.
 	stamps := map[string]stamp{}
 	for i := len(m.Entries) - 1; i >= 0; i-- {
-		if err := setMeta(nr, newDir, &m.Entries[i]); err != nil {
+		if linked[m.Entries[i].Path] {
+			// A hard link to the old file, whose metadata is the
+			// entry's already.
+		} else if err := setMeta(nr, newDir, &m.Entries[i]); err != nil {
 			return fmt.Errorf("%s: %w", m.Entries[i].Path, err)
 		}
 		if e := &m.Entries[i]; e.Kind == File {

@@ -1,0 +1,115 @@
+package delta
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+func inode(t *testing.T, p string) uint64 {
+	t.Helper()
+	info, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Sys().(*syscall.Stat_t).Ino
+}
+
+// TestFastBuild: a second sync copies the old files' chunks in the
+// kernel, links unchanged files, and the result is the source's tree,
+// checked chunk by chunk.
+func TestFastBuild(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src, dst, state := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst"), filepath.Join(tmp, "state")
+	sourceTree(t, src)
+	write(t, filepath.Join(src, "same.bin"), randBytes(7, 1<<20), 0o644)
+	recv := &TreeReceiver{Root: dst, State: state, NoSync: true}
+	if _, err := Sync(ctx, &TreeSource{Root: src}, recv); err != nil {
+		t.Fatal(err)
+	}
+	sameIno := inode(t, filepath.Join(dst, "same.bin"))
+
+	// Overwrite bytes at three places of big, insert some into x.bin.
+	big, _ := os.ReadFile(filepath.Join(src, "big"))
+	for _, at := range []int{10, 1 << 20, 3<<20 - 100} {
+		copy(big[at:], "changed!")
+	}
+	write(t, filepath.Join(src, "big"), big, 0o644)
+	x, _ := os.ReadFile(filepath.Join(src, "sub/deep/x.bin"))
+	x = append(x[:200<<10], append([]byte("inserted"), x[200<<10:]...)...)
+	write(t, filepath.Join(src, "sub/deep/x.bin"), x, 0o600)
+
+	st, err := Sync(ctx, &TreeSource{Root: src}, recv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SentChunks > 8 {
+		t.Errorf("sent %d chunks for 4 small changes", st.SentChunks)
+	}
+	want := manifestOf(t, src)
+	if err := Verify(ctx, dst, want); err != nil {
+		t.Fatal(err)
+	}
+	if got := inode(t, filepath.Join(dst, "same.bin")); got != sameIno {
+		t.Errorf("an unchanged file was not linked: inode %d, was %d", got, sameIno)
+	}
+	// The index the commit saved describes the tree: a sync of it from
+	// the receiver's side finds every file unchanged.
+	if err := Verify(ctx, dst, loadIndex(stateFile(state, "index")).m); err != nil {
+		t.Fatalf("index after the commit: %v", err)
+	}
+}
+
+// TestFastBuildStale: an old file that changes while the new tree is
+// built from it is noticed (its stamp), and the file is built again
+// from hashed chunks: the result is still the source's tree, or the
+// commit fails and the old tree stays.
+func TestFastBuildStale(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src, dst, state := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst"), filepath.Join(tmp, "state")
+	write(t, filepath.Join(src, "f"), randBytes(3, 2<<20), 0o644)
+	recv := &TreeReceiver{Root: dst, State: state, NoSync: true}
+	if _, err := Sync(ctx, &TreeSource{Root: src}, recv); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(src, "f"))
+	copy(b[1<<20:], "a change")
+	write(t, filepath.Join(src, "f"), b, 0o644)
+
+	hooked := 0
+	testHookCopied = func(p string) {
+		if hooked++; hooked == 1 {
+			// Damage the old file where the copy read it.
+			f, err := os.OpenFile(filepath.Join(dst, p), os.O_WRONLY, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			f.WriteAt([]byte("damage"), 100)
+			f.Close()
+		}
+	}
+	defer func() { testHookCopied = nil }()
+	_, err := Sync(ctx, &TreeSource{Root: src}, recv)
+	if hooked == 0 {
+		t.Fatal("the hook did not run")
+	}
+	if err == nil {
+		if err := Verify(ctx, dst, manifestOf(t, src)); err != nil {
+			t.Fatalf("a sync over a changed old file succeeded with a wrong tree: %v", err)
+		}
+		return
+	}
+	t.Logf("the sync failed as it may: %v", err)
+	testHookCopied = nil
+	if _, err := Sync(ctx, &TreeSource{Root: src}, recv); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(ctx, dst, manifestOf(t, src)); err != nil {
+		t.Fatal(err)
+	}
+}
