@@ -101,8 +101,8 @@ func fastFile(nr, oldRoot *os.Root, ot *oldTree, e *Entry, b *builder, missing *
 	// used are the old files copied from, checked after the copy.
 	used := map[string]*os.File{}
 	var (
-		off  int64 // in the new file
-		run  struct {
+		off int64 // in the new file
+		run struct {
 			src      *os.File
 			from, to int64
 			n        int64
