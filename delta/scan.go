@@ -154,6 +154,12 @@ func scan(ctx context.Context, dir string, prev *index) (*index, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if skipTop(p) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
 		info, err := r.Lstat(p)
 		if err != nil {
 			return err

@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -48,6 +47,9 @@ func scanWithState(ctx context.Context, root, state string) (*index, error) {
 			return nil, err
 		}
 		defer unlock()
+		if err := recoverSwap(root, state); err != nil {
+			return nil, err
+		}
 		prev = loadIndex(stateFile(state, "index"))
 	}
 	x, err := scan(ctx, root, prev)
@@ -176,6 +178,9 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 		return nil, err
 	}
 	defer unlock()
+	if err := recoverSwap(t.Root, t.State); err != nil {
+		return nil, err
+	}
 	old, err := scan(ctx, t.Root, loadIndex(stateFile(t.State, "index")))
 	if err != nil {
 		return nil, err
@@ -301,6 +306,9 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 		return err
 	}
 	defer unlock()
+	if err := recoverSwap(t.Root, t.State); err != nil {
+		return err
+	}
 	old, err := scan(ctx, t.Root, loadIndex(stateFile(t.State, "index")))
 	if err != nil {
 		return err
@@ -316,6 +324,13 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 		}
 	}
 	newDir := filepath.Join(t.State, "new")
+	inplace := inPlace(t.Root, t.State)
+	if inplace {
+		// A mount point or subvolume: the new tree is built inside it
+		// and switched in entry by entry (swap.go).
+		newDir = filepath.Join(t.Root, NewDirName)
+		os.RemoveAll(filepath.Join(t.Root, OldDirName))
+	}
 	if err := os.RemoveAll(newDir); err != nil {
 		return err
 	}
@@ -422,20 +437,12 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 	}
 	// Metadata, deepest first, so that a directory's mtime is set after
 	// what was made in it.
-	stamps := map[string]stamp{}
 	for i := len(m.Entries) - 1; i >= 0; i-- {
 		if linked[m.Entries[i].Path] {
 			// A hard link to the old file, whose metadata is the
 			// entry's already.
 		} else if err := setMeta(nr, newDir, &m.Entries[i]); err != nil {
 			return fmt.Errorf("%s: %w", m.Entries[i].Path, err)
-		}
-		if e := &m.Entries[i]; e.Kind == File {
-			info, err := nr.Lstat(e.Path)
-			if err != nil {
-				return err
-			}
-			stamps[e.Path] = stampOf(info.Sys().(*syscall.Stat_t))
 		}
 	}
 	if !t.NoSync {
@@ -444,7 +451,12 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 		}
 	}
 	// The switch.
-	if _, err := os.Lstat(t.Root); errors.Is(err, fs.ErrNotExist) {
+	if inplace {
+		keep = true // the switch finishes it, or its recovery does
+		if err := switchInPlace(t.Root, t.State, &m.Entries[0]); err != nil {
+			return fmt.Errorf("switch the new tree into place: %w (the next sync finishes it)", err)
+		}
+	} else if _, err := os.Lstat(t.Root); errors.Is(err, fs.ErrNotExist) {
 		err = os.Rename(newDir, t.Root)
 		if err != nil {
 			return err
@@ -458,8 +470,16 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 		d.Close()
 	}
 	// What follows only cleans up: the new tree is in place.
-	os.RemoveAll(newDir) // the old tree
-	saveIndex(stateFile(t.State, "index"), &index{m: m, stamps: stamps})
+	if !inplace {
+		os.RemoveAll(newDir) // the old tree
+	}
+	// The stamps of the files where they are now (a rename changes a
+	// file's ctime).
+	if stamps, err := stampsUnder(t.Root, m); err == nil {
+		saveIndex(stateFile(t.State, "index"), &index{m: m, stamps: stamps})
+	} else {
+		os.Remove(stateFile(t.State, "index")) // rebuilt by the next scan
+	}
 	os.RemoveAll(filepath.Join(t.State, "chunks"))
 	os.Remove(stateFile(t.State, "pending"))
 	return nil
