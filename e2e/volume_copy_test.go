@@ -193,3 +193,41 @@ func TestVolumeCopyAcrossNodes(t *testing.T) {
 		t.Fatalf("the updated copy differs:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestVolumeExportImportDrivers: export and import of lv2 and nfs volumes,
+// whose files are a mount point (lv2's loop-mounted ext4) or a btrfs
+// subvolume (nfs), which the import switches in place: into a new volume,
+// then again after a change (an update of a volume that has files).
+func TestVolumeExportImportDrivers(t *testing.T) {
+	k := newKraUp(t)
+	tmp := t.TempDir()
+	keyFile := filepath.Join(tmp, "volume.key")
+	if err := os.WriteFile(keyFile, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, driver := range []string{"lv2", "nfs"} {
+		src, dst, drive := driver+"-src", driver+"-dst", filepath.Join(tmp, driver+"-drive")
+		opts := []string{"-o", "size=64m"}
+		if driver == "nfs" {
+			opts = append(opts, "-o", "snapshot=off")
+		}
+		for _, v := range []string{src, dst} {
+			k.mustDocker(append(append([]string{"volume", "create", "--driver", driver}, opts...), v)...)
+		}
+		k.mustDocker("run", "--rm", "-v", src+":/data", "busybox", "sh", "-c", fillVolume)
+		k.mustDocker("run", "--rm", "-v", dst+":/data", "busybox", "sh", "-c", "echo stale > /data/stale")
+		for round := range 2 {
+			if round == 1 {
+				k.mustDocker("run", "--rm", "-v", src+":/data", "busybox", "sh", "-c", change1pct)
+			}
+			k.must(tmp, "volume", "export", src, drive, "--key-file", keyFile)
+			if out := k.must(tmp, "volume", "import", drive, dst, "--key-file", keyFile); !strings.Contains(out, "imported") {
+				t.Fatalf("%s: kra volume import said: %s", driver, out)
+			}
+			want := volumeListing(k, src)
+			if got := volumeListing(k, dst); got != want {
+				t.Fatalf("%s, round %d: the imported volume differs:\n%s\nwant:\n%s", driver, round, got, want)
+			}
+		}
+	}
+}
