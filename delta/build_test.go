@@ -2,6 +2,7 @@ package delta
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -76,8 +77,10 @@ func TestFastBuildStale(t *testing.T) {
 	if _, err := Sync(ctx, &TreeSource{Root: src}, recv); err != nil {
 		t.Fatal(err)
 	}
+	// An insertion: the file is built by copies (a patch in place is
+	// for overwrites).
 	b, _ := os.ReadFile(filepath.Join(src, "f"))
-	copy(b[1<<20:], "a change")
+	b = append(b[:1<<20:1<<20], append([]byte("a change"), b[1<<20:]...)...)
 	write(t, filepath.Join(src, "f"), b, 0o644)
 
 	hooked := 0
@@ -111,5 +114,63 @@ func TestFastBuildStale(t *testing.T) {
 	}
 	if err := Verify(ctx, dst, manifestOf(t, src)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPatchInPlace: a file overwritten at a few places keeps its inode
+// (it is patched, not copied); a patch that fails midway is undone, and
+// the old tree is whole.
+func TestPatchInPlace(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src, dst, state := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst"), filepath.Join(tmp, "state")
+	write(t, filepath.Join(src, "db"), randBytes(9, 2<<20), 0o644)
+	write(t, filepath.Join(src, "other"), randBytes(10, 1<<20), 0o644)
+	recv := &TreeReceiver{Root: dst, State: state, NoSync: true}
+	if _, err := Sync(ctx, &TreeSource{Root: src}, recv); err != nil {
+		t.Fatal(err)
+	}
+	ino := inode(t, filepath.Join(dst, "db"))
+	change := func(at int) {
+		b, _ := os.ReadFile(filepath.Join(src, "db"))
+		copy(b[at:], "a page written")
+		write(t, filepath.Join(src, "db"), b, 0o600)
+	}
+
+	// A failure in the middle of the patch: undone.
+	change(100)
+	change(1 << 20)
+	oldM := manifestOf(t, dst)
+	errStop := errors.New("stopped")
+	n := 0
+	testHookPatch = func(string) error {
+		if n++; n == 2 {
+			return errStop
+		}
+		return nil
+	}
+	_, err := Sync(ctx, &TreeSource{Root: src}, recv)
+	testHookPatch = nil
+	if !errors.Is(err, errStop) {
+		t.Fatalf("the patch was not stopped: %v", err)
+	}
+	if err := Verify(ctx, dst, oldM); err != nil {
+		t.Fatalf("after a failed patch the tree is not the old one: %v", err)
+	}
+	if _, err := os.Stat(undoFile(state)); err == nil {
+		t.Error("the undo log is still there")
+	}
+
+	if _, err := Sync(ctx, &TreeSource{Root: src}, recv); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(ctx, dst, manifestOf(t, src)); err != nil {
+		t.Fatal(err)
+	}
+	if got := inode(t, filepath.Join(dst, "db")); got != ino {
+		t.Errorf("the file was copied (inode %d, was %d), not patched", got, ino)
+	}
+	if info, _ := os.Stat(filepath.Join(dst, "db")); info.Mode().Perm() != 0o600 {
+		t.Errorf("the patched file's mode is %v", info.Mode().Perm())
 	}
 }

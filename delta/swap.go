@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -93,11 +94,15 @@ func syncDir(dir string) error {
 
 // switchInPlace moves the tree built in root/NewDirName into root (see
 // above); top is the manifest's root entry.
-func switchInPlace(root, state string, top *Entry) error {
+// journaled says the journal was written: from then on the switch goes
+// to its end, now or at the next use of the state.
+func switchInPlace(root, state string, top *Entry) (journaled bool, err error) {
 	if err := writeJournal(state, "old"); err != nil {
-		return err
+		os.Remove(journalFile(state))
+		return false, err
 	}
-	return finishSwitch(root, state, "old", top)
+	dropUndo(state) // the switch goes to its end from here
+	return true, finishSwitch(root, state, "old", top)
 }
 
 // finishSwitch runs the switch from phase on.
@@ -169,7 +174,42 @@ func finishSwitch(root, state, phase string, top *Entry) error {
 			return err
 		}
 	}
+	os.Remove(rootMTimeFile(state))
 	return nil
+}
+
+// The root's mtime before a sync in place made its directory there: a
+// sync that fails, or that a crash cut before its switch, leaves the old
+// tree with that mtime again (restoreRootMTime, then or at the next use
+// of the state).
+func rootMTimeFile(state string) string { return stateFile(state, "rootmtime") }
+
+func keepRootMTime(root, state string) error {
+	if _, err := os.Stat(rootMTimeFile(state)); err == nil {
+		// A sync before this one was cut: its value is the one.
+		return nil
+	}
+	info, err := os.Lstat(root)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(rootMTimeFile(state), []byte(strconv.FormatInt(info.ModTime().UnixNano(), 10)), 0o600)
+}
+
+// restoreRootMTime removes what a sync in place left in the root and puts
+// the root's mtime back.
+func restoreRootMTime(root, state string) {
+	b, err := os.ReadFile(rootMTimeFile(state))
+	if err != nil {
+		return
+	}
+	os.RemoveAll(filepath.Join(root, NewDirName))
+	os.RemoveAll(filepath.Join(root, OldDirName))
+	if ns, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+		mt := time.Unix(0, ns)
+		os.Chtimes(root, mt, mt)
+	}
+	os.Remove(rootMTimeFile(state))
 }
 
 // testHookSwitch runs before each move of a switch; its error stops the

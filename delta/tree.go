@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -47,7 +48,7 @@ func scanWithState(ctx context.Context, root, state string) (*index, error) {
 			return nil, err
 		}
 		defer unlock()
-		if err := recoverSwap(root, state); err != nil {
+		if err := recoverState(root, state); err != nil {
 			return nil, err
 		}
 		prev = loadIndex(stateFile(state, "index"))
@@ -178,7 +179,7 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 		return nil, err
 	}
 	defer unlock()
-	if err := recoverSwap(t.Root, t.State); err != nil {
+	if err := recoverState(t.Root, t.State); err != nil {
 		return nil, err
 	}
 	old, err := scan(ctx, t.Root, loadIndex(stateFile(t.State, "index")))
@@ -300,13 +301,13 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 // Commit builds m's tree beside Root from the staging area and Root's
 // old files, hashing every chunk it writes, then exchanges it with Root
 // in one rename. On any failure Root is left as it was.
-func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
+func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 	unlock, err := lockDir(t.State)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := recoverSwap(t.Root, t.State); err != nil {
+	if err := recoverState(t.Root, t.State); err != nil {
 		return err
 	}
 	old, err := scan(ctx, t.Root, loadIndex(stateFile(t.State, "index")))
@@ -329,7 +330,9 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 		// A mount point or subvolume: the new tree is built inside it
 		// and switched in entry by entry (swap.go).
 		newDir = filepath.Join(t.Root, NewDirName)
-		os.RemoveAll(filepath.Join(t.Root, OldDirName))
+		if err := keepRootMTime(t.Root, t.State); err != nil {
+			return err
+		}
 	}
 	if err := os.RemoveAll(newDir); err != nil {
 		return err
@@ -337,10 +340,13 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 	if err := os.Mkdir(newDir, 0o700); err != nil {
 		return err
 	}
-	keep := false
+	keep, switched := false, false
 	defer func() {
 		if !keep {
 			os.RemoveAll(newDir)
+			if inplace {
+				restoreRootMTime(t.Root, t.State)
+			}
 		}
 	}()
 	nr, err := os.OpenRoot(newDir)
@@ -382,7 +388,24 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 		next    = make(chan *Entry)
 		linked  = map[string]bool{}
 		ot      = newOldTree(old)
+		patches []*patchPlan
 	)
+	// Files that are overwrites of the old file at their path are
+	// patched in place (patch.go), after every other file is built
+	// (which may read any old file as it was).
+	if !t.VerifyAll && oldRoot != nil {
+		rest := make([]*Entry, 0, len(files))
+		for _, e := range files {
+			if pp := planPatch(e, ot.byPath[e.Path], staged); pp != nil {
+				if linkOld(oldRoot, nr, e.Path, pp.of.stamp) == nil {
+					patches = append(patches, pp)
+					continue
+				}
+			}
+			rest = append(rest, e)
+		}
+		files = rest
+	}
 	for range max(1, min(runtime.GOMAXPROCS(0), len(files))) {
 		wg.Add(1)
 		go func() {
@@ -435,6 +458,33 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 	if len(missing) > 0 {
 		return &MissingError{IDs: missing}
 	}
+	if len(patches) > 0 {
+		info, err := os.Lstat(newDir)
+		if err != nil {
+			return err
+		}
+		if err := writeUndo(t.State, oldRoot, info.Sys().(*syscall.Stat_t).Ino, patches); err != nil {
+			os.Remove(undoFile(t.State))
+			return fmt.Errorf("undo log: %w", err)
+		}
+		defer func() {
+			if !switched {
+				if err := rollbackUndo(t.Root, t.State); err != nil {
+					rerr = errors.Join(rerr, fmt.Errorf("undo the patches of the old tree: %w (the next sync tries again)", err))
+				}
+			}
+		}()
+		b := &builder{staged: staged, packs: map[string]*os.File{}}
+		defer b.close()
+		for _, p := range patches {
+			if err := applyPatch(nr, p, b, &missing); err != nil {
+				return fmt.Errorf("%s: %w", p.e.Path, err)
+			}
+		}
+		if len(missing) > 0 {
+			return &MissingError{IDs: missing}
+		}
+	}
 	// Metadata, deepest first, so that a directory's mtime is set after
 	// what was made in it.
 	for i := len(m.Entries) - 1; i >= 0; i-- {
@@ -453,7 +503,9 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 	// The switch.
 	if inplace {
 		keep = true // the switch finishes it, or its recovery does
-		if err := switchInPlace(t.Root, t.State, &m.Entries[0]); err != nil {
+		var err error
+		switched, err = switchInPlace(t.Root, t.State, &m.Entries[0])
+		if err != nil {
 			return fmt.Errorf("switch the new tree into place: %w (the next sync finishes it)", err)
 		}
 	} else if _, err := os.Lstat(t.Root); errors.Is(err, fs.ErrNotExist) {
@@ -464,11 +516,13 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 	} else if err := unix.Renameat2(unix.AT_FDCWD, newDir, unix.AT_FDCWD, t.Root, unix.RENAME_EXCHANGE); err != nil {
 		return fmt.Errorf("switch the new tree into place: %w", err)
 	}
+	switched = true
 	keep = true
 	if d, err := os.Open(filepath.Dir(t.Root)); err == nil {
 		d.Sync()
 		d.Close()
 	}
+	dropUndo(t.State)
 	// What follows only cleans up: the new tree is in place.
 	if !inplace {
 		os.RemoveAll(newDir) // the old tree
