@@ -60,17 +60,17 @@ func planPatch(e *Entry, of *oldFile, staged map[ID]packLoc) *patchPlan {
 	if of == nil || of.e.Size != e.Size || e.Size == 0 {
 		return nil
 	}
-	oldAt := make(map[int64]ID, len(of.e.Chunks))
-	var off int64
-	for _, c := range of.e.Chunks {
-		oldAt[off] = c.ID
-		off += int64(c.Size)
-	}
 	p := &patchPlan{e: e, of: of}
-	var written int64
-	off = 0
+	var written, off, oldOff int64
+	oc := of.e.Chunks
 	for _, c := range e.Chunks {
-		if id, ok := oldAt[off]; !ok || id != c.ID {
+		// The old chunk that starts at off, if one does (both lists
+		// are in offset order).
+		for len(oc) > 0 && oldOff < off {
+			oldOff += int64(oc[0].Size)
+			oc = oc[1:]
+		}
+		if len(oc) == 0 || oldOff != off || oc[0] != c {
 			if l, ok := staged[c.ID]; !ok || l.size != c.Size {
 				return nil
 			}

@@ -314,16 +314,6 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 	if err != nil {
 		return err
 	}
-	locs := map[ID]loc{}
-	for _, e := range old.m.Entries {
-		var off int64
-		for _, c := range e.Chunks {
-			if _, ok := locs[c.ID]; !ok {
-				locs[c.ID] = loc{e.Path, off, c.Size}
-			}
-			off += int64(c.Size)
-		}
-	}
 	newDir := filepath.Join(t.State, "new")
 	inplace := inPlace(t.Root, t.State)
 	if inplace {
@@ -405,6 +395,19 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 			rest = append(rest, e)
 		}
 		files = rest
+	}
+	// Where each chunk of the old tree lies, for the files built anew.
+	locs := map[ID]loc{}
+	if len(files) > 0 {
+		for _, e := range old.m.Entries {
+			var off int64
+			for _, c := range e.Chunks {
+				if _, ok := locs[c.ID]; !ok {
+					locs[c.ID] = loc{e.Path, off, c.Size}
+				}
+				off += int64(c.Size)
+			}
+		}
 	}
 	for range max(1, min(runtime.GOMAXPROCS(0), len(files))) {
 		wg.Add(1)
