@@ -109,7 +109,22 @@ func fastFile(nr, oldRoot *os.Root, ot *oldTree, e *Entry, b *builder, missing *
 		}
 		miss bool
 	)
+	// Received chunks gather in wbuf (for the bytes at wOff) and go out
+	// in one write per run of them.
+	wbuf := b.wbuf[:0]
+	var wOff int64
+	flushW := func() error {
+		if len(wbuf) == 0 {
+			return nil
+		}
+		_, err := f.WriteAt(wbuf, wOff)
+		wbuf = wbuf[:0]
+		return err
+	}
 	flush := func() error {
+		if err := flushW(); err != nil {
+			return err
+		}
 		if run.n == 0 {
 			return nil
 		}
@@ -143,6 +158,9 @@ func fastFile(nr, oldRoot *os.Root, ot *oldTree, e *Entry, b *builder, missing *
 			if run.n > 0 && run.src == src && run.from+run.n == from && run.to+run.n == off {
 				run.n += int64(c.Size)
 			} else {
+				if err := flushW(); err != nil {
+					return false, err
+				}
 				if err := flush(); err != nil {
 					return false, err
 				}
@@ -162,14 +180,23 @@ func fastFile(nr, oldRoot *os.Root, ot *oldTree, e *Entry, b *builder, missing *
 			off += int64(c.Size)
 			continue
 		}
-		if err := flush(); err != nil {
-			return false, err
+		if run.n > 0 {
+			if err := flush(); err != nil {
+				return false, err
+			}
 		}
-		if _, err := f.WriteAt(data, off); err != nil {
-			return false, err
+		if len(wbuf) > 0 && (wOff+int64(len(wbuf)) != off || len(wbuf)+len(data) > cap(wbuf)) {
+			if err := flushW(); err != nil {
+				return false, err
+			}
 		}
+		if len(wbuf) == 0 {
+			wOff = off
+		}
+		wbuf = append(wbuf, data...)
 		off += int64(c.Size)
 	}
+	b.wbuf = wbuf[:0]
 	if miss {
 		return false, nil
 	}

@@ -447,7 +447,7 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b := &builder{staged: staged, locs: locs, packs: map[string]*os.File{}}
+			b := &builder{staged: staged, locs: locs, packs: map[string]*os.File{}, wbuf: make([]byte, 0, 1<<20)}
 			if oldRoot != nil {
 				b.old = newFileCache(oldRoot)
 			}
@@ -583,6 +583,7 @@ type builder struct {
 	packs             map[string]*os.File
 	old               *fileCache // nil without an old tree
 	fromPack, fromOld readAhead
+	wbuf              []byte // fastFile's buffer of received chunks
 }
 
 type loc struct {
