@@ -282,3 +282,33 @@ func stampsUnder(root string, m *Manifest) (map[string]stamp, error) {
 	}
 	return stamps, nil
 }
+
+// Recover repairs the tree at root after a crash of a sync into it (state
+// is the sync's state directory): a switch in place is finished, patches
+// of a sync that did not switch are undone. Whoever uses the tree (a pod
+// that mounts a volume) calls it first; it costs three stats when there
+// is nothing to repair, and does nothing while a sync holds the state
+// (that sync repairs it itself).
+func Recover(root, state string) error {
+	pending := false
+	for _, f := range []string{journalFile(state), undoFile(state), rootMTimeFile(state)} {
+		if _, err := os.Lstat(f); err == nil {
+			pending = true
+		}
+	}
+	if !pending {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(state, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil // a sync is under way: it repairs first
+		}
+		return err
+	}
+	return recoverState(root, state)
+}

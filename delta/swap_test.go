@@ -115,3 +115,37 @@ func TestSwitchInPlaceRecovers(t *testing.T) {
 		})
 	}
 }
+
+// TestRecover: a user of the tree (a pod's mount) repairs an interrupted
+// switch with Recover, without a sync; with nothing to repair it is a
+// no-op.
+func TestRecover(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src, state := filepath.Join(tmp, "src"), filepath.Join(tmp, "state")
+	dst := mountedRoot(t)
+	if err := Recover(dst, state); err != nil {
+		t.Fatalf("nothing to repair: %v", err)
+	}
+	write(t, filepath.Join(dst, "old"), []byte("old"), 0o644)
+	for i := range 3 {
+		write(t, filepath.Join(src, "n"+strconv.Itoa(i)), []byte("new"), 0o644)
+	}
+	testHookSwitch = func(phase string, i int) error {
+		if phase == "new" && i == 1 {
+			return errors.New("stopped")
+		}
+		return nil
+	}
+	_, err := Sync(ctx, &TreeSource{Root: src}, &TreeReceiver{Root: dst, State: state})
+	testHookSwitch = nil
+	if err == nil {
+		t.Fatal("the switch was not stopped")
+	}
+	if err := Recover(dst, state); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(ctx, dst, manifestOf(t, src)); err != nil {
+		t.Fatalf("after Recover: %v", err)
+	}
+}
