@@ -36,6 +36,16 @@ type index struct {
 	m      *Manifest
 	stamps map[string]stamp
 	byPath map[string]int // entries by path, made by find
+	// chunked counts the files scan chunked (not taken from prev).
+	chunked int
+}
+
+// newer says whether x, made by a scan from prev, tells more than prev
+// does: a file chunked, or files gone. Otherwise prev is kept as it is
+// (its stamps and chunks are x's; only directories' metadata may differ,
+// which scans read from the tree anyway).
+func (x *index) newer(prev *index) bool {
+	return prev == nil || x.chunked > 0 || len(prev.stamps) != len(x.stamps)
 }
 
 var indexMagic = []byte("MDI1")
@@ -222,6 +232,7 @@ func scan(ctx context.Context, dir string, prev *index) (*index, error) {
 				if err == nil {
 					e.Chunks, e.Size = chunks, size
 					x.stamps[e.Path] = st
+					x.chunked++
 				}
 				mu.Unlock()
 			}

@@ -79,7 +79,7 @@ func scanWithState(ctx context.Context, root, state string) (*index, error) {
 	if err != nil {
 		return nil, err
 	}
-	if state != "" {
+	if state != "" && x.newer(prev) {
 		if err := saveIndex(stateFile(state, "index"), x); err != nil {
 			return nil, err
 		}
@@ -216,12 +216,15 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 	if err := recoverState(t.Root, t.State); err != nil {
 		return nil, err
 	}
-	old, err := scan(ctx, t.Root, loadIndex(stateFile(t.State, "index")))
+	prev := loadIndex(stateFile(t.State, "index"))
+	old, err := scan(ctx, t.Root, prev)
 	if err != nil {
 		return nil, err
 	}
-	if err := saveIndex(stateFile(t.State, "index"), old); err != nil {
-		return nil, err
+	if old.newer(prev) {
+		if err := saveIndex(stateFile(t.State, "index"), old); err != nil {
+			return nil, err
+		}
 	}
 	if err := writeFileAtomic(stateFile(t.State, "pending"), m.Encode(), 0o600); err != nil {
 		return nil, err
