@@ -74,6 +74,9 @@ func sameFile(o *Entry, e *Entry) bool {
 	return true
 }
 
+// errLinked refuses to link or patch an old file that has other names.
+var errLinked = errors.New("the old file has other hard links")
+
 // testHookCopied runs after a file's copy, before its old files' stamps
 // are checked (tests change an old file there).
 var testHookCopied func(path string)
@@ -229,6 +232,11 @@ func linkOld(oldRoot, nr *os.Root, p string, s stamp) error {
 	st, ok := info.Sys().(*syscall.Stat_t)
 	if !ok || !info.Mode().IsRegular() || stampOf(st) != s {
 		return errStale
+	}
+	if st.Nlink != 1 {
+		// Hard-linked in the old tree: a patch would change the other
+		// names too, and a link would tie them to the new file.
+		return errLinked
 	}
 	// os.Root has no Link: link through the two roots' directory fds is
 	// not offered either, so open the parent directories under the roots.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func inode(t *testing.T, p string) uint64 {
@@ -172,5 +173,40 @@ func TestPatchInPlace(t *testing.T) {
 	}
 	if info, _ := os.Stat(filepath.Join(dst, "db")); info.Mode().Perm() != 0o600 {
 		t.Errorf("the patched file's mode is %v", info.Mode().Perm())
+	}
+}
+
+// TestHardLinkedOldFiles: old files with two names are neither linked nor
+// patched (a patch of one name would change the other): a change to one
+// name leaves the other as the source has it.
+func TestHardLinkedOldFiles(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src, dst, state := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst"), filepath.Join(tmp, "state")
+	data := randBytes(11, 1<<20)
+	write(t, filepath.Join(src, "a"), data, 0o644)
+	write(t, filepath.Join(src, "b"), data, 0o644)
+	same := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, n := range []string{"a", "b"} {
+		os.Chtimes(filepath.Join(src, n), same, same) // b then equals the old b, inode and all
+	}
+	recv := &TreeReceiver{Root: dst, State: state, NoSync: true}
+	if _, err := Sync(ctx, &TreeSource{Root: src}, recv); err != nil {
+		t.Fatal(err)
+	}
+	// The receiver's a and b become one file with two names (as a user
+	// of the volume could make them), then the source changes a.
+	os.Remove(filepath.Join(dst, "b"))
+	if err := os.Link(filepath.Join(dst, "a"), filepath.Join(dst, "b")); err != nil {
+		t.Fatal(err)
+	}
+	b := append([]byte(nil), data...)
+	copy(b[500000:], "a change of a only")
+	write(t, filepath.Join(src, "a"), b, 0o644)
+	if _, err := Sync(ctx, &TreeSource{Root: src}, recv); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(ctx, dst, manifestOf(t, src)); err != nil {
+		t.Fatal(err)
 	}
 }
