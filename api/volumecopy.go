@@ -151,7 +151,9 @@ func (s *Server) createCopyTarget(ctx context.Context, tenant string, src types.
 	if driver == "local" {
 		opts = nil // local takes no options
 	}
-	return vs.CreateVolume(ctx, tenant, req.To, driver, opts, maps.Clone(src.Labels))
+	labels := maps.Clone(src.Labels)
+	delete(labels, "com.docker.volume.anonymous") // DST has a name
+	return vs.CreateVolume(ctx, tenant, req.To, driver, opts, labels)
 }
 
 // volumeEnds are a volume's files as the engine's source and receiver, on
