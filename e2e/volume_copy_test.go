@@ -192,6 +192,20 @@ func TestVolumeCopyAcrossNodes(t *testing.T) {
 	if got := volumeListing(k, "dst"); got != want {
 		t.Fatalf("the updated copy differs:\n%s\nwant:\n%s", got, want)
 	}
+
+	// Export and import of volumes of other nodes go through the server
+	// the same way: dst (node nb) to a drive, the drive into a volume of
+	// node na.
+	keyFile, drive := filepath.Join(tmp, "volume.key"), filepath.Join(tmp, "drive")
+	if err := os.WriteFile(keyFile, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k.must(tmp, "volume", "export", "dst", drive, "--key-file", keyFile)
+	k.mustDocker("volume", "create", "--driver", "lv2", "-o", "size=64M", "-o", "zone=a", "back")
+	k.must(tmp, "volume", "import", drive, "back", "--key-file", keyFile)
+	if got := volumeListing(k, "back"); got != want {
+		t.Fatalf("the volume imported on node na differs:\n%s\nwant:\n%s", got, want)
+	}
 }
 
 // TestVolumeExportImportDrivers: export and import of lv2 and nfs volumes,
