@@ -112,7 +112,14 @@ type undoLog struct {
 }
 
 func (u *undoLog) encode() []byte {
-	b := append([]byte(nil), undoMagic...)
+	n := 32
+	for _, f := range u.Files {
+		n += len(f.Path) + 32
+		for _, r := range f.Ranges {
+			n += len(r.Data) + 20
+		}
+	}
+	b := append(make([]byte, 0, n), undoMagic...)
 	b = binary.AppendUvarint(b, u.NewDirIno)
 	b = binary.AppendUvarint(b, uint64(len(u.Files)))
 	for _, f := range u.Files {

@@ -282,15 +282,21 @@ func chunkFile(r *os.Root, p string, buf []byte) ([]Chunk, int64, stamp, error) 
 		return nil, 0, stamp{}, fmt.Errorf("no longer a regular file")
 	}
 	st := stampOf(info.Sys().(*syscall.Stat_t))
-	chunks, size, err := chunkReader(f, buf)
+	chunks, size, err := chunkReaderSized(f, buf, info.Size())
 	return chunks, size, st, err
 }
 
 // chunkReader cuts what r holds into chunks, with buf (larger than
 // MaxChunk) as its buffer.
 func chunkReader(r io.Reader, buf []byte) ([]Chunk, int64, error) {
+	return chunkReaderSized(r, buf, 0)
+}
+
+// chunkReaderSized is chunkReader for about sizeHint bytes (the list of
+// chunks is made once).
+func chunkReaderSized(r io.Reader, buf []byte, sizeHint int64) ([]Chunk, int64, error) {
 	var (
-		chunks     []Chunk
+		chunks     = make([]Chunk, 0, min(sizeHint/AvgChunk+16, 1<<20))
 		size       int64
 		start, end int
 		eof        bool

@@ -233,7 +233,7 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 	if err != nil {
 		return nil, err
 	}
-	have := map[ID]bool{}
+	have := make(map[ID]bool, len(staged)+old.m.chunkCount())
 	for id := range staged {
 		have[id] = true // received by an earlier sync that was cut short
 	}
@@ -285,7 +285,7 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 	if err != nil {
 		return err
 	}
-	ids := map[ID]bool{}
+	ids := make(map[ID]bool, m.chunkCount())
 	for _, e := range m.Entries {
 		for _, c := range e.Chunks {
 			ids[c.ID] = true
