@@ -20,8 +20,8 @@ func TestQuotaVolumes(t *testing.T) {
 	c := newTenantCloud(t)
 	_, dir := c.newTenant("quota-vol", "--volumes", "3g", "--volume-count", "6")
 	c.mustDocker(dir, "load", "-i", testimages.Busybox(t))
-	c.mustDocker(dir, "volume", "create", "plain")                                           // local: 1 GiB counted
-	c.mustDocker(dir, "volume", "create", "--driver", "lv2", "-o", "size=1g", "db")          // 1 GiB
+	c.mustDocker(dir, "volume", "create", "plain")                                          // local: 1 GiB counted
+	c.mustDocker(dir, "volume", "create", "--driver", "lv2", "-o", "size=1g", "db")         // 1 GiB
 	c.mustDocker(dir, "volume", "create", "--driver", "nfs", "-o", "snapshot=off", "files") // 1 GiB given
 	if out := c.mustDocker(dir, "volume", "inspect", "-f", "{{.Options.size}}", "files"); out != "1073741824" {
 		t.Errorf("an nfs volume without a size in a tenant with a volume quota has size %q, want 1073741824", out)
