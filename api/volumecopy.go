@@ -3,7 +3,7 @@ package api
 // Copying a volume into another of the same tenant with the delta-sync
 // engine (kra volume copy):
 //
-//	POST /volumes/{name}/copy   {"to": "DST", "driver": "", "size": "", "zone": ""}
+//	POST /volumes/{name}/copy   {"to": "DST", "driver": "", "size": "", "zone": "", "verify": false}
 //
 // DST is made when it does not exist (the source's driver and options,
 // with driver, size and zone as given), or brought up to date in place:
@@ -46,6 +46,9 @@ type CopyRequest struct {
 	Driver string `json:"driver,omitempty"`
 	Size   string `json:"size,omitempty"`
 	Zone   string `json:"zone,omitempty"`
+	// Verify builds DST by reading and hashing every chunk, those it
+	// already held included, instead of trusting its index for them.
+	Verify bool `json:"verify,omitempty"`
 }
 
 // CopyResult says what a copy did.
@@ -111,6 +114,14 @@ func (s *Server) copyVolume(w http.ResponseWriter, r *http.Request) error {
 	_, to, err := s.volumeEnds(ctx, dst)
 	if err != nil {
 		return err
+	}
+	if req.Verify {
+		switch r := to.(type) {
+		case *delta.TreeReceiver:
+			r.VerifyAll = true
+		case *delta.Remote:
+			r.VerifyAll = true
+		}
 	}
 	start := time.Now()
 	st, err := delta.Sync(ctx, from, to)
@@ -195,7 +206,11 @@ func copyError(from, to string, err error) error {
 // proxyVolumeData relays one request of the engine's transport to the node
 // that holds the volume (export and import of a volume of another node).
 func proxyVolumeData(w http.ResponseWriter, r *http.Request, rem *delta.Remote, op string) error {
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, strings.TrimRight(rem.URL, "/")+"/"+op, r.Body)
+	u := strings.TrimRight(rem.URL, "/") + "/" + op
+	if r.URL.RawQuery != "" {
+		u += "?" + r.URL.RawQuery
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, u, r.Body)
 	if err != nil {
 		return err
 	}

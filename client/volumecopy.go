@@ -15,6 +15,7 @@ type CopyVolumeRequest struct {
 	Driver string `json:"driver,omitempty"`
 	Size   string `json:"size,omitempty"`
 	Zone   string `json:"zone,omitempty"`
+	Verify bool   `json:"verify,omitempty"`
 }
 
 // CopyVolumeResult says what a copy did.

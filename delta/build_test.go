@@ -210,3 +210,53 @@ func TestHardLinkedOldFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestVerifyAllThroughHTTP: a receiver whose index lies about an old file
+// (its chunks listed out of order, its stamp right) builds that file
+// wrong when it trusts the index, and right when asked to verify every
+// chunk (Remote.VerifyAll: commit?verify=all), which reads and hashes the
+// old file's chunks and fetches what does not match.
+func TestVerifyAllThroughHTTP(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src, dst, state := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst"), filepath.Join(tmp, "state")
+	write(t, filepath.Join(src, "f"), randBytes(12, 1<<20), 0o644)
+	remote := serveTree(t, dst, state)
+	if _, err := Sync(ctx, &TreeSource{Root: src}, remote); err != nil {
+		t.Fatal(err)
+	}
+	lie := func() {
+		x := loadIndex(stateFile(state, "index"))
+		if x == nil {
+			t.Fatal("no index")
+		}
+		e := x.find("f")
+		e.Chunks[0], e.Chunks[1] = e.Chunks[1], e.Chunks[0]
+		if err := saveIndex(stateFile(state, "index"), x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A new file made of f's chunks, so that the receiver takes them
+	// from its old f.
+	b, _ := os.ReadFile(filepath.Join(src, "f"))
+	write(t, filepath.Join(src, "g"), b, 0o644)
+	lie()
+	remote.VerifyAll = true
+	if _, err := Sync(ctx, &TreeSource{Root: src}, remote); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(ctx, dst, manifestOf(t, src)); err != nil {
+		t.Fatalf("with every chunk verified: %v", err)
+	}
+	// The same lie, trusted: the new file is wrong (what VerifyAll is
+	// for; the index lives in the state directory, out of tenants' reach).
+	write(t, filepath.Join(src, "h"), b, 0o644)
+	lie()
+	remote.VerifyAll = false
+	if _, err := Sync(ctx, &TreeSource{Root: src}, remote); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(ctx, dst, manifestOf(t, src)); err == nil {
+		t.Fatal("a lying index was caught without VerifyAll: this test no longer tells the two apart")
+	}
+}

@@ -104,9 +104,13 @@ func TestVolumeCopy(t *testing.T) {
 	if got := volumeListing(k, "dst"); got != want {
 		t.Fatalf("the updated copy differs:\n%s\nwant:\n%s", got, want)
 	}
-	// Nothing changed: nothing crosses.
-	if _, sent, _ = copyVolume(k, tmp, "src", "dst"); sent != 0 {
+	// Nothing changed: nothing crosses, also when every chunk of dst is
+	// read and hashed again (--verify).
+	if _, sent, _ = copyVolume(k, tmp, "src", "dst", "--verify"); sent != 0 {
 		t.Errorf("a copy of an unchanged volume sent %d chunks", sent)
+	}
+	if got := volumeListing(k, "dst"); got != want {
+		t.Fatalf("the copy differs after --verify:\n%s\nwant:\n%s", got, want)
 	}
 
 	// Refusals.

@@ -25,7 +25,9 @@ as it was: run it again, and what arrived is not sent twice.
 DST is made when it does not exist, with SRC's driver and options unless
 --driver, --size or --zone say otherwise (--zone places it on a node of that
 zone). An existing DST is updated in place; no running container may mount
-it.`,
+it. DST keeps an index of its files: those it already holds are trusted by
+it (inode, size, mtime, ctime) rather than read again; --verify reads and
+hashes all of DST instead.`,
 		Args: args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			c, err := a.native()
@@ -53,5 +55,6 @@ it.`,
 	cmd.Flags().StringVar(&req.Driver, "driver", "", "driver of a new DST (default: SRC's)")
 	cmd.Flags().StringVar(&req.Size, "size", "", "size of a new DST, e.g. 10G (default: SRC's)")
 	cmd.Flags().StringVar(&req.Zone, "zone", "", "zone of a new DST's node")
+	cmd.Flags().BoolVar(&req.Verify, "verify", false, "read and hash every file of DST as it is built, those it kept included (slower)")
 	return cmd
 }
