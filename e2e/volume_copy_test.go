@@ -234,7 +234,10 @@ func TestVolumeExportImportDrivers(t *testing.T) {
 		}
 		k.mustDocker("run", "--rm", "-v", src+":/data", "busybox", "sh", "-c", fillVolume)
 		k.mustDocker("run", "--rm", "-v", dst+":/data", "busybox", "sh", "-c", "echo stale > /data/stale")
-		for round := range 2 {
+		// lv2's update of a volume with files is also in
+		// TestVolumeCopyAcrossNodes: one round here.
+		rounds := map[string]int{"lv2": 1, "nfs": 2}[driver]
+		for round := range rounds {
 			if round == 1 {
 				k.mustDocker("run", "--rm", "-v", src+":/data", "busybox", "sh", "-c", change1pct)
 			}
