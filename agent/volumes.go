@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/macro-cloud/macro/delta"
 	"github.com/macro-cloud/macro/runtime/ocispec"
 	"github.com/macro-cloud/macro/types"
 	"github.com/macro-cloud/macro/volume"
@@ -116,7 +117,16 @@ func (a *Agent) VolumeRoot(ctx context.Context, tenant, name string) (string, er
 	if err != nil {
 		return "", err
 	}
-	return d.Root(ctx, ref, opts)
+	root, err := d.Root(ctx, ref, opts)
+	if err != nil {
+		return "", err
+	}
+	// A copy or import cut by a crash is finished or undone before
+	// anything reads the files (agent/volumedata.go).
+	if err := delta.Recover(root, VolumeDeltaState(root)); err != nil {
+		return "", fmt.Errorf("volume %s: repair after an interrupted import: %w", name, err)
+	}
+	return root, nil
 }
 
 // RemoveVolume removes a volume's data and snapshots from this node; a

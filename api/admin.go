@@ -10,6 +10,7 @@ import (
 	"github.com/macro-cloud/macro/sched"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
+	"github.com/macro-cloud/macro/volume"
 )
 
 // CreateTenant validates and stores a new tenant.
@@ -177,7 +178,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func validQuota(q types.Quota) error {
-	if q.MemoryBytes < 0 || q.Pods < 0 || q.ImageBytes < 0 {
+	if q.MemoryBytes < 0 || q.Pods < 0 || q.ImageBytes < 0 || q.VolumeBytes < 0 || q.Volumes < 0 {
 		return errorf(http.StatusBadRequest, "invalid quota: limits cannot be negative (0 means no limit)")
 	}
 	return nil
@@ -202,7 +203,7 @@ func (s *Server) setQuota(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("quota set", "tenant", name, "pods", q.Pods, "memory", q.MemoryBytes, "images", q.ImageBytes)
+	s.log.Info("quota set", "tenant", name, "pods", q.Pods, "memory", q.MemoryBytes, "images", q.ImageBytes, "volumeBytes", q.VolumeBytes, "volumes", q.Volumes)
 	writeJSON(w, http.StatusOK, t)
 	return nil
 }
@@ -260,6 +261,14 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) error {
 	}
 	if s.images != nil {
 		u.ImageBytes = s.images.ImageBytes(r.Context(), t.Name)
+	}
+	vols, err := s.store.Volumes(r.Context(), t.Name)
+	if err != nil {
+		return err
+	}
+	u.Volumes = len(vols)
+	for _, v := range vols {
+		u.VolumeBytes += volume.QuotaSize(v)
 	}
 	writeJSON(w, http.StatusOK, u)
 	return nil

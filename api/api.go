@@ -69,6 +69,7 @@ type Server struct {
 	volumes   Volumes
 	// volumeFiles reach the files of volumes (export and import).
 	volumeFiles VolumeFiles
+	volumeNodes VolumeNodes
 	volumeKeys  VolumeKeyMaker
 	vpc         VPC
 }

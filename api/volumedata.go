@@ -43,25 +43,32 @@ func (s *Server) routeVolumeData(m *mux) {
 	for _, op := range []string{"manifest", "chunks", "known", "want", "put", "commit"} {
 		m.handle("POST /volumes/{name}/data/"+op, s.authed(s.volumeData(op)))
 	}
+	s.routeVolumeCopy(m)
 }
 
 func (s *Server) volumeData(op string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
 		tenant, name := caller(r).Tenant, r.PathValue("name")
-		if _, err := s.store.Volume(ctx, tenant, name); errors.Is(err, store.ErrNotFound) {
+		v, err := s.store.Volume(ctx, tenant, name)
+		if errors.Is(err, store.ErrNotFound) {
 			return errorf(http.StatusNotFound, "no such volume: %s", name)
 		} else if err != nil {
 			return err
-		}
-		if s.volumeFiles == nil {
-			return errorf(http.StatusServiceUnavailable, "this server reaches no volume's files")
 		}
 		importing := op != "manifest" && op != "chunks"
 		if importing {
 			if err := s.checkVolumeIdle(ctx, tenant, name); err != nil {
 				return err
 			}
+		}
+		if s.volumeNodes != nil {
+			if rem := s.volumeNodes.RemoteVolume(v.Node, tenant, name); rem != nil {
+				return proxyVolumeData(w, r, rem, op)
+			}
+		}
+		if s.volumeFiles == nil {
+			return errorf(http.StatusServiceUnavailable, "this server reaches no volume's files")
 		}
 		root, err := s.volumeFiles.VolumeRoot(ctx, tenant, name)
 		if err != nil {
@@ -105,7 +112,7 @@ func (s *Server) checkVolumeIdle(ctx context.Context, tenant, name string) error
 		}
 	}
 	if len(users) > 0 {
-		return errorf(http.StatusConflict, "volume %s is in use by running containers [%s]: stop them first (docker stop), or import into another volume", name, strings.Join(users, ", "))
+		return errorf(http.StatusConflict, "volume %s is in use by running containers [%s]: stop them first (docker stop), or use another volume", name, strings.Join(users, ", "))
 	}
 	return nil
 }

@@ -31,7 +31,9 @@ var gear = func() (g [256]uint64) {
 }()
 
 // cut returns the length of the first chunk of data. data holds at least
-// MaxChunk bytes unless it is the end of the file.
+// MaxChunk bytes unless it is the end of the file. The loops range over
+// subslices, so that the compiler drops every bounds check (this loop is
+// the sender's hottest after the hash).
 func cut(data []byte) int {
 	n := len(data)
 	if n <= MinChunk {
@@ -47,21 +49,55 @@ func cut(data []byte) int {
 	var h uint64
 	// The hash needs 64 bytes of history to be a function of the window
 	// only; start 64 bytes before MinChunk.
-	i := MinChunk - 64
-	for ; i < MinChunk; i++ {
-		h = h<<1 + gear[data[i]]
+	for _, b := range data[MinChunk-64 : MinChunk] {
+		h = h<<1 + gear[b]
 	}
-	for ; i < avg; i++ {
-		h = h<<1 + gear[data[i]]
-		if h&maskHard == 0 {
-			return i + 1
-		}
+	i, h := scanCut(data[MinChunk:avg], h, maskHard)
+	if i >= 0 {
+		return MinChunk + i + 1
 	}
-	for ; i < n; i++ {
-		h = h<<1 + gear[data[i]]
-		if h&maskEasy == 0 {
-			return i + 1
-		}
+	if i, _ = scanCut(data[avg:n], h, maskEasy); i >= 0 {
+		return avg + i + 1
 	}
 	return n
+}
+
+// scanCut runs the gear hash over data from h and returns the index of
+// the first byte after which h&mask is zero (-1 if none) with the hash
+// there. Four bytes a step: the hash after each of them is computed from
+// the hash before the four (h<<k plus the bytes' shifted gears), so the
+// loop's chain of dependent operations is a quarter as long as byte by
+// byte; the cut points are the same.
+func scanCut(data []byte, h, mask uint64) (int, uint64) {
+	i := 0
+	for ; i+3 < len(data); i += 4 {
+		g0, g1, g2, g3 := gear[data[i]], gear[data[i+1]], gear[data[i+2]], gear[data[i+3]]
+		t1 := g0<<1 + g1
+		t2 := t1<<1 + g2
+		h1 := h<<1 + g0
+		h2 := h<<2 + t1
+		h3 := h<<3 + t2
+		h4 := h<<4 + (t2<<1 + g3)
+		if h1&mask != 0 && h2&mask != 0 && h3&mask != 0 && h4&mask != 0 {
+			h = h4
+			continue
+		}
+		switch {
+		case h1&mask == 0:
+			return i, h1
+		case h2&mask == 0:
+			return i + 1, h2
+		case h3&mask == 0:
+			return i + 2, h3
+		default:
+			return i + 3, h4
+		}
+	}
+	for ; i < len(data); i++ {
+		h = h<<1 + gear[data[i]]
+		if h&mask == 0 {
+			return i, h
+		}
+	}
+	return -1, h
 }

@@ -14,6 +14,14 @@ import (
 // test kills.
 func TestMain(m *testing.M) {
 	if src := os.Getenv("DELTA_TEST_SYNC_SRC"); src != "" {
+		if n, _ := strconv.Atoi(os.Getenv("DELTA_TEST_EXIT_IN_PATCH")); n > 0 {
+			testHookPatch = func(string) error {
+				if n--; n == 0 {
+					os.Exit(7) // a crash: no cleanup runs
+				}
+				return nil
+			}
+		}
 		recv := &TreeReceiver{Root: os.Getenv("DELTA_TEST_SYNC_DST"), State: os.Getenv("DELTA_TEST_SYNC_STATE")}
 		if _, err := Sync(context.Background(), &TreeSource{Root: src}, recv); err != nil {
 			os.Stderr.WriteString(err.Error() + "\n")
@@ -31,9 +39,24 @@ func TestKilledSync(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
+	killedSync(t, filepath.Join(t.TempDir(), "dst"))
+}
+
+// TestKilledSyncInPlace is TestKilledSync into a mount point, which is
+// switched entry by entry under a journal (swap.go): after a kill the
+// tree is the old one or, once the journal exists, the new one as soon as
+// the state directory is used again.
+func TestKilledSyncInPlace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	killedSync(t, mountedRoot(t))
+}
+
+func killedSync(t *testing.T, dst string) {
 	ctx := context.Background()
 	tmp := t.TempDir()
-	src, dst, state := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst"), filepath.Join(tmp, "state")
+	src, state := filepath.Join(tmp, "src"), filepath.Join(tmp, "state")
 	for i := range 6 {
 		write(t, filepath.Join(src, "d", "f"+strconv.Itoa(i)), randBytes(uint64(10+i), 4<<20), 0o644)
 	}
@@ -53,6 +76,11 @@ func TestKilledSync(t *testing.T) {
 		time.Sleep(after)
 		cmd.Process.Kill()
 		cmd.Wait()
+		// What a reader of the volume sees once the engine touched its
+		// state again (an interrupted in-place switch is finished).
+		if _, err := (&TreeSource{Root: dst, State: state}).Manifest(ctx); err != nil {
+			t.Fatal(err)
+		}
 		errOld, errNew := Verify(ctx, dst, oldM), Verify(ctx, dst, newM)
 		if errOld != nil && errNew != nil {
 			t.Fatalf("killed after %v: the tree is neither the old one (%v) nor the new one (%v)", after, errOld, errNew)
@@ -67,5 +95,59 @@ func TestKilledSync(t *testing.T) {
 	}
 	if err := Verify(ctx, dst, newM); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCrashInPatch: a process that dies while it patches old files in
+// place (patch.go) leaves an undo log; the next use of the state
+// directory puts the old tree back, whole, and a sync then completes.
+func TestCrashInPatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	ctx := context.Background()
+	for _, dst := range []string{filepath.Join(t.TempDir(), "dst"), mountedRoot(t)} {
+		tmp := t.TempDir()
+		src, state := filepath.Join(tmp, "src"), filepath.Join(tmp, "state")
+		for i := range 3 {
+			write(t, filepath.Join(src, "f"+strconv.Itoa(i)), randBytes(uint64(20+i), 1<<20), 0o644)
+		}
+		if _, err := Sync(ctx, &TreeSource{Root: src}, &TreeReceiver{Root: dst, State: state}); err != nil {
+			t.Fatal(err)
+		}
+		oldM := manifestOf(t, dst)
+		for i := range 3 {
+			p := filepath.Join(src, "f"+strconv.Itoa(i))
+			b, _ := os.ReadFile(p)
+			for _, at := range []int{5000, 300000, 900000} {
+				copy(b[at:], "an overwrite in place")
+			}
+			write(t, p, b, 0o600)
+		}
+		newM := manifestOf(t, src)
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(self, "-test.run=^$")
+		cmd.Env = append(os.Environ(), "DELTA_TEST_SYNC_SRC="+src, "DELTA_TEST_SYNC_DST="+dst, "DELTA_TEST_SYNC_STATE="+state, "DELTA_TEST_EXIT_IN_PATCH=5")
+		if err := cmd.Run(); err == nil || cmd.ProcessState.ExitCode() != 7 {
+			t.Fatalf("the syncing process did not die in its patch: %v", err)
+		}
+		if _, err := os.Stat(undoFile(state)); err != nil {
+			t.Fatalf("no undo log after a crash in the patch: %v", err)
+		}
+		if _, err := (&TreeSource{Root: dst, State: state}).Manifest(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := Verify(ctx, dst, oldM); err != nil {
+			t.Fatalf("after the crash and recovery the tree is not the old one: %v", err)
+		}
+		if _, err := Sync(ctx, &TreeSource{Root: src}, &TreeReceiver{Root: dst, State: state}); err != nil {
+			t.Fatal(err)
+		}
+		if err := Verify(ctx, dst, newM); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -16,13 +16,22 @@
 //     area by hash: a restarted sync does not send it again);
 //  3. the source streams the wanted chunks as frames (Put); every chunk is
 //     hashed on arrival and refused when its hash is not its name;
-//  4. the receiver builds the new tree beside the old one (Commit), hashing
-//     every chunk it writes, reused ones included: each must be the chunk
-//     the manifest names, so every file is checked against the sender's
-//     manifest, whose own hash is checked on arrival. Only then, and after
-//     a syncfs, does one renameat2(RENAME_EXCHANGE) put it in place of the
-//     old tree. A crash before the exchange leaves the old tree; after it,
-//     the new one.
+//  4. the receiver builds the new tree beside the old one (Commit): a file
+//     equal to the old one at its path is a hard link to it; a file
+//     overwritten at the same offsets is patched in place, its lost bytes
+//     kept first in an undo log (patch.go); any other file is assembled
+//     from the old files' chunks (copy_file_range: a reflink on btrfs and
+//     xfs) and the received ones (build.go). Received chunks are hashed on
+//     arrival and again when used; chunks kept from the old tree are
+//     trusted by the receiver's index, which hashed them when it stamped
+//     their file (inode, size, mtime, ctime), the stamp being checked
+//     again around their use (TreeReceiver.VerifyAll reads and hashes
+//     every chunk instead). After a syncfs, one renameat2(RENAME_EXCHANGE)
+//     puts the new tree in place of the old one; a root that cannot be
+//     renamed (a mount point, a btrfs subvolume) is switched entry by entry
+//     under a journal (swap.go). A crash before the switch leaves the old
+//     tree (patches undone from the log by the next use of the state);
+//     after it, the new one.
 //
 // A file's chunks fall into content-defined groups (about 16 chunks); a
 // receiver that holds a group is sent its hash instead of its chunk list

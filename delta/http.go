@@ -201,6 +201,11 @@ func serve(w http.ResponseWriter, r *http.Request, op string, src Source, recv P
 		if ManifestID(m.Encode()) != id {
 			return httpErrorf(http.StatusConflict, "manifest %s is not the one of the sync under way: send it again", id)
 		}
+		if tr, ok := recv.(*TreeReceiver); ok && r.URL.Query().Get("verify") == "all" {
+			v := *tr
+			v.VerifyAll = true
+			recv = &v
+		}
 		if err := recv.Commit(ctx, m); err != nil {
 			return err
 		}
@@ -257,6 +262,9 @@ type Remote struct {
 	URL    string
 	Client *http.Client // http.DefaultClient when nil
 	Header http.Header  // added to every request (credentials)
+	// VerifyAll asks a TreeReceiver to read and hash every chunk of the
+	// new tree at Commit (commit?verify=all; TreeReceiver.VerifyAll).
+	VerifyAll bool
 
 	sent, received atomic.Int64
 }
@@ -405,7 +413,11 @@ func (c *Remote) Put(ctx context.Context, frames io.Reader) error {
 }
 
 func (c *Remote) Commit(ctx context.Context, m *Manifest) error {
-	resp, err := c.do(ctx, http.MethodPost, "commit", strings.NewReader(ManifestID(m.Encode()).String()))
+	op := "commit"
+	if c.VerifyAll {
+		op += "?verify=all"
+	}
+	resp, err := c.do(ctx, http.MethodPost, op, strings.NewReader(ManifestID(m.Encode()).String()))
 	if err != nil {
 		return err
 	}

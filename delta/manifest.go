@@ -118,7 +118,7 @@ var manifestMagic = []byte("MDM1")
 // Encode serializes m; the last 32 bytes are the BLAKE3 hash of the rest,
 // which names the manifest (ManifestID).
 func (m *Manifest) Encode() []byte {
-	var b []byte
+	b := make([]byte, 0, m.encodedSizeHint())
 	b = append(b, manifestMagic...)
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
 	for i := range m.Entries {
@@ -143,6 +143,24 @@ func (m *Manifest) Encode() []byte {
 	}
 	sum := blake3.Sum256(b)
 	return append(b, sum[:]...)
+}
+
+// chunkCount is the number of chunk references of m's files.
+func (m *Manifest) chunkCount() int {
+	n := 0
+	for i := range m.Entries {
+		n += len(m.Entries[i].Chunks)
+	}
+	return n
+}
+
+// encodedSizeHint is about the size of m encoded (a buffer made once).
+func (m *Manifest) encodedSizeHint() int {
+	n := 64
+	for i := range m.Entries {
+		n += len(m.Entries[i].Path) + len(m.Entries[i].Target) + 32 + 35*len(m.Entries[i].Chunks)
+	}
+	return n
 }
 
 // ManifestID is the name of an encoded manifest: its trailing hash.

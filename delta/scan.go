@@ -36,6 +36,16 @@ type index struct {
 	m      *Manifest
 	stamps map[string]stamp
 	byPath map[string]int // entries by path, made by find
+	// chunked counts the files scan chunked (not taken from prev).
+	chunked int
+}
+
+// newer says whether x, made by a scan from prev, tells more than prev
+// does: a file chunked, or files gone. Otherwise prev is kept as it is
+// (its stamps and chunks are x's; only directories' metadata may differ,
+// which scans read from the tree anyway).
+func (x *index) newer(prev *index) bool {
+	return prev == nil || x.chunked > 0 || len(prev.stamps) != len(x.stamps)
 }
 
 var indexMagic = []byte("MDI1")
@@ -154,6 +164,12 @@ func scan(ctx context.Context, dir string, prev *index) (*index, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if skipTop(p) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
 		info, err := r.Lstat(p)
 		if err != nil {
 			return err
@@ -216,6 +232,7 @@ func scan(ctx context.Context, dir string, prev *index) (*index, error) {
 				if err == nil {
 					e.Chunks, e.Size = chunks, size
 					x.stamps[e.Path] = st
+					x.chunked++
 				}
 				mu.Unlock()
 			}
@@ -265,15 +282,21 @@ func chunkFile(r *os.Root, p string, buf []byte) ([]Chunk, int64, stamp, error) 
 		return nil, 0, stamp{}, fmt.Errorf("no longer a regular file")
 	}
 	st := stampOf(info.Sys().(*syscall.Stat_t))
-	chunks, size, err := chunkReader(f, buf)
+	chunks, size, err := chunkReaderSized(f, buf, info.Size())
 	return chunks, size, st, err
 }
 
 // chunkReader cuts what r holds into chunks, with buf (larger than
 // MaxChunk) as its buffer.
 func chunkReader(r io.Reader, buf []byte) ([]Chunk, int64, error) {
+	return chunkReaderSized(r, buf, 0)
+}
+
+// chunkReaderSized is chunkReader for about sizeHint bytes (the list of
+// chunks is made once).
+func chunkReaderSized(r io.Reader, buf []byte, sizeHint int64) ([]Chunk, int64, error) {
 	var (
-		chunks     []Chunk
+		chunks     = make([]Chunk, 0, min(sizeHint/AvgChunk+16, 1<<20))
 		size       int64
 		start, end int
 		eof        bool

@@ -66,7 +66,7 @@ func Sync(ctx context.Context, src Source, dst Receiver) (Stats, error) {
 	if err != nil {
 		return st, fmt.Errorf("manifest: %w", err)
 	}
-	distinct := map[ID]bool{}
+	distinct := make(map[ID]bool, m.chunkCount())
 	for _, e := range m.Entries {
 		if e.Kind == File {
 			st.Files++

@@ -24,6 +24,9 @@ import (
 type TreeSource struct {
 	Root  string
 	State string
+
+	mu   sync.Mutex
+	last *index // of the last Manifest: the stamps Chunks trusts
 }
 
 var _ Source = (*TreeSource)(nil)
@@ -34,7 +37,26 @@ func (s *TreeSource) Manifest(ctx context.Context) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	s.last = x
+	s.mu.Unlock()
 	return x.m, nil
+}
+
+// stamps are those of the files of the last manifest: this source's own,
+// or the index in State (a source made for one request of the transport).
+func (s *TreeSource) stamps() map[string]stamp {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last != nil {
+		return s.last.stamps
+	}
+	if s.State != "" {
+		if x := loadIndex(stateFile(s.State, "index")); x != nil {
+			return x.stamps
+		}
+	}
+	return nil
 }
 
 func scanWithState(ctx context.Context, root, state string) (*index, error) {
@@ -48,13 +70,16 @@ func scanWithState(ctx context.Context, root, state string) (*index, error) {
 			return nil, err
 		}
 		defer unlock()
+		if err := recoverState(root, state); err != nil {
+			return nil, err
+		}
 		prev = loadIndex(stateFile(state, "index"))
 	}
 	x, err := scan(ctx, root, prev)
 	if err != nil {
 		return nil, err
 	}
-	if state != "" {
+	if state != "" && x.newer(prev) {
 		if err := saveIndex(stateFile(state, "index"), x); err != nil {
 			return nil, err
 		}
@@ -67,7 +92,9 @@ func scanWithState(ctx context.Context, root, state string) (*index, error) {
 var ErrSourceChanged = errors.New("the source changed during the sync: run it again")
 
 // Chunks reads the chunks from the files refs name (through os.Root: no
-// path leaves Root) and checks each against its ID.
+// path leaves Root) and checks each against its ID, unless its file has
+// the stamp it had when the manifest was made (then it is the file the
+// manifest hashed; the receiver hashes every chunk anyway).
 func (s *TreeSource) Chunks(ctx context.Context, refs []Ref) (io.ReadCloser, error) {
 	r, err := os.OpenRoot(s.Root)
 	if err != nil {
@@ -78,6 +105,8 @@ func (s *TreeSource) Chunks(ctx context.Context, refs []Ref) (io.ReadCloser, err
 		defer r.Close()
 		files := newFileCache(r)
 		defer files.close()
+		stamps := s.stamps()
+		unchanged := map[string]bool{} // by path
 		bw := bufio.NewWriterSize(pw, 256<<10)
 		buf := make([]byte, MaxChunk)
 		var frame []byte
@@ -95,8 +124,16 @@ func (s *TreeSource) Chunks(ctx context.Context, refs []Ref) (io.ReadCloser, err
 				pw.CloseWithError(fmt.Errorf("%s: %w", ref.Path, err))
 				return
 			}
+			same, seen := unchanged[ref.Path]
+			if !seen {
+				if info, err := f.Stat(); err == nil {
+					st, ok := stamps[ref.Path]
+					same = ok && stampOf(info.Sys().(*syscall.Stat_t)) == st
+				}
+				unchanged[ref.Path] = same
+			}
 			data := buf[:ref.Size]
-			if _, err := f.ReadAt(data, ref.Offset); err != nil || Sum(data) != ref.ID {
+			if _, err := f.ReadAt(data, ref.Offset); err != nil || !same && Sum(data) != ref.ID {
 				pw.CloseWithError(fmt.Errorf("%s at %d: %w", ref.Path, ref.Offset, ErrSourceChanged))
 				return
 			}
@@ -152,6 +189,10 @@ type TreeReceiver struct {
 	// the engine's own cost only; a crash may then leave a new tree
 	// whose files are not all on disk).
 	NoSync bool
+	// VerifyAll builds the new tree by reading and hashing every chunk,
+	// those of the old files included, instead of trusting the index
+	// for the old files whose stamp did not change (see build.go).
+	VerifyAll bool
 }
 
 var (
@@ -172,12 +213,18 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 		return nil, err
 	}
 	defer unlock()
-	old, err := scan(ctx, t.Root, loadIndex(stateFile(t.State, "index")))
+	if err := recoverState(t.Root, t.State); err != nil {
+		return nil, err
+	}
+	prev := loadIndex(stateFile(t.State, "index"))
+	old, err := scan(ctx, t.Root, prev)
 	if err != nil {
 		return nil, err
 	}
-	if err := saveIndex(stateFile(t.State, "index"), old); err != nil {
-		return nil, err
+	if old.newer(prev) {
+		if err := saveIndex(stateFile(t.State, "index"), old); err != nil {
+			return nil, err
+		}
 	}
 	if err := writeFileAtomic(stateFile(t.State, "pending"), m.Encode(), 0o600); err != nil {
 		return nil, err
@@ -186,7 +233,7 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 	if err != nil {
 		return nil, err
 	}
-	have := map[ID]bool{}
+	have := make(map[ID]bool, len(staged)+old.m.chunkCount())
 	for id := range staged {
 		have[id] = true // received by an earlier sync that was cut short
 	}
@@ -238,7 +285,7 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 	if err != nil {
 		return err
 	}
-	ids := map[ID]bool{}
+	ids := make(map[ID]bool, m.chunkCount())
 	for _, e := range m.Entries {
 		for _, c := range e.Chunks {
 			ids[c.ID] = true
@@ -291,37 +338,42 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 // Commit builds m's tree beside Root from the staging area and Root's
 // old files, hashing every chunk it writes, then exchanges it with Root
 // in one rename. On any failure Root is left as it was.
-func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
+func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 	unlock, err := lockDir(t.State)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if err := recoverState(t.Root, t.State); err != nil {
+		return err
+	}
 	old, err := scan(ctx, t.Root, loadIndex(stateFile(t.State, "index")))
 	if err != nil {
 		return err
 	}
-	locs := map[ID]loc{}
-	for _, e := range old.m.Entries {
-		var off int64
-		for _, c := range e.Chunks {
-			if _, ok := locs[c.ID]; !ok {
-				locs[c.ID] = loc{e.Path, off, c.Size}
-			}
-			off += int64(c.Size)
+	newDir := filepath.Join(t.State, "new")
+	inplace := inPlace(t.Root, t.State)
+	if inplace {
+		// A mount point or subvolume: the new tree is built inside it
+		// and switched in entry by entry (swap.go).
+		newDir = filepath.Join(t.Root, NewDirName)
+		if err := keepRootMTime(t.Root, t.State); err != nil {
+			return err
 		}
 	}
-	newDir := filepath.Join(t.State, "new")
 	if err := os.RemoveAll(newDir); err != nil {
 		return err
 	}
 	if err := os.Mkdir(newDir, 0o700); err != nil {
 		return err
 	}
-	keep := false
+	keep, switched := false, false
 	defer func() {
 		if !keep {
 			os.RemoveAll(newDir)
+			if inplace {
+				restoreRootMTime(t.Root, t.State)
+			}
 		}
 	}()
 	nr, err := os.OpenRoot(newDir)
@@ -361,21 +413,67 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 		first   error
 		wg      sync.WaitGroup
 		next    = make(chan *Entry)
+		linked  = map[string]bool{}
+		ot      = newOldTree(old)
+		patches []*patchPlan
 	)
+	// Files that are overwrites of the old file at their path are
+	// patched in place (patch.go), after every other file is built
+	// (which may read any old file as it was).
+	if !t.VerifyAll && oldRoot != nil {
+		rest := make([]*Entry, 0, len(files))
+		for _, e := range files {
+			if pp := planPatch(e, ot.byPath[e.Path], staged); pp != nil {
+				if linkOld(oldRoot, nr, e.Path, pp.of.stamp) == nil {
+					patches = append(patches, pp)
+					continue
+				}
+			}
+			rest = append(rest, e)
+		}
+		files = rest
+	}
+	// Where each chunk of the old tree lies, for the files built anew.
+	locs := map[ID]loc{}
+	if len(files) > 0 {
+		for _, e := range old.m.Entries {
+			var off int64
+			for _, c := range e.Chunks {
+				if _, ok := locs[c.ID]; !ok {
+					locs[c.ID] = loc{e.Path, off, c.Size}
+				}
+				off += int64(c.Size)
+			}
+		}
+	}
 	for range max(1, min(runtime.GOMAXPROCS(0), len(files))) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b := &builder{staged: staged, locs: locs, packs: map[string]*os.File{}}
+			b := &builder{staged: staged, locs: locs, packs: map[string]*os.File{}, wbuf: make([]byte, 0, 1<<20)}
 			if oldRoot != nil {
 				b.old = newFileCache(oldRoot)
 			}
 			defer b.close()
 			for e := range next {
 				var miss []ID
-				err := writeFile(nr, e, b.chunk, &miss)
+				var err error
+				var link bool
+				if t.VerifyAll {
+					err = writeFile(nr, e, b.chunk, &miss)
+				} else if link, err = fastFile(nr, oldRoot, ot, e, b, &miss); errors.Is(err, errStale) {
+					// An old file changed under the build: every chunk
+					// read and hashed instead.
+					miss = nil
+					if err = nr.Remove(e.Path); err == nil {
+						err = writeFile(nr, e, b.chunk, &miss)
+					}
+				}
 				mu.Lock()
 				missing = append(missing, miss...)
+				if link {
+					linked[e.Path] = true
+				}
 				if err != nil && first == nil {
 					first = fmt.Errorf("%s: %w", e.Path, err)
 				}
@@ -400,19 +498,41 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 	if len(missing) > 0 {
 		return &MissingError{IDs: missing}
 	}
+	if len(patches) > 0 {
+		info, err := os.Lstat(newDir)
+		if err != nil {
+			return err
+		}
+		if err := writeUndo(t.State, oldRoot, info.Sys().(*syscall.Stat_t).Ino, patches); err != nil {
+			os.Remove(undoFile(t.State))
+			return fmt.Errorf("undo log: %w", err)
+		}
+		defer func() {
+			if !switched {
+				if err := rollbackUndo(t.Root, t.State); err != nil {
+					rerr = errors.Join(rerr, fmt.Errorf("undo the patches of the old tree: %w (the next sync tries again)", err))
+				}
+			}
+		}()
+		b := &builder{staged: staged, packs: map[string]*os.File{}}
+		defer b.close()
+		for _, p := range patches {
+			if err := applyPatch(nr, p, b, &missing); err != nil {
+				return fmt.Errorf("%s: %w", p.e.Path, err)
+			}
+		}
+		if len(missing) > 0 {
+			return &MissingError{IDs: missing}
+		}
+	}
 	// Metadata, deepest first, so that a directory's mtime is set after
 	// what was made in it.
-	stamps := map[string]stamp{}
 	for i := len(m.Entries) - 1; i >= 0; i-- {
-		if err := setMeta(nr, newDir, &m.Entries[i]); err != nil {
+		if linked[m.Entries[i].Path] {
+			// A hard link to the old file, whose metadata is the
+			// entry's already.
+		} else if err := setMeta(nr, newDir, &m.Entries[i]); err != nil {
 			return fmt.Errorf("%s: %w", m.Entries[i].Path, err)
-		}
-		if e := &m.Entries[i]; e.Kind == File {
-			info, err := nr.Lstat(e.Path)
-			if err != nil {
-				return err
-			}
-			stamps[e.Path] = stampOf(info.Sys().(*syscall.Stat_t))
 		}
 	}
 	if !t.NoSync {
@@ -421,7 +541,14 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 		}
 	}
 	// The switch.
-	if _, err := os.Lstat(t.Root); errors.Is(err, fs.ErrNotExist) {
+	if inplace {
+		keep = true // the switch finishes it, or its recovery does
+		var err error
+		switched, err = switchInPlace(t.Root, t.State, &m.Entries[0])
+		if err != nil {
+			return fmt.Errorf("switch the new tree into place: %w (the next sync finishes it)", err)
+		}
+	} else if _, err := os.Lstat(t.Root); errors.Is(err, fs.ErrNotExist) {
 		err = os.Rename(newDir, t.Root)
 		if err != nil {
 			return err
@@ -429,14 +556,24 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) error {
 	} else if err := unix.Renameat2(unix.AT_FDCWD, newDir, unix.AT_FDCWD, t.Root, unix.RENAME_EXCHANGE); err != nil {
 		return fmt.Errorf("switch the new tree into place: %w", err)
 	}
+	switched = true
 	keep = true
 	if d, err := os.Open(filepath.Dir(t.Root)); err == nil {
 		d.Sync()
 		d.Close()
 	}
+	dropUndo(t.State)
 	// What follows only cleans up: the new tree is in place.
-	os.RemoveAll(newDir) // the old tree
-	saveIndex(stateFile(t.State, "index"), &index{m: m, stamps: stamps})
+	if !inplace {
+		os.RemoveAll(newDir) // the old tree
+	}
+	// The stamps of the files where they are now (a rename changes a
+	// file's ctime).
+	if stamps, err := stampsUnder(t.Root, m); err == nil {
+		saveIndex(stateFile(t.State, "index"), &index{m: m, stamps: stamps})
+	} else {
+		os.Remove(stateFile(t.State, "index")) // rebuilt by the next scan
+	}
 	os.RemoveAll(filepath.Join(t.State, "chunks"))
 	os.Remove(stateFile(t.State, "pending"))
 	return nil
@@ -449,6 +586,7 @@ type builder struct {
 	packs             map[string]*os.File
 	old               *fileCache // nil without an old tree
 	fromPack, fromOld readAhead
+	wbuf              []byte // fastFile's buffer of received chunks
 }
 
 type loc struct {

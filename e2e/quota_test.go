@@ -108,7 +108,7 @@ func TestQuotaMemory(t *testing.T) {
 	c.mustDocker(dir, "start", "mb")
 	// 256m of 320m are running: c (64m) fits, nothing more after.
 	c.mustDocker(dir, "start", "mc")
-	if out := c.mustAdmin("tenant", "ls"); !regexpMatch(`\nquota-mem\s+\S+\s+320.0MiB/320.0MiB\s+3/-\s+\S+/-\n`, out) {
+	if out := c.mustAdmin("tenant", "ls"); !regexpMatch(`\nquota-mem\s+\S+\s+320.0MiB/320.0MiB\s+3/-\s+\S+/-\s+\S+/-\s+\S+/-\s+off\n`, out) {
 		t.Errorf("tenant ls does not show the memory in use:\n%s", out)
 	}
 
@@ -284,7 +284,7 @@ func TestQuotaAdmin(t *testing.T) {
 		t.Errorf("set-quota --memory: %q", out)
 	}
 	out = c.mustAdmin("tenant", "ls")
-	if !regexpMatch(`quota-adm\s+\S+\s+0B/512.0MiB\s+0/3\s+0B/10.0GiB\n`, out) || !regexpMatch(`\ndefault\s+\S+\s+0B/-\s+0/-\s+0B/-\n`, out) {
+	if !regexpMatch(`quota-adm\s+\S+\s+0B/512.0MiB\s+0/3\s+0B/10.0GiB\s+0B/-\s+0/-\s+off\n`, out) || !regexpMatch(`\ndefault\s+\S+\s+0B/-\s+0/-\s+0B/-\s+\S+/-\s+\d+/-\s+off\n`, out) {
 		t.Errorf("tenant ls:\n%s", out)
 	}
 	for _, bad := range [][]string{

@@ -68,6 +68,7 @@ func OpsHandler(ops Ops) http.Handler {
 	m.HandleFunc("GET /pods/{id}/export", o.export)
 	m.HandleFunc("POST /pods/{id}/dial", o.dial)
 	m.HandleFunc("POST /call/{op}", o.call)
+	m.HandleFunc("/volume-data/{tenant}/{name}/{op}", o.volumeData)
 	return m
 }
 

@@ -29,11 +29,23 @@ type Tenant struct {
 // without a limit in a tenant with a memory quota gets DefaultPodMemory.
 // ImageBytes bounds the size of the layers of the tenant's images, each
 // layer counted once, as `docker system df` shows it.
+//
+// VolumeBytes bounds the sum of the sizes of the tenant's volumes (their
+// `size` option; DefaultVolumeSize for a volume without one, which an nfs
+// or gfs volume made in a tenant with this quota gets as its limit);
+// Volumes bounds how many volumes it has. See api/docker/volumequota.go.
 type Quota struct {
 	MemoryBytes int64 `json:"memoryBytes"`
 	Pods        int   `json:"pods"`
 	ImageBytes  int64 `json:"imageBytes"`
+	VolumeBytes int64 `json:"volumeBytes,omitempty"`
+	Volumes     int   `json:"volumes,omitempty"`
 }
+
+// DefaultVolumeSize is what a volume without a size option counts for in
+// a volume quota, and the size an nfs or gfs volume made without one gets
+// in a tenant with such a quota.
+const DefaultVolumeSize = 1 << 30
 
 // DefaultPodMemory is the memory limit of a pod created without one in a
 // tenant that has a memory quota (Kraud's default pod size).
@@ -44,6 +56,8 @@ type Usage struct {
 	Pods        int   `json:"pods"`
 	MemoryBytes int64 `json:"memoryBytes"`
 	ImageBytes  int64 `json:"imageBytes"`
+	VolumeBytes int64 `json:"volumeBytes"`
+	Volumes     int   `json:"volumes"`
 }
 
 // PodMemory is what a pod counts for in a memory quota: its limit, or

@@ -159,12 +159,12 @@ func (s *Server) ensureVolume(ctx context.Context, tenant string, req volumeCrea
 			return v, err
 		}
 	}
-	err = s.store.CreateVolume(ctx, &v)
+	err = s.createVolumeRecord(ctx, &v)
 	for attempt := 0; errors.Is(err, store.ErrExists); attempt++ {
 		existing, gerr := s.store.Volume(ctx, tenant, req.Name)
 		if errors.Is(gerr, store.ErrNotFound) && attempt < 10 {
 			// Removed between the two: create it after all.
-			err = s.store.CreateVolume(ctx, &v)
+			err = s.createVolumeRecord(ctx, &v)
 			continue
 		}
 		if gerr != nil {

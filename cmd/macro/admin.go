@@ -31,8 +31,8 @@ const adminSocketName = "admin.sock"
 const adminUsage = `macro admin: manage tenants and access tokens of the server on this machine
 
 Usage:
-  macro admin [--data-dir DIR] tenant create NAME [--pods N] [--memory SIZE] [--images SIZE]
-  macro admin [--data-dir DIR] tenant set-quota NAME [--pods N] [--memory SIZE] [--images SIZE]
+  macro admin [--data-dir DIR] tenant create NAME [--pods N] [--memory SIZE] [--images SIZE] [--volumes SIZE] [--volume-count N]
+  macro admin [--data-dir DIR] tenant set-quota NAME [--pods N] [--memory SIZE] [--images SIZE] [--volumes SIZE] [--volume-count N]
   macro admin [--data-dir DIR] tenant set-egress NAME on|off
   macro admin [--data-dir DIR] tenant set-suspend NAME DURATION|off
   macro admin [--data-dir DIR] tenant ls
@@ -56,7 +56,9 @@ anywhere. token create prints the token alone on standard output, once:
 Quotas: --pods bounds the tenant's containers (running or not), --memory
 the sum of the memory limits of its running containers (a container
 without one counts, and is limited to, 256m), --images the size of its
-images' layers. Sizes are bytes or a number with k, m, g or t (binary
+images' layers, --volumes the sum of the sizes of its volumes (-o size;
+a volume without one counts 1g, and an nfs or gfs volume made without one
+gets that limit), --volume-count how many volumes it has. Sizes are bytes or a number with k, m, g or t (binary
 units, as docker run --memory); 0 lifts a limit. set-quota changes only
 the limits it is given.
 
@@ -100,6 +102,7 @@ type adminOpts struct {
 	tenant, description  string
 	force                bool
 	pods, memory, images string // as given; "" when not given
+	volumes, volumeCount string
 	ttl                  string
 }
 
@@ -113,6 +116,8 @@ func adminMain(args []string) int {
 	fs.StringVar(&o.pods, "pods", "", "quota: how many containers the tenant may have (tenant create, set-quota)")
 	fs.StringVar(&o.memory, "memory", "", "quota: total memory of the tenant's running containers, e.g. 4g (tenant create, set-quota)")
 	fs.StringVar(&o.images, "images", "", "quota: size of the tenant's images, e.g. 10g (tenant create, set-quota)")
+	fs.StringVar(&o.volumes, "volumes", "", "quota: total size of the tenant's volumes, e.g. 100g (tenant create, set-quota)")
+	fs.StringVar(&o.volumeCount, "volume-count", "", "quota: how many volumes the tenant may have (tenant create, set-quota)")
 	fs.StringVar(&o.ttl, "ttl", "24h", "join-token: how long the token admits machines (0: until removed)")
 	fs.BoolVar(&o.force, "force", false, "tenant rm: stop and remove the tenant's containers too")
 	fs.Usage = func() {
@@ -186,8 +191,8 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, 
 		}
 		fmt.Fprintf(stderr, "next: macro admin token create --tenant %s --data-dir %s\n", t.Name, c.dataDir)
 	case len(words) == 3 && words[0] == "tenant" && words[1] == "set-quota":
-		if o.pods == "" && o.memory == "" && o.images == "" {
-			return usageError("tenant set-quota: give at least one of --pods, --memory and --images")
+		if o.pods == "" && o.memory == "" && o.images == "" && o.volumes == "" && o.volumeCount == "" {
+			return usageError("tenant set-quota: give at least one of --pods, --memory, --images, --volumes and --volume-count")
 		}
 		var t types.Tenant
 		path := "/tenants/" + url.PathEscape(words[2])
@@ -243,7 +248,7 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, 
 		}
 		// Each column is what the tenant uses / its limit ("-": none).
 		tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tCREATED\tMEMORY\tPODS\tIMAGES\tSUSPEND")
+		fmt.Fprintln(tw, "NAME\tCREATED\tMEMORY\tPODS\tIMAGES\tVOLUMES\tVOLUME COUNT\tSUSPEND")
 		count := func(n int64) string { return fmt.Sprint(n) }
 		for _, t := range ts {
 			var u types.Usage
@@ -257,10 +262,12 @@ func runAdmin(ctx context.Context, c *adminClient, words []string, o adminOpts, 
 			} else if t.NoEgress {
 				state = " (no egress)"
 			}
-			fmt.Fprintf(tw, "%s%s\t%s\t%s/%s\t%s/%s\t%s/%s\t%s\n", t.Name, state, t.Created.UTC().Format(time.RFC3339),
+			fmt.Fprintf(tw, "%s%s\t%s\t%s/%s\t%s/%s\t%s/%s\t%s/%s\t%s/%s\t%s\n", t.Name, state, t.Created.UTC().Format(time.RFC3339),
 				used(u.MemoryBytes, bytesText), limit(t.Quota.MemoryBytes, bytesText),
 				used(int64(u.Pods), count), limit(int64(t.Quota.Pods), count),
-				used(u.ImageBytes, bytesText), limit(t.Quota.ImageBytes, bytesText), suspendText(t.SuspendAfter))
+				used(u.ImageBytes, bytesText), limit(t.Quota.ImageBytes, bytesText),
+				used(u.VolumeBytes, bytesText), limit(t.Quota.VolumeBytes, bytesText),
+				used(int64(u.Volumes), count), limit(int64(t.Quota.Volumes), count), suspendText(t.SuspendAfter))
 		}
 		return tw.Flush()
 	case cmd == "token create":
@@ -397,10 +404,17 @@ func (o adminOpts) quota(q *types.Quota) error {
 		}
 		q.Pods = n
 	}
+	if o.volumeCount != "" {
+		n, err := strconv.Atoi(o.volumeCount)
+		if err != nil || n < 0 {
+			return usageError(fmt.Sprintf("--volume-count %s: give a number of volumes (0: no limit)", o.volumeCount))
+		}
+		q.Volumes = n
+	}
 	for _, f := range []struct {
 		name, value string
 		to          *int64
-	}{{"memory", o.memory, &q.MemoryBytes}, {"images", o.images, &q.ImageBytes}} {
+	}{{"memory", o.memory, &q.MemoryBytes}, {"images", o.images, &q.ImageBytes}, {"volumes", o.volumes, &q.VolumeBytes}} {
 		if f.value == "" {
 			continue
 		}
@@ -424,6 +438,12 @@ func quotaText(q types.Quota) string {
 	}
 	if q.ImageBytes > 0 {
 		parts = append(parts, bytesText(q.ImageBytes)+" images")
+	}
+	if q.VolumeBytes > 0 {
+		parts = append(parts, bytesText(q.VolumeBytes)+" volumes")
+	}
+	if q.Volumes > 0 {
+		parts = append(parts, fmt.Sprintf("%d volumes at most", q.Volumes))
 	}
 	if len(parts) == 0 {
 		return ", no quota"
