@@ -34,16 +34,25 @@ func (a *Agent) DialPod(ctx context.Context, tenant, id string, port int) (net.C
 	if err != nil {
 		return nil, err
 	}
-	pod, st := w.snapshot()
+	pod, _ := w.snapshot()
 	if pod.Tenant != tenant {
 		return nil, ErrNoSuchPod // another tenant's pod does not exist
 	}
-	if st.Suspended() {
-		if err := a.Wake(ctx, id); err != nil {
-			return nil, err
+	// Counted before the wake, so that a suspend under way either sees
+	// this connection or is waited for and undone (see Agent.suspend);
+	// a dial that fails uncounts itself.
+	w.dials.Add(1)
+	w.dialLast.Store(time.Now().UnixNano())
+	counted := true
+	defer func() {
+		if counted {
+			w.dials.Add(-1)
 		}
-		_, st = w.snapshot()
+	}()
+	if err := a.Wake(ctx, id); err != nil {
+		return nil, err
 	}
+	_, st := w.snapshot()
 	if st.Phase != types.PhaseRunning {
 		return nil, fmt.Errorf("dial: %w (%s)", runtime.ErrNotRunning, st.Phase)
 	}
@@ -67,7 +76,7 @@ func (a *Agent) DialPod(ctx context.Context, tenant, id string, port int) (net.C
 	if err != nil {
 		return nil, fmt.Errorf("dial pod %s: %w", id, err)
 	}
-	w.dials.Add(1)
+	counted = false // the connection uncounts itself on Close
 	w.dialLast.Store(time.Now().UnixNano())
 	return &dialedConn{Conn: c, w: w}, nil
 }

@@ -75,17 +75,26 @@ func (a *Agent) suspend(ctx context.Context, id string, since time.Time) error {
 		if st.Phase != types.PhaseRunning {
 			return nil, fmt.Errorf("suspend: %w (%s)", runtime.ErrNotRunning, st.Phase)
 		}
+		// freezing first, the counters after: an exec or dial that counts
+		// itself too late for the checks below sees freezing in Wake and
+		// waits for this op, then thaws (atomics are sequentially
+		// consistent).
+		w.freezing.Store(true)
+		busy := func(err error) (func(context.Context), error) {
+			w.freezing.Store(false)
+			return nil, err
+		}
 		if n := w.execs.Load(); n > 0 {
-			return nil, fmt.Errorf("suspend: %w: %d exec sessions are running", ErrBusy, n)
+			return busy(fmt.Errorf("suspend: %w: %d exec sessions are running", ErrBusy, n))
 		}
 		if n := w.dials.Load(); n > 0 {
-			return nil, fmt.Errorf("suspend: %w: %d ingress connections of other servers are open", ErrBusy, n)
+			return busy(fmt.Errorf("suspend: %w: %d ingress connections of other servers are open", ErrBusy, n))
 		}
 		if !since.IsZero() && w.dialLast.Load() >= since.UnixNano() {
-			return nil, fmt.Errorf("suspend: %w: ingress traffic of other servers since %s", ErrBusy, since.Format(time.RFC3339))
+			return busy(fmt.Errorf("suspend: %w: ingress traffic of other servers since %s", ErrBusy, since.Format(time.RFC3339)))
 		}
 		if err := w.rt.Pause(ctx, w.id); err != nil {
-			return nil, fmt.Errorf("suspend: %w", err)
+			return busy(fmt.Errorf("suspend: %w", err))
 		}
 		now := time.Now().UTC()
 		return func(ctx context.Context) {
@@ -105,8 +114,9 @@ func (a *Agent) Wake(ctx context.Context, id string) error {
 		return err
 	}
 	// Most callers (exec, signals) find the pod awake; they must not wait
-	// behind the worker's goroutine, which may be in a long stop.
-	if _, st := w.snapshot(); !st.Suspended() {
+	// behind the worker's goroutine, which may be in a long stop. A pod a
+	// suspend is freezing (its status may not say so yet) is not awake.
+	if _, st := w.snapshot(); !st.Suspended() && !w.freezing.Load() {
 		return nil
 	}
 	return w.call(ctx, func(ctx context.Context) (func(context.Context), error) {
@@ -154,5 +164,8 @@ func (w *worker) thawForStop(ctx context.Context) {
 func (w *worker) thaw(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
 	err := w.rt.Resume(ctx, w.id)
+	if err == nil {
+		w.freezing.Store(false)
+	}
 	return time.Since(start), err
 }

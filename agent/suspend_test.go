@@ -76,3 +76,38 @@ func TestSuspendAndWake(t *testing.T) {
 		t.Fatalf("suspend of an exited pod: %v", err)
 	}
 }
+
+// TestSuspendMeetsExec: suspends and execs at once, many times; an exec
+// never finds the pod frozen (the fake runtime refuses an exec in a
+// paused container, as runc does), whichever comes first.
+func TestSuspendMeetsExec(t *testing.T) {
+	rt := fake.New()
+	h := newHarness(t, rt, t.TempDir())
+	p := testPod("s2", types.Restart{Policy: "no"})
+	p.Spec.Cmd = []string{"sleep", "600"}
+	h.server.pods <- types.Assignment{Sync: true, Pods: []types.Pod{p}}
+	p = running(p)
+	h.server.pods <- types.Assignment{Pod: &p}
+	h.server.waitStatus(t, p.ID, "running", func(s types.PodStatus) bool { return s.Phase == types.PhaseRunning })
+	a := h.agent(t)
+	ctx := context.Background()
+	for i := 0; i < 200; i++ {
+		done := make(chan error, 1)
+		go func() {
+			err := a.Suspend(ctx, p.ID)
+			if errors.Is(err, ErrBusy) {
+				err = nil
+			}
+			done <- err
+		}()
+		if _, err := a.Exec(ctx, p.ID, runtime.Process{Args: []string{"true"}}, runtime.IO{}); err != nil {
+			t.Fatalf("round %d: exec: %v", i, err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("round %d: suspend: %v", i, err)
+		}
+		if err := a.Wake(ctx, p.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

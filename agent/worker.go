@@ -32,6 +32,11 @@ type worker struct {
 	dials   atomic.Int32   // connections another server's ingress holds (DialPod): likewise
 	// dialLast is when one of those last carried a byte (unix ns).
 	dialLast atomic.Int64
+	// freezing is set from the moment a suspend decides to freeze the
+	// pod until it is thawed: with execs and dials it makes a suspend and
+	// an exec or dial that meet never leave the newcomer in a frozen pod
+	// (see Agent.suspend and Agent.Wake).
+	freezing atomic.Bool
 	gone     chan struct{}
 	goneOne  sync.Once
 
