@@ -250,6 +250,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatal("no server leads the control loop")
 	}
 	t.Logf("members: %+v; %s leads the control loop", ms, leader.name)
+	imageID := clusterImagesBefore(t, servers, leader) // clusterimages_test.go
 
 	// The stream of writes and reads: 4 clients, each on a random server
 	// for every operation, over 6 keys; besides, each client creates
@@ -395,6 +396,8 @@ func TestClusterFailover(t *testing.T) {
 			t.Errorf("on %s, %d acknowledged volumes are lost: %v", s.name, len(lost), lost)
 		}
 	}
+
+	clusterImagesAfter(t, survivors, imageID)
 
 	// members rm of the dead member; then of a live one, which stops.
 	if out, errOut, err := macroAdmin(t, survivors[0].srv.DataDir, "members", "rm", leader.name); err != nil || !strings.Contains(out, "member "+leader.name) {

@@ -506,11 +506,32 @@ func (p *peerImages) Fetch(ctx context.Context, tenant, ref string) error {
 				last = err
 				continue
 			}
-			_, err = p.images.Tenant(tenant).Load(ctx, rc, nil)
+			// A copy of what the cluster has: its quota was counted
+			// where it landed first.
+			_, err = p.images.Tenant(tenant).Load(image.WithReplica(ctx), rc, nil)
 			rc.Close()
 			return nil, err
 		}
 		return nil, last
 	})
 	return err
+}
+
+// fetchForNode is agent.Config.FetchImage of the server's own node: an
+// image of a pod placed here that this server lacks comes from another
+// server; when none has it, the agent reports the store's own "No such
+// image", as a single server does.
+func (p *peerImages) fetchForNode(log *slog.Logger) func(ctx context.Context, tenant, id string) error {
+	return func(ctx context.Context, tenant, id string) error {
+		err := p.Fetch(ctx, tenant, id)
+		if err == nil {
+			return nil
+		}
+		log.Debug("image of a pod from the other servers", "image", id, "err", err)
+		_, lerr := p.images.LookupID(ctx, id)
+		if lerr == nil {
+			return nil
+		}
+		return lerr
+	}
 }

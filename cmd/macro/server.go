@@ -240,6 +240,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		native.SetVPC(netw)
 		native.SetTenantChanged(tenantChanged)
 	}
+	peers := &peerImages{st: st, images: images}
 	state := control.NewState(st, log)
 	nodeAPI := control.NewNodeAPI(st, cfg.nodeTTL).WithState(state)
 	tunnels := nodeproto.NewTunnels()
@@ -253,6 +254,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		DefaultRuntime: cfg.defaultRuntime,
 		InitPath:       findInit(),
 		Network:        agentNet,
+		FetchImage:     peers.fetchForNode(log),
 		Log:            log,
 	})
 	if err != nil {
@@ -262,9 +264,13 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	native.SetVolumeFiles(ag)
 	volAccess := access.New(access.Config{Volumes: ag, Store: st, Tokens: authn, Keys: volumeKeys, UploadDir: filepath.Join(dataDir, "s3-uploads"), Log: log})
 
-	peers := &peerImages{st: st, images: images}
+	clusterImgs := newClusterImages(st, images, peers, node.Name, cfg.cluster.imageCopies, log)
+	if err := clusterImgs.start(ctx); err != nil {
+		return err
+	}
 	dockerAPI := docker.New(docker.Config{
 		FetchImage: peers.Fetch,
+		Cluster:    clusterImgs,
 		Log:        log,
 		Store:      st,
 		Images:     images,

@@ -1,0 +1,177 @@
+package docker
+
+// Images in a cluster: each server's image store holds part of the
+// cluster's images, and the cluster's image index is the truth about
+// which images a tenant has and how they are named (cmd/macro
+// clusterimages.go). Before an image endpoint reads or changes names it
+// brings the store in line with the index (Sync); `docker images` lists
+// the images other servers hold from the index; tag, rmi and prune of an
+// image held elsewhere copy it here first, then act as on one server, and
+// the store's commit tells the index, which the other servers follow.
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/macro-cloud/macro/image"
+	"github.com/macro-cloud/macro/types"
+)
+
+// ClusterImages is what the API needs from the cluster's image index.
+type ClusterImages interface {
+	// Sync makes this server's images of tenant those of the index.
+	Sync(ctx context.Context, tenant string) error
+	// Elsewhere lists the tenant's images of the index this server does
+	// not hold.
+	Elsewhere(ctx context.Context, tenant string) ([]types.ClusterImage, error)
+	// Fetch copies image id of tenant here from a server that holds it.
+	Fetch(ctx context.Context, tenant, id string) error
+}
+
+// syncImages brings the caller's tenant's images here in line with the
+// cluster's index (nothing on a server without one).
+func (s *Server) syncImages(r *http.Request) error {
+	if s.cluster == nil {
+		return nil
+	}
+	return s.cluster.Sync(r.Context(), tenantOf(r))
+}
+
+// elsewhere is the caller's tenant's images that only other servers hold,
+// as the image store describes its own.
+func (s *Server) elsewhere(r *http.Request) ([]image.Image, error) {
+	if s.cluster == nil {
+		return nil, nil
+	}
+	idx, err := s.cluster.Elsewhere(r.Context(), tenantOf(r))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]image.Image, 0, len(idx))
+	for _, c := range idx {
+		out = append(out, imageOfIndex(c))
+	}
+	return out, nil
+}
+
+func imageOfIndex(c types.ClusterImage) image.Image {
+	img := image.Image{
+		ID:          c.ID,
+		RepoTags:    append([]string{}, c.RepoTags...),
+		RepoDigests: append([]string{}, c.RepoDigests...),
+		Created:     c.Created,
+		Size:        c.Size(),
+		Parent:      c.Parent,
+		Manifest:    c.Manifest,
+	}
+	img.Config.Architecture = c.Arch
+	img.Config.OS = "linux"
+	img.Config.Created = v1.Time{Time: c.Created}
+	img.Config.Config.Labels = c.Labels
+	for _, l := range c.Layers {
+		img.Layers = append(img.Layers, l.DiffID)
+	}
+	return img
+}
+
+// fetchNamed copies here the image of the caller's tenant that ref names
+// in the cluster's index when this server does not hold it (the names
+// here are the index's after syncImages).
+func (s *Server) fetchNamed(r *http.Request, ref string) {
+	if s.cluster == nil {
+		return
+	}
+	if _, err := s.lookupImage(r, ref); err == nil {
+		return
+	}
+	others, err := s.cluster.Elsewhere(r.Context(), tenantOf(r))
+	if err != nil {
+		return
+	}
+	for _, c := range others {
+		if indexNames(c, ref) {
+			if err := s.cluster.Fetch(r.Context(), tenantOf(r), c.ID); err != nil {
+				s.log.Debug("image from the other servers", "image", ref, "err", err)
+				return
+			}
+			s.syncImages(r)
+			return
+		}
+	}
+}
+
+// indexNames says whether ref (a tag, a digest reference, a full or
+// short ID) names image c.
+func indexNames(c types.ClusterImage, ref string) bool {
+	hex := strings.TrimPrefix(c.ID, "sha256:")
+	if ref == c.ID || len(ref) >= 4 && strings.HasPrefix(hex, strings.TrimPrefix(ref, "sha256:")) {
+		return true
+	}
+	full := ref
+	if !strings.Contains(ref, "@") && !strings.Contains(ref[strings.LastIndex(ref, "/")+1:], ":") {
+		full += ":latest"
+	}
+	for _, n := range append(append([]string{}, c.RepoTags...), c.RepoDigests...) {
+		if n == full || n == ref || strings.TrimPrefix(n, "docker.io/library/") == full || "library/"+full == n {
+			return true
+		}
+	}
+	return false
+}
+
+// here brings the caller's tenant's names in line with the index and the
+// image ref names here if another server holds it: what follows acts on
+// this server's store as on a single server.
+func (s *Server) here(r *http.Request, ref string) {
+	if s.cluster == nil {
+		return
+	}
+	if err := s.syncImages(r); err != nil {
+		s.log.Warn("the cluster's image index", "err", err)
+		return
+	}
+	s.fetchNamed(r, ref)
+}
+
+// pruneHere copies here the tenant's images held elsewhere that a prune
+// may remove (the dangling ones; all with all), so that the prune of this
+// store is the cluster's.
+func (s *Server) pruneHere(r *http.Request, all bool) error {
+	if s.cluster == nil {
+		return nil
+	}
+	if err := s.syncImages(r); err != nil {
+		return err
+	}
+	others, err := s.cluster.Elsewhere(r.Context(), tenantOf(r))
+	if err != nil {
+		return err
+	}
+	fetched := false
+	for _, c := range others {
+		if all || len(c.RepoTags) == 0 {
+			if err := s.cluster.Fetch(r.Context(), tenantOf(r), c.ID); err != nil {
+				return err
+			}
+			fetched = true
+		}
+	}
+	if fetched {
+		return s.syncImages(r)
+	}
+	return nil
+}
+
+// sortImages orders images as the store lists them: newest first.
+func sortImages(imgs []image.Image) {
+	sort.SliceStable(imgs, func(i, j int) bool {
+		if !imgs[i].Created.Equal(imgs[j].Created) {
+			return imgs[i].Created.After(imgs[j].Created)
+		}
+		return imgs[i].ID < imgs[j].ID
+	})
+}
