@@ -443,3 +443,25 @@ func rank(id, server string) uint64 {
 	h.Write([]byte(id + "\x00" + server))
 	return h.Sum64()
 }
+
+// ImageBytes is api.TenantImages.ImageBytes: the tenant's image storage
+// as its quota counts it, each layer once in the whole cluster.
+func (c *clusterImages) ImageBytes(ctx context.Context, tenant string) int64 {
+	return c.images.ImageBytes(ctx, tenant)
+}
+
+// RemoveTenant is api.TenantImages.RemoveTenant: the tenant's images go
+// from this server's store and from the index, which the other servers
+// follow. It counts the tenant's images in the cluster.
+func (c *clusterImages) RemoveTenant(ctx context.Context, tenant string) (int, error) {
+	n, err := c.images.RemoveTenant(ctx, tenant)
+	if err != nil {
+		return n, err
+	}
+	_, err = c.st.UpdateTenantImages(ctx, tenant, func(m map[string]*types.ClusterImage) error {
+		n = max(n, len(m))
+		clear(m)
+		return nil
+	})
+	return n, err
+}

@@ -211,11 +211,18 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		return t.Quota.ImageBytes, err
 	})
 
+	node := localNode(cfg.nodeName)
+	peers := &peerImages{st: st, images: images}
+	clusterImgs := newClusterImages(st, images, peers, node.Name, cfg.cluster.imageCopies, log)
+	if err := clusterImgs.start(ctx); err != nil {
+		return err
+	}
+
 	volumeKeys, err := access.LoadOrCreateKeys(filepath.Join(dataDir, access.KeyFile))
 	if err != nil {
 		return err
 	}
-	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Images: images, Cluster: cluster, Domain: cfg.ingress.domain, Resolver: resolverAt(cfg.domainDNS), VolumeKeys: volumeKeys, Log: log})
+	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Images: clusterImgs, Cluster: cluster, Domain: cfg.ingress.domain, Resolver: resolverAt(cfg.domainDNS), VolumeKeys: volumeKeys, Log: log})
 	firstToken, err := firstStart(ctx, st, native, dataDir)
 	if err != nil {
 		return err
@@ -226,7 +233,6 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		return err
 	}
 
-	node := localNode(cfg.nodeName)
 	node.Runtimes = names
 	netw, tenantChanged, err := openNetwork(ctx, cfg.net, st.Tenants, dataDir, cluster, log)
 	if err != nil {
@@ -240,7 +246,6 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		native.SetVPC(netw)
 		native.SetTenantChanged(tenantChanged)
 	}
-	peers := &peerImages{st: st, images: images}
 	state := control.NewState(st, log)
 	nodeAPI := control.NewNodeAPI(st, cfg.nodeTTL).WithState(state)
 	tunnels := nodeproto.NewTunnels()
@@ -264,10 +269,6 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	native.SetVolumeFiles(ag)
 	volAccess := access.New(access.Config{Volumes: ag, Store: st, Tokens: authn, Keys: volumeKeys, UploadDir: filepath.Join(dataDir, "s3-uploads"), Log: log})
 
-	clusterImgs := newClusterImages(st, images, peers, node.Name, cfg.cluster.imageCopies, log)
-	if err := clusterImgs.start(ctx); err != nil {
-		return err
-	}
 	dockerAPI := docker.New(docker.Config{
 		FetchImage: peers.Fetch,
 		Cluster:    clusterImgs,
