@@ -12,6 +12,7 @@ package docker
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 
@@ -111,16 +112,18 @@ func indexNames(c types.ClusterImage, ref string) bool {
 	if ref == c.ID || len(ref) >= 4 && strings.HasPrefix(hex, strings.TrimPrefix(ref, "sha256:")) {
 		return true
 	}
+	// The index holds familiar names ("busybox:latest", "foo/bar:1").
 	full := ref
-	if !strings.Contains(ref, "@") && !strings.Contains(ref[strings.LastIndex(ref, "/")+1:], ":") {
+	for _, p := range []string{"docker.io/", "index.docker.io/"} {
+		full = strings.TrimPrefix(full, p)
+	}
+	if !strings.Contains(full, "/") || strings.HasPrefix(full, "library/") {
+		full = strings.TrimPrefix(full, "library/")
+	}
+	if !strings.Contains(full, "@") && !strings.Contains(full[strings.LastIndex(full, "/")+1:], ":") {
 		full += ":latest"
 	}
-	for _, n := range append(append([]string{}, c.RepoTags...), c.RepoDigests...) {
-		if n == full || n == ref || strings.TrimPrefix(n, "docker.io/library/") == full || "library/"+full == n {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(c.RepoTags, full) || slices.Contains(c.RepoDigests, full)
 }
 
 // here brings the caller's tenant's names in line with the index and the
