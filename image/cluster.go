@@ -254,3 +254,15 @@ func (v *TenantView) ApplyIndex(ctx context.Context, index map[string]types.Clus
 	s.sweepLayersLocked()
 	return held, nil
 }
+
+// Familiar is ref as the tenant's names are kept ("busybox:latest",
+// "foo@sha256:..."; a name through this cloud's registry without its
+// host): how the cluster's index names images. ok is false when ref is
+// not a name (an ID, or invalid).
+func (v *TenantView) Familiar(ref string) (string, bool) {
+	r, err := v.parse(ref)
+	if err != nil {
+		return "", false
+	}
+	return r.String(), true
+}

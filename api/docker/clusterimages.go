@@ -93,8 +93,9 @@ func (s *Server) fetchNamed(r *http.Request, ref string) {
 	if err != nil {
 		return
 	}
+	familiar, ok := s.tenantImages(r).Familiar(ref)
 	for _, c := range others {
-		if indexNames(c, ref) {
+		if indexNames(c, ref, familiar, ok) {
 			if err := s.cluster.Fetch(r.Context(), tenantOf(r), c.ID); err != nil {
 				s.log.Debug("image from the other servers", "image", ref, "err", err)
 				return
@@ -105,25 +106,15 @@ func (s *Server) fetchNamed(r *http.Request, ref string) {
 	}
 }
 
-// indexNames says whether ref (a tag, a digest reference, a full or
-// short ID) names image c.
-func indexNames(c types.ClusterImage, ref string) bool {
+// indexNames says whether ref names image c: its full or short ID, or,
+// once the store's parser made it familiar (familiar, ok), one of its
+// tags or digest references.
+func indexNames(c types.ClusterImage, ref, familiar string, ok bool) bool {
 	hex := strings.TrimPrefix(c.ID, "sha256:")
-	if ref == c.ID || len(ref) >= 4 && strings.HasPrefix(hex, strings.TrimPrefix(ref, "sha256:")) {
+	if ref == c.ID || len(ref) >= 4 && len(ref) <= 64 && strings.HasPrefix(hex, strings.TrimPrefix(ref, "sha256:")) {
 		return true
 	}
-	// The index holds familiar names ("busybox:latest", "foo/bar:1").
-	full := ref
-	for _, p := range []string{"docker.io/", "index.docker.io/"} {
-		full = strings.TrimPrefix(full, p)
-	}
-	if !strings.Contains(full, "/") || strings.HasPrefix(full, "library/") {
-		full = strings.TrimPrefix(full, "library/")
-	}
-	if !strings.Contains(full, "@") && !strings.Contains(full[strings.LastIndex(full, "/")+1:], ":") {
-		full += ":latest"
-	}
-	return slices.Contains(c.RepoTags, full) || slices.Contains(c.RepoDigests, full)
+	return ok && (slices.Contains(c.RepoTags, familiar) || slices.Contains(c.RepoDigests, familiar))
 }
 
 // here brings the caller's tenant's names in line with the index and the
