@@ -504,12 +504,16 @@ func TestClusterPartitionLeader(t *testing.T) {
 	})
 
 	// A joined server restarts with the same command line: it is a member
-	// already, and comes back as one.
+	// already, and comes back as one. An image it held was removed while
+	// it was down: it drops its copy.
 	again := others[len(others)-1]
+	imageID, rmi := staleCopyBefore(t, servers, again) // clusterimages_test.go
 	if err := again.srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	rmi()
 	again.srv.Start()
+	staleCopyAfter(t, again, imageID)
 	if !strings.Contains(again.srv.Log(), "--join is ignored") {
 		t.Errorf("the restarted server's log does not say it ignored --join")
 	}

@@ -118,3 +118,45 @@ func clusterImagesAfter(t *testing.T, survivors []*clusterServer, id string) {
 	}
 	t.Logf("images: run through %s after the holder died, rmi through %s gone everywhere, in %v", survivors[0].name, survivors[1].name, time.Since(start).Round(time.Millisecond))
 }
+
+// staleCopyBefore, in TestClusterPartitionLeader before a server (down)
+// stops: an image loaded through down, copied to a second server, is
+// removed through the server that holds no copy (which fetches it to
+// apply Docker's rules, then removes it everywhere) while down is
+// stopped. It returns the image ID, for staleCopyAfter.
+func staleCopyBefore(t *testing.T, servers []*clusterServer, down *clusterServer) (id string, rmi func()) {
+	testenv.MustDocker(t, down.srv.Host(), "load", "-i", testimages.Busybox(t))
+	id = strings.TrimSpace(testenv.MustDocker(t, down.srv.Host(), "image", "inspect", "--format", "{{.ID}}", "busybox").Stdout)
+	var others []*clusterServer
+	for _, s := range servers {
+		if s != down {
+			others = append(others, s)
+		}
+	}
+	waitFor(t, time.Minute, func() bool { return holds(others[0], id) || holds(others[1], id) })
+	lacking := others[0]
+	if holds(lacking, id) {
+		lacking = others[1]
+	}
+	return id, func() {
+		out := testenv.MustDocker(t, lacking.srv.Host(), "rmi", "busybox").Stdout
+		if !strings.Contains(out, "Deleted: "+id) {
+			t.Fatalf("docker rmi through %s, which held no copy: %s", lacking.name, out)
+		}
+		for _, s := range others {
+			if got := imagesOf(t, s); len(got) != 0 {
+				t.Fatalf("docker images through %s after rmi through %s: %q", s.name, lacking.name, got)
+			}
+		}
+		t.Logf("images: rmi through %s (no copy there) while %s was down", lacking.name, down.name)
+	}
+}
+
+// staleCopyAfter: the server that was down when its image was removed
+// drops its stale copy once it is back.
+func staleCopyAfter(t *testing.T, back *clusterServer, id string) {
+	waitFor(t, time.Minute, func() bool { return !holds(back, id) })
+	if got := imagesOf(t, back); len(got) != 0 {
+		t.Fatalf("docker images through %s, back after the rmi: %q", back.name, got)
+	}
+}
