@@ -342,7 +342,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		}
 		go reg.Run(ctx)
 		port := &apiPort{native: native.Handler(), registry: reg, dav: volAccess.WebDAV(), docker: authn.RequireCert(dockerH),
-			nodes: nodeHandler(st, nodeAPI, images, tunnels, cluster, cfg.nodeTTL, log)}
+			nodes: nodeHandler(st, nodeAPI, images, peers, tunnels, cluster, cfg.nodeTTL, log)}
 		apiSrv := &http.Server{Handler: port, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg,
 			ErrorLog: slog.NewLogLogger(log.With("subsystem", "api-port").Handler(), slog.LevelDebug)}
 		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
