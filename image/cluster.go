@@ -198,61 +198,87 @@ var ErrStale = errors.New("image index read before this store's last change")
 // nothing. It returns the IDs of the index's images this store holds.
 func (v *TenantView) ApplyIndex(ctx context.Context, index map[string]types.ClusterImage, fresh func() bool) (held []string, err error) {
 	s := v.s
+	// Most often nothing differs: that is found under the read lock.
+	s.mu.RLock()
+	if fresh != nil && !fresh() {
+		s.mu.RUnlock()
+		return nil, ErrStale
+	}
+	p := s.planIndexLocked(v.name, index)
+	s.mu.RUnlock()
+	if !p.changed {
+		return p.held, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if fresh != nil && !fresh() {
 		return nil, ErrStale
 	}
+	p = s.planIndexLocked(v.name, index)
+	if !p.changed {
+		return p.held, nil
+	}
 	s.quiet = true
 	defer func() { s.quiet = false }()
 	t := s.tenants[v.name]
-	if t == nil {
-		return nil, nil
-	}
-	var gone []string
-	for id := range t.Images {
-		if _, ok := index[id]; ok {
-			held = append(held, id)
-		} else if len(s.usersLocked(v.name, id)) == 0 {
-			gone = append(gone, id)
-		}
-	}
-	sort.Strings(held)
-	tags, digests := map[string]string{}, map[string]string{}
-	for _, id := range held {
-		for _, tg := range index[id].RepoTags {
-			tags[tg] = id
-		}
-		for _, d := range index[id].RepoDigests {
-			digests[d] = id
-		}
-	}
-	// Images the index lost but containers here still use keep their
-	// ownership, unnamed.
-	changed := len(gone) > 0 || !maps.Equal(tags, t.Tags) || !maps.Equal(digests, t.Digests)
-	if !changed {
-		return held, nil
-	}
 	now := time.Now().UTC()
 	tagTime := map[string]time.Time{}
-	for tg, id := range tags {
+	for tg, id := range p.tags {
 		if t.Tags[tg] == id && !t.TagTime[tg].IsZero() {
 			tagTime[tg] = t.TagTime[tg]
 		} else {
 			tagTime[tg] = now
 		}
 	}
-	t.Tags, t.Digests, t.TagTime = tags, digests, tagTime
-	if len(gone) == 0 {
-		return held, s.saveTenant(t)
+	t.Tags, t.Digests, t.TagTime = p.tags, p.digests, tagTime
+	if len(p.gone) == 0 {
+		return p.held, s.saveTenant(t)
 	}
-	for _, id := range gone {
+	for _, id := range p.gone {
 		if _, err := s.disownLocked(t, id); err != nil {
-			return held, err
+			return p.held, err
 		}
 	}
 	s.sweepLayersLocked()
-	return held, nil
+	return p.held, nil
+}
+
+// indexPlan is what ApplyIndex changes in a tenant's store.
+type indexPlan struct {
+	held, gone    []string // images of the index held here; images here the index lost
+	tags, digests map[string]string
+	changed       bool
+}
+
+// planIndexLocked compares a tenant's images here with the index. An
+// image the index lost that containers here use stays (its layers are
+// their root filesystems), unnamed. Callers hold s.mu.
+func (s *Store) planIndexLocked(tenant string, index map[string]types.ClusterImage) indexPlan {
+	var p indexPlan
+	t := s.tenants[tenant]
+	if t == nil {
+		return p
+	}
+	for id := range t.Images {
+		if _, ok := index[id]; ok {
+			p.held = append(p.held, id)
+		} else if len(s.usersLocked(tenant, id)) == 0 {
+			p.gone = append(p.gone, id)
+		}
+	}
+	sort.Strings(p.held)
+	sort.Strings(p.gone)
+	p.tags, p.digests = map[string]string{}, map[string]string{}
+	for _, id := range p.held {
+		for _, tg := range index[id].RepoTags {
+			p.tags[tg] = id
+		}
+		for _, d := range index[id].RepoDigests {
+			p.digests[d] = id
+		}
+	}
+	p.changed = len(p.gone) > 0 || !maps.Equal(p.tags, t.Tags) || !maps.Equal(p.digests, t.Digests)
+	return p
 }
 
 // Familiar is ref as the tenant's names are kept ("busybox:latest",
