@@ -336,7 +336,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		reg, err := registry.New(registry.Config{Store: images, Authenticate: authn.RegistryAuth, TenantActive: authn.TenantActive, KeyFile: filepath.Join(dataDir, "registry", "token.key"), Log: log})
+		reg, err := registry.New(registry.Config{Store: images, Fetch: peers.Fetch, Authenticate: authn.RegistryAuth, TenantActive: authn.TenantActive, KeyFile: filepath.Join(dataDir, "registry", "token.key"), Log: log})
 		if err != nil {
 			return err
 		}
