@@ -21,6 +21,7 @@ if [ -z "$ARCHIVE" ]; then
 	echo "bench/imageindex.sh: no busybox test image; run an e2e test first (go test -run TestDockerCLI ./e2e/)" >&2
 	exit 1
 fi
+REV=$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo +)
 work=$(mktemp -d /tmp/macro-imageindex.XXXXXX)
 pid=
 stop_server() {
@@ -58,7 +59,7 @@ for i in $(seq "$ROUNDS"); do
 	one "$work/macro-base" base
 	one "$work/macro-new" index
 done
-echo "a single server, before ($BASE) and with the image index ($(git rev-parse --short HEAD)), $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg); medians of $ROUNDS"
+echo "a single server, before ($BASE) and with the image index ($REV), $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg); medians of $ROUNDS"
 median() { # NAME COLUMN: the median of a column of NAME's lines
 	grep "^$1 " "$work/report" | cut -d' ' -f"$2" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
 }

@@ -39,14 +39,21 @@ func imageServerKey(server string) string { return prefix + "imageservers/" + se
 // TenantImages reads every image of tenant in the index, by ID, and the
 // revision it was read at.
 func (s *Store) TenantImages(ctx context.Context, tenant string) (map[string]types.ClusterImage, int64, error) {
+	out, _, rev, err := s.tenantImages(ctx, tenant)
+	return out, rev, err
+}
+
+// tenantImages is TenantImages with the ModRevision of each image's key.
+func (s *Store) tenantImages(ctx context.Context, tenant string) (map[string]types.ClusterImage, map[string]int64, int64, error) {
 	if err := keyPart("tenant", tenant); err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	resp, err := s.cli.Get(ctx, imagesPrefix(tenant), clientv3.WithPrefix())
 	if err != nil {
-		return nil, 0, fmt.Errorf("read images of %s: %w", tenant, err)
+		return nil, nil, 0, fmt.Errorf("read images of %s: %w", tenant, err)
 	}
 	out := make(map[string]types.ClusterImage, len(resp.Kvs))
+	mods := make(map[string]int64, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		var img types.ClusterImage
 		if err := json.Unmarshal(kv.Value, &img); err != nil {
@@ -54,8 +61,9 @@ func (s *Store) TenantImages(ctx context.Context, tenant string) (map[string]typ
 			continue
 		}
 		out[img.ID] = img
+		mods[img.ID] = kv.ModRevision
 	}
-	return out, resp.Header.Revision, nil
+	return out, mods, resp.Header.Revision, nil
 }
 
 // AllImages reads the index of every tenant at one revision.
@@ -86,7 +94,7 @@ func (s *Store) UpdateTenantImages(ctx context.Context, tenant string, fn func(m
 		return 0, err
 	}
 	for attempt := 0; attempt < maxGuardedAttempts; attempt++ {
-		before, rev, err := s.TenantImages(ctx, tenant)
+		before, mods, rev, err := s.tenantImages(ctx, tenant)
 		if err != nil {
 			return 0, err
 		}
@@ -98,10 +106,16 @@ func (s *Store) UpdateTenantImages(ctx context.Context, tenant string, fn func(m
 		if err := fn(edit); err != nil {
 			return 0, err
 		}
+		// No image of the tenant was put since the read (a tag is unique
+		// across them), and each key written is as it was read: a range
+		// compare does not see a key deleted meanwhile, which a put here
+		// would bring back.
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(imagesPrefix(tenant)), "<", rev+1).WithPrefix()}
 		var ops []clientv3.Op
 		for id := range before {
 			if edit[id] == nil {
 				ops = append(ops, clientv3.OpDelete(imageKey(tenant, id)))
+				cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(imageKey(tenant, id)), "=", mods[id]))
 			}
 		}
 		for id, img := range edit {
@@ -121,14 +135,12 @@ func (s *Store) UpdateTenantImages(ctx context.Context, tenant string, fn func(m
 				return 0, err
 			}
 			ops = append(ops, clientv3.OpPut(imageKey(tenant, id), string(data)))
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(imageKey(tenant, id)), "=", mods[id])) // 0: absent
 		}
 		if len(ops) == 0 {
 			return rev, nil
 		}
-		resp, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(imagesPrefix(tenant)), "<", rev+1).WithPrefix()).
-			Then(ops...).
-			Commit()
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return 0, fmt.Errorf("update images of %s: %w", tenant, err)
 		}

@@ -169,3 +169,40 @@ func TestImageIndexConcurrent(t *testing.T) {
 	}
 	t.Fatal("the watch ended before the removal")
 }
+
+// An image removed between the read and the write of another change is
+// not brought back by it.
+func TestImageIndexNoResurrection(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	id := imgID(9)
+	if _, err := s.UpdateTenantImages(ctx, "alice", func(m map[string]*types.ClusterImage) error {
+		m[id] = &types.ClusterImage{Holders: []string{"s1"}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	attempts := 0
+	if _, err := s.UpdateTenantImages(ctx, "alice", func(m map[string]*types.ClusterImage) error {
+		attempts++
+		if attempts == 1 {
+			// rmi through another server, after this read.
+			if _, err := s.UpdateTenantImages(ctx, "alice", func(m map[string]*types.ClusterImage) error {
+				delete(m, id)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if img := m[id]; img != nil {
+			img.Holders = append(img.Holders, "s2")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ := s.TenantImages(ctx, "alice")
+	if _, ok := got[id]; ok || attempts != 2 {
+		t.Fatalf("after a holder change raced a removal: %v (%d attempts)", got, attempts)
+	}
+}

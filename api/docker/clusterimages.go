@@ -24,39 +24,22 @@ import (
 
 // ClusterImages is what the API needs from the cluster's image index.
 type ClusterImages interface {
-	// Sync makes this server's images of tenant those of the index.
-	Sync(ctx context.Context, tenant string) error
-	// Elsewhere lists the tenant's images of the index this server does
-	// not hold.
-	Elsewhere(ctx context.Context, tenant string) ([]types.ClusterImage, error)
+	// Sync makes this server's images of tenant those of the index and
+	// lists the index's images of the tenant that this server does not
+	// hold (one read of the index).
+	Sync(ctx context.Context, tenant string) (elsewhere []types.ClusterImage, err error)
 	// Fetch copies image id of tenant here from a server that holds it.
 	Fetch(ctx context.Context, tenant, id string) error
 }
 
 // syncImages brings the caller's tenant's images here in line with the
-// cluster's index (nothing on a server without one).
-func (s *Server) syncImages(r *http.Request) error {
-	if s.cluster == nil {
-		return nil
-	}
-	return s.cluster.Sync(r.Context(), tenantOf(r))
-}
-
-// elsewhere is the caller's tenant's images that only other servers hold,
-// as the image store describes its own.
-func (s *Server) elsewhere(r *http.Request) ([]image.Image, error) {
+// cluster's index (nothing on a server without one), and returns those
+// only other servers hold.
+func (s *Server) syncImages(r *http.Request) ([]types.ClusterImage, error) {
 	if s.cluster == nil {
 		return nil, nil
 	}
-	idx, err := s.cluster.Elsewhere(r.Context(), tenantOf(r))
-	if err != nil {
-		return nil, err
-	}
-	out := make([]image.Image, 0, len(idx))
-	for _, c := range idx {
-		out = append(out, imageOfIndex(c))
-	}
-	return out, nil
+	return s.cluster.Sync(r.Context(), tenantOf(r))
 }
 
 func imageOfIndex(c types.ClusterImage) image.Image {
@@ -80,17 +63,14 @@ func imageOfIndex(c types.ClusterImage) image.Image {
 }
 
 // fetchNamed copies here the image of the caller's tenant that ref names
-// in the cluster's index when this server does not hold it (the names
-// here are the index's after syncImages).
-func (s *Server) fetchNamed(r *http.Request, ref string) {
-	if s.cluster == nil {
+// in the cluster's index (others: its images this server lacks) when this
+// server does not hold it (the names here are the index's after
+// syncImages).
+func (s *Server) fetchNamed(r *http.Request, ref string, others []types.ClusterImage) {
+	if len(others) == 0 {
 		return
 	}
 	if _, err := s.lookupImage(r, ref); err == nil {
-		return
-	}
-	others, err := s.cluster.Elsewhere(r.Context(), tenantOf(r))
-	if err != nil {
 		return
 	}
 	familiar, ok := s.tenantImages(r).Familiar(ref)
@@ -100,7 +80,9 @@ func (s *Server) fetchNamed(r *http.Request, ref string) {
 				s.log.Debug("image from the other servers", "image", ref, "err", err)
 				return
 			}
-			s.syncImages(r)
+			if _, err := s.syncImages(r); err != nil {
+				s.log.Debug("the cluster's image index", "err", err)
+			}
 			return
 		}
 	}
@@ -124,11 +106,12 @@ func (s *Server) here(r *http.Request, ref string) {
 	if s.cluster == nil {
 		return
 	}
-	if err := s.syncImages(r); err != nil {
+	others, err := s.syncImages(r)
+	if err != nil {
 		s.log.Warn("the cluster's image index", "err", err)
 		return
 	}
-	s.fetchNamed(r, ref)
+	s.fetchNamed(r, ref, others)
 }
 
 // pruneHere copies here the tenant's images held elsewhere that a prune
@@ -138,10 +121,7 @@ func (s *Server) pruneHere(r *http.Request, all bool) error {
 	if s.cluster == nil {
 		return nil
 	}
-	if err := s.syncImages(r); err != nil {
-		return err
-	}
-	others, err := s.cluster.Elsewhere(r.Context(), tenantOf(r))
+	others, err := s.syncImages(r)
 	if err != nil {
 		return err
 	}
@@ -155,9 +135,9 @@ func (s *Server) pruneHere(r *http.Request, all bool) error {
 		}
 	}
 	if fetched {
-		return s.syncImages(r)
+		_, err = s.syncImages(r)
 	}
-	return nil
+	return err
 }
 
 // sortImages orders images as the store lists them: newest first.

@@ -344,17 +344,18 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
 	if err := f.only("dangling", "label", "label!", "reference", "before", "since", "until"); err != nil {
 		return err
 	}
-	if err := s.syncImages(r); err != nil {
+	others, err := s.syncImages(r)
+	if err != nil {
 		return err
 	}
 	imgs, err := s.tenantImages(r).List(r.Context())
 	if err != nil {
 		return err
 	}
-	if more, err := s.elsewhere(r); err != nil {
-		return err
-	} else if len(more) > 0 {
-		imgs = append(imgs, more...)
+	if len(others) > 0 {
+		for _, c := range others {
+			imgs = append(imgs, imageOfIndex(c))
+		}
 		sortImages(imgs)
 	}
 	var before, since *image.Image

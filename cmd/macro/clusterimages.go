@@ -276,7 +276,7 @@ func (c *clusterImages) run(ctx context.Context) {
 		c.dirty = map[string]bool{}
 		c.mu.Unlock()
 		for tenant := range dirty {
-			if err := c.sync(ctx, tenant); err != nil && ctx.Err() == nil {
+			if _, err := c.sync(ctx, tenant); err != nil && ctx.Err() == nil {
 				c.log.Warn("apply the image index", "tenant", tenant, "err", err)
 				c.mu.Lock()
 				c.dirty[tenant] = true
@@ -288,12 +288,13 @@ func (c *clusterImages) run(ctx context.Context) {
 }
 
 // sync makes this server's images of tenant those of the index, as it is
-// now, and the index's holders of them right about this server.
-func (c *clusterImages) sync(ctx context.Context, tenant string) error {
+// now, and the index's holders of them right about this server. It
+// returns the index's images of the tenant this server does not hold.
+func (c *clusterImages) sync(ctx context.Context, tenant string) ([]types.ClusterImage, error) {
 	for attempt := 0; ; attempt++ {
 		idx, rev, err := c.st.TenantImages(ctx, tenant)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		fresh := func() bool {
 			c.mu.Lock()
@@ -305,16 +306,22 @@ func (c *clusterImages) sync(ctx context.Context, tenant string) error {
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
+		var elsewhere []types.ClusterImage
 		wrong := false
 		for id, e := range idx {
-			if e.HeldBy(c.self) != slices.Contains(held, id) {
+			has := slices.Contains(held, id)
+			if !has {
+				elsewhere = append(elsewhere, e)
+			}
+			if e.HeldBy(c.self) != has {
 				wrong = true
 			}
 		}
+		sort.Slice(elsewhere, func(i, j int) bool { return elsewhere[i].ID < elsewhere[j].ID })
 		if !wrong {
-			return nil
+			return elsewhere, nil
 		}
 		// Holders are checked against the store as the write commits: a
 		// commit of this store meanwhile publishes, and its write and this
@@ -332,32 +339,15 @@ func (c *clusterImages) sync(ctx context.Context, tenant string) error {
 			}
 			return nil
 		})
-		return err
+		return elsewhere, err
 	}
 }
 
 // Sync is docker.ClusterImages.Sync: the tenant's images here are the
-// index's before a request reads or changes them.
-func (c *clusterImages) Sync(ctx context.Context, tenant string) error {
+// index's before a request reads or changes them; it returns those only
+// other servers hold.
+func (c *clusterImages) Sync(ctx context.Context, tenant string) ([]types.ClusterImage, error) {
 	return c.sync(ctx, tenant)
-}
-
-// Elsewhere is docker.ClusterImages.Elsewhere: the tenant's images of the
-// index that this server does not hold.
-func (c *clusterImages) Elsewhere(ctx context.Context, tenant string) ([]types.ClusterImage, error) {
-	idx, _, err := c.st.TenantImages(ctx, tenant)
-	if err != nil {
-		return nil, err
-	}
-	view := c.images.Tenant(tenant)
-	var out []types.ClusterImage
-	for id, img := range idx {
-		if _, err := view.Lookup(ctx, id); err != nil {
-			out = append(out, img)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
 }
 
 // Fetch is docker.ClusterImages.Fetch: image id of tenant, copied here

@@ -79,7 +79,7 @@ func TestClusterImagesIndex(t *testing.T) {
 	v0, v1 := s0.Tenant(types.DefaultTenant), s1.Tenant(types.DefaultTenant)
 
 	// s1 lacks it and sees it elsewhere.
-	if els, err := c1.Elsewhere(ctx, types.DefaultTenant); err != nil || len(els) != 1 || els[0].ID != id {
+	if els, err := c1.Sync(ctx, types.DefaultTenant); err != nil || len(els) != 1 || els[0].ID != id {
 		t.Fatalf("elsewhere on s1: %v %v", els, err)
 	}
 	// A copy (replica) on s1: a holder more, the names untouched.
@@ -92,7 +92,7 @@ func TestClusterImagesIndex(t *testing.T) {
 	if err := v0.Tag(ctx, "busybox", "bb:1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c1.Sync(ctx, types.DefaultTenant); err != nil {
+	if _, err := c1.Sync(ctx, types.DefaultTenant); err != nil {
 		t.Fatal(err)
 	}
 	if img, err := v1.Lookup(ctx, "bb:1"); err != nil || img.ID != id {
@@ -104,7 +104,7 @@ func TestClusterImagesIndex(t *testing.T) {
 	if e := index()[id]; !slices.Equal(e.RepoTags, []string{"busybox:latest"}) {
 		t.Fatalf("tags after an untag through s1: %v", e.RepoTags)
 	}
-	if err := c0.Sync(ctx, types.DefaultTenant); err != nil {
+	if _, err := c0.Sync(ctx, types.DefaultTenant); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v0.Lookup(ctx, "bb:1"); err == nil {
@@ -132,7 +132,7 @@ func TestClusterImagesIndex(t *testing.T) {
 	if _, ok := index()[id]; ok {
 		t.Fatal("a copy added an image the index did not have")
 	}
-	if err := c1.Sync(ctx, types.DefaultTenant); err != nil {
+	if _, err := c1.Sync(ctx, types.DefaultTenant); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v1.Lookup(ctx, id); err == nil {
