@@ -4,7 +4,8 @@
 # the index) and at the work tree, and for each, ROUNDS times, alternating:
 # starts a private server, loads the busybox test image and times through
 # the docker CLI 100 `docker images`, 100 `docker tag` + `docker rmi`
-# pairs and 20 `docker run --rm busybox true`. Prints the median of each.
+# pairs, 20 `docker run --rm busybox true` and 100 `docker image inspect`
+# (the lookup a create makes). Prints the median of each, per command.
 # Needs root and the busybox test image (the e2e tests build it).
 # Knobs: BASE=dfadbf0 (the commit before the index) ROUNDS=3.
 set -euo pipefail
@@ -50,7 +51,8 @@ one() { # BIN NAME: one round, a line "NAME images tagrmi run" in $work/report
 	a=$(ms bash -c 'for i in $(seq 100); do docker images -q >/dev/null; done')
 	b=$(ms bash -c 'for i in $(seq 100); do docker tag busybox x:$i >/dev/null; docker rmi x:$i >/dev/null; done')
 	c=$(ms bash -c 'for i in $(seq 20); do docker run --rm busybox true >/dev/null; done')
-	echo "$name $a $b $c" >>"$work/report"
+	e=$(ms bash -c 'for i in $(seq 100); do docker image inspect busybox >/dev/null; done')
+	echo "$name $a $b $c $e" >>"$work/report"
 	stop_server
 	rm -rf "$d"
 }
@@ -64,6 +66,6 @@ median() { # NAME COLUMN: the median of a column of NAME's lines
 	grep "^$1 " "$work/report" | cut -d' ' -f"$2" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
 }
 for name in base index; do
-	echo "$name $(median $name 2) $(median $name 3) $(median $name 4)" |
-		awk '{printf "%-6s docker images %.1f ms   tag+rmi %.1f ms   run --rm %.0f ms\n", $1, $2/100, $3/100, $4/20}'
+	echo "$name $(median $name 2) $(median $name 3) $(median $name 4) $(median $name 5)" |
+		awk '{printf "%-6s docker images %.1f ms   tag+rmi %.1f ms   run --rm %.0f ms   image inspect %.1f ms\n", $1, $2/100, $3/100, $4/20, $5/100}'
 done
