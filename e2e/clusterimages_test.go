@@ -93,7 +93,8 @@ func clusterImagesBefore(t *testing.T, servers []*clusterServer, holder *cluster
 // clusterImagesAfter waits until both survivors hold the image again
 // (the one that had no copy copies it from the other), runs it through
 // survivors[0] and removes it through survivors[1]: it is gone from every
-// survivor's listing and store.
+// survivor's listing and store. Then a dangling image loaded through one
+// is pruned through the other.
 func clusterImagesAfter(t *testing.T, survivors []*clusterServer, id string) {
 	start := time.Now()
 	// The survivor that held no copy makes one: two live servers hold
@@ -117,6 +118,26 @@ func clusterImagesAfter(t *testing.T, survivors []*clusterServer, id string) {
 		t.Fatalf("image inspect through %s after rmi: %s", survivors[0].name, r.Stdout)
 	}
 	t.Logf("images: run through %s after the holder died, rmi through %s gone everywhere, in %v", survivors[0].name, survivors[1].name, time.Since(start).Round(time.Millisecond))
+
+	// A dangling image loaded through one survivor is pruned through the
+	// other, wherever it is held.
+	untagged := filepath.Join(t.TempDir(), "untagged.tar")
+	if err := testimages.WriteDockerArchiveFile(untagged, testimages.BusyboxImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.MustDocker(t, survivors[0].srv.Host(), "load", "-i", untagged)
+	if got := imagesOf(t, survivors[1]); len(got) != 1 || got[0] != "<none>:<none> "+id {
+		t.Fatalf("docker images through %s after an untagged load through %s: %q", survivors[1].name, survivors[0].name, got)
+	}
+	if out := testenv.MustDocker(t, survivors[1].srv.Host(), "image", "prune", "-f").Stdout; !strings.Contains(out, "deleted: "+id) {
+		t.Fatalf("docker image prune through %s: %s", survivors[1].name, out)
+	}
+	for _, s := range survivors {
+		if got := imagesOf(t, s); len(got) != 0 {
+			t.Fatalf("docker images through %s after prune: %q", s.name, got)
+		}
+	}
+	waitFor(t, 30*time.Second, func() bool { return !holds(survivors[0], id) && !holds(survivors[1], id) })
 }
 
 // staleCopyBefore, in TestClusterPartitionLeader before a server (down)
