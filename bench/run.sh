@@ -26,6 +26,8 @@
 #  15. then bench/delta.sh: the delta-sync engine beside rsync, 1 GiB with 1% changed (DELTA=0 skips it);
 #  16. then bench/nodefail.sh: node kill to its pods running elsewhere (NODEFAIL=0 skips it);
 #  17. then bench/c1m.sh: a million pods onto 5,000 simulated nodes through the control plane (PLACE=0 skips it).
+#  18. then bench/members5.sh: five etcd members, two removed while writing (MEMBERS5=0 skips it).
+#  19. then bench/imageindex.sh: what the cluster's image index costs a single server (IMAGEINDEX=0 skips it).
 # Everything it started is stopped and removed on exit, failure and Ctrl-C
 # included; directories a killed earlier run left behind are removed first.
 # The report goes to stdout and to bench/out/run-<date>.txt.
@@ -268,3 +270,5 @@ step VOLUMES volumes.sh "fio in a pod on lv2 and nfs volumes beside the host"
 step DELTA delta.sh "the delta-sync engine beside rsync"
 step NODEFAIL nodefail.sh "node kill to its pods running elsewhere"
 step PLACE c1m.sh "a million pods onto 5,000 simulated nodes through the control plane"
+step MEMBERS5 members5.sh "five etcd members, two removed while writing"
+step IMAGEINDEX imageindex.sh "what the image index costs a single server"

@@ -250,6 +250,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatal("no server leads the control loop")
 	}
 	t.Logf("members: %+v; %s leads the control loop", ms, leader.name)
+	imageID := clusterImagesBefore(t, servers, leader) // clusterimages_test.go
 
 	// The stream of writes and reads: 4 clients, each on a random server
 	// for every operation, over 6 keys; besides, each client creates
@@ -396,6 +397,8 @@ func TestClusterFailover(t *testing.T) {
 		}
 	}
 
+	clusterImagesAfter(t, survivors, imageID)
+
 	// members rm of the dead member; then of a live one, which stops.
 	if out, errOut, err := macroAdmin(t, survivors[0].srv.DataDir, "members", "rm", leader.name); err != nil || !strings.Contains(out, "member "+leader.name) {
 		t.Fatalf("members rm %s: %v %s %s", leader.name, err, out, errOut)
@@ -501,12 +504,16 @@ func TestClusterPartitionLeader(t *testing.T) {
 	})
 
 	// A joined server restarts with the same command line: it is a member
-	// already, and comes back as one.
+	// already, and comes back as one. An image it held was removed while
+	// it was down: it drops its copy.
 	again := others[len(others)-1]
+	imageID, rmi := staleCopyBefore(t, servers, again) // clusterimages_test.go
 	if err := again.srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	rmi()
 	again.srv.Start()
+	staleCopyAfter(t, again, imageID)
 	if !strings.Contains(again.srv.Log(), "--join is ignored") {
 		t.Errorf("the restarted server's log does not say it ignored --join")
 	}

@@ -248,7 +248,9 @@ func TestRemoteNodes(t *testing.T) {
 // others go on, and when an agent dies its pods move.
 func TestClusterWithAgents(t *testing.T) {
 	hosts := testenv.NewHosts(t, 6)
-	servers := startClusterOn(t, hosts.List[:3], "--node-ttl", nodeTTL.String())
+	// One copy of each image (--image-copies 1): a server lacks what it
+	// was not given or asked for.
+	servers := startClusterOn(t, hosts.List[:3], "--node-ttl", nodeTTL.String(), "--image-copies", "1")
 	var urls []string
 	for _, s := range servers {
 		urls = append(urls, s.api)
@@ -261,8 +263,13 @@ func TestClusterWithAgents(t *testing.T) {
 	agents := map[string]*testenv.Server{}
 	for i, h := range hosts.List[3:] {
 		name := "a" + strconv.Itoa(i+1)
-		agents[name] = testenv.StartAgent(t, testenv.OnHost(h), testenv.WithArgs("--server", strings.Join(urls, ","),
-			"--token", strings.TrimSpace(out), "--ca-hash", hash, "--node-name", name, "--label", "zone=z", "--vpc=false"))
+		// a3 knows s3 alone, and is zone y.
+		srv, zone := strings.Join(urls, ","), "z"
+		if name == "a3" {
+			srv, zone = urls[2], "y"
+		}
+		agents[name] = testenv.StartAgent(t, testenv.OnHost(h), testenv.WithArgs("--server", srv,
+			"--token", strings.TrimSpace(out), "--ca-hash", hash, "--node-name", name, "--label", "zone="+zone, "--vpc=false"))
 	}
 	// The image is loaded through one server and run through another,
 	// which fetches it from the first.
@@ -300,6 +307,12 @@ func TestClusterWithAgents(t *testing.T) {
 	}
 	testenv.MustDocker(t, servers[2].srv.Host(), "network", "rm", "evnet")
 	testenv.MustDocker(t, servers[2].srv.Host(), "volume", "rm", "evvol")
+
+	// An agent that knows only a server without the image gets it: that
+	// server copies it from the one that has it.
+	c.docker(t, "run", "-d", "--name", "far", "-l", "kr.zone=y", "busybox", "sleep", "1d")
+	c.waitPlaced(t, "far", func(n string) bool { return n == "a3" })
+	c.docker(t, "rm", "-f", "far")
 
 	// The server that leads the control loop dies: the others place pods.
 	ms, err := membersLs(t, servers[0].srv.DataDir)

@@ -319,6 +319,7 @@ type newImage struct {
 	digests   []string // familiar "name@sha256:..."
 	parent    string
 	keepIndex bool
+	replica   bool // a copy of an image the cluster has (WithReplica)
 	// also, when set, changes the tenant's index in the same write
 	// (a push records its registry tag with the image).
 	also func(t *tenantIndex)
@@ -349,9 +350,11 @@ func (s *Store) commit(img newImage) (string, bool, error) {
 	if err != nil {
 		return "", false, fmt.Errorf("image config: %w", err)
 	}
-	limit, err := s.quotaOf(img.tenant)
-	if err != nil {
-		return "", false, err
+	var limit int64
+	if !img.replica {
+		if limit, err = s.quotaOf(img.tenant); err != nil {
+			return "", false, err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -403,7 +406,10 @@ func (s *Store) commit(img newImage) (string, bool, error) {
 	if img.also != nil {
 		img.also(t)
 	}
-	if err := s.saveTenant(t); err != nil {
+	s.replica = img.replica
+	err = s.saveTenant(t)
+	s.replica = false
+	if err != nil {
 		// Not committed: forget the in-memory changes by reloading the
 		// tenant's file.
 		s.reloadTenantLocked(img.tenant)

@@ -254,7 +254,7 @@ func (s *Store) loadImage(ctx context.Context, tenant string, rawConfig, rawMani
 		_ = existed
 		refs[i] = layerRef{DiffID: m.DiffID, Blob: m.Blob, MediaType: m.MediaType, BlobSize: m.BlobSize}
 	}
-	id, _, err := s.commit(newImage{tenant: tenant, config: rawConfig, manifest: rawManifest, layers: refs, tags: tags})
+	id, _, err := s.commit(newImage{tenant: tenant, config: rawConfig, manifest: rawManifest, layers: refs, tags: tags, replica: isReplica(ctx)})
 	return id, err
 }
 

@@ -92,8 +92,7 @@ func (s *Store) checkQuotaLocked(t *tenantIndex, layers []layerRef, limit int64)
 	if limit <= 0 {
 		return nil
 	}
-	used := s.tenantLayersSizeLocked(t)
-	have := s.tenantLayersOfLocked(t)
+	used, have := s.quotaUsedLocked(t)
 	var adds int64
 	for _, l := range layers {
 		if !have[l.DiffID] {
@@ -105,6 +104,23 @@ func (s *Store) checkQuotaLocked(t *tenantIndex, layers []layerRef, limit int64)
 		return &QuotaError{Tenant: t.name, Limit: limit, Used: used, Adds: adds}
 	}
 	return nil
+}
+
+// quotaUsedLocked is what the tenant's quota counts: the layers of its
+// images here and, in a cluster, on the other servers, each layer once
+// however many servers hold it. Callers hold s.mu.
+func (s *Store) quotaUsedLocked(t *tenantIndex) (int64, map[string]bool) {
+	have := s.tenantLayersOfLocked(t)
+	used := s.tenantLayersSizeLocked(t)
+	if s.clusterLayers != nil {
+		for d, size := range s.clusterLayers(t.name) {
+			if !have[d] {
+				have[d] = true
+				used += size
+			}
+		}
+	}
+	return used, have
 }
 
 // tenantLayersOfLocked is the set of diffIDs the tenant's images use.
@@ -127,7 +143,7 @@ func (s *Store) checkBlobQuotaLocked(t *tenantIndex, digest string, size, limit 
 	if limit <= 0 {
 		return nil
 	}
-	used := s.tenantLayersSizeLocked(t)
+	used, _ := s.quotaUsedLocked(t)
 	inImages := map[string]bool{}
 	for id := range t.Images {
 		if rec := s.images[id]; rec != nil {
@@ -158,7 +174,13 @@ func (s *Store) checkBlobQuotaLocked(t *tenantIndex, digest string, size, limit 
 }
 
 // Usage is the tenant's image storage as its quota counts it.
-func (v *TenantView) Usage(ctx context.Context) int64 { return v.LayersSize(ctx) }
+func (v *TenantView) Usage(ctx context.Context) int64 {
+	s := v.s
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	used, _ := s.quotaUsedLocked(s.tenantLocked(v.name))
+	return used
+}
 
 // ImageBytes is tenant's image storage as its quota counts it.
 func (s *Store) ImageBytes(ctx context.Context, tenant string) int64 {

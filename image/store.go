@@ -97,6 +97,16 @@ type Store struct {
 	inUse   func(tenant, imageID string) []string
 	quota   func(ctx context.Context, tenant string) (int64, error) // see SetQuota
 	extract singleflight.Group
+
+	// In a cluster (cluster.go): the hook every commit publishes through,
+	// what each tenant had at its last save, whether this commit is a
+	// replica or the index's own (quiet: not published), and the layers
+	// of each tenant's images in the whole cluster.
+	publish       func(IndexChange) error
+	saved         map[string]savedNames
+	replica       bool
+	quiet         bool
+	clusterLayers func(tenant string) map[string]int64
 }
 
 // record is an image as stored in images/<hex>.json: content, shared by

@@ -163,6 +163,21 @@ func (s *Store) reposDir() string { return filepath.Join(s.dir, "repositories") 
 // saveTenant writes repositories/<tenant>.json (or removes it when the
 // tenant holds nothing). Callers hold s.mu.
 func (s *Store) saveTenant(t *tenantIndex) error {
+	if err := s.publishLocked(t); err != nil {
+		// The index refused: this store stays as it was.
+		s.reloadTenantLocked(t.name)
+		return err
+	}
+	if err := s.writeTenant(t); err != nil {
+		return err
+	}
+	if s.saved != nil {
+		s.saved[t.name] = namesOf(t)
+	}
+	return nil
+}
+
+func (s *Store) writeTenant(t *tenantIndex) error {
 	p := filepath.Join(s.reposDir(), tenantFile(t.name))
 	if t.empty() {
 		delete(s.tenants, t.name)

@@ -34,6 +34,10 @@ type ClientConfig struct {
 	// RootCAs verify the servers (the cluster CA).
 	RootCAs *x509.CertPool
 	Log     *slog.Logger
+	// Peer: the client is a server of the cluster (its own node): the
+	// images it asks for are answered from the other server's store
+	// alone (FromPeer), so two servers never ask each other in a circle.
+	Peer bool
 }
 
 // Client is the control plane as a remote agent sees it. It implements
@@ -261,8 +265,8 @@ func (c *Client) Cluster(ctx context.Context) (ClusterInfo, error) {
 }
 
 // FetchImage reads an image of tenant from the servers as a docker-archive.
-// Every server keeps the images it was given (they are not replicated
-// between servers), so each is asked in turn until one has it.
+// A server that does not hold the image copies it from another first;
+// each server is asked in turn until one answers.
 func (c *Client) FetchImage(ctx context.Context, tenant, id string) (io.ReadCloser, error) {
 	var last error
 	for _, srv := range c.cfg.Servers {
@@ -283,6 +287,9 @@ func (c *Client) FetchImageFrom(ctx context.Context, srv, tenant, ref string) (i
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	if c.cfg.Peer {
+		req.Header.Set(peerHeader, "1")
+	}
 	resp, err := c.stream.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", srv, err)

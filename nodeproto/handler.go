@@ -210,7 +210,11 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
 	}
 	// Buffer the start, so that a missing image still answers 404.
 	bw := &lazyWriter{w: w}
-	err := h.cfg.Images.SaveImage(r.Context(), r.PathValue("tenant"), r.PathValue("id"), bw)
+	ctx := r.Context()
+	if r.Header.Get(peerHeader) != "" {
+		ctx = context.WithValue(ctx, peerKey{}, true)
+	}
+	err := h.cfg.Images.SaveImage(ctx, r.PathValue("tenant"), r.PathValue("id"), bw)
 	if err != nil && !bw.started {
 		writeJSONError(w, http.StatusNotFound, err)
 		return
@@ -374,3 +378,14 @@ type bufferedConn struct {
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// peerHeader marks an image request of another server (ClientConfig.Peer).
+const peerHeader = "Macro-Peer"
+
+type peerKey struct{}
+
+// FromPeer says whether an image request (the ctx of SaveImage) comes
+// from another server of the cluster, which must be answered from this
+// server's store alone; an agent's may be answered with an image fetched
+// from the others.
+func FromPeer(ctx context.Context) bool { b, _ := ctx.Value(peerKey{}).(bool); return b }

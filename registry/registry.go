@@ -68,6 +68,10 @@ type Config struct {
 	KeyFile string
 	// TokenTTL is the lifetime of a bearer token of /v2/token (10 min).
 	TokenTTL time.Duration
+	// Fetch, when set, copies an image of tenant that this server's store
+	// lacks from another server of the cluster, by its familiar name
+	// ("foo/bar:1"): a pull by tag through any server finds it.
+	Fetch func(ctx context.Context, tenant, ref string) error
 	// MaxUploadSize bounds one blob upload (10 GiB); MaxUploadsSize all
 	// uploads in progress together (32 GiB); MaxTenantUploadsSize those of
 	// one tenant (16 GiB), and MaxTenantUploads their number (64), so that
@@ -401,6 +405,11 @@ func (g *Registry) manifest(w http.ResponseWriter, r *http.Request, v *image.Ten
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		body, mt, digest, err := v.GetManifest(r.Context(), name, ref)
+		if errors.Is(err, image.ErrManifestUnknown) && g.cfg.Fetch != nil && !strings.Contains(ref, ":") {
+			if fam, ok := v.Familiar(name + ":" + ref); ok && g.cfg.Fetch(r.Context(), v.Name(), fam) == nil {
+				body, mt, digest, err = v.GetManifest(r.Context(), name, ref)
+			}
+		}
 		if err != nil {
 			return err
 		}

@@ -780,3 +780,39 @@ func TestUploadBoundsPerTenant(t *testing.T) {
 		t.Fatalf("left: %d bytes, %v, %v, %d uploads", e.reg.total, e.reg.tenants, e.reg.count, len(e.reg.uploads))
 	}
 }
+
+// A pull by tag of an image this server's store lacks asks Fetch (the
+// cluster's other servers) for it, in the caller's tenant, and then
+// serves it; what Fetch cannot find stays unknown.
+func TestPullFetchedImage(t *testing.T) {
+	var calls []string
+	var e *env
+	e = newEnv(t, func(c *Config) {
+		c.Fetch = func(ctx context.Context, tenant, ref string) error {
+			calls = append(calls, tenant+" "+ref)
+			if tenant != "alice" || ref != "busybox:latest" {
+				return errors.New("no server has it")
+			}
+			f, err := os.Open(testimages.Busybox(t))
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = e.store.Tenant(tenant).Load(ctx, f, nil)
+			return err
+		}
+	})
+	img, err := remote.Image(e.ref(t, "busybox:latest"), as("tok-alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate(img); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Image(e.ref(t, "busybox:latest"), as("tok-bob")); !isCode(err, transport.ManifestUnknownErrorCode) {
+		t.Errorf("bob pulls what only alice has: %v", err)
+	}
+	if want := []string{"alice busybox:latest", "bob busybox:latest"}; fmt.Sprint(calls) != fmt.Sprint(want) {
+		t.Errorf("fetches %q, want %q", calls, want)
+	}
+}

@@ -53,6 +53,7 @@ func (s *Server) lookupImage(r *http.Request, ref string) (image.Image, error) {
 // image this server lacks is asked of the cluster's other servers, which
 // keep the images they were given (Config.FetchImage), and then found here.
 func (s *Server) findImage(r *http.Request, ref string) (image.Image, error) {
+	s.here(r, ref)
 	img, err := s.lookupImage(r, ref)
 	if !errors.Is(err, image.ErrNotFound) || s.fetchImage == nil {
 		return img, err
@@ -343,9 +344,19 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
 	if err := f.only("dangling", "label", "label!", "reference", "before", "since", "until"); err != nil {
 		return err
 	}
+	others, err := s.syncImages(r)
+	if err != nil {
+		return err
+	}
 	imgs, err := s.tenantImages(r).List(r.Context())
 	if err != nil {
 		return err
+	}
+	if len(others) > 0 {
+		for _, c := range others {
+			imgs = append(imgs, imageOfIndex(c))
+		}
+		sortImages(imgs)
 	}
 	var before, since *image.Image
 	for _, key := range []string{"before", "since"} {
@@ -547,6 +558,7 @@ func imageInspect(img image.Image, version string) map[string]any {
 }
 
 func (s *Server) imageHistory(w http.ResponseWriter, r *http.Request, name string) error {
+	s.here(r, name)
 	hist, err := s.tenantImages(r).History(r.Context(), name)
 	if err != nil {
 		return imageError(err)
@@ -573,6 +585,7 @@ func (s *Server) tagImage(w http.ResponseWriter, r *http.Request, name string) e
 	if tag != "" {
 		target += ":" + tag
 	}
+	s.here(r, name)
 	if err := s.tenantImages(r).Tag(r.Context(), name, target); err != nil {
 		return imageError(err)
 	}
@@ -586,6 +599,7 @@ func (s *Server) deleteImage(w http.ResponseWriter, r *http.Request) error {
 	if strings.TrimSpace(name) == "" {
 		return badRequest("image name cannot be blank")
 	}
+	s.here(r, name)
 	deleted, err := s.tenantImages(r).Remove(r.Context(), name, boolValue(r, "force"), boolValue(r, "noprune"))
 	if err != nil {
 		return imageError(err)
@@ -629,6 +643,9 @@ func (s *Server) pruneImages(w http.ResponseWriter, r *http.Request) error {
 	keep := func(img image.Image) bool {
 		return !f.matchLabels(img.Config.Config.Labels) || !f.untilOK(img.Created)
 	}
+	if err := s.pruneHere(r, all); err != nil {
+		return err
+	}
 	rep, err := s.tenantImages(r).Prune(r.Context(), all, keep)
 	if err != nil {
 		return err
@@ -653,6 +670,7 @@ func (s *Server) saveImages(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) saveRefs(w http.ResponseWriter, r *http.Request, names []string) error {
 	for _, n := range names {
+		s.here(r, n)
 		if _, err := s.lookupImage(r, n); err != nil {
 			return imageError(err)
 		}

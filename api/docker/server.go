@@ -43,6 +43,7 @@ type Server struct {
 	tenantFromContext bool
 	localLogin        func(ctx context.Context, tenant, password string) (bool, error)
 	fetchImage        func(ctx context.Context, tenant, ref string) error
+	cluster           ClusterImages
 
 	// routes are the patterns handle registered, in order, once each
 	// (see Routes).
@@ -86,6 +87,9 @@ type Config struct {
 	// FetchImage brings an image of tenant that this server lacks from
 	// another server of the cluster, by name or ID; nil: none is asked.
 	FetchImage func(ctx context.Context, tenant, ref string) error
+	// Cluster is the cluster's image index (clusterimages.go); nil: this
+	// server's store is all there is.
+	Cluster ClusterImages
 }
 
 // New returns a Server. Call Run to feed its event stream.
@@ -106,6 +110,7 @@ func New(cfg Config) *Server {
 		tenantFromContext: cfg.TenantFromContext,
 		localLogin:        cfg.LocalLogin,
 		fetchImage:        cfg.FetchImage,
+		cluster:           cfg.Cluster,
 	}
 }
 

@@ -38,6 +38,8 @@ type clusterConfig struct {
 	caHash    string // sha256:... of the cluster CA; "" trusts on first use
 	peerAddr  string // HOST:PORT of this server's etcd member
 	leaderTTL time.Duration
+	// imageCopies is how many live servers should hold each image.
+	imageCopies int
 }
 
 const defaultPeerPort = "2380"
@@ -47,6 +49,7 @@ func (c *clusterConfig) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.token, "token", "", "server join token for --join (macro admin join-token server, on a member); also $MACRO_JOIN_TOKEN")
 	fs.StringVar(&c.caHash, "ca-hash", "", "sha256:HEX of the cluster CA that --join must meet (macro admin join-token server prints it); without it the CA is trusted on first use and its hash printed")
 	fs.StringVar(&c.peerAddr, "etcd-peer-addr", "", "HOST:PORT where the other servers reach this server's etcd member (TLS); give it on the first server of a cluster (default with --join: this machine's address toward the server joined, port "+defaultPeerPort+"; else loopback: no server can join)")
+	fs.IntVar(&c.imageCopies, "image-copies", 2, "how many servers of the cluster keep a copy of each image (at most as many as there are): an image outlives the loss of copies-1 of them")
 	fs.DurationVar(&c.leaderTTL, "leader-ttl", control.DefaultLeaderTTL, "how long a leader that stopped answering keeps leading before another server takes over the control loop")
 }
 

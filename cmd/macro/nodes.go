@@ -84,10 +84,10 @@ func (c clusterNodes) Node(name string) (docker.Node, error) {
 
 // nodeHandler serves the node protocol on the API port: agents admitted by
 // a node join token.
-func nodeHandler(st *store.Store, nodeAPI nodeproto.Backend, images *image.Store, tunnels *nodeproto.Tunnels, cluster string, ttl time.Duration, log *slog.Logger) http.Handler {
+func nodeHandler(st *store.Store, nodeAPI nodeproto.Backend, images *image.Store, peers *peerImages, tunnels *nodeproto.Tunnels, cluster string, ttl time.Duration, log *slog.Logger) http.Handler {
 	return nodeproto.NewHandler(nodeproto.HandlerConfig{
 		Backend: nodeAPI,
-		Images:  imageSaver{images},
+		Images:  imageSaver{images, peers},
 		Check: func(ctx context.Context, token string) error {
 			_, err := auth.CheckJoinToken(ctx, st, types.JoinNode, token)
 			return err
@@ -99,11 +99,23 @@ func nodeHandler(st *store.Store, nodeAPI nodeproto.Backend, images *image.Store
 	})
 }
 
-// imageSaver sends a tenant's image to a node as a docker-archive.
-type imageSaver struct{ images *image.Store }
+// imageSaver sends a tenant's image to a node as a docker-archive. An
+// agent's request for an image this server lacks is answered with a copy
+// fetched from the other servers (an agent may know this server alone);
+// another server's is answered from this store alone.
+type imageSaver struct {
+	images *image.Store
+	peers  *peerImages
+}
 
 func (s imageSaver) SaveImage(ctx context.Context, tenant, id string, w io.Writer) error {
-	return s.images.Tenant(tenant).Save(ctx, []string{id}, w)
+	v := s.images.Tenant(tenant)
+	if _, err := v.Lookup(ctx, id); errors.Is(err, image.ErrNotFound) && s.peers != nil && !nodeproto.FromPeer(ctx) {
+		if ferr := s.peers.Fetch(ctx, tenant, id); ferr != nil {
+			return err
+		}
+	}
+	return v.Save(ctx, []string{id}, w)
 }
 
 // agentConfig are the flags of `macro agent`.
@@ -453,7 +465,7 @@ func linkServer(ctx context.Context, st *store.Store, ca *auth.CA, dataDir, name
 	if err := os.WriteFile(idFile, []byte(jt.ID+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	return nodeproto.NewClient(nodeproto.ClientConfig{Servers: []string{self}, Token: raw, RootCAs: ca.Pool(), Log: log})
+	return nodeproto.NewClient(nodeproto.ClientConfig{Servers: []string{self}, Token: raw, RootCAs: ca.Pool(), Log: log, Peer: true})
 }
 
 // keepPeerTunnels keeps a tunnel from this server's own node to every
@@ -523,11 +535,32 @@ func (p *peerImages) Fetch(ctx context.Context, tenant, ref string) error {
 				last = err
 				continue
 			}
-			_, err = p.images.Tenant(tenant).Load(ctx, rc, nil)
+			// A copy of what the cluster has: its quota was counted
+			// where it landed first.
+			_, err = p.images.Tenant(tenant).Load(image.WithReplica(ctx), rc, nil)
 			rc.Close()
 			return nil, err
 		}
 		return nil, last
 	})
 	return err
+}
+
+// fetchForNode is agent.Config.FetchImage of the server's own node: an
+// image of a pod placed here that this server lacks comes from another
+// server; when none has it, the agent reports the store's own "No such
+// image", as a single server does.
+func (p *peerImages) fetchForNode(log *slog.Logger) func(ctx context.Context, tenant, id string) error {
+	return func(ctx context.Context, tenant, id string) error {
+		err := p.Fetch(ctx, tenant, id)
+		if err == nil {
+			return nil
+		}
+		log.Debug("image of a pod from the other servers", "image", id, "err", err)
+		_, lerr := p.images.LookupID(ctx, id)
+		if lerr == nil {
+			return nil
+		}
+		return lerr
+	}
 }

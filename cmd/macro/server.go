@@ -215,11 +215,18 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		return t.Quota.ImageBytes, err
 	})
 
+	node := localNode(cfg.nodeName)
+	peers := &peerImages{st: st, images: images}
+	clusterImgs := newClusterImages(st, images, peers, node.Name, cfg.cluster.imageCopies, log)
+	if err := clusterImgs.start(ctx); err != nil {
+		return err
+	}
+
 	volumeKeys, err := access.LoadOrCreateKeys(filepath.Join(dataDir, access.KeyFile))
 	if err != nil {
 		return err
 	}
-	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Images: images, Cluster: cluster, Domain: cfg.ingress.domain, Resolver: resolverAt(cfg.domainDNS), VolumeKeys: volumeKeys, Log: log})
+	native := api.New(api.Config{Store: st, Auth: authn, CA: ca, Images: clusterImgs, Cluster: cluster, Domain: cfg.ingress.domain, Resolver: resolverAt(cfg.domainDNS), VolumeKeys: volumeKeys, Log: log})
 	firstToken, err := firstStart(ctx, st, native, dataDir)
 	if err != nil {
 		return err
@@ -230,7 +237,6 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		return err
 	}
 
-	node := localNode(cfg.nodeName)
 	node.Runtimes = names
 	netw, err := openNetwork(ctx, cfg.net, st.FollowTenantNets(ctx), dataDir, cluster, log)
 	if err != nil {
@@ -263,6 +269,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		DefaultRuntime: cfg.defaultRuntime,
 		InitPath:       findInit(),
 		Network:        agentNet,
+		FetchImage:     peers.fetchForNode(log),
 		Log:            log,
 	})
 	if err != nil {
@@ -273,9 +280,9 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	native.SetVolumeNodes(volumeNodes{local: node.Name, hasAgent: localAgent(ag, cfg.runAgent) != nil, tunnels: tunnels})
 	volAccess := access.New(access.Config{Volumes: ag, Store: st, Tokens: authn, Keys: volumeKeys, UploadDir: filepath.Join(dataDir, "s3-uploads"), Log: log})
 
-	peers := &peerImages{st: st, images: images}
 	dockerAPI := docker.New(docker.Config{
 		FetchImage: peers.Fetch,
+		Cluster:    clusterImgs,
 		Log:        log,
 		Store:      st,
 		Images:     images,
@@ -345,13 +352,13 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		reg, err := registry.New(registry.Config{Store: images, Authenticate: authn.RegistryAuth, TenantActive: authn.TenantActive, KeyFile: filepath.Join(dataDir, "registry", "token.key"), Log: log})
+		reg, err := registry.New(registry.Config{Store: images, Fetch: peers.Fetch, Authenticate: authn.RegistryAuth, TenantActive: authn.TenantActive, KeyFile: filepath.Join(dataDir, "registry", "token.key"), Log: log})
 		if err != nil {
 			return err
 		}
 		go reg.Run(ctx)
 		port := &apiPort{native: native.Handler(), registry: reg, dav: volAccess.WebDAV(), docker: authn.RequireCert(dockerH),
-			nodes: nodeHandler(st, nodeAPI, images, tunnels, cluster, cfg.nodeTTL, log)}
+			nodes: nodeHandler(st, nodeAPI, images, peers, tunnels, cluster, cfg.nodeTTL, log)}
 		apiSrv := &http.Server{Handler: port, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg,
 			ErrorLog: slog.NewLogLogger(log.With("subsystem", "api-port").Handler(), slog.LevelDebug)}
 		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
