@@ -3,10 +3,10 @@ package ingress
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"sync"
-	"time"
+
+	"github.com/macro-cloud/macro/internal/conns"
 )
 
 // ServeTCP accepts connections on l, the ingress's public TCP port
@@ -59,23 +59,5 @@ func (p *Proxy) serveTCPConn(c net.Conn, publicPort int) {
 		return
 	}
 	defer b.Close()
-	join(c, b)
-}
-
-// join copies both ways until both directions end, passing half-closes on.
-func join(a, b net.Conn) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	pipe := func(dst, src net.Conn) {
-		defer wg.Done()
-		io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			dst.SetDeadline(time.Now())
-		}
-	}
-	go pipe(a, b)
-	go pipe(b, a)
-	wg.Wait()
+	conns.Join(c, b)
 }

@@ -11,8 +11,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/macro-cloud/macro/internal/conns"
 )
 
 // dialProto is the Upgrade of a dial: after its 101 the stream carries
@@ -51,7 +52,7 @@ func (o *opsServer) dial(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Ops are served on the streams of a tunnel: Close is a half-close.
-	splice(&dialedStream{bufferedConn{Conn: conn, r: brw.Reader}}, pod)
+	conns.Join(&dialedStream{bufferedConn{Conn: conn, r: brw.Reader}}, pod)
 }
 
 // statusOf is the HTTP status a node's error answers with.
@@ -62,25 +63,6 @@ func statusOf(err error) int {
 		return http.StatusConflict
 	}
 	return http.StatusBadGateway
-}
-
-// splice copies both ways until both directions end, passing half-closes
-// on.
-func splice(a, b net.Conn) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	pipe := func(dst, src net.Conn) {
-		defer wg.Done()
-		io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			dst.SetDeadline(time.Now())
-		}
-	}
-	go pipe(a, b)
-	go pipe(b, a)
-	wg.Wait()
 }
 
 // DialPod connects to port of pod id of tenant on the node, through its
