@@ -44,6 +44,12 @@ type HandlerConfig struct {
 	Cluster string
 	NodeTTL time.Duration
 	Log     *slog.Logger
+	// Volumes finds the node of a volume that another node mounts
+	// (volfs.go); LocalNode and LocalOps are this server's own agent,
+	// reached in process.
+	Volumes   VolumeLocator
+	LocalNode string
+	LocalOps  Ops
 }
 
 // ClusterInfo is what a joining node learns first.
@@ -72,6 +78,7 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	h.mux.HandleFunc("POST "+Prefix+"status", h.status)
 	h.mux.HandleFunc("GET "+Prefix+"images/{tenant}/{id...}", h.image)
 	h.mux.HandleFunc("GET "+Prefix+"tunnel", h.tunnel)
+	h.mux.HandleFunc(Prefix+"volfs/{tenant}/{name}/{op}", h.volfs)
 	return h
 }
 

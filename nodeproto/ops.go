@@ -61,6 +61,7 @@ func OpsHandler(ops Ops) http.Handler {
 	m.HandleFunc("PUT /pods/{id}/archive", o.extract)
 	m.HandleFunc("GET /pods/{id}/export", o.export)
 	m.HandleFunc("POST /call/{op}", o.call)
+	volfsRoutes(m, ops)
 	return m
 }
 

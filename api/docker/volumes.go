@@ -459,9 +459,11 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID strin
 	return nil
 }
 
-// pinToVolume pins a pod to the node that holds a volume it mounts.
+// pinToVolume pins a pod to the node that holds a volume it mounts. nfs
+// and gfs volumes pin nothing: other nodes mount them through FUSE
+// (agent/volmount.go).
 func pinToVolume(spec *types.PodSpec, v types.Volume) error {
-	if v.Node == "" {
+	if v.Node == "" || v.Driver == "nfs" || v.Driver == "gfs" {
 		return nil
 	}
 	if spec.PinnedNode != "" && spec.PinnedNode != v.Node {

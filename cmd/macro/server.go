@@ -244,6 +244,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	nodeAPI := control.NewNodeAPI(st, cfg.nodeTTL).WithState(state)
 	tunnels := nodeproto.NewTunnels()
 	defer tunnels.Close()
+	volTransport := &volumeTransport{}
 	ag, err := agent.New(agent.Config{
 		Node:           node,
 		DataDir:        dataDir,
@@ -254,6 +255,8 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		InitPath:       findInit(),
 		Network:        agentNet,
 		Log:            log,
+
+		VolumeTransport: volTransport.get, // remote volume mounts (volfs.go)
 	})
 	if err != nil {
 		return err
@@ -335,7 +338,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		}
 		go reg.Run(ctx)
 		port := &apiPort{native: native.Handler(), registry: reg, dav: volAccess.WebDAV(), docker: authn.RequireCert(dockerH),
-			nodes: nodeHandler(st, nodeAPI, images, tunnels, cluster, cfg.nodeTTL, log)}
+			nodes: nodeHandler(st, nodeAPI, images, tunnels, cluster, cfg.nodeTTL, node.Name, localVolumeOps(localAgent(ag, cfg.runAgent)), log)}
 		apiSrv := &http.Server{Handler: port, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg,
 			ErrorLog: slog.NewLogLogger(log.With("subsystem", "api-port").Handler(), slog.LevelDebug)}
 		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
@@ -346,6 +349,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 				return err
 			}
 			peers.set(cli, node.Name)
+			volTransport.set(cli)
 			if cfg.runAgent {
 				go keepPeerTunnels(ctx, st, cli, node.Name, ag)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path"
 	"sync"
@@ -82,6 +83,11 @@ type cached struct {
 	f     *os.File
 	refs  int
 	dirty bool
+	// limit is the size past which a write fails at once with ENOSPC:
+	// the file's size and the volume's free space when it was opened.
+	// It bounds the local copy, and a full volume answers write(2), not
+	// only the close.
+	limit int64
 }
 
 var (
@@ -247,6 +253,10 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 		if c != nil {
 			// Open here: the size changes in the local copy and goes
 			// to the primary with the contents at close.
+			if int64(sz) > c.limit {
+				n.mu.Unlock()
+				return syscall.ENOSPC
+			}
 			err := c.f.Truncate(int64(sz))
 			c.dirty = true
 			n.mu.Unlock()
@@ -438,6 +448,20 @@ func (n *node) openPath(ctx context.Context, p string, flags uint32) (fs.FileHan
 			f.Close()
 			return nil, 0, toErrno(err)
 		}
+		c.limit = math.MaxInt64
+		if flags&unix.O_ACCMODE != unix.O_RDONLY {
+			rep, e := n.op(ctx, Request{Op: OpStatfs})
+			if e != 0 {
+				f.Close()
+				return nil, 0, e
+			}
+			fi, err := f.Stat()
+			if err != nil {
+				f.Close()
+				return nil, 0, toErrno(err)
+			}
+			c.limit = fi.Size() + int64(rep.Statfs.Bavail)*int64(rep.Statfs.Bsize)
+		}
 		n.cache = c
 	} else if flags&unix.O_TRUNC != 0 {
 		if err := n.cache.f.Truncate(0); err != nil {
@@ -481,6 +505,9 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 			return 0, toErrno(err)
 		}
 		off = fi.Size()
+	}
+	if off+int64(len(data)) > h.c.limit {
+		return 0, syscall.ENOSPC
 	}
 	n, err := h.c.f.WriteAt(data, off)
 	if n > 0 {

@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/macro-cloud/macro/internal/testenv"
+	"github.com/macro-cloud/macro/internal/testimages"
+)
+
+// startZonedCluster is startNodeCluster with one zone per agent (n2 in
+// zone z2, n3 in z3, ...), so that a test chooses a pod's node with an
+// lv2 volume of that zone (the only way a tenant pins a pod).
+func startZonedCluster(t *testing.T, n int) *nodeCluster {
+	hosts := testenv.NewHosts(t, n)
+	h1 := hosts.List[0]
+	addr := net.JoinHostPort(h1.Addr.String(), strconv.Itoa(testenv.FreePort(t)))
+	c := &nodeCluster{api: "https://" + addr, agents: map[string]*testenv.Server{}, hosts: map[string]*testenv.Host{}}
+	c.srv = testenv.StartServer(t, testenv.OnHost(h1), testenv.WithArgs("--api-addr", addr, "--ingress-http", "off", "--ingress-https", "off",
+		"--node-ttl", nodeTTL.String(), "--agent=false", "--vpc=false"))
+	out, err := exec.Command(testenv.Macro(t), "admin", "--data-dir", c.srv.DataDir, "join-token", "node").Output()
+	if err != nil {
+		t.Fatalf("join-token node: %v", err)
+	}
+	c.token = strings.TrimSpace(string(out))
+	caHash := caHashOf(t, c.srv)
+	for i, h := range hosts.List[1:] {
+		name := "n" + strconv.Itoa(i+2)
+		c.hosts[name] = h
+		c.agents[name] = testenv.StartAgent(t, testenv.OnHost(h), testenv.WithArgs("--server", c.api, "--token", c.token,
+			"--ca-hash", caHash, "--node-name", name, "--label", "zone=z"+name[1:], "--vpc=false"))
+	}
+	return c
+}
+
+// sh runs a shell command in a container and returns its output.
+func (c *nodeCluster) sh(t *testing.T, ctr, cmd string) string {
+	t.Helper()
+	return c.docker(t, "exec", ctr, "sh", "-c", cmd)
+}
+
+// TestRemoteVolumeMounts: a gfs volume held by n2 is mounted by pods on
+// n2 (a bind mount of its directory), n3 and n4 (FUSE through the server
+// and n2's tunnel) at once, with close-to-open consistency: what one pod
+// wrote and closed, a pod on another node sees when it opens the file.
+func TestRemoteVolumeMounts(t *testing.T) {
+	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
+		}
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("needs /dev/fuse")
+	}
+	c := startZonedCluster(t, 4)
+	c.docker(t, "load", "-i", testimages.Busybox(t))
+	c.docker(t, "volume", "create", "--driver", "gfs", "-o", "zone=z2", "-o", "size=64M", "shared")
+	pods := map[string]string{"n2": "pa", "n3": "pb", "n4": "pc"}
+	for node, name := range pods {
+		c.docker(t, "volume", "create", "--driver", "lv2", "-o", "size=16M", "-o", "zone=z"+node[1:], "pin-"+node)
+		c.docker(t, "run", "-d", "--name", name, "-v", "pin-"+node+":/pin", "-v", "shared:/data", "busybox", "sleep", "1d")
+	}
+	for node, name := range pods {
+		c.waitPlaced(t, name, func(n string) bool { return n == node })
+	}
+
+	// Written and closed on n3: read on n4 (FUSE to FUSE) and on n2.
+	c.sh(t, "pb", "echo from-b > /data/b.txt")
+	for _, r := range []string{"pc", "pa"} {
+		if got := c.sh(t, r, "cat /data/b.txt"); got != "from-b" {
+			t.Fatalf("%s reads %q", r, got)
+		}
+	}
+	// Written on the primary's node, rewritten shorter on n4: each next
+	// open sees the last close.
+	c.sh(t, "pa", "echo a-much-longer-line-from-a > /data/b.txt")
+	if got := c.sh(t, "pb", "cat /data/b.txt"); got != "a-much-longer-line-from-a" {
+		t.Fatalf("pb reads %q after pa's write", got)
+	}
+	c.sh(t, "pc", "echo c > /data/b.txt")
+	if got := c.sh(t, "pb", "cat /data/b.txt"); got != "c" {
+		t.Fatalf("pb reads %q after pc's write", got)
+	}
+	// Metadata: directories, renames, symlinks, modes, removal.
+	c.sh(t, "pb", "mkdir -p /data/d/e && echo x > /data/d/e/x && mv /data/d/e/x /data/d/y && ln -s y /data/d/l && chmod 600 /data/d/y")
+	if got := c.sh(t, "pc", "ls /data/d | tr '\\n' ' '; stat -c %a /data/d/y; cat /data/d/l"); got != "e l y 600\nx" {
+		t.Fatalf("pc sees %q", got)
+	}
+	c.sh(t, "pa", "rm -r /data/d/e")
+	if got := c.sh(t, "pb", "ls /data/d | tr '\\n' ' '"); got != "l y" {
+		t.Fatalf("pb lists %q after pa's rm", got)
+	}
+	// 8 MiB of random bytes, its checksum equal on every node.
+	sum := strings.Fields(c.sh(t, "pc", "head -c 8388608 /dev/urandom > /data/big && md5sum /data/big"))[0]
+	for _, r := range []string{"pa", "pb"} {
+		if got := strings.Fields(c.sh(t, r, "md5sum /data/big"))[0]; got != sum {
+			t.Fatalf("%s: md5 %s, pc wrote %s", r, got, sum)
+		}
+	}
+	// The volume's size holds across the FUSE mount: the write-back of a
+	// file past it fails, and fsync (or close) says so in the pod.
+	r := testenv.Docker(t, c.srv.Host(), "exec", "pb", "dd", "if=/dev/zero", "of=/data/huge", "bs=1M", "count=100", "conv=fsync")
+	if r.ExitCode == 0 || !strings.Contains(r.Combined(), "quota") {
+		t.Fatalf("writing past the size: exit %d\n%s", r.ExitCode, r.Combined())
+	}
+	c.sh(t, "pb", "rm -f /data/huge")
+	// In use: 409 as before; the FUSE mounts go with their pods.
+	if r := testenv.Docker(t, c.srv.Host(), "volume", "rm", "shared"); r.ExitCode == 0 || !strings.Contains(r.Combined(), "in use") {
+		t.Fatalf("volume rm of a mounted volume: %s", r.Combined())
+	}
+	c.docker(t, "rm", "-f", "pa", "pb", "pc")
+	for _, n := range []string{"n3", "n4"} {
+		deadline := time.Now().Add(30 * time.Second)
+		for len(mountedUnder(t, c.agents[n].DataDir+"/volfs")) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still has FUSE mounts 30 s after its pod was removed: %v", n, mountedUnder(t, c.agents[n].DataDir+"/volfs"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	c.docker(t, "volume", "rm", "shared")
+}
