@@ -45,9 +45,9 @@ func Mount(dir string, c *Client, o MountOptions) (*fuse.Server, error) {
 		Name:        "macro-volfs",
 		DirectMount: true,
 		// The kernel checks modes and owners: the daemon runs as root.
-		Options:              []string{"default_permissions"},
-		DisableXAttrs:        true,
-		MaxBackground:        64,
+		Options:                  []string{"default_permissions"},
+		DisableXAttrs:            true,
+		MaxBackground:            64,
 		ExplicitDataCacheControl: false,
 	}
 	if o.ReadOnly {

@@ -99,11 +99,11 @@ type Statfs struct {
 
 // Reply answers a Request; Errno 0 is success.
 type Reply struct {
-	Errno   int      `json:"errno,omitempty"`
-	Attr    *Attr    `json:"attr,omitempty"`
-	Entries []Entry  `json:"entries,omitempty"`
-	Target  string   `json:"target,omitempty"`
-	Statfs  *Statfs  `json:"statfs,omitempty"`
+	Errno   int     `json:"errno,omitempty"`
+	Attr    *Attr   `json:"attr,omitempty"`
+	Entries []Entry `json:"entries,omitempty"`
+	Target  string  `json:"target,omitempty"`
+	Statfs  *Statfs `json:"statfs,omitempty"`
 }
 
 // Err is the reply's errno as an error (nil for success).
