@@ -45,10 +45,13 @@ func Mount(dir string, c *Client, o MountOptions) (*fuse.Server, error) {
 		Name:        "macro-volfs",
 		DirectMount: true,
 		// The kernel checks modes and owners: the daemon runs as root.
-		Options:                  []string{"default_permissions"},
-		DisableXAttrs:            true,
-		MaxBackground:            64,
-		ExplicitDataCacheControl: false,
+		Options:       []string{"default_permissions"},
+		DisableXAttrs: true,
+		MaxBackground: 64,
+		// No automatic invalidation on attribute changes (it makes every
+		// read ask for attributes); the page cache is dropped at each
+		// open instead (no FOPEN_KEEP_CACHE), which is close-to-open.
+		ExplicitDataCacheControl: true,
 	}
 	if o.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
@@ -66,6 +69,25 @@ func Mount(dir string, c *Client, o MountOptions) (*fuse.Server, error) {
 type fsys struct {
 	c        *Client
 	cacheDir string
+
+	mu       sync.Mutex
+	statfs   Statfs // the last answer, for a second
+	statfsAt time.Time
+}
+
+// free is the volume's free space, asked at most once a second (each
+// open for writing needs it).
+func (f *fsys) free(ctx context.Context) (int64, syscall.Errno) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if time.Since(f.statfsAt) > time.Second {
+		rep, err := f.c.Op(detach(ctx), Request{Op: OpStatfs})
+		if err != nil {
+			return 0, toErrno(err)
+		}
+		f.statfs, f.statfsAt = *rep.Statfs, time.Now()
+	}
+	return int64(f.statfs.Bavail) * int64(f.statfs.Bsize), 0
 }
 
 // node is a file or directory of the volume, named by its path from the
@@ -80,6 +102,7 @@ type node struct {
 
 // cached is an open file's local copy, shared by its handles on this node.
 type cached struct {
+	attr  Attr // as the open found it
 	f     *os.File
 	refs  int
 	dirty bool
@@ -145,8 +168,15 @@ func (n *node) child(name string) (string, syscall.Errno) {
 	return path.Join(p, name), 0
 }
 
+// detach keeps a remote call going when the caller is interrupted by a
+// signal (go-fuse cancels the context on the kernel's INTERRUPT; Go
+// programs get SIGURG all the time): an operation cut halfway would leave
+// the caller unsure whether it happened, and retried (os retries EINTR)
+// it would fail (mkdir: EEXIST).
+func detach(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 func (n *node) op(ctx context.Context, q Request) (Reply, syscall.Errno) {
-	rep, err := n.fsys.c.Op(ctx, q)
+	rep, err := n.fsys.c.Op(detach(ctx), q)
 	return rep, toErrno(err)
 }
 
@@ -193,33 +223,33 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 }
 
 func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	p, ok := n.path()
 	n.mu.Lock()
-	c := n.cache
-	var size int64 = -1
-	if c != nil {
-		if fi, err := c.f.Stat(); err == nil {
-			size = fi.Size()
+	if c := n.cache; c != nil {
+		// While open here, the file this node sees is its local copy
+		// with the attributes the open found (close-to-open).
+		a := c.attr
+		fi, err := c.f.Stat()
+		n.mu.Unlock()
+		if err != nil {
+			return toErrno(err)
 		}
+		a.Size, a.Blocks = fi.Size(), (fi.Size()+511)/512
+		if c.dirty {
+			a.Mtime = fi.ModTime().UnixNano()
+		}
+		fillAttr(&a, &out.Attr)
+		return 0
 	}
 	n.mu.Unlock()
+	p, ok := n.path()
 	if !ok {
-		if size < 0 {
-			return syscall.ENOENT
-		}
-		out.Mode = n.StableAttr().Mode | 0o600
-		out.Size = uint64(size)
-		return 0
+		return syscall.ENOENT
 	}
 	rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
 	if e != 0 {
 		return e
 	}
 	fillAttr(rep.Attr, &out.Attr)
-	if size >= 0 {
-		// While open here, the local copy is the file this node sees.
-		out.Size = uint64(size)
-	}
 	return 0
 }
 
@@ -441,26 +471,27 @@ func (n *node) openPath(ctx context.Context, p string, flags uint32) (fs.FileHan
 			return nil, 0, toErrno(err)
 		}
 		os.Remove(f.Name())
-		c := &cached{f: f}
+		c := &cached{f: f, limit: math.MaxInt64}
 		if flags&unix.O_TRUNC != 0 {
-			c.dirty = true
-		} else if _, err := n.fsys.c.Get(ctx, p, f); err != nil {
-			f.Close()
-			return nil, 0, toErrno(err)
-		}
-		c.limit = math.MaxInt64
-		if flags&unix.O_ACCMODE != unix.O_RDONLY {
-			rep, e := n.op(ctx, Request{Op: OpStatfs})
+			rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
 			if e != 0 {
 				f.Close()
 				return nil, 0, e
 			}
-			fi, err := f.Stat()
-			if err != nil {
+			c.attr, c.dirty = *rep.Attr, true
+		} else if a, err := n.fsys.c.Get(detach(ctx), p, f); err != nil {
+			f.Close()
+			return nil, 0, toErrno(err)
+		} else {
+			c.attr = a
+		}
+		if flags&unix.O_ACCMODE != unix.O_RDONLY {
+			free, e := n.fsys.free(ctx)
+			if e != 0 {
 				f.Close()
-				return nil, 0, toErrno(err)
+				return nil, 0, e
 			}
-			c.limit = fi.Size() + int64(rep.Statfs.Bavail)*int64(rep.Statfs.Bsize)
+			c.limit = max(c.attr.Size, 0) + free
 		}
 		n.cache = c
 	} else if flags&unix.O_TRUNC != 0 {
@@ -540,10 +571,11 @@ func (h *handle) writeBack(ctx context.Context) syscall.Errno {
 	}
 	uid, gid := caller(ctx)
 	mode := h.n.StableAttr().Mode | 0o644
-	if _, err := h.n.fsys.c.Put(ctx, p, io.NewSectionReader(h.c.f, 0, fi.Size()), fi.Size(), mode, uid, gid); err != nil {
+	a, err := h.n.fsys.c.Put(detach(ctx), p, h.c.f, fi.Size(), mode, uid, gid)
+	if err != nil {
 		return toErrno(err)
 	}
-	h.c.dirty = false
+	h.c.attr, h.c.dirty = a, false
 	return 0
 }
 
