@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -32,6 +35,9 @@ import (
 type volfsMounts struct {
 	mu sync.Mutex
 	m  map[string]*fuse.Server // by mount point
+	// states are the volumes' replication states (volrep.go), by
+	// tenant/name.
+	states sync.Map
 }
 
 // networkDriver tells whether a volume of driver d can be mounted from
@@ -49,33 +55,47 @@ func (a *Agent) holdsVolume(tenant, name string) bool {
 	return err == nil
 }
 
-// VolumeFS serves the files of one of this node's nfs or gfs volumes to
-// other nodes' FUSE mounts (nodeproto.VolumeFiles). The server that
-// forwards the request checked the volume in the store.
-func (a *Agent) VolumeFS(tenant, name string) http.Handler {
-	return volfs.Handler(func(ctx context.Context) (string, error) {
-		if !a.holdsVolume(tenant, name) {
-			return "", fmt.Errorf("node %s does not hold volume %s", a.cfg.Node.Name, name)
-		}
-		d, ref, opts, err := a.volumeDriver(tenant, name)
-		if err != nil {
-			return "", err
-		}
-		if !networkDriver(d.Name()) {
-			return "", fmt.Errorf("volume %s is a %s volume: only nfs and gfs volumes are served to other nodes", name, d.Name())
-		}
-		return d.Root(ctx, ref, opts)
-	})
-}
-
 // volumeSource is the host directory a pod's volume mount binds: the
 // volume's own directory on this node, or a FUSE mount of it from its
-// primary.
+// primary. A pod on the primary's node of a volume that has replicas
+// mounts it through FUSE too, so that its writes are replicated; a
+// replica's copy is never bound.
 func (w *worker) volumeSource(pod types.Pod, i int, m types.Mount) (string, error) {
-	if networkDriver(m.Driver) && !w.a.holdsVolume(pod.Tenant, m.Source) {
-		return w.mountRemoteVolume(pod.Tenant, i, m)
+	if !networkDriver(m.Driver) {
+		return w.a.VolumeRoot(context.Background(), pod.Tenant, m.Source)
 	}
-	return w.a.VolumeRoot(context.Background(), pod.Tenant, m.Source)
+	hc, err := w.a.replicationClient()
+	if err != nil {
+		// No servers to ask (a server without an API port): the
+		// volume is this node's or nobody's.
+		if w.a.holdsVolume(pod.Tenant, m.Source) {
+			return w.a.VolumeRoot(context.Background(), pod.Tenant, m.Source)
+		}
+		return "", fmt.Errorf("volume %s is held by another node, which this node cannot reach yet", m.Source)
+	}
+	rt, err := volumeRoute(hc, pod.Tenant, m.Source)
+	if err != nil {
+		return "", fmt.Errorf("mount volume %s: %w", m.Source, err)
+	}
+	if rt.Primary == w.a.cfg.Node.Name && !rt.Replicated() {
+		return w.a.VolumeRoot(context.Background(), pod.Tenant, m.Source)
+	}
+	return w.mountRemoteVolume(pod.Tenant, i, m)
+}
+
+// volumeRoute asks the servers where a volume's operations go.
+func volumeRoute(hc *http.Client, tenant, name string) (volfs.Route, error) {
+	var rt volfs.Route
+	resp, err := hc.Get("http://volfs/" + url.PathEscape(tenant) + "/" + url.PathEscape(name) + "/route")
+	if err != nil {
+		return rt, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return rt, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	return rt, json.NewDecoder(resp.Body).Decode(&rt)
 }
 
 func (a *Agent) volfsDir(pod string, i int) string {
@@ -84,12 +104,9 @@ func (a *Agent) volfsDir(pod string, i int) string {
 
 func (w *worker) mountRemoteVolume(tenant string, i int, m types.Mount) (string, error) {
 	a := w.a
-	var tr http.RoundTripper
-	if a.cfg.VolumeTransport != nil {
-		tr = a.cfg.VolumeTransport()
-	}
-	if tr == nil {
-		return "", fmt.Errorf("volume %s is held by another node, which this node cannot reach yet", m.Source)
+	hc, err := a.replicationClient()
+	if err != nil {
+		return "", fmt.Errorf("volume %s: %w", m.Source, err)
 	}
 	dir := a.volfsDir(w.id, i)
 	cache := filepath.Join(a.cfg.DataDir, "volfs", "cache")
@@ -100,7 +117,7 @@ func (w *worker) mountRemoteVolume(tenant string, i int, m types.Mount) (string,
 	}
 	log := w.log.With("volume", m.Source)
 	c := &volfs.Client{
-		HC:      &http.Client{Transport: tr},
+		HC:      &http.Client{Transport: hc.Transport},
 		Base:    "http://volfs/" + url.PathEscape(tenant) + "/" + url.PathEscape(m.Source),
 		OnError: func(err error) { log.Warn("remote volume", "err", err) },
 	}
@@ -126,6 +143,14 @@ func (w *worker) mountRemoteVolume(tenant string, i int, m types.Mount) (string,
 	a.volfs.m[dir] = srv
 	a.volfs.mu.Unlock()
 	return dir, nil
+}
+
+// remoteVolumeMounted tells whether the pod's mount i is a FUSE mount.
+func (a *Agent) remoteVolumeMounted(pod string, i int) bool {
+	a.volfs.mu.Lock()
+	defer a.volfs.mu.Unlock()
+	_, ok := a.volfs.m[a.volfsDir(pod, i)]
+	return ok
 }
 
 // remoteVolumeDir is the FUSE mount of a pod's remote volume, for docker

@@ -504,7 +504,9 @@ func (a *Agent) pathRoot(ctx context.Context, id, p string) (root, rel string, e
 		var dir string
 		switch m.Type {
 		case "volume":
-			if networkDriver(m.Driver) && !a.holdsVolume(pod.Tenant, m.Source) {
+			if networkDriver(m.Driver) && a.remoteVolumeMounted(id, i) {
+				dir, err = a.remoteVolumeDir(id, i)
+			} else if networkDriver(m.Driver) && !a.holdsVolume(pod.Tenant, m.Source) {
 				dir, err = a.remoteVolumeDir(id, i)
 			} else {
 				dir, err = a.VolumeRoot(ctx, pod.Tenant, m.Source)

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"crypto/md5"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,6 +39,22 @@ func startZonedCluster(t *testing.T, n int) *nodeCluster {
 			"--ca-hash", caHash, "--node-name", name, "--label", "zone=z"+name[1:], "--vpc=false"))
 	}
 	return c
+}
+
+// volumeCopy is the directory of a node's copy of an nfs or gfs volume of
+// the default tenant.
+func volumeCopy(c *nodeCluster, node, name string) string {
+	return filepath.Join(c.agents[node].DataDir, "btrfs", "pool", "v", "default", name)
+}
+
+// md5Of is the hex MD5 of a file, "" if it cannot be read.
+func md5Of(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Logf("md5 of %s: %v", p, err)
+		return ""
+	}
+	return fmt.Sprintf("%x", md5.Sum(b))
 }
 
 // sh runs a shell command in a container and returns its output.
@@ -105,6 +124,16 @@ func TestRemoteVolumeMounts(t *testing.T) {
 	for _, r := range []string{"pa", "pb"} {
 		if got := strings.Fields(c.sh(t, r, "md5sum /data/big"))[0]; got != sum {
 			t.Fatalf("%s: md5 %s, pc wrote %s", r, got, sum)
+		}
+	}
+	// Three copies: the replicas on n3 and n4 have every file, the same.
+	if st := c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "shared"); !strings.Contains(st, `"primary":"n2"`) ||
+		!strings.Contains(st, `"n3 (in-sync)"`) || !strings.Contains(st, `"n4 (in-sync)"`) {
+		t.Fatalf("volume status: %s", st)
+	}
+	for _, n := range []string{"n2", "n3", "n4"} {
+		if got := md5Of(t, filepath.Join(volumeCopy(c, n, "shared"), "big")); got != sum {
+			t.Fatalf("the copy on %s: md5 %s, want %s", n, got, sum)
 		}
 	}
 	// The volume's size holds across the FUSE mount: the write-back of a

@@ -2,12 +2,16 @@ package nodeproto
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
+
+	"github.com/macro-cloud/macro/volume/volfs"
 )
 
 // Remote volumes (package volume/volfs): a pod on node B mounts an nfs or
@@ -23,20 +27,60 @@ type VolumeFiles interface {
 	VolumeFS(tenant, name string) http.Handler
 }
 
-// VolumeLocator tells a server which node holds a volume's primary copy;
-// an error (no such volume, not a network volume) refuses the request.
-type VolumeLocator func(ctx context.Context, tenant, name string) (node string, err error)
+// VolumeReplicas is what a node that keeps replicas serves to primaries
+// (agent.Agent): the writes of a volume whose replica it keeps (volfs
+// operations with a sequence number), and GET .../seq, the number of the
+// last one it applied.
+type VolumeReplicas interface {
+	VolumeReplicaFS(tenant, name string) http.Handler
+}
+
+// VolumeRoute is where a volume's operations go (volfs.Route).
+type VolumeRoute = volfs.Route
+
+// VolumeDirectory is the servers' side of volume replication (the store):
+// where a volume's operations go, promoting a replica when the primary's
+// node is dead; and the replica states the primary reports.
+type VolumeDirectory interface {
+	// Route answers where the volume's operations go; an error (no
+	// such volume, not a network volume) refuses the request.
+	Route(ctx context.Context, tenant, name string) (VolumeRoute, error)
+	// CheckReplica admits a write that the primary of epoch sends to
+	// replica node.
+	CheckReplica(ctx context.Context, tenant, name, node string, epoch int64) error
+	// SetReplicaState records a replica's state, if epoch is still the
+	// volume's.
+	SetReplicaState(ctx context.Context, tenant, name, node, state string, epoch int64) error
+}
 
 // volfsRoutes serves the volfs operations of the node's own volumes on its
-// tunnel.
+// tunnel, and the writes of the volumes it keeps replicas of.
 func volfsRoutes(m *http.ServeMux, ops Ops) {
-	vf, ok := ops.(VolumeFiles)
-	if !ok {
-		return
+	if vf, ok := ops.(VolumeFiles); ok {
+		m.HandleFunc("/volfs/{tenant}/{name}/{op}", func(w http.ResponseWriter, r *http.Request) {
+			vf.VolumeFS(r.PathValue("tenant"), r.PathValue("name")).ServeHTTP(w, r)
+		})
 	}
-	m.HandleFunc("/volfs/{tenant}/{name}/{op}", func(w http.ResponseWriter, r *http.Request) {
-		vf.VolumeFS(r.PathValue("tenant"), r.PathValue("name")).ServeHTTP(w, r)
-	})
+	if vr, ok := ops.(VolumeReplicas); ok {
+		m.HandleFunc("/volrep/{tenant}/{name}/{op}", func(w http.ResponseWriter, r *http.Request) {
+			vr.VolumeReplicaFS(r.PathValue("tenant"), r.PathValue("name")).ServeHTTP(w, r)
+		})
+	}
+}
+
+// VolumeSeq asks a node the sequence number of the last write it applied
+// to its copy of a volume.
+func (n *Remote) VolumeSeq(ctx context.Context, tenant, name string) (uint64, error) {
+	resp, err := n.do(ctx, "GET", "/volrep/"+url.PathEscape(tenant)+"/"+url.PathEscape(name)+"/seq", nil, nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var seq uint64
+	if err := json.NewDecoder(resp.Body).Decode(&seq); err != nil {
+		return 0, fmt.Errorf("node %s: volume seq: %w", n.node, err)
+	}
+	return seq, nil
 }
 
 // volfs (on a server) passes a node's volume operation on to the node that
@@ -47,19 +91,74 @@ func (h *Handler) volfs(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotImplemented, errors.New("this server does not serve remote volumes"))
 		return
 	}
-	node, err := h.cfg.Volumes(r.Context(), tenant, name)
+	rt, err := h.cfg.Volumes.Route(r.Context(), tenant, name)
 	if err != nil {
 		writeJSONError(w, http.StatusNotFound, err)
 		return
 	}
+	if op == "route" {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(rt)
+		return
+	}
 	r.Header.Del("Authorization")
-	if h.cfg.LocalNode != "" && node == h.cfg.LocalNode {
-		vf, ok := h.cfg.LocalOps.(VolumeFiles)
-		if !ok {
+	volfs.ClearRoute(r.Header)
+	volfs.SetRoute(r.Header, rt)
+	h.toNode(w, r, rt.Primary, "/volfs/"+url.PathEscape(tenant)+"/"+url.PathEscape(name)+"/"+url.PathEscape(op), func(o Ops) http.Handler {
+		if vf, ok := o.(VolumeFiles); ok {
+			return vf.VolumeFS(tenant, name)
+		}
+		return nil
+	})
+}
+
+// volrep (on a server) passes a write that a volume's primary sends to one
+// of its replicas on to that replica's node, if the primary's epoch is
+// still the volume's (a deposed primary is fenced off); POST .../state
+// records a replica's state.
+func (h *Handler) volrep(w http.ResponseWriter, r *http.Request) {
+	tenant, name, node, op := r.PathValue("tenant"), r.PathValue("name"), r.PathValue("node"), r.PathValue("op")
+	if h.cfg.Volumes == nil {
+		writeJSONError(w, http.StatusNotImplemented, errors.New("this server does not serve remote volumes"))
+		return
+	}
+	epoch, err := strconv.ParseInt(r.Header.Get(volfs.HeaderEpoch), 10, 64)
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, errors.New("volume replication: no epoch"))
+		return
+	}
+	if op == "state" {
+		state := r.URL.Query().Get("state")
+		if err := h.cfg.Volumes.SetReplicaState(r.Context(), tenant, name, node, state, epoch); err != nil {
+			writeJSONError(w, http.StatusConflict, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if err := h.cfg.Volumes.CheckReplica(r.Context(), tenant, name, node, epoch); err != nil {
+		writeJSONError(w, http.StatusConflict, err)
+		return
+	}
+	r.Header.Del("Authorization")
+	h.toNode(w, r, node, "/volrep/"+url.PathEscape(tenant)+"/"+url.PathEscape(name)+"/"+url.PathEscape(op), func(o Ops) http.Handler {
+		if vr, ok := o.(VolumeReplicas); ok {
+			return vr.VolumeReplicaFS(tenant, name)
+		}
+		return nil
+	})
+}
+
+// toNode passes a request on to node at path: to this server's own agent
+// (local picks its handler) or through the node's tunnel.
+func (h *Handler) toNode(w http.ResponseWriter, r *http.Request, node, target string, local func(Ops) http.Handler) {
+	if h.cfg.LocalNode != "" && node == h.cfg.LocalNode && h.cfg.LocalOps != nil {
+		lh := local(h.cfg.LocalOps)
+		if lh == nil {
 			writeJSONError(w, http.StatusNotImplemented, fmt.Errorf("node %s serves no volumes", node))
 			return
 		}
-		vf.VolumeFS(tenant, name).ServeHTTP(w, r)
+		lh.ServeHTTP(w, r)
 		return
 	}
 	if h.cfg.Tunnels == nil {
@@ -67,7 +166,6 @@ func (h *Handler) volfs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	remote := h.cfg.Tunnels.Remote(node)
-	target := "/volfs/" + url.PathEscape(tenant) + "/" + url.PathEscape(name) + "/" + url.PathEscape(op)
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "node"
@@ -84,8 +182,9 @@ func (h *Handler) volfs(w http.ResponseWriter, r *http.Request) {
 
 // VolumeTransport carries a volfs client's requests to the servers: a
 // request for http://volfs/{tenant}/{name}/{op} goes to the server's
-// /node/v1/volfs/{tenant}/{name}/{op} with the node's token, to the next
-// server after a failure.
+// /node/v1/volfs/{tenant}/{name}/{op} with the node's token (and one for
+// http://volrep/... to /node/v1/volrep/...), to the next server after a
+// failure.
 func (c *Client) VolumeTransport() http.RoundTripper { return volumeTransport{c} }
 
 type volumeTransport struct{ c *Client }
@@ -98,7 +197,11 @@ func (t volumeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	out := req.Clone(req.Context())
 	out.URL.Scheme, out.URL.Host = u.Scheme, u.Host
-	out.URL.Path = strings.TrimSuffix(u.Path, "/") + Prefix + "volfs" + req.URL.Path
+	route := req.URL.Host
+	if route != "volfs" && route != "volrep" {
+		return nil, fmt.Errorf("volume transport: no route %q", route)
+	}
+	out.URL.Path = strings.TrimSuffix(u.Path, "/") + Prefix + route + req.URL.Path
 	out.URL.RawPath = ""
 	out.Host = u.Host
 	out.Header.Set("Authorization", "Bearer "+t.c.cfg.Token)

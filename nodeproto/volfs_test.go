@@ -36,6 +36,25 @@ func (v volumeNode) VolumeFS(tenant, name string) http.Handler {
 	})
 }
 
+// fakeDirectory routes volumes to their nodes, without replicas.
+type fakeDirectory map[string]string
+
+func (d fakeDirectory) Route(_ context.Context, tenant, name string) (VolumeRoute, error) {
+	n, ok := d[tenant+"/"+name]
+	if !ok {
+		return VolumeRoute{}, fmt.Errorf("no such volume %s", name)
+	}
+	return VolumeRoute{Primary: n}, nil
+}
+
+func (d fakeDirectory) CheckReplica(context.Context, string, string, string, int64) error {
+	return errors.New("no replicas")
+}
+
+func (d fakeDirectory) SetReplicaState(context.Context, string, string, string, string, int64) error {
+	return errors.New("no replicas")
+}
+
 // TestVolumeFSThroughServer: a node's volfs client reaches a volume held
 // by the server's own agent (in process) and one held by another node
 // (through that node's tunnel), by the volume's record; a volume the
@@ -68,16 +87,8 @@ func TestVolumeFSThroughServer(t *testing.T) {
 			}
 			return nil
 		},
-		Tunnels: tunnels,
-		Volumes: func(_ context.Context, tenant, name string) (string, error) {
-			switch tenant + "/" + name {
-			case "alice/v":
-				return "n1", nil
-			case "alice/w":
-				return "n2", nil
-			}
-			return "", fmt.Errorf("no such volume %s", name)
-		},
+		Tunnels:   tunnels,
+		Volumes:   fakeDirectory{"alice/v": "n1", "alice/w": "n2"},
 		LocalNode: "n1",
 		LocalOps:  volumeNode{dir: local},
 	})

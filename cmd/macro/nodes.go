@@ -98,7 +98,7 @@ func nodeHandler(st *store.Store, nodeAPI nodeproto.Backend, images *image.Store
 		Log:     log,
 
 		// Remote volume mounts (volfs.go).
-		Volumes:   volumeLocator(st),
+		Volumes:   &volumeDirectory{st: st, tunnels: tunnels, local: local, agent: localAgentOf(localOps), log: log},
 		LocalNode: local,
 		LocalOps:  localOps,
 	})
