@@ -132,6 +132,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	go a.heartbeat(ctx)
 	go a.snapshotSchedules(ctx, time.Minute)
+	go a.volumeReplication(ctx, 2*time.Second)
 	for msg := range a.cfg.Server.WatchPods(ctx, a.cfg.Node.Name) {
 		switch {
 		case msg.Sync:

@@ -347,6 +347,10 @@ func (a *Agent) setReplicaState(tenant, name, replica, state string, epoch int64
 func (a *Agent) VolumeReplicaFS(tenant, name string) http.Handler {
 	local := volfs.Handler(func(ctx context.Context) (string, error) { return a.networkRoot(ctx, tenant, name) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if op := path.Base(r.URL.Path); deltaOps[op] {
+			a.receiveCatchUp(w, r, tenant, name, op)
+			return
+		}
 		if path.Base(r.URL.Path) == "seq" {
 			seq, err := a.VolumeSeq(tenant, name)
 			if err != nil {
