@@ -187,7 +187,8 @@ func TestVolumeFailover(t *testing.T) {
 	}
 	// The writer: 16 KiB of random bytes per file, dd with fsync; a
 	// checksum is recorded only when dd succeeded (fsync acknowledged).
-	const files = 150
+	const files = 80
+	start := time.Now()
 	writer := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do i=$((i+1)); head -c 16384 /dev/urandom > /tmp/c;
 	  if dd if=/tmp/c of=/data/f$i bs=16384 conv=fsync 2>/tmp/err; then echo "$(md5sum < /tmp/c | cut -c1-32) f$i" >> /tmp/acked; else cat /tmp/err >> /tmp/failed; fi;
 	  sleep 0.05; done; touch /tmp/done; sleep 1d`, files)
@@ -215,6 +216,7 @@ func TestVolumeFailover(t *testing.T) {
 	}
 	c.agents["n2"].Kill()
 	killedAt := len(acked())
+	t.Logf("%v: n2 killed after %d acknowledged writes", time.Since(start).Round(time.Millisecond), killedAt)
 	deadline = time.Now().Add(120 * time.Second)
 	for testenv.Docker(t, c.srv.Host(), "exec", "writer", "test", "-f", "/tmp/done").ExitCode != 0 {
 		if time.Now().After(deadline) {
@@ -223,6 +225,7 @@ func TestVolumeFailover(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	want := acked()
+	t.Logf("%v: the writer is done", time.Since(start).Round(time.Millisecond))
 	failed := testenv.Docker(t, c.srv.Host(), "exec", "writer", "sh", "-c", "cat /tmp/failed 2>/dev/null").Stdout
 	t.Logf("%d of %d writes acknowledged (%d before the kill); failed: %q", len(want), files, killedAt, failed)
 	if len(want) <= killedAt {
@@ -257,6 +260,7 @@ func TestVolumeFailover(t *testing.T) {
 	// n2 comes back: it catches up from the new primary and is in sync
 	// again, with the same files.
 	c.agents["n2"].Start()
+	t.Logf("%v: n2 started again", time.Since(start).Round(time.Millisecond))
 	deadline = time.Now().Add(60 * time.Second)
 	for !strings.Contains(c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "ha"), `"n2 (in-sync)"`) {
 		if time.Now().After(deadline) {
@@ -264,6 +268,7 @@ func TestVolumeFailover(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	t.Logf("%v: n2 in sync", time.Since(start).Round(time.Millisecond))
 	for f, sum := range want {
 		if g := md5Of(t, filepath.Join(volumeCopy(c, "n2", "ha"), f)); g != sum {
 			t.Errorf("%s on n2 after catching up: %q, acknowledged %s", f, g, sum)
