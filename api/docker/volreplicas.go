@@ -63,3 +63,16 @@ func replicaStatus(rs []types.VolumeReplica) []string {
 	}
 	return out
 }
+
+// staleReplicas marks every replica of a volume stale before its primary's
+// files change outside the write path (a rollback): they catch up from the
+// primary afterwards (agent/volcatchup.go) rather than keep the old files.
+func (s *Server) staleReplicas(ctx context.Context, tenant, name string) error {
+	_, err := s.store.UpdateVolume(ctx, tenant, name, func(v *types.Volume) error {
+		for i := range v.Replicas {
+			v.Replicas[i].State = volume.ReplicaStale
+		}
+		return nil
+	})
+	return err
+}
