@@ -129,7 +129,7 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 	local := volfs.Handler(func(ctx context.Context) (string, error) { return a.networkRoot(ctx, tenant, name) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt := volfs.RouteOf(r.Header)
-		write, body, err := isWrite(r)
+		write, body, err := isWrite(r, filepath.Join(a.cfg.DataDir, "volfs", "cache"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -212,11 +212,15 @@ func (s *spooled) Close() error {
 	return nil
 }
 
-// isWrite tells whether r changes the volume, and keeps its body.
-func isWrite(r *http.Request) (bool, *spooled, error) {
+// isWrite tells whether r changes the volume, and keeps its body (a
+// write-back's in an unlinked file in dir).
+func isWrite(r *http.Request, dir string) (bool, *spooled, error) {
 	switch op := path.Base(r.URL.Path); {
 	case op == "data" && r.Method == http.MethodPut:
-		f, err := os.CreateTemp("", "volrep-")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return false, nil, err
+		}
+		f, err := os.CreateTemp(dir, "volrep-")
 		if err != nil {
 			return false, nil, err
 		}
@@ -370,6 +374,12 @@ func (a *Agent) VolumeReplicaFS(tenant, name string) http.Handler {
 		defer st.mu.Unlock()
 		if err := a.loadSeq(st, tenant, name); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if seq != st.seq+1 {
+			// A gap (or a write applied twice): this copy is not the
+			// primary's; the primary marks it stale.
+			http.Error(w, fmt.Sprintf("volume %s: write %d after %d: out of order", name, seq, st.seq), http.StatusConflict)
 			return
 		}
 		rec := httptest.NewRecorder()
