@@ -134,6 +134,7 @@ func (a *Agent) RemoveVolume(ctx context.Context, tenant, name string) error {
 	if err != nil {
 		return err
 	}
+	os.RemoveAll(filepath.Join(a.cfg.DataDir, "volfs", "catchup", tenant, name)) // volcatchup.go
 	return os.RemoveAll(vd)
 }
 
