@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -60,6 +61,11 @@ type Config struct {
 	// Volumes sizes the node's volume storage (the btrfs pool).
 	Volumes volume.Config
 	Log     *slog.Logger
+
+	// VolumeTransport carries the FUSE mounts of nfs and gfs volumes
+	// held by other nodes to the servers (volmount.go); nil, or a nil
+	// answer, while there is none.
+	VolumeTransport func() http.RoundTripper
 }
 
 // Agent runs the pods of one node.
@@ -75,6 +81,7 @@ type Agent struct {
 
 	volOnce sync.Once
 	vols    volume.Registry
+	volfs   volfsMounts
 }
 
 // New returns an Agent; Run starts it.
@@ -125,6 +132,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	go a.heartbeat(ctx)
 	go a.snapshotSchedules(ctx, time.Minute)
+	go a.volumeReplication(ctx, 2*time.Second)
 	for msg := range a.cfg.Server.WatchPods(ctx, a.cfg.Node.Name) {
 		switch {
 		case msg.Sync:

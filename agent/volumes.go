@@ -144,6 +144,7 @@ func (a *Agent) RemoveVolume(ctx context.Context, tenant, name string) error {
 	if err != nil {
 		return err
 	}
+	os.RemoveAll(filepath.Join(a.cfg.DataDir, "volfs", "catchup", tenant, name)) // volcatchup.go
 	return os.RemoveAll(vd)
 }
 
@@ -286,7 +287,7 @@ func (w *worker) volumeMounts(pod types.Pod, rootfs string) ([]ocispec.VolumeMou
 		default:
 			return nil, fmt.Errorf("unknown mount type %q", m.Type)
 		}
-		dir, err := w.a.VolumeRoot(context.Background(), pod.Tenant, m.Source)
+		dir, err := w.volumeSource(pod, i, m)
 		if err != nil {
 			return nil, err
 		}
@@ -359,6 +360,9 @@ func (w *worker) stageSubpath(i int, volume, sub string) (string, error) {
 // may only be removed after it succeeded: removing it through a staging
 // mount would delete the volume's files.
 func (w *worker) unmountVolumes() error {
+	if err := w.unmountRemoteVolumes(); err != nil {
+		return err
+	}
 	dir := filepath.Join(w.dir, "volumes")
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -503,7 +507,7 @@ func (a *Agent) pathRoot(ctx context.Context, id, p string) (root, rel string, e
 	clean := filepath.Clean("/" + p)
 	best := ""
 	root, rel = rootfs, p
-	for _, m := range pod.Spec.Mounts {
+	for i, m := range pod.Spec.Mounts {
 		t := filepath.Clean(m.Target)
 		if clean != t && !strings.HasPrefix(clean, t+"/") || len(t) <= len(best) {
 			continue
@@ -511,7 +515,14 @@ func (a *Agent) pathRoot(ctx context.Context, id, p string) (root, rel string, e
 		var dir string
 		switch m.Type {
 		case "volume":
-			if dir, err = a.VolumeRoot(ctx, pod.Tenant, m.Source); err != nil {
+			if networkDriver(m.Driver) && a.remoteVolumeMounted(id, i) {
+				dir, err = a.remoteVolumeDir(id, i)
+			} else if networkDriver(m.Driver) && !a.holdsVolume(pod.Tenant, m.Source) {
+				dir, err = a.remoteVolumeDir(id, i)
+			} else {
+				dir, err = a.VolumeRoot(ctx, pod.Tenant, m.Source)
+			}
+			if err != nil {
 				return "", "", err
 			}
 			if m.Subpath != "" {

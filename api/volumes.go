@@ -36,6 +36,8 @@ type Volume struct {
 	Created time.Time         `json:"created"`
 	// UsedBy are the names of the containers that mount it.
 	UsedBy []string `json:"usedBy"`
+	// Replicas of an nfs or gfs volume besides its primary (Node).
+	Replicas []types.VolumeReplica `json:"replicas,omitempty"`
 }
 
 func (s *Server) routeVolumes(m *mux) {
@@ -81,7 +83,7 @@ func (s *Server) volumesOf(ctx context.Context, tenant string) ([]Volume, error)
 		if u == nil {
 			u = []string{}
 		}
-		out = append(out, Volume{Name: v.Name, Driver: v.Driver, Options: v.Options, Labels: v.Labels, Node: v.Node, Created: v.Created, UsedBy: u})
+		out = append(out, Volume{Name: v.Name, Driver: v.Driver, Options: v.Options, Labels: v.Labels, Node: v.Node, Replicas: v.Replicas, Created: v.Created, UsedBy: u})
 	}
 	return out, nil
 }
@@ -130,7 +132,7 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, Volume{Name: v.Name, Driver: v.Driver, Options: v.Options, Labels: v.Labels, Node: v.Node, Created: v.Created, UsedBy: []string{}})
+	writeJSON(w, http.StatusCreated, Volume{Name: v.Name, Driver: v.Driver, Options: v.Options, Labels: v.Labels, Node: v.Node, Replicas: v.Replicas, Created: v.Created, UsedBy: []string{}})
 	return nil
 }
 

@@ -23,6 +23,7 @@
 #      million pods onto 5,000 nodes (SCHED=0 skips it);
 #  13. then bench/failover.sh: leader kill to first write, 3 servers (FAILOVER=0 skips it);
 #  14. then bench/volumes.sh: fio in a pod on lv2, nfs and local volumes beside the host (VOLUMES=0 skips it);
+#      then bench/volfs.sh: fio on a gfs volume mounted from another node through FUSE (VOLFS=0 skips it);
 #  15. then bench/delta.sh: the delta-sync engine beside rsync, 1 GiB with 1% changed (DELTA=0 skips it);
 #  16. then bench/nodefail.sh: node kill to its pods running elsewhere (NODEFAIL=0 skips it);
 #  17. then bench/c1m.sh: a million pods onto 5,000 simulated nodes through the control plane (PLACE=0 skips it).
@@ -267,6 +268,7 @@ step MESH mesh.sh "the VPC mesh between two nodes beside raw wireguard-go"
 step SCHED sched.sh "the scheduler's placement rate"
 step FAILOVER failover.sh "leader kill to first write in a cluster of three servers"
 step VOLUMES volumes.sh "fio in a pod on lv2 and nfs volumes beside the host"
+step VOLFS volfs.sh "fio on a gfs volume mounted from another node (FUSE) beside its own node"
 step DELTA delta.sh "the delta-sync engine beside rsync"
 step NODEFAIL nodefail.sh "node kill to its pods running elsewhere"
 step PLACE c1m.sh "a million pods onto 5,000 simulated nodes through the control plane"

@@ -16,6 +16,15 @@ type VolumeInfo struct {
 	Node    string            `json:"node,omitempty"`
 	Created time.Time         `json:"created"`
 	UsedBy  []string          `json:"usedBy"`
+	// Replicas of an nfs or gfs volume besides its primary (Node), with
+	// their state: in-sync, stale or catching-up.
+	Replicas []VolumeReplica `json:"replicas,omitempty"`
+}
+
+// VolumeReplica is one replica of a volume.
+type VolumeReplica struct {
+	Node  string `json:"node"`
+	State string `json:"state"`
 }
 
 // Snapshot is a read-only copy of a volume at one moment.

@@ -47,6 +47,12 @@ type HandlerConfig struct {
 	Cluster string
 	NodeTTL time.Duration
 	Log     *slog.Logger
+	// Volumes finds the node of a volume that another node mounts and
+	// keeps its replicas' states (volfs.go); LocalNode and LocalOps are
+	// this server's own agent, reached in process.
+	Volumes   VolumeDirectory
+	LocalNode string
+	LocalOps  Ops
 }
 
 // ClusterInfo is what a joining node learns first.
@@ -77,6 +83,8 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	h.mux.HandleFunc("GET "+Prefix+"images/{tenant}/{id...}", h.image)
 	h.mux.HandleFunc("GET "+Prefix+"tunnel", h.tunnel)
 	h.mux.HandleFunc("GET "+Prefix+"mesh", h.mesh)
+	h.mux.HandleFunc(Prefix+"volfs/{tenant}/{name}/{op}", h.volfs)
+	h.mux.HandleFunc(Prefix+"volrep/{tenant}/{name}/{node}/{op}", h.volrep)
 	return h
 }
 

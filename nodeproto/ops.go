@@ -69,6 +69,7 @@ func OpsHandler(ops Ops) http.Handler {
 	m.HandleFunc("POST /pods/{id}/dial", o.dial)
 	m.HandleFunc("POST /call/{op}", o.call)
 	m.HandleFunc("/volume-data/{tenant}/{name}/{op}", o.volumeData)
+	volfsRoutes(m, ops)
 	return m
 }
 

@@ -24,6 +24,18 @@ type Volume struct {
 	// gfs); pods that mount it are pinned there. Empty for local volumes,
 	// which are made on the node of the first pod that mounts them.
 	Node string `json:"node,omitempty"`
+	// Replicas are the other nodes that keep a copy of an nfs or gfs
+	// volume, and whether each has every acknowledged write (volume
+	// package: ReplicaInSync, ReplicaStale). Epoch counts the changes of
+	// primary (Node): a write sent under an older epoch is refused.
+	Replicas []VolumeReplica `json:"replicas,omitempty"`
+	Epoch    int64           `json:"epoch,omitempty"`
+}
+
+// VolumeReplica is one replica of a volume.
+type VolumeReplica struct {
+	Node  string `json:"node"`
+	State string `json:"state"`
 }
 
 // Mount is one filesystem a pod gets besides its rootfs, in Docker's words.

@@ -215,6 +215,9 @@ func (b *Btrfs) Remove(ctx context.Context, ref Ref) error {
 	if err := b.recover(ctx, vol); err != nil {
 		return err
 	}
+	if base, err := b.catchUpBase(ctx, ref); err == nil {
+		os.RemoveAll(base) // a replica's catch-up cut short (btrfs_replica.go)
+	}
 	return deleteSubvolume(ctx, vol)
 }
 

@@ -19,11 +19,14 @@ import (
 //	                    weekly, off, or a Go duration of 1m or more: 30m);
 //	                    nfs volumes are hourly unless told otherwise
 //	snapshots.keep=24   nfs, gfs: how many automatic snapshots to keep (24)
+//	redundancy=reduced  nfs, gfs: 2 copies on different nodes, not 3 (full)
 type Options struct {
 	Size  int64
 	Zone  string
 	Every time.Duration // 0: no automatic snapshots
 	Keep  int
+	// Reduced: redundancy=reduced (Kraud's "red" volumes).
+	Reduced bool
 }
 
 // DefaultKeep is how many automatic snapshots a schedule keeps unless told.
@@ -78,8 +81,19 @@ func ParseOptions(driver string, opts map[string]string) (Options, error) {
 			if err != nil || o.Keep < 1 || o.Keep > 1000 {
 				err = fmt.Errorf("want a number from 1 to 1000, not %q", v)
 			}
+		case "redundancy":
+			if driver == "lv2" {
+				return o, fmt.Errorf("lv2 volumes live on one node (option redundancy): use an nfs or gfs volume")
+			}
+			switch v {
+			case "full":
+			case "reduced":
+				o.Reduced = true
+			default:
+				err = fmt.Errorf("want full (3 copies) or reduced (2), not %q", v)
+			}
 		default:
-			return o, fmt.Errorf("unknown option %q for volume driver %s: known are size, zone, snapshot, snapshots.keep", k, driver)
+			return o, fmt.Errorf("unknown option %q for volume driver %s: known are size, zone, snapshot, snapshots.keep, redundancy", k, driver)
 		}
 		if err != nil {
 			return o, fmt.Errorf("volume option %s: %w", k, err)

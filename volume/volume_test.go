@@ -37,6 +37,10 @@ func TestParseOptions(t *testing.T) {
 		{driver: "gfs", opts: map[string]string{"snapshot": "1s"}, err: "duration of 1m or more"},
 		{driver: "gfs", opts: map[string]string{"snapshots.keep": "0"}, err: "from 1 to 1000"},
 		{driver: "nfs", opts: map[string]string{"replicas": "3"}, err: `unknown option "replicas" for volume driver nfs`},
+		{driver: "nfs", opts: map[string]string{"redundancy": "reduced"}, want: Options{Every: time.Hour, Keep: DefaultKeep, Reduced: true}},
+		{driver: "gfs", opts: map[string]string{"redundancy": "full"}},
+		{driver: "gfs", opts: map[string]string{"redundancy": "red"}, err: "want full (3 copies) or reduced (2)"},
+		{driver: "lv2", opts: map[string]string{"size": "64M", "redundancy": "reduced"}, err: "lv2 volumes live on one node"},
 		{driver: "nfs", opts: map[string]string{"zone": "a/b"}, err: "invalid zone"},
 		{driver: "nfs", opts: map[string]string{"size": "-1"}, err: "invalid size"},
 	}

@@ -64,6 +64,9 @@ type volumeJSON struct {
 	Options    map[string]string `json:"Options"`
 	Scope      string            `json:"Scope"`
 	UsageData  *volumeUsage      `json:"UsageData,omitempty"`
+	// Status is the driver's state, as a plugin reports it: an nfs or
+	// gfs volume's primary node and replicas.
+	Status map[string]any `json:"Status,omitempty"`
 }
 
 type volumeUsage struct {
@@ -80,6 +83,9 @@ func (s *Server) volumeJSON(v types.Volume) volumeJSON {
 		Name:       v.Name,
 		Options:    v.Options,
 		Scope:      "local",
+	}
+	if v.Driver == "nfs" || v.Driver == "gfs" {
+		out.Status = map[string]any{"primary": v.Node, "replicas": replicaStatus(v.Replicas), "epoch": v.Epoch}
 	}
 	// No labels or options: null, as dockerd shows them.
 	if len(out.Labels) == 0 {
@@ -159,6 +165,10 @@ func (s *Server) ensureVolume(ctx context.Context, tenant string, req volumeCrea
 			return v, err
 		}
 	}
+	replicas, err := s.placeReplicas(ctx, &v, opts)
+	if err != nil {
+		return v, err
+	}
 	err = s.createVolumeRecord(ctx, &v)
 	for attempt := 0; errors.Is(err, store.ErrExists); attempt++ {
 		existing, gerr := s.store.Volume(ctx, tenant, req.Name)
@@ -179,7 +189,11 @@ func (s *Server) ensureVolume(ctx context.Context, tenant string, req volumeCrea
 		return v, err
 	}
 	if node != nil {
-		if err := node.CreateVolume(ctx, v); err != nil {
+		err := node.CreateVolume(ctx, v)
+		if err == nil {
+			err = createReplicas(ctx, v, replicas)
+		}
+		if err != nil {
 			if derr := s.store.DeleteVolume(ctx, tenant, v.Name); derr != nil {
 				s.log.Warn("undo volume create", "volume", v.Name, "err", derr)
 			}
@@ -469,9 +483,11 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID strin
 	return nets, nil
 }
 
-// pinToVolume pins a pod to the node that holds a volume it mounts.
+// pinToVolume pins a pod to the node that holds a volume it mounts. nfs
+// and gfs volumes pin nothing: other nodes mount them through FUSE
+// (agent/volmount.go).
 func pinToVolume(spec *types.PodSpec, v types.Volume) error {
-	if v.Node == "" {
+	if v.Node == "" || v.Driver == "nfs" || v.Driver == "gfs" {
 		return nil
 	}
 	if spec.PinnedNode != "" && spec.PinnedNode != v.Node {

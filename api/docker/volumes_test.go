@@ -326,20 +326,29 @@ func FuzzNetworkCreate(f *testing.F) {
 	})
 }
 
-// TestPinToVolume: a pod that mounts a volume held by a node is pinned
-// there; volumes of two nodes in one pod are refused.
+// TestPinToVolume: a pod that mounts an lv2 volume is pinned to its node;
+// lv2 volumes of two nodes in one pod are refused; nfs and gfs volumes
+// (mounted from any node) pin nothing.
 func TestPinToVolume(t *testing.T) {
 	var spec types.PodSpec
 	if err := pinToVolume(&spec, types.Volume{Name: "scratch"}); err != nil || spec.PinnedNode != "" {
 		t.Fatalf("local volume: %v %+v", err, spec)
 	}
+	for _, d := range []string{"nfs", "gfs"} {
+		if err := pinToVolume(&spec, types.Volume{Name: "files", Driver: d, Node: "n1"}); err != nil || spec.PinnedNode != "" {
+			t.Fatalf("%s volume: %v %+v", d, err, spec)
+		}
+	}
 	if err := pinToVolume(&spec, types.Volume{Name: "db", Driver: "lv2", Node: "n1"}); err != nil || spec.PinnedNode != "n1" || spec.PinnedBy != "volume db (lv2)" {
 		t.Fatalf("lv2 volume: %v %+v", err, spec)
 	}
-	if err := pinToVolume(&spec, types.Volume{Name: "files", Driver: "nfs", Node: "n1"}); err != nil || spec.PinnedNode != "n1" {
+	if err := pinToVolume(&spec, types.Volume{Name: "files", Driver: "nfs", Node: "n2"}); err != nil || spec.PinnedNode != "n1" {
+		t.Fatalf("an nfs volume of another node: %v %+v", err, spec)
+	}
+	if err := pinToVolume(&spec, types.Volume{Name: "db2", Driver: "lv2", Node: "n1"}); err != nil || spec.PinnedNode != "n1" {
 		t.Fatalf("a second volume of the same node: %v %+v", err, spec)
 	}
-	if err := pinToVolume(&spec, types.Volume{Name: "other", Driver: "nfs", Node: "n2"}); err == nil || !strings.Contains(err.Error(), "volumes of one node only") || statusOf(err) != 400 {
+	if err := pinToVolume(&spec, types.Volume{Name: "other", Driver: "lv2", Node: "n2"}); err == nil || !strings.Contains(err.Error(), "volumes of one node only") || statusOf(err) != 400 {
 		t.Fatalf("volumes of two nodes: %v", err)
 	}
 }

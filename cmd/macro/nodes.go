@@ -84,7 +84,7 @@ func (c clusterNodes) Node(name string) (docker.Node, error) {
 
 // nodeHandler serves the node protocol on the API port: agents admitted by
 // a node join token.
-func nodeHandler(st *store.Store, nodeAPI nodeproto.Backend, images *image.Store, peers *peerImages, tunnels *nodeproto.Tunnels, cluster string, ttl time.Duration, log *slog.Logger) http.Handler {
+func nodeHandler(st *store.Store, nodeAPI nodeproto.Backend, images *image.Store, peers *peerImages, tunnels *nodeproto.Tunnels, cluster string, ttl time.Duration, local string, localOps nodeproto.Ops, log *slog.Logger) http.Handler {
 	return nodeproto.NewHandler(nodeproto.HandlerConfig{
 		Backend: nodeAPI,
 		Images:  imageSaver{images, peers},
@@ -96,6 +96,11 @@ func nodeHandler(st *store.Store, nodeAPI nodeproto.Backend, images *image.Store
 		Cluster: cluster,
 		NodeTTL: ttl,
 		Log:     log,
+
+		// Remote volume mounts (volfs.go).
+		Volumes:   &volumeDirectory{st: st, tunnels: tunnels, local: local, agent: localAgentOf(localOps), log: log},
+		LocalNode: local,
+		LocalOps:  localOps,
 	})
 }
 
@@ -286,6 +291,8 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 		FetchImage:     fetch,
 		Heartbeat:      time.Duration(info.HeartbeatMillis) * time.Millisecond,
 		Log:            log,
+
+		VolumeTransport: cli.VolumeTransport, // remote volume mounts (volfs.go)
 	})
 	if err != nil {
 		return err

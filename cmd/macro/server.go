@@ -260,6 +260,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 			agentServer = meshServer{Server: nodeAPI, m: nm}
 		}
 	}
+	volTransport := &volumeTransport{}
 	ag, err := agent.New(agent.Config{
 		Node:           node,
 		DataDir:        dataDir,
@@ -271,6 +272,8 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		Network:        agentNet,
 		FetchImage:     peers.fetchForNode(log),
 		Log:            log,
+
+		VolumeTransport: volTransport.get, // remote volume mounts (volfs.go)
 	})
 	if err != nil {
 		return err
@@ -358,7 +361,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		}
 		go reg.Run(ctx)
 		port := &apiPort{native: native.Handler(), registry: reg, dav: volAccess.WebDAV(), docker: authn.RequireCert(dockerH),
-			nodes: nodeHandler(st, nodeAPI, images, peers, tunnels, cluster, cfg.nodeTTL, log)}
+			nodes: nodeHandler(st, nodeAPI, images, peers, tunnels, cluster, cfg.nodeTTL, node.Name, localVolumeOps(localAgent(ag, cfg.runAgent)), log)}
 		apiSrv := &http.Server{Handler: port, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsCfg,
 			ErrorLog: slog.NewLogLogger(log.With("subsystem", "api-port").Handler(), slog.LevelDebug)}
 		serve(apiSrv, tls.NewListener(apiL, tlsCfg))
@@ -369,6 +372,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 				return err
 			}
 			peers.set(cli, node.Name)
+			volTransport.set(cli)
 			if cfg.runAgent {
 				go keepPeerTunnels(ctx, st, cli, node.Name, ag)
 			}

@@ -1,0 +1,195 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/macro-cloud/macro/delta"
+	"github.com/macro-cloud/macro/volume"
+	"github.com/macro-cloud/macro/volume/volfs"
+)
+
+// Catch-up: a replica that missed writes (stale) is brought back by the
+// delta engine, driven by the primary: a first delta.Sync of the
+// primary's files to the replica while writes go on, a second under the
+// volume's write lock (only what changed meanwhile), which also gives the
+// replica the primary's sequence number; then the replica is recorded in
+// sync and gets every write again. The replica receives the tree beside
+// its copy and makes it its copy's contents (volume.Btrfs
+// ReplaceContents: it stays a subvolume, with its size and snapshots).
+
+// catchUpper is a driver whose volumes can catch up (volume.Btrfs).
+type catchUpper interface {
+	CatchUpDirs(ctx context.Context, ref volume.Ref) (tree, state string, err error)
+	EndCatchUp(ctx context.Context, ref volume.Ref) error
+	ReplaceContents(ctx context.Context, ref volume.Ref, opts volume.Options, dir string) error
+}
+
+// deltaOps are the delta engine's operations a replica serves.
+var deltaOps = map[string]bool{"want": true, "put": true, "commit": true, "known": true}
+
+// receiveCatchUp serves one delta operation of a catch-up on the replica.
+func (a *Agent) receiveCatchUp(w http.ResponseWriter, r *http.Request, tenant, name, op string) {
+	d, ref, opts, err := a.volumeDriver(tenant, name)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	cu, ok := d.(catchUpper)
+	if !ok || !networkDriver(d.Name()) || !a.holdsVolume(tenant, name) {
+		http.Error(w, "volume "+name+" has no replica here", http.StatusNotFound)
+		return
+	}
+	tree, state, err := cu.CatchUpDirs(r.Context(), ref)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	recv := &delta.TreeReceiver{Root: tree, State: state}
+	if op != "commit" {
+		delta.Serve(w, r, op, nil, recv)
+		return
+	}
+	st := a.volState(tenant, name)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	rec := httptest.NewRecorder()
+	delta.Serve(rec, r, op, nil, recv)
+	if rec.Code/100 == 2 {
+		if err := cu.ReplaceContents(r.Context(), ref, opts, tree); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if s := r.Header.Get(volfs.HeaderSeq); s != "" {
+			// The last pass: the copy is the primary's at write seq.
+			seq, err := strconv.ParseUint(s, 10, 64)
+			if err == nil {
+				err = a.storeSeq(st, tenant, name, seq)
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			if err := cu.EndCatchUp(r.Context(), ref); err != nil {
+				a.log.Warn("volume catch-up: clean up", "volume", name, "err", err)
+			}
+		}
+	}
+	copyRecorded(w, rec)
+}
+
+// volumeReplication brings back, every few seconds, the replicas that are
+// not in sync of the volumes this node is the primary of.
+func (a *Agent) volumeReplication(ctx context.Context, every time.Duration) {
+	running := map[string]bool{}
+	done := make(chan string)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case k := <-done:
+			delete(running, k)
+			continue
+		case <-t.C:
+		}
+		hc, err := a.replicationClient()
+		if err != nil {
+			continue
+		}
+		recs, _ := filepath.Glob(filepath.Join(a.cfg.DataDir, "volumes", "*", "*", "volume.json"))
+		for _, p := range recs {
+			vd := filepath.Dir(p)
+			tenant, name := filepath.Base(filepath.Dir(vd)), filepath.Base(vd)
+			d, _, _, err := a.volumeDriver(tenant, name)
+			if err != nil || !networkDriver(d.Name()) {
+				continue
+			}
+			rt, err := volumeRoute(hc, tenant, name)
+			if err != nil || rt.Primary != a.cfg.Node.Name {
+				continue
+			}
+			for _, rep := range rt.Others {
+				k := tenant + "/" + name + "/" + rep
+				if running[k] {
+					continue
+				}
+				running[k] = true
+				go func() {
+					if err := a.catchUp(ctx, tenant, name, rep, rt.Epoch); err != nil && ctx.Err() == nil {
+						a.log.Debug("volume catch-up", "volume", name, "replica", rep, "err", err)
+					}
+					select {
+					case done <- k:
+					case <-ctx.Done():
+					}
+				}()
+			}
+		}
+	}
+}
+
+// catchUp brings replica of a volume this node is the primary of (at
+// epoch) back in sync.
+func (a *Agent) catchUp(ctx context.Context, tenant, name, replica string, epoch int64) error {
+	hc, err := a.replicationClient()
+	if err != nil {
+		return err
+	}
+	root, err := a.networkRoot(ctx, tenant, name)
+	if err != nil {
+		return err
+	}
+	base := "http://volrep/" + url.PathEscape(tenant) + "/" + url.PathEscape(name) + "/" + url.PathEscape(replica)
+	// Is it there? A node that is down stays stale.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/seq", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(volfs.HeaderEpoch, strconv.FormatInt(epoch, 10))
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New("replica " + replica + ": " + resp.Status)
+	}
+	if err := a.setReplicaState(tenant, name, replica, volume.ReplicaCatchingUp, epoch); err != nil {
+		return err
+	}
+	start := time.Now()
+	src := &delta.TreeSource{Root: root, State: filepath.Join(a.cfg.DataDir, "volfs", "catchup", tenant, name)}
+	remote := &delta.Remote{
+		URL:    base,
+		Client: &http.Client{Transport: hc.Transport},
+		Header: http.Header{volfs.HeaderEpoch: {strconv.FormatInt(epoch, 10)}},
+	}
+	if _, err := delta.Sync(ctx, src, remote); err != nil {
+		return err
+	}
+	st := a.volState(tenant, name)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err := a.loadSeq(st, tenant, name); err != nil {
+		return err
+	}
+	remote.Header.Set(volfs.HeaderSeq, strconv.FormatUint(st.seq, 10))
+	stats, err := delta.Sync(ctx, src, remote)
+	if err != nil {
+		return err
+	}
+	if err := a.setReplicaState(tenant, name, replica, volume.ReplicaInSync, epoch); err != nil {
+		return errors.Join(errors.New("caught up but not recorded"), err)
+	}
+	sent, _ := remote.Bytes()
+	a.log.Info("volume replica caught up", "volume", name, "replica", replica, "seq", st.seq, "bytes", sent, "last", stats, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}

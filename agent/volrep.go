@@ -1,0 +1,395 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/macro-cloud/macro/volume"
+	"github.com/macro-cloud/macro/volume/volfs"
+)
+
+// Replication of nfs and gfs volumes, the node's side. The primary serves
+// every operation of other nodes' FUSE mounts (and of its own node's,
+// when the volume has replicas); a server sends the volume's route with
+// each request (volfs.RouteOf: epoch, replicas in sync). A write
+// (a mutating metadata operation or a file's write-back) is applied here
+// under the volume's write lock, numbered, then sent to every replica in
+// sync through a server; one that fails is marked stale (through a
+// server) before the write is acknowledged, and a write that is on fewer
+// than two nodes of a replicated volume is not acknowledged (503: the
+// client retries, then fails with EIO). A replica applies the writes it
+// is sent to its own copy, in order, and keeps the number of the last.
+
+// volumeState is what the agent keeps per volume for replication.
+type volumeState struct {
+	mu  sync.Mutex // the write lock
+	seq uint64     // last write applied here; 0: not read yet
+	got bool
+}
+
+func (a *Agent) volState(tenant, name string) *volumeState {
+	v, _ := a.volfs.states.LoadOrStore(tenant+"/"+name, &volumeState{})
+	return v.(*volumeState)
+}
+
+func (a *Agent) seqFile(tenant, name string) (string, error) {
+	vd, err := volume.VolumeDir(a.cfg.DataDir, volume.Ref{Tenant: tenant, Name: name})
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(vd, "seq"), nil
+}
+
+// loadSeq reads the volume's sequence number into st (st.mu held).
+func (a *Agent) loadSeq(st *volumeState, tenant, name string) error {
+	if st.got {
+		return nil
+	}
+	f, err := a.seqFile(tenant, name)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(f)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	default:
+		if st.seq, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err != nil {
+			return fmt.Errorf("volume %s: seq: %w", name, err)
+		}
+	}
+	st.got = true
+	return nil
+}
+
+// storeSeq records the number of the last write applied (st.mu held).
+func (a *Agent) storeSeq(st *volumeState, tenant, name string, seq uint64) error {
+	f, err := a.seqFile(tenant, name)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(f+".tmp", []byte(strconv.FormatUint(seq, 10)+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(f+".tmp", f); err != nil {
+		return err
+	}
+	st.seq = seq
+	return nil
+}
+
+// VolumeSeq is the number of the last write this node's copy of a volume
+// applied.
+func (a *Agent) VolumeSeq(tenant, name string) (uint64, error) {
+	st := a.volState(tenant, name)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err := a.loadSeq(st, tenant, name); err != nil {
+		return 0, err
+	}
+	return st.seq, nil
+}
+
+// networkRoot is the directory of this node's copy of an nfs or gfs
+// volume.
+func (a *Agent) networkRoot(ctx context.Context, tenant, name string) (string, error) {
+	if !a.holdsVolume(tenant, name) {
+		return "", fmt.Errorf("node %s does not hold volume %s", a.cfg.Node.Name, name)
+	}
+	d, ref, opts, err := a.volumeDriver(tenant, name)
+	if err != nil {
+		return "", err
+	}
+	if !networkDriver(d.Name()) {
+		return "", fmt.Errorf("volume %s is a %s volume: only nfs and gfs volumes are served to other nodes", name, d.Name())
+	}
+	return d.Root(ctx, ref, opts)
+}
+
+// VolumeFS serves the files of one of this node's nfs or gfs volumes to
+// FUSE mounts (the node protocol's VolumeFiles), replicating its writes. The server
+// that forwards the request checked the volume in the store.
+func (a *Agent) VolumeFS(tenant, name string) http.Handler {
+	local := volfs.Handler(func(ctx context.Context) (string, error) { return a.networkRoot(ctx, tenant, name) })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt := volfs.RouteOf(r.Header)
+		write, body, err := isWrite(r, filepath.Join(a.cfg.DataDir, "volfs", "cache"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if !write {
+			local.ServeHTTP(w, r)
+			return
+		}
+		defer body.Close()
+		st := a.volState(tenant, name)
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		rec := httptest.NewRecorder()
+		local.ServeHTTP(rec, withBody(r, body.reader()))
+		if !applied(rec) || !rt.Replicated() {
+			copyRecorded(w, rec)
+			return
+		}
+		if err := a.loadSeq(st, tenant, name); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		seq := st.seq + 1
+		if err := a.storeSeq(st, tenant, name, seq); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		copies := 1
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var failed []string
+		for _, rep := range rt.InSync {
+			wg.Go(func() {
+				err := a.sendWrite(r, rep, tenant, name, rt.Epoch, seq, body)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					a.log.Warn("volume replica missed a write", "volume", name, "replica", rep, "seq", seq, "err", err)
+					failed = append(failed, rep)
+					return
+				}
+				copies++
+			})
+		}
+		wg.Wait()
+		for _, rep := range failed {
+			if err := a.setReplicaState(tenant, name, rep, volume.ReplicaStale, rt.Epoch); err != nil {
+				// Not recorded: the write may not be acknowledged,
+				// or a promotion could choose a replica without it.
+				http.Error(w, fmt.Sprintf("volume %s: replica %s missed write %d and cannot be marked stale: %v", name, rep, seq, err), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		if copies < 2 {
+			http.Error(w, fmt.Sprintf("volume %s: write %d is on %d node only; it needs two (no replica in sync is reachable)", name, seq, copies), http.StatusServiceUnavailable)
+			return
+		}
+		copyRecorded(w, rec)
+	})
+}
+
+// spooled is a write's body, kept to be sent again to each replica.
+type spooled struct {
+	b []byte
+	f *os.File
+	n int64
+}
+
+func (s *spooled) reader() io.Reader {
+	if s.f != nil {
+		return io.NewSectionReader(s.f, 0, s.n)
+	}
+	return bytes.NewReader(s.b)
+}
+
+func (s *spooled) Close() error {
+	if s.f != nil {
+		return s.f.Close()
+	}
+	return nil
+}
+
+// isWrite tells whether r changes the volume, and keeps its body (a
+// write-back's in an unlinked file in dir).
+func isWrite(r *http.Request, dir string) (bool, *spooled, error) {
+	switch op := path.Base(r.URL.Path); {
+	case op == "data" && r.Method == http.MethodPut:
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return false, nil, err
+		}
+		f, err := os.CreateTemp(dir, "volrep-")
+		if err != nil {
+			return false, nil, err
+		}
+		os.Remove(f.Name())
+		n, err := io.Copy(f, r.Body)
+		if err != nil {
+			f.Close()
+			return false, nil, err
+		}
+		return true, &spooled{f: f, n: n}, nil
+	case op == "op" && r.Method == http.MethodPost:
+		b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			return false, nil, err
+		}
+		var q struct{ Op string }
+		json.Unmarshal(b, &q)
+		switch q.Op {
+		case volfs.OpMkdir, volfs.OpCreate, volfs.OpUnlink, volfs.OpRmdir, volfs.OpRename, volfs.OpSymlink, volfs.OpLink, volfs.OpSetattr:
+			return true, &spooled{b: b}, nil
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	return false, nil, nil
+}
+
+func withBody(r *http.Request, body io.Reader) *http.Request {
+	r2 := r.Clone(r.Context())
+	r2.Body = io.NopCloser(body)
+	return r2
+}
+
+// applied tells whether a recorded volfs answer is a success.
+func applied(rec *httptest.ResponseRecorder) bool {
+	if rec.Code != http.StatusOK {
+		return false
+	}
+	var rep volfs.Reply
+	return json.Unmarshal(rec.Body.Bytes(), &rep) == nil && rep.Errno == 0
+}
+
+func copyRecorded(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(rec.Body.Bytes())
+}
+
+// replicationClient carries writes to replicas through the servers.
+func (a *Agent) replicationClient() (*http.Client, error) {
+	var tr http.RoundTripper
+	if a.cfg.VolumeTransport != nil {
+		tr = a.cfg.VolumeTransport()
+	}
+	if tr == nil {
+		return nil, errors.New("no way to the servers yet")
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
+}
+
+// sendWrite sends one write to a replica and waits until it applied it.
+func (a *Agent) sendWrite(r *http.Request, replica, tenant, name string, epoch int64, seq uint64, body *spooled) error {
+	hc, err := a.replicationClient()
+	if err != nil {
+		return err
+	}
+	u := "http://volrep/" + url.PathEscape(tenant) + "/" + url.PathEscape(name) + "/" + url.PathEscape(replica) + "/" + path.Base(r.URL.Path)
+	if r.URL.RawQuery != "" {
+		u += "?" + r.URL.RawQuery
+	}
+	req, err := http.NewRequest(r.Method, u, body.reader())
+	if err != nil {
+		return err
+	}
+	if body.f != nil {
+		req.ContentLength = body.n
+	}
+	req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
+	req.Header.Set(volfs.HeaderEpoch, strconv.FormatInt(epoch, 10))
+	req.Header.Set(volfs.HeaderSeq, strconv.FormatUint(seq, 10))
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	var rep volfs.Reply
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		return err
+	}
+	if rep.Errno != 0 {
+		return fmt.Errorf("the replica answers %v: its copy differs", rep.Err())
+	}
+	return nil
+}
+
+// setReplicaState records a replica's state through a server.
+func (a *Agent) setReplicaState(tenant, name, replica, state string, epoch int64) error {
+	hc, err := a.replicationClient()
+	if err != nil {
+		return err
+	}
+	u := "http://volrep/" + url.PathEscape(tenant) + "/" + url.PathEscape(name) + "/" + url.PathEscape(replica) + "/state?state=" + url.QueryEscape(state)
+	req, err := http.NewRequest(http.MethodPost, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(volfs.HeaderEpoch, strconv.FormatInt(epoch, 10))
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+// VolumeReplicaFS applies the writes a volume's primary sends to this
+// node's replica of it, in order, and answers GET .../seq
+// (the node protocol's VolumeReplicas).
+func (a *Agent) VolumeReplicaFS(tenant, name string) http.Handler {
+	local := volfs.Handler(func(ctx context.Context) (string, error) { return a.networkRoot(ctx, tenant, name) })
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if op := path.Base(r.URL.Path); deltaOps[op] {
+			a.receiveCatchUp(w, r, tenant, name, op)
+			return
+		}
+		if path.Base(r.URL.Path) == "seq" {
+			seq, err := a.VolumeSeq(tenant, name)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			json.NewEncoder(w).Encode(seq)
+			return
+		}
+		seq, err := strconv.ParseUint(r.Header.Get(volfs.HeaderSeq), 10, 64)
+		if err != nil {
+			http.Error(w, "volume replication: no sequence number", http.StatusBadRequest)
+			return
+		}
+		st := a.volState(tenant, name)
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if err := a.loadSeq(st, tenant, name); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if seq != st.seq+1 {
+			// A gap (or a write applied twice): this copy is not the
+			// primary's; the primary marks it stale.
+			http.Error(w, fmt.Sprintf("volume %s: write %d after %d: out of order", name, seq, st.seq), http.StatusConflict)
+			return
+		}
+		rec := httptest.NewRecorder()
+		local.ServeHTTP(rec, r)
+		if applied(rec) {
+			if err := a.storeSeq(st, tenant, name, seq); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
+		copyRecorded(w, rec)
+	})
+}

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/macro-cloud/macro/agent"
+	"github.com/macro-cloud/macro/nodeproto"
+	"github.com/macro-cloud/macro/store"
+	"github.com/macro-cloud/macro/types"
+	"github.com/macro-cloud/macro/volume"
+)
+
+// volumeDirectory is the servers' side of remote volumes and their
+// replication (nodeproto.VolumeDirectory): routes from the volumes'
+// records in the store, promotion of a replica when a primary's node is
+// dead, and the replica states primaries report.
+type volumeDirectory struct {
+	st      *store.Store
+	tunnels *nodeproto.Tunnels
+	local   string
+	agent   *agent.Agent // nil: this server runs no agent
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	alive   map[string]bool
+	aliveAt time.Time
+}
+
+var _ nodeproto.VolumeDirectory = (*volumeDirectory)(nil)
+
+// ready tells which nodes are alive, read at most every half second.
+func (d *volumeDirectory) ready(ctx context.Context) (map[string]bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if time.Since(d.aliveAt) < 500*time.Millisecond {
+		return d.alive, nil
+	}
+	nodes, err := d.st.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.alive = map[string]bool{}
+	for _, n := range nodes {
+		d.alive[n.Name] = n.Ready
+	}
+	d.aliveAt = time.Now()
+	return d.alive, nil
+}
+
+func (d *volumeDirectory) volume(ctx context.Context, tenant, name string) (types.Volume, error) {
+	v, err := d.st.Volume(ctx, tenant, name)
+	if err != nil {
+		return v, fmt.Errorf("volume %s: %w", name, err)
+	}
+	if v.Driver != "nfs" && v.Driver != "gfs" {
+		return v, fmt.Errorf("volume %s is a %s volume: only nfs and gfs volumes are mounted from other nodes", name, v.Driver)
+	}
+	if v.Node == "" {
+		return v, fmt.Errorf("volume %s has no node", name)
+	}
+	return v, nil
+}
+
+func routeOf(v types.Volume) nodeproto.VolumeRoute {
+	rt := nodeproto.VolumeRoute{Primary: v.Node, Epoch: v.Epoch}
+	for _, r := range v.Replicas {
+		if r.State == volume.ReplicaInSync {
+			rt.InSync = append(rt.InSync, r.Node)
+		} else {
+			rt.Others = append(rt.Others, r.Node)
+		}
+	}
+	return rt
+}
+
+// Route is the volume's route; when its primary's node is dead and an
+// in-sync replica's is alive, that replica is promoted first.
+func (d *volumeDirectory) Route(ctx context.Context, tenant, name string) (nodeproto.VolumeRoute, error) {
+	v, err := d.volume(ctx, tenant, name)
+	if err != nil {
+		return nodeproto.VolumeRoute{}, err
+	}
+	if len(v.Replicas) == 0 {
+		return routeOf(v), nil
+	}
+	alive, err := d.ready(ctx)
+	if err != nil {
+		return nodeproto.VolumeRoute{}, err
+	}
+	if alive[v.Node] {
+		return routeOf(v), nil
+	}
+	if v, err = d.promote(ctx, v, alive); err != nil {
+		return nodeproto.VolumeRoute{}, err
+	}
+	return routeOf(v), nil
+}
+
+// seq asks a node the sequence number of the last write its copy of the
+// volume applied.
+func (d *volumeDirectory) seq(ctx context.Context, node, tenant, name string) (uint64, error) {
+	if node == d.local && d.agent != nil {
+		return d.agent.VolumeSeq(tenant, name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return d.tunnels.Remote(node).VolumeSeq(ctx, tenant, name)
+}
+
+// promote makes the most up-to-date alive in-sync replica the volume's
+// primary (volume.Promote), with a new epoch; the old primary and every
+// replica behind the new primary become stale.
+func (d *volumeDirectory) promote(ctx context.Context, v types.Volume, alive map[string]bool) (types.Volume, error) {
+	var sts []volume.ReplicaStatus
+	for _, r := range v.Replicas {
+		st := volume.ReplicaStatus{Node: r.Node, State: r.State, Alive: alive[r.Node]}
+		if st.Alive && st.State == volume.ReplicaInSync {
+			seq, err := d.seq(ctx, r.Node, v.Tenant, v.Name)
+			if err != nil {
+				d.log.Warn("volume promotion: replica does not answer", "volume", v.Name, "node", r.Node, "err", err)
+				st.Alive = false
+			}
+			st.Seq = seq
+		}
+		sts = append(sts, st)
+	}
+	next, ok := volume.Promote(sts)
+	if !ok {
+		return v, fmt.Errorf("volume %s: its node %s is down and no replica in sync is up", v.Name, v.Node)
+	}
+	var top uint64
+	for _, s := range sts {
+		if s.Node == next {
+			top = s.Seq
+		}
+	}
+	epoch := v.Epoch
+	nv, err := d.st.UpdateVolume(ctx, v.Tenant, v.Name, func(cur *types.Volume) error {
+		if cur.Epoch != epoch {
+			return errPromoted // another server promoted meanwhile
+		}
+		old := cur.Node
+		var reps []types.VolumeReplica
+		for _, r := range cur.Replicas {
+			if r.Node == next {
+				continue
+			}
+			for _, s := range sts {
+				if s.Node == r.Node && s.Seq < top {
+					r.State = volume.ReplicaStale
+				}
+			}
+			reps = append(reps, r)
+		}
+		cur.Replicas = append(reps, types.VolumeReplica{Node: old, State: volume.ReplicaStale})
+		slices.SortFunc(cur.Replicas, func(a, b types.VolumeReplica) int { return cmpString(a.Node, b.Node) })
+		cur.Node = next
+		cur.Epoch++
+		return nil
+	})
+	if errors.Is(err, errPromoted) {
+		return d.st.Volume(ctx, v.Tenant, v.Name)
+	}
+	if err != nil {
+		return v, err
+	}
+	d.log.Warn("volume primary promoted", "tenant", v.Tenant, "volume", v.Name, "from", v.Node, "to", next, "epoch", nv.Epoch, "seq", top)
+	return nv, nil
+}
+
+var errPromoted = errors.New("promoted meanwhile")
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// CheckReplica admits a write of the primary of epoch to replica node.
+func (d *volumeDirectory) CheckReplica(ctx context.Context, tenant, name, node string, epoch int64) error {
+	v, err := d.volume(ctx, tenant, name)
+	if err != nil {
+		return err
+	}
+	if v.Epoch != epoch {
+		return fmt.Errorf("volume %s: epoch %d is over (now %d, primary %s)", name, epoch, v.Epoch, v.Node)
+	}
+	for _, r := range v.Replicas {
+		if r.Node == node {
+			return nil
+		}
+	}
+	return fmt.Errorf("volume %s: node %s keeps no replica", name, node)
+}
+
+// SetReplicaState records a replica's state if epoch is still the
+// volume's.
+func (d *volumeDirectory) SetReplicaState(ctx context.Context, tenant, name, node, state string, epoch int64) error {
+	switch state {
+	case volume.ReplicaInSync, volume.ReplicaStale, volume.ReplicaCatchingUp:
+	default:
+		return fmt.Errorf("unknown replica state %q", state)
+	}
+	_, err := d.st.UpdateVolume(ctx, tenant, name, func(v *types.Volume) error {
+		if v.Epoch != epoch {
+			return fmt.Errorf("volume %s: epoch %d is over (now %d)", name, epoch, v.Epoch)
+		}
+		for i := range v.Replicas {
+			if v.Replicas[i].Node == node {
+				v.Replicas[i].State = state
+				return nil
+			}
+		}
+		return fmt.Errorf("volume %s: node %s keeps no replica", name, node)
+	})
+	if err == nil {
+		d.log.Info("volume replica", "tenant", tenant, "volume", name, "node", node, "state", state)
+	}
+	return err
+}
+
+func localAgentOf(o nodeproto.Ops) *agent.Agent {
+	ag, _ := o.(*agent.Agent)
+	return ag
+}
+
+// localVolumeOps is this server's own agent as the node protocol's volume
+// server, nil when it runs none.
+func localVolumeOps(ag *agent.Agent) nodeproto.Ops {
+	if ag == nil {
+		return nil
+	}
+	return ag
+}
+
+// volumeTransport carries the in-process agent's remote volume mounts
+// through this server's own node client, once linkServer made it.
+type volumeTransport struct {
+	mu sync.Mutex
+	tr http.RoundTripper
+}
+
+func (v *volumeTransport) set(cli *nodeproto.Client) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.tr = cli.VolumeTransport()
+}
+
+func (v *volumeTransport) get() http.RoundTripper {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.tr
+}

@@ -1,0 +1,278 @@
+package e2e
+
+import (
+	"crypto/md5"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/macro-cloud/macro/internal/testenv"
+	"github.com/macro-cloud/macro/internal/testimages"
+)
+
+// startZonedCluster is startNodeCluster with one zone per agent (n2 in
+// zone z2, n3 in z3, ...), so that a test chooses a pod's node with an
+// lv2 volume of that zone (the only way a tenant pins a pod).
+func startZonedCluster(t *testing.T, n int) *nodeCluster {
+	hosts := testenv.NewHosts(t, n)
+	h1 := hosts.List[0]
+	addr := net.JoinHostPort(h1.Addr.String(), strconv.Itoa(testenv.FreePort(t)))
+	c := &nodeCluster{api: "https://" + addr, agents: map[string]*testenv.Server{}, hosts: map[string]*testenv.Host{}}
+	c.srv = testenv.StartServer(t, testenv.OnHost(h1), testenv.WithArgs("--api-addr", addr, "--ingress-http", "off", "--ingress-https", "off",
+		"--node-ttl", nodeTTL.String(), "--agent=false", "--vpc=false"))
+	out, err := exec.Command(testenv.Macro(t), "admin", "--data-dir", c.srv.DataDir, "join-token", "node").Output()
+	if err != nil {
+		t.Fatalf("join-token node: %v", err)
+	}
+	c.token = strings.TrimSpace(string(out))
+	caHash := caHashOf(t, c.srv)
+	for i, h := range hosts.List[1:] {
+		name := "n" + strconv.Itoa(i+2)
+		c.hosts[name] = h
+		c.agents[name] = testenv.StartAgent(t, testenv.OnHost(h), testenv.WithArgs("--server", c.api, "--token", c.token,
+			"--ca-hash", caHash, "--node-name", name, "--label", "zone=z"+name[1:], "--vpc=false"))
+	}
+	return c
+}
+
+// volumeCopy is the directory of a node's copy of an nfs or gfs volume of
+// the default tenant.
+func volumeCopy(c *nodeCluster, node, name string) string {
+	return filepath.Join(c.agents[node].DataDir, "btrfs", "pool", "v", "default", name)
+}
+
+// md5Of is the hex MD5 of a file, "" if it cannot be read.
+func md5Of(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Logf("md5 of %s: %v", p, err)
+		return ""
+	}
+	return fmt.Sprintf("%x", md5.Sum(b))
+}
+
+// sh runs a shell command in a container and returns its output.
+func (c *nodeCluster) sh(t *testing.T, ctr, cmd string) string {
+	t.Helper()
+	return c.docker(t, "exec", ctr, "sh", "-c", cmd)
+}
+
+// TestRemoteVolumeMounts: a gfs volume held by n2 is mounted by pods on
+// n2 (a bind mount of its directory), n3 and n4 (FUSE through the server
+// and n2's tunnel) at once, with close-to-open consistency: what one pod
+// wrote and closed, a pod on another node sees when it opens the file.
+func TestRemoteVolumeMounts(t *testing.T) {
+	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
+		}
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("needs /dev/fuse")
+	}
+	c := startZonedCluster(t, 4)
+	c.docker(t, "load", "-i", testimages.Busybox(t))
+	report := os.Getenv("MACRO_VOLFS_BENCH")
+	size := "64M"
+	if report != "" {
+		size = "2G" // room for fio's file; the quota check is skipped
+	}
+	c.docker(t, "volume", "create", "--driver", "gfs", "-o", "zone=z2", "-o", "size="+size, "shared")
+	pods := map[string]string{"n2": "pa", "n3": "pb", "n4": "pc"}
+	for node, name := range pods {
+		c.docker(t, "volume", "create", "--driver", "lv2", "-o", "size=16M", "-o", "zone=z"+node[1:], "pin-"+node)
+		c.docker(t, "run", "-d", "--name", name, "-v", "pin-"+node+":/pin", "-v", "shared:/data", "busybox", "sleep", "1d")
+	}
+	for node, name := range pods {
+		c.waitPlaced(t, name, func(n string) bool { return n == node })
+	}
+
+	// Written and closed on n3: read on n4 (FUSE to FUSE) and on n2.
+	c.sh(t, "pb", "echo from-b > /data/b.txt")
+	for _, r := range []string{"pc", "pa"} {
+		if got := c.sh(t, r, "cat /data/b.txt"); got != "from-b" {
+			t.Fatalf("%s reads %q", r, got)
+		}
+	}
+	// Written on the primary's node, rewritten shorter on n4: each next
+	// open sees the last close.
+	c.sh(t, "pa", "echo a-much-longer-line-from-a > /data/b.txt")
+	if got := c.sh(t, "pb", "cat /data/b.txt"); got != "a-much-longer-line-from-a" {
+		t.Fatalf("pb reads %q after pa's write", got)
+	}
+	c.sh(t, "pc", "echo c > /data/b.txt")
+	if got := c.sh(t, "pb", "cat /data/b.txt"); got != "c" {
+		t.Fatalf("pb reads %q after pc's write", got)
+	}
+	// Metadata: directories, renames, symlinks, modes, removal.
+	c.sh(t, "pb", "mkdir -p /data/d/e && echo x > /data/d/e/x && mv /data/d/e/x /data/d/y && ln -s y /data/d/l && chmod 600 /data/d/y")
+	if got := c.sh(t, "pc", "ls /data/d | tr '\\n' ' '; stat -c %a /data/d/y; cat /data/d/l"); got != "e l y 600\nx" {
+		t.Fatalf("pc sees %q", got)
+	}
+	c.sh(t, "pa", "rm -r /data/d/e")
+	if got := c.sh(t, "pb", "ls /data/d | tr '\\n' ' '"); got != "l y" {
+		t.Fatalf("pb lists %q after pa's rm", got)
+	}
+	// 8 MiB of random bytes, its checksum equal on every node.
+	sum := strings.Fields(c.sh(t, "pc", "head -c 8388608 /dev/urandom > /data/big && md5sum /data/big"))[0]
+	for _, r := range []string{"pa", "pb"} {
+		if got := strings.Fields(c.sh(t, r, "md5sum /data/big"))[0]; got != sum {
+			t.Fatalf("%s: md5 %s, pc wrote %s", r, got, sum)
+		}
+	}
+	// Three copies: the replicas on n3 and n4 have every file, the same.
+	if st := c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "shared"); !strings.Contains(st, `"primary":"n2"`) ||
+		!strings.Contains(st, `"n3 (in-sync)"`) || !strings.Contains(st, `"n4 (in-sync)"`) {
+		t.Fatalf("volume status: %s", st)
+	}
+	for _, n := range []string{"n2", "n3", "n4"} {
+		if got := md5Of(t, filepath.Join(volumeCopy(c, n, "shared"), "big")); got != sum {
+			t.Fatalf("the copy on %s: md5 %s, want %s", n, got, sum)
+		}
+	}
+	// The volume's size holds across the FUSE mount: the write-back of a
+	// file past it fails, and fsync (or close) says so in the pod.
+	if report == "" {
+		r := testenv.Docker(t, c.srv.Host(), "exec", "pb", "dd", "if=/dev/zero", "of=/data/huge", "bs=1M", "count=100", "conv=fsync")
+		if r.ExitCode == 0 || !strings.Contains(r.Combined(), "quota") {
+			t.Fatalf("writing past the size: exit %d\n%s", r.ExitCode, r.Combined())
+		}
+		c.sh(t, "pb", "rm -f /data/huge")
+	} else {
+		benchRemoteVolume(t, c, report)
+	}
+	// In use: 409 as before; the FUSE mounts go with their pods.
+	if r := testenv.Docker(t, c.srv.Host(), "volume", "rm", "shared"); r.ExitCode == 0 || !strings.Contains(r.Combined(), "in use") {
+		t.Fatalf("volume rm of a mounted volume: %s", r.Combined())
+	}
+	c.docker(t, "rm", "-f", "pa", "pb", "pc")
+	for _, n := range []string{"n3", "n4"} {
+		deadline := time.Now().Add(30 * time.Second)
+		for len(mountedUnder(t, c.agents[n].DataDir+"/volfs")) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still has FUSE mounts 30 s after its pod was removed: %v", n, mountedUnder(t, c.agents[n].DataDir+"/volfs"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	c.docker(t, "volume", "rm", "shared")
+}
+
+// TestVolumeFailover: a gfs volume with three copies (primary n2,
+// replicas n3 and n4). A pod on n3 writes files and records the checksum
+// of each write that fsync acknowledged; n2's agent is killed (SIGKILL)
+// meanwhile. A replica is promoted, the writes go on, and every
+// acknowledged file is there with its checksum, on both remaining copies;
+// n2, back, catches up and counts again.
+func TestVolumeFailover(t *testing.T) {
+	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
+		}
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("needs /dev/fuse")
+	}
+	c := startZonedCluster(t, 4)
+	c.docker(t, "load", "-i", testimages.Busybox(t))
+	c.docker(t, "volume", "create", "--driver", "gfs", "-o", "zone=z2", "ha")
+	for _, n := range []string{"n3", "n4"} {
+		c.docker(t, "volume", "create", "--driver", "lv2", "-o", "size=16M", "-o", "zone=z"+n[1:], "pin-"+n)
+	}
+	// The writer: 16 KiB of random bytes per file, dd with fsync; a
+	// checksum is recorded only when dd succeeded (fsync acknowledged).
+	const files = 80
+	start := time.Now()
+	writer := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do i=$((i+1)); head -c 16384 /dev/urandom > /tmp/c;
+	  if dd if=/tmp/c of=/data/f$i bs=16384 conv=fsync 2>/tmp/err; then echo "$(md5sum < /tmp/c | cut -c1-32) f$i" >> /tmp/acked; else cat /tmp/err >> /tmp/failed; fi;
+	  sleep 0.05; done; touch /tmp/done; sleep 1d`, files)
+	c.docker(t, "run", "-d", "--name", "writer", "-v", "pin-n3:/pin", "-v", "ha:/data", "busybox", "sh", "-c", writer)
+	c.docker(t, "run", "-d", "--name", "reader", "-v", "pin-n4:/pin", "-v", "ha:/data", "busybox", "sleep", "1d")
+	c.waitPlaced(t, "writer", func(n string) bool { return n == "n3" })
+	c.waitPlaced(t, "reader", func(n string) bool { return n == "n4" })
+
+	acked := func() map[string]string {
+		out := testenv.Docker(t, c.srv.Host(), "exec", "writer", "cat", "/tmp/acked").Stdout
+		m := map[string]string{}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if f := strings.Fields(l); len(f) == 2 {
+				m[f[1]] = f[0]
+			}
+		}
+		return m
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(acked()) < 20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer acknowledged %d files in 60 s", len(acked()))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.agents["n2"].Kill()
+	killedAt := len(acked())
+	t.Logf("%v: n2 killed after %d acknowledged writes", time.Since(start).Round(time.Millisecond), killedAt)
+	deadline = time.Now().Add(120 * time.Second)
+	for testenv.Docker(t, c.srv.Host(), "exec", "writer", "test", "-f", "/tmp/done").ExitCode != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer is not done after 120 s (%d acknowledged)", len(acked()))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	want := acked()
+	t.Logf("%v: the writer is done", time.Since(start).Round(time.Millisecond))
+	failed := testenv.Docker(t, c.srv.Host(), "exec", "writer", "sh", "-c", "cat /tmp/failed 2>/dev/null").Stdout
+	t.Logf("%d of %d writes acknowledged (%d before the kill); failed: %q", len(want), files, killedAt, failed)
+	if len(want) <= killedAt {
+		t.Fatalf("no write was acknowledged after the primary died")
+	}
+	st := c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "ha")
+	if strings.Contains(st, `"primary":"n2"`) || !strings.Contains(st, `"n2 (stale)"`) && !strings.Contains(st, `"n2 (catching-up)"`) {
+		t.Fatalf("after the kill: %s", st)
+	}
+	// Every acknowledged file, with its checksum: read on n4 through the
+	// new primary, and in both remaining copies.
+	got := map[string]string{}
+	for _, l := range strings.Split(c.sh(t, "reader", "cd /data && md5sum f*"), "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			got[f[1]] = f[0]
+		}
+	}
+	for f, sum := range want {
+		if got[f] != sum {
+			t.Errorf("%s: read %q, acknowledged %s", f, got[f], sum)
+		}
+		for _, n := range []string{"n3", "n4"} {
+			if g := md5Of(t, filepath.Join(volumeCopy(c, n, "ha"), f)); g != sum {
+				t.Errorf("%s on %s: %q, acknowledged %s", f, n, g, sum)
+			}
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// n2 comes back: it catches up from the new primary and is in sync
+	// again, with the same files.
+	c.agents["n2"].Start()
+	t.Logf("%v: n2 started again", time.Since(start).Round(time.Millisecond))
+	deadline = time.Now().Add(60 * time.Second)
+	for !strings.Contains(c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "ha"), `"n2 (in-sync)"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 is not in sync 60 s after it came back: %s", c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "ha"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%v: n2 in sync", time.Since(start).Round(time.Millisecond))
+	for f, sum := range want {
+		if g := md5Of(t, filepath.Join(volumeCopy(c, "n2", "ha"), f)); g != sum {
+			t.Errorf("%s on n2 after catching up: %q, acknowledged %s", f, g, sum)
+		}
+	}
+	c.docker(t, "rm", "-f", "writer", "reader")
+}
