@@ -203,26 +203,7 @@ func writeUndo(state string, r *os.Root, newDirIno uint64, plans []*patchPlan) e
 		f.Close()
 		u.Files = append(u.Files, rec)
 	}
-	p := undoFile(state)
-	f, err := os.OpenFile(p+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(u.encode()); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(p+".tmp", p); err != nil {
-		return err
-	}
-	return syncDir(state)
+	return writeSynced(undoFile(state), u.encode())
 }
 
 // applyPatch writes a plan's chunks into the linked file of the new tree.

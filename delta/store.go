@@ -300,28 +300,8 @@ func (s *Store) Commit(ctx context.Context, m *Manifest) error {
 	if err := syncfs(s.dir); err != nil {
 		return err
 	}
-	p := filepath.Join(s.dir, "manifest")
-	f, err := os.OpenFile(p+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := writeSynced(filepath.Join(s.dir, "manifest"), s.seal(m.Encode(), "manifest")); err != nil {
 		return err
-	}
-	if _, err := f.Write(s.seal(m.Encode(), "manifest")); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(p+".tmp", p); err != nil {
-		return err
-	}
-	if d, err := os.Open(s.dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	// Prune what only the previous export needed (and what an earlier,
 	// interrupted export left).

@@ -61,12 +61,18 @@ func inPlace(root, state string) bool {
 func journalFile(state string) string { return stateFile(state, "switch") }
 
 func writeJournal(state, phase string) error {
-	p := journalFile(state)
+	return writeSynced(journalFile(state), []byte(phase+"\n"))
+}
+
+// writeSynced replaces the file at p with data so that a crash leaves the
+// old content or the new, never a mix: a synced temporary file renamed
+// over it, then its directory synced.
+func writeSynced(p string, data []byte) error {
 	f, err := os.OpenFile(p+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := f.WriteString(phase + "\n"); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
 	}
@@ -80,7 +86,7 @@ func writeJournal(state, phase string) error {
 	if err := os.Rename(p+".tmp", p); err != nil {
 		return err
 	}
-	return syncDir(state)
+	return syncDir(filepath.Dir(p))
 }
 
 func syncDir(dir string) error {
