@@ -82,6 +82,8 @@ type Agent struct {
 	volOnce sync.Once
 	vols    volume.Registry
 	volfs   volfsMounts
+	// accessMu makes one mount at a time for access (volaccess.go).
+	accessMu sync.Mutex
 }
 
 // New returns an Agent; Run starts it.

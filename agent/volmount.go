@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -103,22 +104,25 @@ func (a *Agent) volfsDir(pod string, i int) string {
 }
 
 func (w *worker) mountRemoteVolume(tenant string, i int, m types.Mount) (string, error) {
-	a := w.a
+	return w.a.mountVolfs(tenant, m.Source, w.a.volfsDir(w.id, i), w.log.With("volume", m.Source))
+}
+
+// mountVolfs mounts the volume from its primary through FUSE at dir and
+// keeps the mount's server in a.volfs.
+func (a *Agent) mountVolfs(tenant, name, dir string, log *slog.Logger) (string, error) {
 	hc, err := a.replicationClient()
 	if err != nil {
-		return "", fmt.Errorf("volume %s: %w", m.Source, err)
+		return "", fmt.Errorf("volume %s: %w", name, err)
 	}
-	dir := a.volfsDir(w.id, i)
 	cache := filepath.Join(a.cfg.DataDir, "volfs", "cache")
 	for _, d := range []string{dir, cache} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return "", err
 		}
 	}
-	log := w.log.With("volume", m.Source)
 	c := &volfs.Client{
 		HC:      &http.Client{Transport: hc.Transport},
-		Base:    "http://volfs/" + url.PathEscape(tenant) + "/" + url.PathEscape(m.Source),
+		Base:    "http://volfs/" + url.PathEscape(tenant) + "/" + url.PathEscape(name),
 		OnError: func(err error) { log.Warn("remote volume", "err", err) },
 	}
 	// One call first, so that a volume that cannot be reached fails the
@@ -130,11 +134,11 @@ func (w *worker) mountRemoteVolume(tenant string, i int, m types.Mount) (string,
 		if reason != nil {
 			err = reason
 		}
-		return "", fmt.Errorf("mount volume %s from its node: %w", m.Source, err)
+		return "", fmt.Errorf("mount volume %s from its node: %w", name, err)
 	}
-	srv, err := volfs.Mount(dir, c, volfs.MountOptions{CacheDir: cache, Name: "volfs:" + m.Source})
+	srv, err := volfs.Mount(dir, c, volfs.MountOptions{CacheDir: cache, Name: "volfs:" + name})
 	if err != nil {
-		return "", fmt.Errorf("mount volume %s: %w", m.Source, err)
+		return "", fmt.Errorf("mount volume %s: %w", name, err)
 	}
 	a.volfs.mu.Lock()
 	if a.volfs.m == nil {

@@ -26,6 +26,9 @@ WORK=$(mktemp -d /tmp/macro-bench-ingress.XXXXXX)
 PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	# start runs in a command substitution, whose PIDS+= is lost: what it
+	# started is found by its path under WORK.
+	pkill -f "^$WORK/" 2>/dev/null || true
 	wait 2>/dev/null || true
 	rm -rf "$WORK"
 }

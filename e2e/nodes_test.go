@@ -30,6 +30,12 @@ const nodeTTL = 3 * time.Second
 // startNodeCluster starts a server that runs no pods itself on the first
 // host and an agent named n2, n3, ... on each other one, all in zone z.
 func startNodeCluster(t *testing.T, n int) *nodeCluster {
+	return startNodeClusterZones(t, n, func(string) string { return "z" })
+}
+
+// startNodeClusterZones is startNodeCluster with each agent in the zone
+// zoneOf gives its name.
+func startNodeClusterZones(t *testing.T, n int, zoneOf func(node string) string) *nodeCluster {
 	hosts := testenv.NewHosts(t, n)
 	h1 := hosts.List[0]
 	addr := net.JoinHostPort(h1.Addr.String(), strconv.Itoa(testenv.FreePort(t)))
@@ -46,7 +52,7 @@ func startNodeCluster(t *testing.T, n int) *nodeCluster {
 		name := "n" + strconv.Itoa(i+2)
 		c.hosts[name] = h
 		c.agents[name] = testenv.StartAgent(t, testenv.OnHost(h), testenv.WithArgs("--server", c.api, "--token", c.token,
-			"--ca-hash", caHash, "--node-name", name, "--label", "zone=z", "--vpc=false"))
+			"--ca-hash", caHash, "--node-name", name, "--label", "zone="+zoneOf(name), "--vpc=false"))
 	}
 	return c
 }

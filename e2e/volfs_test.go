@@ -1,17 +1,21 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/md5"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
-	"net"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/internal/testenv"
 	"github.com/macro-cloud/macro/internal/testimages"
 )
@@ -20,25 +24,7 @@ import (
 // zone z2, n3 in z3, ...), so that a test chooses a pod's node with an
 // lv2 volume of that zone (the only way a tenant pins a pod).
 func startZonedCluster(t *testing.T, n int) *nodeCluster {
-	hosts := testenv.NewHosts(t, n)
-	h1 := hosts.List[0]
-	addr := net.JoinHostPort(h1.Addr.String(), strconv.Itoa(testenv.FreePort(t)))
-	c := &nodeCluster{api: "https://" + addr, agents: map[string]*testenv.Server{}, hosts: map[string]*testenv.Host{}}
-	c.srv = testenv.StartServer(t, testenv.OnHost(h1), testenv.WithArgs("--api-addr", addr, "--ingress-http", "off", "--ingress-https", "off",
-		"--node-ttl", nodeTTL.String(), "--agent=false", "--vpc=false"))
-	out, err := exec.Command(testenv.Macro(t), "admin", "--data-dir", c.srv.DataDir, "join-token", "node").Output()
-	if err != nil {
-		t.Fatalf("join-token node: %v", err)
-	}
-	c.token = strings.TrimSpace(string(out))
-	caHash := caHashOf(t, c.srv)
-	for i, h := range hosts.List[1:] {
-		name := "n" + strconv.Itoa(i+2)
-		c.hosts[name] = h
-		c.agents[name] = testenv.StartAgent(t, testenv.OnHost(h), testenv.WithArgs("--server", c.api, "--token", c.token,
-			"--ca-hash", caHash, "--node-name", name, "--label", "zone=z"+name[1:], "--vpc=false"))
-	}
-	return c
+	return startNodeClusterZones(t, n, func(node string) string { return "z" + node[1:] })
 }
 
 // volumeCopy is the directory of a node's copy of an nfs or gfs volume of
@@ -136,6 +122,9 @@ func TestRemoteVolumeMounts(t *testing.T) {
 			t.Fatalf("the copy on %s: md5 %s, want %s", n, got, sum)
 		}
 	}
+	// WebDAV through the server, which holds no copy: it reaches the
+	// primary as the pods do, and what it writes is replicated.
+	davThroughServer(t, c, sum)
 	// The volume's size holds across the FUSE mount: the write-back of a
 	// file past it fails, and fsync (or close) says so in the pod.
 	if report == "" {
@@ -275,4 +264,52 @@ func TestVolumeFailover(t *testing.T) {
 		}
 	}
 	c.docker(t, "rm", "-f", "writer", "reader")
+}
+
+// davThroughServer reads the volume "shared" over WebDAV through c's
+// server (bigSum: the MD5 of its file big), writes a file there, and
+// checks that a pod and every copy see it.
+func davThroughServer(t *testing.T, c *nodeCluster, bigSum string) {
+	t.Helper()
+	out, err := exec.Command(testenv.Macro(t), "admin", "--data-dir", c.srv.DataDir, "token", "create", "--tenant", "default").Output()
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	token := strings.TrimSpace(string(out))
+	pem, err := os.ReadFile(filepath.Join(c.srv.DataDir, "ca", auth.CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	do := func(method, path string, body []byte) (int, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(method, c.api+"/dav/shared/"+path, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s /dav/shared/%s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, b := do(http.MethodGet, "big", nil); code != http.StatusOK || fmt.Sprintf("%x", md5.Sum(b)) != bigSum {
+		t.Fatalf("GET big over WebDAV: %d, %d bytes", code, len(b))
+	}
+	if code, b := do(http.MethodPut, "dav.txt", []byte("put-over-webdav\n")); code != http.StatusCreated {
+		t.Fatalf("PUT over WebDAV: %d %s", code, b)
+	}
+	if got := c.sh(t, "pb", "cat /data/dav.txt"); got != "put-over-webdav" {
+		t.Fatalf("a pod reads %q of the file put over WebDAV", got)
+	}
+	for _, n := range []string{"n2", "n3", "n4"} {
+		if b, err := os.ReadFile(filepath.Join(volumeCopy(c, n, "shared"), "dav.txt")); err != nil || string(b) != "put-over-webdav\n" {
+			t.Fatalf("the copy on %s of the file put over WebDAV: %q %v", n, b, err)
+		}
+	}
 }

@@ -281,7 +281,8 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 	images.SetInUseByTenant(func(tenant, imageID string) []string { return podsUsing(st, tenant, imageID) })
 	native.SetVolumeFiles(ag)
 	native.SetVolumeNodes(volumeNodes{local: node.Name, hasAgent: localAgent(ag, cfg.runAgent) != nil, tunnels: tunnels})
-	volAccess := access.New(access.Config{Volumes: ag, Store: st, Tokens: authn, Keys: volumeKeys, UploadDir: filepath.Join(dataDir, "s3-uploads"), Log: log})
+	defer ag.CloseAccess()
+	volAccess := access.New(access.Config{Volumes: accessVolumes{st: st, ag: ag}, Store: st, Tokens: authn, Keys: volumeKeys, UploadDir: filepath.Join(dataDir, "s3-uploads"), Log: log})
 
 	dockerAPI := docker.New(docker.Config{
 		FetchImage: peers.Fetch,

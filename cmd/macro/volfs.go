@@ -262,3 +262,19 @@ func (v *volumeTransport) get() http.RoundTripper {
 	defer v.mu.Unlock()
 	return v.tr
 }
+
+// accessVolumes gives WebDAV and S3 (package access) the directory of a
+// tenant's volume on this server: the node's own, or a FUSE mount of it
+// from its primary (agent.AccessRoot).
+type accessVolumes struct {
+	st *store.Store
+	ag *agent.Agent
+}
+
+func (v accessVolumes) VolumeRoot(ctx context.Context, tenant, name string) (string, error) {
+	vol, err := v.st.Volume(ctx, tenant, name)
+	if err != nil {
+		return "", err
+	}
+	return v.ag.AccessRoot(ctx, tenant, name, vol.Driver)
+}

@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/macro-cloud/macro/volume"
+)
+
+// Volumes reached without a pod (WebDAV and S3, package access) on a
+// server whose node does not hold them: an nfs or gfs volume whose primary
+// is another node, or that has replicas (its writes must go through the
+// primary to be replicated), is mounted here through FUSE once, at
+// DataDir/volfs/access/<tenant>/<name>, and the mount is kept for later
+// requests until the server stops (CloseAccess). A mount of a volume
+// removed since is harmless: access finds no volume of that name before
+// it looks at the mount, and a new volume of the name is reached through
+// it as the old one was. Other volumes live on one node: their
+// own directory here, or an error saying where they are.
+
+// AccessRoot is the directory through which a request without a pod
+// reaches the files of the tenant's volume of that driver.
+func (a *Agent) AccessRoot(ctx context.Context, tenant, name, driver string) (string, error) {
+	if !networkDriver(driver) {
+		return a.VolumeRoot(ctx, tenant, name)
+	}
+	hc, err := a.replicationClient()
+	if err != nil {
+		return a.VolumeRoot(ctx, tenant, name) // no servers to ask: here or nowhere
+	}
+	rt, err := volumeRoute(hc, tenant, name)
+	if err != nil {
+		return "", fmt.Errorf("volume %s: %w", name, err)
+	}
+	if rt.Primary == a.cfg.Node.Name && !rt.Replicated() {
+		return a.VolumeRoot(ctx, tenant, name)
+	}
+	if _, err := volume.VolumeDir(a.cfg.DataDir, volume.Ref{Tenant: tenant, Name: name}); err != nil {
+		return "", err // names that are no path element
+	}
+	dir := filepath.Join(a.cfg.DataDir, "volfs", "access", tenant, name)
+	a.accessMu.Lock()
+	defer a.accessMu.Unlock()
+	a.volfs.mu.Lock()
+	_, mounted := a.volfs.m[dir]
+	a.volfs.mu.Unlock()
+	if mounted {
+		return dir, nil
+	}
+	// A mount a previous agent process left no longer answers.
+	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+		return "", fmt.Errorf("volume %s: clear the old mount: %w", name, err)
+	}
+	return a.mountVolfs(tenant, name, dir, a.log.With("volume", name, "for", "access"))
+}
+
+// CloseAccess unmounts the volumes mounted for access (also those a
+// previous process left), when the server stops.
+func (a *Agent) CloseAccess() {
+	base := filepath.Join(a.cfg.DataDir, "volfs", "access")
+	tenants, err := os.ReadDir(base)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	for _, t := range tenants {
+		vols, _ := os.ReadDir(filepath.Join(base, t.Name()))
+		for _, v := range vols {
+			dir := filepath.Join(base, t.Name(), v.Name())
+			a.volfs.mu.Lock()
+			srv := a.volfs.m[dir]
+			delete(a.volfs.m, dir)
+			a.volfs.mu.Unlock()
+			if srv == nil || srv.Unmount() != nil {
+				unix.Unmount(dir, unix.MNT_DETACH)
+			}
+		}
+	}
+}
