@@ -26,7 +26,12 @@ type kraUp struct {
 }
 
 func newKraUp(t *testing.T) *kraUp {
-	c := newTenantCloud(t)
+	return kraUpOn(t, newTenantCloud(t))
+}
+
+// kraUpOn is newKraUp over a tenantCloud started already: tenant alice,
+// her token, kra and docker set up for her.
+func kraUpOn(t *testing.T, c *tenantCloud) *kraUp {
 	c.mustAdmin("tenant", "create", "alice")
 	token := strings.TrimSpace(c.mustAdmin("token", "create", "--tenant", "alice"))
 	home := t.TempDir()

@@ -12,33 +12,7 @@ import (
 	"time"
 
 	"github.com/macro-cloud/macro/internal/testenv"
-	"github.com/macro-cloud/macro/internal/testimages"
 )
-
-// kraUpOn is newKraUp over a tenantCloud started already: tenant alice,
-// her token, kra and docker set up for her.
-func kraUpOn(t *testing.T, c *tenantCloud) *kraUp {
-	c.mustAdmin("tenant", "create", "alice")
-	token := strings.TrimSpace(c.mustAdmin("token", "create", "--tenant", "alice"))
-	home := t.TempDir()
-	ca := filepath.Join(home, "ca.pem")
-	if err := os.WriteFile(ca, c.caPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	certDir, status, msg := c.certs(token)
-	if certDir == "" {
-		t.Fatalf("certs: %d %s", status, msg)
-	}
-	k := &kraUp{tenantCloud: c, kra: testenv.Kra(t), certDir: certDir, env: []string{
-		"PATH=" + os.Getenv("PATH"), "TZ=UTC", "HOME=" + home,
-		"XDG_CONFIG_HOME=" + filepath.Join(home, "config"), "DOCKER_CONFIG=" + filepath.Join(home, "docker"),
-		"KR_HOST=https://" + c.addr, "KR_CA=" + ca, "KR_ACCESS_TOKEN=" + token,
-	}}
-	if r := k.docker("load", "-i", testimages.Busybox(t)); r.ExitCode != 0 {
-		t.Fatalf("docker load: %s", r.Combined())
-	}
-	return k
-}
 
 // volumeListing is what a container sees of a volume: every path with its
 // type, mode, size and mtime, and every file's checksum.
