@@ -20,6 +20,7 @@ import (
 type nodeCluster struct {
 	srv    *testenv.Server
 	api    string // https://HOST:PORT of the server's API port
+	s3     string // HOST:PORT of the server's S3 listener
 	token  string // a node join token
 	agents map[string]*testenv.Server
 	hosts  map[string]*testenv.Host
@@ -39,8 +40,9 @@ func startNodeClusterZones(t *testing.T, n int, zoneOf func(node string) string)
 	hosts := testenv.NewHosts(t, n)
 	h1 := hosts.List[0]
 	addr := net.JoinHostPort(h1.Addr.String(), strconv.Itoa(testenv.FreePort(t)))
-	c := &nodeCluster{api: "https://" + addr, agents: map[string]*testenv.Server{}, hosts: map[string]*testenv.Host{}}
-	c.srv = testenv.StartServer(t, testenv.OnHost(h1), testenv.WithArgs("--api-addr", addr, "--ingress-http", "off", "--ingress-https", "off",
+	s3 := net.JoinHostPort(h1.Addr.String(), strconv.Itoa(testenv.FreePort(t)))
+	c := &nodeCluster{api: "https://" + addr, s3: s3, agents: map[string]*testenv.Server{}, hosts: map[string]*testenv.Host{}}
+	c.srv = testenv.StartServer(t, testenv.OnHost(h1), testenv.WithArgs("--api-addr", addr, "--s3-addr", s3, "--ingress-http", "off", "--ingress-https", "off",
 		"--node-ttl", nodeTTL.String(), "--agent=false", "--vpc=false"))
 	out, err := exec.Command(testenv.Macro(t), "admin", "--data-dir", c.srv.DataDir, "join-token", "node").Output()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -268,7 +269,8 @@ func TestVolumeFailover(t *testing.T) {
 
 // davThroughServer reads the volume "shared" over WebDAV through c's
 // server (bigSum: the MD5 of its file big), writes a file there, and
-// checks that a pod and every copy see it.
+// checks that a pod and every copy see it; then the same over S3 (curl's
+// SigV4, with a key of the volume).
 func davThroughServer(t *testing.T, c *nodeCluster, bigSum string) {
 	t.Helper()
 	out, err := exec.Command(testenv.Macro(t), "admin", "--data-dir", c.srv.DataDir, "token", "create", "--tenant", "default").Output()
@@ -311,5 +313,34 @@ func davThroughServer(t *testing.T, c *nodeCluster, bigSum string) {
 		if b, err := os.ReadFile(filepath.Join(volumeCopy(c, n, "shared"), "dav.txt")); err != nil || string(b) != "put-over-webdav\n" {
 			t.Fatalf("the copy on %s of the file put over WebDAV: %q %v", n, b, err)
 		}
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, c.api+"/apis/macro/v1/volumekeys", strings.NewReader(`{"volume": "shared"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key struct{ ID, Secret string }
+	err = json.NewDecoder(resp.Body).Decode(&key)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || err != nil {
+		t.Fatalf("POST /volumekeys: %d %v", resp.StatusCode, err)
+	}
+	s3 := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("curl", append([]string{"-sS", "--fail", "--cacert", filepath.Join(c.srv.DataDir, "ca", auth.CACertFile),
+			"--aws-sigv4", "aws:amz:us-east-1:s3", "-u", key.ID + ":" + key.Secret, "-H", "X-Amz-Content-Sha256: UNSIGNED-PAYLOAD"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl S3 %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	s3("-X", "PUT", "--data-binary", "put-over-s3", "https://"+c.s3+"/shared/s3.txt")
+	if got := s3("https://" + c.s3 + "/shared/dav.txt"); got != "put-over-webdav\n" {
+		t.Fatalf("GET over S3: %q", got)
+	}
+	if got := c.sh(t, "pc", "cat /data/s3.txt"); got != "put-over-s3" {
+		t.Fatalf("a pod reads %q of the file put over S3", got)
 	}
 }
