@@ -25,6 +25,7 @@
 #   make, curl, ca-certificates, git
 #                            the build itself, and curl for API tests
 #   rclone                   a real WebDAV and S3 client for the volume access tests
+#   wrk, caddy               bench/ingress.sh: the load generator, and the peer proxy
 set -euo pipefail
 
 packages=(
@@ -39,6 +40,7 @@ packages=(
   btrfs-progs xfsprogs fio
   make curl ca-certificates git
   rclone
+  wrk caddy
 )
 
 missing=()
