@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -20,25 +22,9 @@ you hold.`,
 		Args: args(cobra.NoArgs),
 	}
 	ls := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List your domains", Args: args(cobra.NoArgs)}
-	out := outputFlag(ls)
-	ls.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := a.native()
-		if err != nil {
-			return err
-		}
-		list, err := c.Domains(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if *out == "json" {
-			if list == nil {
-				list = []client.Domain{}
-			}
-			return printJSON(cmd.OutOrStdout(), list)
-		}
+	ls.RunE = nativeRun(a, outputFlag(ls), func(ctx context.Context, c *client.Client, _ []string) ([]client.Domain, error) {
+		return c.Domains(ctx)
+	}, func(w io.Writer, list []client.Domain) error {
 		rows := [][]string{}
 		for _, d := range list {
 			state := "pending: publish " + d.Record
@@ -47,8 +33,8 @@ you hold.`,
 			}
 			rows = append(rows, []string{d.Name, state, formatTime(d.Created)})
 		}
-		return printTable(cmd.OutOrStdout(), []string{"DOMAIN", "STATE", "CREATED"}, rows)
-	}
+		return printTable(w, []string{"DOMAIN", "STATE", "CREATED"}, rows)
+	})
 	add := &cobra.Command{
 		Use:   "add <domain>",
 		Short: "Claim a domain; prints the TXT record (or the HTTP answer) that proves it",

@@ -40,9 +40,6 @@ func newImagesCmd(a *app) *cobra.Command {
 		}
 		sort.SliceStable(list, func(i, j int) bool { return list[i].Created > list[j].Created })
 		if *out == "json" {
-			if list == nil {
-				list = []image.Summary{}
-			}
 			return printJSON(cmd.OutOrStdout(), list)
 		}
 		var rows [][]string

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -47,24 +48,11 @@ func newIngressLsCmd(a *app) *cobra.Command {
 		Short:   "List routes, raw TCP ports and labels that give no route",
 		Args:    args(cobra.NoArgs),
 	}
-	out := outputFlag(ls)
-	ls.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := a.native()
-		if err != nil {
-			return err
-		}
-		list, err := c.Ingresses(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if *out == "json" {
-			return printJSON(cmd.OutOrStdout(), list)
-		}
-		return printIngress(cmd.OutOrStdout(), list)
-	}
+	ls.RunE = nativeRun(a, outputFlag(ls), func(ctx context.Context, c *client.Client, _ []string) (*client.IngressList, error) {
+		return c.Ingresses(ctx)
+	}, func(w io.Writer, list *client.IngressList) error {
+		return printIngress(w, list)
+	})
 	return ls
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/macro-cloud/macro/client"
 	"github.com/macro-cloud/macro/client/clienttest"
 )
 
@@ -109,4 +110,19 @@ func TestScripts(t *testing.T) {
 			},
 		},
 	})
+}
+
+// TestPrintJSONEmpty: an empty listing is [] in JSON, never null, whatever
+// the element type (every -o json listing relies on it).
+func TestPrintJSONEmpty(t *testing.T) {
+	for _, v := range []any{[]client.Namespace(nil), []string(nil), []client.Namespace{}} {
+		var b strings.Builder
+		if err := printJSON(&b, v); err != nil || b.String() != "[]\n" {
+			t.Errorf("printJSON(%#v) = %q, %v", v, b.String(), err)
+		}
+	}
+	var b strings.Builder
+	if err := printJSON(&b, (*client.VPC)(nil)); err != nil || b.String() != "null\n" {
+		t.Errorf("printJSON of a nil pointer = %q, %v", b.String(), err)
+	}
 }

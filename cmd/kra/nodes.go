@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,26 +25,14 @@ own pods on each node.`,
 		Args: args(cobra.NoArgs),
 	}
 	ls := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List the nodes", Args: args(cobra.NoArgs)}
-	out := outputFlag(ls)
-	ls.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := a.native()
+	ls.RunE = nativeRun(a, outputFlag(ls), func(ctx context.Context, c *client.Client, _ []string) ([]client.Node, error) {
+		list, err := c.Nodes(ctx)
 		if err != nil {
-			return err
-		}
-		list, err := c.Nodes(cmd.Context())
-		if err != nil {
-			return err
+			return nil, err
 		}
 		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-		if *out == "json" {
-			if list == nil {
-				list = []client.Node{}
-			}
-			return printJSON(cmd.OutOrStdout(), list)
-		}
+		return list, nil
+	}, func(w io.Writer, list []client.Node) error {
 		rows := make([][]string, 0, len(list))
 		for _, n := range list {
 			status := "down"
@@ -52,8 +42,8 @@ own pods on each node.`,
 			rows = append(rows, []string{n.Name, status, orDash(n.Zone), n.Arch, strconv.Itoa(n.CPUs),
 				formatMemory(n.MemoryBytes), strconv.Itoa(n.Pods), orDash(otherLabels(n.Labels))})
 		}
-		return printTable(cmd.OutOrStdout(), []string{"NAME", "STATUS", "ZONE", "ARCH", "CPUS", "MEMORY", "PODS", "LABELS"}, rows)
-	}
+		return printTable(w, []string{"NAME", "STATUS", "ZONE", "ARCH", "CPUS", "MEMORY", "PODS", "LABELS"}, rows)
+	})
 	cmd.AddCommand(ls)
 	return cmd
 }

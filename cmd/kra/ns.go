@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 
@@ -26,32 +28,20 @@ of one namespace reach each other by name.`,
 		Short:   "List namespaces",
 		Args:    args(cobra.NoArgs),
 	}
-	out := outputFlag(ls)
-	ls.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := a.native()
+	ls.RunE = nativeRun(a, outputFlag(ls), func(ctx context.Context, c *client.Client, _ []string) ([]client.Namespace, error) {
+		list, err := c.Namespaces(ctx)
 		if err != nil {
-			return err
-		}
-		list, err := c.Namespaces(cmd.Context())
-		if err != nil {
-			return err
+			return nil, err
 		}
 		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-		if *out == "json" {
-			if list == nil {
-				list = []client.Namespace{}
-			}
-			return printJSON(cmd.OutOrStdout(), list)
-		}
+		return list, nil
+	}, func(w io.Writer, list []client.Namespace) error {
 		rows := make([][]string, 0, len(list))
 		for _, n := range list {
 			rows = append(rows, []string{n.Name, strconv.Itoa(n.Pods), formatTime(n.Created)})
 		}
-		return printTable(cmd.OutOrStdout(), []string{"NAME", "PODS", "CREATED"}, rows)
-	}
+		return printTable(w, []string{"NAME", "PODS", "CREATED"}, rows)
+	})
 
 	create := &cobra.Command{
 		Use:   "create <name>",

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/macro-cloud/macro/client"
 )
 
 // outputFlag adds -o table|json to a listing command.
@@ -31,10 +35,36 @@ func checkOutput(o string) error {
 
 // printJSON writes v as indented JSON; a nil slice is written as [].
 func printJSON(w io.Writer, v any) error {
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.IsNil() {
+		v = []struct{}{}
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
+}
+
+// nativeRun is the RunE of a command that reads one thing with the native
+// client (fetch, given the command's arguments) and prints it as JSON with
+// -o json (out), else as table writes it.
+func nativeRun[T any](a *app, out *string, fetch func(ctx context.Context, c *client.Client, args []string) (T, error), table func(w io.Writer, v T) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*out); err != nil {
+			return err
+		}
+		c, err := a.native()
+		if err != nil {
+			return err
+		}
+		v, err := fetch(cmd.Context(), c, args)
+		if err != nil {
+			return err
+		}
+		if *out == "json" {
+			return printJSON(cmd.OutOrStdout(), v)
+		}
+		return table(cmd.OutOrStdout(), v)
+	}
 }
 
 // table writes rows under a header, in columns as docker does.

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -26,31 +28,15 @@ overlay reach each other at their addresses there.`,
 		Short:   "List overlays",
 		Args:    args(cobra.NoArgs),
 	}
-	out := outputFlag(ls)
-	ls.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := a.native()
-		if err != nil {
-			return err
-		}
-		list, err := c.Overlays(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if *out == "json" {
-			if list == nil {
-				list = []client.Overlay{}
-			}
-			return printJSON(cmd.OutOrStdout(), list)
-		}
+	ls.RunE = nativeRun(a, outputFlag(ls), func(ctx context.Context, c *client.Client, _ []string) ([]client.Overlay, error) {
+		return c.Overlays(ctx)
+	}, func(w io.Writer, list []client.Overlay) error {
 		rows := make([][]string, 0, len(list))
 		for _, o := range list {
 			rows = append(rows, []string{o.Name, o.Driver, o.Subnet, strconv.Itoa(len(o.Members))})
 		}
-		return printTable(cmd.OutOrStdout(), []string{"NAME", "DRIVER", "SUBNET", "MEMBERS"}, rows)
-	}
+		return printTable(w, []string{"NAME", "DRIVER", "SUBNET", "MEMBERS"}, rows)
+	})
 
 	show := &cobra.Command{
 		Use:     "show <name>",
@@ -58,23 +44,9 @@ overlay reach each other at their addresses there.`,
 		Short:   "Show an overlay and its members' addresses",
 		Args:    args(cobra.ExactArgs(1)),
 	}
-	showOut := outputFlag(show)
-	show.RunE = func(cmd *cobra.Command, names []string) error {
-		if err := checkOutput(*showOut); err != nil {
-			return err
-		}
-		c, err := a.native()
-		if err != nil {
-			return err
-		}
-		o, err := c.Overlay(cmd.Context(), names[0])
-		if err != nil {
-			return err
-		}
-		if *showOut == "json" {
-			return printJSON(cmd.OutOrStdout(), o)
-		}
-		w := cmd.OutOrStdout()
+	show.RunE = nativeRun(a, outputFlag(show), func(ctx context.Context, c *client.Client, names []string) (*client.Overlay, error) {
+		return c.Overlay(ctx, names[0])
+	}, func(w io.Writer, o *client.Overlay) error {
 		fmt.Fprintf(w, "Name:       %s\n", o.Name)
 		fmt.Fprintf(w, "Namespace:  %s\n", o.Namespace)
 		if o.Network != "" {
@@ -91,7 +63,7 @@ overlay reach each other at their addresses there.`,
 			rows = append(rows, []string{m.Pod, addr})
 		}
 		return printTable(w, []string{"POD", "ADDRESS"}, rows)
-	}
+	})
 	cmd.AddCommand(ls, show)
 	return cmd
 }

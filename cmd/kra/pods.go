@@ -70,9 +70,6 @@ func newPodsLsCmd(a *app) *cobra.Command {
 		}
 		sort.SliceStable(list, func(i, j int) bool { return list[i].Created > list[j].Created })
 		if *out == "json" {
-			if list == nil {
-				list = []container.Summary{}
-			}
 			return printJSON(cmd.OutOrStdout(), list)
 		}
 		rows := make([][]string, 0, len(list))

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -28,31 +30,15 @@ Mount one with docker run -v NAME:/path or compose's top-level volumes.`,
 		Args: args(cobra.NoArgs),
 	}
 	ls := &cobra.Command{Use: "ls", Aliases: []string{"list"}, Short: "List your volumes", Args: args(cobra.NoArgs)}
-	out := outputFlag(ls)
-	ls.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := a.native()
-		if err != nil {
-			return err
-		}
-		list, err := c.VolumeInfos(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if *out == "json" {
-			if list == nil {
-				list = []client.VolumeInfo{}
-			}
-			return printJSON(cmd.OutOrStdout(), list)
-		}
+	ls.RunE = nativeRun(a, outputFlag(ls), func(ctx context.Context, c *client.Client, _ []string) ([]client.VolumeInfo, error) {
+		return c.VolumeInfos(ctx)
+	}, func(w io.Writer, list []client.VolumeInfo) error {
 		rows := [][]string{}
 		for _, v := range list {
 			rows = append(rows, []string{v.Name, v.Driver, v.Options["size"], v.Node, strings.Join(v.UsedBy, ","), formatTime(v.Created)})
 		}
-		return printTable(cmd.OutOrStdout(), []string{"NAME", "DRIVER", "SIZE", "NODE", "USED BY", "CREATED"}, rows)
-	}
+		return printTable(w, []string{"NAME", "DRIVER", "SIZE", "NODE", "USED BY", "CREATED"}, rows)
+	})
 
 	create := &cobra.Command{
 		Use:   "create <name>",
@@ -143,25 +129,9 @@ lv2 and local volumes have no snapshots.`,
 		Args: args(cobra.NoArgs),
 	}
 	ls := &cobra.Command{Use: "ls <volume>", Aliases: []string{"list"}, Short: "List a volume's snapshots", Args: args(cobra.ExactArgs(1))}
-	out := outputFlag(ls)
-	ls.RunE = func(cmd *cobra.Command, names []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := a.native()
-		if err != nil {
-			return err
-		}
-		list, err := c.Snapshots(cmd.Context(), names[0])
-		if err != nil {
-			return err
-		}
-		if *out == "json" {
-			if list == nil {
-				list = []client.Snapshot{}
-			}
-			return printJSON(cmd.OutOrStdout(), list)
-		}
+	ls.RunE = nativeRun(a, outputFlag(ls), func(ctx context.Context, c *client.Client, names []string) ([]client.Snapshot, error) {
+		return c.Snapshots(ctx, names[0])
+	}, func(w io.Writer, list []client.Snapshot) error {
 		rows := [][]string{}
 		for _, s := range list {
 			kind := "manual"
@@ -170,8 +140,8 @@ lv2 and local volumes have no snapshots.`,
 			}
 			rows = append(rows, []string{s.Name, kind, formatTime(s.Created)})
 		}
-		return printTable(cmd.OutOrStdout(), []string{"SNAPSHOT", "TAKEN BY", "CREATED"}, rows)
-	}
+		return printTable(w, []string{"SNAPSHOT", "TAKEN BY", "CREATED"}, rows)
+	})
 	create := &cobra.Command{
 		Use:   "create <volume> [snapshot]",
 		Short: "Take a snapshot now (named from the time unless given a name)",

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -67,29 +69,13 @@ The secret is shown once, when the key is made.`,
 		return nil
 	}
 	ls := &cobra.Command{Use: "ls [VOLUME]", Aliases: []string{"list"}, Short: "List your volume access keys (of one volume, or all)", Args: args(cobra.MaximumNArgs(1))}
-	out := outputFlag(ls)
-	ls.RunE = func(cmd *cobra.Command, names []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := a.native()
-		if err != nil {
-			return err
-		}
+	ls.RunE = nativeRun(a, outputFlag(ls), func(ctx context.Context, c *client.Client, names []string) ([]client.VolumeKey, error) {
 		volume := ""
 		if len(names) > 0 {
 			volume = names[0]
 		}
-		list, err := c.VolumeKeys(cmd.Context(), volume)
-		if err != nil {
-			return err
-		}
-		if *out == "json" {
-			if list == nil {
-				list = []client.VolumeKey{}
-			}
-			return printJSON(cmd.OutOrStdout(), list)
-		}
+		return c.VolumeKeys(ctx, volume)
+	}, func(w io.Writer, list []client.VolumeKey) error {
 		rows := [][]string{}
 		for _, k := range list {
 			v, mode := k.Volume, "read-write"
@@ -101,8 +87,8 @@ The secret is shown once, when the key is made.`,
 			}
 			rows = append(rows, []string{k.ID, v, mode, formatTime(k.Created), k.Description})
 		}
-		return printTable(cmd.OutOrStdout(), []string{"KEY ID", "VOLUME", "ACCESS", "CREATED", "DESCRIPTION"}, rows)
-	}
+		return printTable(w, []string{"KEY ID", "VOLUME", "ACCESS", "CREATED", "DESCRIPTION"}, rows)
+	})
 	rm := &cobra.Command{
 		Use:     "rm KEY-ID...",
 		Aliases: []string{"remove", "revoke"},

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/spf13/cobra"
+
+	"github.com/macro-cloud/macro/client"
 )
 
 func newVPCCmd(a *app) *cobra.Command {
@@ -21,29 +25,16 @@ func newVPCCmd(a *app) *cobra.Command {
 		Short:   "Show the VPC's prefix and each namespace's subnets",
 		Args:    args(cobra.NoArgs),
 	}
-	out := outputFlag(ls)
-	ls.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := checkOutput(*out); err != nil {
-			return err
-		}
-		c, err := a.native()
-		if err != nil {
-			return err
-		}
-		v, err := c.VPC(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if *out == "json" {
-			return printJSON(cmd.OutOrStdout(), v)
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "VPC %s\n\n", v.Prefix)
+	ls.RunE = nativeRun(a, outputFlag(ls), func(ctx context.Context, c *client.Client, _ []string) (*client.VPC, error) {
+		return c.VPC(ctx)
+	}, func(w io.Writer, v *client.VPC) error {
+		fmt.Fprintf(w, "VPC %s\n\n", v.Prefix)
 		rows := make([][]string, 0, len(v.Namespaces))
 		for _, n := range v.Namespaces {
 			rows = append(rows, []string{n.Name, n.Subnet6, n.Subnet4, strconv.Itoa(n.Pods)})
 		}
-		return printTable(cmd.OutOrStdout(), []string{"NAMESPACE", "IPV6", "IPV4", "PODS"}, rows)
-	}
+		return printTable(w, []string{"NAMESPACE", "IPV6", "IPV4", "PODS"}, rows)
+	})
 	cmd.AddCommand(ls)
 	return cmd
 }
