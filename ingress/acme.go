@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -63,6 +65,9 @@ type ACME struct {
 
 	lookups chan struct{} // bounds the State lookups of unknown tokens
 
+	id   string        // this instance, in its order claims
+	poll time.Duration // how often a waiting instance looks for the certificate
+
 	tokMu  sync.Mutex
 	tokens map[string]string           // HTTP-01 token -> key authorization
 	alpn   map[string]*tls.Certificate // host -> TLS-ALPN-01 certificate
@@ -98,8 +103,14 @@ func NewACME(cfg ACMEConfig) (*ACME, error) {
 	if err != nil {
 		return nil, fmt.Errorf("acme account key: %w", err)
 	}
+	id := make([]byte, 12)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
 	return &ACME{
 		cfg:     cfg,
+		id:      hex.EncodeToString(id),
+		poll:    2 * time.Second,
 		client:  &acme.Client{Key: key, DirectoryURL: cfg.DirectoryURL, HTTPClient: cfg.HTTPClient, UserAgent: "macro-ingress"},
 		now:     time.Now,
 		tokens:  map[string]string{},
@@ -244,15 +255,9 @@ func (a *ACME) Issue(host string) (tls.Certificate, error) {
 	if cerr == nil && freshFor(cached.Leaf, a.now()) {
 		return cached, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), orderTimeout)
 	defer cancel()
-	o, err := a.order(ctx, host)
-	var cert tls.Certificate
-	if err == nil {
-		// Two ingresses may have ordered at once: the one stored first
-		// is served by all (the other is dropped).
-		cert, err = a.keep(ctx, host, o)
-	}
+	cert, err := a.orderOnce(ctx, host)
 	if err != nil {
 		if cerr == nil && a.now().Before(cached.Leaf.NotAfter) {
 			a.cfg.Log.Warn("acme renewal failed; serving the cached certificate", "host", host, "err", err)
@@ -261,6 +266,85 @@ func (a *ACME) Issue(host string) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	return cert, nil
+}
+
+// orderTimeout bounds one certificate order; an ingress's claim on a
+// host's order lapses after it.
+const orderTimeout = 3 * time.Minute
+
+// orderClaim is stored (under orders/HOST) by the ingress that orders a
+// host's certificate, so that the others of its cluster wait for that
+// certificate instead of ordering too: every order counts against the
+// CA's rate limits (Let's Encrypt: 5 duplicate certificates a week).
+type orderClaim struct {
+	Owner string    `json:"owner"`
+	Until time.Time `json:"until"`
+}
+
+func orderName(host string) string { return "orders/" + host }
+
+// orderOnce orders host's certificate unless another ingress sharing the
+// state is ordering it: then it waits for that one's certificate, and
+// orders itself only when that order ended without one (or its claim
+// lapsed, an ingress that stopped mid-order).
+func (a *ACME) orderOnce(ctx context.Context, host string) (tls.Certificate, error) {
+	for {
+		mine, until, err := a.claim(ctx, host)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("acme order for %s: %w", host, err)
+		}
+		if mine {
+			defer a.cfg.State.Delete(context.WithoutCancel(ctx), orderName(host))
+			o, err := a.order(ctx, host)
+			if err != nil {
+				return tls.Certificate{}, err
+			}
+			return a.keep(ctx, host, o)
+		}
+		a.cfg.Log.Debug("acme: another ingress orders this host; waiting for its certificate", "host", host)
+		for a.now().Before(until) {
+			select {
+			case <-ctx.Done():
+				return tls.Certificate{}, fmt.Errorf("acme order for %s: waiting for another ingress's order: %w", host, ctx.Err())
+			case <-time.After(a.poll):
+			}
+			if c, err := a.loadCached(host); err == nil && freshFor(c.Leaf, a.now()) {
+				return c, nil
+			}
+			if _, err := a.cfg.State.Get(ctx, orderName(host)); errors.Is(err, ErrNoState) {
+				break // that order ended without a certificate
+			}
+		}
+	}
+}
+
+// claim stores this ingress's claim on host's order unless another's
+// holds; it says whether the claim is this ingress's and until when the
+// holding one lasts. A lapsed claim is replaced. (Two ingresses that find
+// the same lapsed claim at the same moment may both order: the rare case
+// costs one duplicate order, never a wrong certificate.)
+func (a *ACME) claim(ctx context.Context, host string) (bool, time.Time, error) {
+	me := orderClaim{Owner: a.id, Until: a.now().Add(orderTimeout)}
+	b, err := json.Marshal(me)
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	for try := 0; ; try++ {
+		held, err := a.cfg.State.Create(ctx, orderName(host), b)
+		if err != nil {
+			return false, time.Time{}, err
+		}
+		var c orderClaim
+		if err := json.Unmarshal(held, &c); err == nil && a.now().Before(c.Until) {
+			return c.Owner == me.Owner, c.Until, nil
+		}
+		if try > 0 {
+			return false, time.Time{}, errors.New("the claim on this order lapses as soon as it is made (are the servers' clocks apart?)")
+		}
+		if err := a.cfg.State.Delete(ctx, orderName(host)); err != nil {
+			return false, time.Time{}, err
+		}
+	}
 }
 
 // keep stores a new certificate unless another ingress stored a fresh one

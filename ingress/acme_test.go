@@ -1,11 +1,13 @@
 package ingress
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"math/big"
 	"net"
@@ -217,4 +219,90 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatal("condition never held")
+}
+
+// TestACMEOneOrderPerHost: of the ingresses sharing a state, one orders a
+// host's certificate and the others wait for it (every order counts
+// against the CA's limits); they order themselves only when that order
+// ended without a certificate or its claim lapsed.
+func TestACMEOneOrderPerHost(t *testing.T) {
+	const host = "app.alice.cloud.test"
+	st := DirState(t.TempDir())
+	newACME := func() *ACME {
+		// No CA answers there: an instance that orders fails at once.
+		a, err := NewACME(ACMEConfig{DirectoryURL: "https://127.0.0.1:1/dir", State: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.poll = 5 * time.Millisecond
+		return a
+	}
+	a, b := newACME(), newACME()
+	ctx := context.Background()
+	if mine, _, err := a.claim(ctx, host); err != nil || !mine {
+		t.Fatalf("first claim: mine=%v %v", mine, err)
+	}
+	if mine, _, err := b.claim(ctx, host); err != nil || mine {
+		t.Fatalf("second claim while the first holds: mine=%v %v", mine, err)
+	}
+
+	// b waits for a's certificate instead of ordering.
+	type result struct {
+		cert tls.Certificate
+		err  error
+	}
+	waited := make(chan result, 1)
+	go func() {
+		c, err := b.orderOnce(ctx, host)
+		waited <- result{c, err}
+	}()
+	cert, err := testCert(t, host, time.Now().Add(-time.Minute), 90*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemData := append(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})...)
+	select {
+	case r := <-waited:
+		t.Fatalf("the waiting instance returned before a certificate was stored: %v", r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := st.Put(ctx, certName(host), pemData); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-waited; r.err != nil || !r.cert.Leaf.Equal(cert.Leaf) {
+		t.Fatalf("waiting for the other's order: %v", r.err)
+	}
+
+	// a's order ends without a certificate (claim gone, none stored): the
+	// waiter orders itself, which here fails at the CA.
+	if err := st.Delete(ctx, certName(host)); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c, err := b.orderOnce(ctx, host)
+		waited <- result{c, err}
+	}()
+	if err := st.Delete(ctx, orderName(host)); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-waited; r.err == nil || strings.Contains(r.err.Error(), "waiting") {
+		t.Fatalf("after the other's order ended: %v, want the own order's failure", r.err)
+	}
+	if _, err := st.Get(ctx, orderName(host)); !errors.Is(err, ErrNoState) {
+		t.Fatalf("the failed order left its claim: %v", err)
+	}
+
+	// A lapsed claim (an ingress that stopped mid-order) is replaced.
+	if mine, _, err := a.claim(ctx, host); err != nil || !mine {
+		t.Fatalf("claim: mine=%v %v", mine, err)
+	}
+	b.now = func() time.Time { return time.Now().Add(orderTimeout + time.Minute) }
+	if mine, _, err := b.claim(ctx, host); err != nil || !mine {
+		t.Fatalf("claim over a lapsed one: mine=%v %v", mine, err)
+	}
 }
