@@ -1,0 +1,160 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/macro-cloud/macro/types"
+	"github.com/macro-cloud/macro/volume"
+)
+
+// fakeVolumeNodes answers the write numbers of seqs and records the
+// volumes made on nodes.
+type fakeVolumeNodes struct {
+	mu      sync.Mutex
+	seqs    map[string]uint64
+	created []string
+}
+
+func (f *fakeVolumeNodes) VolumeSeq(_ context.Context, node, tenant, name string) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.seqs[node]
+	if !ok {
+		return 0, fmt.Errorf("node %s does not answer", node)
+	}
+	return s, nil
+}
+
+func (f *fakeVolumeNodes) CreateVolume(_ context.Context, node string, v types.Volume) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.created = append(f.created, node+":"+v.Tenant+"/"+v.Name)
+	return nil
+}
+
+// TestVolumeRepair drives the leader's volume loop over a real store: the
+// primary's node n1 dies, the replica with the most writes (n3) is
+// promoted; once n1 has been down for a further TTL its replica is
+// replaced by the free node of the volume's zone (n5 before n4), whose
+// storage is made; a second loss with no node free leaves the replica
+// stale and the volume degraded.
+func TestVolumeRepair(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	zones := map[string]string{"n1": "a", "n2": "a", "n3": "b", "n4": "b", "n5": "a"}
+	// Every node keeps its (short) lease alive until it is killed.
+	stop := map[string]context.CancelFunc{}
+	for n, z := range zones {
+		lease, err := st.RegisterNode(ctx, types.Node{Name: n, Labels: map[string]string{"zone": z}}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kctx, cancel := context.WithCancel(ctx)
+		stop[n] = cancel
+		t.Cleanup(cancel)
+		go func() {
+			for kctx.Err() == nil {
+				st.KeepNodeAlive(kctx, lease)
+				time.Sleep(200 * time.Millisecond)
+			}
+		}()
+	}
+	v := types.Volume{Name: "ha", Tenant: "alice", Driver: "gfs", Node: "n1", Options: map[string]string{"zone": "a"},
+		Replicas: []types.VolumeReplica{{Node: "n2", State: volume.ReplicaInSync}, {Node: "n3", State: volume.ReplicaInSync}}}
+	if err := st.CreateVolume(ctx, &v); err != nil {
+		t.Fatal(err)
+	}
+	fake := &fakeVolumeNodes{seqs: map[string]uint64{"n2": 41, "n3": 42}}
+	const ttl = 200 * time.Millisecond
+	c := New(st, nil).WithNodeTTL(ttl).WithVolumes(fake)
+	clock := time.Now()
+	c.now = func() time.Time { return clock }
+	c.started = clock.Add(-time.Hour)
+	get := func() types.Volume {
+		t.Helper()
+		v, err := st.Volume(ctx, "alice", "ha")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	show := func(v types.Volume) string { return fmt.Sprintf("%s %d %v", v.Node, v.Epoch, v.Replicas) }
+
+	// All alive: nothing to do.
+	c.repairVolumes(ctx)
+	if got := show(get()); got != "n1 0 [{n2 in-sync} {n3 in-sync}]" {
+		t.Fatalf("all alive: %s", got)
+	}
+	kill := func(n string) {
+		t.Helper()
+		stop[n]()
+		eventually(t, n+"'s lease to end", func() bool {
+			nodes, err := st.Nodes(ctx)
+			if err != nil {
+				return false
+			}
+			for _, x := range nodes {
+				if x.Name == n {
+					return !x.Ready
+				}
+			}
+			return false
+		})
+	}
+	kill("n1")
+	c.repairVolumes(ctx)
+	if got := show(get()); got != "n3 1 [{n1 stale} {n2 stale}]" {
+		t.Fatalf("after n1 died: %s", got)
+	}
+	// n2 was behind n3: stale; it catches up from n3 (agents).
+	if _, err := st.UpdateVolume(ctx, "alice", "ha", func(v *types.Volume) error {
+		v.Replicas[1].State = volume.ReplicaInSync
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// n1 not down for a further TTL yet: kept.
+	c.repairVolumes(ctx)
+	if got := show(get()); got != "n3 1 [{n1 stale} {n2 in-sync}]" {
+		t.Fatalf("right after n1 died: %s", got)
+	}
+	clock = clock.Add(ttl)
+	c.repairVolumes(ctx)
+	got := get()
+	if s := show(got); s != "n3 2 [{n2 in-sync} {n5 syncing}]" {
+		t.Fatalf("n1 lost: %s", s)
+	}
+	if fmt.Sprint(fake.created) != "[n5:alice/ha]" {
+		t.Fatalf("made on nodes: %v", fake.created)
+	}
+	if d := volume.InSyncCopies(got); d != 2 {
+		t.Fatalf("copies in sync: %d", d)
+	}
+
+	// n2 is lost as well; n4 is the only free node (another zone). Then
+	// n4 is lost too, before it is in sync: no node is free.
+	kill("n2")
+	c.repairVolumes(ctx)
+	if s := show(get()); s != "n3 2 [{n2 stale} {n5 syncing}]" {
+		t.Fatalf("n2 down: %s", s)
+	}
+	clock = clock.Add(ttl)
+	c.repairVolumes(ctx)
+	if s := show(get()); s != "n3 3 [{n4 syncing} {n5 syncing}]" {
+		t.Fatalf("n2 lost: %s", s)
+	}
+	kill("n4")
+	c.repairVolumes(ctx)
+	clock = clock.Add(ttl)
+	c.repairVolumes(ctx)
+	if s := show(get()); s != "n3 3 [{n4 syncing} {n5 syncing}]" {
+		t.Fatalf("n4 lost, no node free: %s", s)
+	}
+	if fmt.Sprint(fake.created) != "[n5:alice/ha n4:alice/ha]" {
+		t.Fatalf("made on nodes: %v", fake.created)
+	}
+}
