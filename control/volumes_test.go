@@ -41,7 +41,8 @@ func (f *fakeVolumeNodes) CreateVolume(_ context.Context, node string, v types.V
 // promoted; once n1 has been down for a further TTL its replica is
 // replaced by the free node of the volume's zone (n5 before n4), whose
 // storage is made; a second loss with no node free leaves the replica
-// stale and the volume degraded.
+// stale and the volume degraded; a node removed from the cluster is
+// replaced at once.
 func TestVolumeRepair(t *testing.T) {
 	st := openStore(t)
 	ctx := context.Background()
@@ -156,5 +157,25 @@ func TestVolumeRepair(t *testing.T) {
 	}
 	if fmt.Sprint(fake.created) != "[n5:alice/ha n4:alice/ha]" {
 		t.Fatalf("made on nodes: %v", fake.created)
+	}
+
+	// n5 dies and is removed (kra node rm) at once; n6 and n7 join: n4
+	// and n5 are replaced, n5 without waiting for a further TTL.
+	kill("n5")
+	if err := st.RemoveNode(ctx, "n5"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"n6", "n7"} {
+		if _, err := st.RegisterNode(ctx, types.Node{Name: n}, 60); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.repairVolumes(ctx) // one decision per volume and round: n4 first
+	if s := show(get()); s != "n3 4 [{n5 syncing} {n6 syncing}]" {
+		t.Fatalf("n6 joined: %s", s)
+	}
+	c.repairVolumes(ctx)
+	if s := show(get()); s != "n3 5 [{n6 syncing} {n7 syncing}]" {
+		t.Fatalf("n5 removed: %s", s)
 	}
 }
