@@ -179,3 +179,54 @@ func TestVolumeRepair(t *testing.T) {
 		t.Fatalf("n5 removed: %s", s)
 	}
 }
+
+// TestTwoLeadersPromote: two controllers that both believe they lead (a
+// leader that lost its lease and does not know yet) see the primary's
+// node down at once and, from different answers of the replicas, choose
+// different replicas: one promotion lands, the volume has one primary at
+// epoch 1, and the other controller's later rounds change nothing.
+func TestTwoLeadersPromote(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	if err := st.PutNode(ctx, types.Node{Name: "n1"}); err != nil { // no lease: down
+		t.Fatal(err)
+	}
+	for _, n := range []string{"n2", "n3"} {
+		if _, err := st.RegisterNode(ctx, types.Node{Name: n}, 60); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 10 {
+		name := fmt.Sprintf("ha%d", round)
+		v := types.Volume{Name: name, Tenant: "alice", Driver: "gfs", Node: "n1",
+			Replicas: []types.VolumeReplica{{Node: "n2", State: volume.ReplicaInSync}, {Node: "n3", State: volume.ReplicaInSync}}}
+		if err := st.CreateVolume(ctx, &v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cs []*Controller
+	// The first chooses n2 (equal numbers: by name) and leaves n3 in sync;
+	// the second chooses n3.
+	for _, seqs := range []map[string]uint64{{"n2": 5, "n3": 5}, {"n2": 4, "n3": 5}} {
+		c := New(st, nil).WithNodeTTL(time.Hour).WithVolumes(&fakeVolumeNodes{seqs: seqs})
+		c.started = time.Now().Add(-2 * time.Hour)
+		cs = append(cs, c)
+	}
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() { c.repairVolumes(ctx) })
+	}
+	wg.Wait()
+	for _, c := range cs {
+		c.repairVolumes(ctx)
+	}
+	vols, err := st.Volumes(ctx, "alice")
+	if err != nil || len(vols) != 10 {
+		t.Fatalf("volumes: %d %v", len(vols), err)
+	}
+	for _, v := range vols {
+		if v.Epoch != 1 || (v.Node != "n2" && v.Node != "n3") || len(v.Replicas) != 2 {
+			t.Errorf("%s: primary %s, epoch %d, replicas %v", v.Name, v.Node, v.Epoch, v.Replicas)
+		}
+	}
+}
