@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/macro-cloud/macro/types"
 )
@@ -156,6 +157,8 @@ func TestReplacementRacesReturningNode(t *testing.T) {
 		var wg sync.WaitGroup
 		var replErr, stateErr error
 		wg.Go(func() {
+			// Vary the order: some rounds let the node come back first.
+			time.Sleep(time.Duration(i%4) * time.Millisecond)
 			_, replErr = s.UpdateVolumeWhileDown(ctx, tenant, "ha", 0, n3, func(cur *types.Volume) error {
 				for j := range cur.Replicas {
 					if cur.Replicas[j].Node == n3 {
