@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -113,7 +114,14 @@ func (a *Agent) volumeReplication(ctx context.Context, every time.Duration) {
 				continue
 			}
 			rt, err := volumeRoute(hc, tenant, name)
-			if err != nil || rt.Primary != a.cfg.Node.Name {
+			if err != nil {
+				continue
+			}
+			if !slices.Contains(rt.InSync, a.cfg.Node.Name) && !slices.Contains(rt.Others, a.cfg.Node.Name) && rt.Primary != a.cfg.Node.Name {
+				a.dropCopy(ctx, tenant, name, rt)
+				continue
+			}
+			if rt.Primary != a.cfg.Node.Name {
 				continue
 			}
 			for _, rep := range rt.Others {
@@ -192,4 +200,22 @@ func (a *Agent) catchUp(ctx context.Context, tenant, name, replica string, epoch
 	sent, _ := remote.Bytes()
 	a.log.Info("volume replica caught up", "volume", name, "replica", replica, "seq", st.seq, "bytes", sent, "last", stats, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// dropCopy removes this node's copy of a volume whose record no longer
+// lists the node (rt: the volume's route, read just now): the leader
+// replaced its replica while the node was down (control/volumes.go). The
+// copy is stale and was fenced off by a new epoch; it is not made a
+// replica again.
+func (a *Agent) dropCopy(ctx context.Context, tenant, name string, rt volfs.Route) {
+	st := a.volState(tenant, name)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err := a.RemoveVolume(ctx, tenant, name); err != nil {
+		a.log.Warn("volume: drop a copy that is no longer a replica", "tenant", tenant, "volume", name, "err", err)
+		return
+	}
+	st.seq, st.got = 0, false
+	a.log.Warn("volume: dropped this node's stale copy; the volume's copies are elsewhere now", "tenant", tenant, "volume", name,
+		"primary", rt.Primary, "epoch", rt.Epoch)
 }

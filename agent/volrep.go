@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,6 +176,9 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 			})
 		}
 		wg.Wait()
+		if len(failed) > 0 {
+			failed, copies, rt = a.resendUnderNewEpoch(r, tenant, name, rt, seq, body, failed, copies)
+		}
 		for _, rep := range failed {
 			if err := a.setReplicaState(tenant, name, rep, volume.ReplicaStale, rt.Epoch); err != nil {
 				// Not recorded: the write may not be acknowledged,
@@ -189,6 +193,38 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 		}
 		copyRecorded(w, rec)
 	})
+}
+
+// resendUnderNewEpoch handles the replicas that refused a write because
+// the volume's epoch moved while it was sent: the leader replaced a lost
+// replica (control/volumes.go), and this node is still the primary. The
+// write goes again, with its number, to those that are still in sync under
+// the new epoch; the others need no mark (they are no longer in sync, or
+// no longer replicas). It returns the replicas that still failed, the
+// copies the write is on and the route to mark them stale under.
+func (a *Agent) resendUnderNewEpoch(r *http.Request, tenant, name string, rt volfs.Route, seq uint64, body *spooled, failed []string, copies int) ([]string, int, volfs.Route) {
+	hc, err := a.replicationClient()
+	if err != nil {
+		return failed, copies, rt
+	}
+	nrt, err := volumeRoute(hc, tenant, name)
+	if err != nil || nrt.Epoch <= rt.Epoch || nrt.Primary != a.cfg.Node.Name {
+		return failed, copies, rt
+	}
+	var still []string
+	for _, rep := range failed {
+		if !slices.Contains(nrt.InSync, rep) {
+			continue
+		}
+		if err := a.sendWrite(r, rep, tenant, name, nrt.Epoch, seq, body); err != nil {
+			a.log.Warn("volume replica missed a write under the new epoch", "volume", name, "replica", rep, "seq", seq, "epoch", nrt.Epoch, "err", err)
+			still = append(still, rep)
+			continue
+		}
+		copies++
+	}
+	a.log.Info("volume write sent again under a new epoch", "volume", name, "seq", seq, "epoch", nrt.Epoch, "failed", still)
+	return still, copies, nrt
 }
 
 // spooled is a write's body, kept to be sent again to each replica.

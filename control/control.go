@@ -27,6 +27,10 @@ type Controller struct {
 	started   time.Time // when Run began: leases get a TTL's grace
 	state     *State
 	now       func() time.Time
+	// Replicated volumes (volumes.go): nil leaves them alone.
+	volNodes VolumeNodes
+	volDown  map[string]time.Time // when this controller saw each node down
+	volMade  map[string]bool      // syncing replicas whose storage it made
 }
 
 // New returns a Controller over st.
@@ -34,7 +38,8 @@ func New(st *store.Store, log *slog.Logger) *Controller {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Controller{store: st, log: log.With("subsystem", "control"), nodeTTL: DefaultNodeTTL, downSince: map[string]time.Time{}, now: time.Now}
+	return &Controller{store: st, log: log.With("subsystem", "control"), nodeTTL: DefaultNodeTTL, downSince: map[string]time.Time{}, now: time.Now,
+		volDown: map[string]time.Time{}, volMade: map[string]bool{}}
 }
 
 // WithNodeTTL sets how long a node may miss heartbeats before it is down
@@ -62,6 +67,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		return nil
 	}
 	go c.watchNodes(ctx)
+	if c.volNodes != nil {
+		go c.volumeLoop(ctx)
+	}
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {

@@ -6,8 +6,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -155,11 +157,14 @@ func TestRemoteVolumeMounts(t *testing.T) {
 }
 
 // TestVolumeFailover: a gfs volume with three copies (primary n2,
-// replicas n3 and n4). A pod on n3 writes files and records the checksum
-// of each write that fsync acknowledged; n2's agent is killed (SIGKILL)
-// meanwhile. A replica is promoted, the writes go on, and every
-// acknowledged file is there with its checksum, on both remaining copies;
-// n2, back, catches up and counts again.
+// replicas n3 and n4; n5 holds none). A pod on n3 writes files and
+// records the checksum of each write that fsync acknowledged; n2's agent
+// is killed (SIGKILL) meanwhile. The leader promotes a replica, the
+// writes go on, and once n2 has been down for a further node TTL the
+// leader puts a new replica on n5, which fills itself from the new
+// primary and is in sync; every acknowledged file is there with its
+// checksum, read through the new primary and on all three copies (n3, n4,
+// n5). n2, back, finds its copy replaced: it drops it.
 func TestVolumeFailover(t *testing.T) {
 	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -169,9 +174,12 @@ func TestVolumeFailover(t *testing.T) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skip("needs /dev/fuse")
 	}
-	c := startZonedCluster(t, 4)
+	c := startZonedCluster(t, 5)
 	c.docker(t, "load", "-i", testimages.Busybox(t))
 	c.docker(t, "volume", "create", "--driver", "gfs", "-o", "zone=z2", "ha")
+	if st := c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "ha"); !strings.Contains(st, `"replicas":["n3 (in-sync)","n4 (in-sync)"]`) {
+		t.Fatalf("created: %s", st)
+	}
 	for _, n := range []string{"n3", "n4"} {
 		c.docker(t, "volume", "create", "--driver", "lv2", "-o", "size=16M", "-o", "zone=z"+n[1:], "pin-"+n)
 	}
@@ -221,12 +229,23 @@ func TestVolumeFailover(t *testing.T) {
 	if len(want) <= killedAt {
 		t.Fatalf("no write was acknowledged after the primary died")
 	}
-	st := c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "ha")
-	if strings.Contains(st, `"primary":"n2"`) || !strings.Contains(st, `"n2 (stale)"`) && !strings.Contains(st, `"n2 (catching-up)"`) {
+	status := func() string { return c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "ha") }
+	if st := status(); strings.Contains(st, `"primary":"n2"`) {
 		t.Fatalf("after the kill: %s", st)
 	}
+	// n2 is lost: n5 replaces it, fills itself from the new primary and
+	// is in sync; n2 is no replica any more.
+	deadline = time.Now().Add(60 * time.Second)
+	for st := status(); !strings.Contains(st, `"n5 (in-sync)"`) || strings.Contains(st, `"n2 (`) || strings.Contains(st, "degraded"); st = status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("n5 is not an in-sync replica 60 s after n2 died: %s\n%s", st, c.srv.Log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	st := status()
+	t.Logf("%v: n5 in sync: %s", time.Since(start).Round(time.Millisecond), st)
 	// Every acknowledged file, with its checksum: read on n4 through the
-	// new primary, and in both remaining copies.
+	// new primary, and in all three copies.
 	got := map[string]string{}
 	for _, l := range strings.Split(c.sh(t, "reader", "cd /data && md5sum f*"), "\n") {
 		if f := strings.Fields(l); len(f) == 2 {
@@ -237,32 +256,49 @@ func TestVolumeFailover(t *testing.T) {
 		if got[f] != sum {
 			t.Errorf("%s: read %q, acknowledged %s", f, got[f], sum)
 		}
-		for _, n := range []string{"n3", "n4"} {
+		for _, n := range []string{"n3", "n4", "n5"} {
 			if g := md5Of(t, filepath.Join(volumeCopy(c, n, "ha"), f)); g != sum {
 				t.Errorf("%s on %s: %q, acknowledged %s", f, n, g, sum)
 			}
 		}
 	}
+	// And the copies are the same tree: no file on one that another lacks.
+	var trees []string
+	for _, n := range []string{"n3", "n4", "n5"} {
+		ents, err := os.ReadDir(volumeCopy(c, n, "ha"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		trees = append(trees, strings.Join(names, " "))
+	}
+	if trees[0] != trees[1] || trees[1] != trees[2] {
+		t.Errorf("the copies differ:\nn3: %s\nn4: %s\nn5: %s", trees[0], trees[1], trees[2])
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
 
-	// n2 comes back: it catches up from the new primary and is in sync
-	// again, with the same files.
+	// n2 comes back: its copy was replaced, so it drops it rather than
+	// catch up; the volume keeps its three copies.
 	c.agents["n2"].Start()
 	t.Logf("%v: n2 started again", time.Since(start).Round(time.Millisecond))
 	deadline = time.Now().Add(60 * time.Second)
-	for !strings.Contains(c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "ha"), `"n2 (in-sync)"`) {
+	for {
+		if _, err := os.Stat(volumeCopy(c, "n2", "ha")); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("n2 is not in sync 60 s after it came back: %s", c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "ha"))
+			t.Fatalf("n2 still holds its copy 60 s after it came back: %s", status())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("%v: n2 in sync", time.Since(start).Round(time.Millisecond))
-	for f, sum := range want {
-		if g := md5Of(t, filepath.Join(volumeCopy(c, "n2", "ha"), f)); g != sum {
-			t.Errorf("%s on n2 after catching up: %q, acknowledged %s", f, g, sum)
-		}
+	t.Logf("%v: n2 dropped its copy", time.Since(start).Round(time.Millisecond))
+	if after := status(); after != st {
+		t.Fatalf("n2's return changed the volume: %s, was %s", after, st)
 	}
 	c.docker(t, "rm", "-f", "writer", "reader")
 }

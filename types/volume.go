@@ -26,8 +26,10 @@ type Volume struct {
 	Node string `json:"node,omitempty"`
 	// Replicas are the other nodes that keep a copy of an nfs or gfs
 	// volume, and whether each has every acknowledged write (volume
-	// package: ReplicaInSync, ReplicaStale). Epoch counts the changes of
-	// primary (Node): a write sent under an older epoch is refused.
+	// package: ReplicaInSync, ReplicaStale, ReplicaCatchingUp,
+	// ReplicaSyncing). Epoch counts the changes of primary (Node) and of
+	// replica nodes (a lost one replaced): a write sent under an older
+	// epoch is refused.
 	Replicas []VolumeReplica `json:"replicas,omitempty"`
 	Epoch    int64           `json:"epoch,omitempty"`
 }

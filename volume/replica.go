@@ -2,7 +2,10 @@ package volume
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
+
+	"github.com/macro-cloud/macro/types"
 )
 
 // Replication of nfs and gfs volumes: the pure decisions. A volume keeps
@@ -22,6 +25,10 @@ const (
 	// ReplicaCatchingUp: a delta sync from the primary is bringing it
 	// back.
 	ReplicaCatchingUp = "catching-up"
+	// ReplicaSyncing: a new replica, in place of one whose node was
+	// lost; it fills itself by a full sync from the primary (the same
+	// catch-up), then is in sync.
+	ReplicaSyncing = "syncing"
 )
 
 // Copies is how many copies of a volume of driver d are kept: 3 for nfs
@@ -111,4 +118,107 @@ func Promote(replicas []ReplicaStatus) (node string, ok bool) {
 		return "", false
 	}
 	return best.Node, true
+}
+
+// ReplaceReplica chooses the node of a new replica in place of a lost
+// one: a ready node that holds no copy of the volume (holding: its
+// primary and every replica, the lost one included), nodes of zone first
+// (the volume's zone, or its primary's when it has none, as PlaceReplicas
+// does at create), then by name. ok is false when there is none: the
+// volume runs on fewer copies until a node joins.
+func ReplaceReplica(zone string, holding []string, nodes []ReplicaNode) (node string, ok bool) {
+	var best *ReplicaNode
+	for i := range nodes {
+		n := &nodes[i]
+		if !n.Ready || slices.Contains(holding, n.Name) {
+			continue
+		}
+		if best == nil {
+			best = n
+			continue
+		}
+		if nz, bz := n.Zone == zone, best.Zone == zone; nz != bz {
+			if nz {
+				best = n
+			}
+			continue
+		}
+		if n.Name < best.Name {
+			best = n
+		}
+	}
+	if best == nil {
+		return "", false
+	}
+	return best.Name, true
+}
+
+// Holding lists the nodes that keep a copy of v: its primary and its
+// replicas.
+func Holding(v types.Volume) []string {
+	out := []string{v.Node}
+	for _, r := range v.Replicas {
+		out = append(out, r.Node)
+	}
+	return out
+}
+
+// PromoteIn makes replica next the primary in v's record (the decision of
+// Promote, with seqs the write numbers the replicas answered): the epoch
+// is bumped, the old primary stays as a stale replica, and every replica
+// behind next (a lower number) becomes stale. An error when next is not
+// an in-sync replica of v.
+func PromoteIn(v *types.Volume, next string, seqs map[string]uint64) error {
+	i := slices.IndexFunc(v.Replicas, func(r types.VolumeReplica) bool { return r.Node == next })
+	if i < 0 || v.Replicas[i].State != ReplicaInSync {
+		return fmt.Errorf("volume %s: %s is not a replica in sync", v.Name, next)
+	}
+	top := seqs[next]
+	reps := []types.VolumeReplica{{Node: v.Node, State: ReplicaStale}}
+	for _, r := range v.Replicas {
+		if r.Node == next {
+			continue
+		}
+		if s, ok := seqs[r.Node]; !ok || s < top {
+			if r.State == ReplicaInSync {
+				r.State = ReplicaStale
+			}
+		}
+		reps = append(reps, r)
+	}
+	slices.SortFunc(reps, func(a, b types.VolumeReplica) int { return cmp.Compare(a.Node, b.Node) })
+	v.Replicas = reps
+	v.Node = next
+	v.Epoch++
+	return nil
+}
+
+// ReplaceIn puts a new replica on node repl in place of the one on lost in
+// v's record, syncing, and bumps the epoch (the lost node's writes and
+// states are fenced off). An error when lost keeps no replica of v or
+// repl already holds a copy.
+func ReplaceIn(v *types.Volume, lost, repl string) error {
+	i := slices.IndexFunc(v.Replicas, func(r types.VolumeReplica) bool { return r.Node == lost })
+	if i < 0 {
+		return fmt.Errorf("volume %s: node %s keeps no replica", v.Name, lost)
+	}
+	if slices.Contains(Holding(*v), repl) {
+		return fmt.Errorf("volume %s: node %s already keeps a copy", v.Name, repl)
+	}
+	v.Replicas[i] = types.VolumeReplica{Node: repl, State: ReplicaSyncing}
+	slices.SortFunc(v.Replicas, func(a, b types.VolumeReplica) int { return cmp.Compare(a.Node, b.Node) })
+	v.Epoch++
+	return nil
+}
+
+// InSyncCopies counts the copies of v that have every acknowledged write:
+// its primary and its replicas in sync.
+func InSyncCopies(v types.Volume) int {
+	n := 1
+	for _, r := range v.Replicas {
+		if r.State == ReplicaInSync {
+			n++
+		}
+	}
+	return n
 }

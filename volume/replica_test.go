@@ -2,7 +2,10 @@ package volume
 
 import (
 	"fmt"
+	"slices"
 	"testing"
+
+	"github.com/macro-cloud/macro/types"
 )
 
 func TestCopies(t *testing.T) {
@@ -68,5 +71,84 @@ func TestPromote(t *testing.T) {
 		if got != c.want || ok != (c.want != "") {
 			t.Errorf("%s: Promote = %q %v, want %q", c.name, got, ok, c.want)
 		}
+	}
+}
+
+func TestReplaceReplica(t *testing.T) {
+	nodes := []ReplicaNode{
+		{Name: "e", Zone: "b", Ready: true},
+		{Name: "a", Zone: "a", Ready: true},
+		{Name: "d", Zone: "a", Ready: false},
+		{Name: "c", Zone: "a", Ready: true},
+		{Name: "b", Zone: "b", Ready: true},
+		{Name: "f", Zone: "", Ready: true},
+	}
+	for _, c := range []struct {
+		name    string
+		zone    string
+		holding []string
+		nodes   []ReplicaNode
+		want    string
+	}{
+		{"the zone first", "b", []string{"a", "c", "d"}, nodes, "b"},
+		{"then by name", "a", []string{"a", "d"}, nodes, "c"},
+		{"another zone when the zone has no free node", "a", []string{"a", "c", "d"}, nodes, "b"},
+		{"never a node that holds a copy, never one down", "b", []string{"b", "e", "a", "c"}, nodes, "f"},
+		{"no zone: by name", "", []string{"a", "d"}, nodes, "f"},
+		{"none free", "a", []string{"a", "b", "c", "d", "e", "f"}, nodes, ""},
+		{"none ready", "a", nil, []ReplicaNode{{Name: "x", Zone: "a"}}, ""},
+	} {
+		got, ok := ReplaceReplica(c.zone, c.holding, c.nodes)
+		if got != c.want || ok != (c.want != "") {
+			t.Errorf("%s: ReplaceReplica(%q, %v) = %q %v, want %q", c.name, c.zone, c.holding, got, ok, c.want)
+		}
+	}
+}
+
+func TestPromoteIn(t *testing.T) {
+	v := types.Volume{Name: "v", Node: "a", Epoch: 4, Replicas: []types.VolumeReplica{
+		{Node: "b", State: ReplicaInSync}, {Node: "c", State: ReplicaInSync}, {Node: "d", State: ReplicaInSync}, {Node: "e", State: ReplicaSyncing}}}
+	// b is ahead of c; d did not answer (down).
+	if err := PromoteIn(&v, "b", map[string]uint64{"b": 9, "c": 8}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("%s %d %v", v.Node, v.Epoch, v.Replicas); got != "b 5 [{a stale} {c stale} {d stale} {e syncing}]" {
+		t.Fatalf("after promoting b: %s", got)
+	}
+	if err := PromoteIn(&v, "c", nil); err == nil {
+		t.Fatal("a stale replica promoted")
+	}
+	if err := PromoteIn(&v, "x", nil); err == nil {
+		t.Fatal("a node without a copy promoted")
+	}
+	w := types.Volume{Node: "a", Replicas: []types.VolumeReplica{{Node: "b", State: ReplicaInSync}, {Node: "c", State: ReplicaInSync}}}
+	if err := PromoteIn(&w, "c", map[string]uint64{"b": 3, "c": 3}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("%s %d %v", w.Node, w.Epoch, w.Replicas); got != "c 1 [{a stale} {b in-sync}]" {
+		t.Fatalf("equal replicas: %s", got)
+	}
+}
+
+func TestReplaceIn(t *testing.T) {
+	v := types.Volume{Name: "v", Node: "a", Epoch: 2, Replicas: []types.VolumeReplica{{Node: "b", State: ReplicaInSync}, {Node: "d", State: ReplicaStale}}}
+	if InSyncCopies(v) != 2 {
+		t.Fatalf("in sync: %d", InSyncCopies(v))
+	}
+	for _, bad := range [][2]string{{"x", "c"}, {"d", "b"}, {"d", "a"}, {"d", "d"}} {
+		w := v
+		w.Replicas = slices.Clone(v.Replicas)
+		if err := ReplaceIn(&w, bad[0], bad[1]); err == nil {
+			t.Errorf("ReplaceIn(%s, %s) accepted", bad[0], bad[1])
+		}
+	}
+	if err := ReplaceIn(&v, "d", "c"); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("%s %d %v %v", v.Node, v.Epoch, v.Replicas, Holding(v)); got != "a 3 [{b in-sync} {c syncing}] [a b c]" {
+		t.Fatalf("after replacing d by c: %s", got)
+	}
+	if InSyncCopies(v) != 2 {
+		t.Fatalf("a syncing replica counts: %d", InSyncCopies(v))
 	}
 }

@@ -86,6 +86,9 @@ func (s *Server) volumeJSON(v types.Volume) volumeJSON {
 	}
 	if v.Driver == "nfs" || v.Driver == "gfs" {
 		out.Status = map[string]any{"primary": v.Node, "replicas": replicaStatus(v.Replicas), "epoch": v.Epoch}
+		if d := degraded(v); d != "" {
+			out.Status["degraded"] = d
+		}
 	}
 	// No labels or options: null, as dockerd shows them.
 	if len(out.Labels) == 0 {

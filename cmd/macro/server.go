@@ -317,7 +317,8 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		// new term starts a new controller (with its grace for leases).
 		leader := control.LeaderConfig{ID: node.Name, TTL: cfg.cluster.leaderTTL, Log: log}
 		control.RunAsLeader(ctx, st, leader, func(ctx context.Context) {
-			control.New(st, log).WithNodeTTL(cfg.nodeTTL).WithState(state).Run(ctx)
+			control.New(st, log).WithNodeTTL(cfg.nodeTTL).WithState(state).
+				WithVolumes(replicaNodes{local: node.Name, agent: localAgent(ag, cfg.runAgent), tunnels: tunnels}).Run(ctx)
 		})
 		done <- struct{}{}
 	}()

@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/macro-cloud/macro/agent"
+	"github.com/macro-cloud/macro/control"
 	"github.com/macro-cloud/macro/nodeproto"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
@@ -19,8 +18,9 @@ import (
 
 // volumeDirectory is the servers' side of remote volumes and their
 // replication (nodeproto.VolumeDirectory): routes from the volumes'
-// records in the store, promotion of a replica when a primary's node is
-// dead, and the replica states primaries report.
+// records in the store (a replica's promotion when a primary's node is
+// dead is the leader's: control/volumes.go), and the replica states
+// primaries report.
 type volumeDirectory struct {
 	st      *store.Store
 	tunnels *nodeproto.Tunnels
@@ -80,8 +80,10 @@ func routeOf(v types.Volume) nodeproto.VolumeRoute {
 	return rt
 }
 
-// Route is the volume's route; when its primary's node is dead and an
-// in-sync replica's is alive, that replica is promoted first.
+// Route is the volume's route. When its primary's node is dead, the
+// leader's volume loop (control/volumes.go) promotes a replica: the route
+// waits a little for that, and is otherwise the dead primary's (the
+// request fails with a 502, which volfs clients retry).
 func (d *volumeDirectory) Route(ctx context.Context, tenant, name string) (nodeproto.VolumeRoute, error) {
 	v, err := d.volume(ctx, tenant, name)
 	if err != nil {
@@ -90,101 +92,53 @@ func (d *volumeDirectory) Route(ctx context.Context, tenant, name string) (nodep
 	if len(v.Replicas) == 0 {
 		return routeOf(v), nil
 	}
-	alive, err := d.ready(ctx)
-	if err != nil {
-		return nodeproto.VolumeRoute{}, err
+	deadline := time.Now().Add(promotionWait)
+	for {
+		alive, err := d.ready(ctx)
+		if err != nil {
+			return nodeproto.VolumeRoute{}, err
+		}
+		if alive[v.Node] || time.Now().After(deadline) {
+			return routeOf(v), nil
+		}
+		select {
+		case <-ctx.Done():
+			return nodeproto.VolumeRoute{}, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		if v, err = d.volume(ctx, tenant, name); err != nil {
+			return nodeproto.VolumeRoute{}, err
+		}
 	}
-	if alive[v.Node] {
-		return routeOf(v), nil
-	}
-	if v, err = d.promote(ctx, v, alive); err != nil {
-		return nodeproto.VolumeRoute{}, err
-	}
-	return routeOf(v), nil
 }
 
-// seq asks a node the sequence number of the last write its copy of the
-// volume applied.
-func (d *volumeDirectory) seq(ctx context.Context, node, tenant, name string) (uint64, error) {
-	if node == d.local && d.agent != nil {
-		return d.agent.VolumeSeq(tenant, name)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return d.tunnels.Remote(node).VolumeSeq(ctx, tenant, name)
+// promotionWait is how long a route waits for the promotion of a replica
+// when the volume's primary is dead.
+const promotionWait = 5 * time.Second
+
+// replicaNodes reaches the nodes that keep copies of volumes for the
+// leader's volume loop (control.VolumeNodes): this server's own agent, or
+// a node through its tunnel.
+type replicaNodes struct {
+	local   string
+	agent   *agent.Agent // nil: this server runs no agent
+	tunnels *nodeproto.Tunnels
 }
 
-// promote makes the most up-to-date alive in-sync replica the volume's
-// primary (volume.Promote), with a new epoch; the old primary and every
-// replica behind the new primary become stale.
-func (d *volumeDirectory) promote(ctx context.Context, v types.Volume, alive map[string]bool) (types.Volume, error) {
-	var sts []volume.ReplicaStatus
-	for _, r := range v.Replicas {
-		st := volume.ReplicaStatus{Node: r.Node, State: r.State, Alive: alive[r.Node]}
-		if st.Alive && st.State == volume.ReplicaInSync {
-			seq, err := d.seq(ctx, r.Node, v.Tenant, v.Name)
-			if err != nil {
-				d.log.Warn("volume promotion: replica does not answer", "volume", v.Name, "node", r.Node, "err", err)
-				st.Alive = false
-			}
-			st.Seq = seq
-		}
-		sts = append(sts, st)
+var _ control.VolumeNodes = replicaNodes{}
+
+func (n replicaNodes) VolumeSeq(ctx context.Context, node, tenant, name string) (uint64, error) {
+	if node == n.local && n.agent != nil {
+		return n.agent.VolumeSeq(tenant, name)
 	}
-	next, ok := volume.Promote(sts)
-	if !ok {
-		return v, fmt.Errorf("volume %s: its node %s is down and no replica in sync is up", v.Name, v.Node)
-	}
-	var top uint64
-	for _, s := range sts {
-		if s.Node == next {
-			top = s.Seq
-		}
-	}
-	epoch := v.Epoch
-	nv, err := d.st.UpdateVolume(ctx, v.Tenant, v.Name, func(cur *types.Volume) error {
-		if cur.Epoch != epoch {
-			return errPromoted // another server promoted meanwhile
-		}
-		old := cur.Node
-		var reps []types.VolumeReplica
-		for _, r := range cur.Replicas {
-			if r.Node == next {
-				continue
-			}
-			for _, s := range sts {
-				if s.Node == r.Node && s.Seq < top {
-					r.State = volume.ReplicaStale
-				}
-			}
-			reps = append(reps, r)
-		}
-		cur.Replicas = append(reps, types.VolumeReplica{Node: old, State: volume.ReplicaStale})
-		slices.SortFunc(cur.Replicas, func(a, b types.VolumeReplica) int { return cmpString(a.Node, b.Node) })
-		cur.Node = next
-		cur.Epoch++
-		return nil
-	})
-	if errors.Is(err, errPromoted) {
-		return d.st.Volume(ctx, v.Tenant, v.Name)
-	}
-	if err != nil {
-		return v, err
-	}
-	d.log.Warn("volume primary promoted", "tenant", v.Tenant, "volume", v.Name, "from", v.Node, "to", next, "epoch", nv.Epoch, "seq", top)
-	return nv, nil
+	return n.tunnels.Remote(node).VolumeSeq(ctx, tenant, name)
 }
 
-var errPromoted = errors.New("promoted meanwhile")
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+func (n replicaNodes) CreateVolume(ctx context.Context, node string, v types.Volume) error {
+	if node == n.local && n.agent != nil {
+		return n.agent.CreateVolume(ctx, v)
 	}
-	return 0
+	return n.tunnels.Remote(node).CreateVolume(ctx, v)
 }
 
 // CheckReplica admits a write of the primary of epoch to replica node.

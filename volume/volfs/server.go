@@ -53,7 +53,7 @@ func Handler(dir func(ctx context.Context) (string, error)) http.Handler {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
-			writeReply(w, serveOp(root, q))
+			writeReply(w, durable(root, q, serveOp(root, q)))
 		case op == "data" && r.Method == http.MethodGet:
 			getData(w, root, r.URL.Query().Get("path"))
 		case op == "data" && r.Method == http.MethodPut:
