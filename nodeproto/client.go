@@ -33,7 +33,9 @@ type ClientConfig struct {
 	Token string
 	// RootCAs verify the servers (the cluster CA).
 	RootCAs *x509.CertPool
-	Log     *slog.Logger
+	// CAPEM is RootCAs as PEM, for Credentials (optional).
+	CAPEM []byte
+	Log   *slog.Logger
 	// Peer: the client is a server of the cluster (its own node): the
 	// images it asks for are answered from the other server's store
 	// alone (FromPeer), so two servers never ask each other in a circle.

@@ -220,7 +220,8 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	cli, err := nodeproto.NewClient(nodeproto.ClientConfig{Servers: servers, Token: cfg.token, RootCAs: roots, Log: log})
+	caPEM, _ := os.ReadFile(filepath.Join(dataDir, "cluster-ca.pem")) // pinned by clusterCA
+	cli, err := nodeproto.NewClient(nodeproto.ClientConfig{Servers: servers, Token: cfg.token, RootCAs: roots, CAPEM: caPEM, Log: log})
 	if err != nil {
 		return err
 	}
@@ -293,6 +294,7 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 		Log:            log,
 
 		VolumeTransport: cli.VolumeTransport, // remote volume mounts (volfs.go)
+		VolumeShim:      func() ([]string, []byte, bool) { return volumeShim(cli) },
 	})
 	if err != nil {
 		return err
@@ -472,7 +474,7 @@ func linkServer(ctx context.Context, st *store.Store, ca *auth.CA, dataDir, name
 	if err := os.WriteFile(idFile, []byte(jt.ID+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	return nodeproto.NewClient(nodeproto.ClientConfig{Servers: []string{self}, Token: raw, RootCAs: ca.Pool(), Log: log, Peer: true})
+	return nodeproto.NewClient(nodeproto.ClientConfig{Servers: []string{self}, Token: raw, RootCAs: ca.Pool(), CAPEM: ca.CertPEM, Log: log, Peer: true})
 }
 
 // keepPeerTunnels keeps a tunnel from this server's own node to every
