@@ -1,6 +1,10 @@
 package e2e
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/macro-cloud/macro/auth"
 	"github.com/macro-cloud/macro/internal/testenv"
 	"github.com/macro-cloud/macro/internal/testimages"
 )
@@ -153,4 +158,91 @@ func equalPids(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// TestVolumeRefusedToOtherNodes: a node's credential (which its agent got
+// for the join token at its first start) gets a volume's data only while
+// a pod assigned to the node uses the volume, or the node keeps a copy:
+// n4 asking for a gfs volume of n2 (replica on n3) that none of its pods
+// mounts is answered 404, as it is again after its pod is gone; the join
+// token, which speaks for no node, is answered 403.
+func TestVolumeRefusedToOtherNodes(t *testing.T) {
+	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
+		}
+	}
+	c := startZonedCluster(t, 4)
+	c.docker(t, "load", "-i", testimages.Busybox(t))
+	c.docker(t, "volume", "create", "--driver", "gfs", "-o", "zone=z2", "-o", "redundancy=reduced", "-o", "size=16M", "private")
+	credential := func(node string) string {
+		b, err := os.ReadFile(filepath.Join(c.agents[node].DataDir, "node-credential"))
+		if err != nil {
+			t.Fatalf("%s has no node credential: %v", node, err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	pem, err := os.ReadFile(filepath.Join(c.srv.DataDir, "ca", auth.CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	ask := func(token, op string) (int, string) {
+		t.Helper()
+		var body io.Reader
+		method := http.MethodGet
+		if op == "op" {
+			method, body = http.MethodPost, strings.NewReader(`{"op":"readdir","path":""}`)
+		}
+		req, err := http.NewRequest(method, c.api+"/node/v1/volfs/default/private/"+op, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// The primary's node may; n4, whose pods do not use it, may not.
+	if code, b := ask(credential("n2"), "route"); code != http.StatusOK {
+		t.Fatalf("n2 (the primary) asks the route: %d %s", code, b)
+	}
+	if code, b := ask(credential("n3"), "route"); code != http.StatusOK {
+		t.Fatalf("n3 (the replica) asks the route: %d %s", code, b)
+	}
+	for _, op := range []string{"route", "op"} {
+		if code, b := ask(credential("n4"), op); code != http.StatusNotFound || !strings.Contains(b, "message") {
+			t.Fatalf("n4, no pod of which uses the volume, asks %s: %d %s", op, code, b)
+		}
+	}
+	if code, b := ask(c.token, "op"); code != http.StatusForbidden {
+		t.Fatalf("the join token asks: %d %s", code, b)
+	}
+	// With a pod of n4 that mounts it, n4 may.
+	c.docker(t, "volume", "create", "--driver", "lv2", "-o", "size=16M", "-o", "zone=z4", "pin-n4")
+	c.docker(t, "run", "-d", "--name", "user", "-v", "pin-n4:/pin", "-v", "private:/data", "busybox", "sleep", "1d")
+	c.waitPlaced(t, "user", func(n string) bool { return n == "n4" })
+	if code, b := ask(credential("n4"), "op"); code != http.StatusOK {
+		t.Fatalf("n4, whose pod uses the volume, asks: %d %s", code, b)
+	}
+	c.sh(t, "user", "echo hi > /data/f")
+	// Gone with the pod (after the servers' few seconds of memory).
+	c.docker(t, "rm", "-f", "user")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, _ := ask(credential("n4"), "op")
+		if code == http.StatusNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n4 still gets the volume (%d) 30 s after its pod was removed", code)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

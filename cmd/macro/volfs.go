@@ -31,6 +31,8 @@ type volumeDirectory struct {
 	mu      sync.Mutex
 	alive   map[string]bool
 	aliveAt time.Time
+
+	admits admitCache // nodecreds.go
 }
 
 var _ nodeproto.VolumeDirectory = (*volumeDirectory)(nil)
