@@ -217,6 +217,9 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err)
 		return
 	}
+	if !sameNode(w, r, st.Node) {
+		return
+	}
 	if err := h.cfg.Backend.ReportStatus(r.Context(), r.URL.Query().Get("tenant"), st); err != nil {
 		writeJSONError(w, http.StatusConflict, err)
 		return

@@ -217,6 +217,9 @@ func TestVolumeFSNodeIdentity(t *testing.T) {
 	if err := client("kj_n4").RegisterNode(ctx, types.Node{Name: "n3"}); err == nil || !strings.Contains(err.Error(), "not node n3's") {
 		t.Fatalf("n4 registers as n3: %v", err)
 	}
+	if err := client("kj_n4").ReportStatus(ctx, "alice", types.PodStatus{ID: "p", Node: "n3"}); err == nil || !strings.Contains(err.Error(), "not node n3's") {
+		t.Fatalf("n4 reports a status as n3: %v", err)
+	}
 	// A join token is exchanged for a credential once per name.
 	if tok, err := client("kj_join").NodeCredential(ctx, "n5"); err != nil || tok != "kj_n5" {
 		t.Fatalf("credential for n5: %q, %v", tok, err)
