@@ -234,6 +234,9 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 			break
 		}
 		if strings.Contains(err.Error(), "refused") && strings.Contains(err.Error(), "token") {
+			if token != cfg.token {
+				return fmt.Errorf("%w (the node credential in %s: remove that file to join again with --token)", err, filepath.Join(dataDir, nodeCredentialFile))
+			}
 			return err
 		}
 		log.Warn("cannot reach the servers yet", "err", err)
