@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"time"
 )
 
 // Credentials are what a node's helper process (a volume mount process,
@@ -24,11 +25,18 @@ func (c *Client) Credentials() (Credentials, bool) {
 	return Credentials{Servers: append([]string(nil), c.cfg.Servers...), Token: c.cfg.Token, CA: c.cfg.CAPEM}, true
 }
 
-// NewClientFrom is a client with the credentials of another.
+// helperWait bounds how long a helper's request waits for its answer
+// once sent: a server that stopped answering (frozen, its connection
+// still up) fails the operation instead of hanging it. A volume write
+// waits for the primary and its replicas: minutes are ample.
+const helperWait = 5 * time.Minute
+
+// NewClientFrom is a client with the credentials of another, for a helper
+// process.
 func NewClientFrom(cr Credentials, log *slog.Logger) (*Client, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(cr.CA) {
 		return nil, errors.New("credentials: no CA certificate")
 	}
-	return NewClient(ClientConfig{Servers: cr.Servers, Token: cr.Token, RootCAs: pool, CAPEM: cr.CA, Log: log})
+	return NewClient(ClientConfig{Servers: cr.Servers, Token: cr.Token, RootCAs: pool, CAPEM: cr.CA, Log: log, ResponseHeaderTimeout: helperWait})
 }
