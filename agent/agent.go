@@ -66,6 +66,12 @@ type Config struct {
 	// held by other nodes to the servers (volmount.go); nil, or a nil
 	// answer, while there is none.
 	VolumeTransport func() http.RoundTripper
+	// VolumeShim, if set, is how a remote volume's FUSE mount gets a
+	// process of its own that outlives the agent (volshim.go): the
+	// command to run (the state directory is added as the last
+	// argument) and the node's credentials to write for it, opaque
+	// here; ok is false while there are none yet.
+	VolumeShim func() (argv []string, creds []byte, ok bool)
 }
 
 // Agent runs the pods of one node.
@@ -238,6 +244,7 @@ func (a *Agent) collectOrphans(keep map[string]bool) {
 		w := &worker{a: a, id: e.Name(), dir: a.podDir(e.Name()), log: a.log.With("pod", e.Name())}
 		w.destroy(ctx)
 	}
+	a.collectShimOrphans(keep)
 }
 
 func (a *Agent) podDir(id string) string { return filepath.Join(a.cfg.DataDir, "pods", id) }

@@ -53,10 +53,6 @@ func (a *Agent) AccessRoot(ctx context.Context, tenant, name, driver string) (st
 	if mounted {
 		return dir, nil
 	}
-	// A mount a previous agent process left no longer answers.
-	if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
-		return "", fmt.Errorf("volume %s: clear the old mount: %w", name, err)
-	}
 	return a.mountVolfs(tenant, name, dir, a.log.With("volume", name, "for", "access"))
 }
 
@@ -73,10 +69,13 @@ func (a *Agent) CloseAccess() {
 		for _, v := range vols {
 			dir := filepath.Join(base, t.Name(), v.Name())
 			a.volfs.mu.Lock()
-			srv := a.volfs.m[dir]
+			mnt := a.volfs.m[dir]
 			delete(a.volfs.m, dir)
 			a.volfs.mu.Unlock()
-			if srv == nil || srv.Unmount() != nil {
+			if mnt == nil {
+				a.stopShimAt(dir)
+			}
+			if mnt == nil || mnt.Unmount() != nil {
 				unix.Unmount(dir, unix.MNT_DETACH)
 			}
 		}

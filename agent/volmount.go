@@ -32,14 +32,24 @@ import (
 // and from there to the primary's tunnel. Pods on the primary itself bind
 // the volume's directory as before (no FUSE on the data path there).
 
-// volfsMounts are the FUSE servers of this agent's remote volume mounts.
+// volfsMounts are this agent's remote volume mounts: mount processes
+// (volshim.go), or FUSE servers in this process where there are none
+// (Config.VolumeShim nil).
 type volfsMounts struct {
 	mu sync.Mutex
-	m  map[string]*fuse.Server // by mount point
+	m  map[string]volfsMount // by mount point
 	// states are the volumes' replication states (volrep.go), by
 	// tenant/name.
 	states sync.Map
 }
+
+// volfsMount is a mount that can be undone.
+type volfsMount interface{ Unmount() error }
+
+var (
+	_ volfsMount = (*fuse.Server)(nil)
+	_ volfsMount = (*shim)(nil)
+)
 
 // networkDriver tells whether a volume of driver d can be mounted from
 // another node.
@@ -108,45 +118,57 @@ func (w *worker) mountRemoteVolume(tenant string, i int, m types.Mount) (string,
 }
 
 // mountVolfs mounts the volume from its primary through FUSE at dir and
-// keeps the mount's server in a.volfs.
+// keeps the mount in a.volfs: a mount process that a previous agent
+// started and that still serves dir is adopted; else a new one is started
+// (or, without Config.VolumeShim, a FUSE server in this process).
 func (a *Agent) mountVolfs(tenant, name, dir string, log *slog.Logger) (string, error) {
-	hc, err := a.replicationClient()
-	if err != nil {
-		return "", fmt.Errorf("volume %s: %w", name, err)
-	}
 	cache := filepath.Join(a.cfg.DataDir, "volfs", "cache")
 	for _, d := range []string{dir, cache} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return "", err
 		}
 	}
-	c := &volfs.Client{
-		HC:      &http.Client{Transport: hc.Transport},
-		Base:    "http://volfs/" + url.PathEscape(tenant) + "/" + url.PathEscape(name),
-		OnError: func(err error) { log.Warn("remote volume", "err", err) },
-	}
-	// One call first, so that a volume that cannot be reached fails the
-	// start with the reason rather than with EIO inside the pod.
-	probe := *c
-	var reason error
-	probe.OnError = func(err error) { reason = err }
-	if _, err := probe.Op(context.Background(), volfs.Request{Op: volfs.OpStat}); err != nil {
-		if reason != nil {
-			err = reason
+	var mnt volfsMount
+	if s, ok := a.adoptShim(dir, log); ok {
+		mnt = s
+	} else {
+		// A mount whose process is gone no longer answers.
+		if err := a.stopShimAt(dir); err != nil {
+			return "", fmt.Errorf("volume %s: clear the old mount: %w", name, err)
 		}
-		return "", fmt.Errorf("mount volume %s from its node: %w", name, err)
-	}
-	srv, err := volfs.Mount(dir, c, volfs.MountOptions{CacheDir: cache, Name: "volfs:" + name})
-	if err != nil {
-		return "", fmt.Errorf("mount volume %s: %w", name, err)
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+			return "", fmt.Errorf("volume %s: clear the old mount: %w", name, err)
+		}
+		if a.cfg.VolumeShim != nil {
+			s, err := a.startShim(tenant, name, dir, cache, log)
+			if err != nil {
+				return "", fmt.Errorf("mount volume %s: %w", name, err)
+			}
+			mnt = s
+		} else {
+			hc, err := a.replicationClient()
+			if err != nil {
+				return "", fmt.Errorf("volume %s: %w", name, err)
+			}
+			srv, err := mountChecked(volfsClient(hc.Transport, tenant, name, log), name, dir, cache)
+			if err != nil {
+				return "", err
+			}
+			mnt = srv
+		}
 	}
 	a.volfs.mu.Lock()
 	if a.volfs.m == nil {
-		a.volfs.m = map[string]*fuse.Server{}
+		a.volfs.m = map[string]volfsMount{}
 	}
-	a.volfs.m[dir] = srv
+	a.volfs.m[dir] = mnt
 	a.volfs.mu.Unlock()
 	return dir, nil
+}
+
+// volfsBase is the URL of a volume's operations (Config.VolumeTransport).
+func volfsBase(tenant, name string) string {
+	return "http://volfs/" + url.PathEscape(tenant) + "/" + url.PathEscape(name)
 }
 
 // remoteVolumeMounted tells whether the pod's mount i is a FUSE mount.
@@ -172,7 +194,7 @@ func (a *Agent) remoteVolumeDir(pod string, i int) (string, error) {
 
 // unmountRemoteVolumes unmounts the pod's FUSE mounts (also those a
 // previous agent process left, which no longer answer).
-func (w *worker) unmountRemoteVolumes() error {
+func (w *worker) unmountRemoteVolumes(keepLive bool) error {
 	base := filepath.Join(w.a.cfg.DataDir, "volfs", "mnt", w.id)
 	entries, err := os.ReadDir(base)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -183,10 +205,20 @@ func (w *worker) unmountRemoteVolumes() error {
 	for _, e := range entries {
 		p := filepath.Join(base, e.Name())
 		w.a.volfs.mu.Lock()
-		srv := w.a.volfs.m[p]
+		mnt, ours := w.a.volfs.m[p]
+		if keepLive && !ours && shimAlive(w.a.shimState(p)) {
+			w.a.volfs.mu.Unlock()
+			continue
+		}
 		delete(w.a.volfs.m, p)
 		w.a.volfs.mu.Unlock()
-		if srv == nil || srv.Unmount() != nil {
+		if mnt == nil {
+			// Left by a previous agent: its process, if any, goes.
+			if err := w.a.stopShimAt(p); err != nil {
+				return err
+			}
+		}
+		if mnt == nil || mnt.Unmount() != nil {
 			for {
 				err := unix.Unmount(p, unix.MNT_DETACH)
 				if err == unix.EINVAL || err == unix.ENOENT {
@@ -201,5 +233,9 @@ func (w *worker) unmountRemoteVolumes() error {
 			return fmt.Errorf("remove mount point %s: %w", p, err)
 		}
 	}
-	return os.Remove(base)
+	os.Remove(filepath.Join(w.a.cfg.DataDir, "volfs", "shim", "mnt", w.id))
+	if err := os.Remove(base); err != nil && !(keepLive && errors.Is(err, unix.ENOTEMPTY)) {
+		return err
+	}
+	return nil
 }

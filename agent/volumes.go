@@ -264,7 +264,9 @@ func (a *Agent) snapshotTick(ctx context.Context, now time.Time) error {
 // copies at create), and binds sub-paths through a staging mount so that
 // no symlink inside the volume leads outside it.
 func (w *worker) volumeMounts(pod types.Pod, rootfs string) ([]ocispec.VolumeMount, error) {
-	if err := w.unmountVolumes(); err != nil {
+	// Remote mounts that a previous agent's mount processes still serve
+	// stay, to be adopted (volshim.go).
+	if err := w.unmountVolumesKeep(true); err != nil {
 		return nil, err
 	}
 	copied := filepath.Join(w.dir, "volumes-copied")
@@ -359,8 +361,12 @@ func (w *worker) stageSubpath(i int, volume, sub string) (string, error) {
 // unmountVolumes undoes the staging mounts of sub-paths. The pod directory
 // may only be removed after it succeeded: removing it through a staging
 // mount would delete the volume's files.
-func (w *worker) unmountVolumes() error {
-	if err := w.unmountRemoteVolumes(); err != nil {
+func (w *worker) unmountVolumes() error { return w.unmountVolumesKeep(false) }
+
+// unmountVolumesKeep is unmountVolumes; with keepLive it leaves the remote
+// mounts of live mount processes that this agent did not start.
+func (w *worker) unmountVolumesKeep(keepLive bool) error {
+	if err := w.unmountRemoteVolumes(keepLive); err != nil {
 		return err
 	}
 	dir := filepath.Join(w.dir, "volumes")

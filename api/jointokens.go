@@ -26,10 +26,12 @@ type JoinTokenInfo struct {
 	Kind    string     `json:"kind"`
 	Created time.Time  `json:"created"`
 	Expires *time.Time `json:"expires,omitempty"`
+	// Node: the token is that node's credential (types.JoinToken.Node).
+	Node string `json:"node,omitempty"`
 }
 
 func joinTokenInfo(t types.JoinToken) JoinTokenInfo {
-	i := JoinTokenInfo{ID: t.ID, Kind: t.Kind, Created: t.Created.UTC()}
+	i := JoinTokenInfo{ID: t.ID, Kind: t.Kind, Created: t.Created.UTC(), Node: t.Node}
 	if !t.Expires.IsZero() {
 		e := t.Expires.UTC()
 		i.Expires = &e

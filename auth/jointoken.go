@@ -50,6 +50,28 @@ func NewJoinToken(kind string, ttl time.Duration, now time.Time) (string, types.
 	return joinTokenPrefix + id + "_" + secret, t, nil
 }
 
+// NodeCredentialID is the ID of the credential of node: one per name, so
+// that the store refuses a second (ErrExists) at once.
+func NodeCredentialID(node string) string {
+	sum := sha256.Sum256([]byte("macro node credential\x00" + node))
+	return hex.EncodeToString(sum[:tokenIDLen/2])
+}
+
+// NewNodeCredential makes the credential of node: a node token bound to
+// it, with the ID NodeCredentialID(node), that never expires.
+func NewNodeCredential(node string, now time.Time) (string, types.JoinToken, error) {
+	if node == "" {
+		return "", types.JoinToken{}, errors.New("node credential: no node name")
+	}
+	raw, t, err := NewJoinToken(types.JoinNode, 0, now)
+	if err != nil {
+		return "", t, err
+	}
+	_, secret, _ := ParseJoinToken(raw)
+	t.ID, t.Node = NodeCredentialID(node), node
+	return joinTokenPrefix + t.ID + "_" + secret, t, nil
+}
+
 // ParseJoinToken splits a join token into its id and secret; ok is false
 // when it does not have the shape of one.
 func ParseJoinToken(s string) (id, secret string, ok bool) {

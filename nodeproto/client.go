@@ -33,7 +33,12 @@ type ClientConfig struct {
 	Token string
 	// RootCAs verify the servers (the cluster CA).
 	RootCAs *x509.CertPool
-	Log     *slog.Logger
+	// CAPEM is RootCAs as PEM, for Credentials (optional).
+	CAPEM []byte
+	// ResponseHeaderTimeout, if set, bounds the wait for an answer once
+	// a request is sent.
+	ResponseHeaderTimeout time.Duration
+	Log                   *slog.Logger
 	// Peer: the client is a server of the cluster (its own node): the
 	// images it asks for are answered from the other server's store
 	// alone (FromPeer), so two servers never ask each other in a circle.
@@ -74,6 +79,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	tc := &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 8, IdleConnTimeout: 60 * time.Second,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext}
+	tr.ResponseHeaderTimeout = cfg.ResponseHeaderTimeout
 	return &Client{
 		cfg:     cfg,
 		hc:      &http.Client{Transport: tr, Timeout: 30 * time.Second},

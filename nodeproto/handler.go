@@ -38,8 +38,13 @@ type ImageSaver interface {
 type HandlerConfig struct {
 	Backend Backend
 	Images  ImageSaver
-	// Check admits a node's token (a node join token); nil admits none.
-	Check func(ctx context.Context, token string) error
+	// Check admits a node's token (a node join token or credential,
+	// identity.go) and says which node a credential is bound to ("" for
+	// a join token); nil admits none.
+	Check func(ctx context.Context, token string) (node string, err error)
+	// Credential makes a credential bound to node (ErrCredentialTaken
+	// when the name has one).
+	Credential func(ctx context.Context, node string) (string, error)
 	// Tunnels keeps the nodes' tunnels for the API's operations.
 	Tunnels *Tunnels
 	// Cluster is the cluster's name (a node's VPC addresses derive from
@@ -85,6 +90,7 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	h.mux.HandleFunc("GET "+Prefix+"mesh", h.mesh)
 	h.mux.HandleFunc(Prefix+"volfs/{tenant}/{name}/{op}", h.volfs)
 	h.mux.HandleFunc(Prefix+"volrep/{tenant}/{name}/{node}/{op}", h.volrep)
+	h.mux.HandleFunc("POST "+Prefix+"credential", h.credential)
 	return h
 }
 
@@ -94,11 +100,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusUnauthorized, errors.New("the node protocol needs a node join token (Authorization: Bearer kj_...)"))
 		return
 	}
-	if err := h.cfg.Check(r.Context(), tok); err != nil {
+	node, err := h.cfg.Check(r.Context(), tok)
+	if err != nil {
 		writeJSONError(w, http.StatusUnauthorized, fmt.Errorf("node token refused: %w", err))
 		return
 	}
-	h.mux.ServeHTTP(w, r)
+	h.mux.ServeHTTP(w, r.WithContext(withNode(r.Context(), node)))
 }
 
 // maxBody bounds the JSON bodies nodes send.
@@ -125,6 +132,9 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := validNodeName(n.Name); err != nil {
 		writeJSONError(w, http.StatusBadRequest, err)
+		return
+	}
+	if !sameNode(w, r, n.Name) {
 		return
 	}
 	if err := h.cfg.Backend.RegisterNode(r.Context(), n); err != nil {
@@ -155,6 +165,9 @@ func (h *Handler) pods(w http.ResponseWriter, r *http.Request) {
 	node := r.URL.Query().Get("node")
 	if err := validNodeName(node); err != nil {
 		writeJSONError(w, http.StatusBadRequest, err)
+		return
+	}
+	if !sameNode(w, r, node) {
 		return
 	}
 	streamLines(w, r, h.cfg.Backend.WatchPods(r.Context(), node))
@@ -202,6 +215,9 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 	var st types.PodStatus
 	if err := decodeBody(r, &st); err != nil {
 		writeJSONError(w, http.StatusBadRequest, err)
+		return
+	}
+	if !sameNode(w, r, st.Node) {
 		return
 	}
 	if err := h.cfg.Backend.ReportStatus(r.Context(), r.URL.Query().Get("tenant"), st); err != nil {
@@ -257,6 +273,9 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request) {
 	node := r.URL.Query().Get("node")
 	if err := validNodeName(node); err != nil {
 		writeJSONError(w, http.StatusBadRequest, err)
+		return
+	}
+	if !sameNode(w, r, node) {
 		return
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), tunnelProto) || h.cfg.Tunnels == nil {

@@ -37,7 +37,7 @@ func TestMeshStream(t *testing.T) {
 	be := &meshBackend{view: map[string]types.MeshView{}}
 	be.set("n1", types.MeshView{Nodes: []types.MeshNode{{Name: "n2", Key: "k2", Endpoint: "10.0.0.2:51820"}}})
 	be.set("n2", types.MeshView{Pods: []types.MeshPod{{ID: "secret", Tenant: "other"}}})
-	h := NewHandler(HandlerConfig{Backend: be, Check: func(context.Context, string) error { return nil }})
+	h := NewHandler(HandlerConfig{Backend: be, Check: func(context.Context, string) (string, error) { return "", nil }})
 	srv := httptest.NewTLSServer(h)
 	defer srv.Close()
 	pool := x509.NewCertPool()
@@ -80,7 +80,7 @@ func TestMeshStreamRefused(t *testing.T) {
 		{"no mesh", nil, "n1"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			h := NewHandler(HandlerConfig{Backend: tt.be, Check: func(context.Context, string) error { return nil }})
+			h := NewHandler(HandlerConfig{Backend: tt.be, Check: func(context.Context, string) (string, error) { return "", nil }})
 			srv := httptest.NewTLSServer(h)
 			defer srv.Close()
 			pool := x509.NewCertPool()

@@ -51,6 +51,35 @@ type VolumeDirectory interface {
 	// SetReplicaState records a replica's state, if epoch is still the
 	// volume's.
 	SetReplicaState(ctx context.Context, tenant, name, node, state string, epoch int64) error
+	// Admit lets node ask for the volume's data when it has business
+	// with it: a pod assigned to it mounts the volume, it keeps a copy,
+	// or it is a server's (WebDAV and S3); ErrNoBusiness otherwise.
+	Admit(ctx context.Context, tenant, name, node string) error
+}
+
+// ErrNoBusiness refuses a node a volume that none of its pods uses and of
+// which it keeps no copy: answered 404, as a volume it cannot see.
+var ErrNoBusiness = errors.New("no such volume for this node: none of its pods uses it")
+
+// admit answers a node's request for a volume's data: only a credential
+// bound to a node (identity.go) with business with the volume passes.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, tenant, name string) bool {
+	node, ok := NodeOf(r.Context())
+	if !ok {
+		writeJSONError(w, http.StatusForbidden, ErrNotBound)
+		return false
+	}
+	err := h.cfg.Volumes.Admit(r.Context(), tenant, name, node)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, ErrNoBusiness):
+		h.log.Warn("volume refused to a node", "node", node, "tenant", tenant, "volume", name)
+		writeJSONError(w, http.StatusNotFound, fmt.Errorf("volume %s: %w", name, err))
+	default:
+		writeJSONError(w, http.StatusServiceUnavailable, err)
+	}
+	return false
 }
 
 // volfsRoutes serves the volfs operations of the node's own volumes on its
@@ -91,6 +120,9 @@ func (h *Handler) volfs(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotImplemented, errors.New("this server does not serve remote volumes"))
 		return
 	}
+	if !h.admit(w, r, tenant, name) {
+		return
+	}
 	rt, err := h.cfg.Volumes.Route(r.Context(), tenant, name)
 	if err != nil {
 		writeJSONError(w, http.StatusNotFound, err)
@@ -120,6 +152,9 @@ func (h *Handler) volrep(w http.ResponseWriter, r *http.Request) {
 	tenant, name, node, op := r.PathValue("tenant"), r.PathValue("name"), r.PathValue("node"), r.PathValue("op")
 	if h.cfg.Volumes == nil {
 		writeJSONError(w, http.StatusNotImplemented, errors.New("this server does not serve remote volumes"))
+		return
+	}
+	if !h.admit(w, r, tenant, name) {
 		return
 	}
 	epoch, err := strconv.ParseInt(r.Header.Get(volfs.HeaderEpoch), 10, 64)

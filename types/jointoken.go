@@ -20,4 +20,8 @@ type JoinToken struct {
 	Created time.Time `json:"created"`
 	// Expires is when the token stops admitting machines; zero: never.
 	Expires time.Time `json:"expires,omitzero"`
+	// Node, on a node token, binds it to that node: it is the node's
+	// credential (the agent's, exchanged for a join token at its first
+	// start, or a server's own node), and speaks for that node alone.
+	Node string `json:"node,omitempty"`
 }

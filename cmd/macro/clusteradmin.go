@@ -49,7 +49,11 @@ func runClusterAdmin(ctx context.Context, c *adminClient, words []string, o admi
 					exp += " (expired)"
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Kind, t.Created.Format(time.RFC3339), exp)
+			kind := t.Kind
+			if t.Node != "" {
+				kind += " (credential of " + t.Node + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, kind, t.Created.Format(time.RFC3339), exp)
 		}
 		return tw.Flush()
 	case len(words) == 3 && words[0] == "join-token" && (words[1] == "rm" || words[1] == "remove" || words[1] == "revoke"):

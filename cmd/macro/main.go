@@ -28,6 +28,8 @@ func main() {
 		os.Exit(adminMain(os.Args[2:]))
 	case "shim":
 		os.Exit(shimMain(os.Args[2:]))
+	case "volfs-shim":
+		os.Exit(volfsShimMain(os.Args[2:]))
 	case "version", "--version", "-v":
 		fmt.Println("macro", version)
 	case "help", "--help", "-h":

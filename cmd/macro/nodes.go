@@ -31,7 +31,6 @@ import (
 	"github.com/macro-cloud/macro/runtime"
 	"github.com/macro-cloud/macro/runtime/sandbox"
 	"github.com/macro-cloud/macro/store"
-	"github.com/macro-cloud/macro/types"
 )
 
 // openRuntimes opens the runtimes this machine has, under DATA-DIR/runtime;
@@ -88,9 +87,9 @@ func nodeHandler(st *store.Store, nodeAPI nodeproto.Backend, images *image.Store
 	return nodeproto.NewHandler(nodeproto.HandlerConfig{
 		Backend: nodeAPI,
 		Images:  imageSaver{images, peers},
-		Check: func(ctx context.Context, token string) error {
-			_, err := auth.CheckJoinToken(ctx, st, types.JoinNode, token)
-			return err
+		Check:   func(ctx context.Context, token string) (string, error) { return checkNodeToken(ctx, st, token) },
+		Credential: func(ctx context.Context, node string) (string, error) {
+			return issueNodeCredential(ctx, st, node)
 		},
 		Tunnels: tunnels,
 		Cluster: cluster,
@@ -220,7 +219,12 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	cli, err := nodeproto.NewClient(nodeproto.ClientConfig{Servers: servers, Token: cfg.token, RootCAs: roots, Log: log})
+	caPEM, _ := os.ReadFile(filepath.Join(dataDir, "cluster-ca.pem")) // pinned by clusterCA
+	token := cfg.token
+	if b, err := os.ReadFile(filepath.Join(dataDir, nodeCredentialFile)); err == nil {
+		token = strings.TrimSpace(string(b)) // nodecreds.go
+	}
+	cli, err := nodeproto.NewClient(nodeproto.ClientConfig{Servers: servers, Token: token, RootCAs: roots, CAPEM: caPEM, Log: log})
 	if err != nil {
 		return err
 	}
@@ -230,6 +234,9 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 			break
 		}
 		if strings.Contains(err.Error(), "refused") && strings.Contains(err.Error(), "token") {
+			if token != cfg.token {
+				return fmt.Errorf("%w (the node credential in %s: remove that file to join again with --token)", err, filepath.Join(dataDir, nodeCredentialFile))
+			}
 			return err
 		}
 		log.Warn("cannot reach the servers yet", "err", err)
@@ -237,6 +244,14 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(2 * time.Second):
+		}
+	}
+	if token == cfg.token {
+		if token, err = agentToken(ctx, cli, dataDir, node.Name, log); err != nil {
+			return err
+		}
+		if cli, err = nodeproto.NewClient(nodeproto.ClientConfig{Servers: servers, Token: token, RootCAs: roots, CAPEM: caPEM, Log: log}); err != nil {
+			return err
 		}
 	}
 
@@ -293,6 +308,7 @@ func runAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) error {
 		Log:            log,
 
 		VolumeTransport: cli.VolumeTransport, // remote volume mounts (volfs.go)
+		VolumeShim:      func() ([]string, []byte, bool) { return volumeShim(cli) },
 	})
 	if err != nil {
 		return err
@@ -450,29 +466,26 @@ func serverAPIURL(apiL net.Listener, apiAddr, dataDir string) string {
 }
 
 // linkServer joins this server to the others of its cluster: it says where
-// its API port is (on a lease), and makes itself a node join token
-// (replaced at every start) and a client of the node protocol with it, with
+// its API port is (on a lease), and makes its node a credential (kept
+// across restarts) and a client of the node protocol with it, with
 // which it asks the others for images it lacks (peerImages) and its own
 // node keeps tunnels to them (keepPeerTunnels), as a remote agent does.
 func linkServer(ctx context.Context, st *store.Store, ca *auth.CA, dataDir, name, self string, log *slog.Logger) (*nodeproto.Client, error) {
 	go st.AdvertiseServer(ctx, name, self, 10)
+	// The one-time node token of earlier versions goes; the node's
+	// credential stays across restarts (nodecreds.go).
 	idFile := filepath.Join(dataDir, "server-node-token")
 	if old, err := os.ReadFile(idFile); err == nil {
 		if err := st.DeleteJoinToken(ctx, strings.TrimSpace(string(old))); err != nil && !errors.Is(err, store.ErrNotFound) {
 			log.Warn("remove the node token of a previous start", "err", err)
 		}
+		os.Remove(idFile)
 	}
-	raw, jt, err := auth.NewJoinToken(types.JoinNode, 0, time.Now().UTC())
+	raw, err := serverNodeToken(ctx, st, dataDir, name)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("this server's node credential: %w", err)
 	}
-	if err := st.CreateJoinToken(ctx, &jt); err != nil {
-		return nil, fmt.Errorf("this server's node token: %w", err)
-	}
-	if err := os.WriteFile(idFile, []byte(jt.ID+"\n"), 0o600); err != nil {
-		return nil, err
-	}
-	return nodeproto.NewClient(nodeproto.ClientConfig{Servers: []string{self}, Token: raw, RootCAs: ca.Pool(), Log: log, Peer: true})
+	return nodeproto.NewClient(nodeproto.ClientConfig{Servers: []string{self}, Token: raw, RootCAs: ca.Pool(), CAPEM: ca.CertPEM, Log: log, Peer: true})
 }
 
 // keepPeerTunnels keeps a tunnel from this server's own node to every

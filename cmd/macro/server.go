@@ -274,6 +274,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		Log:            log,
 
 		VolumeTransport: volTransport.get, // remote volume mounts (volfs.go)
+		VolumeShim:      volTransport.shim,
 	})
 	if err != nil {
 		return err

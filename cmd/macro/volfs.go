@@ -31,6 +31,8 @@ type volumeDirectory struct {
 	mu      sync.Mutex
 	alive   map[string]bool
 	aliveAt time.Time
+
+	admits admitCache // nodecreds.go
 }
 
 var _ nodeproto.VolumeDirectory = (*volumeDirectory)(nil)
@@ -201,14 +203,25 @@ func localVolumeOps(ag *agent.Agent) nodeproto.Ops {
 // volumeTransport carries the in-process agent's remote volume mounts
 // through this server's own node client, once linkServer made it.
 type volumeTransport struct {
-	mu sync.Mutex
-	tr http.RoundTripper
+	mu  sync.Mutex
+	tr  http.RoundTripper
+	cli *nodeproto.Client
 }
 
 func (v *volumeTransport) set(cli *nodeproto.Client) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.tr = cli.VolumeTransport()
+	v.cli = cli
+}
+
+// shim is agent.Config.VolumeShim: mount processes with this server's
+// node credentials.
+func (v *volumeTransport) shim() ([]string, []byte, bool) {
+	v.mu.Lock()
+	cli := v.cli
+	v.mu.Unlock()
+	return volumeShim(cli)
 }
 
 func (v *volumeTransport) get() http.RoundTripper {
