@@ -89,6 +89,7 @@ func (a *Agent) receiveCatchUp(w http.ResponseWriter, r *http.Request, tenant, n
 // not in sync of the volumes this node is the primary of.
 func (a *Agent) volumeReplication(ctx context.Context, every time.Duration) {
 	running := map[string]bool{}
+	gone := map[string]bool{} // volumes whose route was refused once
 	done := make(chan string)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -114,6 +115,21 @@ func (a *Agent) volumeReplication(ctx context.Context, every time.Duration) {
 				continue
 			}
 			rt, err := volumeRoute(hc, tenant, name)
+			if errors.Is(err, errNoBusiness) {
+				// The volume is gone, or it no longer lists this node
+				// (the servers refuse its route to a node without
+				// business with it): drop the copy once this is seen
+				// twice in a row, never on one answer alone.
+				k := tenant + "/" + name
+				if gone[k] {
+					delete(gone, k)
+					a.dropCopy(ctx, tenant, name, rt)
+				} else {
+					gone[k] = true
+				}
+				continue
+			}
+			delete(gone, tenant+"/"+name)
 			if err != nil {
 				continue
 			}

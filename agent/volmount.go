@@ -104,10 +104,19 @@ func volumeRoute(hc *http.Client, tenant, name string) (volfs.Route, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return rt, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+		err := fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(msg))
+		if resp.StatusCode == http.StatusNotFound {
+			err = fmt.Errorf("%w: %w", errNoBusiness, err)
+		}
+		return rt, err
 	}
 	return rt, json.NewDecoder(resp.Body).Decode(&rt)
 }
+
+// errNoBusiness is the servers' answer to a volume's route when the volume
+// does not exist or the asking node has no business with it: no pod of it
+// uses the volume and its record lists no copy here.
+var errNoBusiness = errors.New("the servers know no such volume for this node")
 
 func (a *Agent) volfsDir(pod string, i int) string {
 	return filepath.Join(a.cfg.DataDir, "volfs", "mnt", pod, strconv.Itoa(i))
