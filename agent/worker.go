@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/macro-cloud/macro/internal/atomicfile"
 	"github.com/macro-cloud/macro/runtime"
 	"github.com/macro-cloud/macro/types"
 )
@@ -457,11 +458,7 @@ func writeFileAtomic(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data, 0o600)
 }
 
 // waitExit blocks until the container has stopped and the runtime knows

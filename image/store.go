@@ -23,6 +23,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/macro-cloud/macro/internal/atomicfile"
 	"github.com/macro-cloud/macro/types"
 )
 
@@ -1070,28 +1071,9 @@ func (s *Store) saveRecord(rec *record) error {
 	return s.writeFileAtomic(filepath.Join(s.dir, "images", strings.TrimPrefix(rec.ID, "sha256:")+".json"), b)
 }
 
-// writeFileAtomic writes through a temporary file and a rename.
+// writeFileAtomic writes a record or index whole (internal/atomicfile).
 func (s *Store) writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "w-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, data, 0o644)
 }
 
 // writeBlob stores data under its digest (which it checks when given).

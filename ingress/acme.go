@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -144,27 +142,6 @@ func loadOrCreateKey(ctx context.Context, st State, name string) (*ecdsa.Private
 		return nil, fmt.Errorf("%s: no PEM", name)
 	}
 	return x509.ParseECPrivateKey(blk.Bytes)
-}
-
-// writeAtomic writes a secret file whole or not at all.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // ServeHTTP answers the HTTP-01 challenges of orders in progress:

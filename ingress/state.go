@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/macro-cloud/macro/internal/atomicfile"
 )
 
 // State keeps what the ingress must not lose on a restart and what every
@@ -60,7 +62,7 @@ func (d DirState) Put(_ context.Context, name string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	return writeAtomic(p, data)
+	return atomicfile.Write(p, data, 0o600)
 }
 
 func (d DirState) Create(ctx context.Context, name string, data []byte) ([]byte, error) {

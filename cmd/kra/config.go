@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/macro-cloud/macro/internal/atomicfile"
 )
 
 // config is what `kra login` stores: the host and the token, in
@@ -84,31 +86,13 @@ func saveConfig(c config) error {
 	return writeFileAtomic(p, append(b, '\n'), 0o600)
 }
 
-// writeFileAtomic writes data to p through a temporary file in the same
-// directory (created 0700 if missing), so a reader never sees half a file
-// and the file never exists with a wider mode than perm.
+// writeFileAtomic writes data to p whole (internal/atomicfile), making its
+// directory (0700) if missing.
 func writeFileAtomic(p string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
+	return atomicfile.Write(p, data, perm)
 }
 
 // hostDir is the directory of a host's pinned CA and client certificate.
