@@ -580,10 +580,14 @@ func overlaySubnet(n types.Network) (netip.Prefix, bool) {
 }
 
 // overlayAddresses are the overlay addresses that pods other than podID
-// hold.
+// hold, and every pod's default address (an overlay's subnet may be a
+// namespace's default /24).
 func overlayAddresses(pods []types.Pod, podID string) map[netip.Addr]string {
 	taken := map[netip.Addr]string{}
 	for _, p := range pods {
+		if p.VPC != nil {
+			taken[p.VPC.IPv4] = p.ID
+		}
 		if p.ID == podID {
 			continue
 		}
