@@ -16,6 +16,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -170,6 +172,7 @@ func (s *Store) CreatePodGuarded(ctx context.Context, p *types.Pod, withPods fun
 			return &NameInUseError{Name: p.Name, ID: string(r.Kvs[0].Value)}
 		}
 		// The tenant or another of its pods changed meanwhile: decide again.
+		backoff(ctx, attempt)
 	}
 	return ErrConflict
 }
@@ -220,8 +223,18 @@ func (s *Store) UpdatePodGuarded(ctx context.Context, tenant, id string, fn func
 			after.Revision = resp.Header.Revision
 			return after, nil
 		}
+		backoff(ctx, attempt)
 	}
 	return types.Pod{}, ErrConflict
+}
+
+// backoff waits before the next attempt of a guarded write that lost to
+// another write of the tenant: a random time up to a bound that doubles
+// with each attempt (1 ms, 2 ms, ... up to 64 ms), so that many writers of
+// one tenant spread out rather than all read and lose again together.
+func backoff(ctx context.Context, attempt int) {
+	limit := time.Millisecond << min(attempt, 6)
+	pause(ctx, rand.N(limit))
 }
 
 func cloneMap(m map[string]string) map[string]string {

@@ -107,6 +107,8 @@ func (s *Server) createPod(ctx context.Context, p *types.Pod, nets map[string]ty
 	switch {
 	case errors.Is(err, ipam.ErrFull):
 		return errorf(http.StatusServiceUnavailable, "no available IPv4 addresses in the default network of namespace %s: %v (a namespace holds 253 containers; remove one, or use another compose project)", p.Namespace, err)
+	case errors.Is(err, store.ErrConflict):
+		return errorf(http.StatusServiceUnavailable, "too many containers of tenant %s are being created at once (each waits for the others' addresses): try again", p.Tenant)
 	case errors.Is(err, ipam.ErrNoSubnet):
 		return errorf(http.StatusServiceUnavailable, "no subnet left for namespace %s: %v (delete a namespace: kra ns delete)", p.Namespace, err)
 	}
