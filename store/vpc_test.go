@@ -219,3 +219,43 @@ func TestPodVPCRecords(t *testing.T) {
 		t.Fatalf("beside a pod from before: %+v", *next.VPC)
 	}
 }
+
+// BenchmarkCreatePodVPC: one create through CreatePodGuarded, which reads
+// the tenant's pods to choose the pod's address, in a tenant that has
+// that many pods already (in namespaces of 200); beside it, the same
+// create of a pod without a network and without a quota to check, which
+// reads nothing (what every create of a tenant without quotas cost before
+// addresses were the store's).
+func BenchmarkCreatePodVPC(b *testing.B) {
+	for _, have := range []int{0, 1000, 5000} {
+		for _, vpc := range []bool{true, false} {
+			b.Run(fmt.Sprintf("pods=%d/vpc=%v", have, vpc), func(b *testing.B) {
+				ctx := context.Background()
+				s, err := Open(ctx, Config{DataDir: b.TempDir()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				var batch []*types.Pod
+				for i := range have {
+					sub := ipam.Subnet4(uint16(i / 200))
+					batch = append(batch, &types.Pod{ID: podID(i), Name: fmt.Sprintf("p%d", i), Tenant: "alice", Namespace: fmt.Sprintf("ns%d", i/200),
+						VPC: &types.PodVPC{Subnet4: sub, IPv4: netip.AddrFrom4([4]byte{10, sub.Addr().As4()[1], sub.Addr().As4()[2], byte(2 + i%200)})}})
+				}
+				if err := s.CreatePods(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				for i := range b.N {
+					p := &types.Pod{ID: podID(have + i), Name: fmt.Sprintf("new%d", i), Tenant: "alice", Namespace: fmt.Sprintf("new%d", i/200)}
+					if !vpc {
+						p.Spec.Network = "none"
+					}
+					if err := s.CreatePodGuarded(ctx, p, func(types.Tenant) bool { return false }, allow); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
