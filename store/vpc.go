@@ -174,6 +174,19 @@ func (s *Store) NamespaceNets(ctx context.Context, tenant string, names []string
 	return out, nil
 }
 
+// RecordedNamespaceNets returns the subnets recorded for the tenant's
+// namespaces, by namespace: one read of the records alone.
+func (s *Store) RecordedNamespaceNets(ctx context.Context, tenant string) (map[string]types.NamespaceNet, error) {
+	if err := keyPart("tenant", tenant); err != nil {
+		return nil, err
+	}
+	resp, err := s.cli.Get(ctx, tenantPrefix("vpc", tenant), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("read the VPC of %s: %w", tenant, err)
+	}
+	return decodeNets(resp.Kvs), nil
+}
+
 func decodeNets(kvs []*mvccpb.KeyValue) map[string]types.NamespaceNet {
 	out := map[string]types.NamespaceNet{}
 	for _, kv := range kvs {
