@@ -39,9 +39,9 @@ type Config struct {
 	// Domain is the cluster's domain, as `macro server --domain` gives it
 	// (the ingress's `*`).
 	Domain string
-	// VPC gives the addresses of tenants' VPCs (GET /vpc, /overlays);
-	// nil when pods run without one.
-	VPC VPC
+	// VPC says that pods run in VPCs (GET /vpc, /overlays answer);
+	// false when they run without.
+	VPC bool
 	// Resolver looks up the TXT records that prove custom domains
 	// (net.DefaultResolver).
 	Resolver *net.Resolver
@@ -71,7 +71,7 @@ type Server struct {
 	volumeFiles VolumeFiles
 	volumeNodes VolumeNodes
 	volumeKeys  VolumeKeyMaker
-	vpc         VPC
+	vpc         bool
 }
 
 // New returns a Server.

@@ -10,16 +10,10 @@ import (
 	"github.com/macro-cloud/macro/types"
 )
 
-// VPC tells the API the addresses of a tenant's VPC (net/router on a
-// node; the cluster's allocator later).
-type VPC interface {
-	// Subnets returns the tenant's prefix and the namespaces' subnets.
-	Subnets(tenant string, namespaces []string) (netip.Prefix, map[string]ipam.Namespace)
-}
-
-// SetVPC sets the VPC when it opens after the Server is made, before the
-// Server serves.
-func (s *Server) SetVPC(v VPC) { s.vpc = v }
+// SetVPC says that this cloud wires pods into VPCs, when its network
+// opens after the Server is made, before the Server serves. The addresses
+// the API shows are the cluster's, recorded in the store (store/vpc.go).
+func (s *Server) SetVPC(on bool) { s.vpc = on }
 
 // VPCInfo is GET /vpc: the tenant's IPv6 prefix and its namespaces'
 // subnets.
@@ -54,13 +48,15 @@ type Overlay struct {
 type OverlayMember struct {
 	Pod     string `json:"pod"`
 	ID      string `json:"id"`
-	Address string `json:"address"` // empty until the pod first starts, for pods without a fixed one
+	Address string `json:"address"` // empty for a pod from before addresses were recorded, until it runs
 }
 
 // vpcSubnets returns the tenant's prefix, its namespaces and their
-// subnets (and those of the namespaces in more).
+// subnets (and those of the namespaces in more): those the cluster
+// recorded, or for a namespace without pods yet those its first pod will
+// get.
 func (s *Server) vpcSubnets(r *http.Request, tenant string, more ...string) (netip.Prefix, map[string]ipam.Namespace, map[string]*Namespace, error) {
-	if s.vpc == nil {
+	if !s.vpc {
 		return netip.Prefix{}, nil, nil, errorf(http.StatusNotFound, "this cloud runs pods without a VPC (macro server --vpc=false)")
 	}
 	nss, err := s.namespaces(r, tenant)
@@ -71,7 +67,15 @@ func (s *Server) vpcSubnets(r *http.Request, tenant string, more ...string) (net
 	for n := range nss {
 		names = append(names, n)
 	}
-	prefix, subnets := s.vpc.Subnets(tenant, names)
+	nets, err := s.store.NamespaceNets(r.Context(), tenant, names)
+	if err != nil {
+		return netip.Prefix{}, nil, nil, err
+	}
+	prefix := ipam.TenantPrefix(s.cluster, tenant)
+	subnets := map[string]ipam.Namespace{}
+	for name, n := range nets {
+		subnets[name] = ipam.Namespace{Tenant: tenant, Name: name, Subnet6: ipam.Subnet6(prefix, n.Subnet6ID), Subnet4: n.Subnet4}
+	}
 	return prefix, subnets, nss, nil
 }
 
@@ -111,9 +115,11 @@ func (s *Server) overlays(r *http.Request, tenant string) ([]Overlay, error) {
 	if err != nil {
 		return nil, err
 	}
-	defaultAddr := map[string]string{} // pod -> its default IPv4, once it ran
+	defaultAddr := map[string]string{} // pod -> its default IPv4: recorded, or once it ran
 	for _, p := range pods {
-		if st, err := s.store.Status(ctx, tenant, p.ID); err == nil {
+		if p.VPC != nil {
+			defaultAddr[p.ID] = p.VPC.IPv4.String()
+		} else if st, err := s.store.Status(ctx, tenant, p.ID); err == nil {
 			defaultAddr[p.ID] = st.IPv4
 		}
 	}

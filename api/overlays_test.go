@@ -3,25 +3,14 @@ package api
 import (
 	"context"
 	"net/http"
-	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/macro-cloud/macro/net/ipam"
+	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
 )
-
-// fakeVPC answers as a node's router would.
-type fakeVPC struct{}
-
-func (fakeVPC) Subnets(tenant string, namespaces []string) (netip.Prefix, map[string]ipam.Namespace) {
-	a := ipam.New("testcloud", ipam.State{})
-	out := map[string]ipam.Namespace{}
-	for _, ns := range namespaces {
-		out[ns] = a.Peek(tenant, ns)
-	}
-	return ipam.TenantPrefix("testcloud", tenant), out
-}
 
 func TestVPCAndOverlays(t *testing.T) {
 	e := newEnv(t)
@@ -34,7 +23,7 @@ func TestVPCAndOverlays(t *testing.T) {
 	if code, _ := e.call(e.client, "GET", e.portURL("/vpc"), alice, nil, nil); code != 404 {
 		t.Fatalf("/vpc without a VPC: %d", code)
 	}
-	e.s.SetVPC(fakeVPC{})
+	e.s.SetVPC(true)
 	var v VPCInfo
 	if code, body := e.call(e.client, "GET", e.portURL("/vpc"), alice, nil, &v); code != 200 || v.Prefix != ipam.TenantPrefix("testcloud", "alice").String() || len(v.Namespaces) != 1 || v.Namespaces[0].Name != "default" {
 		t.Fatalf("/vpc: %d %s", code, body)
@@ -64,6 +53,35 @@ func TestVPCAndOverlays(t *testing.T) {
 	}
 	if code, _ := e.call(e.client, "GET", e.portURL("/overlays/shop/nope"), alice, nil, nil); code != 404 {
 		t.Errorf("unknown overlay: %d", code)
+	}
+
+	// The subnets shown are the cluster's record, which a pod's create
+	// makes; the default overlay's members show their recorded address
+	// before they run.
+	before := map[string]NamespaceNet{}
+	e.call(e.client, "GET", e.portURL("/vpc"), alice, nil, &v)
+	for _, n := range v.Namespaces {
+		before[n.Name] = n
+	}
+	web := &types.Pod{ID: strings.Repeat("ab", 32), Name: "web", Tenant: "alice", Namespace: "blog", Created: time.Now()}
+	if err := e.st.CreatePodGuarded(ctx, web, nil, func(store.TenantPods) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := e.call(e.client, "GET", e.portURL("/vpc"), alice, nil, &v); code != 200 || len(v.Namespaces) != 2 {
+		t.Fatalf("/vpc: %d %s", code, body)
+	}
+	blog := v.Namespaces[0]
+	want6 := ipam.Subnet6(ipam.TenantPrefix("testcloud", "alice"), web.VPC.Subnet6ID).String()
+	if blog.Name != "blog" || blog.Subnet4 != web.VPC.Subnet4.String() || blog.Subnet6 != want6 || blog.Pods != 1 {
+		t.Fatalf("/vpc shows %+v, the pod has %+v (/64 %s)", blog, *web.VPC, want6)
+	}
+	if d := v.Namespaces[1]; d.Name != "default" || d != before["default"] {
+		t.Errorf("default namespace changed: %+v, was %+v", d, before["default"])
+	}
+	var o Overlay
+	if code, body := e.call(e.client, "GET", e.portURL("/overlays/blog/default"), alice, nil, &o); code != 200 ||
+		o.Subnet != blog.Subnet4 || len(o.Members) != 1 || o.Members[0].Address != web.VPC.IPv4.String() {
+		t.Fatalf("/overlays/blog/default: %d %s", code, body)
 	}
 }
 

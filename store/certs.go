@@ -303,8 +303,8 @@ func (s *Store) updateTenant(ctx context.Context, name string, fn func(*types.Te
 }
 
 // DeleteTenant removes a tenant and whatever the store still keeps of it:
-// tokens, namespaces, certificate records, custom domains it holds, pods,
-// their names and statuses. Pods should have been stopped and removed
+// tokens, namespaces and their VPC records, certificate records, custom
+// domains it holds, pods, their names and statuses. Pods should have been stopped and removed
 // first (their agents stop what runs once the pod is gone, as with docker
 // rm -f). Revoked certificates stay on the revocation list until they
 // expire.
@@ -336,7 +336,7 @@ func (s *Store) DeleteTenant(ctx context.Context, name string) error {
 				ops = append(ops, clientv3.OpDelete(string(kv.Key)))
 			}
 		}
-		for _, kind := range []string{"namespaces", "certs", "pods", "names", "status"} {
+		for _, kind := range []string{"namespaces", "certs", "pods", "names", "status", "vpc"} {
 			ops = append(ops, clientv3.OpDelete(tenantPrefix(kind, name), clientv3.WithPrefix()))
 		}
 		tresp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()

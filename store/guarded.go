@@ -16,6 +16,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -29,6 +31,9 @@ import (
 type TenantPods struct {
 	Pods     []types.Pod
 	Statuses map[string]types.PodStatus // by pod ID; missing: never seen by an agent
+	// Nets are the tenant's namespaces' recorded subnets, by namespace
+	// (see vpc.go).
+	Nets     map[string]types.NamespaceNet
 	Revision int64
 
 	Tenant       types.Tenant // CreatePodGuarded only
@@ -58,11 +63,13 @@ func (s *Store) ReadTenantPods(ctx context.Context, tenant string) (TenantPods, 
 	resp, err := s.cli.Txn(ctx).Then(
 		clientv3.OpGet(tenantPrefix("pods", tenant), clientv3.WithPrefix()),
 		clientv3.OpGet(tenantPrefix("status", tenant), clientv3.WithPrefix()),
+		clientv3.OpGet(tenantPrefix("vpc", tenant), clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return TenantPods{}, fmt.Errorf("read pods of %s: %w", tenant, err)
 	}
-	tp := TenantPods{Statuses: map[string]types.PodStatus{}, Revision: resp.Header.Revision}
+	tp := TenantPods{Statuses: map[string]types.PodStatus{}, Revision: resp.Header.Revision,
+		Nets: decodeNets(resp.Responses[2].GetResponseRange().Kvs)}
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
 		p, err := decodePod(kv.Value, kv.ModRevision)
 		if err != nil {
@@ -91,6 +98,11 @@ func unchangedSince(tenant string, rev int64) clientv3.Cmp {
 // record did not change and, with pods, that no pod of the tenant did.
 // guard's error is returned as it is, and nothing is written; guard may
 // complete p (what it leaves is what is stored).
+//
+// A pod with a network gets its default addresses here, after guard
+// (p.VPC, see vpc.go), against the tenant's pods and VPC records as they
+// are when it commits: the tenant's pods are then always read and
+// compared. A full namespace fails with an error that wraps ipam.ErrFull.
 func (s *Store) CreatePodGuarded(ctx context.Context, p *types.Pod, withPods func(types.Tenant) bool, guard func(TenantPods) error) error {
 	if err := keyPart("tenant", p.Tenant); err != nil {
 		return err
@@ -113,24 +125,40 @@ func (s *Store) CreatePodGuarded(ctx context.Context, p *types.Pod, withPods fun
 			clientv3.Compare(clientv3.CreateRevision(pk), "=", 0),
 			clientv3.Compare(clientv3.ModRevision(tk), "=", tp.tenantRev),
 		}
-		if withPods == nil || withPods(tp.Tenant) {
+		vpc := needsVPC(p)
+		if withPods == nil || withPods(tp.Tenant) || vpc {
 			pods, err := s.ReadTenantPods(ctx, p.Tenant)
 			if err != nil {
 				return err
 			}
-			tp.Pods, tp.Statuses, tp.Revision = pods.Pods, pods.Statuses, pods.Revision
+			tp.Pods, tp.Statuses, tp.Nets, tp.Revision = pods.Pods, pods.Statuses, pods.Nets, pods.Revision
 			cmps = append(cmps, unchangedSince(p.Tenant, tp.Revision))
 		}
 		if err := guard(tp); err != nil {
 			return err
 		}
-		data, err := json.Marshal(p) // as the guard left it
+		ops := []clientv3.Op{clientv3.OpPut(nk, p.ID)}
+		if vpc {
+			rec, err := assignVPC(tp, p)
+			if err != nil {
+				return err
+			}
+			cmps = append(cmps, vpcUnchangedSince(p.Tenant, tp.Revision))
+			if rec != nil {
+				data, err := json.Marshal(rec)
+				if err != nil {
+					return err
+				}
+				ops = append(ops, clientv3.OpPut(vpcKey(p.Tenant, rec.Name), string(data)))
+			}
+		}
+		data, err := json.Marshal(p) // as the guard (and assignVPC) left it
 		if err != nil {
 			return err
 		}
 		tresp, err := s.cli.Txn(ctx).
 			If(cmps...).
-			Then(clientv3.OpPut(nk, p.ID), clientv3.OpPut(pk, string(data))).
+			Then(append(ops, clientv3.OpPut(pk, string(data)))...).
 			Else(clientv3.OpGet(nk)).
 			Commit()
 		if err != nil {
@@ -144,6 +172,7 @@ func (s *Store) CreatePodGuarded(ctx context.Context, p *types.Pod, withPods fun
 			return &NameInUseError{Name: p.Name, ID: string(r.Kvs[0].Value)}
 		}
 		// The tenant or another of its pods changed meanwhile: decide again.
+		backoff(ctx, attempt)
 	}
 	return ErrConflict
 }
@@ -194,8 +223,18 @@ func (s *Store) UpdatePodGuarded(ctx context.Context, tenant, id string, fn func
 			after.Revision = resp.Header.Revision
 			return after, nil
 		}
+		backoff(ctx, attempt)
 	}
 	return types.Pod{}, ErrConflict
+}
+
+// backoff waits before the next attempt of a guarded write that lost to
+// another write of the tenant: a random time up to a bound that doubles
+// with each attempt (1 ms, 2 ms, ... up to 64 ms), so that many writers of
+// one tenant spread out rather than all read and lose again together.
+func backoff(ctx context.Context, attempt int) {
+	limit := time.Millisecond << min(attempt, 6)
+	pause(ctx, rand.N(limit))
 }
 
 func cloneMap(m map[string]string) map[string]string {

@@ -155,7 +155,10 @@ func tenantPrefix(kind, tenant string) string {
 }
 
 // CreatePod stores a new pod, claiming its name. It fails with ErrNameInUse
-// (wrapped with the holder's id) when the name is taken.
+// (wrapped with the holder's id) when the name is taken. It stores p as it
+// is: the API creates pods with CreatePodGuarded, which also chooses their
+// VPC addresses (vpc.go); a pod stored here without them is addressed by
+// its node, as pods were before the cluster recorded addresses.
 func (s *Store) CreatePod(ctx context.Context, p *types.Pod) error {
 	data, err := json.Marshal(p)
 	if err != nil {

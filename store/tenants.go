@@ -275,17 +275,21 @@ func (s *Store) Namespaces(ctx context.Context, tenant string) ([]types.Namespac
 	return ns, nil
 }
 
-// DeleteNamespace removes an explicitly created namespace; ErrNotFound
-// when there is none of that name.
+// DeleteNamespace removes an explicitly created namespace, and its VPC
+// record (its subnets are free again; see vpc.go); ErrNotFound when there
+// is none of that name.
 func (s *Store) DeleteNamespace(ctx context.Context, tenant, name string) error {
 	if tenant == "" || name == "" {
 		return ErrNotFound
 	}
-	resp, err := s.cli.Delete(ctx, namespaceKey(tenant, name))
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(namespaceKey(tenant, name)), ">", 0)).
+		Then(clientv3.OpDelete(namespaceKey(tenant, name)), clientv3.OpDelete(vpcKey(tenant, name))).
+		Commit()
 	if err != nil {
 		return fmt.Errorf("delete namespace: %w", err)
 	}
-	if resp.Deleted == 0 {
+	if !resp.Succeeded {
 		return ErrNotFound
 	}
 	return nil

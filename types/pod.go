@@ -31,6 +31,11 @@ type Pod struct {
 	// Unschedulable explains why Node is still empty.
 	Unschedulable string `json:"unschedulable,omitempty"`
 
+	// VPC is the pod's default addresses, chosen by the store at create;
+	// nil for a pod without a network (Spec.Network "none") and for pods
+	// created before the cluster recorded addresses (their node chose).
+	VPC *PodVPC `json:"vpc,omitempty"`
+
 	// Revision is the store's modification revision; set when read.
 	Revision int64 `json:"-"`
 }

@@ -269,8 +269,10 @@ func (s *Server) network(r *http.Request) (types.Network, error) {
 }
 
 // networkJSON is Docker's network document; containers are those of the
-// tenant's pods that joined it.
-func (s *Server) networkJSON(n types.Network, pods []types.Pod) network.Inspect {
+// tenant's pods that joined it. A network without a subnet of its own is
+// its namespace's default overlay: it shows the namespace's recorded /24
+// (nets, store.RecordedNamespaceNets) and its pods' default addresses.
+func (s *Server) networkJSON(n types.Network, pods []types.Pod, nets map[string]types.NamespaceNet) network.Inspect {
 	scope := "local"
 	driver := n.Driver
 	out := network.Inspect{
@@ -298,6 +300,10 @@ func (s *Server) networkJSON(n types.Network, pods []types.Pod) network.Inspect 
 		ic.Gateway, _ = netip.ParseAddr(c.Gateway)
 		out.IPAM.Config = append(out.IPAM.Config, ic)
 	}
+	_, ownSubnet := overlaySubnet(n)
+	if rec, ok := nets[n.Namespace]; ok && n.Tenant != "" && !ownSubnet {
+		out.IPAM.Config = append(out.IPAM.Config, network.IPAMConfig{Subnet: rec.Subnet4, Gateway: rec.Subnet4.Addr().Next()})
+	}
 	for _, p := range pods {
 		ep, ok := p.Spec.Networks[n.Name]
 		if !ok || ep.NetworkID != n.ID {
@@ -313,6 +319,8 @@ func (s *Server) networkJSON(n types.Network, pods []types.Pod) network.Inspect 
 				}
 				er.IPv4Address = netip.PrefixFrom(a, bits)
 			}
+		} else if p.VPC != nil && !ownSubnet {
+			er.IPv4Address = netip.PrefixFrom(p.VPC.IPv4, 24)
 		}
 		out.Containers[p.ID] = er
 	}
@@ -336,6 +344,10 @@ func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	recorded, err := s.store.RecordedNamespaceNets(r.Context(), tenant)
+	if err != nil {
+		return err
+	}
 	all := append(append([]types.Network{}, predefined...), nets...)
 	out := []network.Inspect{}
 	for _, n := range all {
@@ -348,7 +360,7 @@ func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request) error {
 			!f.matchLabels(n.Labels) {
 			continue
 		}
-		j := s.networkJSON(n, pods)
+		j := s.networkJSON(n, pods, recorded)
 		if !f.matchAny("dangling", func(v string) bool { return (v == "true" || v == "1") == (!builtin && len(j.Containers) == 0) }) {
 			continue
 		}
@@ -369,7 +381,11 @@ func (s *Server) inspectNetwork(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, s.networkJSON(n, pods))
+	recorded, err := s.store.RecordedNamespaceNets(r.Context(), tenantOf(r))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.networkJSON(n, pods, recorded))
 	return nil
 }
 
@@ -580,10 +596,14 @@ func overlaySubnet(n types.Network) (netip.Prefix, bool) {
 }
 
 // overlayAddresses are the overlay addresses that pods other than podID
-// hold.
+// hold, and every pod's default address (an overlay's subnet may be a
+// namespace's default /24).
 func overlayAddresses(pods []types.Pod, podID string) map[netip.Addr]string {
 	taken := map[netip.Addr]string{}
 	for _, p := range pods {
+		if p.VPC != nil {
+			taken[p.VPC.IPv4] = p.ID
+		}
 		if p.ID == podID {
 			continue
 		}

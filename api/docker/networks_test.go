@@ -69,3 +69,36 @@ func TestAssignAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestOverlayAddressesHoldDefaults: every pod's recorded default address
+// is taken for overlays, the pod's own too (a connect must not give a pod
+// its default address again); a pod's own overlay addresses are not.
+func TestOverlayAddressesHoldDefaults(t *testing.T) {
+	pods := []types.Pod{
+		{ID: "web", VPC: &types.PodVPC{IPv4: netip.MustParseAddr("10.5.5.2"), Subnet4: netip.MustParsePrefix("10.5.5.0/24")},
+			Spec: types.PodSpec{Networks: map[string]types.Endpoint{"back": {IPv4Address: "10.9.0.2", Subnet: "10.9.0.0/24"}}}},
+		{ID: "db", VPC: &types.PodVPC{IPv4: netip.MustParseAddr("10.5.5.3"), Subnet4: netip.MustParsePrefix("10.5.5.0/24")},
+			Spec: types.PodSpec{Networks: map[string]types.Endpoint{"back": {IPv4Address: "10.9.0.3", Subnet: "10.9.0.0/24"}}}},
+		{ID: "old"}, // from before records
+	}
+	got := overlayAddresses(pods, "web")
+	want := map[netip.Addr]string{
+		netip.MustParseAddr("10.5.5.2"): "web",
+		netip.MustParseAddr("10.5.5.3"): "db",
+		netip.MustParseAddr("10.9.0.3"): "db",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for a, id := range want {
+		if got[a] != id {
+			t.Errorf("%s: %q, want %q", a, got[a], id)
+		}
+	}
+	// A network whose subnet is a namespace's /24 gives the next address.
+	n := types.Network{Name: "same", IPAM: []types.IPAMRange{{Subnet: "10.5.5.0/24"}}}
+	var ep types.Endpoint
+	if err := assignAddress(n, &ep, got); err != nil || ep.IPv4Address != "10.5.5.4" {
+		t.Fatalf("assign: %v %+v", err, ep)
+	}
+}

@@ -41,6 +41,7 @@ import (
 	"net/http"
 
 	"github.com/macro-cloud/macro/image"
+	"github.com/macro-cloud/macro/net/ipam"
 	"github.com/macro-cloud/macro/sched"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
@@ -78,7 +79,7 @@ func (s *Server) createPod(ctx context.Context, p *types.Pod, nets map[string]ty
 	addressed := hasSubnet(nets)
 	needPods := func(t types.Tenant) bool { return t.Quota.Pods > 0 || t.Quota.MemoryBytes > 0 || addressed }
 	asked := maps.Clone(p.Spec.Networks)
-	return s.store.CreatePodGuarded(ctx, p, needPods, func(tp store.TenantPods) error {
+	err := s.store.CreatePodGuarded(ctx, p, needPods, func(tp store.TenantPods) error {
 		if addressed {
 			// Each attempt chooses anew from what was asked.
 			p.Spec.Networks = maps.Clone(asked)
@@ -101,6 +102,17 @@ func (s *Server) createPod(ctx context.Context, p *types.Pod, nets map[string]ty
 		}
 		return checkCreate(p.Tenant, q, tp, *p)
 	})
+	// The store gives the pod its default address in its namespace's /24
+	// (store/vpc.go): 253 pods per namespace.
+	switch {
+	case errors.Is(err, ipam.ErrFull):
+		return errorf(http.StatusServiceUnavailable, "no available IPv4 addresses in the default network of namespace %s: %v (a namespace holds 253 containers; remove one, or use another compose project)", p.Namespace, err)
+	case errors.Is(err, store.ErrConflict):
+		return errorf(http.StatusServiceUnavailable, "too many containers of tenant %s are being created at once (each waits for the others' addresses): try again", p.Tenant)
+	case errors.Is(err, ipam.ErrNoSubnet):
+		return errorf(http.StatusServiceUnavailable, "no subnet left for namespace %s: %v (delete a namespace: kra ns delete)", p.Namespace, err)
+	}
+	return err
 }
 
 // checkCreate is the quota arithmetic of a create: one more pod, and its

@@ -247,7 +247,7 @@ func runServer(ctx context.Context, cfg serverConfig, log *slog.Logger) error {
 		defer netw.Close()
 		agentNet = netw
 		cfg.ingress.dial = netw.DialContext
-		native.SetVPC(netw)
+		native.SetVPC(true)
 	}
 	state := control.NewState(st, log)
 	nodeAPI := control.NewNodeAPI(st, cfg.nodeTTL).WithState(state)

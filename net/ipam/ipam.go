@@ -1,17 +1,22 @@
 // Package ipam decides the addresses of a tenant's VPC: every tenant an IPv6
 // ULA /48, every namespace a /64 in it and an IPv4 /24 of its default
-// overlay, every pod one address in each. It is pure: an Allocator works on
-// a State that its owner persists and hands back after a restart, so the
-// same pod keeps its addresses.
+// overlay, every pod one address in each. It is pure: its functions take
+// what is taken and return a choice; whoever holds the state persists it.
 //
 // The tenant /48 is derived from the cluster and tenant names alone, so
-// every node computes the same one. Namespace subnets and pod addresses
-// start from a hash too and move to the next free slot on a collision; on
-// one node that is exact, across nodes two nodes could pick differently
-// after a collision. The cluster issue moves Allocator next to the store
-// (namespace subnets recorded on the namespace object, pod addresses on the
-// pod) so that one allocator serves every node; nothing here is tied to
-// being on a node.
+// every node computes the same one. A namespace's subnets and a pod's IPv4
+// address are a cluster-wide choice: the store makes it (ChooseSubnets,
+// FreeIPv4) inside the guarded transaction that writes the pod, records
+// the namespace's subnets under /macro/vpc/ and the pod's on the pod
+// (types.PodVPC), so that they are unique per tenant across the cluster
+// and the same on every node, also after the pod moves to another one. A
+// pod's IPv6 interface ID is a hash of its ID (PodIPv6).
+//
+// Allocator is a node's view: its router Assigns the recorded addresses
+// of the pods it wires, and chooses on its own, as before the store
+// recorded them, only for pods that have no record (created by an older
+// server); it persists a State that its owner hands back after a
+// restart, so the same pod keeps its addresses.
 package ipam
 
 import (
@@ -141,44 +146,114 @@ func (a *Allocator) next(tenant, name string) Namespace {
 	taken6, taken4 := map[uint16]bool{}, map[uint16]bool{}
 	for _, n := range a.ns {
 		if n.Tenant == tenant {
-			taken6[subnetID(n.Subnet6)] = true
-			taken4[subnetIndex4(n.Subnet4)] = true
+			taken6[SubnetID(n.Subnet6)] = true
+			taken4[SubnetIndex4(n.Subnet4)] = true
 		}
 	}
-	h := sha256.Sum256([]byte("macro ns\x00" + tenant + "\x00" + name))
-	start := binary.BigEndian.Uint16(h[:2])
-	id6, id4 := start, start
-	for taken6[id6] {
-		id6++
+	id6, id4, err := ChooseSubnets(tenant, name, func(i uint16) bool { return taken6[i] }, func(i uint16) bool { return taken4[i] })
+	if err != nil {
+		// 65536 namespaces of one tenant on one node: share the hash's.
+		id6, id4 = nsHash(tenant, name), nsHash(tenant, name)
 	}
-	for taken4[id4] {
-		id4++
-	}
-	tp := TenantPrefix(a.cluster, tenant).Addr().As16()
-	binary.BigEndian.PutUint16(tp[6:8], id6)
-	v4 := V4Space.Addr().As4()
-	binary.BigEndian.PutUint16(v4[1:3], id4)
 	return Namespace{
 		Tenant:  tenant,
 		Name:    name,
-		Subnet6: netip.PrefixFrom(netip.AddrFrom16(tp), 64),
-		Subnet4: netip.PrefixFrom(netip.AddrFrom4(v4), 24),
+		Subnet6: Subnet6(TenantPrefix(a.cluster, tenant), id6),
+		Subnet4: Subnet4(id4),
 	}
 }
 
-func subnetID(p netip.Prefix) uint16 {
+// ErrNoSubnet is returned when every /64 or /24 of a tenant is taken.
+var ErrNoSubnet = errors.New("every subnet of the tenant's VPC is taken")
+
+func nsHash(tenant, name string) uint16 {
+	h := sha256.Sum256([]byte("macro ns\x00" + tenant + "\x00" + name))
+	return binary.BigEndian.Uint16(h[:2])
+}
+
+// ChooseSubnets chooses a namespace's IPv6 subnet ID and IPv4 /24 index:
+// each starts at a hash of (tenant, namespace) and moves on past those
+// taken says the tenant's other namespaces hold.
+func ChooseSubnets(tenant, name string, taken6, taken4 func(uint16) bool) (id6, id4 uint16, err error) {
+	start := nsHash(tenant, name)
+	pick := func(taken func(uint16) bool) (uint16, bool) {
+		id := start
+		for range 1 << 16 {
+			if !taken(id) {
+				return id, true
+			}
+			id++
+		}
+		return 0, false
+	}
+	id6, ok6 := pick(taken6)
+	id4, ok4 := pick(taken4)
+	if !ok6 || !ok4 {
+		return 0, 0, fmt.Errorf("%s/%s: %w", tenant, name, ErrNoSubnet)
+	}
+	return id6, id4, nil
+}
+
+// Subnet6 is the /64 of subnet ID id in the tenant's /48.
+func Subnet6(tenant netip.Prefix, id uint16) netip.Prefix {
+	b := tenant.Masked().Addr().As16()
+	binary.BigEndian.PutUint16(b[6:8], id)
+	return netip.PrefixFrom(netip.AddrFrom16(b), 64)
+}
+
+// Subnet4 is the /24 of V4Space of index i: 10.<i>.0/24.
+func Subnet4(i uint16) netip.Prefix {
+	v4 := V4Space.Addr().As4()
+	binary.BigEndian.PutUint16(v4[1:3], i)
+	return netip.PrefixFrom(netip.AddrFrom4(v4), 24)
+}
+
+// SubnetID is the subnet ID of a /64 of a tenant's /48.
+func SubnetID(p netip.Prefix) uint16 {
 	b := p.Addr().As16()
 	return binary.BigEndian.Uint16(b[6:8])
 }
 
-func subnetIndex4(p netip.Prefix) uint16 {
+// SubnetIndex4 is the index of a /24 of V4Space (see Subnet4).
+func SubnetIndex4(p netip.Prefix) uint16 {
 	b := p.Addr().As4()
 	return binary.BigEndian.Uint16(b[1:3])
 }
 
-// Pod returns the pod's addresses, allocating them on first use: the IPv6
-// interface ID is a hash of the pod ID (past ::ffff, which the router keeps
-// for itself), the IPv4 address the lowest free one from .2.
+// PodIPv6 is the pod's address in the /64 subnet: the interface ID is a
+// hash of the pod ID, past ::ffff (which the router keeps for itself),
+// moved on past those taken holds (nil: none).
+func PodIPv6(subnet netip.Prefix, id string, taken func(netip.Addr) bool) netip.Addr {
+	h := sha256.Sum256([]byte("macro pod\x00" + id))
+	iid := binary.BigEndian.Uint64(h[:8])
+	b := subnet.Masked().Addr().As16()
+	for {
+		if iid > 0xffff {
+			binary.BigEndian.PutUint64(b[8:], iid)
+			v6 := netip.AddrFrom16(b)
+			if taken == nil || !taken(v6) {
+				return v6
+			}
+		}
+		iid++
+	}
+}
+
+// FreeIPv4 is the lowest address of the /24 subnet from .2 to .254 that
+// taken does not hold (.1 is the gateway); ErrFull when there is none.
+func FreeIPv4(subnet netip.Prefix, taken func(netip.Addr) bool) (netip.Addr, error) {
+	gw := subnet.Masked().Addr().Next()
+	for ip := gw.Next(); subnet.Contains(ip) && ip.As4()[3] != 255; ip = ip.Next() {
+		if !taken(ip) {
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%s: %w", subnet, ErrFull)
+}
+
+// Pod returns the pod's addresses, allocating them on first use (a pod
+// the cluster recorded none for): PodIPv6, and the lowest free IPv4
+// address from .2 (FreeIPv4).
 func (a *Allocator) Pod(id, tenant, namespace string) (Pod, error) {
 	if p := a.pods[id]; p != nil {
 		if p.Tenant != tenant || p.Namespace != namespace {
@@ -187,37 +262,40 @@ func (a *Allocator) Pod(id, tenant, namespace string) (Pod, error) {
 		return *p, nil
 	}
 	n := a.Namespace(tenant, namespace)
-	h := sha256.Sum256([]byte("macro pod\x00" + id))
-	iid := binary.BigEndian.Uint64(h[:8])
-	b := n.Subnet6.Addr().As16()
-	var v6 netip.Addr
-	for {
-		if iid > 0xffff {
-			binary.BigEndian.PutUint64(b[8:], iid)
-			v6 = netip.AddrFrom16(b)
-			if _, taken := a.used6[v6]; !taken {
-				break
-			}
-		}
-		iid++
-	}
-	var v4 netip.Addr
-	for ip := n.Gateway4().Next(); n.Subnet4.Contains(ip); ip = ip.Next() {
-		if ip.As4()[3] == 255 {
-			break
-		}
-		if _, taken := a.used4[tenant][ip]; !taken {
-			v4 = ip
-			break
-		}
-	}
-	if !v4.IsValid() {
-		return Pod{}, fmt.Errorf("%s/%s %s: %w", tenant, namespace, n.Subnet4, ErrFull)
+	v6 := PodIPv6(n.Subnet6, id, func(ip netip.Addr) bool { _, taken := a.used6[ip]; return taken })
+	v4, err := FreeIPv4(n.Subnet4, func(ip netip.Addr) bool { _, taken := a.used4[tenant][ip]; return taken })
+	if err != nil {
+		return Pod{}, fmt.Errorf("%s/%s: %w", tenant, namespace, err)
 	}
 	p := &Pod{ID: id, Tenant: tenant, Namespace: namespace, IPv6: v6, IPv4: v4}
 	a.pods[id] = p
 	a.use(p)
 	return *p, nil
+}
+
+// Assign gives the pod the addresses the cluster recorded for it, and its
+// namespace n's subnets (which replace any this node chose on its own:
+// the pods it gave addresses before keep them). It is idempotent; it
+// fails when another pod here holds one of the addresses, or when the pod
+// holds others.
+func (a *Allocator) Assign(p Pod, n Namespace) error {
+	if q := a.pods[p.ID]; q != nil {
+		if *q != p {
+			return fmt.Errorf("pod %s has %s and %s here, the cluster recorded %s and %s", p.ID, q.IPv4, q.IPv6, p.IPv4, p.IPv6)
+		}
+		a.ns[nsKey(n.Tenant, n.Name)] = &n
+		return nil
+	}
+	if id, taken := a.used6[p.IPv6]; taken {
+		return fmt.Errorf("address %s of pod %s is held here by pod %s", p.IPv6, p.ID, id)
+	}
+	if id, taken := a.used4[p.Tenant][p.IPv4]; taken {
+		return fmt.Errorf("address %s of pod %s is held here by pod %s (addressed by this node before the cluster recorded addresses)", p.IPv4, p.ID, id)
+	}
+	a.ns[nsKey(n.Tenant, n.Name)] = &n
+	a.pods[p.ID] = &p
+	a.use(&p)
+	return nil
 }
 
 // Lookup returns the pod's addresses if it has some.

@@ -182,3 +182,89 @@ func TestPodIPv6AcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestChooseSubnets: the choice starts at the namespace's hash and moves
+// past what is taken; with everything taken it says so.
+func TestChooseSubnets(t *testing.T) {
+	id6, id4, err := ChooseSubnets("alice", "shop", func(uint16) bool { return false }, func(uint16) bool { return false })
+	if err != nil || id6 != id4 {
+		t.Fatalf("nothing taken: %x %x %v", id6, id4, err)
+	}
+	start := id4
+	m6, m4, err := ChooseSubnets("alice", "shop", func(i uint16) bool { return i == start }, func(i uint16) bool { return i == start || i == start+1 })
+	if err != nil || m6 != start+1 || m4 != start+2 {
+		t.Fatalf("past taken: %x %x %v", m6, m4, err)
+	}
+	if _, _, err := ChooseSubnets("alice", "shop", func(uint16) bool { return false }, func(uint16) bool { return true }); !errors.Is(err, ErrNoSubnet) {
+		t.Fatalf("all taken: %v", err)
+	}
+	if Subnet4(SubnetIndex4(Subnet4(0x1234))) != netip.MustParsePrefix("10.18.52.0/24") {
+		t.Fatalf("Subnet4(0x1234) = %s", Subnet4(0x1234))
+	}
+	tp := TenantPrefix("c", "alice")
+	if s := Subnet6(tp, 0xbeef); SubnetID(s) != 0xbeef || !tp.Contains(s.Addr()) || s.Bits() != 64 {
+		t.Fatalf("Subnet6: %s", s)
+	}
+}
+
+// TestFreeIPv4: the lowest untaken of .2 to .254.
+func TestFreeIPv4(t *testing.T) {
+	sub := netip.MustParsePrefix("10.1.2.0/24")
+	taken := map[netip.Addr]bool{netip.MustParseAddr("10.1.2.2"): true}
+	if a, err := FreeIPv4(sub, func(a netip.Addr) bool { return taken[a] }); err != nil || a != netip.MustParseAddr("10.1.2.3") {
+		t.Fatalf("%s %v", a, err)
+	}
+	for a := netip.MustParseAddr("10.1.2.0"); sub.Contains(a); a = a.Next() {
+		if a != netip.MustParseAddr("10.1.2.254") {
+			taken[a] = true
+		}
+	}
+	if a, err := FreeIPv4(sub, func(a netip.Addr) bool { return taken[a] }); err != nil || a != netip.MustParseAddr("10.1.2.254") {
+		t.Fatalf("last: %s %v", a, err)
+	}
+	taken[netip.MustParseAddr("10.1.2.254")] = true
+	if _, err := FreeIPv4(sub, func(a netip.Addr) bool { return taken[a] }); !errors.Is(err, ErrFull) {
+		t.Fatalf("full: %v", err)
+	}
+}
+
+// TestAssign: recorded addresses are taken as they are (also after a
+// restart), replace the namespace's subnets this node chose, leave the
+// addresses of pods it chose for, and are refused when held here.
+func TestAssign(t *testing.T) {
+	al := New("c", State{})
+	old, err := al.Pod("old", "alice", "shop") // addressed by this node
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := Namespace{Tenant: "alice", Name: "shop", Subnet6: Subnet6(TenantPrefix("c", "alice"), 7), Subnet4: netip.MustParsePrefix("10.9.9.0/24")}
+	p := Pod{ID: "new", Tenant: "alice", Namespace: "shop", IPv6: PodIPv6(n.Subnet6, "new", nil), IPv4: netip.MustParseAddr("10.9.9.2")}
+	if err := al.Assign(p, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := al.Assign(p, n); err != nil {
+		t.Fatalf("again: %v", err)
+	}
+	if got, _ := al.Lookup("old"); got != old {
+		t.Fatalf("old pod now %+v", got)
+	}
+	if al.Peek("alice", "shop") != n {
+		t.Fatalf("namespace: %+v", al.Peek("alice", "shop"))
+	}
+	// A pod this node addresses now lands in the recorded /24.
+	if q, _ := al.Pod("later", "alice", "shop"); q.IPv4 != netip.MustParseAddr("10.9.9.3") {
+		t.Fatalf("later: %s", q.IPv4)
+	}
+	re := New("c", al.State())
+	if got, ok := re.Lookup("new"); !ok || got != p {
+		t.Fatalf("after a restart: %+v", got)
+	}
+	if err := re.Assign(Pod{ID: "dup", Tenant: "alice", Namespace: "shop", IPv6: PodIPv6(n.Subnet6, "dup", nil), IPv4: old.IPv4}, n); err == nil {
+		t.Fatal("an address held here was assigned again")
+	}
+	moved := p
+	moved.IPv4 = netip.MustParseAddr("10.9.9.9")
+	if err := re.Assign(moved, n); err == nil {
+		t.Fatal("a pod took other addresses")
+	}
+}

@@ -244,19 +244,6 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 
 func (r *Router) statePath() string { return filepath.Join(r.cfg.Dir, "state.json") }
 
-// Subnets returns the tenant's VPC prefix and each namespace's /64 and
-// IPv4 /24 on this node: those its pods hold, or those its first pod
-// would get (nothing is allocated).
-func (r *Router) Subnets(tenant string, namespaces []string) (netip.Prefix, map[string]ipam.Namespace) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := map[string]ipam.Namespace{}
-	for _, ns := range namespaces {
-		out[ns] = r.alloc.Peek(tenant, ns)
-	}
-	return ipam.TenantPrefix(r.cfg.Cluster, tenant), out
-}
-
 // Directory is the router's name table, which its DNS server answers from.
 func (r *Router) Directory() *dns.Table { return r.names }
 
@@ -463,19 +450,24 @@ func (r *Router) netnsPath(podID string) string { return filepath.Join(r.cfg.Dir
 func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	addrs, err := r.alloc.Pod(pod.ID, pod.Tenant, pod.Namespace)
+	addrs, err := r.addresses(pod)
 	if err != nil {
 		return Attachment{}, err
 	}
-	ns := r.alloc.Namespace(pod.Tenant, pod.Namespace)
 	idx, err := r.tenantIndex(ctx, pod.Tenant)
 	if err != nil {
 		return Attachment{}, err
 	}
+	// Subnets and gateway are the pod's own: a pod this node addressed
+	// before the cluster recorded its namespace's subnets keeps the /24
+	// the node chose, beside pods in the recorded one.
+	subnet6, _ := addrs.IPv6.Prefix(64)
+	subnet4, _ := addrs.IPv4.Prefix(24)
+	gw4 := ipam.Gateway4(addrs.IPv4)
 	att := Attachment{
 		Netns: r.netnsPath(pod.ID), IPv6: addrs.IPv6, IPv4: addrs.IPv4,
-		Subnet6: ns.Subnet6, Subnet4: ns.Subnet4,
-		Gateway6: Gateway6, Gateway4: ns.Gateway4(), Nameserver: DNSAddr, Nameserver4: ns.Gateway4(),
+		Subnet6: subnet6, Subnet4: subnet4,
+		Gateway6: Gateway6, Gateway4: gw4, Nameserver: DNSAddr, Nameserver4: gw4,
 	}
 	overlays := overlaysOf(pod)
 	if err := r.checkOverlays(pod.ID, pod.Tenant, addrs.IPv4, overlays); err != nil {
@@ -560,6 +552,23 @@ func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) 
 	return att, nil
 }
 
+// addresses are the pod's: those the cluster recorded (types.Pod.VPC),
+// which every node gives it alike, or for a pod created before records,
+// those this node's allocator chose (and keeps in its state).
+func (r *Router) addresses(pod types.Pod) (ipam.Pod, error) {
+	v := pod.VPC
+	if v == nil || !v.IPv4.IsValid() || !v.Subnet4.Contains(v.IPv4) {
+		return r.alloc.Pod(pod.ID, pod.Tenant, pod.Namespace)
+	}
+	n := ipam.Namespace{Tenant: pod.Tenant, Name: pod.Namespace,
+		Subnet6: ipam.Subnet6(ipam.TenantPrefix(r.cfg.Cluster, pod.Tenant), v.Subnet6ID), Subnet4: v.Subnet4}
+	p := ipam.Pod{ID: pod.ID, Tenant: pod.Tenant, Namespace: pod.Namespace, IPv6: ipam.PodIPv6(n.Subnet6, pod.ID, nil), IPv4: v.IPv4}
+	if err := r.alloc.Assign(p, n); err != nil {
+		return ipam.Pod{}, err
+	}
+	return p, nil
+}
+
 // isOpen reports kr.network.policy=open, Kraud's label for a pod whose
 // IPv6 address the outside may reach.
 func isOpen(pod types.Pod) bool { return pod.Spec.Labels["kr.network.policy"] == "open" }
@@ -614,8 +623,7 @@ func (r *Router) Update(ctx context.Context, pod types.Pod) error {
 			return err
 		}
 		if isNetns(r.netnsPath(pod.ID)) {
-			ns := r.alloc.Namespace(p.Tenant, p.Namespace)
-			if err := r.wireOverlays(ctx, pod.ID, tenantTable(r.st.Tenants[p.Tenant]), ns.Gateway4(), p.Overlays, overlays); err != nil {
+			if err := r.wireOverlays(ctx, pod.ID, tenantTable(r.st.Tenants[p.Tenant]), ipam.Gateway4(a.IPv4), p.Overlays, overlays); err != nil {
 				return err
 			}
 		}
