@@ -230,3 +230,71 @@ func TestTwoLeadersPromote(t *testing.T) {
 		}
 	}
 }
+
+// TestVolumeAddReplicas: volumes made on a cluster with too few nodes (a
+// full one on two nodes, with one replica; a reduced one on a single
+// node, with none) get replicas from the leader's loop as nodes join,
+// syncing, made on their nodes, one per volume and round, up to what
+// their redundancy asks and no further; a lv2 volume gets none.
+func TestVolumeAddReplicas(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	join := func(n, zone string) {
+		t.Helper()
+		if _, err := st.RegisterNode(ctx, types.Node{Name: n, Labels: map[string]string{"zone": zone}}, 60); err != nil {
+			t.Fatal(err)
+		}
+	}
+	join("n1", "a")
+	join("n2", "a")
+	vols := []types.Volume{
+		{Name: "full", Tenant: "alice", Driver: "gfs", Node: "n1", Replicas: []types.VolumeReplica{{Node: "n2", State: volume.ReplicaInSync}}},
+		{Name: "red", Tenant: "alice", Driver: "nfs", Node: "n2", Options: map[string]string{"redundancy": "reduced", "zone": "a"}},
+		{Name: "fast", Tenant: "alice", Driver: "lv2", Node: "n1"},
+	}
+	for i := range vols {
+		if err := st.CreateVolume(ctx, &vols[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fake := &fakeVolumeNodes{seqs: map[string]uint64{}}
+	c := New(st, nil).WithNodeTTL(time.Second).WithVolumes(fake)
+	c.started = time.Now().Add(-time.Hour)
+	show := func() string {
+		t.Helper()
+		var out []string
+		for _, v := range vols {
+			got, err := st.Volume(ctx, "alice", v.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%s:%s %d %v", got.Name, got.Node, got.Epoch, got.Replicas))
+		}
+		return fmt.Sprint(out)
+	}
+
+	// Two nodes: red gets its one replica on n1; full has no node free.
+	c.repairVolumes(ctx)
+	if got := show(); got != "[full:n1 0 [{n2 in-sync}] red:n2 0 [{n1 syncing}] fast:n1 0 []]" {
+		t.Fatalf("two nodes: %s", got)
+	}
+	c.repairVolumes(ctx)
+	if got := show(); got != "[full:n1 0 [{n2 in-sync}] red:n2 0 [{n1 syncing}] fast:n1 0 []]" {
+		t.Fatalf("two nodes, again: %s", got)
+	}
+	// n3 (another zone) and n4 (zone a) join: full gets n4, its zone's
+	// (its primary's) first; red has its two copies.
+	join("n3", "b")
+	join("n4", "a")
+	c.repairVolumes(ctx)
+	if got := show(); got != "[full:n1 0 [{n2 in-sync} {n4 syncing}] red:n2 0 [{n1 syncing}] fast:n1 0 []]" {
+		t.Fatalf("four nodes: %s", got)
+	}
+	c.repairVolumes(ctx)
+	if got := show(); got != "[full:n1 0 [{n2 in-sync} {n4 syncing}] red:n2 0 [{n1 syncing}] fast:n1 0 []]" {
+		t.Fatalf("four nodes, again: %s", got)
+	}
+	if fmt.Sprint(fake.created) != "[n1:alice/red n4:alice/full]" {
+		t.Fatalf("made on nodes: %v", fake.created)
+	}
+}
