@@ -219,8 +219,14 @@ func (c *Controller) repairReplicas(ctx context.Context, v types.Volume, ready m
 // asks (made when the cluster had fewer nodes) a new replica on a ready
 // node that holds none, as a lost one is replaced: syncing, then filled
 // by the primary. One per round; the record is written only if its epoch
-// and replicas are still those read.
+// and replicas are still those read. Only a volume that has a replica
+// already: one made with none (on a single node) is written outside the
+// write sequence (pods on its node bind its directory, agent/volmount.go),
+// so a replica added under them would miss writes.
 func (c *Controller) addReplica(ctx context.Context, v types.Volume, cands []volume.ReplicaNode, zoneOf map[string]string) {
+	if len(v.Replicas) == 0 {
+		return
+	}
 	opts, err := volume.ParseOptions(v.Driver, v.Options)
 	if err != nil {
 		return

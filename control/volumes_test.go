@@ -232,10 +232,12 @@ func TestTwoLeadersPromote(t *testing.T) {
 }
 
 // TestVolumeAddReplicas: volumes made on a cluster with too few nodes (a
-// full one on two nodes, with one replica; a reduced one on a single
-// node, with none) get replicas from the leader's loop as nodes join,
-// syncing, made on their nodes, one per volume and round, up to what
-// their redundancy asks and no further; a lv2 volume gets none.
+// full one on two nodes, with one replica, and one on three nodes, with
+// two, one of them stale) get replicas from the leader's loop as nodes
+// join, syncing, made on their nodes, one per volume and round, up to
+// what their redundancy asks and no further. A volume made on a single
+// node (no replica: written outside the write sequence) and a lv2 volume
+// get none.
 func TestVolumeAddReplicas(t *testing.T) {
 	st := openStore(t)
 	ctx := context.Background()
@@ -249,8 +251,9 @@ func TestVolumeAddReplicas(t *testing.T) {
 	join("n2", "a")
 	vols := []types.Volume{
 		{Name: "full", Tenant: "alice", Driver: "gfs", Node: "n1", Replicas: []types.VolumeReplica{{Node: "n2", State: volume.ReplicaInSync}}},
-		{Name: "red", Tenant: "alice", Driver: "nfs", Node: "n2", Options: map[string]string{"redundancy": "reduced", "zone": "a"}},
+		{Name: "alone", Tenant: "alice", Driver: "nfs", Node: "n2", Options: map[string]string{"redundancy": "reduced", "zone": "a"}},
 		{Name: "fast", Tenant: "alice", Driver: "lv2", Node: "n1"},
+		{Name: "two", Tenant: "alice", Driver: "nfs", Node: "n2", Epoch: 3, Replicas: []types.VolumeReplica{{Node: "n1", State: volume.ReplicaStale}}},
 	}
 	for i := range vols {
 		if err := st.CreateVolume(ctx, &vols[i]); err != nil {
@@ -273,28 +276,25 @@ func TestVolumeAddReplicas(t *testing.T) {
 		return fmt.Sprint(out)
 	}
 
-	// Two nodes: red gets its one replica on n1; full has no node free.
+	// Two nodes: no node is free.
+	const before = "[full:n1 0 [{n2 in-sync}] alone:n2 0 [] fast:n1 0 [] two:n2 3 [{n1 stale}]]"
 	c.repairVolumes(ctx)
-	if got := show(); got != "[full:n1 0 [{n2 in-sync}] red:n2 0 [{n1 syncing}] fast:n1 0 []]" {
+	if got := show(); got != before {
 		t.Fatalf("two nodes: %s", got)
 	}
-	c.repairVolumes(ctx)
-	if got := show(); got != "[full:n1 0 [{n2 in-sync}] red:n2 0 [{n1 syncing}] fast:n1 0 []]" {
-		t.Fatalf("two nodes, again: %s", got)
-	}
 	// n3 (another zone) and n4 (zone a) join: full gets n4, its zone's
-	// (its primary's) first; red has its two copies.
+	// (its primary's) first, not n3; so does two (its primary's zone).
+	// Their epochs stay; then nothing more.
 	join("n3", "b")
 	join("n4", "a")
-	c.repairVolumes(ctx)
-	if got := show(); got != "[full:n1 0 [{n2 in-sync} {n4 syncing}] red:n2 0 [{n1 syncing}] fast:n1 0 []]" {
-		t.Fatalf("four nodes: %s", got)
+	const after = "[full:n1 0 [{n2 in-sync} {n4 syncing}] alone:n2 0 [] fast:n1 0 [] two:n2 3 [{n1 stale} {n4 syncing}]]"
+	for round := range 2 {
+		c.repairVolumes(ctx)
+		if got := show(); got != after {
+			t.Fatalf("four nodes, round %d: %s", round, got)
+		}
 	}
-	c.repairVolumes(ctx)
-	if got := show(); got != "[full:n1 0 [{n2 in-sync} {n4 syncing}] red:n2 0 [{n1 syncing}] fast:n1 0 []]" {
-		t.Fatalf("four nodes, again: %s", got)
-	}
-	if fmt.Sprint(fake.created) != "[n1:alice/red n4:alice/full]" {
+	if fmt.Sprint(fake.created) != "[n4:alice/full n4:alice/two]" {
 		t.Fatalf("made on nodes: %v", fake.created)
 	}
 }

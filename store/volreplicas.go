@@ -91,10 +91,8 @@ func (s *Store) UpdateVolumeWhileDown(ctx context.Context, tenant, name string, 
 	}
 }
 
-// ReplicatedVolumes lists the volumes of every tenant that are kept in
-// copies on several nodes, or are meant to be (nfs and gfs volumes with a
-// primary, even one made when the cluster had no other node), for the
-// leader's replication loop.
+// ReplicatedVolumes lists the volumes of every tenant that have replicas
+// (nfs and gfs volumes in a cluster), for the leader's replication loop.
 func (s *Store) ReplicatedVolumes(ctx context.Context) ([]types.Volume, error) {
 	vs, err := listJSON[types.Volume](ctx, s, prefix+"volumes/")
 	if err != nil {
@@ -102,7 +100,7 @@ func (s *Store) ReplicatedVolumes(ctx context.Context) ([]types.Volume, error) {
 	}
 	out := vs[:0]
 	for _, v := range vs {
-		if v.Node != "" && (len(v.Replicas) > 0 || v.Driver == "nfs" || v.Driver == "gfs") {
+		if len(v.Replicas) > 0 && v.Node != "" {
 			out = append(out, v)
 		}
 	}
