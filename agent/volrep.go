@@ -28,8 +28,9 @@ import (
 // every operation of other nodes' FUSE mounts (and of its own node's,
 // when the volume has replicas); a server sends the volume's route with
 // each request (volfs.RouteOf: epoch, replicas in sync). A write
-// (a mutating metadata operation or a file's write-back) is applied here
-// under the volume's write lock, numbered, then sent to every replica in
+// (a mutating metadata operation or a file's write-back) is numbered and
+// applied here under the volume's write lock (a number is given back when
+// the write fails here), then sent to every replica in
 // sync through a server; one that fails is marked stale (through a
 // server) before the write is acknowledged, and a write that is on fewer
 // than two nodes of a replicated volume is not acknowledged (503: the
@@ -144,11 +145,15 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		rec := httptest.NewRecorder()
-		local.ServeHTTP(rec, withBody(r, body.reader()))
-		if !applied(rec) || !rt.Replicated() {
+		if !rt.Replicated() {
+			local.ServeHTTP(rec, withBody(r, body.reader()))
 			copyRecorded(w, rec)
 			return
 		}
+		// Numbered before it is applied: a crash between the two, or
+		// before the replicas have it, leaves a gap in the numbers they
+		// see with the next write, so they are marked stale and catch up
+		// from this copy rather than miss a write it has.
 		if err := a.loadSeq(st, tenant, name); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -156,6 +161,16 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 		seq := st.seq + 1
 		if err := a.storeSeq(st, tenant, name, seq); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		local.ServeHTTP(rec, withBody(r, body.reader()))
+		if !applied(rec) {
+			// Not applied, nothing sent: the number is given back.
+			if err := a.storeSeq(st, tenant, name, seq-1); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			copyRecorded(w, rec)
 			return
 		}
 		send := func(rep string, epoch int64) error { return a.sendWrite(r, rep, tenant, name, epoch, seq, body) }

@@ -115,14 +115,22 @@ func (a *Agent) snapshotOp(ctx context.Context, tenant, name string, op snapOp) 
 	st := a.volState(tenant, name)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if err := applySnapshotOp(ctx, s, ref, opts, op); err != nil {
-		return err
-	}
+	// Numbered before it is applied: a crash between the two, or before
+	// the replicas have it, leaves a gap in the numbers they see with
+	// the next write, so they are marked stale and catch up from this
+	// copy, whatever it has.
 	if err := a.loadSeq(st, tenant, name); err != nil {
 		return err
 	}
 	seq := st.seq + 1
 	if err := a.storeSeq(st, tenant, name, seq); err != nil {
+		return err
+	}
+	if err := applySnapshotOp(ctx, s, ref, opts, op); err != nil {
+		// Not applied, nothing sent: the number is given back.
+		if rerr := a.storeSeq(st, tenant, name, seq-1); rerr != nil {
+			return errors.Join(err, rerr)
+		}
 		return err
 	}
 	body, err := json.Marshal(op)

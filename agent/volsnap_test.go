@@ -292,4 +292,35 @@ func TestReplicatedSnapshots(t *testing.T) {
 	}
 	want = strings.Replace(strings.Replace(want, "seq 7", "seq 8", 1), " s3 ", " s3 s4 ", 1)
 	expect("s4 taken", want, nodes...)
+
+	// The primary crashed after it numbered an operation (9) and before
+	// its replicas had it: the next one (10) shows them a gap; they are
+	// marked stale, and catch up to the primary's copy.
+	st := primary.volState("alice", "ha")
+	st.mu.Lock()
+	err := primary.storeSeq(st, "alice", "ha", 9)
+	st.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll("four", "n1")
+	if err := primary.SnapshotVolume(ctx, "alice", "ha", volume.Snapshot{Name: "s5", Created: t0.Add(4 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	rt = srv.route
+	srv.mu.Unlock()
+	if fmt.Sprint(rt.InSync, rt.Others) != "[] [n3 n2]" && fmt.Sprint(rt.InSync, rt.Others) != "[] [n2 n3]" {
+		t.Fatalf("after a gap: in sync %v, others %v", rt.InSync, rt.Others)
+	}
+	want = state("n1")
+	if !strings.HasPrefix(want, "seq 10 ") || !strings.Contains(want, " s4 s5 ") || !strings.HasSuffix(want, `f "four"`) {
+		t.Fatalf("n1 after the gap: %s", want)
+	}
+	for _, n := range []string{"n2", "n3"} {
+		if err := primary.catchUp(ctx, "alice", "ha", n, rt.Epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect("caught up after the gap", want, "n2", "n3")
 }
