@@ -24,6 +24,11 @@ import (
 // sync and gets every write again. The replica receives the tree beside
 // its copy and makes it its copy's contents (volume.Btrfs
 // ReplaceContents: it stays a subvolume, with its size and snapshots).
+// Before the second pass, the replica's snapshots are made the primary's
+// (volsnap.go, catchUpSnapshots): it drops those the primary no longer
+// has (or has under the same name from another time) and receives those
+// it lacks, each by the delta engine into a tree beside its copy that
+// becomes a read-only snapshot with the primary's name and time.
 
 // catchUpper is a driver whose volumes can catch up (volume.Btrfs).
 type catchUpper interface {
@@ -45,6 +50,10 @@ func (a *Agent) receiveCatchUp(w http.ResponseWriter, r *http.Request, tenant, n
 	cu, ok := d.(catchUpper)
 	if !ok || !networkDriver(d.Name()) || !a.holdsVolume(tenant, name) {
 		http.Error(w, "volume "+name+" has no replica here", http.StatusNotFound)
+		return
+	}
+	if h := r.Header.Get(headerSnapshot); h != "" {
+		a.receiveSnapshot(w, r, tenant, name, op, h)
 		return
 	}
 	tree, state, err := cu.CatchUpDirs(r.Context(), ref)
@@ -199,9 +208,18 @@ func (a *Agent) catchUp(ctx context.Context, tenant, name, replica string, epoch
 	if _, err := delta.Sync(ctx, src, remote); err != nil {
 		return err
 	}
+	// The snapshots it lacks (the long part, while writes go on).
+	if err := a.catchUpSnapshots(ctx, hc, base, tenant, name, epoch); err != nil {
+		return err
+	}
 	st := a.volState(tenant, name)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	// Snapshot operations are under the lock too: what is sent now
+	// (snapshots taken or removed meanwhile) is the last difference.
+	if err := a.catchUpSnapshots(ctx, hc, base, tenant, name, epoch); err != nil {
+		return err
+	}
 	if err := a.loadSeq(st, tenant, name); err != nil {
 		return err
 	}

@@ -28,8 +28,9 @@ import (
 // every operation of other nodes' FUSE mounts (and of its own node's,
 // when the volume has replicas); a server sends the volume's route with
 // each request (volfs.RouteOf: epoch, replicas in sync). A write
-// (a mutating metadata operation or a file's write-back) is applied here
-// under the volume's write lock, numbered, then sent to every replica in
+// (a mutating metadata operation or a file's write-back) is numbered and
+// applied here under the volume's write lock (a number is given back when
+// the write fails here), then sent to every replica in
 // sync through a server; one that fails is marked stale (through a
 // server) before the write is acknowledged, and a write that is on fewer
 // than two nodes of a replicated volume is not acknowledged (503: the
@@ -144,11 +145,15 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		rec := httptest.NewRecorder()
-		local.ServeHTTP(rec, withBody(r, body.reader()))
-		if !applied(rec) || !rt.Replicated() {
+		if !rt.Replicated() {
+			local.ServeHTTP(rec, withBody(r, body.reader()))
 			copyRecorded(w, rec)
 			return
 		}
+		// Numbered before it is applied: a crash between the two, or
+		// before the replicas have it, leaves a gap in the numbers they
+		// see with the next write, so they are marked stale and catch up
+		// from this copy rather than miss a write it has.
 		if err := a.loadSeq(st, tenant, name); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -158,13 +163,24 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
+		local.ServeHTTP(rec, withBody(r, body.reader()))
+		if !applied(rec) {
+			// Not applied, nothing sent: the number is given back.
+			if err := a.storeSeq(st, tenant, name, seq-1); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			copyRecorded(w, rec)
+			return
+		}
+		send := func(rep string, epoch int64) error { return a.sendWrite(r, rep, tenant, name, epoch, seq, body) }
 		copies := 1
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		var failed []string
 		for _, rep := range rt.InSync {
 			wg.Go(func() {
-				err := a.sendWrite(r, rep, tenant, name, rt.Epoch, seq, body)
+				err := send(rep, rt.Epoch)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -177,7 +193,7 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 		}
 		wg.Wait()
 		if len(failed) > 0 {
-			failed, copies, rt = a.resendUnderNewEpoch(r, tenant, name, rt, seq, body, failed, copies)
+			failed, copies, rt = a.resendUnderNewEpoch(tenant, name, rt, seq, send, failed, copies)
 		}
 		for _, rep := range failed {
 			if err := a.setReplicaState(tenant, name, rep, volume.ReplicaStale, rt.Epoch); err != nil {
@@ -201,8 +217,9 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 // write goes again, with its number, to those that are still in sync under
 // the new epoch; the others need no mark (they are no longer in sync, or
 // no longer replicas). It returns the replicas that still failed, the
-// copies the write is on and the route to mark them stale under.
-func (a *Agent) resendUnderNewEpoch(r *http.Request, tenant, name string, rt volfs.Route, seq uint64, body *spooled, failed []string, copies int) ([]string, int, volfs.Route) {
+// copies the write is on and the route to mark them stale under. send
+// sends the write to a replica under an epoch.
+func (a *Agent) resendUnderNewEpoch(tenant, name string, rt volfs.Route, seq uint64, send func(rep string, epoch int64) error, failed []string, copies int) ([]string, int, volfs.Route) {
 	hc, err := a.replicationClient()
 	if err != nil {
 		return failed, copies, rt
@@ -216,7 +233,7 @@ func (a *Agent) resendUnderNewEpoch(r *http.Request, tenant, name string, rt vol
 		if !slices.Contains(nrt.InSync, rep) {
 			continue
 		}
-		if err := a.sendWrite(r, rep, tenant, name, nrt.Epoch, seq, body); err != nil {
+		if err := send(rep, nrt.Epoch); err != nil {
 			a.log.Warn("volume replica missed a write under the new epoch", "volume", name, "replica", rep, "seq", seq, "epoch", nrt.Epoch, "err", err)
 			still = append(still, rep)
 			continue
@@ -389,6 +406,17 @@ func (a *Agent) VolumeReplicaFS(tenant, name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if op := path.Base(r.URL.Path); deltaOps[op] {
 			a.receiveCatchUp(w, r, tenant, name, op)
+			return
+		}
+		switch path.Base(r.URL.Path) {
+		case "snapshot":
+			a.receiveSnapshotOp(w, r, tenant, name)
+			return
+		case "snapshots":
+			a.replicaSnapshots(w, r, tenant, name)
+			return
+		case "dropsnapshot":
+			a.dropReplicaSnapshot(w, r, tenant, name)
 			return
 		}
 		if path.Base(r.URL.Path) == "seq" {

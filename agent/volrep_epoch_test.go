@@ -54,20 +54,23 @@ func TestResendUnderNewEpoch(t *testing.T) {
 	a := &Agent{cfg: Config{Node: types.Node{Name: "n3"}, VolumeTransport: func() http.RoundTripper { return handlerTransport{srv} }}, log: slog.New(slog.DiscardHandler)}
 	write := httptest.NewRequest("POST", "/volfs/default/ha/op", nil)
 	body := &spooled{b: []byte(`{"op":"mkdir","path":"d"}`)}
+	send := func(seq uint64) func(string, int64) error {
+		return func(rep string, epoch int64) error { return a.sendWrite(write, rep, "default", "ha", epoch, seq, body) }
+	}
 
-	failed, copies, rt := a.resendUnderNewEpoch(write, "default", "ha", volfs.Route{Primary: "n3", Epoch: 1, InSync: []string{"n2", "n4"}}, 7, body, []string{"n2", "n4"}, 1)
+	failed, copies, rt := a.resendUnderNewEpoch("default", "ha", volfs.Route{Primary: "n3", Epoch: 1, InSync: []string{"n2", "n4"}}, 7, send(7), []string{"n2", "n4"}, 1)
 	if fmt.Sprint(failed, copies, rt.Epoch, got) != "[] 2 2 [n4 epoch 2 seq 7]" {
 		t.Fatalf("after a replacement: failed %v, on %d copies, epoch %d, sent %v", failed, copies, rt.Epoch, got)
 	}
 
 	got = nil
-	failed, copies, rt = a.resendUnderNewEpoch(write, "default", "ha", volfs.Route{Primary: "n3", Epoch: 2, InSync: []string{"n4"}}, 8, body, []string{"n4"}, 1)
+	failed, copies, rt = a.resendUnderNewEpoch("default", "ha", volfs.Route{Primary: "n3", Epoch: 2, InSync: []string{"n4"}}, 8, send(8), []string{"n4"}, 1)
 	if fmt.Sprint(failed, copies, rt.Epoch, got) != "[n4] 1 2 []" {
 		t.Fatalf("the same epoch: failed %v, on %d copies, epoch %d, sent %v", failed, copies, rt.Epoch, got)
 	}
 
 	route = volfs.Route{Primary: "n4", Epoch: 3, InSync: []string{"n5"}}
-	failed, copies, rt = a.resendUnderNewEpoch(write, "default", "ha", volfs.Route{Primary: "n3", Epoch: 2, InSync: []string{"n4"}}, 8, body, []string{"n4"}, 1)
+	failed, copies, rt = a.resendUnderNewEpoch("default", "ha", volfs.Route{Primary: "n3", Epoch: 2, InSync: []string{"n4"}}, 8, send(8), []string{"n4"}, 1)
 	if fmt.Sprint(failed, copies, rt.Epoch, got) != "[n4] 1 2 []" {
 		t.Fatalf("deposed: failed %v, on %d copies, epoch %d, sent %v", failed, copies, rt.Epoch, got)
 	}

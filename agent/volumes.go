@@ -188,32 +188,28 @@ func (a *Agent) VolumeSnapshots(ctx context.Context, tenant, name string) ([]vol
 }
 
 // SnapshotVolume takes a snapshot of a volume (the API chose its name and
-// time).
+// time); on every copy of a replicated volume (volsnap.go).
 func (a *Agent) SnapshotVolume(ctx context.Context, tenant, name string, snap volume.Snapshot) error {
-	s, ref, _, err := a.snapshotter(tenant, name)
-	if err != nil {
-		return err
-	}
-	return s.Snapshot(ctx, ref, snap)
+	return a.snapshotOp(ctx, tenant, name, snapOp{Op: snapCreate, Snap: snap})
 }
 
-// DeleteVolumeSnapshot deletes one snapshot of a volume.
+// DeleteVolumeSnapshot deletes one snapshot of a volume, on every copy of
+// a replicated one.
 func (a *Agent) DeleteVolumeSnapshot(ctx context.Context, tenant, name, snap string) error {
-	s, ref, _, err := a.snapshotter(tenant, name)
-	if err != nil {
-		return err
+	if volume.CheckSnapshotName(snap) != nil {
+		return fmt.Errorf("%w: %s", volume.ErrSnapshotNotFound, snap)
 	}
-	return s.DeleteSnapshot(ctx, ref, snap)
+	return a.snapshotOp(ctx, tenant, name, snapOp{Op: snapDelete, Snap: volume.Snapshot{Name: snap}})
 }
 
-// RollbackVolume makes a volume's files those of one of its snapshots;
-// the API checked that no running pod mounts it.
+// RollbackVolume makes a volume's files those of one of its snapshots,
+// on every copy of a replicated one; the API checked that no running pod
+// mounts it.
 func (a *Agent) RollbackVolume(ctx context.Context, tenant, name, snap string) error {
-	s, ref, opts, err := a.snapshotter(tenant, name)
-	if err != nil {
-		return err
+	if volume.CheckSnapshotName(snap) != nil {
+		return fmt.Errorf("%w: %s", volume.ErrSnapshotNotFound, snap)
 	}
-	return s.Rollback(ctx, ref, snap, opts)
+	return a.snapshotOp(ctx, tenant, name, snapOp{Op: snapRollback, Snap: volume.Snapshot{Name: snap}, Keep: volume.RollbackKeep(time.Now())})
 }
 
 // snapshotSchedules runs the snapshot schedules of this node's volumes
@@ -250,6 +246,19 @@ func (a *Agent) snapshotTick(ctx context.Context, now time.Time) error {
 		s, ok := d.(volume.Snapshotter)
 		if !ok || opts.Every == 0 {
 			continue
+		}
+		// A replicated volume's schedule runs on its primary, whose
+		// snapshots reach every copy in the write sequence.
+		rt, replicated, err := a.snapshotRoute(d, tenant, name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if replicated {
+			if rt.Primary != a.cfg.Node.Name {
+				continue
+			}
+			s = replicatedSnapshotter{Snapshotter: s, a: a, tenant: tenant, name: name}
 		}
 		if err := volume.RunSchedule(ctx, s, ref, opts, now); err != nil {
 			errs = append(errs, err)

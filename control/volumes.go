@@ -212,6 +212,51 @@ func (c *Controller) repairReplicas(ctx context.Context, v types.Volume, ready m
 			c.markStale(ctx, v, r)
 		}
 	}
+	c.addReplica(ctx, v, cands, zoneOf)
+}
+
+// addReplica gives a volume that has fewer copies than its redundancy
+// asks (made when the cluster had fewer nodes) a new replica on a ready
+// node that holds none, as a lost one is replaced: syncing, then filled
+// by the primary. One per round; the record is written only if its epoch
+// and replicas are still those read. Only a volume that has a replica
+// already: one made with none (on a single node) is written outside the
+// write sequence (pods on its node bind its directory, agent/volmount.go),
+// so a replica added under them would miss writes.
+func (c *Controller) addReplica(ctx context.Context, v types.Volume, cands []volume.ReplicaNode, zoneOf map[string]string) {
+	if len(v.Replicas) == 0 {
+		return
+	}
+	opts, err := volume.ParseOptions(v.Driver, v.Options)
+	if err != nil {
+		return
+	}
+	copies := volume.Copies(v.Driver, opts.Reduced)
+	if len(volume.Holding(v)) >= copies {
+		return
+	}
+	zone := v.Options["zone"]
+	if zone == "" {
+		zone = zoneOf[v.Node]
+	}
+	node, ok := volume.ReplaceReplica(zone, volume.Holding(v), cands)
+	if !ok {
+		return // the volume runs on fewer copies until a node joins
+	}
+	nv, err := c.store.UpdateVolume(ctx, v.Tenant, v.Name, func(cur *types.Volume) error {
+		if cur.Epoch != v.Epoch || cur.Node != v.Node || len(cur.Replicas) != len(v.Replicas) {
+			return store.ErrEpochOver // another decision landed: the next round reads it
+		}
+		return volume.AddReplicaIn(cur, node, copies)
+	})
+	if err != nil {
+		if !errors.Is(err, store.ErrEpochOver) && !errors.Is(err, store.ErrNotFound) {
+			c.log.Warn("volume replica: add", "tenant", v.Tenant, "volume", v.Name, "node", node, "err", err)
+		}
+		return
+	}
+	c.log.Info("volume replica added: the volume had fewer copies than it asks", "tenant", v.Tenant, "volume", v.Name, "node", node, "copies", copies)
+	c.createReplica(ctx, nv, node)
 }
 
 // markStale records a replica whose node is down as stale (it misses the

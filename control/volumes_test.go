@@ -230,3 +230,71 @@ func TestTwoLeadersPromote(t *testing.T) {
 		}
 	}
 }
+
+// TestVolumeAddReplicas: volumes made on a cluster with too few nodes (a
+// full one on two nodes, with one replica, and one on three nodes, with
+// two, one of them stale) get replicas from the leader's loop as nodes
+// join, syncing, made on their nodes, one per volume and round, up to
+// what their redundancy asks and no further. A volume made on a single
+// node (no replica: written outside the write sequence) and a lv2 volume
+// get none.
+func TestVolumeAddReplicas(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	join := func(n, zone string) {
+		t.Helper()
+		if _, err := st.RegisterNode(ctx, types.Node{Name: n, Labels: map[string]string{"zone": zone}}, 60); err != nil {
+			t.Fatal(err)
+		}
+	}
+	join("n1", "a")
+	join("n2", "a")
+	vols := []types.Volume{
+		{Name: "full", Tenant: "alice", Driver: "gfs", Node: "n1", Replicas: []types.VolumeReplica{{Node: "n2", State: volume.ReplicaInSync}}},
+		{Name: "alone", Tenant: "alice", Driver: "nfs", Node: "n2", Options: map[string]string{"redundancy": "reduced", "zone": "a"}},
+		{Name: "fast", Tenant: "alice", Driver: "lv2", Node: "n1"},
+		{Name: "two", Tenant: "alice", Driver: "nfs", Node: "n2", Epoch: 3, Replicas: []types.VolumeReplica{{Node: "n1", State: volume.ReplicaStale}}},
+	}
+	for i := range vols {
+		if err := st.CreateVolume(ctx, &vols[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fake := &fakeVolumeNodes{seqs: map[string]uint64{}}
+	c := New(st, nil).WithNodeTTL(time.Second).WithVolumes(fake)
+	c.started = time.Now().Add(-time.Hour)
+	show := func() string {
+		t.Helper()
+		var out []string
+		for _, v := range vols {
+			got, err := st.Volume(ctx, "alice", v.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%s:%s %d %v", got.Name, got.Node, got.Epoch, got.Replicas))
+		}
+		return fmt.Sprint(out)
+	}
+
+	// Two nodes: no node is free.
+	const before = "[full:n1 0 [{n2 in-sync}] alone:n2 0 [] fast:n1 0 [] two:n2 3 [{n1 stale}]]"
+	c.repairVolumes(ctx)
+	if got := show(); got != before {
+		t.Fatalf("two nodes: %s", got)
+	}
+	// n3 (another zone) and n4 (zone a) join: full gets n4, its zone's
+	// (its primary's) first, not n3; so does two (its primary's zone).
+	// Their epochs stay; then nothing more.
+	join("n3", "b")
+	join("n4", "a")
+	const after = "[full:n1 0 [{n2 in-sync} {n4 syncing}] alone:n2 0 [] fast:n1 0 [] two:n2 3 [{n1 stale} {n4 syncing}]]"
+	for round := range 2 {
+		c.repairVolumes(ctx)
+		if got := show(); got != after {
+			t.Fatalf("four nodes, round %d: %s", round, got)
+		}
+	}
+	if fmt.Sprint(fake.created) != "[n4:alice/full n4:alice/two]" {
+		t.Fatalf("made on nodes: %v", fake.created)
+	}
+}

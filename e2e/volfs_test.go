@@ -380,3 +380,116 @@ func davThroughServer(t *testing.T, c *nodeCluster, bigSum string) {
 		t.Fatalf("a pod reads %q of the file put over S3", got)
 	}
 }
+
+// TestVolumeSnapshotFailover: the snapshots of a replicated gfs volume
+// (primary n2, replicas n3 and n4) are on every copy. n4's agent is
+// stopped; a snapshot taken with kra is on n2 and n3, and a volume made
+// meanwhile gets one replica only (degraded); n4 comes back: it catches
+// up, with the snapshot it missed, and the other volume gets its third
+// copy on it. More is written; n2's agent is killed (SIGKILL); through
+// the new primary, kra volume snapshot ls lists the snapshot, and a
+// rollback to it gives both remaining copies, and a pod reading through
+// the new primary, the snapshot's files (checksums).
+func TestVolumeSnapshotFailover(t *testing.T) {
+	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
+		}
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("needs /dev/fuse")
+	}
+	c := startZonedCluster(t, 4)
+	start := time.Now()
+	c.docker(t, "load", "-i", testimages.Busybox(t))
+	c.docker(t, "volume", "create", "--driver", "gfs", "-o", "zone=z2", "-o", "snapshot=off", "ha")
+	status := func() string { return c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "ha") }
+	if st := status(); !strings.Contains(st, `"primary":"n2"`) || !strings.Contains(st, `"replicas":["n3 (in-sync)","n4 (in-sync)"]`) {
+		t.Fatalf("created: %s", st)
+	}
+	out, err := exec.Command(testenv.Macro(t), "admin", "--data-dir", c.srv.DataDir, "token", "create", "--tenant", "default").Output()
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	kra := c.kraAs(t, strings.TrimSpace(string(out)))
+	snapFile := func(node, snap, f string) string {
+		return filepath.Join(c.agents[node].DataDir, "btrfs", "pool", "s", "default", "ha", snap, f)
+	}
+	sum := func(s string) string { return fmt.Sprintf("%x", md5.Sum([]byte(s))) }
+
+	c.docker(t, "run", "--rm", "-v", "ha:/data", "busybox", "sh", "-c", "head -c 65536 /dev/zero | tr '\\0' x > /data/big; echo one > /data/a; echo keep > /data/k")
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not after 60 s: ha %s", what, status())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	c.agents["n4"].Kill()
+	wait("n4 stale", func() bool { return strings.Contains(status(), `"n4 (stale)"`) })
+	kra("volume", "snapshot", "create", "ha", "s1")
+	for _, n := range []string{"n2", "n3"} {
+		if g := md5Of(t, snapFile(n, "s1", "a")); g != sum("one\n") {
+			t.Fatalf("snapshot s1 on %s: a is %q", n, g)
+		}
+	}
+	c.docker(t, "volume", "create", "--driver", "gfs", "-o", "zone=z2", "late")
+	lateStatus := func() string { return c.docker(t, "volume", "inspect", "-f", "{{json .Status}}", "late") }
+	if st := lateStatus(); !strings.Contains(st, `"replicas":["n3 (in-sync)"]`) || !strings.Contains(st, `"degraded":"2 of 3 copies in sync"`) {
+		t.Fatalf("made while n4 is down: %s", st)
+	}
+	c.agents["n4"].Start()
+	wait("n4 back in sync, with the snapshot it missed, and the third copy of late on it", func() bool {
+		late := lateStatus()
+		return strings.Contains(status(), `"n4 (in-sync)"`) && strings.Contains(late, `"n4 (in-sync)"`) && !strings.Contains(late, "degraded")
+	})
+	if g := md5Of(t, snapFile("n4", "s1", "a")); g != sum("one\n") {
+		t.Fatalf("snapshot s1 on n4 after its catch-up: a is %q", g)
+	}
+	t.Logf("%v: n4 caught up with s1; late: %s", time.Since(start).Round(time.Millisecond), lateStatus())
+	c.docker(t, "run", "--rm", "-v", "ha:/data", "busybox", "sh", "-c", "echo two > /data/a; echo new > /data/b; rm /data/k")
+	for _, n := range []string{"n3", "n4"} {
+		if g := md5Of(t, filepath.Join(volumeCopy(c, n, "ha"), "a")); g != sum("two\n") {
+			t.Fatalf("the copy on %s after the second write: a is %q", n, g)
+		}
+	}
+	t.Logf("%v: s1 on every copy, written after it", time.Since(start).Round(time.Millisecond))
+
+	c.agents["n2"].Kill()
+	wait("a promotion after n2 died", func() bool { return !strings.Contains(status(), `"primary":"n2"`) })
+	st := status()
+	t.Logf("%v: promoted: %s", time.Since(start).Round(time.Millisecond), st)
+	if ls := kra("volume", "snapshot", "ls", "ha"); !strings.Contains(ls, "s1") {
+		t.Fatalf("snapshot ls through the new primary:\n%s", ls)
+	}
+	kra("volume", "snapshot", "rollback", "ha", "s1")
+	for _, n := range []string{"n3", "n4"} {
+		dir := volumeCopy(c, n, "ha")
+		if g := md5Of(t, filepath.Join(dir, "a")); g != sum("one\n") {
+			t.Errorf("after the rollback, on %s: a is %q", n, g)
+		}
+		if g := md5Of(t, filepath.Join(dir, "k")); g != sum("keep\n") {
+			t.Errorf("after the rollback, on %s: k is %q", n, g)
+		}
+		if g := md5Of(t, filepath.Join(dir, "big")); g != sum(strings.Repeat("x", 65536)) {
+			t.Errorf("after the rollback, on %s: big is %q", n, g)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "b")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("after the rollback, on %s: b is there (%v)", n, err)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	if got := c.docker(t, "run", "--rm", "-v", "ha:/data", "busybox", "sh", "-c", "cat /data/a /data/k; ls /data"); got != "one\nkeep\na\nbig\nk" {
+		t.Fatalf("a pod reads after the rollback: %q", got)
+	}
+	ls := kra("volume", "snapshot", "ls", "ha")
+	if !strings.Contains(ls, "rollback-") {
+		t.Fatalf("the rollback's kept snapshot is not listed:\n%s", ls)
+	}
+	t.Logf("%v: rolled back on every remaining copy: %s", time.Since(start).Round(time.Millisecond), status())
+}

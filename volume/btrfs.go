@@ -358,6 +358,20 @@ func (b *Btrfs) deleteSnapshot(ctx context.Context, snaps, name string) error {
 // the swap leaves the old state, after it the new one (recover removes
 // what is left of the other).
 func (b *Btrfs) Rollback(ctx context.Context, ref Ref, name string, opts Options) error {
+	now := time.Now().UTC()
+	return b.RollbackKeeping(ctx, ref, name, RollbackKeep(now), opts)
+}
+
+// RollbackKeep is the snapshot a rollback at now keeps of the state it
+// replaces.
+func RollbackKeep(now time.Time) Snapshot {
+	return Snapshot{Name: "rollback-" + now.UTC().Format("20060102T150405.000Z"), Created: now.UTC()}
+}
+
+// RollbackKeeping is Rollback with the snapshot of the replaced state
+// given (keep): a replicated volume's primary chooses it, so that every
+// copy keeps the same one.
+func (b *Btrfs) RollbackKeeping(ctx context.Context, ref Ref, name string, keep Snapshot, opts Options) error {
 	if CheckSnapshotName(name) != nil {
 		return fmt.Errorf("%w: %s", ErrSnapshotNotFound, name)
 	}
@@ -369,7 +383,6 @@ func (b *Btrfs) Rollback(ctx context.Context, ref Ref, name string, opts Options
 	if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %s", ErrSnapshotNotFound, name)
 	}
-	keep := Snapshot{Name: "rollback-" + time.Now().UTC().Format("20060102T150405.000Z"), Created: time.Now().UTC()}
 	if err := b.Snapshot(ctx, ref, keep); err != nil {
 		return fmt.Errorf("rollback %s: keep the current state: %w", ref, err)
 	}

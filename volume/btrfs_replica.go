@@ -2,6 +2,7 @@ package volume
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,11 +22,29 @@ import (
 // files, so that only what changed crosses the wire), and state, its
 // State. Both are on the pool's filesystem, outside the volume.
 func (b *Btrfs) CatchUpDirs(ctx context.Context, ref Ref) (tree, state string, err error) {
-	vol, _, err := b.paths(ctx, ref)
+	base, err := b.catchUpBase(ctx, ref)
 	if err != nil {
 		return "", "", err
 	}
+	return b.seedDirs(ctx, ref, base)
+}
+
+// SnapshotCatchUpDirs are CatchUpDirs for receiving snapshot name, which
+// the replica lacks, from the primary (also seeded from the volume's
+// files: a snapshot missed while away is mostly what the copy has).
+func (b *Btrfs) SnapshotCatchUpDirs(ctx context.Context, ref Ref, name string) (tree, state string, err error) {
+	if err := CheckSnapshotName(name); err != nil {
+		return "", "", err
+	}
 	base, err := b.catchUpBase(ctx, ref)
+	if err != nil {
+		return "", "", err
+	}
+	return b.seedDirs(ctx, ref, filepath.Join(base, "snap", name))
+}
+
+func (b *Btrfs) seedDirs(ctx context.Context, ref Ref, base string) (tree, state string, err error) {
+	vol, _, err := b.paths(ctx, ref)
 	if err != nil {
 		return "", "", err
 	}
@@ -101,4 +120,80 @@ func (b *Btrfs) ReplaceContents(ctx context.Context, ref Ref, opts Options, dir 
 		return fmt.Errorf("replace %s: swap: %w", ref, err)
 	}
 	return deleteSubvolume(ctx, next) // now the old state
+}
+
+// SnapshotDir is the directory of one of the volume's snapshots (read
+// only): what a primary sends a replica that lacks it.
+func (b *Btrfs) SnapshotDir(ctx context.Context, ref Ref, name string) (string, error) {
+	if CheckSnapshotName(name) != nil {
+		return "", fmt.Errorf("%w: %s", ErrSnapshotNotFound, name)
+	}
+	_, snaps, err := b.paths(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(snaps, name)
+	if _, err := os.Lstat(p); err != nil {
+		return "", fmt.Errorf("%w: %s", ErrSnapshotNotFound, name)
+	}
+	return p, nil
+}
+
+// ReceiveSnapshot makes snapshot s of the volume from the files of dir
+// (SnapshotCatchUpDirs' tree, filled by the delta engine): a subvolume
+// gets reflinked copies of them and is snapshotted read-only under s's
+// name, with s's record, as Snapshot does; the volume's own files are
+// not touched. ErrSnapshotExists if it is there.
+func (b *Btrfs) ReceiveSnapshot(ctx context.Context, ref Ref, s Snapshot, dir string) error {
+	if err := CheckSnapshotName(s.Name); err != nil {
+		return err
+	}
+	_, snaps, err := b.paths(ctx, ref)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	dst := filepath.Join(snaps, s.Name)
+	if _, err := os.Lstat(dst); err == nil {
+		return fmt.Errorf("%w: %s", ErrSnapshotExists, s.Name)
+	}
+	if err := os.MkdirAll(snaps, 0o700); err != nil {
+		return err
+	}
+	tmp := dst + ".new" // never a snapshot's name (CheckSnapshotName)
+	if err := deleteSubvolume(ctx, tmp); err != nil {
+		return err
+	}
+	if err := run(ctx, "btrfs", "subvolume", "create", tmp); err != nil {
+		return fmt.Errorf("receive snapshot %s of %s: %w", s.Name, ref, err)
+	}
+	defer deleteSubvolume(ctx, tmp)
+	if err := run(ctx, "cp", "-a", "--reflink=always", dir+"/.", tmp+"/"); err != nil {
+		return fmt.Errorf("receive snapshot %s of %s: %w", s.Name, ref, err)
+	}
+	rec, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(dst+".json", rec); err != nil {
+		return err
+	}
+	if err := run(ctx, "btrfs", "subvolume", "snapshot", "-r", tmp, dst); err != nil {
+		os.Remove(dst + ".json")
+		return fmt.Errorf("receive snapshot %s of %s: %w", s.Name, ref, err)
+	}
+	return nil
+}
+
+// EndSnapshotCatchUp removes what SnapshotCatchUpDirs made.
+func (b *Btrfs) EndSnapshotCatchUp(ctx context.Context, ref Ref, name string) error {
+	if err := CheckSnapshotName(name); err != nil {
+		return err
+	}
+	base, err := b.catchUpBase(ctx, ref)
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(filepath.Join(base, "snap", name))
 }

@@ -222,3 +222,20 @@ func InSyncCopies(v types.Volume) int {
 	}
 	return n
 }
+
+// AddReplicaIn puts a new replica on node in v's record, syncing (it
+// fills itself by a full sync from the primary), when v has fewer copies
+// than copies: a volume made on a cluster with too few nodes gets its
+// copies as nodes join. The epoch stays: no copy is fenced off. An error
+// when v has its copies or node already holds one.
+func AddReplicaIn(v *types.Volume, node string, copies int) error {
+	if len(Holding(*v)) >= copies {
+		return fmt.Errorf("volume %s: it has its %d copies", v.Name, copies)
+	}
+	if slices.Contains(Holding(*v), node) {
+		return fmt.Errorf("volume %s: node %s already keeps a copy", v.Name, node)
+	}
+	v.Replicas = append(v.Replicas, types.VolumeReplica{Node: node, State: ReplicaSyncing})
+	slices.SortFunc(v.Replicas, func(a, b types.VolumeReplica) int { return cmp.Compare(a.Node, b.Node) })
+	return nil
+}

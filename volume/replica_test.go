@@ -152,3 +152,26 @@ func TestReplaceIn(t *testing.T) {
 		t.Fatalf("a syncing replica counts: %d", InSyncCopies(v))
 	}
 }
+
+func TestAddReplicaIn(t *testing.T) {
+	v := types.Volume{Name: "v", Node: "b", Epoch: 2, Replicas: []types.VolumeReplica{{Node: "c", State: ReplicaInSync}}}
+	for _, bad := range []struct {
+		node   string
+		copies int
+	}{{"b", 3}, {"c", 3}, {"a", 2}, {"a", 1}} {
+		w := v
+		w.Replicas = slices.Clone(v.Replicas)
+		if err := AddReplicaIn(&w, bad.node, bad.copies); err == nil {
+			t.Errorf("AddReplicaIn(%s, %d) accepted", bad.node, bad.copies)
+		}
+	}
+	if err := AddReplicaIn(&v, "a", 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintf("%s %d %v", v.Node, v.Epoch, v.Replicas); got != "b 2 [{a syncing} {c in-sync}]" {
+		t.Fatalf("after adding a: %s", got)
+	}
+	if err := AddReplicaIn(&v, "d", 3); err == nil {
+		t.Fatal("a fourth copy added")
+	}
+}

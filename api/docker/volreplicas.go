@@ -64,19 +64,6 @@ func replicaStatus(rs []types.VolumeReplica) []string {
 	return out
 }
 
-// staleReplicas marks every replica of a volume stale before its primary's
-// files change outside the write path (a rollback): they catch up from the
-// primary afterwards (agent/volcatchup.go) rather than keep the old files.
-func (s *Server) staleReplicas(ctx context.Context, tenant, name string) error {
-	_, err := s.store.UpdateVolume(ctx, tenant, name, func(v *types.Volume) error {
-		for i := range v.Replicas {
-			v.Replicas[i].State = volume.ReplicaStale
-		}
-		return nil
-	})
-	return err
-}
-
 // degraded tells, for inspect, how many of the copies a replicated volume
 // should have are in sync ("2 of 3 copies in sync"), or "" when all are:
 // a replica's node is down and no other node could take its place yet,

@@ -151,9 +151,8 @@ func (s *Server) RollbackVolume(ctx context.Context, tenant, name, snap string) 
 	if len(running) > 0 {
 		return conflict("rollback %s: the volume is mounted by running containers %s: stop them first (docker stop %s), then roll back and start them again", name, strings.Join(running, ", "), strings.Join(running, " "))
 	}
-	if err := s.staleReplicas(ctx, tenant, name); err != nil {
-		return err
-	}
+	// The primary rolls every replica in sync back in its write
+	// sequence (agent/volsnap.go).
 	if err := node.RollbackVolume(ctx, tenant, name, snap); err != nil {
 		return fmt.Errorf("rollback %s: %w", name, snapshotErr(err))
 	}
