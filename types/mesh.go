@@ -31,4 +31,7 @@ type MeshPod struct {
 	Names     []string `json:"names"`
 	IPv6      string   `json:"ipv6,omitempty"`
 	IPv4      string   `json:"ipv4,omitempty"`
+	// Overlays are the pod's addresses on its tenant's IPv4 overlays
+	// with a subnet (ipip networks), by network ID.
+	Overlays map[string]string `json:"overlays,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/macro-cloud/macro/net/ipam"
@@ -34,6 +35,9 @@ func TestCompute(t *testing.T) {
 		for _, a := range allowed {
 			pr.Allowed = append(pr.Allowed, host(a))
 		}
+		// Every peer may send from its own mesh address, the carrier's.
+		pr.Allowed = append(pr.Allowed, netip.PrefixFrom(NodeAddr(n.Name), 128))
+		slices.SortFunc(pr.Allowed, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 		return pr
 	}
 	route := func(tenant, a, node string) Route {
@@ -123,6 +127,7 @@ func TestCompute(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Compute(cluster, "n1", tt.view)
+			tt.want.Addr = NodeAddr("n1")
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Compute:\n got  %+v\n want %+v", got, tt.want)
 			}
