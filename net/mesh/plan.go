@@ -171,8 +171,12 @@ func addrs4(p types.MeshPod) (def netip.Addr, overlays map[string]netip.Addr) {
 // not exist here), its node is a peer (a valid key and endpoint), and its
 // IPv6 address lies in its tenant's VPC prefix of cluster and is claimed
 // by no other pod: a node cannot attract another tenant's addresses, or
-// another node's, by reporting them. IPv6 only: pods' default IPv4 and
-// overlay addresses are not carried across nodes yet.
+// another node's, by reporting them.
+//
+// A remote pod's IPv4 addresses (default and overlays) are routed through
+// its tenant's carrier under the same conditions, when they are Carried
+// and claimed by no other pod of the tenant, and when the tenant's VNI is
+// no other local tenant's.
 func Compute(cluster, self string, v types.MeshView) Plan {
 	peers := map[string]*Peer{}
 	for _, n := range v.Nodes {
