@@ -418,8 +418,11 @@ func (r *Router) applyCarriers(ctx context.Context, plan mesh.Plan) (bool, error
 		}
 		// A device of the name left by a previous process goes first.
 		del = append(del, "link del "+c.dev)
+		// No UDP checksum: WireGuard authenticates the whole packet, and
+		// a checksum would be computed per segment (in wireguard-go,
+		// which gets them one by one: wg0 takes no tunnel offload).
 		add = append(add,
-			fmt.Sprintf("link add %s address %s mtu %d type vxlan id %d local %s dstport %d nolearning dev %s",
+			fmt.Sprintf("link add %s address %s mtu %d type vxlan id %d local %s dstport %d nolearning udp6zerocsumtx udp6zerocsumrx dev %s",
 				c.dev, c.mac, CarrierMTU, c.vni, m.addr, vxlanPort, meshName),
 			// No IPv6 link-local address: nothing but the tenants' IPv4
 			// goes into the carrier.
