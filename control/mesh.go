@@ -45,7 +45,7 @@ func (n *NodeAPI) Mesh(ctx context.Context, node string) (types.MeshView, error)
 	var v types.MeshView
 	for _, nd := range nodes {
 		if nd.Ready && nd.MeshKey != "" && nd.MeshEndpoint != "" {
-			v.Nodes = append(v.Nodes, types.MeshNode{Name: nd.Name, Key: nd.MeshKey, Endpoint: nd.MeshEndpoint, Addrs: nd.HostAddrs})
+			v.Nodes = append(v.Nodes, types.MeshNode{Name: nd.Name, Key: nd.MeshKey, Endpoint: nd.MeshEndpoint, NextKey: nd.MeshNextKey, Addrs: nd.HostAddrs})
 		}
 	}
 	v.RotateKey = rot[node]

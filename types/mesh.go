@@ -17,6 +17,8 @@ type MeshNode struct {
 	Name     string `json:"name"`
 	Key      string `json:"key"`      // WireGuard public key, base64
 	Endpoint string `json:"endpoint"` // address:port
+	// NextKey is the key the node is about to switch to (a rotation).
+	NextKey string `json:"nextKey,omitempty"`
 	// Addrs are the node's host addresses, which no pod may reach.
 	Addrs []string `json:"addrs,omitempty"`
 }

@@ -47,6 +47,10 @@ type Peer struct {
 	Key      Key
 	Endpoint netip.AddrPort
 	Allowed  []netip.Prefix // sorted
+	// Next is the key the node is about to switch to (zero: none): the
+	// device stands by for it, and moves Allowed over when it shakes
+	// hands.
+	Next Key
 }
 
 // Route is a remote pod's address in its tenant's table, through the mesh.
@@ -192,6 +196,9 @@ func Compute(cluster, self string, v types.MeshView) Plan {
 			continue
 		}
 		peers[n.Name] = &Peer{Node: n.Name, Key: k, Endpoint: ep}
+		if next, ok := ParseKey(n.NextKey); ok && next != k {
+			peers[n.Name].Next = next
+		}
 	}
 	local := map[string]bool{}
 	claims := map[netip.Addr]int{}

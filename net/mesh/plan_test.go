@@ -243,3 +243,24 @@ func TestCompute4(t *testing.T) {
 		t.Errorf("tenants %s and %s share VNI %d: %+v", t1, t2, VNI(cluster, t1), got)
 	}
 }
+
+// TestComputeNextKey: a rotating node's announced key is its peer's Next,
+// unless it is no key or its current one.
+func TestComputeNextKey(t *testing.T) {
+	k2, next := mustKey(t), mustKey(t)
+	for _, tt := range []struct {
+		next string
+		want Key
+	}{
+		{next.Public().String(), next.Public()},
+		{"", Key{}},
+		{"bad", Key{}},
+		{k2.Public().String(), Key{}},
+	} {
+		v := types.MeshView{Nodes: []types.MeshNode{{Name: "n2", Key: k2.Public().String(), Endpoint: "10.0.0.2:51820", NextKey: tt.next}}}
+		got := Compute(cluster, "n1", v)
+		if len(got.Peers) != 1 || got.Peers[0].Key != k2.Public() || got.Peers[0].Next != tt.want {
+			t.Errorf("NextKey %q: %+v", tt.next, got.Peers)
+		}
+	}
+}

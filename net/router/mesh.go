@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
@@ -60,6 +61,13 @@ type meshState struct {
 	// cluster are the other nodes' (and the servers') addresses: the
 	// host forwards no pod traffic to them.
 	cluster []netip.Addr
+
+	// Rotations of other nodes: standby peers (current key -> next
+	// key) and those that took over (old key -> new key) before the
+	// view said so.
+	standby  map[mesh.Key]mesh.Key
+	promoted map[mesh.Key]mesh.Key
+	watching bool
 
 	// The IPv4 carrier: this node's mesh address, the tenants' devices,
 	// their forwarding entries and routes, and what the rules let in.
@@ -188,7 +196,8 @@ func (r *Router) StartMesh(ctx context.Context, key mesh.Key, port uint16) (uint
 	}
 	r.mesh = &meshState{dev: dev, port: got, peers: map[mesh.Key]mesh.Peer{}, routes: map[meshRoute]bool{},
 		src: map[netip.Addr]int{}, names: map[string]bool{},
-		carriers: map[string]carrier{}, fdb: map[fdbEntry]bool{}, routes4: map[meshRoute4]string{}}
+		carriers: map[string]carrier{}, fdb: map[fdbEntry]bool{}, routes4: map[meshRoute4]string{},
+		standby: map[mesh.Key]mesh.Key{}, promoted: map[mesh.Key]mesh.Key{}}
 	return got, nil
 }
 
@@ -208,13 +217,126 @@ func listenPort(dev *device.Device) (uint16, error) {
 
 // SetMeshKey replaces the device's private key (a rotation). Peers
 // handshake again once they know the new public key.
+// It then greets every peer (a keepalive, which needs a handshake): the
+// peers that stand by for the new key (mesh.Peer.Next) take it at once.
 func (r *Router) SetMeshKey(key mesh.Key) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mesh == nil {
 		return errors.New("mesh: not started")
 	}
-	return r.mesh.dev.IpcSet("private_key=" + hex.EncodeToString(key[:]) + "\n")
+	var uapi strings.Builder
+	fmt.Fprintf(&uapi, "private_key=%s\n", hex.EncodeToString(key[:]))
+	for k := range r.mesh.peers {
+		// Turning the keepalive on sends one at once.
+		fmt.Fprintf(&uapi, "public_key=%s\npersistent_keepalive_interval=0\npersistent_keepalive_interval=25\n", hex.EncodeToString(k[:]))
+	}
+	return r.mesh.dev.IpcSet(uapi.String())
+}
+
+// standBy keeps a device peer for each rotating node's next key, with
+// its endpoint and no allowed address (nothing is sent to it), and
+// starts the watch that moves the node's allowed addresses to it once it
+// has shaken hands: the rotating node switches keys and greets its peers
+// (SetMeshKey), and traffic moves within one handshake and a watch tick
+// instead of waiting for the control plane's view of the new key.
+func (r *Router) standBy(plan []mesh.Peer) error {
+	m := r.mesh
+	var uapi strings.Builder
+	want := map[mesh.Key]mesh.Key{}
+	for _, p := range plan {
+		if p.Next == (mesh.Key{}) {
+			continue
+		}
+		want[p.Key] = p.Next
+		if m.standby[p.Key] != p.Next {
+			fmt.Fprintf(&uapi, "public_key=%s\nendpoint=%s\nreplace_allowed_ips=true\n", hex.EncodeToString(p.Next[:]), p.Endpoint)
+		}
+	}
+	for cur, next := range m.standby {
+		if want[cur] == next {
+			continue
+		}
+		if _, ok := m.peers[next]; !ok {
+			fmt.Fprintf(&uapi, "public_key=%s\nremove=true\n", hex.EncodeToString(next[:]))
+		}
+	}
+	if uapi.Len() > 0 {
+		if err := m.dev.IpcSet(uapi.String()); err != nil {
+			return fmt.Errorf("mesh: standby peers: %w", err)
+		}
+	}
+	m.standby = want
+	if len(want) > 0 && !m.watching {
+		m.watching = true
+		go r.watchStandby(m)
+	}
+	return nil
+}
+
+// standbyTick is how often the device is asked whether a standby peer
+// has shaken hands.
+const standbyTick = 50 * time.Millisecond
+
+// watchStandby promotes standby peers that have shaken hands, until none
+// is left.
+func (r *Router) watchStandby(m *meshState) {
+	t := time.NewTicker(standbyTick)
+	defer t.Stop()
+	for range t.C {
+		r.mu.Lock()
+		if r.mesh != m || len(m.standby) == 0 {
+			m.watching = false
+			r.mu.Unlock()
+			return
+		}
+		if err := r.promoteLocked(); err != nil {
+			r.log.Warn("mesh: standby peers", "err", err)
+		}
+		r.mu.Unlock()
+	}
+}
+
+func (r *Router) promoteLocked() error {
+	m := r.mesh
+	st, err := m.dev.IpcGet()
+	if err != nil {
+		return err
+	}
+	shook := map[string]bool{}
+	var cur string
+	for _, line := range strings.Split(st, "\n") {
+		if v, ok := strings.CutPrefix(line, "public_key="); ok {
+			cur = v
+		} else if v, ok := strings.CutPrefix(line, "last_handshake_time_sec="); ok && v != "0" {
+			shook[cur] = true
+		}
+	}
+	var uapi strings.Builder
+	for old, next := range m.standby {
+		if !shook[hex.EncodeToString(next[:])] {
+			continue
+		}
+		p, ok := m.peers[old]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&uapi, "public_key=%s\npersistent_keepalive_interval=25\nreplace_allowed_ips=true\n", hex.EncodeToString(next[:]))
+		for _, a := range p.Allowed {
+			fmt.Fprintf(&uapi, "allowed_ip=%s\n", a)
+		}
+		fmt.Fprintf(&uapi, "public_key=%s\nremove=true\n", hex.EncodeToString(old[:]))
+		delete(m.peers, old)
+		delete(m.standby, old)
+		p.Key, p.Next = next, mesh.Key{}
+		m.peers[next] = p
+		m.promoted[old] = next
+		r.log.Info("mesh: a rotating node's new key took over", "node", p.Node, "key", next)
+	}
+	if uapi.Len() == 0 {
+		return nil
+	}
+	return m.dev.IpcSet(uapi.String())
 }
 
 // ApplyMesh brings the device's peers, the tenants' routes to remote pods,
@@ -232,7 +354,14 @@ func (r *Router) ApplyMesh(ctx context.Context, plan mesh.Plan, cluster []netip.
 	// ones removed; the others (and their sessions) are left alone.
 	var uapi strings.Builder
 	want := map[mesh.Key]mesh.Peer{}
+	promoted := map[mesh.Key]mesh.Key{}
 	for _, p := range plan.Peers {
+		// A view that has not caught up with a rotation that took over
+		// (promoteLocked) names the old key: keep the new one.
+		if next, ok := m.promoted[p.Key]; ok && (p.Next == next || p.Next == mesh.Key{}) {
+			promoted[p.Key] = next
+			p.Key, p.Next = next, mesh.Key{}
+		}
 		want[p.Key] = p
 		if old, ok := m.peers[p.Key]; ok && old.Endpoint == p.Endpoint && slices.Equal(old.Allowed, p.Allowed) {
 			continue
@@ -252,7 +381,14 @@ func (r *Router) ApplyMesh(ctx context.Context, plan mesh.Plan, cluster []netip.
 			return fmt.Errorf("mesh: peers: %w", err)
 		}
 	}
-	m.peers = want
+	m.peers, m.promoted = want, promoted
+	var standby []mesh.Peer
+	for _, p := range want {
+		standby = append(standby, p)
+	}
+	if err := r.standBy(standby); err != nil {
+		return err
+	}
 
 	// Routes in the tenants' tables.
 	routes := map[meshRoute]bool{}

@@ -320,6 +320,59 @@ func TestMesh(t *testing.T) {
 		}
 	})
 
+	t.Run("key rotation, make before break", func(t *testing.T) {
+		// n2 announces its next key; n1 stands by for it. n2 switches
+		// and greets its peers: n1 moves n2's addresses to the new key
+		// on the handshake, before any view names it as n2's key.
+		k, err := mesh.NewPrivateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		announce := view
+		nodes := []types.MeshNode{n1.node(), n2.node()}
+		nodes[1].NextKey = k.Public().String()
+		announce.Nodes = nodes
+		if err := n1.r.ApplyMesh(context.Background(), mesh.Compute("meshtest", "n1", announce), loop); err != nil {
+			t.Fatal(err)
+		}
+		if !ping(a1, a2.IPv6) || !ping(a1, a2.IPv4) {
+			t.Fatal("no traffic while n1 stands by for n2's next key")
+		}
+		if err := n2.r.SetMeshKey(k); err != nil {
+			t.Fatal(err)
+		}
+		n2.key = k
+		start := time.Now()
+		deadline := start.Add(10 * time.Second)
+		for !ping(a2, a1.IPv6) {
+			if time.Now().After(deadline) {
+				t.Fatal("no traffic after n2's switch to the announced key")
+			}
+		}
+		t.Logf("traffic again %v after the switch", time.Since(start).Round(10*time.Millisecond))
+		n1.r.mu.Lock()
+		_, moved := n1.r.mesh.peers[k.Public()]
+		n1.r.mu.Unlock()
+		if !moved {
+			t.Fatal("n1 did not move n2's addresses to its new key")
+		}
+		// A view that still announces, then one with the new key:
+		// traffic stays.
+		if err := n1.r.ApplyMesh(context.Background(), mesh.Compute("meshtest", "n1", announce), loop); err != nil {
+			t.Fatal(err)
+		}
+		if !ping(a1, a2.IPv4) {
+			t.Fatal("a late view took n2's addresses back to its old key")
+		}
+		view.Nodes = []types.MeshNode{n1.node(), n2.node()}
+		if err := n1.r.ApplyMesh(context.Background(), mesh.Compute("meshtest", "n1", view), loop); err != nil {
+			t.Fatal(err)
+		}
+		if !ping(a1, a2.IPv6) || !ping(a2, a1.IPv4) {
+			t.Fatal("no traffic once the view has n2's new key")
+		}
+	})
+
 	t.Run("a pod gone from the view loses its route and name", func(t *testing.T) {
 		v := view
 		v.Pods = []types.MeshPod{meshPod(pa1, "n1", a1), meshPod(pb1, "n1", b1), meshPod(pb2, "n2", b2)}
