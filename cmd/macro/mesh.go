@@ -245,6 +245,7 @@ func (s meshServer) RegisterNode(ctx context.Context, n types.Node) error {
 // the node at once after a key rotation.
 func (m *nodeMesh) run(ctx context.Context, views <-chan types.MeshView, register func(context.Context) error) {
 	var last types.MeshView
+	var clashes []string
 	have := false
 	again := time.NewTicker(10 * time.Second)
 	defer again.Stop()
@@ -265,6 +266,12 @@ func (m *nodeMesh) run(ctx context.Context, views <-chan types.MeshView, registe
 			continue
 		}
 		plan := mesh.Compute(m.cluster, m.name, last)
+		if !slices.Equal(plan.Clashes, clashes) {
+			clashes = plan.Clashes
+			if len(clashes) > 0 {
+				m.log.Warn("tenants share a VXLAN network identifier: their IPv4 does not cross nodes here", "tenants", clashes)
+			}
+		}
 		cluster := slices.Clone(m.servers)
 		for _, p := range plan.Peers {
 			cluster = append(cluster, p.Endpoint.Addr().Unmap())

@@ -141,6 +141,9 @@ type Plan struct {
 	Carriers []Carrier // by tenant
 	Routes4  []Route4  // by tenant, then address
 	Names    []Name    // by ID
+	// Clashes are the local tenants whose VNI another local tenant has:
+	// their IPv4 does not cross nodes here (sorted).
+	Clashes []string
 }
 
 // Carried reports whether an IPv4 address may cross the mesh: a unicast
@@ -232,12 +235,16 @@ func Compute(cluster, self string, v types.MeshView) Plan {
 		vnis[VNI(cluster, t)] = append(vnis[VNI(cluster, t)], t)
 	}
 	carried := map[string]bool{}
+	var clashes []string
 	for _, ts := range vnis {
 		if len(ts) == 1 {
 			carried[ts[0]] = true
+		} else {
+			clashes = append(clashes, ts...)
 		}
 	}
-	plan := Plan{Addr: NodeAddr(self)}
+	slices.Sort(clashes)
+	plan := Plan{Addr: NodeAddr(self), Clashes: clashes}
 	carriers := map[string]bool{}
 	prefixes := map[string]netip.Prefix{}
 	for _, p := range v.Pods {

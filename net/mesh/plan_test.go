@@ -239,7 +239,8 @@ func TestCompute4(t *testing.T) {
 		p("a1", t1, "n1", 1, "10.1.0.2", nil), p("a2", t1, "n2", 2, "10.1.0.3", nil),
 		p("b1", t2, "n1", 1, "10.1.0.2", nil), p("b2", t2, "n2", 2, "10.1.0.3", nil),
 	}}
-	if got := Compute(cluster, "n1", view); got.Routes4 != nil || got.Carriers != nil || len(got.Routes) != 2 {
+	got = Compute(cluster, "n1", view)
+	if got.Routes4 != nil || got.Carriers != nil || len(got.Routes) != 2 || !slices.Equal(got.Clashes, []string{min(t1, t2), max(t1, t2)}) {
 		t.Errorf("tenants %s and %s share VNI %d: %+v", t1, t2, VNI(cluster, t1), got)
 	}
 }
