@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -255,6 +257,56 @@ func TestMesh(t *testing.T) {
 		}
 	})
 
+	t.Run("the carrier reaches neither the router nor the uplink", func(t *testing.T) {
+		// n2 sends alice's db's own packets (which n1's check lets in)
+		// through alice's carrier to n1's router (its end of the
+		// uplink; the pods' gateways are n2's own too) and past it, to
+		// the host's end.
+		dev := carrierDev(t, n2, "alice")
+		table := fmt.Sprint(tenantTable(n2.r.st.Tenants["alice"]))
+		mac := mesh.NodeMAC("n1", "alice").String()
+		for _, a := range []netip.Addr{n1.r.st.Uplink.Addr(), n1.r.hostAddr()} {
+			if out, ok := in(t, n2.r.ns, "ip", "neigh", "replace", a.String(), "lladdr", mac, "dev", dev, "nud", "permanent"); !ok {
+				t.Fatal(out)
+			}
+			if out, ok := in(t, n2.r.ns, "ip", "route", "replace", a.String()+"/32", "dev", dev, "table", table); !ok {
+				t.Fatal(out)
+			}
+			defer in(t, n2.r.ns, "ip", "route", "del", a.String()+"/32", "dev", dev, "table", table)
+			defer in(t, n2.r.ns, "ip", "neigh", "del", a.String(), "dev", dev)
+		}
+		if out, ok := in(t, n2.r.ns, "nft", "insert", "rule", "inet", "macro", "forward", "accept"); !ok {
+			t.Fatal(out)
+		}
+		defer n2.r.Refresh(context.Background())
+		vx1 := carrierDev(t, n1, "alice")
+		// A table of the test's counts what leaves n1's router by the
+		// uplink coming from the carrier.
+		probe := filepath.Join(t.TempDir(), "probe.nft")
+		if err := os.WriteFile(probe, fmt.Appendf(nil, "table inet mesh_probe {\n\tchain post {\n\t\ttype filter hook postrouting priority 0;\n\t\tiifname %q oifname %q counter\n\t}\n}\n", vx1, uplinkName), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, ok := in(t, n1.r.ns, "nft", "-f", probe); !ok {
+			t.Fatal(out)
+		}
+		defer in(t, n1.r.ns, "nft", "delete", "table", "inet", "mesh_probe")
+		rx, echo := devStat(t, n1, vx1, 1), echoReplies(t, n1)
+		// (An answer would not come back: n2's check refuses a source
+		// that is no pod. n1's router counts what it answered.)
+		if ping(a2, n1.r.st.Uplink.Addr()); echoReplies(t, n1) != echo {
+			t.Error("n1's router answered alice's db on n2 through the carrier")
+		}
+		if ping(a2, n1.r.hostAddr()) {
+			t.Error("alice's db on n2 reached n1's host through the carrier")
+		}
+		if devStat(t, n1, vx1, 1) == rx {
+			t.Fatal("nothing came out of n1's carrier: the test proves nothing")
+		}
+		if out, _ := in(t, n1.r.ns, "nft", "list", "table", "inet", "mesh_probe"); !strings.Contains(out, "counter packets 0 ") {
+			t.Errorf("packets from the carrier left n1's router by its uplink:\n%s", out)
+		}
+	})
+
 	t.Run("spoofed source dropped before the mesh", func(t *testing.T) {
 		// alice's web takes alice's other pod's address (one the mesh
 		// would carry) and pings from it.
@@ -406,6 +458,30 @@ func devStat(t *testing.T, n *meshNode, dev string, field int) string {
 		}
 	}
 	t.Fatalf("no %s in /proc/net/dev:\n%s", dev, out)
+	return ""
+}
+
+// echoReplies is the count of ICMP echo replies n's router has sent.
+func echoReplies(t *testing.T, n *meshNode) string {
+	t.Helper()
+	out, _ := in(t, n.r.ns, "cat", "/proc/net/snmp")
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Icmp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "OutEchoReps" && i < len(f) {
+				return f[i]
+			}
+		}
+	}
+	t.Fatalf("no Icmp OutEchoReps in /proc/net/snmp:\n%s", out)
 	return ""
 }
 
