@@ -14,8 +14,9 @@
 #   - plain veth: the hosts' LAN itself, unencrypted.
 #
 # ping RTT (PINGS pings, 10 ms apart) and iperf3 TCP throughput (SECS
-# seconds, one stream, receiver's figure), IPv6 (the mesh carries pods'
-# IPv6) and, for raw and plain, IPv4. iperf3 and ping are the host's
+# seconds, one stream, receiver's figure), IPv6 and IPv4 (the mesh
+# carries pods' IPv6 in WireGuard, their IPv4 in a VXLAN carrier per tenant
+# inside it). iperf3 and ping are the host's
 # binaries run in the pods' network namespaces (nsenter).
 #
 #   SECS=10 PINGS=200 ROUNDS=3 bench/mesh.sh
@@ -45,7 +46,7 @@ export DOCKER_HOST=unix://$d1/docker.sock
 pids=()
 cleanup() {
   set +e
-  docker rm -f pa pb >/dev/null 2>&1
+  docker rm -f pa pb ptmp >/dev/null 2>&1
   # The nodes stop the containers after the API removed them: wait for
   # their shims before stopping the nodes.
   for _ in $(seq 150); do pgrep -f " ($d1|$d2)/pods/" >/dev/null || break; sleep 0.2; done
@@ -81,16 +82,24 @@ pids+=($!)
 
 docker load -i "$busybox" >/dev/null
 docker run -d --name pa -l kr.zone=default busybox sleep 3600 >/dev/null
+# Each node picks its pods' IPv4 addresses in the namespace's /24: a pod
+# before pb on host 2 gives pb an address other than pa's (an address two
+# pods claim is not carried).
+docker run -d --name ptmp -l kr.zone=z2 busybox sleep 3600 >/dev/null
 docker run -d --name pb -l kr.zone=z2 busybox sleep 3600 >/dev/null
 for _ in $(seq 300); do
   [[ $(docker inspect -f '{{.State.Running}} {{.NetworkSettings.GlobalIPv6Address}}' pb 2>/dev/null) == "true "?* ]] && break
   sleep 0.2
 done
+docker rm -f ptmp >/dev/null
 nsA=$d1/net/ns/$(docker inspect -f '{{.Id}}' pa)
 nsB=$d2/net/ns/$(docker inspect -f '{{.Id}}' pb)
 b6=$(docker inspect -f '{{.NetworkSettings.GlobalIPv6Address}}' pb)
 for _ in $(seq 60); do nsenter --net="$nsA" busybox ping -c 1 -W 1 "$b6" >/dev/null 2>&1 && break; done
 nsenter --net="$nsA" busybox ping -c 1 -W 1 "$b6" >/dev/null || { echo "mesh.sh: pa does not reach pb through the mesh" >&2; tail "$d1/bench-server.log" "$d2/bench-agent.log" >&2; exit 1; }
+b4=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' pb)
+for _ in $(seq 60); do nsenter --net="$nsA" busybox ping -c 1 -W 1 "$b4" >/dev/null 2>&1 && break; done
+nsenter --net="$nsA" busybox ping -c 1 -W 1 "$b4" >/dev/null || { echo "mesh.sh: pa does not reach pb's IPv4 $b4 through the mesh" >&2; tail "$d1/bench-server.log" "$d2/bench-agent.log" >&2; exit 1; }
 
 k1=$("$bin/wgraw" -genkey) k2=$("$bin/wgraw" -genkey)
 nsenter --net=/run/netns/"$h1" -- "$bin/wgraw" -key "$k1" -peer "$("$bin/wgraw" -pub -key "$k2")" -port 51900 -endpoint 198.18.0.2:51900 \
@@ -105,6 +114,7 @@ echo "# bench/mesh.sh $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) lo
 pingsum() { nsenter --net="$1" busybox ping -q -c "$PINGS" -i 0.01 "$2" | tail -1; }
 echo "## ping RTT min/avg/max, $PINGS pings"
 echo "mesh pod to pod v6:  $(pingsum "$nsA" "$b6")"
+echo "mesh pod to pod v4:  $(pingsum "$nsA" "$b4")"
 echo "raw wireguard-go v6: $(pingsum /run/netns/"$h1" fd00:77::2)"
 echo "raw wireguard-go v4: $(pingsum /run/netns/"$h1" 192.168.77.2)"
 echo "plain veth v6:       $(pingsum /run/netns/"$h1" fd00:18::2)"
@@ -117,13 +127,15 @@ iperf() { # server-netns client-netns address
     awk '{printf "%.2f", $1/1e9}'
 }
 echo "## iperf3 TCP, ${SECS}s, one stream, receiver's figure; mesh and raw alternate, ROUNDS=$ROUNDS, median"
-mesh=() raw=()
+mesh=() mesh4=() raw=()
 for _ in $(seq "$ROUNDS"); do
   mesh+=("$(iperf "$nsB" "$nsA" "$b6")")
+  mesh4+=("$(iperf "$nsB" "$nsA" "$b4")")
   raw+=("$(iperf /run/netns/"$h2" /run/netns/"$h1" fd00:77::2)")
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "%.2f Gbit/s", a[int((NR+1)/2)]}'; }
 echo "mesh pod to pod v6:  $(median "${mesh[@]}")  (rounds: ${mesh[*]})"
+echo "mesh pod to pod v4:  $(median "${mesh4[@]}")  (rounds: ${mesh4[*]})"
 echo "raw wireguard-go v6: $(median "${raw[@]}")  (rounds: ${raw[*]})"
 echo "raw wireguard-go v4: $(iperf /run/netns/"$h2" /run/netns/"$h1" 192.168.77.2) Gbit/s"
 echo "plain veth v6:       $(iperf /run/netns/"$h2" /run/netns/"$h1" fd00:18::2) Gbit/s"

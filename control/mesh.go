@@ -45,7 +45,7 @@ func (n *NodeAPI) Mesh(ctx context.Context, node string) (types.MeshView, error)
 	var v types.MeshView
 	for _, nd := range nodes {
 		if nd.Ready && nd.MeshKey != "" && nd.MeshEndpoint != "" {
-			v.Nodes = append(v.Nodes, types.MeshNode{Name: nd.Name, Key: nd.MeshKey, Endpoint: nd.MeshEndpoint, Addrs: nd.HostAddrs})
+			v.Nodes = append(v.Nodes, types.MeshNode{Name: nd.Name, Key: nd.MeshKey, Endpoint: nd.MeshEndpoint, NextKey: nd.MeshNextKey, Addrs: nd.HostAddrs})
 		}
 	}
 	v.RotateKey = rot[node]
@@ -78,8 +78,21 @@ func (s *State) meshPods(node string) []types.MeshPod {
 					names = append(names, a)
 				}
 			}
-			out = append(out, types.MeshPod{ID: p.ID, Tenant: p.Tenant, Namespace: p.Namespace, Node: p.Node,
-				Names: names, IPv6: st.IPv6, IPv4: st.IPv4})
+			mp := types.MeshPod{ID: p.ID, Tenant: p.Tenant, Namespace: p.Namespace, Node: p.Node,
+				Names: names, IPv6: st.IPv6, IPv4: st.IPv4}
+			// Overlay addresses are the API's choice, kept in the spec:
+			// the node wires them as they are (net/router).
+			if p.Spec.Network != "none" {
+				for _, e := range p.Spec.Networks {
+					if e.NetworkID != "" && e.IPv4Address != "" {
+						if mp.Overlays == nil {
+							mp.Overlays = map[string]string{}
+						}
+						mp.Overlays[e.NetworkID] = e.IPv4Address
+					}
+				}
+			}
+			out = append(out, mp)
 		}
 	}
 	slices.SortFunc(out, func(a, b types.MeshPod) int {

@@ -56,7 +56,19 @@ func TestMeshPods(t *testing.T) {
 		}
 	}
 	p := s.meshPods("n1")[1]
-	if p.Node != "n2" || p.IPv6 != "fd00::a2" || len(p.Names) != 2 || p.Names[0] != "name-a2" || p.Names[1] != "alias-a2" {
+	if p.Node != "n2" || p.IPv6 != "fd00::a2" || p.IPv4 != "10.0.0.2" || len(p.Names) != 2 || p.Names[0] != "name-a2" || p.Names[1] != "alias-a2" {
 		t.Fatalf("a2 in n1's view: %+v", p)
+	}
+	if p.Overlays != nil {
+		t.Fatalf("a2 has overlays: %+v", p.Overlays)
+	}
+	// Overlay addresses (the API's choice, in the spec) come along.
+	s.mu.Lock()
+	a2 := *s.pods["a2"]
+	a2.Spec.Networks = map[string]types.Endpoint{"back": {NetworkID: "net1", IPv4Address: "192.168.0.10", Subnet: "192.168.0.0/24"}}
+	s.putLocked(&a2, false)
+	s.mu.Unlock()
+	if p := s.meshPods("n1")[1]; p.ID != "a2" || len(p.Overlays) != 1 || p.Overlays["net1"] != "192.168.0.10" {
+		t.Fatalf("a2's overlays in n1's view: %+v", p)
 	}
 }

@@ -134,6 +134,10 @@ func (n *NodeAPI) RegisterNode(ctx context.Context, node types.Node) error {
 	n.mu.Lock()
 	n.leases[node.Name] = nodeLease{id: id, node: node}
 	n.mu.Unlock()
+	// The mesh views show a changed node (a new key) at once.
+	n.meshMu.Lock()
+	n.mesh.at = time.Time{}
+	n.meshMu.Unlock()
 	return nil
 }
 

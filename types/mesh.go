@@ -17,6 +17,8 @@ type MeshNode struct {
 	Name     string `json:"name"`
 	Key      string `json:"key"`      // WireGuard public key, base64
 	Endpoint string `json:"endpoint"` // address:port
+	// NextKey is the key the node is about to switch to (a rotation).
+	NextKey string `json:"nextKey,omitempty"`
 	// Addrs are the node's host addresses, which no pod may reach.
 	Addrs []string `json:"addrs,omitempty"`
 }
@@ -31,4 +33,7 @@ type MeshPod struct {
 	Names     []string `json:"names"`
 	IPv6      string   `json:"ipv6,omitempty"`
 	IPv4      string   `json:"ipv4,omitempty"`
+	// Overlays are the pod's addresses on its tenant's IPv4 overlays
+	// with a subnet (ipip networks), by network ID.
+	Overlays map[string]string `json:"overlays,omitempty"`
 }

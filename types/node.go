@@ -19,6 +19,9 @@ type Node struct {
 	// node without the mesh.
 	MeshKey      string `json:"meshKey,omitempty"`
 	MeshEndpoint string `json:"meshEndpoint,omitempty"`
+	// MeshNextKey is the public key a rotating node is about to use:
+	// the other nodes stand by for it (make before break).
+	MeshNextKey string `json:"meshNextKey,omitempty"`
 	// HostAddrs are the node's own addresses (not loopback or link-local):
 	// pods' egress never reaches them from another node.
 	HostAddrs []string  `json:"hostAddrs,omitempty"`

@@ -41,6 +41,7 @@ type nodeMesh struct {
 	mu       sync.Mutex
 	key      mesh.Key
 	gen      int64
+	next     *mesh.Key // announced, not yet used (a rotation)
 	endpoint string
 }
 
@@ -195,6 +196,9 @@ func (m *nodeMesh) node(n types.Node) types.Node {
 	defer m.mu.Unlock()
 	n.MeshKey = m.key.Public().String()
 	n.MeshEndpoint = m.endpoint
+	if m.next != nil {
+		n.MeshNextKey = m.next.Public().String()
+	}
 	n.HostAddrs = hostAddrs()
 	return n
 }
@@ -241,6 +245,7 @@ func (s meshServer) RegisterNode(ctx context.Context, n types.Node) error {
 // the node at once after a key rotation.
 func (m *nodeMesh) run(ctx context.Context, views <-chan types.MeshView, register func(context.Context) error) {
 	var last types.MeshView
+	var clashes []string
 	have := false
 	again := time.NewTicker(10 * time.Second)
 	defer again.Stop()
@@ -261,6 +266,12 @@ func (m *nodeMesh) run(ctx context.Context, views <-chan types.MeshView, registe
 			continue
 		}
 		plan := mesh.Compute(m.cluster, m.name, last)
+		if !slices.Equal(plan.Clashes, clashes) {
+			clashes = plan.Clashes
+			if len(clashes) > 0 {
+				m.log.Warn("tenants share a VXLAN network identifier: their IPv4 does not cross nodes here", "tenants", clashes)
+			}
+		}
 		cluster := slices.Clone(m.servers)
 		for _, p := range plan.Peers {
 			cluster = append(cluster, p.Endpoint.Addr().Unmap())
@@ -285,28 +296,61 @@ func (m *nodeMesh) run(ctx context.Context, views <-chan types.MeshView, registe
 
 // rotate makes a new key when the control plane asks for generation gen
 // and this node has made fewer.
+//
+// Make before break: the new key is announced first (types.Node's
+// MeshNextKey), the others stand by for it, and after meshKeyOverlap the
+// node switches and greets them (router.SetMeshKey): traffic moves over
+// within a handshake. A node whose view came late falls back to the new
+// key in its view, as before.
 func (m *nodeMesh) rotate(ctx context.Context, gen int64, register func(context.Context) error) {
 	m.mu.Lock()
-	if gen <= m.gen {
+	if gen <= m.gen || m.next != nil {
 		m.mu.Unlock()
 		return
 	}
-	key, err := m.keys.Rotate(gen)
-	if err == nil {
-		err = m.r.SetMeshKey(key)
-	}
+	next, err := mesh.NewPrivateKey()
 	if err != nil {
 		m.mu.Unlock()
 		m.log.Warn("mesh key rotation", "err", err)
 		return
 	}
-	m.key, m.gen = key, gen
+	m.next = &next
 	m.mu.Unlock()
-	m.log.Info("mesh key rotated", "generation", gen, "key", key.Public())
+	m.log.Info("mesh key rotation: the next key is announced", "generation", gen, "key", next.Public())
 	if err := register(ctx); err != nil {
-		m.log.Warn("register the new mesh key", "err", err)
+		m.log.Warn("register the next mesh key", "err", err)
 	}
+	go func() {
+		select {
+		case <-time.After(meshKeyOverlap):
+		case <-ctx.Done():
+			return
+		}
+		m.mu.Lock()
+		err := m.keys.Save(next, gen)
+		if err == nil {
+			err = m.r.SetMeshKey(next)
+		}
+		m.next = nil // on failure, the next view asks again
+		if err != nil {
+			m.mu.Unlock()
+			m.log.Warn("mesh key rotation", "err", err)
+			return
+		}
+		m.key, m.gen = next, gen
+		m.mu.Unlock()
+		m.log.Info("mesh key rotated", "generation", gen, "key", next.Public())
+		if err := register(ctx); err != nil {
+			m.log.Warn("register the new mesh key", "err", err)
+		}
+	}()
 }
+
+// meshKeyOverlap is how long a rotating node announces its next key
+// before it uses it: the other nodes' views carry it within about two
+// seconds (a server drops its node cache on the registration; the view
+// stream polls each second).
+const meshKeyOverlap = 2500 * time.Millisecond
 
 // serverNodeMesh is the mesh of a server's own node, nil (logged) when it
 // cannot have one: a single machine does not need it.

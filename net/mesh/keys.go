@@ -67,13 +67,15 @@ func (s KeyStore) Rotate(gen int64) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
+	return k, s.Save(k, gen)
+}
+
+// Save keeps k as the key of generation gen.
+func (s KeyStore) Save(k Key, gen int64) error {
 	if err := writeFile(filepath.Join(s.Dir, "key"), []byte(k.String()+"\n")); err != nil {
-		return Key{}, err
+		return err
 	}
-	if err := writeFile(filepath.Join(s.Dir, "generation"), []byte(strconv.FormatInt(gen, 10)+"\n")); err != nil {
-		return Key{}, err
-	}
-	return k, nil
+	return writeFile(filepath.Join(s.Dir, "generation"), []byte(strconv.FormatInt(gen, 10)+"\n"))
 }
 
 func writeFile(path string, data []byte) error {

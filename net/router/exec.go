@@ -57,6 +57,20 @@ func ipBatchArgs(ctx context.Context, ns string, force bool, opts []string, line
 	return err
 }
 
+// bridgeBatch runs bridge commands (fdb), one per line, in ns, as
+// ipBatch does ip commands.
+func bridgeBatch(ctx context.Context, ns string, force bool, lines ...string) error {
+	args := []string{"-batch", "-"}
+	if force {
+		args = append([]string{"-force"}, args...)
+	}
+	_, err := run(ctx, ns, strings.Join(lines, "\n")+"\n", "bridge", args...)
+	if force {
+		return nil
+	}
+	return err
+}
+
 // nftApply loads an nft script in ns.
 func nftApply(ctx context.Context, ns, script string) error {
 	_, err := run(ctx, ns, script, "nft", "-f", "-")

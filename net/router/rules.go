@@ -83,6 +83,31 @@ func routerRules(pods []rulePod, egress []int, uplink string, uplinkAddr, dnsAdd
 	if dev == "" {
 		dev = meshName // no device: the rules match nothing
 	}
+	var vxOf, vxZone, vxMark, vxInE []string
+	for _, d := range sortedDevs(mesh.Carriers) {
+		idx := mesh.Carriers[d]
+		vxOf = append(vxOf, fmt.Sprintf("%q : 0x%x", d, tenantMark(idx)))
+		vxZone = append(vxZone, fmt.Sprintf("%q : %d", d, idx))
+		vxMark = append(vxMark, fmt.Sprintf("%q . 0x%x", d, tenantMark(idx)))
+	}
+	for _, v := range mesh.In {
+		b := v.src.As4()
+		vxInE = append(vxInE, fmt.Sprintf("%s . 0x%06x . 0x%02x%02x%02x%02x", v.node, v.vni, b[0], b[1], b[2], b[3]))
+	}
+	// What reaches the node's mesh address: VXLAN (flag I, an IPv4
+	// frame inside) from a node, VNI and inner source that vx_in holds,
+	// nothing else. Offsets from the UDP header: VXLAN's flags at byte
+	// 8, its VNI at 12, the inner Ethernet type at 28, the inner IPv4
+	// source at 42.
+	carrierIn := "# no mesh address: no carrier"
+	if mesh.Addr.IsValid() {
+		carrierIn = fmt.Sprintf("ip6 daddr %[1]s udp dport %[2]d @th,64,8 0x08 @th,224,16 0x0800 ip6 saddr . @th,96,24 . @th,336,32 @vx_in return\n"+
+			"\t\tip6 daddr %[1]s counter name vx_refused drop", mesh.Addr, vxlanPort)
+	}
+	carrierAccept := "# no carrier"
+	if mesh.Addr.IsValid() {
+		carrierAccept = fmt.Sprintf("iifname \"MESHDEV\" ip6 daddr %s udp dport %d accept", mesh.Addr, vxlanPort)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `table inet macro {}
 delete table inet macro
@@ -97,15 +122,26 @@ table inet macro {
 	set mesh_src { type ipv6_addr;%s }
 	map mesh_mark { type ipv6_addr : mark;%s }
 	set mesh_dst { type ipv6_addr . mark;%s }
+	map vx_of { type ifname : mark;%s }
+	map vx_zone { typeof iifname : ct zone;%s }
+	set vx_mark { type ifname . mark;%s }
+	set vx_in { typeof ip6 saddr . @th,96,24 . @th,336,32;%s }
+	counter vx_refused {}
 
 	chain raw {
 		type filter hook prerouting priority raw; policy accept;
 		iifname @tenant_of jump pod_raw
 		iifname "MESHDEV" jump mesh_raw
+		iifname @vx_of jump vx_raw
 	}
 	chain mesh_raw {
+		CARRIERIN
 		meta nfproto ipv6 ip6 saddr @mesh_src return
 		drop
+	}
+	chain vx_raw {
+		meta nfproto != ipv4 drop
+		ct original zone set iifname map @vx_zone
 	}
 	chain pod_raw {
 		ip6 saddr fe80::/10 ip6 daddr { fe80::/10, ff02::/16 } return
@@ -117,6 +153,7 @@ table inet macro {
 		type filter hook prerouting priority mangle; policy accept;
 		iifname @tenant_of meta mark set iifname map @tenant_of ct mark set meta mark return
 		iifname "MESHDEV" meta mark set ip6 saddr map @mesh_mark ct mark set meta mark return
+		iifname @vx_of meta mark set iifname map @vx_of ct mark set meta mark return
 		iifname %q meta mark set ct mark
 	}
 	chain output_route {
@@ -134,19 +171,23 @@ table inet macro {
 		iifname @tenant_of ip6 daddr %s tcp dport 53 accept
 		iifname @tenant_of meta nfproto ipv4 udp dport 53 accept
 		iifname @tenant_of meta nfproto ipv4 tcp dport 53 accept
-		iifname %[15]q icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
+		iifname %[19]q icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
+		CARRIERACCEPT
 	}
 	chain forward {
 		type filter hook forward priority filter; policy drop;
 		oifname "MESHDEV" tcp flags syn tcp option maxseg size set rt mtu
+		oifname @vx_of tcp flags syn tcp option maxseg size set rt mtu
 		iifname @tenant_of oifname . meta mark @pod_mark accept
 		iifname "MESHDEV" oifname . meta mark @pod_mark accept
+		iifname @vx_of oifname . meta mark @pod_mark accept
+		iifname @tenant_of oifname . meta mark @vx_mark accept
 		iifname @tenant_of oifname "MESHDEV" ip6 daddr . meta mark @mesh_dst accept
 		iifname @tenant_of oifname %q meta mark @egress accept
-		iifname @tenant_of oifname %[15]q ct state established,related accept
+		iifname @tenant_of oifname %[19]q ct state established,related accept
 		iifname %q oifname @tenant_of ct state established,related accept
-		iifname %[16]q ct state new oifname . ip6 daddr @open6 accept
-		iifname @tenant_of oifname %[16]q reject with icmpx type admin-prohibited
+		iifname %[20]q ct state new oifname . ip6 daddr @open6 accept
+		iifname @tenant_of oifname %[20]q reject with icmpx type admin-prohibited
 	}
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
@@ -154,16 +195,32 @@ table inet macro {
 	}
 }
 `, elems(tenantOf), elems(zoneOf), elems(podMark), elems(src4), elems(src6), elems(eg), elems(open6),
-		elems(meshSrc), elems(meshMark), elems(meshDst),
+		elems(meshSrc), elems(meshMark), elems(meshDst), elems(vxOf), elems(vxZone), elems(vxMark), elems(vxInE),
 		uplink, uplinkAddr, dnsAddr, dnsAddr, uplink, uplink, uplink)
-	return strings.ReplaceAll(b.String(), `"MESHDEV"`, strconvQuote(dev))
+	out := strings.ReplaceAll(b.String(), "CARRIERIN", carrierIn)
+	out = strings.ReplaceAll(out, "CARRIERACCEPT", carrierAccept)
+	return strings.ReplaceAll(out, `"MESHDEV"`, strconvQuote(dev))
 }
 
 // meshRuleSet is the rules' view of the mesh: its device, and the remote
-// pods' addresses with their tenants (index).
+// pods' addresses with their tenants (index); the IPv4 carrier: the
+// node's mesh address, the tenants' devices (name -> tenant index) and
+// what they may receive.
 type meshRuleSet struct {
-	Dev string
-	Src map[netip.Addr]int
+	Dev      string
+	Src      map[netip.Addr]int
+	Addr     netip.Addr
+	Carriers map[string]int
+	In       []vxIn
+}
+
+func sortedDevs(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for d := range m {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func sortedAddrs(m map[netip.Addr]int) []netip.Addr {
