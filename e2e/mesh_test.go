@@ -71,12 +71,6 @@ func TestMeshNodes(t *testing.T) {
 	}
 	serve := []string{"sh", "-c", "mkdir -p /www && echo hello from $HOSTNAME > /www/index.html && exec httpd -f -p 8080 -h /www"}
 	web := run(alice, "web", "n2", "sleep", "1d")
-	// Each node picks its pods' default IPv4 addresses in the
-	// namespace's /24, the first free one: a pod before db and vault on
-	// n3 (removed below) keeps their addresses apart from web's and
-	// eve's on n2, so that the mesh carries them.
-	run(alice, "tmp4", "n3", "sleep", "1d")
-	run(bob, "tmp4", "n3", "sleep", "1d")
 	db := run(alice, "db", "n3", serve...)
 	eve := run(bob, "eve", "n2", "sleep", "1d")
 	vault := run(bob, "vault", "n3", serve...)
@@ -180,8 +174,6 @@ func TestMeshNodes(t *testing.T) {
 		c.mustDocker(bob, "network", "create", "--driver", "ipip", "--subnet", "10.77.0.0/24", "lan")
 		c.mustDocker(alice, append([]string{"run", "-d", "--name", "lan4", "-l", "kr.zone=n3", "--network", "lan", "--ip", "10.77.0.10", "busybox"}, serve...)...)
 		c.mustDocker(bob, "network", "connect", "--ip", "10.77.0.10", "lan", "vault")
-		c.mustDocker(alice, "rm", "-f", "tmp4")
-		c.mustDocker(bob, "rm", "-f", "tmp4")
 		ip4 := func(certs, name string) netip.Addr {
 			t.Helper()
 			return netip.MustParseAddr(c.mustDocker(certs, "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name))
