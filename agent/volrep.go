@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/macro-cloud/macro/internal/atomicfile"
 	"github.com/macro-cloud/macro/volume"
 	"github.com/macro-cloud/macro/volume/volfs"
 )
@@ -86,10 +87,9 @@ func (a *Agent) storeSeq(st *volumeState, tenant, name string, seq uint64) error
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(f+".tmp", []byte(strconv.FormatUint(seq, 10)+"\n"), 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(f+".tmp", f); err != nil {
+	// Synced: a copy that forgot after a crash which writes it applied
+	// would take them again or claim ones it lacks.
+	if err := atomicfile.Write(f, []byte(strconv.FormatUint(seq, 10)+"\n"), 0o600); err != nil {
 		return err
 	}
 	st.seq = seq

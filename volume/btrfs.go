@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/macro-cloud/macro/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -274,7 +275,7 @@ func (b *Btrfs) Snapshot(ctx context.Context, ref Ref, s Snapshot) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(dst+".json", rec); err != nil {
+	if err := atomicfile.Write(dst+".json", rec, 0o600); err != nil {
 		return err
 	}
 	if err := run(ctx, "btrfs", "subvolume", "snapshot", "-r", vol, dst); err != nil {
@@ -404,12 +405,4 @@ func (b *Btrfs) RollbackKeeping(ctx context.Context, ref Ref, name string, keep 
 		return fmt.Errorf("rollback %s: swap: %w", ref, err)
 	}
 	return deleteSubvolume(ctx, next) // now the old state
-}
-
-func writeFileAtomic(p string, data []byte) error {
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/macro-cloud/macro/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -176,7 +177,7 @@ func (b *Btrfs) ReceiveSnapshot(ctx context.Context, ref Ref, s Snapshot, dir st
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(dst+".json", rec); err != nil {
+	if err := atomicfile.Write(dst+".json", rec, 0o600); err != nil {
 		return err
 	}
 	if err := run(ctx, "btrfs", "subvolume", "snapshot", "-r", tmp, dst); err != nil {

@@ -36,6 +36,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/macro-cloud/macro/internal/atomicfile"
 	"github.com/macro-cloud/macro/net/dns"
 	"github.com/macro-cloud/macro/net/ipam"
 	"github.com/macro-cloud/macro/types"
@@ -212,7 +213,7 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "host.json"), data); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "host.json"), data, 0o600); err != nil {
 		return nil, err
 	}
 	if data, err := os.ReadFile(r.statePath()); err == nil {
@@ -813,7 +814,7 @@ func (r *Router) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(r.statePath(), data)
+	return atomicfile.Write(r.statePath(), data, 0o600)
 }
 
 // startDNS listens on DNSAddr:53 inside the router namespace, and on
@@ -899,14 +900,6 @@ func RemoveHostShare(ctx context.Context, dir string) error {
 		}
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // DialContext connects from inside the router's namespace, where every
