@@ -9,8 +9,9 @@ package docker
 // qgroup enforces), and types.DefaultVolumeSize for a volume without
 // one. An nfs or gfs volume made without a size in a tenant with this
 // quota gets that size as its limit, so that it cannot hold more than it
-// is counted for. A local volume is a plain directory that nothing
-// bounds: it counts the default size, but is not held to it.
+// is counted for. A local volume counts the default size, and in a tenant
+// with this quota it is held to it (types.Volume.Limit: its own
+// filesystem of that size, as lv2's; see docs/VOLUMES.md).
 // Volumes bounds how many volumes the tenant has, anonymous ones too.
 //
 // Race safety: store.CreateVolumeGuarded reads the tenant's record and
@@ -46,6 +47,9 @@ func (s *Server) createVolumeRecord(ctx context.Context, v *types.Volume) error 
 				v.Options = map[string]string{}
 			}
 			v.Options["size"] = strconv.FormatInt(types.DefaultVolumeSize, 10)
+		}
+		if v.Driver == "" || v.Driver == "local" {
+			v.Limit = types.DefaultVolumeSize
 		}
 		var used int64
 		for _, ov := range tv.Volumes {

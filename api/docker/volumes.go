@@ -476,6 +476,7 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID strin
 			return nil, err
 		}
 		spec.Mounts[i].Source = v.Name
+		spec.Mounts[i].Limit = v.Limit
 		if v.Driver != "local" {
 			spec.Mounts[i].Driver = v.Driver
 		}
