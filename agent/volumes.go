@@ -210,7 +210,20 @@ func (a *Agent) VolumeSnapshots(ctx context.Context, tenant, name string) ([]vol
 	if err != nil {
 		return nil, err
 	}
-	return s.Snapshots(ctx, ref)
+	list, err := s.Snapshots(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if sp, ok := s.(volume.SnapshotSpacer); ok && len(list) > 0 {
+		space, err := sp.SnapshotSpace(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		for i := range list {
+			list[i].Space = space[list[i].Name]
+		}
+	}
+	return list, nil
 }
 
 // SnapshotVolume takes a snapshot of a volume (the API chose its name and
