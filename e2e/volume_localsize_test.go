@@ -41,6 +41,12 @@ func TestLocalVolumeSize(t *testing.T) {
 		t.Fatalf("the volume's filesystem has %s KiB, want about 1 GiB", f[1])
 	}
 
+	// docker volume rm unmounts it and frees its image.
+	c.mustDocker(dir, "volume", "rm", "plain", "other")
+	if m := mountedUnder(t, c.srv.DataDir+"/volumes"); len(m) != 0 {
+		t.Fatalf("mounts left after volume rm: %v", m)
+	}
+
 	// Without a quota: a plain directory, not held to a size.
 	_, free := c.newTenant("local-free")
 	c.mustDocker(free, "load", "-i", testimages.Busybox(t))
