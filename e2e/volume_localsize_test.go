@@ -22,6 +22,9 @@ func TestLocalVolumeSize(t *testing.T) {
 	_, dir := c.newTenant("local-size", "--volumes", "3g")
 	c.mustDocker(dir, "load", "-i", testimages.Busybox(t))
 	c.mustDocker(dir, "volume", "create", "plain")
+	if out := c.mustDocker(dir, "volume", "inspect", "-f", "{{.Status.size}}", "plain"); out != "1073741824" {
+		t.Errorf("docker volume inspect shows the size %q, want 1073741824", out)
+	}
 	c.mustDocker(dir, "run", "--rm", "-v", "other:/other", "busybox", "sh", "-c", "head -c 1048576 /dev/urandom > /other/f && md5sum /other/f > /other/f.md5")
 	r := c.docker(dir, "run", "--rm", "-v", "plain:/data", "busybox", "sh", "-c",
 		"echo keep > /data/keep && dd if=/dev/zero of=/data/fill bs=1M count=1100 && sync")
