@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/macro-cloud/macro/types"
 	"github.com/macro-cloud/macro/volume"
 )
 
@@ -18,16 +19,23 @@ import (
 // is another node, or that has replicas (its writes must go through the
 // primary to be replicated), is mounted here through FUSE once, at
 // DataDir/volfs/access/<tenant>/<name>, and the mount is kept for later
-// requests until the server stops (CloseAccess). A mount of a volume
-// removed since is harmless: access finds no volume of that name before
-// it looks at the mount, and a new volume of the name is reached through
-// it as the old one was. Other volumes live on one node: their
-// own directory here, or an error saying where they are.
+// requests until the server stops (CloseAccess). An lv2 or local volume
+// that another node holds is mounted the same way, from that node (which
+// serves it without replication). A mount of a volume removed since is
+// harmless: access finds no volume of that name before it looks at the
+// mount, and a new volume of the name is reached through it as the old
+// one was.
 
 // AccessRoot is the directory through which a request without a pod
 // reaches the files of the tenant's volume of that driver.
-func (a *Agent) AccessRoot(ctx context.Context, tenant, name, driver string) (string, error) {
-	if !networkDriver(driver) {
+// v.Node is the node that holds an lv2 or local volume ("": none yet, or
+// not known: this node's, or nobody's).
+func (a *Agent) AccessRoot(ctx context.Context, v types.Volume) (string, error) {
+	tenant, name := v.Tenant, v.Name
+	if !networkDriver(v.Driver) && (v.Node == "" || v.Node == a.cfg.Node.Name) {
+		if err := a.limitLocal(tenant, name, v.Limit); err != nil {
+			return "", fmt.Errorf("volume %s: %w", name, err)
+		}
 		return a.VolumeRoot(ctx, tenant, name)
 	}
 	hc, err := a.replicationClient()

@@ -55,14 +55,17 @@ var (
 // another node.
 func networkDriver(d string) bool { return d == "nfs" || d == "gfs" }
 
-// holdsVolume tells whether this node keeps the volume's record (it was
-// made here).
+// holdsVolume tells whether this node keeps the volume: its record (it
+// was made here), or the data of a local volume that a pod made here.
 func (a *Agent) holdsVolume(tenant, name string) bool {
 	vd, err := volume.VolumeDir(a.cfg.DataDir, volume.Ref{Tenant: tenant, Name: name})
 	if err != nil {
 		return false
 	}
-	_, err = os.Stat(filepath.Join(vd, "volume.json"))
+	if _, err = os.Stat(filepath.Join(vd, "volume.json")); err == nil {
+		return true
+	}
+	_, err = os.Stat(filepath.Join(vd, "_data"))
 	return err == nil
 }
 
@@ -73,6 +76,9 @@ func (a *Agent) holdsVolume(tenant, name string) bool {
 // replica's copy is never bound.
 func (w *worker) volumeSource(pod types.Pod, i int, m types.Mount) (string, error) {
 	if !networkDriver(m.Driver) {
+		if err := w.a.limitLocal(pod.Tenant, m.Source, m.Limit); err != nil {
+			return "", fmt.Errorf("volume %s: %w", m.Source, err)
+		}
 		return w.a.VolumeRoot(context.Background(), pod.Tenant, m.Source)
 	}
 	hc, err := w.a.replicationClient()

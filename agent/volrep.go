@@ -108,18 +108,17 @@ func (a *Agent) VolumeSeq(tenant, name string) (uint64, error) {
 	return st.seq, nil
 }
 
-// networkRoot is the directory of this node's copy of an nfs or gfs
-// volume.
+// networkRoot is the directory of this node's copy of a volume it serves
+// to other nodes.
 func (a *Agent) networkRoot(ctx context.Context, tenant, name string) (string, error) {
 	if !a.holdsVolume(tenant, name) {
 		return "", fmt.Errorf("node %s does not hold volume %s", a.cfg.Node.Name, name)
 	}
+	// An lv2 or local volume is served too: to a server's WebDAV and
+	// S3 (the servers admit no other node to it: cmd/macro/nodecreds.go).
 	d, ref, opts, err := a.volumeDriver(tenant, name)
 	if err != nil {
 		return "", err
-	}
-	if !networkDriver(d.Name()) {
-		return "", fmt.Errorf("volume %s is a %s volume: only nfs and gfs volumes are served to other nodes", name, d.Name())
 	}
 	return d.Root(ctx, ref, opts)
 }

@@ -35,6 +35,8 @@ import (
 type volumeRecord struct {
 	Driver  string            `json:"driver"`
 	Options map[string]string `json:"options,omitempty"`
+	// Limit is a local volume's size (types.Volume.Limit).
+	Limit int64 `json:"limit,omitempty"`
 }
 
 func (a *Agent) volumes() volume.Registry {
@@ -66,8 +68,43 @@ func (a *Agent) volumeDriver(tenant, name string) (volume.Driver, volume.Ref, vo
 	if err != nil {
 		return nil, ref, opts, fmt.Errorf("volume %s: %w", name, err)
 	}
+	if rec.Driver == "local" {
+		opts.Size = rec.Limit
+	}
 	d, err := a.volumes().Driver(rec.Driver)
 	return d, ref, opts, err
+}
+
+// limitLocal records the size of a local volume that is not on this node
+// yet, before a pod or an access makes it (volume.Local holds it to that
+// size); a volume that is here already stays as it is.
+func (a *Agent) limitLocal(tenant, name string, limit int64) error {
+	if limit <= 0 {
+		return nil
+	}
+	vd, err := volume.VolumeDir(a.cfg.DataDir, volume.Ref{Tenant: tenant, Name: name})
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(vd); err == nil {
+		return nil
+	}
+	return writeVolumeRecord(vd, volumeRecord{Driver: "local", Limit: limit})
+}
+
+func writeVolumeRecord(vd string, rec volumeRecord) error {
+	if err := os.MkdirAll(vd, 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(vd, "volume.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(vd, "volume.json"))
 }
 
 // CreateVolume makes a volume's storage on this node with its driver and
@@ -87,18 +124,7 @@ func (a *Agent) CreateVolume(ctx context.Context, v types.Volume) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(vd, 0o700); err != nil {
-		return err
-	}
-	rec, err := json.Marshal(volumeRecord{Driver: d.Name(), Options: v.Options})
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(vd, "volume.json.tmp")
-	if err := os.WriteFile(tmp, rec, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(vd, "volume.json")); err != nil {
+	if err := writeVolumeRecord(vd, volumeRecord{Driver: d.Name(), Options: v.Options, Limit: v.Limit}); err != nil {
 		return err
 	}
 	if err := d.Create(ctx, ref, opts); err != nil {
@@ -184,7 +210,22 @@ func (a *Agent) VolumeSnapshots(ctx context.Context, tenant, name string) ([]vol
 	if err != nil {
 		return nil, err
 	}
-	return s.Snapshots(ctx, ref)
+	list, err := s.Snapshots(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if sp, ok := s.(volume.SnapshotSpacer); ok && len(list) > 0 {
+		// Not measured (the pool's quotas off or being rescanned):
+		// the listing still answers, with no space.
+		space, err := sp.SnapshotSpace(ctx, ref)
+		if err != nil {
+			a.log.Warn("snapshot space not measured", "volume", name, "err", err)
+		}
+		for i := range list {
+			list[i].Space = space[list[i].Name]
+		}
+	}
+	return list, nil
 }
 
 // SnapshotVolume takes a snapshot of a volume (the API chose its name and

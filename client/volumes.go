@@ -32,6 +32,9 @@ type Snapshot struct {
 	Name    string    `json:"name"`
 	Created time.Time `json:"created"`
 	Auto    bool      `json:"auto,omitempty"`
+	// Space is what the snapshot holds alone, in bytes: what deleting
+	// it frees, and what it counts for in the tenant's volume quota.
+	Space int64 `json:"space,omitempty"`
 }
 
 func volumePath(name string, rest ...string) string {

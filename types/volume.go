@@ -32,6 +32,11 @@ type Volume struct {
 	// epoch is refused.
 	Replicas []VolumeReplica `json:"replicas,omitempty"`
 	Epoch    int64           `json:"epoch,omitempty"`
+	// Limit is the size a node holds a local volume to (writes past it
+	// fail with ENOSPC): what it counts for in its tenant's volume quota
+	// when it was made in a tenant that has one; 0: none, a plain
+	// directory as Docker's.
+	Limit int64 `json:"limit,omitempty"`
 }
 
 // VolumeReplica is one replica of a volume.
@@ -58,4 +63,7 @@ type Mount struct {
 	// TmpfsSize in bytes and TmpfsMode for tmpfs mounts; 0 is the default.
 	TmpfsSize int64  `json:"tmpfsSize,omitempty"`
 	TmpfsMode uint32 `json:"tmpfsMode,omitempty"`
+	// Limit is a local volume's Limit, as it was when the pod was
+	// created: the node makes the volume of that size.
+	Limit int64 `json:"limit,omitempty"`
 }

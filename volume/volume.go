@@ -63,6 +63,9 @@ type Snapshot struct {
 	Created time.Time `json:"created"`
 	// Auto: taken by the volume's schedule, pruned by it.
 	Auto bool `json:"auto,omitempty"`
+	// Space is what the snapshot holds alone, in bytes (what deleting
+	// it frees; snapspace.go), as a listing measures it.
+	Space int64 `json:"space,omitempty"`
 }
 
 // Snapshotter is a Driver that takes instant copy-on-write snapshots.

@@ -9,8 +9,9 @@ package docker
 // qgroup enforces), and types.DefaultVolumeSize for a volume without
 // one. An nfs or gfs volume made without a size in a tenant with this
 // quota gets that size as its limit, so that it cannot hold more than it
-// is counted for. A local volume is a plain directory that nothing
-// bounds: it counts the default size, but is not held to it.
+// is counted for. A local volume counts the default size, and in a tenant
+// with this quota it is held to it (types.Volume.Limit: its own
+// filesystem of that size, as lv2's; see docs/VOLUMES.md).
 // Volumes bounds how many volumes the tenant has, anonymous ones too.
 //
 // Race safety: store.CreateVolumeGuarded reads the tenant's record and
@@ -32,6 +33,15 @@ import (
 // createVolumeRecord stores a new volume within its tenant's volume
 // quotas; store.ErrExists when the name is taken.
 func (s *Server) createVolumeRecord(ctx context.Context, v *types.Volume) error {
+	// What the tenant's snapshots hold counts too (snapquota.go).
+	var held int64
+	if q, err := s.tenantQuota(ctx, v.Tenant); err != nil {
+		return err
+	} else if q.VolumeBytes > 0 {
+		if held, err = s.snapshotSpace(ctx, v.Tenant); err != nil {
+			return err
+		}
+	}
 	return s.store.CreateVolumeGuarded(ctx, v, func(tv store.TenantVolumes) error {
 		q := tv.Tenant.Quota
 		if q.Volumes > 0 && len(tv.Volumes)+1 > q.Volumes {
@@ -47,11 +57,18 @@ func (s *Server) createVolumeRecord(ctx context.Context, v *types.Volume) error 
 			}
 			v.Options["size"] = strconv.FormatInt(types.DefaultVolumeSize, 10)
 		}
+		if v.Driver == "" || v.Driver == "local" {
+			v.Limit = types.DefaultVolumeSize
+		}
 		var used int64
 		for _, ov := range tv.Volumes {
 			used += volume.QuotaSize(ov)
 		}
 		need := volume.QuotaSize(*v)
+		if held > 0 && used+held+need > q.VolumeBytes {
+			return quotaError("tenant %s may have volumes of %s in total, its volumes have %s, their snapshots hold %s more and %s needs %s: remove snapshots (kra volume snapshot rm) or volumes (docker volume rm), make it smaller (-o size) or ask for a larger quota",
+				v.Tenant, image.HumanSize(q.VolumeBytes), image.HumanSize(used), image.HumanSize(held), v.Name, image.HumanSize(need))
+		}
 		if used+need > q.VolumeBytes {
 			return quotaError("tenant %s may have volumes of %s in total, its volumes have %s and %s needs %s: remove one (docker volume rm), make it smaller (-o size) or ask for a larger quota",
 				v.Tenant, image.HumanSize(q.VolumeBytes), image.HumanSize(used), v.Name, image.HumanSize(need))

@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +90,10 @@ func (s *Server) volumeJSON(v types.Volume) volumeJSON {
 		if d := degraded(v); d != "" {
 			out.Status["degraded"] = d
 		}
+	}
+	if v.Limit > 0 {
+		// A local volume held to a size (docs/VOLUMES.md).
+		out.Status = map[string]any{"size": strconv.FormatInt(v.Limit, 10)}
 	}
 	// No labels or options: null, as dockerd shows them.
 	if len(out.Labels) == 0 {
@@ -476,6 +481,7 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID strin
 			return nil, err
 		}
 		spec.Mounts[i].Source = v.Name
+		spec.Mounts[i].Limit = v.Limit
 		if v.Driver != "local" {
 			spec.Mounts[i].Driver = v.Driver
 		}

@@ -110,6 +110,9 @@ func (s *Server) SnapshotVolume(ctx context.Context, tenant, name, snap string) 
 	if strings.HasPrefix(snap, volume.AutoPrefix) {
 		return volume.Snapshot{}, badRequest("snapshot names starting with %q are the schedule's", volume.AutoPrefix)
 	}
+	if err := s.checkSnapshotQuota(ctx, tenant, name); err != nil { // snapquota.go
+		return volume.Snapshot{}, err
+	}
 	sn := volume.Snapshot{Name: snap, Created: now}
 	return sn, snapshotErr(node.SnapshotVolume(ctx, tenant, name, sn))
 }

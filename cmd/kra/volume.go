@@ -138,9 +138,9 @@ lv2 and local volumes have no snapshots.`,
 			if s.Auto {
 				kind = "schedule"
 			}
-			rows = append(rows, []string{s.Name, kind, formatTime(s.Created)})
+			rows = append(rows, []string{s.Name, kind, formatTime(s.Created), formatSize(s.Space)})
 		}
-		return printTable(w, []string{"SNAPSHOT", "TAKEN BY", "CREATED"}, rows)
+		return printTable(w, []string{"SNAPSHOT", "TAKEN BY", "CREATED", "HOLDS"}, rows)
 	})
 	create := &cobra.Command{
 		Use:   "create <volume> [snapshot]",

@@ -97,9 +97,10 @@ type admitCache struct {
 
 const admitFor = 5 * time.Second
 
-// Admit lets node ask for the volume's data when a pod assigned to it
-// mounts the volume, when it keeps a copy of it, or when it is a server's
-// (WebDAV and S3 through the server's own node).
+// Admit lets node ask for the volume's data when it holds or keeps a copy
+// of the volume, when it is a server's (WebDAV and S3 through the server's
+// own node), or, for an nfs or gfs volume, when a pod assigned to it
+// mounts the volume (an lv2 or local volume's pods run on its node).
 func (d *volumeDirectory) Admit(ctx context.Context, tenant, name, node string) error {
 	key := tenant + "/" + name + "/" + node
 	c := &d.admits
@@ -140,8 +141,18 @@ func (d *volumeDirectory) hasBusiness(ctx context.Context, tenant, name, node st
 	if err != nil {
 		return false, err
 	}
-	if v.Node == node {
+	holder, err := volumeNode(ctx, d.st, v)
+	if err != nil {
+		return false, err
+	}
+	if holder == node {
 		return true, nil
+	}
+	if v.Driver != "nfs" && v.Driver != "gfs" {
+		// An lv2 or local volume lives on its node alone: its pods
+		// run there, and only servers (WebDAV, S3) reach it from
+		// elsewhere.
+		return false, nil
 	}
 	for _, r := range v.Replicas {
 		if r.Node == node {

@@ -56,13 +56,17 @@ func (d *volumeDirectory) ready(ctx context.Context) (map[string]bool, error) {
 	return d.alive, nil
 }
 
+// volume is the record of a volume whose operations a server passes on to
+// its node: an nfs or gfs volume (to its primary, replicated), or an lv2
+// or local one (to the node that holds it, for WebDAV and S3 on a server
+// that does not; hasBusiness admits no other node to those).
 func (d *volumeDirectory) volume(ctx context.Context, tenant, name string) (types.Volume, error) {
 	v, err := d.st.Volume(ctx, tenant, name)
 	if err != nil {
 		return v, fmt.Errorf("volume %s: %w", name, err)
 	}
-	if v.Driver != "nfs" && v.Driver != "gfs" {
-		return v, fmt.Errorf("volume %s is a %s volume: only nfs and gfs volumes are mounted from other nodes", name, v.Driver)
+	if v.Node, err = volumeNode(ctx, d.st, v); err != nil {
+		return v, err
 	}
 	if v.Node == "" {
 		return v, fmt.Errorf("volume %s has no node", name)
@@ -243,5 +247,35 @@ func (v accessVolumes) VolumeRoot(ctx context.Context, tenant, name string) (str
 	if err != nil {
 		return "", err
 	}
-	return v.ag.AccessRoot(ctx, tenant, name, vol.Driver)
+	if vol.Node, err = volumeNode(ctx, v.st, vol); err != nil {
+		return "", err
+	}
+	return v.ag.AccessRoot(ctx, vol)
+}
+
+// volumeNode is the node that holds a volume: its record's, or for a
+// local volume, which gets no node when it is made (Docker's local volume
+// is made where a container first mounts it), the node of a container
+// that mounts it, the first by name; "" when none does.
+func volumeNode(ctx context.Context, st *store.Store, v types.Volume) (string, error) {
+	if v.Node != "" || v.Driver != "" && v.Driver != "local" {
+		return v.Node, nil
+	}
+	pods, err := st.Pods(ctx, v.Tenant)
+	if err != nil {
+		return "", err
+	}
+	node := ""
+	for _, p := range pods {
+		if p.Node == "" || node != "" && p.Node >= node {
+			continue
+		}
+		for _, m := range p.Spec.Mounts {
+			if m.Type == "volume" && m.Source == v.Name {
+				node = p.Node
+				break
+			}
+		}
+	}
+	return node, nil
 }
