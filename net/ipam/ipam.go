@@ -28,6 +28,9 @@ import (
 	"sort"
 )
 
+// ErrHeld is returned by Assign for an address another pod holds here.
+var ErrHeld = errors.New("held by another pod on this node")
+
 // ErrFull is returned when a namespace's IPv4 /24 has no free address.
 var ErrFull = errors.New("no free IPv4 address in the namespace's overlay")
 
@@ -287,10 +290,10 @@ func (a *Allocator) Assign(p Pod, n Namespace) error {
 		return nil
 	}
 	if id, taken := a.used6[p.IPv6]; taken {
-		return fmt.Errorf("address %s of pod %s is held here by pod %s", p.IPv6, p.ID, id)
+		return fmt.Errorf("address %s of pod %s: %w (%s)", p.IPv6, p.ID, ErrHeld, id)
 	}
 	if id, taken := a.used4[p.Tenant][p.IPv4]; taken {
-		return fmt.Errorf("address %s of pod %s is held here by pod %s (addressed by this node before the cluster recorded addresses)", p.IPv4, p.ID, id)
+		return fmt.Errorf("address %s of pod %s: %w (%s)", p.IPv4, p.ID, ErrHeld, id)
 	}
 	a.ns[nsKey(n.Tenant, n.Name)] = &n
 	a.pods[p.ID] = &p

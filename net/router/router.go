@@ -35,6 +35,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/macro-cloud/macro/internal/atomicfile"
 	"github.com/macro-cloud/macro/net/dns"
@@ -140,7 +141,10 @@ type Router struct {
 	alloc *ipam.Allocator
 	st    state
 	wired map[string]bool // pods this process has attached and checked
-	mesh  *meshState      // nil until StartMesh
+	// released is closed (and replaced) when a pod is detached: Attach
+	// waits on it for an address another pod still holds.
+	released chan struct{}
+	mesh     *meshState // nil until StartMesh
 }
 
 type state struct {
@@ -208,6 +212,8 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		marks: map[uint32]string{},
 		st:    state{Pods: map[string]podState{}, Tenants: map[string]int{}},
 		wired: map[string]bool{},
+
+		released: make(chan struct{}),
 	}
 	data, err := json.Marshal(r.host)
 	if err != nil {
@@ -448,9 +454,45 @@ func (r *Router) netnsPath(podID string) string { return filepath.Join(r.cfg.Dir
 // Attach gives the pod its network namespace and addresses, or checks and
 // repairs what it already has (after a restart of macro or the machine).
 // It is idempotent.
+//
+// A pod whose address another pod here still holds waits, up to
+// heldWait, for that pod's detach: the cluster gives an address to one
+// pod at a time, so the holder is a pod already removed whose teardown
+// has not reached this node yet (`docker rm -f a && docker run ...` takes
+// the lowest free address, a's).
 func (r *Router) Attach(ctx context.Context, pod types.Pod) (Attachment, error) {
+	deadline := time.Now().Add(heldWait)
+	for {
+		att, released, err := r.attach(ctx, pod)
+		if !errors.Is(err, ipam.ErrHeld) || !time.Now().Before(deadline) {
+			return att, err
+		}
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-released:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return att, err
+		}
+		t.Stop()
+	}
+}
+
+// heldWait bounds how long Attach waits for another pod to give up an
+// address: that pod's teardown on this node.
+const heldWait = 30 * time.Second
+
+// attach is Attach's one try; released is closed by the next detach.
+func (r *Router) attach(ctx context.Context, pod types.Pod) (Attachment, <-chan struct{}, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	released := r.released
+	att, err := r.attachLocked(ctx, pod)
+	return att, released, err
+}
+
+func (r *Router) attachLocked(ctx context.Context, pod types.Pod) (Attachment, error) {
 	addrs, err := r.addresses(pod)
 	if err != nil {
 		return Attachment{}, err
@@ -656,11 +698,11 @@ func (r *Router) checkOverlays(podID, tenant string, own4 netip.Addr, overlays [
 				continue
 			}
 			if a, ok := r.alloc.Lookup(id); ok && a.IPv4 == o.Addr {
-				return fmt.Errorf("overlay address %s: Address already in use", o.Addr)
+				return fmt.Errorf("overlay address %s: Address already in use: %w (%s)", o.Addr, ipam.ErrHeld, id)
 			}
 			for _, qo := range q.Overlays {
 				if qo.Addr == o.Addr {
-					return fmt.Errorf("overlay address %s: Address already in use", o.Addr)
+					return fmt.Errorf("overlay address %s: Address already in use: %w (%s)", o.Addr, ipam.ErrHeld, id)
 				}
 			}
 		}
@@ -735,6 +777,8 @@ func (r *Router) detachLocked(ctx context.Context, podID string) error {
 	delete(r.st.Pods, podID)
 	delete(r.wired, podID)
 	r.alloc.Release(podID)
+	close(r.released)
+	r.released = make(chan struct{})
 	if known {
 		err = errors.Join(err, r.applyRules(ctx), r.saveLocked())
 	}

@@ -2,8 +2,10 @@ package router
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/macro-cloud/macro/net/ipam"
 	"github.com/macro-cloud/macro/types"
@@ -41,11 +43,15 @@ func TestRecordedAddresses(t *testing.T) {
 			t.Errorf("ping %s from %s: %s", tt.to.IPv4, tt.from.IPv4, out)
 		}
 	}
-	// Another recorded pod asks for an address a pod of this node holds.
+	// Another recorded pod asks for an address a pod of this node holds:
+	// it waits for that pod's detach, and fails when none comes.
 	dup := pod("c3", "alice", "shop", "dup")
 	dup.VPC = &types.PodVPC{Subnet6ID: 0x4242, Subnet4: old.Subnet4, IPv4: old.IPv4}
-	if _, err := r.Attach(ctx, dup); err == nil {
-		t.Fatalf("attached %s twice", old.IPv4)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := r.Attach(short, dup)
+	cancel()
+	if !errors.Is(err, ipam.ErrHeld) {
+		t.Fatalf("attached %s twice: %v", old.IPv4, err)
 	}
 
 	// A restart of the router adopts both.
@@ -61,6 +67,28 @@ func TestRecordedAddresses(t *testing.T) {
 	check("after a restart", attach(t, r2, rec))
 	if a := attach(t, r2, pod("c1", "alice", "shop", "old")); a.IPv4 != old.IPv4 || a.IPv6 != old.IPv6 {
 		t.Fatalf("old pod after a restart: %+v, was %+v", a, old)
+	}
+
+	// A pod removed from the cluster and one given its address after it:
+	// the new one waits for the old one's teardown here, then has it.
+	next := pod("c4", "alice", "shop", "next")
+	next.VPC = rec.VPC
+	attached := make(chan error, 1)
+	go func() {
+		_, err := r2.Attach(ctx, next)
+		attached <- err
+	}()
+	t.Cleanup(func() { r2.Detach(ctx, next.ID) })
+	select {
+	case err := <-attached:
+		t.Fatalf("attached %s while another pod holds it: %v", rec.VPC.IPv4, err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := r2.Detach(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-attached; err != nil {
+		t.Fatalf("after the holder's detach: %v", err)
 	}
 
 	// Another node gives the rescheduled pod the same addresses, whatever
