@@ -7,7 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -51,15 +51,25 @@ func stagedChunks(dir string) (map[ID]packLoc, error) {
 			f.Close()
 			return nil, err
 		}
+		// One pass through the pack, reading ahead (not a pread per
+		// frame: a pack of a full copy holds a frame per 4 KiB).
+		br := bufio.NewReaderSize(io.NewSectionReader(f, 0, info.Size()), 1<<20)
 		var hdr [32 + binary.MaxVarintLen64]byte
 		for off := int64(0); off < info.Size(); {
-			n, _ := f.ReadAt(hdr[:], off)
-			if n < 33 {
+			if _, err := io.ReadFull(br, hdr[:32]); err != nil {
 				break
 			}
-			size, k := binary.Uvarint(hdr[32:n])
-			if k <= 0 || size == 0 || size > MaxChunk || off+32+int64(k)+int64(size) > info.Size() {
+			cr := &countingByteReader{r: br}
+			size, err := binary.ReadUvarint(cr)
+			if err != nil {
+				break
+			}
+			k := cr.n
+			if size == 0 || size > MaxChunk || off+32+int64(k)+int64(size) > info.Size() {
 				break // a frame cut short: the end of what arrived
+			}
+			if _, err := br.Discard(int(size)); err != nil {
+				break
 			}
 			var id ID
 			copy(id[:], hdr[:32])
@@ -69,6 +79,20 @@ func stagedChunks(dir string) (map[ID]packLoc, error) {
 		f.Close()
 	}
 	return out, nil
+}
+
+// countingByteReader counts the bytes a varint took.
+type countingByteReader struct {
+	r *bufio.Reader
+	n int
+}
+
+func (c *countingByteReader) ReadByte() (byte, error) {
+	b, err := c.r.ReadByte()
+	if err == nil {
+		c.n++
+	}
+	return b, err
 }
 
 // newPack makes a pack file in dir for one Put.

@@ -66,13 +66,13 @@ func Sync(ctx context.Context, src Source, dst Receiver) (Stats, error) {
 	if err != nil {
 		return st, fmt.Errorf("manifest: %w", err)
 	}
-	distinct := make(map[ID]bool, m.chunkCount())
+	distinct := newIDSet(m.chunkCount())
 	for _, e := range m.Entries {
 		if e.Kind == File {
 			st.Files++
 		}
 		for _, c := range e.Chunks {
-			distinct[c.ID] = true
+			distinct.add(c.ID)
 		}
 	}
 	st.Chunks, st.Bytes = len(distinct), m.Size()

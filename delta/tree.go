@@ -233,26 +233,69 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 	if err != nil {
 		return nil, err
 	}
-	have := make(map[ID]bool, len(staged)+old.m.chunkCount())
+	return wantOf(m, old, staged), nil
+}
+
+// wantOf lists the chunks of m that neither the old tree nor the staging
+// area holds, each once. A chunk at the same offset of the old file at
+// its path with the same ID is held (most chunks of a changed file); the
+// others are looked for among all the old files' chunks and the staged
+// ones, through a set of them only.
+func wantOf(m *Manifest, old *index, staged map[ID]packLoc) []ID {
+	var rest []ID
+	for _, e := range m.Entries {
+		if e.Kind != File {
+			continue
+		}
+		var oc []Chunk
+		if oe := old.find(e.Path); oe != nil && oe.Kind == File {
+			oc = oe.Chunks
+		}
+		var off, ooff int64
+		j := 0
+		for _, c := range e.Chunks {
+			for j < len(oc) && ooff < off {
+				ooff += int64(oc[j].Size)
+				j++
+			}
+			if !(j < len(oc) && ooff == off && oc[j] == c) {
+				rest = append(rest, c.ID)
+			}
+			off += int64(c.Size)
+		}
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	need := make(map[ID]bool, len(rest))
+	for _, id := range rest {
+		need[id] = true
+	}
+	keys := newIDSet(len(rest))
+	for _, id := range rest {
+		keys.add(id)
+	}
+	held := func(id ID) {
+		if keys.has(id) && need[id] {
+			need[id] = false
+		}
+	}
 	for id := range staged {
-		have[id] = true // received by an earlier sync that was cut short
+		held(id) // received by an earlier sync that was cut short
 	}
 	for _, e := range old.m.Entries {
 		for _, c := range e.Chunks {
-			have[c.ID] = true
+			held(c.ID)
 		}
 	}
 	var want []ID
-	for _, e := range m.Entries {
-		for _, c := range e.Chunks {
-			if have[c.ID] {
-				continue
-			}
-			have[c.ID] = true
-			want = append(want, c.ID)
+	for _, id := range rest {
+		if need[id] {
+			need[id] = false // each once
+			want = append(want, id)
 		}
 	}
-	return want, nil
+	return want
 }
 
 // KnownGroups are the groups of chunks of Root's files (from the index,
@@ -285,10 +328,10 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 	if err != nil {
 		return err
 	}
-	ids := make(map[ID]bool, m.chunkCount())
+	ids := newIDSet(m.chunkCount())
 	for _, e := range m.Entries {
 		for _, c := range e.Chunks {
-			ids[c.ID] = true
+			ids.add(c.ID)
 		}
 	}
 	// A chunk staged already (by this Put or an earlier one) is not
@@ -316,7 +359,7 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 			if err != nil {
 				return err
 			}
-			if !ids[id] {
+			if !ids.has(id) {
 				return fmt.Errorf("chunk %s is not in the manifest of the sync under way", id)
 			}
 			if _, ok := staged[id]; ok {
