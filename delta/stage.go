@@ -65,7 +65,9 @@ func stagedChunks(dir string) (map[ID]packLoc, error) {
 				break
 			}
 			k := cr.n
-			if size == 0 || size > MaxChunk || off+32+int64(k)+int64(size) > info.Size() {
+			// Packs hold the shortest varint (PutUvarint): anything
+			// else is damage.
+			if size == 0 || size > MaxChunk || k != len(binary.AppendUvarint(hdr[32:32], size)) || off+32+int64(k)+int64(size) > info.Size() {
 				break // a frame cut short: the end of what arrived
 			}
 			if _, err := br.Discard(int(size)); err != nil {

@@ -2,8 +2,11 @@ package delta
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -270,6 +273,31 @@ func FuzzDecodeUndo(f *testing.F) {
 		for _, f := range u.Files {
 			if checkPath(f.Path) != nil || f.Path == "." {
 				t.Fatalf("path %q accepted", f.Path)
+			}
+		}
+	})
+}
+
+// FuzzStagedChunks: the index of a pack (cut by a crash anywhere, or
+// damaged) locates only whole chunks inside the file.
+func FuzzStagedChunks(f *testing.F) {
+	f.Add(AppendFrame(AppendFrame(nil, Sum([]byte("a")), []byte("a")), Sum([]byte("bb")), []byte("bb")))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "x.pack"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		locs, err := stagedChunks(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, l := range locs {
+			if l.size == 0 || l.size > MaxChunk || l.off < 33 || l.off+int64(l.size) > int64(len(b)) {
+				t.Fatalf("chunk %s at %d, %d bytes, in a pack of %d", id, l.off, l.size, len(b))
+			}
+			if !bytes.Equal(b[l.off-32-int64(len(binary.AppendUvarint(nil, uint64(l.size)))):][:32], id[:]) {
+				t.Fatalf("chunk %s at %d is not under its header", id, l.off)
 			}
 		}
 	})
