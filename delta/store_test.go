@@ -3,6 +3,7 @@ package delta
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -138,5 +139,45 @@ func TestHTTPErrors(t *testing.T) {
 	// Commit with no sync under way.
 	if err := remote.Commit(ctx, manifestOf(t, tmp)); !errors.As(err, &he) || he.Status != 409 {
 		t.Errorf("commit without want: %v", err)
+	}
+}
+
+// TestPackIndex: a pack's chunks are found the same through its index,
+// through the pack alone, and through an index cut short (a crash).
+func TestPackIndex(t *testing.T) {
+	dir := t.TempDir()
+	pw, err := newPackWriter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		data := randBytes(uint64(i), 1+i*97)
+		if err := pw.add(Sum(data), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pw.close(); err != nil {
+		t.Fatal(err)
+	}
+	want, err := stagedChunks(dir)
+	if err != nil || len(want) != 50 {
+		t.Fatalf("%d chunks through the index (%v), want 50", len(want), err)
+	}
+	idx, err := os.ReadFile(pw.xf.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{len(idx) / 2, 0} {
+		if err := os.WriteFile(pw.xf.Name(), idx[:n], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := stagedChunks(dir)
+		if err != nil || !maps.Equal(got, want) {
+			t.Errorf("index cut to %d bytes: %d chunks (%v), want the %d of the whole index", n, len(got), err, len(want))
+		}
+	}
+	os.Remove(pw.xf.Name())
+	if got, err := stagedChunks(dir); err != nil || !maps.Equal(got, want) {
+		t.Errorf("without an index: %d chunks (%v), want %d", len(got), err, len(want))
 	}
 }

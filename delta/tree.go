@@ -341,11 +341,10 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 	if err != nil {
 		return err
 	}
-	f, err := newPack(t.stageDir())
+	pw, err := newPackWriter(t.stageDir())
 	if err != nil {
 		return err
 	}
-	pw := &packWriter{f: f, w: bufio.NewWriterSize(f, 1<<20)}
 	err = func() error {
 		fr := NewFrameReader(frames)
 		for {
