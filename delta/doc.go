@@ -36,7 +36,8 @@
 //     after it, the new one.
 //
 // A file's chunks fall into content-defined groups (about 16 chunks); a
-// receiver that holds a group is sent its hash instead of its chunk list
+// receiver that holds a group is sent (the first 8 bytes of) its hash
+// instead of its chunk list
 // (a compact manifest, expanded and checked against the full manifest's
 // hash), so the manifest of a tree the receiver mostly holds is small.
 //

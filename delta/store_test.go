@@ -181,3 +181,60 @@ func TestPackIndex(t *testing.T) {
 		t.Errorf("without an index: %d chunks (%v), want %d", len(got), err, len(want))
 	}
 }
+
+// mistaken is a receiver whose groups are not what their hashes say: what
+// a receiver holding a group that shares its first 8 bytes with one of
+// the source's looks like.
+type mistaken struct{ *TreeReceiver }
+
+func (r mistaken) KnownGroups(ctx context.Context) (map[ID][]Chunk, error) {
+	groups, err := r.TreeReceiver.KnownGroups(ctx)
+	for h, cs := range groups {
+		groups[h] = append(cs[:len(cs):len(cs)], cs[0])
+	}
+	return groups, err
+}
+
+// TestCompactGroupMistaken: a compact manifest that does not expand to its
+// manifest is refused, and the sync goes on with the full manifest, both
+// pulling (Sync asks the source for it) and pushing (Remote.Want sends
+// it).
+func TestCompactGroupMistaken(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	sourceTree(t, src)
+	change := func() {
+		big, _ := os.ReadFile(filepath.Join(src, "big"))
+		big[1<<20]++
+		write(t, filepath.Join(src, "big"), big, 0o644)
+	}
+	// Pull from a source over HTTP.
+	dst := filepath.Join(tmp, "pulled")
+	recv := &TreeReceiver{Root: dst, State: dst + ".state"}
+	source := serveTree(t, src, filepath.Join(tmp, "src-state"))
+	for range 2 {
+		if _, err := Sync(ctx, source, mistaken{recv}); err != nil {
+			t.Fatalf("pull: %v", err)
+		}
+		if err := Verify(ctx, dst, manifestOf(t, src)); err != nil {
+			t.Fatalf("pull: %v", err)
+		}
+		change()
+	}
+	// Push to a receiver over HTTP.
+	dst = filepath.Join(tmp, "pushed")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		Serve(w, r, strings.TrimPrefix(r.URL.Path, "/t/"), nil, mistaken{&TreeReceiver{Root: dst, State: dst + ".state"}})
+	}))
+	defer srv.Close()
+	for range 2 {
+		if _, err := Sync(ctx, &TreeSource{Root: src}, &Remote{URL: srv.URL + "/t", Client: srv.Client()}); err != nil {
+			t.Fatalf("push: %v", err)
+		}
+		if err := Verify(ctx, dst, manifestOf(t, src)); err != nil {
+			t.Fatalf("push: %v", err)
+		}
+		change()
+	}
+}

@@ -60,6 +60,10 @@ func Sync(ctx context.Context, src Source, dst Receiver) (Stats, error) {
 		if known, err = gk.KnownGroups(ctx); err == nil {
 			m, err = cs.CompactManifest(ctx, known)
 		}
+		if errors.Is(err, ErrNotExpanded) {
+			// A group taken for another (compact.go).
+			m, err = src.Manifest(ctx)
+		}
 	} else {
 		m, err = src.Manifest(ctx)
 	}

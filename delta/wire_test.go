@@ -239,6 +239,12 @@ func FuzzDecodeCompact(f *testing.F) {
 	groups := m.Groups()
 	f.Add(m.EncodeCompact(func(ID) bool { return true }))
 	f.Add(m.EncodeCompact(func(ID) bool { return false }))
+	// The earlier form, groups by their whole hash.
+	var h ID
+	for h = range groups {
+	}
+	old := append(append([]byte("MDC1"), m.EncodeCompact(func(ID) bool { return true })[4:][:32]...), 2, byte(Dir), 1, '.', 0, 0, 0, 0, byte(File), 1, 'a', 0, 0, 0, 0, 2, 1, 1)
+	f.Add(append(old, h[:]...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := DecodeCompact(b, groups)
 		if err != nil {
@@ -278,6 +284,21 @@ func FuzzDecodeUndo(f *testing.F) {
 	})
 }
 
+func FuzzDecodeKnown(f *testing.F) {
+	ids := []ID{Sum([]byte("a")), Sum([]byte("b"))}
+	f.Add(EncodeKnown(ids))
+	f.Add(EncodeWant(ids))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := DecodeKnown(b)
+		if err != nil {
+			return
+		}
+		if len(s) > len(b)/8 {
+			t.Fatalf("%d groups from %d bytes", len(s), len(b))
+		}
+	})
+}
+
 // FuzzStagedChunks: the index of a pack (cut by a crash anywhere, or
 // damaged) locates only whole chunks inside the file.
 func FuzzStagedChunks(f *testing.F) {
@@ -309,4 +330,32 @@ func FuzzStagedChunks(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeCompactEarlierForm: a compact manifest that names groups by
+// their whole hash (MDC1, as earlier versions sent) still expands.
+func TestDecodeCompactEarlierForm(t *testing.T) {
+	chunks := []Chunk{{Sum([]byte("x")), 1}, {Sum([]byte("y")), 1}}
+	m := &Manifest{Entries: []Entry{{Path: ".", Kind: Dir}, {Path: "a", Kind: File, Size: 2, Chunks: chunks}}}
+	groups := m.Groups()
+	if len(groups) != 1 {
+		t.Fatalf("%d groups", len(groups))
+	}
+	var h ID
+	for h = range groups {
+	}
+	full := ManifestID(m.Encode())
+	b := append([]byte("MDC1"), full[:]...)
+	b = append(b, 2, byte(Dir), 1, '.', 0, 0, 0, 0, byte(File), 1, 'a', 0, 0, 0, 0, 2, 1, 1)
+	b = append(b, h[:]...)
+	got, err := DecodeCompact(b, groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ManifestID(got.Encode()) != full {
+		t.Fatal("the earlier form expands to another manifest")
+	}
+	if _, err := DecodeCompact(m.EncodeCompact(func(ID) bool { return true }), groups); err != nil {
+		t.Fatal(err)
+	}
 }
