@@ -101,7 +101,11 @@ func serve(w http.ResponseWriter, r *http.Request, op string, src Source, recv P
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		if known != nil {
-			_, err = w.Write(m.EncodeCompact(known.has))
+			var before map[ID][]Chunk
+			if gb, ok := src.(interface{ groupsBefore() map[ID][]Chunk }); ok {
+				before = gb.groupsBefore()
+			}
+			_, err = w.Write(m.EncodeCompactFrom(known.has, before))
 		} else {
 			_, err = w.Write(m.Encode())
 		}

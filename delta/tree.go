@@ -25,22 +25,35 @@ type TreeSource struct {
 	Root  string
 	State string
 
-	mu   sync.Mutex
-	last *index // of the last Manifest: the stamps Chunks trusts
+	mu     sync.Mutex
+	last   *index // of the last Manifest: the stamps Chunks trusts
+	before *index // the index the last Manifest started from
 }
 
 var _ Source = (*TreeSource)(nil)
 
 // Manifest scans the tree.
 func (s *TreeSource) Manifest(ctx context.Context) (*Manifest, error) {
-	x, err := scanWithState(ctx, s.Root, s.State)
+	x, before, err := scanWithStateFrom(ctx, s.Root, s.State)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.last = x
+	s.last, s.before = x, before
 	s.mu.Unlock()
 	return x.m, nil
+}
+
+// groupsBefore are the groups of the tree as the last Manifest found it
+// in State's index, before it scanned: a receiver that synced from this
+// source last time holds them (EncodeCompactFrom).
+func (s *TreeSource) groupsBefore() map[ID][]Chunk {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.before == nil {
+		return nil
+	}
+	return s.before.m.Groups()
 }
 
 // stamps are those of the files of the last manifest: this source's own,
@@ -60,31 +73,38 @@ func (s *TreeSource) stamps() map[string]stamp {
 }
 
 func scanWithState(ctx context.Context, root, state string) (*index, error) {
+	x, _, err := scanWithStateFrom(ctx, root, state)
+	return x, err
+}
+
+// scanWithStateFrom is scanWithState that also returns the index it
+// started from (nil without one).
+func scanWithStateFrom(ctx context.Context, root, state string) (*index, *index, error) {
 	var prev *index
 	if state != "" {
 		if err := os.MkdirAll(state, 0o700); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		unlock, err := lockDir(state)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer unlock()
 		if err := recoverState(root, state); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		prev = loadIndex(stateFile(state, "index"))
 	}
 	x, err := scan(ctx, root, prev)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if state != "" && x.newer(prev) {
 		if err := saveIndex(stateFile(state, "index"), x); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return x, nil
+	return x, prev, nil
 }
 
 // ErrSourceChanged is the error of a chunk that is no longer where the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -245,6 +246,9 @@ func FuzzDecodeCompact(f *testing.F) {
 	}
 	old := append(append([]byte("MDC1"), m.EncodeCompact(func(ID) bool { return true })[4:][:32]...), 2, byte(Dir), 1, '.', 0, 0, 0, 0, byte(File), 1, 'a', 0, 0, 0, 0, 2, 1, 1)
 	f.Add(append(old, h[:]...))
+	// Runs of a held group.
+	m2 := &Manifest{Entries: []Entry{{Path: ".", Kind: Dir}, {Path: "a", Kind: File, Size: 3, Chunks: append(slices.Clone(chunks), Chunk{Sum([]byte("z")), 1})}}}
+	f.Add(m2.EncodeCompactFrom(func(g ID) bool { return g == h }, groups))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := DecodeCompact(b, groups)
 		if err != nil {
@@ -357,5 +361,46 @@ func TestDecodeCompactEarlierForm(t *testing.T) {
 	}
 	if _, err := DecodeCompact(m.EncodeCompact(func(ID) bool { return true }), groups); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCompactRuns: a group changed in one chunk goes as that chunk and
+// runs of the group the receiver holds (from the source's groups of
+// before), and expands to the new manifest.
+func TestCompactRuns(t *testing.T) {
+	var old []Chunk
+	for i := range 2000 {
+		old = append(old, Chunk{Sum([]byte{byte(i), byte(i >> 8)}), uint32(1000 + i)})
+	}
+	file := func(cs []Chunk) *Manifest {
+		e := Entry{Path: "f", Kind: File, Chunks: cs}
+		for _, c := range cs {
+			e.Size += int64(c.Size)
+		}
+		return &Manifest{Entries: []Entry{{Path: ".", Kind: Dir}, e}}
+	}
+	m0 := file(old)
+	cs := slices.Clone(old)
+	cs[500] = Chunk{Sum([]byte("new")), 7}
+	cs = slices.Insert(cs, 1500, Chunk{Sum([]byte("inserted")), 9})
+	m1 := file(cs)
+	before := m0.Groups()
+	known := func(h ID) bool { _, ok := before[h]; return ok }
+	plain, runs := m1.EncodeCompact(known), m1.EncodeCompactFrom(known, before)
+	if len(runs) >= len(plain)/2 {
+		t.Errorf("compact manifest with runs: %d bytes, without: %d", len(runs), len(plain))
+	}
+	for _, b := range [][]byte{plain, runs} {
+		got, err := DecodeCompact(b, before)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ManifestID(got.Encode()) != ManifestID(m1.Encode()) {
+			t.Fatal("expands to another manifest")
+		}
+	}
+	// A receiver without those groups refuses the runs.
+	if _, err := DecodeCompact(runs, m1.Groups()); err == nil {
+		t.Error("runs of groups the receiver lacks expanded")
 	}
 }
