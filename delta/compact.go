@@ -102,26 +102,52 @@ type groupPlace struct {
 // chunk and two references to runs (about 12 bytes each) instead of 35
 // bytes per chunk.
 func (m *Manifest) EncodeCompactFrom(known func(ID) bool, before map[ID][]Chunk) []byte {
-	// Where each chunk of the known groups lies.
+	// The full manifest's ID, on another core meanwhile.
+	fullID := make(chan ID, 1)
+	go func() { fullID <- ManifestID(m.Encode()) }()
+	// The groups of each file, and the chunks of those the receiver
+	// lacks.
+	type group struct {
+		h  ID
+		cs []Chunk
+	}
+	groups := make([][]group, len(m.Entries))
+	need := idSet{}
+	for i := range m.Entries {
+		eachGroup(m.Entries[i].Chunks, func(h ID, cs []Chunk) {
+			groups[i] = append(groups[i], group{h, cs})
+			if !known(h) {
+				for _, c := range cs {
+					need.add(c.ID)
+				}
+			}
+		})
+	}
+	// Where those chunks lie in the groups the receiver holds.
 	places := map[uint64]groupPlace{}
 	addGroup := func(h ID, cs []Chunk) {
-		if !known(h) {
+		if len(need) == 0 || !known(h) {
 			return
 		}
 		for i, c := range cs {
-			if _, ok := places[idKey(c.ID)]; !ok {
-				places[idKey(c.ID)] = groupPlace{h, cs, i}
+			k := idKey(c.ID)
+			if _, ok := need[k]; ok {
+				if _, ok := places[k]; !ok {
+					places[k] = groupPlace{h, cs, i}
+				}
 			}
 		}
 	}
 	for h, cs := range before {
 		addGroup(h, cs)
 	}
-	for i := range m.Entries {
-		eachGroup(m.Entries[i].Chunks, addGroup)
+	for _, gs := range groups {
+		for _, g := range gs {
+			addGroup(g.h, g.cs)
+		}
 	}
 	b := append([]byte(nil), compactMagic...)
-	full := ManifestID(m.Encode())
+	full := <-fullID
 	b = append(b, full[:]...)
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
 	for i := range m.Entries {
@@ -137,12 +163,13 @@ func (m *Manifest) EncodeCompactFrom(known func(ID) bool, before map[ID][]Chunk)
 			b = binary.AppendUvarint(b, uint64(e.Size))
 			var items []byte
 			n := 0
-			eachGroup(e.Chunks, func(h ID, cs []Chunk) {
+			for _, g := range groups[i] {
+				h, cs := g.h, g.cs
 				if known(h) {
 					items = append(items, 1)
 					items = append(items, h[:8]...)
 					n++
-					return
+					continue
 				}
 				for j := 0; j < len(cs); {
 					c := cs[j]
@@ -166,7 +193,7 @@ func (m *Manifest) EncodeCompactFrom(known func(ID) bool, before map[ID][]Chunk)
 					n++
 					j++
 				}
-			})
+			}
 			b = binary.AppendUvarint(b, uint64(n))
 			b = append(b, items...)
 		case Symlink:
