@@ -807,19 +807,40 @@ func syncNew(nr *os.Root, dir string, m *Manifest, linked map[string]bool) error
 			return syncfs(dir)
 		}
 	}
-	// The order does not matter: the switch comes after them all.
-	for _, p := range paths {
-		f, err := nr.Open(p)
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", p, err)
-		}
+	// The order does not matter: the switch comes after them all. A few
+	// at a time, so that the disk sees their writes together.
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan string)
+	)
+	for range min(8, len(paths)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range next {
+				f, err := nr.Open(p)
+				if err == nil {
+					err = f.Sync()
+					f.Close()
+				}
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("sync %s: %w", p, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
 	}
-	return nil
+	for _, p := range paths {
+		next <- p
+	}
+	close(next)
+	wg.Wait()
+	return first
 }
 
 func syncfs(dir string) error {
