@@ -101,11 +101,7 @@ func serve(w http.ResponseWriter, r *http.Request, op string, src Source, recv P
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		if known != nil {
-			var before map[ID][]Chunk
-			if gb, ok := src.(interface{ groupsBefore() map[ID][]Chunk }); ok {
-				before = gb.groupsBefore()
-			}
-			_, err = w.Write(m.EncodeCompactFrom(known.has, before))
+			_, err = w.Write(m.EncodeCompactFrom(known.has, groupsBefore(src)))
 		} else {
 			_, err = w.Write(m.Encode())
 		}
@@ -374,6 +370,12 @@ func (c *Remote) Chunks(ctx context.Context, refs []Ref) (io.ReadCloser, error) 
 
 // Want sends m compact: first it asks which groups the receiver holds.
 func (c *Remote) Want(ctx context.Context, m *Manifest) ([]ID, error) {
+	return c.wantFrom(ctx, m, nil)
+}
+
+// wantFrom is Want with the source's groups of before, for the runs of a
+// compact manifest (EncodeCompactFrom).
+func (c *Remote) wantFrom(ctx context.Context, m *Manifest, before map[ID][]Chunk) ([]ID, error) {
 	resp, err := c.do(ctx, http.MethodPost, "known", nil)
 	if err != nil {
 		return nil, err
@@ -387,7 +389,7 @@ func (c *Remote) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err = c.do(ctx, http.MethodPost, "want", bytes.NewReader(m.EncodeCompact(known.has)))
+	resp, err = c.do(ctx, http.MethodPost, "want", bytes.NewReader(m.EncodeCompactFrom(known.has, before)))
 	var he *HTTPError
 	if errors.As(err, &he) && he.Status == http.StatusBadRequest && strings.Contains(he.Message, ErrNotExpanded.Error()) {
 		// A group taken for another (compact.go): the full manifest.

@@ -3,6 +3,7 @@ package delta
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -236,5 +237,47 @@ func TestCompactGroupMistaken(t *testing.T) {
 			t.Fatalf("push: %v", err)
 		}
 		change()
+	}
+}
+
+// TestPushSendsRuns: pushing from a source with a state directory, the
+// compact manifest of a small change names runs of the groups the
+// receiver holds, and costs fewer bytes than without them.
+func TestPushSendsRuns(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	write(t, filepath.Join(src, "big"), randBytes(7, 8<<20), 0o644)
+	sent := map[bool]int64{}
+	for _, withState := range []bool{false, true} {
+		dst := filepath.Join(tmp, fmt.Sprint("dst", withState))
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			Serve(w, r, strings.TrimPrefix(r.URL.Path, "/t/"), nil, &TreeReceiver{Root: dst, State: dst + ".state"})
+		}))
+		defer srv.Close()
+		source := &TreeSource{Root: src}
+		if withState {
+			source.State = filepath.Join(tmp, "src-state")
+		}
+		if _, err := Sync(ctx, source, &Remote{URL: srv.URL + "/t", Client: srv.Client()}); err != nil {
+			t.Fatal(err)
+		}
+		// Change one byte in each of 20 places.
+		big, _ := os.ReadFile(filepath.Join(src, "big"))
+		for i := range 20 {
+			big[i*(400<<10)+12345]++
+		}
+		write(t, filepath.Join(src, "big"), big, 0o644)
+		remote := &Remote{URL: srv.URL + "/t", Client: srv.Client()}
+		if _, err := Sync(ctx, source, remote); err != nil {
+			t.Fatal(err)
+		}
+		if err := Verify(ctx, dst, manifestOf(t, src)); err != nil {
+			t.Fatal(err)
+		}
+		sent[withState], _ = remote.Bytes()
+	}
+	if sent[true] >= sent[false] {
+		t.Errorf("pushed %d bytes with the source's state, %d without", sent[true], sent[false])
 	}
 }

@@ -80,7 +80,12 @@ func Sync(ctx context.Context, src Source, dst Receiver) (Stats, error) {
 		}
 	}
 	st.Chunks, st.Bytes = len(distinct), m.Size()
-	want, err := dst.Want(ctx, m)
+	var want []ID
+	if r, ok := dst.(*Remote); ok {
+		want, err = r.wantFrom(ctx, m, groupsBefore(src))
+	} else {
+		want, err = dst.Want(ctx, m)
+	}
 	if err != nil {
 		return st, fmt.Errorf("want: %w", err)
 	}
@@ -99,6 +104,16 @@ func Sync(ctx context.Context, src Source, dst Receiver) (Stats, error) {
 		}
 		return st, nil
 	}
+}
+
+// groupsBefore are the source's groups of before when it knows them
+// (TreeSource with a State): a compact manifest names runs of their
+// chunks.
+func groupsBefore(src Source) map[ID][]Chunk {
+	if gb, ok := src.(interface{ groupsBefore() map[ID][]Chunk }); ok {
+		return gb.groupsBefore()
+	}
+	return nil
 }
 
 func send(ctx context.Context, src Source, dst Receiver, m *Manifest, want []ID, st *Stats) error {
