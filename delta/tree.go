@@ -598,7 +598,7 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 		}
 	}
 	if !t.NoSync {
-		if err := syncNew(nr, newDir, m, linked); err != nil {
+		if err := syncNew(nr, newDir, m); err != nil {
 			return err
 		}
 	}
@@ -785,27 +785,24 @@ func setMeta(nr *os.Root, dir string, e *Entry) error {
 const syncEachMax = 256
 
 // syncNew puts the new tree at dir (nr) on disk before the switch: every
-// file written or patched and every directory (the entries in it), one by
-// one, when they are few; otherwise, or when the tree holds symlinks
-// (whose inodes cannot be synced on their own), the whole filesystem with
-// syncfs. Files linked to the old tree unchanged are the old tree's, as
-// durable as they were. Syncing the few files a small change wrote spares
-// the sync the writeback of everything else on the filesystem (other
-// volumes, other tenants) that syncfs waits for.
-func syncNew(nr *os.Root, dir string, m *Manifest, linked map[string]bool) error {
+// file (those linked to the old tree too: a file changed in the old tree
+// and found equal to the new one may not be on disk yet) and every
+// directory (the entries in it), one by one, when they are few; otherwise,
+// or when the tree holds symlinks (whose inodes cannot be synced on their
+// own), the whole filesystem with syncfs. Syncing a small tree's entries
+// spares the sync the writeback of everything else dirty on the
+// filesystem (other volumes, other tenants) that syncfs waits for; an
+// entry with nothing dirty syncs at once.
+func syncNew(nr *os.Root, dir string, m *Manifest) error {
+	if len(m.Entries) > syncEachMax {
+		return syncfs(dir)
+	}
 	var paths []string
 	for i := range m.Entries {
-		e := &m.Entries[i]
-		switch {
-		case e.Kind == Symlink:
-			return syncfs(dir)
-		case e.Kind == File && linked[e.Path]:
-		default:
-			paths = append(paths, e.Path)
-		}
-		if len(paths) > syncEachMax {
+		if m.Entries[i].Kind == Symlink {
 			return syncfs(dir)
 		}
+		paths = append(paths, m.Entries[i].Path)
 	}
 	// The order does not matter: the switch comes after them all. A few
 	// at a time, so that the disk sees their writes together.
