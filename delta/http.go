@@ -349,6 +349,11 @@ func (c *Remote) CompactManifest(ctx context.Context, known map[ID][]Chunk) (*Ma
 		ids = append(ids, h)
 	}
 	resp, err := c.do(ctx, http.MethodPost, "manifest", bytes.NewReader(EncodeKnown(ids)))
+	if he := (*HTTPError)(nil); errors.As(err, &he) && he.Status == http.StatusBadRequest {
+		// A source that does not read this list (an earlier version):
+		// the full manifest.
+		return c.Manifest(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -391,8 +396,10 @@ func (c *Remote) wantFrom(ctx context.Context, m *Manifest, before map[ID][]Chun
 	}
 	resp, err = c.do(ctx, http.MethodPost, "want", bytes.NewReader(m.EncodeCompactFrom(known.has, before)))
 	var he *HTTPError
-	if errors.As(err, &he) && he.Status == http.StatusBadRequest && strings.Contains(he.Message, ErrNotExpanded.Error()) {
-		// A group taken for another (compact.go): the full manifest.
+	if errors.As(err, &he) && he.Status == http.StatusBadRequest {
+		// A group taken for another (compact.go), or a receiver that
+		// does not read this form (an earlier version): the full
+		// manifest.
 		resp, err = c.do(ctx, http.MethodPost, "want", bytes.NewReader(m.Encode()))
 	}
 	if err != nil {

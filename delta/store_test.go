@@ -1,9 +1,11 @@
 package delta
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -279,5 +281,49 @@ func TestPushSendsRuns(t *testing.T) {
 	}
 	if sent[true] >= sent[false] {
 		t.Errorf("pushed %d bytes with the source's state, %d without", sent[true], sent[false])
+	}
+}
+
+// TestEarlierPeer: a source or receiver of an earlier version, which
+// refuses the 8-byte group list and the MDC2 compact manifest (400), gets
+// the full manifest instead.
+func TestEarlierPeer(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	src, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst")
+	sourceTree(t, src)
+	earlier := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			if bytes.HasPrefix(b, knownMagic) || bytes.HasPrefix(b, compactMagic) {
+				writeHTTPError(w, fmt.Errorf("%w: bad magic", ErrCorrupt))
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			h.ServeHTTP(w, r)
+		})
+	}
+	srv := httptest.NewServer(earlier(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		op := strings.TrimPrefix(r.URL.Path, "/t/")
+		Serve(w, r, op, &TreeSource{Root: src, State: filepath.Join(tmp, "src-state")}, &TreeReceiver{Root: dst, State: dst + ".state"})
+	})))
+	defer srv.Close()
+	remote := &Remote{URL: srv.URL + "/t", Client: srv.Client()}
+	pulled := filepath.Join(tmp, "pulled")
+	for range 2 {
+		if _, err := Sync(ctx, remote, &TreeReceiver{Root: pulled, State: pulled + ".state"}); err != nil {
+			t.Fatalf("pull: %v", err)
+		}
+		if _, err := Sync(ctx, &TreeSource{Root: src}, remote); err != nil {
+			t.Fatalf("push: %v", err)
+		}
+		for _, d := range []string{pulled, dst} {
+			if err := Verify(ctx, d, manifestOf(t, src)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		big, _ := os.ReadFile(filepath.Join(src, "big"))
+		big[1<<20]++
+		write(t, filepath.Join(src, "big"), big, 0o644)
 	}
 }
