@@ -9,7 +9,9 @@
 # two processes, `-e` a shell that execs the server), its CPU time from
 # bash's `time` over both. Bytes: the engine's TCP payload both ways
 # (HTTP headers included), rsync's "Total bytes sent" + "received".
-# The engine runs twice per change: with syncfs before its switch (its
+# The source has a state directory (its index, as a volume's source has):
+# a compact manifest then names runs of the groups the receiver holds
+# from the source's previous version. The engine runs twice per change: with syncfs before its switch (its
 # default: the new tree is on disk before it replaces the old one) and
 # without (-nosync: rsync does not sync either). Both copies are compared
 # with the source after every run.
@@ -51,11 +53,13 @@ rsync_run() {
 	echo "$stats $(echo "$t1 - $t0" | bc) $(awk '{print $1 + $2}' "$work/rsync.time")"
 }
 
-# engine_run DST STATE [FLAGS]: prints "bytes seconds cpu".
+# engine_run DST STATE [FLAGS]: prints "bytes seconds cpu". The source
+# keeps its index in a state directory of its own per receiver, as a
+# volume's source does (agent, api).
 engine_run() {
 	local dst=$1 state=$2
 	shift 2
-	"$db" local -src "$work/src" -dst "$dst" -state "$state" "$@" |
+	"$db" local -src "$work/src" -srcstate "$state.src" -dst "$dst" -state "$state" "$@" |
 		sed -E 's/.*wire_bytes=([0-9]+) seconds=([0-9.]+) cpu_seconds=([0-9.]+).*/\1 \2 \3/'
 }
 
@@ -75,7 +79,7 @@ log "first copies"
 row "rsync, full copy" $(rsync_run "$work/rs")
 row "engine, full copy" $(engine_run "$work/eng" "$work/eng.state")
 same "$work/rs"; same "$work/eng"
-cp -a "$work/eng" "$work/engns"; cp -a "$work/eng.state" "$work/engns.state"
+cp -a "$work/eng" "$work/engns"; cp -a "$work/eng.state" "$work/engns.state"; cp -a "$work/eng.state.src" "$work/engns.state.src"
 
 for i in $(seq 1 "$RUNS"); do
 	log "run $i: $("$db" mutate -dir "$work/src" -fraction 0.01 -places "$PLACES" -seed $((100 + i)))"

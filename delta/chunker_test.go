@@ -1,6 +1,12 @@
 package delta
 
-import "testing"
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
 
 // cutRef is cut written plainly, byte by byte: the definition the fast
 // cut (four bytes a step) must match exactly, or receivers' chunks would
@@ -50,4 +56,37 @@ func TestCutMatchesDefinition(t *testing.T) {
 		text = append(text, "the quick brown fox jumps over the lazy dog; "...)
 	}
 	check("text", text)
+}
+
+// TestChunkMapped: chunking through mappings, window by window, gives the
+// chunks reading gives, and a file shorter than its mapping (one that
+// shrank) faults into "not ok" instead of killing the process.
+func TestChunkMapped(t *testing.T) {
+	defer func(w int64) { mapWindow = w }(mapWindow)
+	mapWindow = 256 << 10
+	dir := t.TempDir()
+	for _, size := range []int{mapMin, mapMin + 1, 3*mapMin + 12345} {
+		data := randBytes(uint64(size), size)
+		p := filepath.Join(dir, "f")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, wn, err := chunkReader(bytes.NewReader(data), make([]byte, 4<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, gn, ok := chunkMapped(f, int64(size))
+		if !ok || gn != wn || !slices.Equal(got, want) {
+			t.Errorf("size %d: mapped gives %d chunks, %d bytes, ok %v; read gives %d, %d", size, len(got), gn, ok, len(want), wn)
+		}
+		// The file as it was mapped is longer than it is now.
+		if _, _, ok := chunkMapped(f, int64(size)+1<<20); ok {
+			t.Errorf("size %d: chunking past the end is ok", size)
+		}
+		f.Close()
+	}
 }

@@ -26,15 +26,17 @@
 //     trusted by the receiver's index, which hashed them when it stamped
 //     their file (inode, size, mtime, ctime), the stamp being checked
 //     again around their use (TreeReceiver.VerifyAll reads and hashes
-//     every chunk instead). After a syncfs, one renameat2(RENAME_EXCHANGE)
-//     puts the new tree in place of the old one; a root that cannot be
-//     renamed (a mount point, a btrfs subvolume) is switched entry by entry
-//     under a journal (swap.go). A crash before the switch leaves the old
-//     tree (patches undone from the log by the next use of the state);
-//     after it, the new one.
+//     every chunk instead). After the new tree is synced (its files and
+//     directories one by one when they are few, else with syncfs), one
+//     renameat2(RENAME_EXCHANGE) puts the new tree in place of the old
+//     one; a root that cannot be renamed (a mount point, a btrfs
+//     subvolume) is switched entry by entry under a journal (swap.go). A
+//     crash before the switch leaves the old tree (patches undone from
+//     the log by the next use of the state); after it, the new one.
 //
 // A file's chunks fall into content-defined groups (about 16 chunks); a
-// receiver that holds a group is sent its hash instead of its chunk list
+// receiver that holds a group is sent (the first 8 bytes of) its hash
+// instead of its chunk list
 // (a compact manifest, expanded and checked against the full manifest's
 // hash), so the manifest of a tree the receiver mostly holds is small.
 //

@@ -85,19 +85,14 @@ func serve(w http.ResponseWriter, r *http.Request, op string, src Source, recv P
 	}
 	switch op {
 	case "manifest":
-		var known map[ID]bool
+		var known idSet
 		if r.Method == http.MethodPost {
 			b, err := readBody(r, maxManifestBytes)
 			if err != nil {
 				return err
 			}
-			ids, err := DecodeWant(b)
-			if err != nil {
+			if known, err = DecodeKnown(b); err != nil {
 				return err
-			}
-			known = make(map[ID]bool, len(ids))
-			for _, id := range ids {
-				known[id] = true
 			}
 		}
 		m, err := src.Manifest(ctx)
@@ -106,7 +101,7 @@ func serve(w http.ResponseWriter, r *http.Request, op string, src Source, recv P
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		if known != nil {
-			_, err = w.Write(m.EncodeCompact(func(h ID) bool { return known[h] }))
+			_, err = w.Write(m.EncodeCompactFrom(known.has, groupsBefore(src)))
 		} else {
 			_, err = w.Write(m.Encode())
 		}
@@ -124,7 +119,7 @@ func serve(w http.ResponseWriter, r *http.Request, op string, src Source, recv P
 			}
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		_, err := w.Write(EncodeWant(ids))
+		_, err := w.Write(EncodeKnown(ids))
 		return err
 	case "chunks":
 		b, err := readBody(r, maxRefsBytes)
@@ -160,7 +155,7 @@ func serve(w http.ResponseWriter, r *http.Request, op string, src Source, recv P
 			return err
 		}
 		var m *Manifest
-		if gk, ok := recv.(GroupKnower); ok && bytes.HasPrefix(b, compactMagic) {
+		if gk, ok := recv.(GroupKnower); ok && (bytes.HasPrefix(b, compactMagic) || bytes.HasPrefix(b, compactMagic1)) {
 			groups, err := gk.KnownGroups(ctx)
 			if err != nil {
 				return err
@@ -353,7 +348,12 @@ func (c *Remote) CompactManifest(ctx context.Context, known map[ID][]Chunk) (*Ma
 	for h := range known {
 		ids = append(ids, h)
 	}
-	resp, err := c.do(ctx, http.MethodPost, "manifest", bytes.NewReader(EncodeWant(ids)))
+	resp, err := c.do(ctx, http.MethodPost, "manifest", bytes.NewReader(EncodeKnown(ids)))
+	if he := (*HTTPError)(nil); errors.As(err, &he) && he.Status == http.StatusBadRequest {
+		// A source that does not read this list (an earlier version):
+		// the full manifest.
+		return c.Manifest(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -375,6 +375,12 @@ func (c *Remote) Chunks(ctx context.Context, refs []Ref) (io.ReadCloser, error) 
 
 // Want sends m compact: first it asks which groups the receiver holds.
 func (c *Remote) Want(ctx context.Context, m *Manifest) ([]ID, error) {
+	return c.wantFrom(ctx, m, nil)
+}
+
+// wantFrom is Want with the source's groups of before, for the runs of a
+// compact manifest (EncodeCompactFrom).
+func (c *Remote) wantFrom(ctx context.Context, m *Manifest, before map[ID][]Chunk) ([]ID, error) {
 	resp, err := c.do(ctx, http.MethodPost, "known", nil)
 	if err != nil {
 		return nil, err
@@ -384,15 +390,18 @@ func (c *Remote) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids, err := DecodeWant(b)
+	known, err := DecodeKnown(b)
 	if err != nil {
 		return nil, err
 	}
-	known := make(map[ID]bool, len(ids))
-	for _, id := range ids {
-		known[id] = true
+	resp, err = c.do(ctx, http.MethodPost, "want", bytes.NewReader(m.EncodeCompactFrom(known.has, before)))
+	var he *HTTPError
+	if errors.As(err, &he) && he.Status == http.StatusBadRequest {
+		// A group taken for another (compact.go), or a receiver that
+		// does not read this form (an earlier version): the full
+		// manifest.
+		resp, err = c.do(ctx, http.MethodPost, "want", bytes.NewReader(m.Encode()))
 	}
-	resp, err = c.do(ctx, http.MethodPost, "want", bytes.NewReader(m.EncodeCompact(func(h ID) bool { return known[h] })))
 	if err != nil {
 		return nil, err
 	}

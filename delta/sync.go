@@ -60,23 +60,32 @@ func Sync(ctx context.Context, src Source, dst Receiver) (Stats, error) {
 		if known, err = gk.KnownGroups(ctx); err == nil {
 			m, err = cs.CompactManifest(ctx, known)
 		}
+		if errors.Is(err, ErrNotExpanded) {
+			// A group taken for another (compact.go).
+			m, err = src.Manifest(ctx)
+		}
 	} else {
 		m, err = src.Manifest(ctx)
 	}
 	if err != nil {
 		return st, fmt.Errorf("manifest: %w", err)
 	}
-	distinct := make(map[ID]bool, m.chunkCount())
+	distinct := newIDSet(m.chunkCount())
 	for _, e := range m.Entries {
 		if e.Kind == File {
 			st.Files++
 		}
 		for _, c := range e.Chunks {
-			distinct[c.ID] = true
+			distinct.add(c.ID)
 		}
 	}
 	st.Chunks, st.Bytes = len(distinct), m.Size()
-	want, err := dst.Want(ctx, m)
+	var want []ID
+	if r, ok := dst.(*Remote); ok {
+		want, err = r.wantFrom(ctx, m, groupsBefore(src))
+	} else {
+		want, err = dst.Want(ctx, m)
+	}
 	if err != nil {
 		return st, fmt.Errorf("want: %w", err)
 	}
@@ -95,6 +104,16 @@ func Sync(ctx context.Context, src Source, dst Receiver) (Stats, error) {
 		}
 		return st, nil
 	}
+}
+
+// groupsBefore are the source's groups of before when it knows them
+// (TreeSource with a State): a compact manifest names runs of their
+// chunks.
+func groupsBefore(src Source) map[ID][]Chunk {
+	if gb, ok := src.(interface{ groupsBefore() map[ID][]Chunk }); ok {
+		return gb.groupsBefore()
+	}
+	return nil
 }
 
 func send(ctx context.Context, src Source, dst Receiver, m *Manifest, want []ID, st *Stats) error {

@@ -25,22 +25,35 @@ type TreeSource struct {
 	Root  string
 	State string
 
-	mu   sync.Mutex
-	last *index // of the last Manifest: the stamps Chunks trusts
+	mu     sync.Mutex
+	last   *index // of the last Manifest: the stamps Chunks trusts
+	before *index // the index the last Manifest started from
 }
 
 var _ Source = (*TreeSource)(nil)
 
 // Manifest scans the tree.
 func (s *TreeSource) Manifest(ctx context.Context) (*Manifest, error) {
-	x, err := scanWithState(ctx, s.Root, s.State)
+	x, before, err := scanWithStateFrom(ctx, s.Root, s.State)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	s.last = x
+	s.last, s.before = x, before
 	s.mu.Unlock()
 	return x.m, nil
+}
+
+// groupsBefore are the groups of the tree as the last Manifest found it
+// in State's index, before it scanned: a receiver that synced from this
+// source last time holds them (EncodeCompactFrom).
+func (s *TreeSource) groupsBefore() map[ID][]Chunk {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.before == nil {
+		return nil
+	}
+	return s.before.m.Groups()
 }
 
 // stamps are those of the files of the last manifest: this source's own,
@@ -60,31 +73,38 @@ func (s *TreeSource) stamps() map[string]stamp {
 }
 
 func scanWithState(ctx context.Context, root, state string) (*index, error) {
+	x, _, err := scanWithStateFrom(ctx, root, state)
+	return x, err
+}
+
+// scanWithStateFrom is scanWithState that also returns the index it
+// started from (nil without one).
+func scanWithStateFrom(ctx context.Context, root, state string) (*index, *index, error) {
 	var prev *index
 	if state != "" {
 		if err := os.MkdirAll(state, 0o700); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		unlock, err := lockDir(state)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer unlock()
 		if err := recoverState(root, state); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		prev = loadIndex(stateFile(state, "index"))
 	}
 	x, err := scan(ctx, root, prev)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if state != "" && x.newer(prev) {
 		if err := saveIndex(stateFile(state, "index"), x); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return x, nil
+	return x, prev, nil
 }
 
 // ErrSourceChanged is the error of a chunk that is no longer where the
@@ -185,9 +205,9 @@ func (c *fileCache) close() {
 type TreeReceiver struct {
 	Root  string
 	State string
-	// NoSync skips syncfs before the switch (tests and benchmarks of
-	// the engine's own cost only; a crash may then leave a new tree
-	// whose files are not all on disk).
+	// NoSync skips syncing the new tree before the switch (tests and
+	// benchmarks of the engine's own cost only; a crash may then leave a
+	// new tree whose files are not all on disk).
 	NoSync bool
 	// VerifyAll builds the new tree by reading and hashing every chunk,
 	// those of the old files included, instead of trusting the index
@@ -233,26 +253,69 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 	if err != nil {
 		return nil, err
 	}
-	have := make(map[ID]bool, len(staged)+old.m.chunkCount())
+	return wantOf(m, old, staged), nil
+}
+
+// wantOf lists the chunks of m that neither the old tree nor the staging
+// area holds, each once. A chunk at the same offset of the old file at
+// its path with the same ID is held (most chunks of a changed file); the
+// others are looked for among all the old files' chunks and the staged
+// ones, through a set of them only.
+func wantOf(m *Manifest, old *index, staged map[ID]packLoc) []ID {
+	var rest []ID
+	for _, e := range m.Entries {
+		if e.Kind != File {
+			continue
+		}
+		var oc []Chunk
+		if oe := old.find(e.Path); oe != nil && oe.Kind == File {
+			oc = oe.Chunks
+		}
+		var off, ooff int64
+		j := 0
+		for _, c := range e.Chunks {
+			for j < len(oc) && ooff < off {
+				ooff += int64(oc[j].Size)
+				j++
+			}
+			if !(j < len(oc) && ooff == off && oc[j] == c) {
+				rest = append(rest, c.ID)
+			}
+			off += int64(c.Size)
+		}
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	need := make(map[ID]bool, len(rest))
+	for _, id := range rest {
+		need[id] = true
+	}
+	keys := newIDSet(len(rest))
+	for _, id := range rest {
+		keys.add(id)
+	}
+	held := func(id ID) {
+		if keys.has(id) && need[id] {
+			need[id] = false
+		}
+	}
 	for id := range staged {
-		have[id] = true // received by an earlier sync that was cut short
+		held(id) // received by an earlier sync that was cut short
 	}
 	for _, e := range old.m.Entries {
 		for _, c := range e.Chunks {
-			have[c.ID] = true
+			held(c.ID)
 		}
 	}
 	var want []ID
-	for _, e := range m.Entries {
-		for _, c := range e.Chunks {
-			if have[c.ID] {
-				continue
-			}
-			have[c.ID] = true
-			want = append(want, c.ID)
+	for _, id := range rest {
+		if need[id] {
+			need[id] = false // each once
+			want = append(want, id)
 		}
 	}
-	return want, nil
+	return want
 }
 
 // KnownGroups are the groups of chunks of Root's files (from the index,
@@ -285,10 +348,10 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 	if err != nil {
 		return err
 	}
-	ids := make(map[ID]bool, m.chunkCount())
+	ids := newIDSet(m.chunkCount())
 	for _, e := range m.Entries {
 		for _, c := range e.Chunks {
-			ids[c.ID] = true
+			ids.add(c.ID)
 		}
 	}
 	// A chunk staged already (by this Put or an earlier one) is not
@@ -298,11 +361,10 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 	if err != nil {
 		return err
 	}
-	f, err := newPack(t.stageDir())
+	pw, err := newPackWriter(t.stageDir())
 	if err != nil {
 		return err
 	}
-	pw := &packWriter{f: f, w: bufio.NewWriterSize(f, 1<<20)}
 	err = func() error {
 		fr := NewFrameReader(frames)
 		for {
@@ -316,7 +378,7 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 			if err != nil {
 				return err
 			}
-			if !ids[id] {
+			if !ids.has(id) {
 				return fmt.Errorf("chunk %s is not in the manifest of the sync under way", id)
 			}
 			if _, ok := staged[id]; ok {
@@ -536,7 +598,7 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 		}
 	}
 	if !t.NoSync {
-		if err := syncfs(newDir); err != nil {
+		if err := syncNew(nr, newDir, m); err != nil {
 			return err
 		}
 	}
@@ -716,6 +778,66 @@ func setMeta(nr *os.Root, dir string, e *Entry) error {
 		return err
 	}
 	return nr.Chtimes(e.Path, mt, mt)
+}
+
+// syncEachMax is the most entries syncNew syncs one by one; a larger tree
+// is synced with one syncfs.
+const syncEachMax = 256
+
+// syncNew puts the new tree at dir (nr) on disk before the switch: every
+// file (those linked to the old tree too: a file changed in the old tree
+// and found equal to the new one may not be on disk yet) and every
+// directory (the entries in it), one by one, when they are few; otherwise,
+// or when the tree holds symlinks (whose inodes cannot be synced on their
+// own), the whole filesystem with syncfs. Syncing a small tree's entries
+// spares the sync the writeback of everything else dirty on the
+// filesystem (other volumes, other tenants) that syncfs waits for; an
+// entry with nothing dirty syncs at once.
+func syncNew(nr *os.Root, dir string, m *Manifest) error {
+	if len(m.Entries) > syncEachMax {
+		return syncfs(dir)
+	}
+	var paths []string
+	for i := range m.Entries {
+		if m.Entries[i].Kind == Symlink {
+			return syncfs(dir)
+		}
+		paths = append(paths, m.Entries[i].Path)
+	}
+	// The order does not matter: the switch comes after them all. A few
+	// at a time, so that the disk sees their writes together.
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan string)
+	)
+	for range min(8, len(paths)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range next {
+				f, err := nr.Open(p)
+				if err == nil {
+					err = f.Sync()
+					f.Close()
+				}
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("sync %s: %w", p, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, p := range paths {
+		next <- p
+	}
+	close(next)
+	wg.Wait()
+	return first
 }
 
 func syncfs(dir string) error {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -327,5 +328,48 @@ func TestPutSkipsStagedChunks(t *testing.T) {
 	}
 	if total > 100 {
 		t.Errorf("the staging area holds %d bytes for one 5-byte chunk sent 3000 times", total)
+	}
+}
+
+// TestWantOf: a chunk is wanted once, unless the old file at its path has
+// it at the same offset, any old file has it anywhere, or it is staged.
+func TestWantOf(t *testing.T) {
+	id := func(s string) ID { return Sum([]byte(s)) }
+	ch := func(s string, size uint32) Chunk { return Chunk{ID: id(s), Size: size} }
+	file := func(p string, cs ...Chunk) Entry {
+		e := Entry{Path: p, Kind: File, Chunks: cs}
+		for _, c := range cs {
+			e.Size += int64(c.Size)
+		}
+		return e
+	}
+	root := Entry{Path: ".", Kind: Dir}
+	old := &index{m: &Manifest{Entries: []Entry{root,
+		file("a", ch("a0", 10), ch("a1", 20), ch("a2", 30)),
+		file("b", ch("b0", 10), ch("b1", 10)),
+	}}}
+	tests := []struct {
+		name   string
+		files  []Entry
+		staged []string
+		want   []ID
+	}{
+		{"unchanged", []Entry{file("a", ch("a0", 10), ch("a1", 20), ch("a2", 30))}, nil, nil},
+		{"overwritten in place", []Entry{file("a", ch("a0", 10), ch("x", 20), ch("a2", 30))}, nil, []ID{id("x")}},
+		{"shifted", []Entry{file("a", ch("x", 5), ch("a0", 10), ch("a1", 20), ch("a2", 30))}, nil, []ID{id("x")}},
+		{"from another file", []Entry{file("c", ch("b1", 10), ch("a2", 30))}, nil, nil},
+		{"same ID, other size at the offset", []Entry{file("a", ch("a0", 10), ch("a1", 21))}, nil, nil},
+		{"new twice", []Entry{file("a", ch("y", 10), ch("y", 10)), file("c", ch("y", 10), ch("z", 3))}, nil, []ID{id("y"), id("z")}},
+		{"staged", []Entry{file("c", ch("y", 10), ch("z", 3))}, []string{"z"}, []ID{id("y")}},
+	}
+	for _, tt := range tests {
+		staged := map[ID]packLoc{}
+		for _, s := range tt.staged {
+			staged[id(s)] = packLoc{}
+		}
+		m := &Manifest{Entries: append([]Entry{root}, tt.files...)}
+		if got := wantOf(m, old, staged); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: want list %v, expected %v", tt.name, got, tt.want)
+		}
 	}
 }

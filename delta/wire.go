@@ -128,6 +128,51 @@ func DecodeWant(b []byte) ([]ID, error) {
 	return ids, nil
 }
 
+var knownMagic = []byte("MDK1")
+
+// EncodeKnown serializes the groups a receiver holds, each by the first 8
+// bytes of its hash (compact.go).
+func EncodeKnown(ids []ID) []byte {
+	b := append([]byte(nil), knownMagic...)
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	for _, id := range ids {
+		b = append(b, id[:8]...)
+	}
+	return b
+}
+
+// DecodeKnown parses a list of the groups a receiver holds: 8 bytes each,
+// or whole hashes as a want list (what earlier versions sent).
+func DecodeKnown(b []byte) (idSet, error) {
+	if bytes.HasPrefix(b, wantMagic) {
+		ids, err := DecodeWant(b)
+		if err != nil {
+			return nil, err
+		}
+		s := newIDSet(len(ids))
+		for _, id := range ids {
+			s.add(id)
+		}
+		return s, nil
+	}
+	if !bytes.HasPrefix(b, knownMagic) {
+		return nil, fmt.Errorf("group list: %w: bad magic", ErrCorrupt)
+	}
+	d := decoder{b: b[len(knownMagic):]}
+	n := d.uvarint()
+	if d.err == nil && (n > uint64(len(d.b))/8 || n*8 != uint64(len(d.b))) {
+		d.fail("%d groups in %d bytes", n, len(d.b))
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("group list: %w", d.err)
+	}
+	s := make(idSet, n)
+	for i := range int(n) {
+		s[binary.LittleEndian.Uint64(d.b[8*i:])] = struct{}{}
+	}
+	return s, nil
+}
+
 // Frames carry chunks: the ID (32 bytes), the size (uvarint), the bytes.
 // The stream ends with the end of its reader.
 

@@ -2,8 +2,12 @@ package delta
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -236,6 +240,15 @@ func FuzzDecodeCompact(f *testing.F) {
 	groups := m.Groups()
 	f.Add(m.EncodeCompact(func(ID) bool { return true }))
 	f.Add(m.EncodeCompact(func(ID) bool { return false }))
+	// The earlier form, groups by their whole hash.
+	var h ID
+	for h = range groups {
+	}
+	old := append(append([]byte("MDC1"), m.EncodeCompact(func(ID) bool { return true })[4:][:32]...), 2, byte(Dir), 1, '.', 0, 0, 0, 0, byte(File), 1, 'a', 0, 0, 0, 0, 2, 1, 1)
+	f.Add(append(old, h[:]...))
+	// Runs of a held group.
+	m2 := &Manifest{Entries: []Entry{{Path: ".", Kind: Dir}, {Path: "a", Kind: File, Size: 3, Chunks: append(slices.Clone(chunks), Chunk{Sum([]byte("z")), 1})}}}
+	f.Add(m2.EncodeCompactFrom(func(g ID) bool { return g == h }, groups))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := DecodeCompact(b, groups)
 		if err != nil {
@@ -273,4 +286,121 @@ func FuzzDecodeUndo(f *testing.F) {
 			}
 		}
 	})
+}
+
+func FuzzDecodeKnown(f *testing.F) {
+	ids := []ID{Sum([]byte("a")), Sum([]byte("b"))}
+	f.Add(EncodeKnown(ids))
+	f.Add(EncodeWant(ids))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := DecodeKnown(b)
+		if err != nil {
+			return
+		}
+		if len(s) > len(b)/8 {
+			t.Fatalf("%d groups from %d bytes", len(s), len(b))
+		}
+	})
+}
+
+// FuzzStagedChunks: the index of a pack (cut by a crash anywhere, or
+// damaged) locates only whole chunks inside the file.
+func FuzzStagedChunks(f *testing.F) {
+	pack := AppendFrame(AppendFrame(nil, Sum([]byte("a")), []byte("a")), Sum([]byte("bb")), []byte("bb"))
+	a := Sum([]byte("a"))
+	f.Add(pack, []byte{})
+	f.Add(pack, append(a[:], 33, 1)) // the second frame from the pack
+	f.Add([]byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, b, idx []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "x.pack"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if len(idx) > 0 {
+			if err := os.WriteFile(filepath.Join(dir, "x.pack.idx"), idx, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		locs, err := stagedChunks(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, l := range locs {
+			if l.size == 0 || l.size > MaxChunk || l.off < 33 || l.off+int64(l.size) > int64(len(b)) {
+				t.Fatalf("chunk %s at %d, %d bytes, in a pack of %d", id, l.off, l.size, len(b))
+			}
+			if len(idx) == 0 && !bytes.Equal(b[l.off-32-int64(len(binary.AppendUvarint(nil, uint64(l.size)))):][:32], id[:]) {
+				t.Fatalf("chunk %s at %d is not under its header", id, l.off)
+			}
+		}
+	})
+}
+
+// TestDecodeCompactEarlierForm: a compact manifest that names groups by
+// their whole hash (MDC1, as earlier versions sent) still expands.
+func TestDecodeCompactEarlierForm(t *testing.T) {
+	chunks := []Chunk{{Sum([]byte("x")), 1}, {Sum([]byte("y")), 1}}
+	m := &Manifest{Entries: []Entry{{Path: ".", Kind: Dir}, {Path: "a", Kind: File, Size: 2, Chunks: chunks}}}
+	groups := m.Groups()
+	if len(groups) != 1 {
+		t.Fatalf("%d groups", len(groups))
+	}
+	var h ID
+	for h = range groups {
+	}
+	full := ManifestID(m.Encode())
+	b := append([]byte("MDC1"), full[:]...)
+	b = append(b, 2, byte(Dir), 1, '.', 0, 0, 0, 0, byte(File), 1, 'a', 0, 0, 0, 0, 2, 1, 1)
+	b = append(b, h[:]...)
+	got, err := DecodeCompact(b, groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ManifestID(got.Encode()) != full {
+		t.Fatal("the earlier form expands to another manifest")
+	}
+	if _, err := DecodeCompact(m.EncodeCompact(func(ID) bool { return true }), groups); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCompactRuns: a group changed in one chunk goes as that chunk and
+// runs of the group the receiver holds (from the source's groups of
+// before), and expands to the new manifest.
+func TestCompactRuns(t *testing.T) {
+	var old []Chunk
+	for i := range 2000 {
+		old = append(old, Chunk{Sum([]byte{byte(i), byte(i >> 8)}), uint32(1000 + i)})
+	}
+	file := func(cs []Chunk) *Manifest {
+		e := Entry{Path: "f", Kind: File, Chunks: cs}
+		for _, c := range cs {
+			e.Size += int64(c.Size)
+		}
+		return &Manifest{Entries: []Entry{{Path: ".", Kind: Dir}, e}}
+	}
+	m0 := file(old)
+	cs := slices.Clone(old)
+	cs[500] = Chunk{Sum([]byte("new")), 7}
+	cs = slices.Insert(cs, 1500, Chunk{Sum([]byte("inserted")), 9})
+	m1 := file(cs)
+	before := m0.Groups()
+	known := func(h ID) bool { _, ok := before[h]; return ok }
+	plain, runs := m1.EncodeCompact(known), m1.EncodeCompactFrom(known, before)
+	if len(runs) >= len(plain)/2 {
+		t.Errorf("compact manifest with runs: %d bytes, without: %d", len(runs), len(plain))
+	}
+	for _, b := range [][]byte{plain, runs} {
+		got, err := DecodeCompact(b, before)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ManifestID(got.Encode()) != ManifestID(m1.Encode()) {
+			t.Fatal("expands to another manifest")
+		}
+	}
+	// A receiver without those groups refuses the runs.
+	if _, err := DecodeCompact(runs, m1.Groups()); err == nil {
+		t.Error("runs of groups the receiver lacks expanded")
+	}
 }

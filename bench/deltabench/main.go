@@ -5,9 +5,9 @@
 //
 //	deltabench gen    -dir D -size 1073741824 -files 8 -seed 1
 //	deltabench mutate -dir D -fraction 0.01 -places 1024 -seed 2
-//	deltabench serve  -dir D -listen 127.0.0.1:PORT
+//	deltabench serve  -dir D [-state S] -listen 127.0.0.1:PORT
 //	deltabench pull   -url http://127.0.0.1:PORT -dst D -state S [-nosync]
-//	deltabench local  -src D -dst D -state S [-nosync]   both sides in one process
+//	deltabench local  -src D [-srcstate S] -dst D -state S [-nosync]   both sides in one process
 //
 // pull and local print the bytes on the wire (TCP payload both ways), the
 // wall time and, for local, the CPU time of both sides (getrusage).
@@ -142,12 +142,16 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	dir := fs.String("dir", "", "directory")
 	listen := fs.String("listen", "127.0.0.1:0", "address")
+	state := fs.String("state", "", "the source's state directory (its index)")
 	fs.Parse(args)
-	return http.ListenAndServe(*listen, sourceHandler(*dir))
+	return http.ListenAndServe(*listen, sourceHandler(*dir, *state))
 }
 
-func sourceHandler(dir string) http.Handler {
-	src := &delta.TreeSource{Root: dir}
+// sourceHandler serves dir as a volume's source is served: with a state
+// directory (the source's index, as agent and api give it), when state is
+// not empty.
+func sourceHandler(dir, state string) http.Handler {
+	src := &delta.TreeSource{Root: dir, State: state}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		delta.Serve(w, r, strings.TrimPrefix(r.URL.Path, "/"), src, nil)
 	})
@@ -158,6 +162,7 @@ func sourceHandler(dir string) http.Handler {
 func local(args []string) error {
 	fs := flag.NewFlagSet("local", flag.ExitOnError)
 	src := fs.String("src", "", "the source directory")
+	srcState := fs.String("srcstate", "", "the source's state directory (its index)")
 	rest := fs.Args
 	fs.String("dst", "", "directory")
 	fs.String("state", "", "the receiver's state directory")
@@ -168,10 +173,10 @@ func local(args []string) error {
 	if err != nil {
 		return err
 	}
-	go http.Serve(l, sourceHandler(*src))
+	go http.Serve(l, sourceHandler(*src, *srcState))
 	var pargs []string
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name != "src" {
+		if f.Name != "src" && f.Name != "srcstate" {
 			pargs = append(pargs, "-"+f.Name+"="+f.Value.String())
 		}
 	})
