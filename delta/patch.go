@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/macro-cloud/macro/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -203,7 +204,7 @@ func writeUndo(state string, r *os.Root, newDirIno uint64, plans []*patchPlan) e
 		f.Close()
 		u.Files = append(u.Files, rec)
 	}
-	return writeSynced(undoFile(state), u.encode())
+	return atomicfile.Write(undoFile(state), u.encode(), 0o600)
 }
 
 // applyPatch writes a plan's chunks into the linked file of the new tree.
@@ -287,13 +288,13 @@ func rollbackUndo(root, state string) error {
 	if err := os.Remove(undoFile(state)); err != nil {
 		return err
 	}
-	return syncDir(state)
+	return atomicfile.SyncDir(state)
 }
 
 // dropUndo removes an undo log the switch made obsolete.
 func dropUndo(state string) {
 	if os.Remove(undoFile(state)) == nil {
-		syncDir(state)
+		atomicfile.SyncDir(state)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
+	"github.com/macro-cloud/macro/internal/atomicfile"
 	"github.com/zeebo/blake3"
 	"golang.org/x/crypto/argon2"
 )
@@ -300,7 +301,7 @@ func (s *Store) Commit(ctx context.Context, m *Manifest) error {
 	if err := syncfs(s.dir); err != nil {
 		return err
 	}
-	if err := writeSynced(filepath.Join(s.dir, "manifest"), s.seal(m.Encode(), "manifest")); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.dir, "manifest"), s.seal(m.Encode(), "manifest"), 0o600); err != nil {
 		return err
 	}
 	// Prune what only the previous export needed (and what an earlier,

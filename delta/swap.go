@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/macro-cloud/macro/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,41 +62,7 @@ func inPlace(root, state string) bool {
 func journalFile(state string) string { return stateFile(state, "switch") }
 
 func writeJournal(state, phase string) error {
-	return writeSynced(journalFile(state), []byte(phase+"\n"))
-}
-
-// writeSynced replaces the file at p with data so that a crash leaves the
-// old content or the new, never a mix: a synced temporary file renamed
-// over it, then its directory synced.
-func writeSynced(p string, data []byte) error {
-	f, err := os.OpenFile(p+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(p+".tmp", p); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(p))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(journalFile(state), []byte(phase+"\n"), 0o600)
 }
 
 // switchInPlace moves the tree built in root/NewDirName into root (see
@@ -171,7 +138,7 @@ func finishSwitch(root, state, phase string, top *Entry) error {
 	if err := os.Remove(journalFile(state)); err != nil {
 		return err
 	}
-	syncDir(state)
+	atomicfile.SyncDir(state)
 	os.RemoveAll(oldDir)
 	os.RemoveAll(newDir)
 	// Last, as removing the two directories changes the root's mtime.
