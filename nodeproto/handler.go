@@ -45,6 +45,9 @@ type HandlerConfig struct {
 	// Credential makes a credential bound to node (ErrCredentialTaken
 	// when the name has one).
 	Credential func(ctx context.Context, node string) (string, error)
+	// Credentialed says whether node has a credential: then a join token
+	// no longer speaks for it (nil: no node has one).
+	Credentialed func(ctx context.Context, node string) (bool, error)
 	// Tunnels keeps the nodes' tunnels for the API's operations.
 	Tunnels *Tunnels
 	// Cluster is the cluster's name (a node's VPC addresses derive from
@@ -134,7 +137,7 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err)
 		return
 	}
-	if !sameNode(w, r, n.Name) {
+	if !h.sameNode(w, r, n.Name) {
 		return
 	}
 	if err := h.cfg.Backend.RegisterNode(r.Context(), n); err != nil {
@@ -167,7 +170,7 @@ func (h *Handler) pods(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err)
 		return
 	}
-	if !sameNode(w, r, node) {
+	if !h.sameNode(w, r, node) {
 		return
 	}
 	streamLines(w, r, h.cfg.Backend.WatchPods(r.Context(), node))
@@ -217,7 +220,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err)
 		return
 	}
-	if !sameNode(w, r, st.Node) {
+	if !h.sameNode(w, r, st.Node) {
 		return
 	}
 	if err := h.cfg.Backend.ReportStatus(r.Context(), r.URL.Query().Get("tenant"), st); err != nil {
@@ -275,7 +278,7 @@ func (h *Handler) tunnel(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err)
 		return
 	}
-	if !sameNode(w, r, node) {
+	if !h.sameNode(w, r, node) {
 		return
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), tunnelProto) || h.cfg.Tunnels == nil {

@@ -36,10 +36,27 @@ func withNode(ctx context.Context, node string) context.Context {
 var ErrNotBound = errors.New("a node credential is needed (the agent gets one with its join token at its first start): a join token speaks for no node")
 
 // sameNode refuses (403) a request bound to one node that speaks for
-// another; a join token's request passes (it binds none).
-func sameNode(w http.ResponseWriter, r *http.Request, name string) bool {
-	if bound, ok := NodeOf(r.Context()); ok && bound != name {
-		writeJSONError(w, http.StatusForbidden, fmt.Errorf("this credential is node %s's, not node %s's", bound, name))
+// another, and a join token's request that speaks for a node that has a
+// credential: a join token admits a new machine, it does not take the
+// place of one that joined (its registration, pods and their secrets).
+func (h *Handler) sameNode(w http.ResponseWriter, r *http.Request, name string) bool {
+	if bound, ok := NodeOf(r.Context()); ok {
+		if bound != name {
+			writeJSONError(w, http.StatusForbidden, fmt.Errorf("this credential is node %s's, not node %s's", bound, name))
+			return false
+		}
+		return true
+	}
+	if h.cfg.Credentialed == nil {
+		return true
+	}
+	has, err := h.cfg.Credentialed(r.Context(), name)
+	if err != nil {
+		writeJSONError(w, http.StatusServiceUnavailable, err)
+		return false
+	}
+	if has {
+		writeJSONError(w, http.StatusForbidden, fmt.Errorf("node %s joined with a credential of its own; a join token does not speak for it (for a machine that is gone: macro admin join-token rm, then join again)", name))
 		return false
 	}
 	return true

@@ -36,7 +36,7 @@ func (h *Handler) mesh(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err)
 		return
 	}
-	if !sameNode(w, r, node) {
+	if !h.sameNode(w, r, node) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")

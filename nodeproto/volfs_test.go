@@ -166,6 +166,9 @@ func TestVolumeFSNodeIdentity(t *testing.T) {
 			issued[node] = "kj_" + node
 			return issued[node], nil
 		},
+		Credentialed: func(_ context.Context, node string) (bool, error) {
+			return node == "n3" || issued[node] != "", nil
+		},
 		LocalNode: "n1",
 		LocalOps:  volumeNode{dir: dir},
 	})
@@ -219,6 +222,14 @@ func TestVolumeFSNodeIdentity(t *testing.T) {
 	}
 	if err := client("kj_n4").ReportStatus(ctx, "alice", types.PodStatus{ID: "p", Node: "n3"}); err == nil || !strings.Contains(err.Error(), "not node n3's") {
 		t.Fatalf("n4 reports a status as n3: %v", err)
+	}
+	// A join token admits a new machine under a new name, but does not
+	// speak for a node that has a credential.
+	if err := client("kj_join").RegisterNode(ctx, types.Node{Name: "n3"}); err == nil || !strings.Contains(err.Error(), "credential of its own") {
+		t.Fatalf("a join token registers as n3, which has a credential: %v", err)
+	}
+	if err := client("kj_join").ReportStatus(ctx, "alice", types.PodStatus{ID: "p", Node: "n3"}); err == nil || !strings.Contains(err.Error(), "credential of its own") {
+		t.Fatalf("a join token reports a status as n3: %v", err)
 	}
 	// A join token is exchanged for a credential once per name.
 	if tok, err := client("kj_join").NodeCredential(ctx, "n5"); err != nil || tok != "kj_n5" {

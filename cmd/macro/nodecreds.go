@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/macro-cloud/macro/auth"
+	"github.com/macro-cloud/macro/internal/atomicfile"
 	"github.com/macro-cloud/macro/nodeproto"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
@@ -41,6 +42,16 @@ func issueNodeCredential(ctx context.Context, st *store.Store, node string) (str
 	return raw, nil
 }
 
+// nodeCredentialed is HandlerConfig.Credentialed: whether node's
+// credential is stored.
+func nodeCredentialed(ctx context.Context, st *store.Store, node string) (bool, error) {
+	_, err := st.JoinToken(ctx, auth.NodeCredentialID(node))
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // checkNodeToken is HandlerConfig.Check: a node token, and the node it is
 // bound to.
 func checkNodeToken(ctx context.Context, st *store.Store, token string) (string, error) {
@@ -60,7 +71,8 @@ func agentToken(ctx context.Context, cli *nodeproto.Client, dataDir, node string
 	if err != nil {
 		return "", fmt.Errorf("node credential for %s: %w", node, err)
 	}
-	if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
+	// Whole or not at all: the name is taken once the servers gave it.
+	if err := atomicfile.Write(p, []byte(tok+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	log.Info("node credential received", "node", node)
@@ -85,7 +97,7 @@ func serverNodeToken(ctx context.Context, st *store.Store, dataDir, node string)
 	if err != nil {
 		return "", err
 	}
-	return tok, os.WriteFile(p, []byte(tok+"\n"), 0o600)
+	return tok, atomicfile.Write(p, []byte(tok+"\n"), 0o600)
 }
 
 // admitCache remembers for a few seconds which nodes may ask for which

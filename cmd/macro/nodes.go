@@ -91,6 +91,7 @@ func nodeHandler(st *store.Store, nodeAPI nodeproto.Backend, images *image.Store
 		Credential: func(ctx context.Context, node string) (string, error) {
 			return issueNodeCredential(ctx, st, node)
 		},
+		Credentialed: func(ctx context.Context, node string) (bool, error) { return nodeCredentialed(ctx, st, node) },
 		Tunnels: tunnels,
 		Cluster: cluster,
 		NodeTTL: ttl,
