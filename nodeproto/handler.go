@@ -45,6 +45,9 @@ type HandlerConfig struct {
 	// Credential makes a credential bound to node (ErrCredentialTaken
 	// when the name has one).
 	Credential func(ctx context.Context, node string) (string, error)
+	// ImageAdmit lets node fetch a tenant's image (ErrNoBusiness: 404);
+	// nil admits every credential.
+	ImageAdmit func(ctx context.Context, tenant, id, node string) error
 	// Credentialed says whether node has a credential: then a join token
 	// no longer speaks for it (nil: no node has one).
 	Credentialed func(ctx context.Context, node string) (bool, error)
@@ -234,6 +237,23 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Images == nil {
 		writeJSONError(w, http.StatusNotFound, errors.New("this server has no images"))
 		return
+	}
+	// Only a node that runs the image, or a server, gets it.
+	node, ok := NodeOf(r.Context())
+	if !ok {
+		writeJSONError(w, http.StatusForbidden, ErrNotBound)
+		return
+	}
+	if h.cfg.ImageAdmit != nil {
+		switch err := h.cfg.ImageAdmit(r.Context(), r.PathValue("tenant"), r.PathValue("id"), node); {
+		case errors.Is(err, ErrNoBusiness):
+			h.log.Warn("image refused to a node", "node", node, "tenant", r.PathValue("tenant"), "image", r.PathValue("id"))
+			writeJSONError(w, http.StatusNotFound, fmt.Errorf("image %s: no pod of this node runs it", r.PathValue("id")))
+			return
+		case err != nil:
+			writeJSONError(w, http.StatusServiceUnavailable, err)
+			return
+		}
 	}
 	// Buffer the start, so that a missing image still answers 404.
 	bw := &lazyWriter{w: w}

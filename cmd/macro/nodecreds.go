@@ -101,7 +101,7 @@ func serverNodeToken(ctx context.Context, st *store.Store, dataDir, node string)
 }
 
 // admitCache remembers for a few seconds which nodes may ask for which
-// volumes (every FUSE operation asks).
+// volumes (every FUSE operation asks) or images.
 type admitCache struct {
 	mu sync.Mutex
 	m  map[string]time.Time // tenant/name/node -> until
@@ -109,20 +109,16 @@ type admitCache struct {
 
 const admitFor = 5 * time.Second
 
-// Admit lets node ask for the volume's data when it holds or keeps a copy
-// of the volume, when it is a server's (WebDAV and S3 through the server's
-// own node), or, for an nfs or gfs volume, when a pod assigned to it
-// mounts the volume (an lv2 or local volume's pods run on its node).
-func (d *volumeDirectory) Admit(ctx context.Context, tenant, name, node string) error {
-	key := tenant + "/" + name + "/" + node
-	c := &d.admits
+// admit passes when key was admitted in the last admitFor, or when check
+// admits it now; a refusal is ErrNoBusiness.
+func (c *admitCache) admit(key string, check func() (bool, error)) error {
 	c.mu.Lock()
 	until, ok := c.m[key]
 	c.mu.Unlock()
 	if ok && time.Now().Before(until) {
 		return nil
 	}
-	ok, err := d.hasBusiness(ctx, tenant, name, node)
+	ok, err := check()
 	if err != nil {
 		return err
 	}
@@ -136,6 +132,42 @@ func (d *volumeDirectory) Admit(ctx context.Context, tenant, name, node string) 
 	c.m[key] = time.Now().Add(admitFor)
 	c.mu.Unlock()
 	return nil
+}
+
+// imageAdmit is HandlerConfig.ImageAdmit: a node gets a tenant's image
+// when a pod of the tenant assigned to it runs the image, or when it is a
+// server's (servers copy images between them).
+func imageAdmit(st *store.Store) func(ctx context.Context, tenant, id, node string) error {
+	var c admitCache
+	return func(ctx context.Context, tenant, id, node string) error {
+		return c.admit(tenant+"/"+id+"/"+node, func() (bool, error) {
+			servers, err := st.Servers(ctx)
+			if err != nil {
+				return false, err
+			}
+			if _, ok := servers[node]; ok {
+				return true, nil
+			}
+			pods, err := st.Pods(ctx, tenant)
+			if err != nil {
+				return false, err
+			}
+			for _, p := range pods {
+				if p.Node == node && p.Spec.ImageID == id {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+	}
+}
+
+// Admit lets node ask for the volume's data when it holds or keeps a copy
+// of the volume, when it is a server's (WebDAV and S3 through the server's
+// own node), or, for an nfs or gfs volume, when a pod assigned to it
+// mounts the volume (an lv2 or local volume's pods run on its node).
+func (d *volumeDirectory) Admit(ctx context.Context, tenant, name, node string) error {
+	return d.admits.admit(tenant+"/"+name+"/"+node, func() (bool, error) { return d.hasBusiness(ctx, tenant, name, node) })
 }
 
 func (d *volumeDirectory) hasBusiness(ctx context.Context, tenant, name, node string) (bool, error) {

@@ -92,6 +92,7 @@ func nodeHandler(st *store.Store, nodeAPI nodeproto.Backend, images *image.Store
 			return issueNodeCredential(ctx, st, node)
 		},
 		Credentialed: func(ctx context.Context, node string) (bool, error) { return nodeCredentialed(ctx, st, node) },
+		ImageAdmit:   imageAdmit(st),
 		Tunnels: tunnels,
 		Cluster: cluster,
 		NodeTTL: ttl,
