@@ -595,11 +595,25 @@ func overlaySubnet(n types.Network) (netip.Prefix, bool) {
 	return netip.Prefix{}, false
 }
 
+// addrSet is what a choice of addresses asks of those in use: a map of
+// them (addrMap), or the claims the store keeps (store.AddrClaims, read a
+// /24 at a time as the choice goes).
+type addrSet interface {
+	Taken(netip.Addr) bool
+	Take(netip.Addr)
+}
+
+// addrMap holds addresses in use, with the pod that holds each.
+type addrMap map[netip.Addr]string
+
+func (m addrMap) Taken(a netip.Addr) bool { _, ok := m[a]; return ok }
+func (m addrMap) Take(a netip.Addr)       { m[a] = "" }
+
 // overlayAddresses are the overlay addresses that pods other than podID
 // hold, and every pod's default address (an overlay's subnet may be a
 // namespace's default /24).
-func overlayAddresses(pods []types.Pod, podID string) map[netip.Addr]string {
-	taken := map[netip.Addr]string{}
+func overlayAddresses(pods []types.Pod, podID string) addrMap {
+	taken := addrMap{}
 	for _, p := range pods {
 		if p.VPC != nil {
 			taken[p.VPC.IPv4] = p.ID
@@ -632,7 +646,7 @@ func hasSubnet(nets map[string]types.Network) bool {
 // (of its IP range when it has one). The subnet's first address is the
 // gateway's, as with dockerd, and never a pod's. The address is added to
 // taken.
-func assignAddress(n types.Network, ep *types.Endpoint, taken map[netip.Addr]string) error {
+func assignAddress(n types.Network, ep *types.Endpoint, taken addrSet) error {
 	sub, ok := overlaySubnet(n)
 	if !ok {
 		if ep.IPv4Address != "" {
@@ -660,17 +674,17 @@ func assignAddress(n types.Network, ep *types.Endpoint, taken map[netip.Addr]str
 		if !sub.Contains(a) {
 			return badRequest("Invalid address %s: It does not belong to any of this network's subnets", a)
 		}
-		if _, used := taken[a]; used || !usable(a) {
+		if !usable(a) || taken.Taken(a) {
 			return errorf(http.StatusForbidden, "Address already in use")
 		}
 		ep.Fixed = true
-		taken[a] = ""
+		taken.Take(a)
 		return nil
 	}
 	for a := pool.Addr(); pool.Contains(a); a = a.Next() {
-		if _, used := taken[a]; !used && usable(a) {
+		if usable(a) && !taken.Taken(a) {
 			ep.IPv4Address = a.String()
-			taken[a] = ""
+			taken.Take(a)
 			return nil
 		}
 	}
@@ -686,7 +700,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 // assignAddresses gives each of a new pod's endpoints its overlay
 // address, with taken the addresses other pods hold.
-func assignAddresses(taken map[netip.Addr]string, spec *types.PodSpec, nets map[string]types.Network) error {
+func assignAddresses(taken addrSet, spec *types.PodSpec, nets map[string]types.Network) error {
 	if len(spec.Networks) == 0 {
 		return nil
 	}
