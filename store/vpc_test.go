@@ -250,7 +250,7 @@ func BenchmarkCreatePodVPC(b *testing.B) {
 				if err := s.indexTenant(ctx, "alice"); err != nil {
 					b.Fatal(err)
 				}
-				b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "index-ms")
+				indexed := time.Since(start)
 				b.ResetTimer()
 				for i := range b.N {
 					p := &types.Pod{ID: podID(have + i), Name: fmt.Sprintf("new%d", i), Tenant: "alice", Namespace: fmt.Sprintf("new%d", i/200)}
@@ -261,6 +261,7 @@ func BenchmarkCreatePodVPC(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+				b.ReportMetric(float64(indexed.Microseconds())/1000, "index-ms")
 			})
 		}
 	}
