@@ -54,6 +54,8 @@ type Store struct {
 	log    *slog.Logger
 	// events is the lease published events live on (events.go).
 	events eventLease
+	// rest is the lease freed addresses rest on (vpcclaims.go).
+	rest eventLease
 }
 
 // Config selects where the state lives.

@@ -10,11 +10,15 @@ package store
 //
 // An address claim is created (CreateRevision 0 compared) in the same
 // transaction as the pod or change that takes the address (its default
-// IPv4 address, or an overlay address), and deleted in the same
-// transaction as the pod's removal or the change that gives the address
-// up: the pod's own record says which addresses it holds (podAddrs). A
-// create chooses its default address by reading the claims of its /24
-// alone. A subnet claim is created with its namespace's VPC record and
+// IPv4 address, or an overlay address), and freed in the same transaction
+// as the pod's removal or the change that gives the address up: the pod's
+// own record says which addresses it holds (podAddrs). A freed address
+// rests (its claim's value emptied, on a lease of addrRest) before a
+// choice takes it again, unless nothing else of its /24 or pool is free
+// or it is asked for by name: the node of a removed pod tears it down
+// after the removal, and a new pod given the address at once would find
+// it still held there. A create chooses its default address by reading
+// the claims of its /24 alone. A subnet claim is created with its namespace's VPC record and
 // deleted with it. The usage record changes, compared on its ModRevision,
 // in the same transaction as every write of a pod that changes what it
 // counts (podUsage): it serializes a tenant's creates, on one small key.
@@ -29,10 +33,12 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -61,6 +67,25 @@ func subnet6Key(tenant string, i uint16) string {
 }
 
 func usageKey(tenant string) string { return prefix + "usage/" + tenant }
+
+// addrRest is how long a freed address rests, at least: its lease is
+// taken anew after a quarter of it, so at most a quarter more.
+const addrRest = time.Minute
+
+// restLease is the lease freed addresses rest on.
+func (s *Store) restLease(ctx context.Context) (clientv3.LeaseID, error) {
+	s.rest.mu.Lock()
+	defer s.rest.mu.Unlock()
+	if s.rest.id != 0 && time.Since(s.rest.granted) < addrRest/4 {
+		return s.rest.id, nil
+	}
+	resp, err := s.cli.Grant(ctx, int64(addrRest/time.Second))
+	if err != nil {
+		return 0, fmt.Errorf("lease for freed addresses: %w", err)
+	}
+	s.rest.id, s.rest.granted = resp.ID, time.Now()
+	return resp.ID, nil
+}
 
 // podAddrs are the IPv4 addresses the pod's record says it holds: its
 // default address and its overlay addresses.
@@ -143,6 +168,9 @@ func (s *Store) indexOps(ctx context.Context, tenant, id string, before, after *
 	for _, a := range removed {
 		gets = append(gets, clientv3.OpGet(addrKey(tenant, a)))
 	}
+	for _, a := range added {
+		gets = append(gets, clientv3.OpGet(addrKey(tenant, a)))
+	}
 	var cmps []clientv3.Cmp
 	var ops []clientv3.Op
 	resp, err := s.cli.Txn(ctx).Then(gets...).Commit()
@@ -172,18 +200,31 @@ func (s *Store) indexOps(ctx context.Context, tenant, id string, before, after *
 	} else {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(uk), ">", 0))
 	}
-	for _, a := range added {
+	for i, a := range added {
 		k := addrKey(tenant, a)
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+		if kvs := rs[len(removed)+i].GetResponseRange().Kvs; len(kvs) == 1 && len(kvs[0].Value) == 0 {
+			// A resting address: taken over (its put leaves the lease).
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", kvs[0].ModRevision))
+		} else {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+		}
 		ops = append(ops, clientv3.OpPut(k, id))
 	}
-	for _, r := range rs {
+	var lease clientv3.LeaseID
+	for _, r := range rs[:len(removed)] {
 		// A claim another pod holds (two pods of before claims reported
 		// one address) stays.
-		if kvs := r.GetResponseRange().Kvs; len(kvs) == 1 && string(kvs[0].Value) == id {
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kvs[0].Key)), "=", kvs[0].ModRevision))
-			ops = append(ops, clientv3.OpDelete(string(kvs[0].Key)))
+		kvs := r.GetResponseRange().Kvs
+		if len(kvs) != 1 || string(kvs[0].Value) != id {
+			continue
 		}
+		if lease == 0 {
+			if lease, err = s.restLease(ctx); err != nil {
+				return nil, nil, err
+			}
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kvs[0].Key)), "=", kvs[0].ModRevision))
+		ops = append(ops, clientv3.OpPut(string(kvs[0].Key), "", clientv3.WithLease(lease)))
 	}
 	return cmps, ops, nil
 }
@@ -191,23 +232,30 @@ func (s *Store) indexOps(ctx context.Context, tenant, id string, before, after *
 // AddrClaims are the claimed IPv4 addresses of a tenant, read a /24 at a
 // time as a choice asks about them; what the choice takes is added.
 type AddrClaims struct {
-	ctx    context.Context
-	s      *Store
-	tenant string
-	loaded map[[3]byte]bool
-	held   map[netip.Addr]bool
-	err    error
+	ctx     context.Context
+	s       *Store
+	tenant  string
+	loaded  map[[3]byte]bool
+	held    map[netip.Addr]bool
+	resting map[netip.Addr]bool // freed, resting (see addrRest)
+	err     error
 }
 
 // AddrClaims reads the tenant's claimed addresses as a choice asks about
 // them (nothing until it does).
 func (s *Store) AddrClaims(ctx context.Context, tenant string) *AddrClaims {
-	return &AddrClaims{ctx: ctx, s: s, tenant: tenant, loaded: map[[3]byte]bool{}, held: map[netip.Addr]bool{}}
+	return &AddrClaims{ctx: ctx, s: s, tenant: tenant, loaded: map[[3]byte]bool{}, held: map[netip.Addr]bool{}, resting: map[netip.Addr]bool{}}
 }
 
-// Taken says whether a is claimed, or taken by this choice. When the
-// claims cannot be read it says yes, and Err says why.
-func (c *AddrClaims) Taken(a netip.Addr) bool {
+// Taken says whether a is claimed, resting, or taken by this choice: what
+// a choice of a free address skips. When the claims cannot be read it
+// says yes, and Err says why.
+func (c *AddrClaims) Taken(a netip.Addr) bool { return c.Held(a) || c.resting[a] }
+
+// Held says whether a is claimed by a pod or taken by this choice: what an
+// address asked for by name, or a choice that found nothing else free,
+// may not take.
+func (c *AddrClaims) Held(a netip.Addr) bool {
 	if !a.Is4() {
 		return false
 	}
@@ -221,14 +269,18 @@ func (c *AddrClaims) Taken(a netip.Addr) bool {
 			return true
 		}
 		p := addrs24Prefix(c.tenant, a)
-		resp, err := c.s.cli.Get(c.ctx, p, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		resp, err := c.s.cli.Get(c.ctx, p, clientv3.WithPrefix())
 		if err != nil {
 			c.err = fmt.Errorf("read the addresses of %s: %w", c.tenant, err)
 			return true
 		}
 		for _, kv := range resp.Kvs {
 			if h, err := netip.ParseAddr(strings.TrimPrefix(string(kv.Key), prefix+"vpcaddr/"+c.tenant+"/")); err == nil {
-				c.held[h] = true
+				if len(kv.Value) == 0 {
+					c.resting[h] = true
+				} else {
+					c.held[h] = true
+				}
 			}
 		}
 		c.loaded[k] = true
@@ -291,6 +343,9 @@ func (s *Store) placeVPC(ctx context.Context, claims *AddrClaims, p *types.Pod) 
 		own[a] = true
 	}
 	ip, err := ipam.FreeIPv4(n.Subnet4, func(a netip.Addr) bool { return own[a] || claims.Taken(a) })
+	if errors.Is(err, ipam.ErrFull) { // then a resting one
+		ip, err = ipam.FreeIPv4(n.Subnet4, func(a netip.Addr) bool { return own[a] || claims.Held(a) })
+	}
 	if err := claims.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -391,7 +446,7 @@ func (s *Store) indexTenant(ctx context.Context, tenant string) error {
 		have := map[string]string{}
 		for _, kv := range append(r(3).Kvs, r(4).Kvs...) {
 			have[string(kv.Key)] = string(kv.Value)
-			if _, ok := want[string(kv.Key)]; !ok {
+			if _, ok := want[string(kv.Key)]; !ok && len(kv.Value) > 0 { // resting ones expire
 				ops = append(ops, clientv3.OpDelete(string(kv.Key)))
 			}
 		}

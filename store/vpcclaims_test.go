@@ -70,6 +70,9 @@ func index(t *testing.T, s *Store, tenant string) (*types.TenantUsage, map[netip
 	addrs := map[netip.Addr]string{}
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
 		a := netip.MustParseAddr(strings.TrimPrefix(string(kv.Key), tenantPrefix("vpcaddr", tenant)))
+		if len(kv.Value) == 0 { // resting: see restingAddrs
+			continue
+		}
 		addrs[a] = string(kv.Value)
 	}
 	nets := map[string]string{}
@@ -77,6 +80,25 @@ func index(t *testing.T, s *Store, tenant string) (*types.TenantUsage, map[netip
 		nets[strings.TrimPrefix(string(kv.Key), tenantPrefix("vpcnet", tenant))] = string(kv.Value)
 	}
 	return u, addrs, nets
+}
+
+// restingAddrs are the tenant's freed addresses that rest, each on a lease.
+func restingAddrs(t *testing.T, s *Store, tenant string) map[netip.Addr]bool {
+	t.Helper()
+	resp, err := s.cli.Get(context.Background(), tenantPrefix("vpcaddr", tenant), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[netip.Addr]bool{}
+	for _, kv := range resp.Kvs {
+		if len(kv.Value) == 0 {
+			if kv.Lease == 0 {
+				t.Errorf("%s: %s rests without a lease", tenant, kv.Key)
+			}
+			out[netip.MustParseAddr(strings.TrimPrefix(string(kv.Key), tenantPrefix("vpcaddr", tenant)))] = true
+		}
+	}
+	return out
 }
 
 // checkIndex compares the index with what the tenant's pods say: every
@@ -171,7 +193,8 @@ func TestClaimsConcurrentQuota(t *testing.T) {
 		t.Fatalf("%d creates succeeded, %d pods, %d running; want %d pods, at most %d running", ok, len(tp.Pods), running, maxPods, maxRunning)
 	}
 
-	// Removing a pod frees its address and its count.
+	// Removing a pod frees its count, and its address, which rests: the
+	// next pod gets another.
 	var gone types.Pod
 	for _, p := range tp.Pods {
 		if p.Namespace == "shop" {
@@ -187,8 +210,8 @@ func TestClaimsConcurrentQuota(t *testing.T) {
 	if err := clients[2].CreatePodGuarded(ctx, next, guard(next)); err != nil {
 		t.Fatal(err)
 	}
-	if next.VPC.IPv4 != gone.VPC.IPv4 {
-		t.Fatalf("after removing %s, the next pod got %s", gone.VPC.IPv4, next.VPC.IPv4)
+	if next.VPC.IPv4 == gone.VPC.IPv4 || !restingAddrs(t, s, "alice")[gone.VPC.IPv4] {
+		t.Fatalf("after removing %s, the next pod got %s; resting: %v", gone.VPC.IPv4, next.VPC.IPv4, restingAddrs(t, s, "alice"))
 	}
 	if err := s.CreatePodGuarded(ctx, &types.Pod{ID: podID(1001), Name: "over", Tenant: "alice"}, guard(next)); !errors.Is(err, errQuota) {
 		t.Fatalf("one past the quota: %v", err)
@@ -231,6 +254,9 @@ func TestClaimsConcurrentQuota(t *testing.T) {
 	}
 	if u, addrs, _ := index(t, s, "alice"); *u != (types.TenantUsage{}) || len(addrs) != 0 {
 		t.Fatalf("after removing every pod: usage %+v, claims %v", *u, addrs)
+	}
+	if r := restingAddrs(t, s, "alice"); len(r) != len(all)+1 {
+		t.Fatalf("%d addresses rest after removing %d pods (and one before)", len(r), len(all))
 	}
 }
 

@@ -597,9 +597,12 @@ func overlaySubnet(n types.Network) (netip.Prefix, bool) {
 
 // addrSet is what a choice of addresses asks of those in use: a map of
 // them (addrMap), or the claims the store keeps (store.AddrClaims, read a
-// /24 at a time as the choice goes).
+// /24 at a time as the choice goes). Held addresses are a pod's; Taken
+// ones also those freed a moment ago, which a choice of a free address
+// leaves to rest while it finds another.
 type addrSet interface {
 	Taken(netip.Addr) bool
+	Held(netip.Addr) bool
 	Take(netip.Addr)
 }
 
@@ -607,6 +610,7 @@ type addrSet interface {
 type addrMap map[netip.Addr]string
 
 func (m addrMap) Taken(a netip.Addr) bool { _, ok := m[a]; return ok }
+func (m addrMap) Held(a netip.Addr) bool  { return m.Taken(a) }
 func (m addrMap) Take(a netip.Addr)       { m[a] = "" }
 
 // overlayAddresses are the overlay addresses that pods other than podID
@@ -674,18 +678,22 @@ func assignAddress(n types.Network, ep *types.Endpoint, taken addrSet) error {
 		if !sub.Contains(a) {
 			return badRequest("Invalid address %s: It does not belong to any of this network's subnets", a)
 		}
-		if !usable(a) || taken.Taken(a) {
+		if !usable(a) || taken.Held(a) {
 			return errorf(http.StatusForbidden, "Address already in use")
 		}
 		ep.Fixed = true
 		taken.Take(a)
 		return nil
 	}
-	for a := pool.Addr(); pool.Contains(a); a = a.Next() {
-		if usable(a) && !taken.Taken(a) {
-			ep.IPv4Address = a.String()
-			taken.Take(a)
-			return nil
+	// The lowest free address, or when there is none the lowest that
+	// rests (freed a moment ago).
+	for _, inUse := range []func(netip.Addr) bool{taken.Taken, taken.Held} {
+		for a := pool.Addr(); pool.Contains(a); a = a.Next() {
+			if usable(a) && !inUse(a) {
+				ep.IPv4Address = a.String()
+				taken.Take(a)
+				return nil
+			}
 		}
 	}
 	return errorf(http.StatusServiceUnavailable, "no available IPv4 addresses on this network's address pools: %s (%s)", n.Name, sub)
