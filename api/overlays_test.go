@@ -64,7 +64,7 @@ func TestVPCAndOverlays(t *testing.T) {
 		before[n.Name] = n
 	}
 	web := &types.Pod{ID: strings.Repeat("ab", 32), Name: "web", Tenant: "alice", Namespace: "blog", Created: time.Now()}
-	if err := e.st.CreatePodGuarded(ctx, web, nil, func(store.TenantPods) error { return nil }); err != nil {
+	if err := e.st.CreatePodGuarded(ctx, web, func(store.TenantPods) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := e.call(e.client, "GET", e.portURL("/vpc"), alice, nil, &v); code != 200 || len(v.Namespaces) != 2 {

@@ -79,41 +79,108 @@ func (s *Store) Place(ctx context.Context, ps []Placement) ([]Placement, error) 
 // transactions as fit: a job of many replicas at once. A batch fails as a
 // whole when one of its names or IDs is taken; nothing of it is stored.
 func (s *Store) CreatePods(ctx context.Context, pods []*types.Pod) error {
-	perTxn := s.txnOps / 2
+	perTxn := s.txnOps / 4
 	for len(pods) > 0 {
 		n := min(len(pods), perTxn)
 		chunk := pods[:n]
 		pods = pods[n:]
-		cmps := make([]clientv3.Cmp, 0, 2*n)
-		ops := make([]clientv3.Op, 0, 2*n)
-		for _, p := range chunk {
-			data, err := json.Marshal(p)
+		for attempt := 0; ; attempt++ {
+			again, err := s.createChunk(ctx, chunk)
 			if err != nil {
 				return err
 			}
-			nk, pk := nameKey(p.Tenant, p.Name), podKey(p.Tenant, p.ID)
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(nk), "=", 0), clientv3.Compare(clientv3.CreateRevision(pk), "=", 0))
-			ops = append(ops, clientv3.OpPut(nk, p.ID), clientv3.OpPut(pk, string(data)))
-		}
-		// On failure, the Else reads the batch's names: a retry of a batch
-		// that was applied before a leader change hid its answer finds them
-		// all held by its own pods.
-		gets := make([]clientv3.Op, 0, n)
-		for _, p := range chunk {
-			gets = append(gets, clientv3.OpGet(nameKey(p.Tenant, p.Name)))
-		}
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(gets...).Commit()
-		if err != nil {
-			return fmt.Errorf("create pods: %w", err)
-		}
-		if !resp.Succeeded && !heldBy(resp, chunk) {
-			return fmt.Errorf("create pods: %w (a name or ID of the batch exists)", ErrNameInUse)
-		}
-		for _, p := range chunk {
-			p.Revision = resp.Header.Revision
+			if !again {
+				break
+			}
+			if attempt == maxGuardedAttempts {
+				return ErrConflict
+			}
+			backoff(ctx, attempt)
 		}
 	}
 	return nil
+}
+
+// createChunk is one transaction of CreatePods, which also counts the
+// pods in their tenants' usage records and claims their addresses
+// (vpcclaims.go); again when one of those changed meanwhile.
+func (s *Store) createChunk(ctx context.Context, chunk []*types.Pod) (again bool, err error) {
+	cmps := make([]clientv3.Cmp, 0, 2*len(chunk))
+	ops := make([]clientv3.Op, 0, 2*len(chunk))
+	usage := map[string]types.TenantUsage{} // what the chunk adds, by tenant
+	for _, p := range chunk {
+		data, err := json.Marshal(p)
+		if err != nil {
+			return false, err
+		}
+		nk, pk := nameKey(p.Tenant, p.Name), podKey(p.Tenant, p.ID)
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(nk), "=", 0), clientv3.Compare(clientv3.CreateRevision(pk), "=", 0))
+		ops = append(ops, clientv3.OpPut(nk, p.ID), clientv3.OpPut(pk, string(data)))
+		usage[p.Tenant] = addUsage(usage[p.Tenant], podUsage(p), types.TenantUsage{})
+	}
+	gets := make([]clientv3.Op, 0, len(usage))
+	tenants := make([]string, 0, len(usage))
+	for t := range usage {
+		tenants = append(tenants, t)
+		gets = append(gets, clientv3.OpGet(usageKey(t)))
+	}
+	resp, err := s.cli.Txn(ctx).Then(gets...).Commit()
+	if err != nil {
+		return false, fmt.Errorf("create pods: %w", err)
+	}
+	indexed := map[string]bool{}
+	for i, t := range tenants {
+		uk := usageKey(t)
+		kvs := resp.Responses[i].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(uk), "=", 0))
+			continue
+		}
+		var u types.TenantUsage
+		if err := json.Unmarshal(kvs[0].Value, &u); err != nil {
+			return false, fmt.Errorf("decode %s: %w", uk, err)
+		}
+		data, err := json.Marshal(addUsage(u, usage[t], types.TenantUsage{}))
+		if err != nil {
+			return false, err
+		}
+		indexed[t] = true
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(uk), "=", kvs[0].ModRevision))
+		ops = append(ops, clientv3.OpPut(uk, string(data)))
+	}
+	for _, p := range chunk {
+		if !indexed[p.Tenant] {
+			continue
+		}
+		for _, a := range podAddrs(p) {
+			k := addrKey(p.Tenant, a)
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+			ops = append(ops, clientv3.OpPut(k, p.ID))
+		}
+	}
+	// On failure, the Else reads the batch's names: a retry of a batch
+	// that was applied before a leader change hid its answer finds them
+	// all held by its own pods.
+	names := make([]clientv3.Op, 0, len(chunk))
+	for _, p := range chunk {
+		names = append(names, clientv3.OpGet(nameKey(p.Tenant, p.Name)))
+	}
+	tresp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(names...).Commit()
+	if err != nil {
+		return false, fmt.Errorf("create pods: %w", err)
+	}
+	if tresp.Succeeded || heldBy(tresp, chunk) {
+		for _, p := range chunk {
+			p.Revision = tresp.Header.Revision
+		}
+		return false, nil
+	}
+	for _, r := range tresp.Responses {
+		if len(r.GetResponseRange().GetKvs()) > 0 {
+			return false, fmt.Errorf("create pods: %w (a name or ID of the batch exists)", ErrNameInUse)
+		}
+	}
+	return true, nil
 }
 
 // PutStatusAt records a status that node observed while the pod is as the

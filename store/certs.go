@@ -303,7 +303,8 @@ func (s *Store) updateTenant(ctx context.Context, name string, fn func(*types.Te
 }
 
 // DeleteTenant removes a tenant and whatever the store still keeps of it:
-// tokens, namespaces and their VPC records, certificate records, custom
+// tokens, namespaces and their VPC records, address claims and usage
+// record, certificate records, custom
 // domains it holds, pods, their names and statuses. Pods should have been stopped and removed
 // first (their agents stop what runs once the pod is gone, as with docker
 // rm -f). Revoked certificates stay on the revocation list until they
@@ -336,9 +337,10 @@ func (s *Store) DeleteTenant(ctx context.Context, name string) error {
 				ops = append(ops, clientv3.OpDelete(string(kv.Key)))
 			}
 		}
-		for _, kind := range []string{"namespaces", "certs", "pods", "names", "status", "vpc"} {
+		for _, kind := range []string{"namespaces", "certs", "pods", "names", "status", "vpc", "vpcaddr", "vpcnet"} {
 			ops = append(ops, clientv3.OpDelete(tenantPrefix(kind, name), clientv3.WithPrefix()))
 		}
+		ops = append(ops, clientv3.OpDelete(usageKey(name)))
 		tresp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return fmt.Errorf("delete tenant %s: %w", name, err)

@@ -15,7 +15,9 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"time"
 
@@ -39,6 +41,13 @@ type TenantPods struct {
 	Tenant       types.Tenant // CreatePodGuarded only
 	TenantExists bool
 	tenantRev    int64 // the record's ModRevision, 0 when it does not exist
+
+	// CreatePodGuarded only: the tenant's usage record, the address
+	// claims to choose overlay addresses from, and whether Pods,
+	// Statuses and Nets were read (after the guard returned ErrNeedPods).
+	Usage  types.TenantUsage
+	Claims *AddrClaims
+	Full   bool
 }
 
 // Status is the status of pod id, the zero "created" status when an agent
@@ -68,7 +77,7 @@ func (s *Store) ReadTenantPods(ctx context.Context, tenant string) (TenantPods, 
 	if err != nil {
 		return TenantPods{}, fmt.Errorf("read pods of %s: %w", tenant, err)
 	}
-	tp := TenantPods{Statuses: map[string]types.PodStatus{}, Revision: resp.Header.Revision,
+	tp := TenantPods{Statuses: map[string]types.PodStatus{}, Revision: resp.Header.Revision, Full: true,
 		Nets: decodeNets(resp.Responses[2].GetResponseRange().Kvs)}
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
 		p, err := decodePod(kv.Value, kv.ModRevision)
@@ -92,67 +101,101 @@ func unchangedSince(tenant string, rev int64) clientv3.Cmp {
 	return clientv3.Compare(clientv3.ModRevision(tenantPrefix("pods", tenant)), "<", rev+1).WithPrefix()
 }
 
+// ErrNeedPods is what a guard of CreatePodGuarded returns (wrapped or not)
+// when the tenant's usage record (TenantPods.Usage) cannot decide and it
+// needs every pod of the tenant: the attempt runs again with them.
+var ErrNeedPods = errors.New("the guard needs every pod of the tenant")
+
 // CreatePodGuarded is CreatePod after guard approved the tenant's record
-// and, when withPods says so for that record (nil: always), its pods, as
-// they are when the pod is committed: the transaction compares that the
-// record did not change and, with pods, that no pod of the tenant did.
-// guard's error is returned as it is, and nothing is written; guard may
-// complete p (what it leaves is what is stored).
+// and usage record (see vpcclaims.go) as they are when the pod is
+// committed: the transaction compares that neither changed. A guard that
+// needs every pod of the tenant returns ErrNeedPods, and is asked again
+// with them (TenantPods.Full), still committed against the usage record,
+// which every write of a pod that changes what it counts changes.
+// guard's other errors are returned as they are, and nothing is written;
+// guard may complete p (what it leaves is what is stored), and choose
+// overlay addresses with TenantPods.Claims.
 //
 // A pod with a network gets its default addresses here, after guard
-// (p.VPC, see vpc.go), against the tenant's pods and VPC records as they
-// are when it commits: the tenant's pods are then always read and
-// compared. A full namespace fails with an error that wraps ipam.ErrFull.
-func (s *Store) CreatePodGuarded(ctx context.Context, p *types.Pod, withPods func(types.Tenant) bool, guard func(TenantPods) error) error {
+// (p.VPC, see vpc.go). A full namespace fails with an error that wraps
+// ipam.ErrFull. The pod's addresses are claimed in the same transaction,
+// and its usage counted. A tenant without a usage record (stored before
+// there were any) is indexed first, once (indexTenant).
+func (s *Store) CreatePodGuarded(ctx context.Context, p *types.Pod, guard func(TenantPods) error) error {
 	if err := keyPart("tenant", p.Tenant); err != nil {
 		return err
 	}
-	nk, pk, tk := nameKey(p.Tenant, p.Name), podKey(p.Tenant, p.ID), tenantKey(p.Tenant)
+	nk, pk, tk, uk := nameKey(p.Tenant, p.Name), podKey(p.Tenant, p.ID), tenantKey(p.Tenant), usageKey(p.Tenant)
+	full, indexed := false, false
 	for attempt := 0; attempt < maxGuardedAttempts; attempt++ {
 		var tp TenantPods
-		resp, err := s.cli.Get(ctx, tk)
+		resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(tk), clientv3.OpGet(uk)).Commit()
 		if err != nil {
 			return fmt.Errorf("create pod: %w", err)
 		}
-		if len(resp.Kvs) > 0 {
-			if err := json.Unmarshal(resp.Kvs[0].Value, &tp.Tenant); err != nil {
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			if err := json.Unmarshal(kvs[0].Value, &tp.Tenant); err != nil {
 				return fmt.Errorf("decode %s: %w", tk, err)
 			}
-			tp.TenantExists, tp.tenantRev = true, resp.Kvs[0].ModRevision
+			tp.TenantExists, tp.tenantRev = true, kvs[0].ModRevision
 		}
+		kvs := resp.Responses[1].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			if indexed {
+				// Removed meanwhile (the tenant's removal): again.
+				backoff(ctx, attempt)
+			}
+			if err := s.indexTenant(ctx, p.Tenant); err != nil {
+				return fmt.Errorf("create pod: %w", err)
+			}
+			indexed = true
+			continue
+		}
+		known := &usageAt{rev: kvs[0].ModRevision}
+		if err := json.Unmarshal(kvs[0].Value, &known.TenantUsage); err != nil {
+			return fmt.Errorf("decode %s: %w", uk, err)
+		}
+		tp.Usage, tp.Claims = known.TenantUsage, s.AddrClaims(ctx, p.Tenant)
 		cmps := []clientv3.Cmp{
 			clientv3.Compare(clientv3.CreateRevision(nk), "=", 0),
 			clientv3.Compare(clientv3.CreateRevision(pk), "=", 0),
 			clientv3.Compare(clientv3.ModRevision(tk), "=", tp.tenantRev),
 		}
-		vpc := needsVPC(p)
-		if withPods == nil || withPods(tp.Tenant) || vpc {
+		if full {
 			pods, err := s.ReadTenantPods(ctx, p.Tenant)
 			if err != nil {
 				return err
 			}
-			tp.Pods, tp.Statuses, tp.Nets, tp.Revision = pods.Pods, pods.Statuses, pods.Nets, pods.Revision
+			tp.Pods, tp.Statuses, tp.Nets, tp.Revision, tp.Full = pods.Pods, pods.Statuses, pods.Nets, pods.Revision, true
+			// The usage record's compare covers every pod change that
+			// counts; its read came first, so compare the pods too.
 			cmps = append(cmps, unchangedSince(p.Tenant, tp.Revision))
 		}
 		if err := guard(tp); err != nil {
+			if errors.Is(err, ErrNeedPods) && !full {
+				full = true
+				attempt--
+				continue
+			}
+			return err
+		}
+		if err := tp.Claims.Err(); err != nil {
 			return err
 		}
 		ops := []clientv3.Op{clientv3.OpPut(nk, p.ID)}
-		if vpc {
-			rec, err := assignVPC(tp, p)
+		if needsVPC(p) {
+			c, o, err := s.placeVPC(ctx, tp.Claims, p)
 			if err != nil {
 				return err
 			}
-			cmps = append(cmps, vpcUnchangedSince(p.Tenant, tp.Revision))
-			if rec != nil {
-				data, err := json.Marshal(rec)
-				if err != nil {
-					return err
-				}
-				ops = append(ops, clientv3.OpPut(vpcKey(p.Tenant, rec.Name), string(data)))
-			}
+			cmps, ops = append(cmps, c...), append(ops, o...)
 		}
-		data, err := json.Marshal(p) // as the guard (and assignVPC) left it
+		c, o, err := s.indexOps(ctx, p.Tenant, p.ID, nil, p, known)
+		if err != nil {
+			return err
+		}
+		cmps, ops = append(cmps, c...), append(ops, o...)
+		data, err := json.Marshal(p) // as the guard (and placeVPC) left it
 		if err != nil {
 			return err
 		}
@@ -171,7 +214,7 @@ func (s *Store) CreatePodGuarded(ctx context.Context, p *types.Pod, withPods fun
 		if r := tresp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
 			return &NameInUseError{Name: p.Name, ID: string(r.Kvs[0].Value)}
 		}
-		// The tenant or another of its pods changed meanwhile: decide again.
+		// The tenant, its usage or an address changed meanwhile: decide again.
 		backoff(ctx, attempt)
 	}
 	return ErrConflict
@@ -201,6 +244,7 @@ func (s *Store) UpdatePodGuarded(ctx context.Context, tenant, id string, fn func
 		}
 		after := before
 		after.Spec.Labels = cloneMap(before.Spec.Labels)
+		after.Spec.Networks = maps.Clone(before.Spec.Networks)
 		if err := fn(&after); err != nil {
 			return after, err
 		}
@@ -212,9 +256,13 @@ func (s *Store) UpdatePodGuarded(ctx context.Context, tenant, id string, fn func
 			return after, err
 		}
 		k := podKey(tenant, id)
+		cmps, ops, err := s.indexOps(ctx, tenant, id, &before, &after, nil)
+		if err != nil {
+			return after, err
+		}
 		resp, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(k), "=", before.Revision), unchangedSince(tenant, tp.Revision)).
-			Then(clientv3.OpPut(k, string(data))).
+			If(append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", before.Revision), unchangedSince(tenant, tp.Revision))...).
+			Then(append(ops, clientv3.OpPut(k, string(data)))...).
 			Commit()
 		if err != nil {
 			return after, fmt.Errorf("update pod: %w", err)

@@ -21,7 +21,7 @@ func TestCreatePodGuarded(t *testing.T) {
 	s := openStore(t)
 	ctx := context.Background()
 	max3 := func(tp TenantPods) error {
-		if len(tp.Pods) >= 3 {
+		if tp.Usage.Pods >= 3 {
 			return errFull
 		}
 		return nil
@@ -32,7 +32,7 @@ func TestCreatePodGuarded(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.CreatePodGuarded(ctx, &types.Pod{ID: podID(i), Name: fmt.Sprintf("p%d", i), Tenant: "t1"}, nil, max3)
+			errs[i] = s.CreatePodGuarded(ctx, &types.Pod{ID: podID(i), Name: fmt.Sprintf("p%d", i), Tenant: "t1"}, max3)
 		}()
 	}
 	wg.Wait()
@@ -50,11 +50,11 @@ func TestCreatePodGuarded(t *testing.T) {
 		t.Fatalf("%d creates succeeded, %d pods; want 3", ok, len(pods))
 	}
 	// Another tenant's pods are not in the guard's view.
-	if err := s.CreatePodGuarded(ctx, &types.Pod{ID: podID(50), Name: "p0", Tenant: "t2"}, nil, max3); err != nil {
+	if err := s.CreatePodGuarded(ctx, &types.Pod{ID: podID(50), Name: "p0", Tenant: "t2"}, max3); err != nil {
 		t.Fatal(err)
 	}
 	var inUse *NameInUseError
-	err := s.CreatePodGuarded(ctx, &types.Pod{ID: podID(51), Name: "p0", Tenant: "t2"}, nil, func(TenantPods) error { return nil })
+	err := s.CreatePodGuarded(ctx, &types.Pod{ID: podID(51), Name: "p0", Tenant: "t2"}, func(TenantPods) error { return nil })
 	if !errors.As(err, &inUse) || inUse.ID != podID(50) {
 		t.Fatalf("name in use: %v", err)
 	}
@@ -132,7 +132,6 @@ func TestCreatePodGuardedTenant(t *testing.T) {
 	calls := 0
 	errGone := errors.New("being removed")
 	err := s.CreatePodGuarded(ctx, &types.Pod{ID: podID(1), Name: "p", Tenant: "alice"},
-		func(tn types.Tenant) bool { return tn.Quota.Pods > 0 },
 		func(tp TenantPods) error {
 			calls++
 			if !tp.TenantExists || tp.Tenant.Quota.Pods != 5 {
@@ -155,7 +154,7 @@ func TestCreatePodGuardedTenant(t *testing.T) {
 		t.Fatalf("pods: %+v", pods)
 	}
 	// A tenant that does not exist is seen as such.
-	err = s.CreatePodGuarded(ctx, &types.Pod{ID: podID(2), Name: "p", Tenant: "ghost"}, nil, func(tp TenantPods) error {
+	err = s.CreatePodGuarded(ctx, &types.Pod{ID: podID(2), Name: "p", Tenant: "ghost"}, func(tp TenantPods) error {
 		if tp.TenantExists {
 			t.Errorf("ghost exists: %+v", tp.Tenant)
 		}

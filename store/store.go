@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -53,6 +54,8 @@ type Store struct {
 	log    *slog.Logger
 	// events is the lease published events live on (events.go).
 	events eventLease
+	// rest is the lease freed addresses rest on (vpcclaims.go).
+	rest eventLease
 }
 
 // Config selects where the state lives.
@@ -165,16 +168,24 @@ func (s *Store) CreatePod(ctx context.Context, p *types.Pod) error {
 		return err
 	}
 	nk := nameKey(p.Tenant, p.Name)
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(nk), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(podKey(p.Tenant, p.ID)), "=", 0)).
-		Then(clientv3.OpPut(nk, p.ID), clientv3.OpPut(podKey(p.Tenant, p.ID), string(data))).
-		Else(clientv3.OpGet(nk)).
-		Commit()
-	if err != nil {
-		return fmt.Errorf("create pod: %w", err)
-	}
-	if !resp.Succeeded {
+	for attempt := 0; attempt < maxGuardedAttempts; attempt++ {
+		cmps, ops, err := s.indexOps(ctx, p.Tenant, p.ID, nil, p, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := s.cli.Txn(ctx).
+			If(append(cmps, clientv3.Compare(clientv3.CreateRevision(nk), "=", 0),
+				clientv3.Compare(clientv3.CreateRevision(podKey(p.Tenant, p.ID)), "=", 0))...).
+			Then(append(ops, clientv3.OpPut(nk, p.ID), clientv3.OpPut(podKey(p.Tenant, p.ID), string(data)))...).
+			Else(clientv3.OpGet(nk)).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("create pod: %w", err)
+		}
+		if resp.Succeeded {
+			p.Revision = resp.Header.Revision
+			return nil
+		}
 		holder := ""
 		if r := resp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
 			holder = string(r.Kvs[0].Value)
@@ -185,10 +196,13 @@ func (s *Store) CreatePod(ctx context.Context, p *types.Pod) error {
 			p.Revision = resp.Header.Revision
 			return nil
 		}
-		return &NameInUseError{Name: p.Name, ID: holder}
+		if holder != "" {
+			return &NameInUseError{Name: p.Name, ID: holder}
+		}
+		// The tenant's usage or an address claim changed meanwhile.
+		backoff(ctx, attempt)
 	}
-	p.Revision = resp.Header.Revision
-	return nil
+	return ErrConflict
 }
 
 // NameInUseError says which pod holds a name.
@@ -288,6 +302,8 @@ func (s *Store) UpdatePod(ctx context.Context, tenant, id string, fn func(*types
 		if err != nil {
 			return p, err
 		}
+		before := p
+		before.Spec.Networks = maps.Clone(p.Spec.Networks)
 		if err := fn(&p); err != nil {
 			return p, err
 		}
@@ -296,9 +312,13 @@ func (s *Store) UpdatePod(ctx context.Context, tenant, id string, fn func(*types
 			return p, err
 		}
 		k := podKey(tenant, id)
+		cmps, ops, err := s.indexOps(ctx, tenant, id, &before, &p, nil)
+		if err != nil {
+			return p, err
+		}
 		resp, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(k), "=", p.Revision)).
-			Then(clientv3.OpPut(k, string(data))).
+			If(append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", p.Revision))...).
+			Then(append(ops, clientv3.OpPut(k, string(data)))...).
 			Commit()
 		if err != nil {
 			return p, fmt.Errorf("update pod: %w", err)
@@ -346,21 +366,34 @@ func (s *Store) RenamePod(ctx context.Context, tenant, id, newName string) error
 	return ErrConflict
 }
 
-// DeletePod removes a pod, its name and its status.
+// DeletePod removes a pod, its name and its status, the addresses it
+// claimed, and what it counted in its tenant's usage (vpcclaims.go).
 func (s *Store) DeletePod(ctx context.Context, tenant, id string) error {
-	p, err := s.Pod(ctx, tenant, id)
-	if err != nil {
-		return err
+	for attempt := 0; attempt < maxGuardedAttempts; attempt++ {
+		p, err := s.Pod(ctx, tenant, id)
+		if err != nil {
+			return err
+		}
+		cmps, ops, err := s.indexOps(ctx, tenant, id, &p, nil, nil)
+		if err != nil {
+			return err
+		}
+		nk := nameKey(tenant, p.Name)
+		resp, err := s.cli.Txn(ctx).
+			If(append(cmps, clientv3.Compare(clientv3.ModRevision(podKey(tenant, id)), "=", p.Revision))...).
+			Then(append(ops, clientv3.OpDelete(podKey(tenant, id)), clientv3.OpDelete(statusKey(tenant, id)),
+				clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(nk), "=", id)}, []clientv3.Op{clientv3.OpDelete(nk)}, nil))...).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("delete pod: %w", err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		// The pod or its tenant's usage changed meanwhile.
+		backoff(ctx, attempt)
 	}
-	_, err = s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(nameKey(tenant, p.Name)), "=", id)).
-		Then(clientv3.OpDelete(podKey(tenant, id)), clientv3.OpDelete(nameKey(tenant, p.Name)), clientv3.OpDelete(statusKey(tenant, id))).
-		Else(clientv3.OpDelete(podKey(tenant, id)), clientv3.OpDelete(statusKey(tenant, id))).
-		Commit()
-	if err != nil {
-		return fmt.Errorf("delete pod: %w", err)
-	}
-	return nil
+	return ErrConflict
 }
 
 // Status reads the observed status of a pod; a pod never seen by an agent

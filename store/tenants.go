@@ -23,6 +23,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/macro-cloud/macro/net/ipam"
 	"github.com/macro-cloud/macro/types"
 )
 
@@ -276,21 +277,39 @@ func (s *Store) Namespaces(ctx context.Context, tenant string) ([]types.Namespac
 }
 
 // DeleteNamespace removes an explicitly created namespace, and its VPC
-// record (its subnets are free again; see vpc.go); ErrNotFound when there
-// is none of that name.
+// record and subnet claims (its subnets are free again; see vpc.go);
+// ErrNotFound when there is none of that name.
 func (s *Store) DeleteNamespace(ctx context.Context, tenant, name string) error {
 	if tenant == "" || name == "" {
 		return ErrNotFound
 	}
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(namespaceKey(tenant, name)), ">", 0)).
-		Then(clientv3.OpDelete(namespaceKey(tenant, name)), clientv3.OpDelete(vpcKey(tenant, name))).
-		Commit()
-	if err != nil {
-		return fmt.Errorf("delete namespace: %w", err)
+	for attempt := 0; attempt < maxGuardedAttempts; attempt++ {
+		k := vpcKey(tenant, name)
+		rec, err := s.cli.Get(ctx, k)
+		if err != nil {
+			return fmt.Errorf("delete namespace: %w", err)
+		}
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(namespaceKey(tenant, name)), ">", 0),
+			clientv3.Compare(clientv3.ModRevision(k), "=", modRev(rec))}
+		ops := []clientv3.Op{clientv3.OpDelete(namespaceKey(tenant, name)), clientv3.OpDelete(k)}
+		var n types.NamespaceNet
+		if len(rec.Kvs) > 0 && json.Unmarshal(rec.Kvs[0].Value, &n) == nil {
+			for _, ck := range []string{subnet4Key(tenant, ipam.SubnetIndex4(n.Subnet4)), subnet6Key(tenant, n.Subnet6ID)} {
+				// Only the namespace's own claim.
+				ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(ck), "=", name)}, []clientv3.Op{clientv3.OpDelete(ck)}, nil))
+			}
+		}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil {
+			return fmt.Errorf("delete namespace: %w", err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		if _, err := s.Namespace(ctx, tenant, name); err != nil {
+			return err
+		}
+		backoff(ctx, attempt)
 	}
-	if !resp.Succeeded {
-		return ErrNotFound
-	}
-	return nil
+	return ErrConflict
 }

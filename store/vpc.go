@@ -8,18 +8,20 @@ package store
 // A namespace's subnets (an IPv6 /64 of its tenant's /48, an IPv4 /24 of
 // 10.0.0.0/8) are recorded with the namespace's first pod, and a pod's
 // default IPv4 address (types.Pod.VPC) is chosen when the pod is created,
-// both inside CreatePodGuarded's transaction: it commits only if no pod
-// of the tenant and no record of its VPC changed since they were read, so
-// two API servers never give a tenant's two namespaces one /24, nor two of
-// its pods one address. A pod's address is free again once the pod is
-// gone; a namespace's subnets once the namespace is deleted (or its
-// tenant). The pod carries its subnets, so a node wires it from the pod
+// both inside CreatePodGuarded's transaction (placeVPC), against claim
+// keys (vpcclaims.go): a namespace's /24 and /64 are claimed with its
+// record, a pod's address with the pod, each created only if it does not
+// exist, so two API servers never give a tenant's two namespaces one /24,
+// nor two of its pods one address; a create reads its namespace's record
+// and the claims of its /24 alone. A pod's address is free again once the
+// pod is gone; a namespace's subnets once the namespace is deleted (or
+// its tenant). The pod carries its subnets, so a node wires it from the pod
 // alone, and keeps them wherever it is scheduled.
 //
 // Pods created before addresses were recorded have none (their node chose
-// them); their reported addresses count as taken, and their namespace's
-// first record takes the subnets they hold when no other namespace holds
-// those.
+// them); when their tenant is indexed (indexTenant) their reported
+// addresses are claimed, and their namespace's record takes the subnets
+// they hold when no other namespace holds those.
 
 import (
 	"context"
@@ -46,59 +48,6 @@ func podNamespace(p types.Pod) string {
 
 // needsVPC says whether the pod gets addresses in its VPC.
 func needsVPC(p *types.Pod) bool { return p.Spec.Network != "none" }
-
-// vpcUnchangedSince compares that no VPC record of tenant changed after rev.
-func vpcUnchangedSince(tenant string, rev int64) clientv3.Cmp {
-	return clientv3.Compare(clientv3.ModRevision(tenantPrefix("vpc", tenant)), "<", rev+1).WithPrefix()
-}
-
-// assignVPC gives p its default addresses from tp (the tenant's pods and
-// VPC records at one revision): its namespace's recorded subnets, or new
-// ones (returned, to be recorded in the same transaction), and the lowest
-// address of the /24 that no other pod of the tenant holds, as its default
-// address, an overlay address or a reported address from before records.
-func assignVPC(tp TenantPods, p *types.Pod) (*types.NamespaceNet, error) {
-	p.VPC = nil
-	ns := podNamespace(*p)
-	n, ok := tp.Nets[ns]
-	var rec *types.NamespaceNet
-	if !ok {
-		var err error
-		if n, err = chooseNamespaceNet(tp, p.Tenant, ns); err != nil {
-			return nil, err
-		}
-		rec = &n
-	}
-	taken := map[netip.Addr]bool{}
-	holds := func(q types.Pod) {
-		if q.VPC != nil {
-			taken[q.VPC.IPv4] = true
-		} else if a, err := netip.ParseAddr(tp.Statuses[q.ID].IPv4); err == nil {
-			taken[a] = true
-		}
-		for _, e := range q.Spec.Networks {
-			if a, err := netip.ParseAddr(e.IPv4Address); err == nil && e.Subnet != "" {
-				taken[a] = true
-			}
-		}
-	}
-	for _, q := range tp.Pods {
-		if q.ID != p.ID {
-			holds(q)
-		}
-	}
-	for _, e := range p.Spec.Networks { // its own overlay addresses
-		if a, err := netip.ParseAddr(e.IPv4Address); err == nil && e.Subnet != "" {
-			taken[a] = true
-		}
-	}
-	ip, err := ipam.FreeIPv4(n.Subnet4, func(a netip.Addr) bool { return taken[a] })
-	if err != nil {
-		return nil, fmt.Errorf("namespace %s: %w", ns, err)
-	}
-	p.VPC = &types.PodVPC{Subnet6ID: n.Subnet6ID, Subnet4: n.Subnet4, IPv4: ip}
-	return rec, nil
-}
 
 // chooseNamespaceNet chooses the subnets of a namespace that has no
 // record: those its pods hold (recorded on them, or reported by a node

@@ -595,11 +595,29 @@ func overlaySubnet(n types.Network) (netip.Prefix, bool) {
 	return netip.Prefix{}, false
 }
 
+// addrSet is what a choice of addresses asks of those in use: a map of
+// them (addrMap), or the claims the store keeps (store.AddrClaims, read a
+// /24 at a time as the choice goes). Held addresses are a pod's; Taken
+// ones also those freed a moment ago, which a choice of a free address
+// leaves to rest while it finds another.
+type addrSet interface {
+	Taken(netip.Addr) bool
+	Held(netip.Addr) bool
+	Take(netip.Addr)
+}
+
+// addrMap holds addresses in use, with the pod that holds each.
+type addrMap map[netip.Addr]string
+
+func (m addrMap) Taken(a netip.Addr) bool { _, ok := m[a]; return ok }
+func (m addrMap) Held(a netip.Addr) bool  { return m.Taken(a) }
+func (m addrMap) Take(a netip.Addr)       { m[a] = "" }
+
 // overlayAddresses are the overlay addresses that pods other than podID
 // hold, and every pod's default address (an overlay's subnet may be a
 // namespace's default /24).
-func overlayAddresses(pods []types.Pod, podID string) map[netip.Addr]string {
-	taken := map[netip.Addr]string{}
+func overlayAddresses(pods []types.Pod, podID string) addrMap {
+	taken := addrMap{}
 	for _, p := range pods {
 		if p.VPC != nil {
 			taken[p.VPC.IPv4] = p.ID
@@ -632,7 +650,7 @@ func hasSubnet(nets map[string]types.Network) bool {
 // (of its IP range when it has one). The subnet's first address is the
 // gateway's, as with dockerd, and never a pod's. The address is added to
 // taken.
-func assignAddress(n types.Network, ep *types.Endpoint, taken map[netip.Addr]string) error {
+func assignAddress(n types.Network, ep *types.Endpoint, taken addrSet) error {
 	sub, ok := overlaySubnet(n)
 	if !ok {
 		if ep.IPv4Address != "" {
@@ -660,18 +678,22 @@ func assignAddress(n types.Network, ep *types.Endpoint, taken map[netip.Addr]str
 		if !sub.Contains(a) {
 			return badRequest("Invalid address %s: It does not belong to any of this network's subnets", a)
 		}
-		if _, used := taken[a]; used || !usable(a) {
+		if !usable(a) || taken.Held(a) {
 			return errorf(http.StatusForbidden, "Address already in use")
 		}
 		ep.Fixed = true
-		taken[a] = ""
+		taken.Take(a)
 		return nil
 	}
-	for a := pool.Addr(); pool.Contains(a); a = a.Next() {
-		if _, used := taken[a]; !used && usable(a) {
-			ep.IPv4Address = a.String()
-			taken[a] = ""
-			return nil
+	// The lowest free address, or when there is none the lowest that
+	// rests (freed a moment ago).
+	for _, inUse := range []func(netip.Addr) bool{taken.Taken, taken.Held} {
+		for a := pool.Addr(); pool.Contains(a); a = a.Next() {
+			if usable(a) && !inUse(a) {
+				ep.IPv4Address = a.String()
+				taken.Take(a)
+				return nil
+			}
 		}
 	}
 	return errorf(http.StatusServiceUnavailable, "no available IPv4 addresses on this network's address pools: %s (%s)", n.Name, sub)
@@ -686,7 +708,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 // assignAddresses gives each of a new pod's endpoints its overlay
 // address, with taken the addresses other pods hold.
-func assignAddresses(taken map[netip.Addr]string, spec *types.PodSpec, nets map[string]types.Network) error {
+func assignAddresses(taken addrSet, spec *types.PodSpec, nets map[string]types.Network) error {
 	if len(spec.Networks) == 0 {
 		return nil
 	}

@@ -15,8 +15,8 @@ func TestAssignAddress(t *testing.T) {
 	back := types.Network{Name: "back", IPAM: []types.IPAMRange{{Subnet: "10.10.0.0/29"}}}
 	ranged := types.Network{Name: "r", IPAM: []types.IPAMRange{{Subnet: "10.20.0.0/24", IPRange: "10.20.0.128/25", Gateway: "10.20.0.254"}}}
 	plain := types.Network{Name: "plain"}
-	taken := func(addrs ...string) map[netip.Addr]string {
-		m := map[netip.Addr]string{}
+	taken := func(addrs ...string) addrMap {
+		m := addrMap{}
 		for _, a := range addrs {
 			m[netip.MustParseAddr(a)] = "other"
 		}
@@ -26,7 +26,7 @@ func TestAssignAddress(t *testing.T) {
 		name    string
 		n       types.Network
 		fixed   string
-		taken   map[netip.Addr]string
+		taken   addrMap
 		want    string
 		wantErr string
 	}{

@@ -21,10 +21,15 @@ package docker
 // behind when it does not) and again, exactly, at every start. Lowering a
 // limit below what is in use stops nothing: it refuses what would add.
 //
-// Race safety: the store's guarded writes (store.CreatePodGuarded,
-// UpdatePodGuarded) read the tenant's pods at one revision, run the check,
-// and commit only if no pod of the tenant changed since (an etcd range
-// compare), retrying otherwise. Two concurrent creates or starts cannot
+// Race safety: a create (store.CreatePodGuarded) reads the tenant's usage
+// record (its pod count, and the memory of its pods meant to run, which
+// every create, removal and change of a pod updates in the same
+// transaction), runs the check, and commits only if that record did not
+// change, retrying otherwise; only a memory check that does not fit by
+// the record reads every pod to count exactly. A start
+// (UpdatePodGuarded) reads the tenant's pods at one revision, runs the
+// check, and commits only if no pod of the tenant changed since (an etcd
+// range compare), retrying otherwise. Two concurrent creates or starts cannot
 // both pass on the same headroom, not even through two API servers. A
 // per-tenant lock in this server would not cover several servers of a
 // cell. Statuses are not compared: what the check reads of them can only
@@ -77,13 +82,13 @@ func (s *Server) tenantQuota(ctx context.Context, tenant string) (types.Quota, e
 // never take the same address.
 func (s *Server) createPod(ctx context.Context, p *types.Pod, nets map[string]types.Network) error {
 	addressed := hasSubnet(nets)
-	needPods := func(t types.Tenant) bool { return t.Quota.Pods > 0 || t.Quota.MemoryBytes > 0 || addressed }
 	asked := maps.Clone(p.Spec.Networks)
-	err := s.store.CreatePodGuarded(ctx, p, needPods, func(tp store.TenantPods) error {
+	err := s.store.CreatePodGuarded(ctx, p, func(tp store.TenantPods) error {
 		if addressed {
-			// Each attempt chooses anew from what was asked.
+			// Each attempt chooses anew from what was asked, against
+			// the claims of the /24s it looks at.
 			p.Spec.Networks = maps.Clone(asked)
-			if err := assignAddresses(overlayAddresses(tp.Pods, p.ID), &p.Spec, nets); err != nil {
+			if err := assignAddresses(tp.Claims, &p.Spec, nets); err != nil {
 				return err
 			}
 		}
@@ -116,10 +121,16 @@ func (s *Server) createPod(ctx context.Context, p *types.Pod, nets map[string]ty
 }
 
 // checkCreate is the quota arithmetic of a create: one more pod, and its
-// memory as if it started now.
+// memory as if it started now. The tenant's usage record decides (its
+// pod count is exact; its memory counts every pod meant to run, never
+// less than what is in use); only when that memory would not fit does
+// the check need every pod (store.ErrNeedPods), to count exactly.
 func checkCreate(tenant string, q types.Quota, tp store.TenantPods, p types.Pod) error {
-	if q.Pods > 0 && len(tp.Pods)+1 > q.Pods {
-		return quotaError("tenant %s may have %d pods (containers, running or not), has %d: remove one (docker rm) or ask for a larger quota", tenant, q.Pods, len(tp.Pods))
+	if q.Pods > 0 && tp.Usage.Pods+1 > q.Pods {
+		return quotaError("tenant %s may have %d pods (containers, running or not), has %d: remove one (docker rm) or ask for a larger quota", tenant, q.Pods, tp.Usage.Pods)
+	}
+	if !tp.Full && q.MemoryBytes > 0 && tp.Usage.MemoryBytes+sched.PodMemory(p.Spec) > q.MemoryBytes {
+		return store.ErrNeedPods
 	}
 	return checkMemory(tenant, q, tp, p)
 }
@@ -127,8 +138,8 @@ func checkCreate(tenant string, q types.Quota, tp store.TenantPods, p types.Pod)
 // checkMemory refuses p when the memory of the tenant's other pods that
 // hold memory and p's own exceed the quota.
 func checkMemory(tenant string, q types.Quota, tp store.TenantPods, p types.Pod) error {
-	if q.MemoryBytes == 0 {
-		return nil
+	if q.MemoryBytes == 0 || !tp.Full {
+		return nil // !Full: checkCreate found room by the usage record
 	}
 	used := memoryInUse(tp, p.ID)
 	need := sched.PodMemory(p.Spec)

@@ -2,9 +2,12 @@ package docker
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/macro-cloud/macro/sched"
 	"github.com/macro-cloud/macro/store"
 	"github.com/macro-cloud/macro/types"
 )
@@ -21,13 +24,22 @@ func qpod(id string, mem int64, desired types.PodPhase, run int, policy string, 
 }
 
 func tenantPods(pods ...any) store.TenantPods {
-	tp := store.TenantPods{Statuses: map[string]types.PodStatus{}}
+	tp := store.TenantPods{Statuses: map[string]types.PodStatus{}, Full: true}
 	for i := 0; i < len(pods); i += 2 {
 		p := pods[i].(types.Pod)
 		tp.Pods = append(tp.Pods, p)
 		tp.Statuses[p.ID] = pods[i+1].(types.PodStatus)
+		tp.Usage.Pods++
+		if types.MeantToRun(p) {
+			tp.Usage.MemoryBytes += sched.PodMemory(p.Spec)
+		}
 	}
 	return tp
+}
+
+// byUsage is tp as a create first sees it: the usage record alone.
+func byUsage(tp store.TenantPods) store.TenantPods {
+	return store.TenantPods{Usage: tp.Usage}
 }
 
 func TestHoldsMemory(t *testing.T) {
@@ -119,6 +131,18 @@ func TestQuotaArithmetic(t *testing.T) {
 			before, _ := qpod("run", 128*mib, R, 1, "no", R, 1)
 			tp := tenantPods(before, types.PodStatus{ID: "run", Phase: E, Run: 1})
 			return checkStart("t", q, tp, before, before)
+		}},
+		{"by the usage record: pods full", types.Quota{Pods: 4}, "tenant t may have 4 pods (containers, running or not), has 4", func(q types.Quota) error {
+			return checkCreate("t", q, byUsage(tp), newPod(0))
+		}},
+		{"by the usage record: memory fits", types.Quota{MemoryBytes: 512 * mib}, "", func(q types.Quota) error {
+			return checkCreate("t", q, byUsage(tp), newPod(128*mib))
+		}},
+		{"by the usage record: memory does not fit, every pod needed", types.Quota{MemoryBytes: 512*mib - 1}, "", func(q types.Quota) error {
+			if err := checkCreate("t", q, byUsage(tp), newPod(128*mib)); !errors.Is(err, store.ErrNeedPods) {
+				return fmt.Errorf("want store.ErrNeedPods, got %v", err)
+			}
+			return nil
 		}},
 		{"stop is never refused", types.Quota{MemoryBytes: 1}, "", func(q types.Quota) error {
 			after := running

@@ -458,13 +458,15 @@ func (s *Server) prepareCreate(r *http.Request, spec *types.PodSpec, podID strin
 		nets[name] = n
 	}
 	if hasSubnet(nets) {
-		pods, err := s.store.Pods(r.Context(), tenant)
-		if err != nil {
-			return nil, err
-		}
+		// A trial against the claimed addresses, for dockerd's errors
+		// before anything is pulled; the create chooses again.
+		claims := s.store.AddrClaims(r.Context(), tenant)
 		trial := *spec
 		trial.Networks = maps.Clone(spec.Networks)
-		if err := assignAddresses(overlayAddresses(pods, podID), &trial, nets); err != nil {
+		if err := assignAddresses(claims, &trial, nets); err != nil {
+			return nil, err
+		}
+		if err := claims.Err(); err != nil {
 			return nil, err
 		}
 	}

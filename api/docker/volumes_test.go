@@ -318,7 +318,7 @@ func FuzzNetworkCreate(f *testing.F) {
 		}
 		// The overlay's addresses: never a panic, always in the subnet.
 		ep := types.Endpoint{}
-		if err := assignAddress(n, &ep, map[netip.Addr]string{}); err == nil && ep.IPv4Address != "" {
+		if err := assignAddress(n, &ep, addrMap{}); err == nil && ep.IPv4Address != "" {
 			if sub, _ := overlaySubnet(n); !sub.Contains(netip.MustParseAddr(ep.IPv4Address)) {
 				t.Fatalf("%s: address %s outside %s", body, ep.IPv4Address, sub)
 			}
