@@ -252,7 +252,8 @@ func (s *spooled) Close() error {
 // write-back's in an unlinked file in dir).
 func isWrite(r *http.Request, dir string) (bool, *spooled, error) {
 	switch op := path.Base(r.URL.Path); {
-	case op == "data" && r.Method == http.MethodPut:
+	case op == "data" && r.Method == http.MethodPut,
+		op == volfs.OpWrite && r.Method == http.MethodPost: // a ranged write-back (volfs write batch)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return false, nil, err
 		}

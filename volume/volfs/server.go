@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"strconv"
@@ -29,8 +30,9 @@ const AttrHeader = "X-Volfs-Attr"
 
 // Handler serves the files of the directory dir returns (a volume's root
 // on its primary node): POST .../op takes a Request and answers a Reply,
-// GET .../data?path=P sends a file's contents, PUT .../data?path=P
-// replaces them. Only the last element of the URL's path is read, so the
+// GET .../data?path=P sends a file's contents (with &off=O&len=N, at most
+// N bytes from offset O), PUT .../data?path=P replaces them, POST
+// .../write?path=P applies a write batch (ranges.go). Only the last element of the URL's path is read, so the
 // handler can sit under any prefix. Every path is resolved through
 // os.Root: nothing leads outside the directory.
 func Handler(dir func(ctx context.Context) (string, error)) http.Handler {
@@ -54,8 +56,12 @@ func Handler(dir func(ctx context.Context) (string, error)) http.Handler {
 				return
 			}
 			writeReply(w, durable(root, q, serveOp(root, q)))
+		case op == "data" && r.Method == http.MethodGet && r.URL.Query().Has("off"):
+			getRange(w, root, r.URL.Query())
 		case op == "data" && r.Method == http.MethodGet:
 			getData(w, root, r.URL.Query().Get("path"))
+		case op == OpWrite && r.Method == http.MethodPost:
+			writeRanges(w, r, root)
 		case op == "data" && r.Method == http.MethodPut:
 			putData(w, r, root)
 		default:
@@ -401,6 +407,125 @@ func putData(w http.ResponseWriter, r *http.Request, root *os.Root) {
 			writeErrno(w, err)
 			return
 		}
+	}
+	writeReply(w, lstat(root, p))
+}
+
+// OpWrite is the last element of the URL of a ranged write (a write
+// batch): POST .../write?path=P.
+const OpWrite = "write"
+
+// openRegular opens the regular file at p; flag is O_RDONLY or O_WRONLY
+// (never blocking on a FIFO: the type is checked first, and O_NONBLOCK
+// covers a swap in between).
+func openRegular(root *os.Root, p string, flag int) (*os.File, error) {
+	if err := CheckPath(p); err != nil || p == "" {
+		return nil, ErrBadPath
+	}
+	fi, err := root.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		if fi.IsDir() {
+			return nil, syscall.EISDIR
+		}
+		return nil, syscall.EINVAL
+	}
+	f, err := root.OpenFile(p, flag|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = syscall.EINVAL
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// getRange sends at most len bytes of a file from off (fewer at its end),
+// with the file's attributes.
+func getRange(w http.ResponseWriter, root *os.Root, qv url.Values) {
+	off, err1 := strconv.ParseInt(qv.Get("off"), 10, 64)
+	n, err2 := strconv.ParseInt(qv.Get("len"), 10, 64)
+	if err1 != nil || err2 != nil || off < 0 || off > MaxFileSize || n <= 0 || n > MaxRead {
+		http.Error(w, "volfs: bad range", http.StatusBadRequest)
+		return
+	}
+	f, err := openRegular(root, qv.Get("path"), os.O_RDONLY)
+	if errors.Is(err, ErrBadPath) {
+		http.Error(w, "volfs: bad path", http.StatusBadRequest)
+		return
+	}
+	if err != nil {
+		writeErrno(w, err)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		writeErrno(w, err)
+		return
+	}
+	buf := make([]byte, min(n, max(fi.Size()-off, 0)))
+	got, err := f.ReadAt(buf, off)
+	if err != nil && err != io.EOF {
+		writeErrno(w, err)
+		return
+	}
+	b, _ := json.Marshal(attrOf(fi))
+	w.Header().Set(AttrHeader, string(b))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(got))
+	w.Write(buf[:got])
+}
+
+// writeRanges applies a write batch to an existing regular file and
+// answers its attributes; with BatchSync, once the file is on disk.
+func writeRanges(w http.ResponseWriter, r *http.Request, root *os.Root) {
+	p := r.URL.Query().Get("path")
+	if err := CheckPath(p); err != nil || p == "" {
+		http.Error(w, "volfs: bad path", http.StatusBadRequest)
+		return
+	}
+	bt, err := DecodeBatch(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f, err := openRegular(root, p, os.O_WRONLY)
+	if err != nil {
+		writeErrno(w, err)
+		return
+	}
+	err = func() error {
+		if bt.Trunc >= 0 {
+			if err := f.Truncate(bt.Trunc); err != nil {
+				return err
+			}
+		}
+		for _, fr := range bt.Frames {
+			if _, err := f.WriteAt(fr.Data, fr.Off); err != nil {
+				return err
+			}
+		}
+		if bt.Size >= 0 {
+			if err := f.Truncate(bt.Size); err != nil {
+				return err
+			}
+		}
+		if bt.Flags&BatchSync != 0 {
+			return fsync(f)
+		}
+		return nil
+	}()
+	f.Close()
+	if err != nil {
+		writeErrno(w, err)
+		return
 	}
 	writeReply(w, lstat(root, p))
 }
