@@ -89,6 +89,9 @@ type fsys struct {
 	statfsAt time.Time
 
 	stats *Stats
+
+	kept      []kept // closed files' copies, oldest first
+	keptBytes int64
 }
 
 // free is the volume's free space, asked at most once a second (each
@@ -251,7 +254,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 
 func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.mu.Lock()
-	if c := n.cache; c != nil {
+	if c := n.cache; c != nil && c.refs > 0 {
 		// While open here, the file this node sees is its local copy
 		// with the attributes the open found (close-to-open).
 		a := c.attr
@@ -307,7 +310,7 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 	if sz, ok := in.GetSize(); ok {
 		n.mu.Lock()
 		c := n.cache
-		if c != nil {
+		if c != nil && c.refs > 0 {
 			// Open here: the size changes in the local copy and goes
 			// to the primary with the contents at close.
 			if int64(sz) > c.limit {
@@ -493,7 +496,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 func (n *node) openPath(ctx context.Context, p string, flags uint32, known *Attr) (fs.FileHandle, uint32, syscall.Errno) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cache == nil {
+	if c := n.cache; c == nil || c.refs == 0 {
 		if known == nil {
 			rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
 			if e != 0 {
@@ -501,6 +504,15 @@ func (n *node) openPath(ctx context.Context, p string, flags uint32, known *Attr
 			}
 			known = rep.Attr
 		}
+		if c != nil && sameFile(c.attr, *known) {
+			// Kept from an earlier open, and the primary's file is
+			// as this node left it: its ranges are still valid.
+			c.limit, c.seqEnd, c.ra = math.MaxInt64, 0, 0
+		} else {
+			n.dropIfUnused()
+		}
+	}
+	if n.cache == nil {
 		if known.Mode&unix.S_IFMT == unix.S_IFDIR {
 			return nil, 0, syscall.EISDIR
 		}
@@ -566,6 +578,11 @@ var (
 	// past it they are dropped (holes punched), to be fetched again if
 	// read: a file larger than the node's disk can be read and written.
 	keepClean int64 = 256 << 20
+	// keepClosed bounds the bytes of the copies of closed files kept
+	// for their next open (one file's copy is kept if it holds at most
+	// a quarter of it); maxClosed their number.
+	keepClosed int64 = 256 << 20
+	maxClosed        = 64
 )
 
 // truncate sets the local copy's size (n.mu held): the write-back first
@@ -817,13 +834,69 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	// failed close already told the writer.
 	e := h.flush(context.Background())
 	h.n.mu.Lock()
-	defer h.n.mu.Unlock()
 	h.c.refs--
+	keep := false
 	if h.c.refs == 0 {
-		h.c.f.Close()
-		if h.n.cache == h.c {
-			h.n.cache = nil
+		if h.n.cache == h.c && len(h.c.dirty) == 0 && !h.c.setSize && h.c.present.total() <= keepClosed/4 {
+			keep = true
+		} else {
+			h.c.f.Close()
+			if h.n.cache == h.c {
+				h.n.cache = nil
+			}
 		}
 	}
+	var bytes int64
+	if keep {
+		bytes = h.c.present.total()
+	}
+	h.n.mu.Unlock()
+	if keep {
+		h.n.fsys.keep(h.n, h.c, bytes)
+	}
 	return e
+}
+
+// sameFile tells whether a file's attributes are those it had: the cache
+// of a closed file stays valid while they are (close-to-open: each open
+// asks the primary).
+func sameFile(was, now Attr) bool {
+	settled := was.At != 0 && was.Ctime < was.At-int64(settle) && was.Mtime < was.At-int64(settle)
+	return settled && was.Ino == now.Ino && was.Size == now.Size && was.Mtime == now.Mtime && was.Ctime == now.Ctime
+}
+
+// settle is more than a kernel's clock tick: a change after the
+// primary read a file's attributes gives it a later timestamp than one
+// that old.
+const settle = 50 * time.Millisecond
+
+// kept is the local copy of a closed file, kept for its next open.
+type kept struct {
+	n     *node
+	c     *cached
+	bytes int64
+}
+
+// keep keeps the local copy c of a closed file for its next open; the
+// oldest kept copies go when they hold more than keepClosed bytes or are
+// more than maxClosed. Called without n.mu.
+func (f *fsys) keep(n *node, c *cached, bytes int64) {
+	f.mu.Lock()
+	f.kept = slices.DeleteFunc(f.kept, func(k kept) bool { return k.c == c })
+	f.kept = append(f.kept, kept{n, c, bytes})
+	f.keptBytes += bytes
+	var evict []kept
+	for len(f.kept) > maxClosed || f.keptBytes > keepClosed {
+		evict = append(evict, f.kept[0])
+		f.keptBytes -= f.kept[0].bytes
+		f.kept = f.kept[1:]
+	}
+	f.mu.Unlock()
+	for _, k := range evict {
+		k.n.mu.Lock()
+		if k.n.cache == k.c && k.c.refs == 0 {
+			k.n.dropIfUnused()
+		}
+		k.n.mu.Unlock()
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -446,4 +447,25 @@ func TestFUSERangedParallelFiles(t *testing.T) {
 	if err := f.Close(); !errors.Is(err, syscall.ENOENT) {
 		t.Fatalf("close after a remote unlink: %v", err)
 	}
+}
+
+// A closed file's copy serves its next open while the primary's file is
+// unchanged; a change of the same size on the primary is seen.
+func TestFUSEKeptCache(t *testing.T) {
+	primary, b, _, sb, _ := mountStats(t)
+	pf := filepath.Join(primary, "f")
+	os.WriteFile(pf, randBytes(1<<20), 0o644)
+	// Timestamps are as coarse as the kernel's tick: the mount trusts
+	// only attributes that were older than settle when it read them.
+	time.Sleep(2 * settle)
+	want, _ := os.ReadFile(pf)
+	mustEqualFile(t, filepath.Join(b, "f"), want)
+	fetched := sb.Fetched.Load()
+	mustEqualFile(t, filepath.Join(b, "f"), want)
+	if got := sb.Fetched.Load(); got != fetched {
+		t.Fatalf("the second open fetched %d bytes again", got-fetched)
+	}
+	want = randBytes(1 << 20)
+	os.WriteFile(pf, want, 0o644)
+	mustEqualFile(t, filepath.Join(b, "f"), want)
 }

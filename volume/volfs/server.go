@@ -105,11 +105,14 @@ func attrOf(fi fs.FileInfo) *Attr {
 }
 
 func lstat(root *os.Root, p string) Reply {
+	now := time.Now().UnixNano()
 	fi, err := root.Lstat(rootPath(p))
 	if err != nil {
 		return fail(err)
 	}
-	return Reply{Attr: attrOf(fi)}
+	a := attrOf(fi)
+	a.At = now
+	return Reply{Attr: a}
 }
 
 // rootPath is p as os.Root names it ("." for the root).

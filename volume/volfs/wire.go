@@ -90,6 +90,11 @@ type Attr struct {
 	Mtime  int64  `json:"mtime"`
 	Ctime  int64  `json:"ctime"`
 	Rdev   uint64 `json:"rdev,omitempty"`
+	// At is the primary's clock when it read them (ns since the epoch):
+	// a mount trusts the cache of a file whose attributes did not change
+	// only if they were older than a clock tick then (timestamps are as
+	// coarse as the kernel's tick).
+	At int64 `json:"at,omitempty"`
 }
 
 // Entry is one name of a directory.
