@@ -135,12 +135,13 @@ type cached struct {
 	// primary; past it (a truncation here cut the primary's bytes off)
 	// it reads as zeros.
 	rlim    int64
-	present spans // ranges the copy holds
-	dirty   spans // ranges written here and not yet written back
-	trunc   int64 // the smallest size set here since the last write-back; -1: none
-	setSize bool  // the size was set here (truncate): the write-back sets it
-	seqEnd  int64 // where the last read ended (read-ahead)
-	ra      int64 // read-ahead window
+	present spans     // ranges the copy holds
+	dirty   spans     // ranges written here and not yet written back
+	trunc   int64     // the smallest size set here since the last write-back; -1: none
+	setSize bool      // the size was set here (truncate): the write-back sets it
+	seqEnd  int64     // where the last read ended (read-ahead)
+	pf      *prefetch // the read-ahead in flight
+	ra      int64     // read-ahead window
 }
 
 var (
@@ -637,11 +638,30 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		c.ra = 0
 	}
 	c.seqEnd = end
-	if len(c.present.missing(off, end)) > 0 {
+	for {
+		miss := c.present.missing(off, end)
+		if len(miss) == 0 {
+			break
+		}
+		if pf := c.pf; pf != nil && pf.off <= miss[0].off && miss[0].off < pf.end {
+			// Being fetched ahead: wait for it.
+			h.n.mu.Unlock()
+			<-pf.done
+			h.n.mu.Lock()
+			continue
+		}
 		from := off &^ (fetchBlock - 1)
 		to := min((max(end, off+c.ra)+fetchBlock-1)&^(fetchBlock-1), c.size)
 		if e := h.n.fetch(ctx, c, from, to); e != 0 {
 			return nil, e
+		}
+		break
+	}
+	if c.ra > 0 && c.pf == nil {
+		// A sequential reader: the next window comes while it reads
+		// this one.
+		if ahead := c.present.missing(end, min(end+c.ra, c.size, c.rlim)); len(ahead) > 0 {
+			h.n.readAhead(c, ahead[0].off&^(fetchBlock-1), min(ahead[0].off+c.ra, c.size, c.rlim))
 		}
 	}
 	n, err := c.f.ReadAt(dest[:end-off], off)
@@ -649,6 +669,46 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		return nil, toErrno(err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// prefetch is a range being fetched in the background.
+type prefetch struct {
+	off, end int64
+	done     chan struct{}
+}
+
+// readAhead fetches [off, end) in the background (n.mu held); what
+// arrives fills only the ranges the local copy still lacks then (a write
+// meanwhile wins).
+func (n *node) readAhead(c *cached, off, end int64) {
+	p, ok := n.path()
+	if !ok || off >= end || end-off > MaxRead {
+		return
+	}
+	pf := &prefetch{off: off, end: end, done: make(chan struct{})}
+	c.pf = pf
+	go func() {
+		defer close(pf.done)
+		buf := make([]byte, end-off)
+		got, _, err := n.fsys.c.ReadAt(context.Background(), p, buf, off)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if c.pf == pf {
+			c.pf = nil
+		}
+		if err != nil || n.cache != c {
+			return
+		}
+		clear(buf[got:])
+		for _, m := range c.present.missing(off, min(end, c.size, c.rlim)) {
+			if _, err := c.f.WriteAt(buf[m.off-off:m.end-off], m.off); err != nil {
+				return
+			}
+			c.present = c.present.add(m.off, m.end)
+			n.fsys.stats.Fetched.Add(m.end - m.off)
+		}
+		c.dropClean(c.seqEnd&^(fetchBlock-1), end)
+	}()
 }
 
 // fetch brings the ranges of [off, end) that the local copy lacks from the
