@@ -134,14 +134,15 @@ type cached struct {
 	// rlim: below it, a range the copy lacks is fetched from the
 	// primary; past it (a truncation here cut the primary's bytes off)
 	// it reads as zeros.
-	rlim    int64
-	present spans     // ranges the copy holds
-	dirty   spans     // ranges written here and not yet written back
-	trunc   int64     // the smallest size set here since the last write-back; -1: none
-	setSize bool      // the size was set here (truncate): the write-back sets it
-	seqEnd  int64     // where the last read ended (read-ahead)
-	pf      *prefetch // the read-ahead in flight
-	ra      int64     // read-ahead window
+	rlim       int64
+	present    spans       // ranges the copy holds
+	dirty      spans       // ranges written here and not yet written back
+	dirtyBytes int64       // dirty's total
+	trunc      int64       // the smallest size set here since the last write-back; -1: none
+	setSize    bool        // the size was set here (truncate): the write-back sets it
+	seqEnd     int64       // where the last read ended (read-ahead)
+	pfs        []*prefetch // the read-aheads in flight
+	ra         int64       // read-ahead window
 }
 
 var (
@@ -569,8 +570,10 @@ const (
 	// the last one.
 	raMin = 256 << 10
 	raMax = 8 << 20
-	// pipeline is how many batches of a write-back are in flight at once.
-	pipeline = 4
+	// pipeline is how many batches of a write-back are in flight at once;
+	// readAheads how many read-ahead windows.
+	pipeline   = 4
+	readAheads = 2
 )
 
 // Variables for tests.
@@ -598,6 +601,7 @@ func (c *cached) truncate(sz int64) error {
 	}
 	if sz < c.size {
 		c.dirty = c.dirty.remove(sz, math.MaxInt64)
+		c.dirtyBytes = c.dirty.total()
 		c.present = c.present.remove(sz, math.MaxInt64)
 		c.rlim = min(c.rlim, sz)
 		if c.trunc < 0 || sz < c.trunc {
@@ -643,10 +647,11 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		if len(miss) == 0 {
 			break
 		}
-		if pf := c.pf; pf != nil && pf.off <= miss[0].off && miss[0].off < pf.end {
+		if i := slices.IndexFunc(c.pfs, func(pf *prefetch) bool { return pf.off <= miss[0].off && miss[0].off < pf.end }); i >= 0 {
 			// Being fetched ahead: wait for it.
+			done := c.pfs[i].done
 			h.n.mu.Unlock()
-			<-pf.done
+			<-done
 			h.n.mu.Lock()
 			continue
 		}
@@ -657,11 +662,24 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		}
 		break
 	}
-	if c.ra > 0 && c.pf == nil {
-		// A sequential reader: the next window comes while it reads
-		// this one.
-		if ahead := c.present.missing(end, min(end+c.ra, c.size, c.rlim)); len(ahead) > 0 {
-			h.n.readAhead(c, ahead[0].off&^(fetchBlock-1), min(ahead[0].off+c.ra, c.size, c.rlim))
+	// A sequential reader: the next windows come while it reads this
+	// one, readAheads of them in flight.
+	for c.ra > 0 && len(c.pfs) < readAheads {
+		from := end
+		if k := len(c.pfs); k > 0 {
+			from = max(from, c.pfs[k-1].end)
+		}
+		ahead := c.present.missing(from, min(end+readAheads*c.ra, c.size, c.rlim))
+		if len(ahead) == 0 {
+			break
+		}
+		s := ahead[0].off &^ (fetchBlock - 1)
+		if k := len(c.pfs); k > 0 {
+			s = max(s, c.pfs[k-1].end)
+		}
+		e := min(s+c.ra, c.size, c.rlim)
+		if s >= e || !h.n.readAhead(c, s, e) {
+			break
 		}
 	}
 	n, err := c.f.ReadAt(dest[:end-off], off)
@@ -680,22 +698,20 @@ type prefetch struct {
 // readAhead fetches [off, end) in the background (n.mu held); what
 // arrives fills only the ranges the local copy still lacks then (a write
 // meanwhile wins).
-func (n *node) readAhead(c *cached, off, end int64) {
+func (n *node) readAhead(c *cached, off, end int64) bool {
 	p, ok := n.path()
 	if !ok || off >= end || end-off > MaxRead {
-		return
+		return false
 	}
 	pf := &prefetch{off: off, end: end, done: make(chan struct{})}
-	c.pf = pf
+	c.pfs = append(c.pfs, pf)
 	go func() {
 		defer close(pf.done)
 		buf := make([]byte, end-off)
 		got, _, err := n.fsys.c.ReadAt(context.Background(), p, buf, off)
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		if c.pf == pf {
-			c.pf = nil
-		}
+		c.pfs = slices.DeleteFunc(c.pfs, func(x *prefetch) bool { return x == pf })
 		if err != nil || n.cache != c {
 			return
 		}
@@ -709,6 +725,7 @@ func (n *node) readAhead(c *cached, off, end int64) {
 		}
 		c.dropClean(c.seqEnd&^(fetchBlock-1), end)
 	}()
+	return true
 }
 
 // fetch brings the ranges of [off, end) that the local copy lacks from the
@@ -782,6 +799,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	}
 	n, err := c.f.WriteAt(data, off)
 	if n > 0 {
+		c.dirtyBytes += c.dirty.missing(off, off+int64(n)).total()
 		c.dirty = c.dirty.add(off, off+int64(n))
 		c.present = c.present.add(off, off+int64(n))
 		c.size = max(c.size, off+int64(n))
@@ -789,7 +807,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	if err != nil {
 		return uint32(n), toErrno(err)
 	}
-	if c.dirty.total() >= flushAt {
+	if c.dirtyBytes >= flushAt {
 		if e := h.n.writeBack(ctx, c, 0); e != 0 {
 			return uint32(n), e
 		}
@@ -810,7 +828,7 @@ func (n *node) writeBack(ctx context.Context, c *cached, flags uint32) syscall.E
 	if !ok {
 		// Unlinked while open: its contents go with it, as on a
 		// local filesystem.
-		c.dirty, c.trunc, c.setSize = nil, -1, false
+		c.dirty, c.dirtyBytes, c.trunc, c.setSize = nil, 0, -1, false
 		return 0
 	}
 	var batches [][]span
@@ -875,7 +893,7 @@ func (n *node) writeBack(ctx context.Context, c *cached, flags uint32) syscall.E
 		return toErrno(err)
 	}
 	c.attr = a
-	c.dirty, c.trunc, c.setSize = nil, -1, false
+	c.dirty, c.dirtyBytes, c.trunc, c.setSize = nil, 0, -1, false
 	c.rlim = c.size
 	c.dropClean(0, 0)
 	return 0

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 )
 
 // Ranged I/O. A mount fetches only the byte ranges a reader asks for
@@ -203,10 +204,7 @@ func (s spans) add(off, end int64) spans {
 	if off >= end {
 		return s
 	}
-	i := 0
-	for i < len(s) && s[i].end < off {
-		i++
-	}
+	i := sort.Search(len(s), func(i int) bool { return s[i].end >= off })
 	j := i
 	for j < len(s) && s[j].off <= end {
 		off, end = min(off, s[j].off), max(end, s[j].end)
@@ -239,10 +237,7 @@ func (s spans) remove(off, end int64) spans {
 // missing are the parts of [off, end) not in s.
 func (s spans) missing(off, end int64) spans {
 	var out spans
-	for _, x := range s {
-		if x.end <= off {
-			continue
-		}
+	for _, x := range s[sort.Search(len(s), func(i int) bool { return s[i].end > off }):] {
 		if x.off >= end {
 			break
 		}
