@@ -142,7 +142,10 @@ type cached struct {
 	setSize    bool        // the size was set here (truncate): the write-back sets it
 	seqEnd     int64       // where the last read ended (read-ahead)
 	pfs        []*prefetch // the read-aheads in flight
-	ra         int64       // read-ahead window
+	// pinned: the file was unlinked here while open; its clean
+	// ranges are never dropped (they cannot be fetched again).
+	pinned bool
+	ra     int64 // read-ahead window
 }
 
 var (
@@ -393,8 +396,45 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if e != 0 {
 		return e
 	}
+	if ch := n.GetChild(name); ch != nil {
+		if cn, ok := ch.Operations().(*node); ok {
+			if e := cn.fetchAllIfOpen(ctx); e != 0 {
+				return e
+			}
+		}
+	}
 	_, e = n.op(ctx, Request{Op: OpUnlink, Path: p})
 	return e
+}
+
+// fetchAllIfOpen fetches what the local copy of a file open here lacks
+// before the file is unlinked: its handles keep reading it afterwards, as
+// on a local filesystem, when the primary no longer has it by name. (A
+// file unlinked by another node while open here is gone for the ranges
+// not read yet: ESTALE, as NFS's.)
+func (n *node) fetchAllIfOpen(ctx context.Context) syscall.Errno {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := n.cache
+	if c == nil || c.refs == 0 || n.Inode.StableAttr().Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0
+	}
+	// Its clean ranges can no longer be fetched again: keep them.
+	c.pinned = true
+	return n.fetchAll(ctx, c)
+}
+
+// fetchAll fetches every range of the file the local copy lacks (n.mu
+// held), in MaxRead pieces.
+func (n *node) fetchAll(ctx context.Context, c *cached) syscall.Errno {
+	for _, m := range c.present.missing(0, c.size) {
+		for o := m.off; o < m.end; o += MaxRead {
+			if e := n.fetch(ctx, c, o, min(o+MaxRead, m.end)); e != 0 {
+				return e
+			}
+		}
+	}
+	return 0
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
@@ -767,7 +807,7 @@ func (n *node) fetch(ctx context.Context, c *cached, off, end int64) syscall.Err
 // dropClean punches out the clean ranges of the local copy, but for
 // [keepOff, keepEnd), once they exceed keepClean (n.mu held).
 func (c *cached) dropClean(keepOff, keepEnd int64) {
-	if c.present.total()-c.dirty.total() <= keepClean {
+	if c.pinned || c.present.total()-c.dirty.total() <= keepClean {
 		return
 	}
 	keep := slices.Clone(c.dirty)
