@@ -146,6 +146,11 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 		rec := httptest.NewRecorder()
 		local.ServeHTTP(rec, withBody(r, body.reader()))
 		if !applied(rec) || !rt.Replicated() {
+			if rec.Header().Get(volfs.HeaderPartial) != "" && rt.Replicated() {
+				// volfsrange: a ranged write that failed halfway
+				// changed this copy alone.
+				a.partialWrite(tenant, name, rt)
+			}
 			copyRecorded(w, rec)
 			return
 		}
@@ -193,6 +198,17 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 		}
 		copyRecorded(w, rec)
 	})
+}
+
+// partialWrite (volfsrange) marks the replicas in sync stale after a
+// ranged write that changed the primary's copy and then failed (a full
+// volume halfway through a write batch): it was not sent to them, so their
+// copies differ; they catch up from this one (volcatchup.go).
+func (a *Agent) partialWrite(tenant, name string, rt volfs.Route) {
+	for _, rep := range rt.InSync {
+		err := a.setReplicaState(tenant, name, rep, volume.ReplicaStale, rt.Epoch)
+		a.log.Warn("volume write failed halfway on the primary: replica marked stale", "volume", name, "replica", rep, "err", err)
+	}
 }
 
 // resendUnderNewEpoch handles the replicas that refused a write because

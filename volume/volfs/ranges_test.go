@@ -469,3 +469,59 @@ func TestFUSEKeptCache(t *testing.T) {
 	os.WriteFile(pf, want, 0o644)
 	mustEqualFile(t, filepath.Join(b, "f"), want)
 }
+
+// A batch that fails changes nothing when it only grew the file or
+// filled its holes (here: a frame past the filesystem's largest file);
+// one that failed after it overwrote bytes would say so (HeaderPartial:
+// the primary marks its replicas stale).
+func TestWriteBatchPartial(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("abc"), 0o644)
+	h := Handler(func(context.Context) (string, error) { return dir, nil })
+	send := func(frames []span) *httptest.ResponseRecorder {
+		src := bytes.NewReader(make([]byte, 8))
+		b, _ := io.ReadAll(newBatchReader(&offsetReader{src}, BatchSync, -1, -1, frames))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/write?path=f", bytes.NewReader(b)))
+		return rec
+	}
+	if rec := send([]span{{0, 1}}); rec.Code != http.StatusOK || rec.Header().Get(HeaderPartial) != "" {
+		t.Fatalf("a good batch: %d %q", rec.Code, rec.Body)
+	}
+	if rec := send([]span{{MaxFileSize - 1, MaxFileSize}}); rec.Code == http.StatusOK {
+		t.Skipf("this filesystem takes a byte at %d", MaxFileSize-1)
+	} else if rec.Header().Get(HeaderPartial) != "" {
+		t.Fatalf("a batch that changed nothing is marked partial")
+	}
+	// What a batch fills past the end is allocated before any byte is
+	// written: one that cannot grow the file changes nothing.
+	os.WriteFile(filepath.Join(dir, "f"), []byte("abc"), 0o644)
+	if rec := send([]span{{0, 1}, {MaxFileSize - 1, MaxFileSize}}); rec.Code != http.StatusConflict || rec.Header().Get(HeaderPartial) != "" {
+		t.Fatalf("a batch that cannot grow the file: %d, partial %q", rec.Code, rec.Header().Get(HeaderPartial))
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "f")); string(got) != "abc" {
+		t.Fatalf("after a refused batch the file has %q", got)
+	}
+	// Failed while it only grew the file: undone, not partial.
+	if rec := send([]span{{3, 5}, {MaxFileSize - 1, MaxFileSize}}); rec.Code != http.StatusConflict || rec.Header().Get(HeaderPartial) != "" {
+		t.Fatalf("a batch that failed while growing the file: %d, partial %q", rec.Code, rec.Header().Get(HeaderPartial))
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "f")); len(got) != 3 {
+		t.Fatalf("after an undone batch the file has %d bytes, want 3", len(got))
+	}
+	// Or while it filled a hole.
+	os.Truncate(filepath.Join(dir, "f"), 1<<20)
+	if rec := send([]span{{512 << 10, 512<<10 + 4}, {MaxFileSize - 1, MaxFileSize}}); rec.Code != http.StatusConflict || rec.Header().Get(HeaderPartial) != "" {
+		t.Fatalf("a batch that failed while filling a hole: %d, partial %q", rec.Code, rec.Header().Get(HeaderPartial))
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "f")); len(got) != 1<<20 || !bytes.Equal(got[3:], make([]byte, 1<<20-3)) {
+		t.Fatalf("after an undone batch the file has %d bytes, or not its zeros", len(got))
+	}
+}
+
+// offsetReader reads src at any offset modulo its size (frames far out).
+type offsetReader struct{ src *bytes.Reader }
+
+func (o *offsetReader) ReadAt(p []byte, off int64) (int, error) {
+	return o.src.ReadAt(p, off%o.src.Size())
+}

@@ -504,31 +504,104 @@ func writeRanges(w http.ResponseWriter, r *http.Request, root *os.Root) {
 		writeErrno(w, err)
 		return
 	}
+	// changed: the batch changed the file before it failed; inPlace:
+	// it wrote over bytes the file had. Writes past its end and into its
+	// holes (write batches of one write-back are applied in any order)
+	// are undone by a truncation and punched holes.
+	changed, inPlace := false, false
+	var holes []span
+	var origSize int64
+	if fi, err := f.Stat(); err == nil {
+		origSize = fi.Size()
+	} else {
+		inPlace = true
+	}
 	err = func() error {
 		if bt.Trunc >= 0 {
 			if err := f.Truncate(bt.Trunc); err != nil {
 				return err
 			}
+			// Cutting bytes off cannot be undone; growing can.
+			changed, inPlace = true, inPlace || bt.Trunc < origSize
+		}
+		// What the frames fill (holes, past the end) is allocated
+		// first: a full volume fails the batch before it changes a
+		// byte (on btrfs, even a truncation can fail then).
+		var fill []span
+		for _, fr := range bt.Frames {
+			end := fr.Off + int64(len(fr.Data))
+			if e := min(end, origSize); fr.Off < e && !inPlace {
+				if isHole(f, fr.Off, e) {
+					holes = append(holes, span{fr.Off, e})
+					fill = append(fill, span{fr.Off, e})
+				} else {
+					inPlace = true
+				}
+			}
+			if end > origSize {
+				fill = append(fill, span{max(fr.Off, origSize), end})
+			}
+		}
+		for _, r := range fill {
+			if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, r.off, r.end-r.off); err != nil && err != unix.EOPNOTSUPP {
+				return err
+			}
 		}
 		for _, fr := range bt.Frames {
-			if _, err := f.WriteAt(fr.Data, fr.Off); err != nil {
+			n, err := f.WriteAt(fr.Data, fr.Off)
+			changed = changed || n > 0
+			if err != nil {
 				return err
 			}
 		}
 		if bt.Size >= 0 {
+			inPlace = inPlace || bt.Size < origSize
 			if err := f.Truncate(bt.Size); err != nil {
 				return err
 			}
+			changed = true
 		}
 		if bt.Flags&BatchSync != 0 {
 			return fsync(f)
 		}
 		return nil
 	}()
+	if err != nil && changed && !inPlace && undo(f, holes, origSize) == nil {
+		changed = false // a full volume while the file grew: undone
+	}
 	f.Close()
 	if err != nil {
+		if changed {
+			// Applied in part (a full volume halfway): the file
+			// differs from the replicas' now.
+			w.Header().Set(HeaderPartial, "1")
+		}
 		writeErrno(w, err)
 		return
 	}
 	writeReply(w, lstat(root, p))
+}
+
+// HeaderPartial marks the failure of a write batch that changed the file
+// before it failed: the primary's copy of the file is not its replicas'
+// (agent/volrep.go marks them stale; they catch up).
+const HeaderPartial = "X-Volfs-Partial"
+
+// isHole tells whether [off, end) of f is a hole.
+func isHole(f *os.File, off, end int64) bool {
+	d, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+	if err == unix.ENXIO {
+		return true
+	}
+	return err == nil && d >= end
+}
+
+// undo takes back writes into holes and past the end of f.
+func undo(f *os.File, holes []span, size int64) error {
+	for _, h := range holes {
+		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, h.off, h.end-h.off); err != nil {
+			return err
+		}
+	}
+	return f.Truncate(size)
 }
