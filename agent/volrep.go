@@ -164,6 +164,11 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 		}
 		local.ServeHTTP(rec, withBody(r, body.reader()))
 		if !applied(rec) {
+			if rec.Header().Get(volfs.HeaderPartial) != "" {
+				// A ranged write that failed halfway changed this
+				// copy alone.
+				a.partialWrite(tenant, name, rt)
+			}
 			// Not applied, nothing sent: the number is given back.
 			if err := a.storeSeq(st, tenant, name, seq-1); err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -208,6 +213,17 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 		}
 		copyRecorded(w, rec)
 	})
+}
+
+// partialWrite marks the replicas in sync stale after a
+// ranged write that changed the primary's copy and then failed (a full
+// volume halfway through a write batch): it was not sent to them, so their
+// copies differ; they catch up from this one (volcatchup.go).
+func (a *Agent) partialWrite(tenant, name string, rt volfs.Route) {
+	for _, rep := range rt.InSync {
+		err := a.setReplicaState(tenant, name, rep, volume.ReplicaStale, rt.Epoch)
+		a.log.Warn("volume write failed halfway on the primary: replica marked stale", "volume", name, "replica", rep, "err", err)
+	}
 }
 
 // resendUnderNewEpoch handles the replicas that refused a write because
@@ -268,7 +284,8 @@ func (s *spooled) Close() error {
 // write-back's in an unlinked file in dir).
 func isWrite(r *http.Request, dir string) (bool, *spooled, error) {
 	switch op := path.Base(r.URL.Path); {
-	case op == "data" && r.Method == http.MethodPut:
+	case op == "data" && r.Method == http.MethodPut,
+		op == volfs.OpWrite && r.Method == http.MethodPost: // a ranged write-back (volfs write batch)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return false, nil, err
 		}

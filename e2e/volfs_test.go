@@ -128,6 +128,7 @@ func TestRemoteVolumeMounts(t *testing.T) {
 	// WebDAV through the server, which holds no copy: it reaches the
 	// primary as the pods do, and what it writes is replicated.
 	davThroughServer(t, c, sum)
+	oneByteMovesLittle(t, c)
 	// The volume's size holds across the FUSE mount: the write-back of a
 	// file past it fails, and fsync (or close) says so in the pod.
 	if report == "" {
@@ -492,4 +493,56 @@ func TestVolumeSnapshotFailover(t *testing.T) {
 		t.Fatalf("the rollback's kept snapshot is not listed:\n%s", ls)
 	}
 	t.Logf("%v: rolled back on every remaining copy: %s", time.Since(start).Round(time.Millisecond), status())
+}
+
+// oneByteMovesLittle: a 1-byte change of the 8 MiB file /data/big in pb
+// (n3, FUSE) moves about a byte: the bytes n3's mount process reads and
+// writes (its /proc/PID/io: sockets, /dev/fuse and its local copy) grow
+// by far less than the file (a whole-file fetch and write-back moved 32
+// MiB there), and the change is on all three copies.
+func oneByteMovesLittle(t *testing.T, c *nodeCluster) {
+	t.Helper()
+	var pids []string
+	filepath.WalkDir(filepath.Join(c.agents["n3"].DataDir, "volfs", "shim"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "pid" {
+			if b, err := os.ReadFile(p); err == nil {
+				pids = append(pids, strings.TrimSpace(string(b)))
+			}
+		}
+		return nil
+	})
+	if len(pids) != 1 {
+		t.Fatalf("n3's mount processes: %v", pids)
+	}
+	moved := func() int64 {
+		b, err := os.ReadFile("/proc/" + pids[0] + "/io")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, l := range strings.Split(string(b), "\n") {
+			var v int64
+			if k, val, ok := strings.Cut(l, ": "); ok && (k == "rchar" || k == "wchar") {
+				fmt.Sscan(val, &v)
+				n += v
+			}
+		}
+		return n
+	}
+	before := moved()
+	c.sh(t, "pb", "printf x | dd of=/data/big bs=1 seek=4000000 conv=notrunc 2>/dev/null")
+	delta := moved() - before
+	t.Logf("a 1-byte change of an 8 MiB file: n3's mount process read and wrote %d bytes", delta)
+	if delta > 1<<20 {
+		t.Fatalf("a 1-byte change of an 8 MiB file moved %d bytes through n3's mount process", delta)
+	}
+	sum := strings.Fields(c.sh(t, "pc", "md5sum /data/big"))[0]
+	if got := c.sh(t, "pa", "dd if=/data/big bs=1 skip=4000000 count=1 2>/dev/null"); got != "x" {
+		t.Fatalf("pa reads %q at the changed byte", got)
+	}
+	for _, n := range []string{"n2", "n3", "n4"} {
+		if got := md5Of(t, filepath.Join(volumeCopy(c, n, "shared"), "big")); got != sum {
+			t.Fatalf("after the 1-byte change, the copy on %s: md5 %s, want %s", n, got, sum)
+		}
+	}
 }

@@ -168,3 +168,69 @@ func (c *Client) Put(ctx context.Context, p string, r io.ReaderAt, size int64, m
 	}
 	return *rep.Attr, nil
 }
+
+// ReadAt reads at most len(buf) bytes of the file at p from off into buf
+// (fewer at its end) and returns them with the file's attributes.
+func (c *Client) ReadAt(ctx context.Context, p string, buf []byte, off int64) (int, Attr, error) {
+	q := url.Values{"path": {p}, "off": {strconv.FormatInt(off, 10)}, "len": {strconv.Itoa(len(buf))}}
+	resp, err := c.do(ctx, func() (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/data?"+q.Encode(), nil)
+	})
+	if err != nil {
+		return 0, Attr{}, c.transportErr(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, Attr{}, c.errnoReply(resp, "read")
+	}
+	var a Attr
+	if err := json.Unmarshal([]byte(resp.Header.Get(AttrHeader)), &a); err != nil {
+		return 0, Attr{}, c.transportErr(fmt.Errorf("volfs read: attributes: %w", err))
+	}
+	n, err := io.ReadFull(resp.Body, buf)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	if err == nil && resp.ContentLength >= 0 && int64(n) != resp.ContentLength {
+		err = fmt.Errorf("%d of %d bytes", n, resp.ContentLength)
+	}
+	if err != nil {
+		return 0, Attr{}, c.transportErr(fmt.Errorf("volfs read %s: %w", p, err))
+	}
+	return n, a, nil
+}
+
+// Write sends a write batch for the file at p (mk makes its body, again
+// for each try) and returns the file's attributes once the primary
+// applied it (with BatchSync: once it is on disk there, and on every
+// replica in sync).
+func (c *Client) Write(ctx context.Context, p string, size int64, mk func() io.Reader) (Attr, error) {
+	q := url.Values{"path": {p}}
+	resp, err := c.do(ctx, func() (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Base+"/"+OpWrite+"?"+q.Encode(), mk())
+		if err != nil {
+			return nil, err
+		}
+		req.ContentLength = size
+		req.Header.Set("Content-Type", "application/octet-stream")
+		return req, nil
+	})
+	if err != nil {
+		return Attr{}, c.transportErr(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return Attr{}, c.errnoReply(resp, "write")
+	}
+	var rep Reply
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		return Attr{}, c.transportErr(fmt.Errorf("volfs write: %w", err))
+	}
+	if err := rep.Err(); err != nil {
+		return Attr{}, err
+	}
+	if rep.Attr == nil {
+		return Attr{}, c.transportErr(fmt.Errorf("volfs write %s: no attributes", p))
+	}
+	return *rep.Attr, nil
+}

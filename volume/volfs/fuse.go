@@ -1,13 +1,16 @@
 package volfs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
 	"math"
 	"os"
 	"path"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +28,14 @@ type MountOptions struct {
 	Name string
 	// ReadOnly mounts the volume read-only.
 	ReadOnly bool
+	// Stats, if set, counts the file bytes the mount moves.
+	Stats *Stats
+}
+
+// Stats count the bytes of file contents a mount fetched from the primary
+// and wrote back to it (metadata not counted).
+type Stats struct {
+	Fetched, Written atomic.Int64
 }
 
 // Mount mounts the volume c reaches on dir. Entries and attributes are
@@ -56,7 +67,10 @@ func Mount(dir string, c *Client, o MountOptions) (*fuse.Server, error) {
 	if o.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
 	}
-	root := &node{fsys: &fsys{c: c, cacheDir: o.CacheDir}}
+	if o.Stats == nil {
+		o.Stats = &Stats{}
+	}
+	root := &node{fsys: &fsys{c: c, cacheDir: o.CacheDir, stats: o.Stats}}
 	return fs.Mount(dir, root, &fs.Options{
 		MountOptions:    mo,
 		EntryTimeout:    &zero,
@@ -73,6 +87,11 @@ type fsys struct {
 	mu       sync.Mutex
 	statfs   Statfs // the last answer, for a second
 	statfsAt time.Time
+
+	stats *Stats
+
+	kept      []kept // closed files' copies, oldest first
+	keptBytes int64
 }
 
 // free is the volume's free space, asked at most once a second (each
@@ -100,17 +119,33 @@ type node struct {
 	cache *cached // the local copy while the file is open on this node
 }
 
-// cached is an open file's local copy, shared by its handles on this node.
+// cached is an open file's local copy, shared by its handles on this node:
+// a sparse file that holds the ranges read (fetched from the primary) or
+// written here, at their offsets.
 type cached struct {
-	attr  Attr // as the open found it
-	f     *os.File
-	refs  int
-	dirty bool
+	attr Attr // as the open, or the last write-back, found it
+	f    *os.File
+	refs int
 	// limit is the size past which a write fails at once with ENOSPC:
-	// the file's size and the volume's free space when it was opened.
-	// It bounds the local copy, and a full volume answers write(2), not
-	// only the close.
+	// the file's size and the volume's free space when it was opened
+	// for writing. A full volume answers write(2), not only the close.
 	limit int64
+	size  int64 // the file's size as this node sees it
+	// rlim: below it, a range the copy lacks is fetched from the
+	// primary; past it (a truncation here cut the primary's bytes off)
+	// it reads as zeros.
+	rlim       int64
+	present    spans       // ranges the copy holds
+	dirty      spans       // ranges written here and not yet written back
+	dirtyBytes int64       // dirty's total
+	trunc      int64       // the smallest size set here since the last write-back; -1: none
+	setSize    bool        // the size was set here (truncate): the write-back sets it
+	seqEnd     int64       // where the last read ended (read-ahead)
+	pfs        []*prefetch // the read-aheads in flight
+	// pinned: the file was unlinked here while open; its clean
+	// ranges are never dropped (they cannot be fetched again).
+	pinned bool
+	ra     int64 // read-ahead window
 }
 
 var (
@@ -224,7 +259,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 
 func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	n.mu.Lock()
-	if c := n.cache; c != nil {
+	if c := n.cache; c != nil && c.refs > 0 {
 		// While open here, the file this node sees is its local copy
 		// with the attributes the open found (close-to-open).
 		a := c.attr
@@ -233,8 +268,8 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 		if err != nil {
 			return toErrno(err)
 		}
-		a.Size, a.Blocks = fi.Size(), (fi.Size()+511)/512
-		if c.dirty {
+		a.Size, a.Blocks = c.size, (c.size+511)/512
+		if len(c.dirty) > 0 || c.setSize {
 			a.Mtime = fi.ModTime().UnixNano()
 		}
 		fillAttr(&a, &out.Attr)
@@ -280,15 +315,14 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 	if sz, ok := in.GetSize(); ok {
 		n.mu.Lock()
 		c := n.cache
-		if c != nil {
+		if c != nil && c.refs > 0 {
 			// Open here: the size changes in the local copy and goes
 			// to the primary with the contents at close.
 			if int64(sz) > c.limit {
 				n.mu.Unlock()
 				return syscall.ENOSPC
 			}
-			err := c.f.Truncate(int64(sz))
-			c.dirty = true
+			err := c.truncate(int64(sz))
 			n.mu.Unlock()
 			if err != nil {
 				return toErrno(err)
@@ -350,7 +384,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	child := in.Operations().(*node)
 	// The file may have existed (no O_EXCL): open it as open(2) would.
 	// It is not in the tree yet: go-fuse adds it when Create returns.
-	fh, fl, e := child.openPath(ctx, p, flags)
+	fh, fl, e := child.openPath(ctx, p, flags, rep.Attr)
 	if e != 0 {
 		return nil, nil, 0, e
 	}
@@ -362,8 +396,45 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if e != 0 {
 		return e
 	}
+	if ch := n.GetChild(name); ch != nil {
+		if cn, ok := ch.Operations().(*node); ok {
+			if e := cn.fetchAllIfOpen(ctx); e != 0 {
+				return e
+			}
+		}
+	}
 	_, e = n.op(ctx, Request{Op: OpUnlink, Path: p})
 	return e
+}
+
+// fetchAllIfOpen fetches what the local copy of a file open here lacks
+// before the file is unlinked: its handles keep reading it afterwards, as
+// on a local filesystem, when the primary no longer has it by name. (A
+// file unlinked by another node while open here is gone for the ranges
+// not read yet: ESTALE, as NFS's.)
+func (n *node) fetchAllIfOpen(ctx context.Context) syscall.Errno {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := n.cache
+	if c == nil || c.refs == 0 || n.Inode.StableAttr().Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0
+	}
+	// Its clean ranges can no longer be fetched again: keep them.
+	c.pinned = true
+	return n.fetchAll(ctx, c)
+}
+
+// fetchAll fetches every range of the file the local copy lacks (n.mu
+// held), in MaxRead pieces.
+func (n *node) fetchAll(ctx context.Context, c *cached) syscall.Errno {
+	for _, m := range c.present.missing(0, c.size) {
+		for o := m.off; o < m.end; o += MaxRead {
+			if e := n.fetch(ctx, c, o, min(o+MaxRead, m.end)); e != 0 {
+				return e
+			}
+		}
+	}
+	return 0
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
@@ -451,57 +522,135 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
-// Open fetches the file's contents from the primary into a local copy,
-// unless the file is open on this node already (the handles share the
-// copy) or the open truncates it.
+// Open revalidates the file with the primary (one stat) and opens its
+// local copy, which holds only the ranges read or written here, unless the
+// file is open on this node already (the handles share the copy).
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	p, ok := n.path()
 	if !ok {
 		return nil, 0, syscall.ENOENT
 	}
-	return n.openPath(ctx, p, flags)
+	return n.openPath(ctx, p, flags, nil)
 }
 
-func (n *node) openPath(ctx context.Context, p string, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+// openPath opens the file at p; known are its attributes if the caller
+// just got them from the primary (create).
+func (n *node) openPath(ctx context.Context, p string, flags uint32, known *Attr) (fs.FileHandle, uint32, syscall.Errno) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if c := n.cache; c == nil || c.refs == 0 {
+		if known == nil {
+			rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
+			if e != 0 {
+				return nil, 0, e
+			}
+			known = rep.Attr
+		}
+		if c != nil && sameFile(c.attr, *known) {
+			// Kept from an earlier open, and the primary's file is
+			// as this node left it: its ranges are still valid.
+			c.limit, c.seqEnd, c.ra = math.MaxInt64, 0, 0
+		} else {
+			n.dropIfUnused()
+		}
+	}
 	if n.cache == nil {
+		if known.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return nil, 0, syscall.EISDIR
+		}
 		f, err := os.CreateTemp(n.fsys.cacheDir, "volfs-")
 		if err != nil {
 			return nil, 0, toErrno(err)
 		}
 		os.Remove(f.Name())
-		c := &cached{f: f, limit: math.MaxInt64}
-		if flags&unix.O_TRUNC != 0 {
-			rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
-			if e != 0 {
-				f.Close()
-				return nil, 0, e
-			}
-			c.attr, c.dirty = *rep.Attr, true
-		} else if a, err := n.fsys.c.Get(detach(ctx), p, f); err != nil {
+		size := max(known.Size, 0)
+		// Sparse: the ranges not fetched are holes.
+		if err := f.Truncate(size); err != nil {
 			f.Close()
 			return nil, 0, toErrno(err)
-		} else {
-			c.attr = a
 		}
-		if flags&unix.O_ACCMODE != unix.O_RDONLY {
-			free, e := n.fsys.free(ctx)
-			if e != 0 {
-				f.Close()
-				return nil, 0, e
-			}
-			c.limit = max(c.attr.Size, 0) + free
+		n.cache = &cached{f: f, attr: *known, limit: math.MaxInt64, size: size, rlim: size, trunc: -1}
+	}
+	c := n.cache
+	if flags&unix.O_ACCMODE != unix.O_RDONLY && c.limit == math.MaxInt64 {
+		free, e := n.fsys.free(ctx)
+		if e != 0 {
+			n.dropIfUnused()
+			return nil, 0, e
 		}
-		n.cache = c
-	} else if flags&unix.O_TRUNC != 0 {
-		if err := n.cache.f.Truncate(0); err != nil {
+		c.limit = max(c.attr.Size, c.size) + free
+	}
+	if flags&unix.O_TRUNC != 0 {
+		if err := c.truncate(0); err != nil {
+			n.dropIfUnused()
 			return nil, 0, toErrno(err)
 		}
-		n.cache.dirty = true
 	}
-	n.cache.refs++
-	return &handle{n: n, c: n.cache, append: flags&unix.O_APPEND != 0}, 0, 0
+	c.refs++
+	return &handle{n: n, c: c, append: flags&unix.O_APPEND != 0}, 0, 0
+}
+
+// dropIfUnused closes a local copy no handle uses (n.mu held).
+func (n *node) dropIfUnused() {
+	if c := n.cache; c != nil && c.refs == 0 {
+		c.f.Close()
+		n.cache = nil
+	}
+}
+
+// Sizes of the ranged I/O of a mount.
+const (
+	// fetchBlock aligns the ranges fetched: a random reader's next
+	// reads nearby come from the local copy, at the price of more
+	// transfer for each miss (a round trip through a server and a
+	// tunnel costs more than 256 KiB of transfer).
+	fetchBlock = 256 << 10
+	// raMin and raMax bound the read-ahead of a sequential reader: the
+	// window starts at raMin and doubles with each read that continues
+	// the last one.
+	raMin = 256 << 10
+	raMax = 8 << 20
+	// pipeline is how many batches of a write-back are in flight at once;
+	// readAheads how many read-ahead windows.
+	pipeline   = 4
+	readAheads = 2
+)
+
+// Variables for tests.
+var (
+	// flushAt is the size of a dirty set that is written back at once
+	// (without fsync), not at close: it bounds what a close still sends.
+	flushAt int64 = 64 << 20
+	// keepClean is how many clean bytes of a file the local copy keeps;
+	// past it they are dropped (holes punched), to be fetched again if
+	// read: a file larger than the node's disk can be read and written.
+	keepClean int64 = 256 << 20
+	// keepClosed bounds the bytes of the copies of closed files kept
+	// for their next open (one file's copy is kept if it holds at most
+	// a quarter of it); maxClosed their number.
+	keepClosed int64 = 256 << 20
+	maxClosed        = 64
+)
+
+// truncate sets the local copy's size (n.mu held): the write-back first
+// truncates the primary's file to the smallest size set since the last
+// one, then writes the dirty ranges, then sets the size.
+func (c *cached) truncate(sz int64) error {
+	if err := c.f.Truncate(sz); err != nil {
+		return err
+	}
+	if sz < c.size {
+		c.dirty = c.dirty.remove(sz, math.MaxInt64)
+		c.dirtyBytes = c.dirty.total()
+		c.present = c.present.remove(sz, math.MaxInt64)
+		c.rlim = min(c.rlim, sz)
+		if c.trunc < 0 || sz < c.trunc {
+			c.trunc = sz
+		}
+	}
+	c.size = sz
+	c.setSize = true
+	return nil
 }
 
 // handle is one open of a file on this node.
@@ -520,82 +669,355 @@ var (
 )
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.c.f.ReadAt(dest, off)
+	h.n.mu.Lock()
+	defer h.n.mu.Unlock()
+	c := h.c
+	if off >= c.size || len(dest) == 0 {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(off+int64(len(dest)), c.size)
+	if off == c.seqEnd {
+		c.ra = min(max(2*c.ra, raMin), raMax)
+	} else {
+		c.ra = 0
+	}
+	c.seqEnd = end
+	for {
+		miss := c.present.missing(off, end)
+		if len(miss) == 0 {
+			break
+		}
+		if i := slices.IndexFunc(c.pfs, func(pf *prefetch) bool { return pf.off <= miss[0].off && miss[0].off < pf.end }); i >= 0 {
+			// Being fetched ahead: wait for it.
+			done := c.pfs[i].done
+			h.n.mu.Unlock()
+			<-done
+			h.n.mu.Lock()
+			continue
+		}
+		from := off &^ (fetchBlock - 1)
+		to := min((max(end, off+c.ra)+fetchBlock-1)&^(fetchBlock-1), c.size)
+		if e := h.n.fetch(ctx, c, from, to); e != 0 {
+			return nil, e
+		}
+		break
+	}
+	// A sequential reader: the next windows come while it reads this
+	// one, readAheads of them in flight.
+	for c.ra > 0 && len(c.pfs) < readAheads {
+		from := end
+		if k := len(c.pfs); k > 0 {
+			from = max(from, c.pfs[k-1].end)
+		}
+		ahead := c.present.missing(from, min(end+readAheads*c.ra, c.size, c.rlim))
+		if len(ahead) == 0 {
+			break
+		}
+		s := ahead[0].off &^ (fetchBlock - 1)
+		if k := len(c.pfs); k > 0 {
+			s = max(s, c.pfs[k-1].end)
+		}
+		e := min(s+c.ra, c.size, c.rlim)
+		if s >= e || !h.n.readAhead(c, s, e) {
+			break
+		}
+	}
+	n, err := c.f.ReadAt(dest[:end-off], off)
 	if err != nil && err != io.EOF {
 		return nil, toErrno(err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
+// prefetch is a range being fetched in the background.
+type prefetch struct {
+	off, end int64
+	done     chan struct{}
+}
+
+// readAhead fetches [off, end) in the background (n.mu held); what
+// arrives fills only the ranges the local copy still lacks then (a write
+// meanwhile wins).
+func (n *node) readAhead(c *cached, off, end int64) bool {
+	p, ok := n.path()
+	if !ok || off >= end || end-off > MaxRead {
+		return false
+	}
+	pf := &prefetch{off: off, end: end, done: make(chan struct{})}
+	c.pfs = append(c.pfs, pf)
+	go func() {
+		defer close(pf.done)
+		buf := make([]byte, end-off)
+		got, _, err := n.fsys.c.ReadAt(context.Background(), p, buf, off)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		c.pfs = slices.DeleteFunc(c.pfs, func(x *prefetch) bool { return x == pf })
+		if err != nil || n.cache != c {
+			return
+		}
+		clear(buf[got:])
+		for _, m := range c.present.missing(off, min(end, c.size, c.rlim)) {
+			if _, err := c.f.WriteAt(buf[m.off-off:m.end-off], m.off); err != nil {
+				return
+			}
+			c.present = c.present.add(m.off, m.end)
+			n.fsys.stats.Fetched.Add(m.end - m.off)
+		}
+		c.dropClean(c.seqEnd&^(fetchBlock-1), end)
+	}()
+	return true
+}
+
+// fetch brings the ranges of [off, end) that the local copy lacks from the
+// primary (n.mu held). Bytes past the primary's size as the copy knows it
+// (rlim) are zeros: holes of the local copy.
+func (n *node) fetch(ctx context.Context, c *cached, off, end int64) syscall.Errno {
+	miss := c.present.missing(off, end)
+	p, ok := n.path()
+	if !ok {
+		// Unlinked while open: what was not read before is gone.
+		return syscall.ESTALE
+	}
+	var buf []byte
+	for _, m := range miss {
+		for o := m.off; o < min(m.end, c.rlim); o += MaxRead {
+			want := min(min(m.end, c.rlim)-o, MaxRead)
+			if int64(cap(buf)) < want {
+				buf = make([]byte, want)
+			}
+			b := buf[:want]
+			got, _, err := n.fsys.c.ReadAt(detach(ctx), p, b, o)
+			if err != nil {
+				return toErrno(err)
+			}
+			// Shorter: the file shrank on the primary since the
+			// open; the rest reads as zeros.
+			clear(b[got:])
+			if _, err := c.f.WriteAt(b, o); err != nil {
+				return toErrno(err)
+			}
+			n.fsys.stats.Fetched.Add(want)
+		}
+		c.present = c.present.add(m.off, m.end)
+	}
+	c.dropClean(off, end)
+	return 0
+}
+
+// dropClean punches out the clean ranges of the local copy, but for
+// [keepOff, keepEnd), once they exceed keepClean (n.mu held).
+func (c *cached) dropClean(keepOff, keepEnd int64) {
+	if c.pinned || c.present.total()-c.dirty.total() <= keepClean {
+		return
+	}
+	keep := slices.Clone(c.dirty)
+	for _, s := range c.present {
+		lo, hi := max(s.off, keepOff), min(s.end, keepEnd)
+		if lo < hi {
+			keep = keep.add(lo, hi)
+		}
+	}
+	for _, s := range c.present {
+		for _, cl := range keep.missing(s.off, s.end) {
+			if err := unix.Fallocate(int(c.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, cl.off, cl.end-cl.off); err != nil {
+				return // kept: the filesystem cannot punch holes
+			}
+		}
+	}
+	c.present = keep
+}
+
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	h.n.mu.Lock()
 	defer h.n.mu.Unlock()
+	c := h.c
 	if h.append {
-		fi, err := h.c.f.Stat()
-		if err != nil {
-			return 0, toErrno(err)
-		}
-		off = fi.Size()
+		off = c.size
 	}
-	if off+int64(len(data)) > h.c.limit {
+	if off+int64(len(data)) > c.limit {
 		return 0, syscall.ENOSPC
 	}
-	n, err := h.c.f.WriteAt(data, off)
+	n, err := c.f.WriteAt(data, off)
 	if n > 0 {
-		h.c.dirty = true
+		c.dirtyBytes += c.dirty.missing(off, off+int64(n)).total()
+		c.dirty = c.dirty.add(off, off+int64(n))
+		c.present = c.present.add(off, off+int64(n))
+		c.size = max(c.size, off+int64(n))
 	}
 	if err != nil {
 		return uint32(n), toErrno(err)
 	}
+	if c.dirtyBytes >= flushAt {
+		if e := h.n.writeBack(ctx, c, 0); e != 0 {
+			return uint32(n), e
+		}
+	}
 	return uint32(n), 0
 }
 
-// writeBack sends a dirty local copy to the primary and returns once it is
-// stored there.
-func (h *handle) writeBack(ctx context.Context) syscall.Errno {
-	h.n.mu.Lock()
-	defer h.n.mu.Unlock()
-	if !h.c.dirty {
+// writeBack sends the local copy's dirty ranges (and its truncation) to
+// the primary in batches: the one that truncates first, alone; then the
+// others, several in flight at once (their ranges are disjoint); the last
+// (with flags: BatchSync for a flush or fsync) once those are applied, so
+// its answer means every batch is applied (and on disk). n.mu held.
+func (n *node) writeBack(ctx context.Context, c *cached, flags uint32) syscall.Errno {
+	if len(c.dirty) == 0 && !c.setSize {
 		return 0
 	}
-	p, ok := h.n.path()
+	p, ok := n.path()
 	if !ok {
 		// Unlinked while open: its contents go with it, as on a
 		// local filesystem.
-		h.c.dirty = false
+		c.dirty, c.dirtyBytes, c.trunc, c.setSize = nil, 0, -1, false
 		return 0
 	}
-	fi, err := h.c.f.Stat()
+	var batches [][]span
+	var cur []span
+	var bytes int64
+	for _, f := range c.dirty.chunks(MaxFrame) {
+		if len(cur) > 0 && (bytes+f.end-f.off > MaxBatch || len(cur) == MaxFrames) {
+			batches, cur, bytes = append(batches, cur), nil, 0
+		}
+		cur = append(cur, f)
+		bytes += f.end - f.off
+	}
+	batches = append(batches, cur)
+	size := int64(-1)
+	if c.setSize {
+		size = c.size
+	}
+	send := func(fr []span, fl uint32, trunc, size int64) (Attr, error) {
+		var sent int64
+		for _, f := range fr {
+			sent += f.end - f.off
+		}
+		a, err := n.fsys.c.Write(detach(ctx), p, batchLen(fr), func() io.Reader { return newBatchReader(c.f, fl, trunc, size, fr) })
+		if err == nil {
+			n.fsys.stats.Written.Add(sent)
+		}
+		return a, err
+	}
+	trunc := c.trunc
+	last := len(batches) - 1
+	first := 0
+	if trunc >= 0 && last > 0 {
+		if _, err := send(batches[0], 0, trunc, -1); err != nil {
+			return toErrno(err)
+		}
+		first, trunc = 1, -1
+	}
+	if first < last {
+		sem := make(chan struct{}, pipeline)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var failed error
+		for _, b := range batches[first:last] {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if _, err := send(b, 0, -1, -1); err != nil {
+					mu.Lock()
+					failed = cmp.Or(failed, err)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if failed != nil {
+			return toErrno(failed)
+		}
+		trunc = -1
+	}
+	a, err := send(batches[last], flags, trunc, size)
 	if err != nil {
 		return toErrno(err)
 	}
-	uid, gid := caller(ctx)
-	mode := h.n.StableAttr().Mode | 0o644
-	a, err := h.n.fsys.c.Put(detach(ctx), p, h.c.f, fi.Size(), mode, uid, gid)
-	if err != nil {
-		return toErrno(err)
-	}
-	h.c.attr, h.c.dirty = a, false
+	c.attr = a
+	c.dirty, c.dirtyBytes, c.trunc, c.setSize = nil, 0, -1, false
+	c.rlim = c.size
+	c.dropClean(0, 0)
 	return 0
 }
 
-func (h *handle) Flush(ctx context.Context) syscall.Errno { return h.writeBack(ctx) }
+func (h *handle) flush(ctx context.Context) syscall.Errno {
+	h.n.mu.Lock()
+	defer h.n.mu.Unlock()
+	return h.n.writeBack(ctx, h.c, BatchSync)
+}
 
-func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno { return h.writeBack(ctx) }
+func (h *handle) Flush(ctx context.Context) syscall.Errno { return h.flush(ctx) }
+
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno { return h.flush(ctx) }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	// A last try for what no flush sent (a failed close): the kernel
 	// ignores Release's result, so a failure here is lost, as the
 	// failed close already told the writer.
-	e := h.writeBack(context.Background())
+	e := h.flush(context.Background())
 	h.n.mu.Lock()
-	defer h.n.mu.Unlock()
 	h.c.refs--
+	keep := false
 	if h.c.refs == 0 {
-		h.c.f.Close()
-		if h.n.cache == h.c {
-			h.n.cache = nil
+		if h.n.cache == h.c && len(h.c.dirty) == 0 && !h.c.setSize && h.c.present.total() <= keepClosed/4 {
+			keep = true
+		} else {
+			h.c.f.Close()
+			if h.n.cache == h.c {
+				h.n.cache = nil
+			}
 		}
 	}
+	var bytes int64
+	if keep {
+		bytes = h.c.present.total()
+	}
+	h.n.mu.Unlock()
+	if keep {
+		h.n.fsys.keep(h.n, h.c, bytes)
+	}
 	return e
+}
+
+// sameFile tells whether a file's attributes are those it had: the cache
+// of a closed file stays valid while they are (close-to-open: each open
+// asks the primary).
+func sameFile(was, now Attr) bool {
+	settled := was.At != 0 && was.Ctime < was.At-int64(settle) && was.Mtime < was.At-int64(settle)
+	return settled && was.Ino == now.Ino && was.Size == now.Size && was.Mtime == now.Mtime && was.Ctime == now.Ctime
+}
+
+// settle is more than a kernel's clock tick: a change after the
+// primary read a file's attributes gives it a later timestamp than one
+// that old.
+const settle = 50 * time.Millisecond
+
+// kept is the local copy of a closed file, kept for its next open.
+type kept struct {
+	n     *node
+	c     *cached
+	bytes int64
+}
+
+// keep keeps the local copy c of a closed file for its next open; the
+// oldest kept copies go when they hold more than keepClosed bytes or are
+// more than maxClosed. Called without n.mu.
+func (f *fsys) keep(n *node, c *cached, bytes int64) {
+	f.mu.Lock()
+	f.kept = slices.DeleteFunc(f.kept, func(k kept) bool { return k.c == c })
+	f.kept = append(f.kept, kept{n, c, bytes})
+	f.keptBytes += bytes
+	var evict []kept
+	for len(f.kept) > maxClosed || f.keptBytes > keepClosed {
+		evict = append(evict, f.kept[0])
+		f.keptBytes -= f.kept[0].bytes
+		f.kept = f.kept[1:]
+	}
+	f.mu.Unlock()
+	for _, k := range evict {
+		k.n.mu.Lock()
+		if k.n.cache == k.c && k.c.refs == 0 {
+			k.n.dropIfUnused()
+		}
+		k.n.mu.Unlock()
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"strconv"
@@ -29,8 +30,9 @@ const AttrHeader = "X-Volfs-Attr"
 
 // Handler serves the files of the directory dir returns (a volume's root
 // on its primary node): POST .../op takes a Request and answers a Reply,
-// GET .../data?path=P sends a file's contents, PUT .../data?path=P
-// replaces them. Only the last element of the URL's path is read, so the
+// GET .../data?path=P sends a file's contents (with &off=O&len=N, at most
+// N bytes from offset O), PUT .../data?path=P replaces them, POST
+// .../write?path=P applies a write batch (ranges.go). Only the last element of the URL's path is read, so the
 // handler can sit under any prefix. Every path is resolved through
 // os.Root: nothing leads outside the directory.
 func Handler(dir func(ctx context.Context) (string, error)) http.Handler {
@@ -54,8 +56,12 @@ func Handler(dir func(ctx context.Context) (string, error)) http.Handler {
 				return
 			}
 			writeReply(w, durable(root, q, serveOp(root, q)))
+		case op == "data" && r.Method == http.MethodGet && r.URL.Query().Has("off"):
+			getRange(w, root, r.URL.Query())
 		case op == "data" && r.Method == http.MethodGet:
 			getData(w, root, r.URL.Query().Get("path"))
+		case op == OpWrite && r.Method == http.MethodPost:
+			writeRanges(w, r, root)
 		case op == "data" && r.Method == http.MethodPut:
 			putData(w, r, root)
 		default:
@@ -99,11 +105,14 @@ func attrOf(fi fs.FileInfo) *Attr {
 }
 
 func lstat(root *os.Root, p string) Reply {
+	now := time.Now().UnixNano()
 	fi, err := root.Lstat(rootPath(p))
 	if err != nil {
 		return fail(err)
 	}
-	return Reply{Attr: attrOf(fi)}
+	a := attrOf(fi)
+	a.At = now
+	return Reply{Attr: a}
 }
 
 // rootPath is p as os.Root names it ("." for the root).
@@ -403,4 +412,196 @@ func putData(w http.ResponseWriter, r *http.Request, root *os.Root) {
 		}
 	}
 	writeReply(w, lstat(root, p))
+}
+
+// OpWrite is the last element of the URL of a ranged write (a write
+// batch): POST .../write?path=P.
+const OpWrite = "write"
+
+// openRegular opens the regular file at p; flag is O_RDONLY or O_WRONLY
+// (never blocking on a FIFO: the type is checked first, and O_NONBLOCK
+// covers a swap in between).
+func openRegular(root *os.Root, p string, flag int) (*os.File, error) {
+	if err := CheckPath(p); err != nil || p == "" {
+		return nil, ErrBadPath
+	}
+	fi, err := root.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		if fi.IsDir() {
+			return nil, syscall.EISDIR
+		}
+		return nil, syscall.EINVAL
+	}
+	f, err := root.OpenFile(p, flag|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = syscall.EINVAL
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// getRange sends at most len bytes of a file from off (fewer at its end),
+// with the file's attributes.
+func getRange(w http.ResponseWriter, root *os.Root, qv url.Values) {
+	off, err1 := strconv.ParseInt(qv.Get("off"), 10, 64)
+	n, err2 := strconv.ParseInt(qv.Get("len"), 10, 64)
+	if err1 != nil || err2 != nil || off < 0 || off > MaxFileSize || n <= 0 || n > MaxRead {
+		http.Error(w, "volfs: bad range", http.StatusBadRequest)
+		return
+	}
+	f, err := openRegular(root, qv.Get("path"), os.O_RDONLY)
+	if errors.Is(err, ErrBadPath) {
+		http.Error(w, "volfs: bad path", http.StatusBadRequest)
+		return
+	}
+	if err != nil {
+		writeErrno(w, err)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		writeErrno(w, err)
+		return
+	}
+	buf := make([]byte, min(n, max(fi.Size()-off, 0)))
+	got, err := f.ReadAt(buf, off)
+	if err != nil && err != io.EOF {
+		writeErrno(w, err)
+		return
+	}
+	b, _ := json.Marshal(attrOf(fi))
+	w.Header().Set(AttrHeader, string(b))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(got))
+	w.Write(buf[:got])
+}
+
+// writeRanges applies a write batch to an existing regular file and
+// answers its attributes; with BatchSync, once the file is on disk.
+func writeRanges(w http.ResponseWriter, r *http.Request, root *os.Root) {
+	p := r.URL.Query().Get("path")
+	if err := CheckPath(p); err != nil || p == "" {
+		http.Error(w, "volfs: bad path", http.StatusBadRequest)
+		return
+	}
+	bt, err := DecodeBatch(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f, err := openRegular(root, p, os.O_WRONLY)
+	if err != nil {
+		writeErrno(w, err)
+		return
+	}
+	// changed: the batch changed the file before it failed; inPlace:
+	// it wrote over bytes the file had. Writes past its end and into its
+	// holes (write batches of one write-back are applied in any order)
+	// are undone by a truncation and punched holes.
+	changed, inPlace := false, false
+	var holes []span
+	var origSize int64
+	if fi, err := f.Stat(); err == nil {
+		origSize = fi.Size()
+	} else {
+		inPlace = true
+	}
+	err = func() error {
+		if bt.Trunc >= 0 {
+			if err := f.Truncate(bt.Trunc); err != nil {
+				return err
+			}
+			// Cutting bytes off cannot be undone; growing can.
+			changed, inPlace = true, inPlace || bt.Trunc < origSize
+		}
+		// What the frames fill (holes, past the end) is allocated
+		// first: a full volume fails the batch before it changes a
+		// byte (on btrfs, even a truncation can fail then).
+		var fill []span
+		for _, fr := range bt.Frames {
+			end := fr.Off + int64(len(fr.Data))
+			if e := min(end, origSize); fr.Off < e && !inPlace {
+				if isHole(f, fr.Off, e) {
+					holes = append(holes, span{fr.Off, e})
+					fill = append(fill, span{fr.Off, e})
+				} else {
+					inPlace = true
+				}
+			}
+			if end > origSize {
+				fill = append(fill, span{max(fr.Off, origSize), end})
+			}
+		}
+		for _, r := range fill {
+			if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, r.off, r.end-r.off); err != nil && err != unix.EOPNOTSUPP {
+				return err
+			}
+		}
+		for _, fr := range bt.Frames {
+			n, err := f.WriteAt(fr.Data, fr.Off)
+			changed = changed || n > 0
+			if err != nil {
+				return err
+			}
+		}
+		if bt.Size >= 0 {
+			inPlace = inPlace || bt.Size < origSize
+			if err := f.Truncate(bt.Size); err != nil {
+				return err
+			}
+			changed = true
+		}
+		if bt.Flags&BatchSync != 0 {
+			return fsync(f)
+		}
+		return nil
+	}()
+	if err != nil && changed && !inPlace && undo(f, holes, origSize) == nil {
+		changed = false // a full volume while the file grew: undone
+	}
+	f.Close()
+	if err != nil {
+		if changed {
+			// Applied in part (a full volume halfway): the file
+			// differs from the replicas' now.
+			w.Header().Set(HeaderPartial, "1")
+		}
+		writeErrno(w, err)
+		return
+	}
+	writeReply(w, lstat(root, p))
+}
+
+// HeaderPartial marks the failure of a write batch that changed the file
+// before it failed: the primary's copy of the file is not its replicas'
+// (agent/volrep.go marks them stale; they catch up).
+const HeaderPartial = "X-Volfs-Partial"
+
+// isHole tells whether [off, end) of f is a hole.
+func isHole(f *os.File, off, end int64) bool {
+	d, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+	if err == unix.ENXIO {
+		return true
+	}
+	return err == nil && d >= end
+}
+
+// undo takes back writes into holes and past the end of f.
+func undo(f *os.File, holes []span, size int64) error {
+	for _, h := range holes {
+		if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, h.off, h.end-h.off); err != nil {
+			return err
+		}
+	}
+	return f.Truncate(size)
 }

@@ -69,10 +69,15 @@ func TestFUSECloseToOpen(t *testing.T) {
 			t.Fatalf("b reads %q, %v; want %q", got, err, want)
 		}
 	}
-	// An open file on b keeps its copy until it is closed and opened again.
+	// What an open file on b has read stays as it was until the file is
+	// closed and opened again (ranges not read yet come from the primary
+	// when read, as NFS's).
 	f, err := os.Open(filepath.Join(b, "f"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n, _ := f.ReadAt(make([]byte, 16), 0); n != 1 {
+		t.Fatalf("first read: %d bytes", n)
 	}
 	if err := os.WriteFile(filepath.Join(primary, "f"), []byte("changed"), 0o600); err != nil {
 		t.Fatal(err)

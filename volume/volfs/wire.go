@@ -4,13 +4,21 @@
 // between the two (the node protocol: agent -> server -> the primary's
 // tunnel).
 //
-// The consistency model is close-to-open, as AFS's: metadata operations
+// The consistency model is close-to-open, as NFS's: metadata operations
 // (lookup, getattr, readdir, mkdir, rename, unlink, symlink, chmod, ...)
-// are synchronous calls to the primary; a file's contents are fetched
-// whole into a local cache when it is opened and written back whole when
-// it is flushed (close) or fsynced, which return only once the primary has
-// the new contents on disk. A write-back replaces the file atomically
-// (a temporary file renamed over it), so a reader never sees a torn file.
+// are synchronous calls to the primary. An open asks the primary for the
+// file's attributes (revalidation) and starts an empty local copy; reads
+// fetch only the ranges asked for (with read-ahead for a sequential
+// reader) and keep them for the rest of the open; writes go to the local
+// copy and only their ranges (and a truncation) go back to the primary,
+// in write batches (ranges.go), when the file is flushed (close) or
+// fsynced, which return only once the primary has them on disk (and every
+// replica in sync, agent/volrep.go), and earlier, without waiting for the
+// close, once the dirty ranges grow large. A reader that opens after a
+// writer's close sees the writer's data; writers on different nodes at
+// once each write their own ranges, the last to close winning where they
+// overlap. A write-back changes the file in place: a reader that has the
+// file open while another node closes it may read old and new ranges.
 package volfs
 
 import (
@@ -82,6 +90,11 @@ type Attr struct {
 	Mtime  int64  `json:"mtime"`
 	Ctime  int64  `json:"ctime"`
 	Rdev   uint64 `json:"rdev,omitempty"`
+	// At is the primary's clock when it read them (ns since the epoch):
+	// a mount trusts the cache of a file whose attributes did not change
+	// only if they were older than a clock tick then (timestamps are as
+	// coarse as the kernel's tick).
+	At int64 `json:"at,omitempty"`
 }
 
 // Entry is one name of a directory.
