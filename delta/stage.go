@@ -44,10 +44,16 @@ func stagedChunks(dir string) (map[ID]packLoc, error) {
 		return nil, err
 	}
 	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if strings.HasSuffix(e.Name(), fpackSuffix) {
+			if err := indexFpack(p, out); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if !strings.HasSuffix(e.Name(), ".pack") {
 			continue
 		}
-		p := filepath.Join(dir, e.Name())
 		if err := indexPack(p, out); err != nil {
 			return nil, err
 		}

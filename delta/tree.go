@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -348,12 +349,7 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 	if err != nil {
 		return err
 	}
-	ids := newIDSet(m.chunkCount())
-	for _, e := range m.Entries {
-		for _, c := range e.Chunks {
-			ids.add(c.ID)
-		}
-	}
+	places := firstPlaces(m)
 	// A chunk staged already (by this Put or an earlier one) is not
 	// written again: a sender cannot grow the staging area beyond the
 	// manifest's chunks.
@@ -361,10 +357,9 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 	if err != nil {
 		return err
 	}
-	pw, err := newPackWriter(t.stageDir())
-	if err != nil {
-		return err
-	}
+	var pw *packWriter
+	var fw *fpackWriter // of the file pack of m.Entries[fwE]
+	fwE := int32(-1)
 	err = func() error {
 		fr := NewFrameReader(frames)
 		for {
@@ -378,21 +373,57 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 			if err != nil {
 				return err
 			}
-			if !ids.has(id) {
+			pl, ok := places[idKey(id)]
+			if !ok {
 				return fmt.Errorf("chunk %s is not in the manifest of the sync under way", id)
 			}
 			if _, ok := staged[id]; ok {
 				continue
 			}
 			staged[id] = packLoc{}
+			if pl.e >= 0 {
+				// At its place in its file's file pack (direct.go).
+				// The chunks come in the manifest's order: one file
+				// pack open at a time.
+				if fw == nil || fwE != pl.e {
+					if fw != nil {
+						err := fw.close()
+						fw = nil
+						if err != nil {
+							return err
+						}
+					}
+					e := &m.Entries[pl.e]
+					if fw, err = openFpack(fpackPath(t.stageDir(), e), e.Size); err != nil {
+						return err
+					}
+					fwE = pl.e
+				}
+				if err := fw.add(id, pl.off, data); err != nil {
+					return err
+				}
+				continue
+			}
+			if pw == nil {
+				if pw, err = newPackWriter(t.stageDir()); err != nil {
+					return err
+				}
+			}
 			if err := pw.add(id, data); err != nil {
 				return err
 			}
 		}
 	}()
 	// What arrived before an error is kept for the next sync.
-	if cerr := pw.close(); err == nil {
-		err = cerr
+	if fw != nil {
+		if cerr := fw.close(); err == nil {
+			err = cerr
+		}
+	}
+	if pw != nil {
+		if cerr := pw.close(); err == nil {
+			err = cerr
+		}
 	}
 	return err
 }
@@ -521,7 +552,10 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 				var miss []ID
 				var err error
 				var link bool
-				if t.VerifyAll {
+				var direct bool
+				if direct, err = directFile(nr, t.stageDir(), e, staged, b.dbuf()); direct || err != nil {
+					// A first copy: its file pack, hashed, linked.
+				} else if t.VerifyAll {
 					err = writeFile(nr, e, b.chunk, &miss)
 				} else if link, err = fastFile(nr, oldRoot, ot, e, b, &miss); errors.Is(err, errStale) {
 					// An old file changed under the build: every chunk
@@ -629,6 +663,9 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 	if !inplace {
 		os.RemoveAll(newDir) // the old tree
 	}
+	// The staging area goes first: a file linked from a file pack gets
+	// a new ctime when the pack's name goes.
+	os.RemoveAll(filepath.Join(t.State, "chunks"))
 	// The stamps of the files where they are now (a rename changes a
 	// file's ctime).
 	if stamps, err := stampsUnder(t.Root, m); err == nil {
@@ -636,7 +673,6 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 	} else {
 		os.Remove(stateFile(t.State, "index")) // rebuilt by the next scan
 	}
-	os.RemoveAll(filepath.Join(t.State, "chunks"))
 	os.Remove(stateFile(t.State, "pending"))
 	return nil
 }
@@ -648,7 +684,9 @@ type builder struct {
 	packs             map[string]*os.File
 	old               *fileCache // nil without an old tree
 	fromPack, fromOld readAhead
-	wbuf              []byte // fastFile's buffer of received chunks
+	fromFpack         readAhead // with a smaller window: a file pack of a small change is mostly holes
+	wbuf              []byte    // fastFile's buffer of received chunks
+	dirBuf            []byte    // directFile's
 }
 
 type loc struct {
@@ -667,7 +705,7 @@ func (b *builder) chunk(c Chunk) []byte {
 			b.packs[l.pack] = f
 		}
 		if f != nil {
-			if data, err := b.fromPack.read(f, l.pack, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
+			if data, err := b.packReader(l.pack).read(f, l.pack, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
 				return data
 			}
 		}
@@ -680,6 +718,25 @@ func (b *builder) chunk(c Chunk) []byte {
 		}
 	}
 	return nil
+}
+
+// packReader is the read-ahead for chunks of a pack or file pack.
+func (b *builder) packReader(p string) *readAhead {
+	if strings.HasSuffix(p, fpackSuffix) {
+		if b.fromFpack.buf == nil {
+			b.fromFpack.buf = make([]byte, MaxChunk)
+		}
+		return &b.fromFpack
+	}
+	return &b.fromPack
+}
+
+// dbuf is directFile's buffer.
+func (b *builder) dbuf() []byte {
+	if b.dirBuf == nil {
+		b.dirBuf = make([]byte, 4<<20)
+	}
+	return b.dirBuf
 }
 
 func (b *builder) close() {
