@@ -377,8 +377,14 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 			if !ok {
 				return fmt.Errorf("chunk %s is not in the manifest of the sync under way", id)
 			}
-			if _, ok := staged[id]; ok {
-				continue
+			if l, ok := staged[id]; ok {
+				// Sent again: either twice in this stream, or what was
+				// staged failed its hash at Commit. A file pack's chunk
+				// is written again at its place (the same bytes: the
+				// staging area does not grow); a pack's is not.
+				if pl.e < 0 || l.pack == "" || l.pack != fpackPath(t.stageDir(), &m.Entries[pl.e]) || l.off != pl.off {
+					continue
+				}
 			}
 			staged[id] = packLoc{}
 			if pl.e >= 0 {
