@@ -92,7 +92,21 @@ func openFpack(p string, size int64) (*fpackWriter, error) {
 			return nil, err
 		}
 	}
-	xf, err := os.OpenFile(p+".idx", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	// The index goes on after its last whole entry: a Put killed while
+	// it wrote one leaves it cut short.
+	var used int
+	if idx, err := os.ReadFile(p + ".idx"); err == nil {
+		used = readFpackIndex(idx, p, size, nil)
+	}
+	xf, err := os.OpenFile(p+".idx", os.O_WRONLY|os.O_CREATE, 0o600)
+	if err == nil {
+		if err = xf.Truncate(int64(used)); err == nil {
+			_, err = xf.Seek(int64(used), io.SeekStart)
+		}
+		if err != nil {
+			xf.Close()
+		}
+	}
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -161,24 +175,29 @@ func indexFpack(p string, out map[ID]packLoc) error {
 }
 
 // readFpackIndex adds the entries of a file pack's index to out, up to
-// the first that is cut short or does not lie inside the file.
-func readFpackIndex(idx []byte, p string, size int64, out map[ID]packLoc) {
-	for len(idx) >= 32 {
+// the first that is cut short or does not lie inside the file; it returns
+// the length of the entries it took.
+func readFpackIndex(idx []byte, p string, size int64, out map[ID]packLoc) (used int) {
+	for len(idx)-used >= 32 {
+		e := idx[used:]
 		var id ID
-		copy(id[:], idx[:32])
-		off, k1 := binary.Uvarint(idx[32:])
+		copy(id[:], e[:32])
+		off, k1 := binary.Uvarint(e[32:])
 		if k1 <= 0 {
-			return
+			return used
 		}
-		n, k2 := binary.Uvarint(idx[32+k1:])
+		n, k2 := binary.Uvarint(e[32+k1:])
 		if k2 <= 0 || n == 0 || n > MaxChunk || off > uint64(size) || off+n > uint64(size) {
-			return
+			return used
 		}
-		if _, ok := out[id]; !ok {
-			out[id] = packLoc{pack: p, off: int64(off), size: uint32(n)}
+		if out != nil {
+			if _, ok := out[id]; !ok {
+				out[id] = packLoc{pack: p, off: int64(off), size: uint32(n)}
+			}
 		}
-		idx = idx[32+k1+k2:]
+		used += 32 + k1 + k2
 	}
+	return used
 }
 
 // directFile builds e in the new tree as a hard link to its file pack

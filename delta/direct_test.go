@@ -134,7 +134,9 @@ func FuzzFpackIndex(f *testing.F) {
 			size = -size
 		}
 		out := map[ID]packLoc{}
-		readFpackIndex(idx, "p", size, out)
+		if used := readFpackIndex(idx, "p", size, out); used < 0 || used > len(idx) {
+			t.Fatalf("used %d of %d bytes", used, len(idx))
+		}
 		for id, l := range out {
 			if l.size == 0 || l.size > MaxChunk || l.off < 0 || l.off+int64(l.size) > size {
 				t.Fatalf("chunk %s at %d, %d bytes, in a file of %d", id, l.off, l.size, size)
@@ -144,4 +146,47 @@ func FuzzFpackIndex(f *testing.F) {
 			t.Fatalf("%d chunks from %d bytes", len(out), len(idx))
 		}
 	})
+}
+
+// TestFpackIndexCutShort: a Put killed while it wrote an index entry
+// leaves the index cut short; the next Put's entries go after the last
+// whole one, where they are found.
+func TestFpackIndexCutShort(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f-x"+fpackSuffix)
+	a, b := randBytes(1, 3000), randBytes(2, 4000)
+	w, err := openFpack(p, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.add(Sum(a), 0, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p+".idx", os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(make([]byte, 20)) // half an entry
+	f.Close()
+	if w, err = openFpack(p, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.add(Sum(b), 8000, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	out := map[ID]packLoc{}
+	if err := indexFpack(p, out); err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := out[Sum(a)]; !ok || l.off != 0 || l.size != 3000 {
+		t.Errorf("first chunk: %+v %v", l, ok)
+	}
+	if l, ok := out[Sum(b)]; !ok || l.off != 8000 || l.size != 4000 {
+		t.Errorf("chunk after the cut: %+v %v", l, ok)
+	}
 }
