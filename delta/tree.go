@@ -214,6 +214,17 @@ type TreeReceiver struct {
 	// those of the old files included, instead of trusting the index
 	// for the old files whose stamp did not change (see build.go).
 	VerifyAll bool
+
+	// What this receiver's last calls read or made, so that the next
+	// ones of the same sync need not decode it again: the index of Root
+	// (only a guide for scan, as the index file is: every file's stamp is
+	// checked again) and the pending manifest, with the stamp of the
+	// file Want wrote it to (Put checks it is still that file).
+	mu        sync.Mutex
+	idx       *index
+	pending   *Manifest
+	pendingSt stamp
+	places    map[uint64]firstPlace
 }
 
 var (
@@ -222,6 +233,51 @@ var (
 )
 
 func (t *TreeReceiver) stageDir() string { return filepath.Join(t.State, "chunks") }
+
+// prevIndex is the index of Root this receiver last saw, else the one in
+// State.
+func (t *TreeReceiver) prevIndex() *index {
+	t.mu.Lock()
+	x := t.idx
+	t.mu.Unlock()
+	if x != nil {
+		return x
+	}
+	return loadIndex(stateFile(t.State, "index"))
+}
+
+func (t *TreeReceiver) keepIndex(x *index) {
+	t.mu.Lock()
+	t.idx = x
+	t.mu.Unlock()
+}
+
+// pendingPlaces is the pending manifest and its chunks' first places:
+// those Want kept when the pending file is still the one it wrote.
+func (t *TreeReceiver) pendingPlaces() (*Manifest, map[uint64]firstPlace, error) {
+	t.mu.Lock()
+	m, st, places := t.pending, t.pendingSt, t.places
+	t.mu.Unlock()
+	if m != nil {
+		var fst syscall.Stat_t
+		if syscall.Stat(stateFile(t.State, "pending"), &fst) == nil && stampOf(&fst) == st {
+			if places == nil {
+				places = firstPlaces(m)
+				t.mu.Lock()
+				if t.pending == m {
+					t.places = places
+				}
+				t.mu.Unlock()
+			}
+			return m, places, nil
+		}
+	}
+	m, err := t.Pending()
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, firstPlaces(m), nil
+}
 
 // Want saves m as the sync under way and answers which of its chunks
 // neither Root's files nor the staging area hold.
@@ -237,7 +293,7 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 	if err := recoverState(t.Root, t.State); err != nil {
 		return nil, err
 	}
-	prev := loadIndex(stateFile(t.State, "index"))
+	prev := t.prevIndex()
 	old, err := scan(ctx, t.Root, prev)
 	if err != nil {
 		return nil, err
@@ -247,8 +303,18 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 			return nil, err
 		}
 	}
+	t.keepIndex(old)
+	t.mu.Lock()
+	t.pending, t.places = nil, nil
+	t.mu.Unlock()
 	if err := writeFileAtomic(stateFile(t.State, "pending"), m.Encode(), 0o600); err != nil {
 		return nil, err
+	}
+	var fst syscall.Stat_t
+	if syscall.Stat(stateFile(t.State, "pending"), &fst) == nil {
+		t.mu.Lock()
+		t.pending, t.pendingSt = m, stampOf(&fst)
+		t.mu.Unlock()
 	}
 	staged, err := stagedChunks(t.stageDir())
 	if err != nil {
@@ -326,6 +392,7 @@ func (t *TreeReceiver) KnownGroups(ctx context.Context) (map[ID][]Chunk, error) 
 	if err != nil {
 		return nil, err
 	}
+	t.keepIndex(x)
 	return x.m.Groups(), nil
 }
 
@@ -345,11 +412,10 @@ func (t *TreeReceiver) Pending() (*Manifest, error) {
 // in the pending manifest are refused, so a sender cannot fill the disk
 // with anything else.
 func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
-	m, err := t.Pending()
+	m, places, err := t.pendingPlaces()
 	if err != nil {
 		return err
 	}
-	places := firstPlaces(m)
 	// A chunk staged already (by this Put or an earlier one) is not
 	// written again: a sender cannot grow the staging area beyond the
 	// manifest's chunks.
@@ -446,10 +512,15 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 	if err := recoverState(t.Root, t.State); err != nil {
 		return err
 	}
-	old, err := scan(ctx, t.Root, loadIndex(stateFile(t.State, "index")))
+	old, err := scan(ctx, t.Root, t.prevIndex())
 	if err != nil {
 		return err
 	}
+	// The cache is dropped: the tree changes below; it is set again
+	// after the switch.
+	t.mu.Lock()
+	t.idx, t.pending, t.places = nil, nil, nil
+	t.mu.Unlock()
 	newDir := filepath.Join(t.State, "new")
 	inplace := inPlace(t.Root, t.State)
 	if inplace {
@@ -675,7 +746,10 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 	// The stamps of the files where they are now (a rename changes a
 	// file's ctime).
 	if stamps, err := stampsUnder(t.Root, m); err == nil {
-		saveIndex(stateFile(t.State, "index"), &index{m: m, stamps: stamps})
+		x := &index{m: m, stamps: stamps}
+		if saveIndex(stateFile(t.State, "index"), x) == nil {
+			t.keepIndex(x)
+		}
 	} else {
 		os.Remove(stateFile(t.State, "index")) // rebuilt by the next scan
 	}
