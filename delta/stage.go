@@ -25,7 +25,8 @@ import (
 // the earlier ones staged. An index is only a guide: entries that point
 // past the pack's end are dropped, and a chunk found at a wrong place
 // fails its hash when used (then it is missing, and sent again). A pack
-// without an index is read through.
+// without an index is read through. The chunks of large files go to file
+// packs instead (direct.go).
 
 type packLoc struct {
 	pack string
