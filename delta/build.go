@@ -324,7 +324,7 @@ func (b *builder) staged1(c Chunk) []byte {
 	if f == nil {
 		return nil
 	}
-	if data, err := b.fromPack.read(f, l.pack, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
+	if data, err := b.packReader(l.pack).read(f, l.pack, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
 		return data
 	}
 	return nil

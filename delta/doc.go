@@ -19,7 +19,10 @@
 //  4. the receiver builds the new tree beside the old one (Commit): a file
 //     equal to the old one at its path is a hard link to it; a file
 //     overwritten at the same offsets is patched in place, its lost bytes
-//     kept first in an undo log (patch.go); any other file is assembled
+//     kept first in an undo log (patch.go); a file whose every chunk was
+//     received is its file pack (the received chunks of a file of 1 MiB
+//     or more are staged at their offsets in a file of their own),
+//     hashed through and hard-linked (direct.go); any other file is assembled
 //     from the old files' chunks (copy_file_range: a reflink on btrfs and
 //     xfs) and the received ones (build.go). Received chunks are hashed on
 //     arrival and again when used; chunks kept from the old tree are

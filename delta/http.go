@@ -197,9 +197,7 @@ func serve(w http.ResponseWriter, r *http.Request, op string, src Source, recv P
 			return httpErrorf(http.StatusConflict, "manifest %s is not the one of the sync under way: send it again", id)
 		}
 		if tr, ok := recv.(*TreeReceiver); ok && r.URL.Query().Get("verify") == "all" {
-			v := *tr
-			v.VerifyAll = true
-			recv = &v
+			recv = &TreeReceiver{Root: tr.Root, State: tr.State, NoSync: tr.NoSync, VerifyAll: true}
 		}
 		if err := recv.Commit(ctx, m); err != nil {
 			return err

@@ -25,7 +25,8 @@ import (
 // the earlier ones staged. An index is only a guide: entries that point
 // past the pack's end are dropped, and a chunk found at a wrong place
 // fails its hash when used (then it is missing, and sent again). A pack
-// without an index is read through.
+// without an index is read through. The chunks of large files go to file
+// packs instead (direct.go).
 
 type packLoc struct {
 	pack string
@@ -44,10 +45,16 @@ func stagedChunks(dir string) (map[ID]packLoc, error) {
 		return nil, err
 	}
 	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if strings.HasSuffix(e.Name(), fpackSuffix) {
+			if err := indexFpack(p, out); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if !strings.HasSuffix(e.Name(), ".pack") {
 			continue
 		}
-		p := filepath.Join(dir, e.Name())
 		if err := indexPack(p, out); err != nil {
 			return nil, err
 		}

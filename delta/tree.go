@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -213,6 +214,17 @@ type TreeReceiver struct {
 	// those of the old files included, instead of trusting the index
 	// for the old files whose stamp did not change (see build.go).
 	VerifyAll bool
+
+	// What this receiver's last calls read or made, so that the next
+	// ones of the same sync need not decode it again: the index of Root
+	// (only a guide for scan, as the index file is: every file's stamp is
+	// checked again) and the pending manifest, with the stamp of the
+	// file Want wrote it to (Put checks it is still that file).
+	mu        sync.Mutex
+	idx       *index
+	pending   *Manifest
+	pendingSt stamp
+	places    map[uint64]firstPlace
 }
 
 var (
@@ -221,6 +233,51 @@ var (
 )
 
 func (t *TreeReceiver) stageDir() string { return filepath.Join(t.State, "chunks") }
+
+// prevIndex is the index of Root this receiver last saw, else the one in
+// State.
+func (t *TreeReceiver) prevIndex() *index {
+	t.mu.Lock()
+	x := t.idx
+	t.mu.Unlock()
+	if x != nil {
+		return x
+	}
+	return loadIndex(stateFile(t.State, "index"))
+}
+
+func (t *TreeReceiver) keepIndex(x *index) {
+	t.mu.Lock()
+	t.idx = x
+	t.mu.Unlock()
+}
+
+// pendingPlaces is the pending manifest and its chunks' first places:
+// those Want kept when the pending file is still the one it wrote.
+func (t *TreeReceiver) pendingPlaces() (*Manifest, map[uint64]firstPlace, error) {
+	t.mu.Lock()
+	m, st, places := t.pending, t.pendingSt, t.places
+	t.mu.Unlock()
+	if m != nil {
+		var fst syscall.Stat_t
+		if syscall.Stat(stateFile(t.State, "pending"), &fst) == nil && stampOf(&fst) == st {
+			if places == nil {
+				places = firstPlaces(m)
+				t.mu.Lock()
+				if t.pending == m {
+					t.places = places
+				}
+				t.mu.Unlock()
+			}
+			return m, places, nil
+		}
+	}
+	m, err := t.Pending()
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, firstPlaces(m), nil
+}
 
 // Want saves m as the sync under way and answers which of its chunks
 // neither Root's files nor the staging area hold.
@@ -236,7 +293,7 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 	if err := recoverState(t.Root, t.State); err != nil {
 		return nil, err
 	}
-	prev := loadIndex(stateFile(t.State, "index"))
+	prev := t.prevIndex()
 	old, err := scan(ctx, t.Root, prev)
 	if err != nil {
 		return nil, err
@@ -246,8 +303,18 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 			return nil, err
 		}
 	}
+	t.keepIndex(old)
+	t.mu.Lock()
+	t.pending, t.places = nil, nil
+	t.mu.Unlock()
 	if err := writeFileAtomic(stateFile(t.State, "pending"), m.Encode(), 0o600); err != nil {
 		return nil, err
+	}
+	var fst syscall.Stat_t
+	if syscall.Stat(stateFile(t.State, "pending"), &fst) == nil {
+		t.mu.Lock()
+		t.pending, t.pendingSt = m, stampOf(&fst)
+		t.mu.Unlock()
 	}
 	staged, err := stagedChunks(t.stageDir())
 	if err != nil {
@@ -325,6 +392,7 @@ func (t *TreeReceiver) KnownGroups(ctx context.Context) (map[ID][]Chunk, error) 
 	if err != nil {
 		return nil, err
 	}
+	t.keepIndex(x)
 	return x.m.Groups(), nil
 }
 
@@ -344,15 +412,9 @@ func (t *TreeReceiver) Pending() (*Manifest, error) {
 // in the pending manifest are refused, so a sender cannot fill the disk
 // with anything else.
 func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
-	m, err := t.Pending()
+	m, places, err := t.pendingPlaces()
 	if err != nil {
 		return err
-	}
-	ids := newIDSet(m.chunkCount())
-	for _, e := range m.Entries {
-		for _, c := range e.Chunks {
-			ids.add(c.ID)
-		}
 	}
 	// A chunk staged already (by this Put or an earlier one) is not
 	// written again: a sender cannot grow the staging area beyond the
@@ -361,10 +423,9 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 	if err != nil {
 		return err
 	}
-	pw, err := newPackWriter(t.stageDir())
-	if err != nil {
-		return err
-	}
+	var pw *packWriter
+	var fw *fpackWriter // of the file pack of m.Entries[fwE]
+	fwE := int32(-1)
 	err = func() error {
 		fr := NewFrameReader(frames)
 		for {
@@ -378,21 +439,63 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 			if err != nil {
 				return err
 			}
-			if !ids.has(id) {
+			pl, ok := places[idKey(id)]
+			if !ok {
 				return fmt.Errorf("chunk %s is not in the manifest of the sync under way", id)
 			}
-			if _, ok := staged[id]; ok {
-				continue
+			if l, ok := staged[id]; ok {
+				// Sent again: either twice in this stream, or what was
+				// staged failed its hash at Commit. A file pack's chunk
+				// is written again at its place (the same bytes: the
+				// staging area does not grow); a pack's is not.
+				if pl.e < 0 || l.pack == "" || l.pack != fpackPath(t.stageDir(), &m.Entries[pl.e]) || l.off != pl.off {
+					continue
+				}
 			}
 			staged[id] = packLoc{}
+			if pl.e >= 0 {
+				// At its place in its file's file pack (direct.go).
+				// The chunks come in the manifest's order: one file
+				// pack open at a time.
+				if fw == nil || fwE != pl.e {
+					if fw != nil {
+						err := fw.close()
+						fw = nil
+						if err != nil {
+							return err
+						}
+					}
+					e := &m.Entries[pl.e]
+					if fw, err = openFpack(fpackPath(t.stageDir(), e), e.Size); err != nil {
+						return err
+					}
+					fwE = pl.e
+				}
+				if err := fw.add(id, pl.off, data); err != nil {
+					return err
+				}
+				continue
+			}
+			if pw == nil {
+				if pw, err = newPackWriter(t.stageDir()); err != nil {
+					return err
+				}
+			}
 			if err := pw.add(id, data); err != nil {
 				return err
 			}
 		}
 	}()
 	// What arrived before an error is kept for the next sync.
-	if cerr := pw.close(); err == nil {
-		err = cerr
+	if fw != nil {
+		if cerr := fw.close(); err == nil {
+			err = cerr
+		}
+	}
+	if pw != nil {
+		if cerr := pw.close(); err == nil {
+			err = cerr
+		}
 	}
 	return err
 }
@@ -409,10 +512,15 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 	if err := recoverState(t.Root, t.State); err != nil {
 		return err
 	}
-	old, err := scan(ctx, t.Root, loadIndex(stateFile(t.State, "index")))
+	old, err := scan(ctx, t.Root, t.prevIndex())
 	if err != nil {
 		return err
 	}
+	// The cache is dropped: the tree changes below; it is set again
+	// after the switch.
+	t.mu.Lock()
+	t.idx, t.pending, t.places = nil, nil, nil
+	t.mu.Unlock()
 	newDir := filepath.Join(t.State, "new")
 	inplace := inPlace(t.Root, t.State)
 	if inplace {
@@ -521,7 +629,10 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 				var miss []ID
 				var err error
 				var link bool
-				if t.VerifyAll {
+				var direct bool
+				if direct, err = directFile(nr, t.stageDir(), e, staged, b.dbuf()); direct || err != nil {
+					// A first copy: its file pack, hashed, linked.
+				} else if t.VerifyAll {
 					err = writeFile(nr, e, b.chunk, &miss)
 				} else if link, err = fastFile(nr, oldRoot, ot, e, b, &miss); errors.Is(err, errStale) {
 					// An old file changed under the build: every chunk
@@ -629,14 +740,19 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 	if !inplace {
 		os.RemoveAll(newDir) // the old tree
 	}
+	// The staging area goes first: a file linked from a file pack gets
+	// a new ctime when the pack's name goes.
+	os.RemoveAll(filepath.Join(t.State, "chunks"))
 	// The stamps of the files where they are now (a rename changes a
 	// file's ctime).
 	if stamps, err := stampsUnder(t.Root, m); err == nil {
-		saveIndex(stateFile(t.State, "index"), &index{m: m, stamps: stamps})
+		x := &index{m: m, stamps: stamps}
+		if saveIndex(stateFile(t.State, "index"), x) == nil {
+			t.keepIndex(x)
+		}
 	} else {
 		os.Remove(stateFile(t.State, "index")) // rebuilt by the next scan
 	}
-	os.RemoveAll(filepath.Join(t.State, "chunks"))
 	os.Remove(stateFile(t.State, "pending"))
 	return nil
 }
@@ -648,7 +764,9 @@ type builder struct {
 	packs             map[string]*os.File
 	old               *fileCache // nil without an old tree
 	fromPack, fromOld readAhead
-	wbuf              []byte // fastFile's buffer of received chunks
+	fromFpack         readAhead // with a smaller window: a file pack of a small change is mostly holes
+	wbuf              []byte    // fastFile's buffer of received chunks
+	dirBuf            []byte    // directFile's
 }
 
 type loc struct {
@@ -667,7 +785,7 @@ func (b *builder) chunk(c Chunk) []byte {
 			b.packs[l.pack] = f
 		}
 		if f != nil {
-			if data, err := b.fromPack.read(f, l.pack, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
+			if data, err := b.packReader(l.pack).read(f, l.pack, l.off, int(c.Size)); err == nil && Sum(data) == c.ID {
 				return data
 			}
 		}
@@ -680,6 +798,25 @@ func (b *builder) chunk(c Chunk) []byte {
 		}
 	}
 	return nil
+}
+
+// packReader is the read-ahead for chunks of a pack or file pack.
+func (b *builder) packReader(p string) *readAhead {
+	if strings.HasSuffix(p, fpackSuffix) {
+		if b.fromFpack.buf == nil {
+			b.fromFpack.buf = make([]byte, MaxChunk)
+		}
+		return &b.fromFpack
+	}
+	return &b.fromPack
+}
+
+// dbuf is directFile's buffer.
+func (b *builder) dbuf() []byte {
+	if b.dirBuf == nil {
+		b.dirBuf = make([]byte, 4<<20)
+	}
+	return b.dirBuf
 }
 
 func (b *builder) close() {
