@@ -178,34 +178,12 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 			return
 		}
 		send := func(rep string, epoch int64) error { return a.sendWrite(r, rep, tenant, name, epoch, seq, body) }
-		copies := 1
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var failed []string
-		for _, rep := range rt.InSync {
-			wg.Go(func() {
-				err := send(rep, rt.Epoch)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					a.log.Warn("volume replica missed a write", "volume", name, "replica", rep, "seq", seq, "err", err)
-					failed = append(failed, rep)
-					return
-				}
-				copies++
-			})
-		}
-		wg.Wait()
-		if len(failed) > 0 {
-			failed, copies, rt = a.resendUnderNewEpoch(tenant, name, rt, seq, send, failed, copies)
-		}
-		for _, rep := range failed {
-			if err := a.setReplicaState(tenant, name, rep, volume.ReplicaStale, rt.Epoch); err != nil {
-				// Not recorded: the write may not be acknowledged,
-				// or a promotion could choose a replica without it.
-				http.Error(w, fmt.Sprintf("volume %s: replica %s missed write %d and cannot be marked stale: %v", name, rep, seq, err), http.StatusServiceUnavailable)
-				return
-			}
+		copies, err := a.replicate(tenant, name, rt, seq, "write", send)
+		if err != nil {
+			// The write may not be acknowledged: a promotion could
+			// choose a replica without it.
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
 		}
 		if copies < 2 {
 			http.Error(w, fmt.Sprintf("volume %s: write %d is on %d node only; it needs two (no replica in sync is reachable)", name, seq, copies), http.StatusServiceUnavailable)
@@ -213,6 +191,42 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 		}
 		copyRecorded(w, rec)
 	})
+}
+
+// replicate sends the numbered operation seq (what it is, for messages)
+// to every replica in sync of rt at once, again under a new epoch to those
+// that refused it under the old one (resendUnderNewEpoch), and marks those
+// that still missed it stale, so that no copy a failover can choose lacks
+// it. It returns how many copies have it, this one included; an error
+// when a replica that missed it cannot be marked stale.
+func (a *Agent) replicate(tenant, name string, rt volfs.Route, seq uint64, what string, send func(rep string, epoch int64) error, logArgs ...any) (int, error) {
+	copies := 1
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failed []string
+	for _, rep := range rt.InSync {
+		wg.Go(func() {
+			err := send(rep, rt.Epoch)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				a.log.Warn("volume replica missed a "+what, append([]any{"volume", name, "replica", rep, "seq", seq, "err", err}, logArgs...)...)
+				failed = append(failed, rep)
+				return
+			}
+			copies++
+		})
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		failed, copies, rt = a.resendUnderNewEpoch(tenant, name, rt, seq, send, failed, copies)
+	}
+	for _, rep := range failed {
+		if err := a.setReplicaState(tenant, name, rep, volume.ReplicaStale, rt.Epoch); err != nil {
+			return copies, fmt.Errorf("volume %s: replica %s missed %s %d and cannot be marked stale: %w", name, rep, what, seq, err)
+		}
+	}
+	return copies, nil
 }
 
 // partialWrite marks the replicas in sync stale after a

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/macro-cloud/macro/delta"
@@ -138,31 +137,9 @@ func (a *Agent) snapshotOp(ctx context.Context, tenant, name string, op snapOp) 
 		return err
 	}
 	send := func(rep string, epoch int64) error { return a.sendSnapshotOp(rep, tenant, name, epoch, seq, body) }
-	copies := 1
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var failed []string
-	for _, rep := range rt.InSync {
-		wg.Go(func() {
-			err := send(rep, rt.Epoch)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				a.log.Warn("volume replica missed a snapshot operation", "volume", name, "replica", rep, "seq", seq, "op", op.Op, "snapshot", op.Snap.Name, "err", err)
-				failed = append(failed, rep)
-				return
-			}
-			copies++
-		})
-	}
-	wg.Wait()
-	if len(failed) > 0 {
-		failed, copies, rt = a.resendUnderNewEpoch(tenant, name, rt, seq, send, failed, copies)
-	}
-	for _, rep := range failed {
-		if err := a.setReplicaState(tenant, name, rep, volume.ReplicaStale, rt.Epoch); err != nil {
-			return fmt.Errorf("volume %s: replica %s missed snapshot operation %d and cannot be marked stale: %w", name, rep, seq, err)
-		}
+	copies, err := a.replicate(tenant, name, rt, seq, "snapshot operation", send, "op", op.Op, "snapshot", op.Snap.Name)
+	if err != nil {
+		return err
 	}
 	// Every replica in sync has the operation now, and the others are
 	// stale (never promoted; they catch up from this copy): no copy a
