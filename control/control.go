@@ -66,9 +66,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	go c.watchNodes(ctx)
+	// The pods of nodes that went down go back to the scheduler, and
+	// replicated volumes are repaired, every second.
+	go every(ctx, time.Second, c.evictDown)
 	if c.volNodes != nil {
-		go c.volumeLoop(ctx)
+		go every(ctx, time.Second, c.repairVolumes)
 	}
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
@@ -145,16 +147,16 @@ func (c *Controller) autoRemove(ctx context.Context) {
 	}
 }
 
-// watchNodes evicts the pods of nodes that went down, every second.
-func (c *Controller) watchNodes(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+// every runs f each period until ctx ends.
+func every(ctx context.Context, period time.Duration, f func(context.Context)) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.evictDown(ctx)
+			f(ctx)
 		}
 	}
 }

@@ -42,20 +42,6 @@ func (c *Controller) WithVolumes(n VolumeNodes) *Controller {
 	return c
 }
 
-// volumeLoop repairs replicated volumes every second.
-func (c *Controller) volumeLoop(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			c.repairVolumes(ctx)
-		}
-	}
-}
-
 // repairVolumes takes one look at every replicated volume. A node is dead
 // when its lease expired; right after this controller took the lead, it
 // first gives every node a TTL to renew its lease, as evictDown does.
