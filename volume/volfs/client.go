@@ -152,21 +152,7 @@ func (c *Client) Put(ctx context.Context, p string, r io.ReaderAt, size int64, m
 	if err != nil {
 		return Attr{}, c.transportErr(err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return Attr{}, c.errnoReply(resp, "write")
-	}
-	var rep Reply
-	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
-		return Attr{}, c.transportErr(fmt.Errorf("volfs write: %w", err))
-	}
-	if err := rep.Err(); err != nil {
-		return Attr{}, err
-	}
-	if rep.Attr == nil {
-		return Attr{}, c.transportErr(fmt.Errorf("volfs write %s: no attributes", p))
-	}
-	return *rep.Attr, nil
+	return c.writeReply(resp, p)
 }
 
 // ReadAt reads at most len(buf) bytes of the file at p from off into buf
@@ -218,6 +204,12 @@ func (c *Client) Write(ctx context.Context, p string, size int64, mk func() io.R
 	if err != nil {
 		return Attr{}, c.transportErr(err)
 	}
+	return c.writeReply(resp, p)
+}
+
+// writeReply reads the answer to a write of p: the file's attributes
+// after it.
+func (c *Client) writeReply(resp *http.Response, p string) (Attr, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return Attr{}, c.errnoReply(resp, "write")
