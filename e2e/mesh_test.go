@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -279,6 +280,45 @@ func TestMeshNodes(t *testing.T) {
 		}
 		if out, ok := inPod(alice, "web", "nc", "-w", "2", h1.Addr.String(), strconv.Itoa(port)); ok {
 			t.Errorf("web opens a connection to the server's API port: %s", out)
+		}
+	})
+
+	t.Run("an agent restart leaves its pods' mesh up", func(t *testing.T) {
+		// web on n2 pings db on n3 ten times a second while n3's agent
+		// stops and starts again: n3's WireGuard device runs in a
+		// process of its own, which carries the traffic meanwhile, and
+		// the new agent adopts it. A restart that takes the mesh down
+		// loses the pings of its whole length (seconds).
+		const count = 100
+		var stream string
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			stream, _ = inPod(alice, "web", "ping", "-q", "-i", "0.1", "-c", strconv.Itoa(count), db.String())
+		}()
+		defer func() { <-done }()
+		time.Sleep(time.Second)
+		if err := agents["n3"].Stop(); err != nil {
+			t.Fatal(err)
+		}
+		agents["n3"].Start()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(agents["n3"].Log(), "adopted=true") {
+			if time.Now().After(deadline) {
+				t.Fatalf("n3's new agent did not adopt its mesh device\n%s", agents["n3"].Log())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		<-done
+		var sent, got int
+		for _, line := range strings.Split(stream, "\n") {
+			if _, err := fmt.Sscanf(strings.TrimSpace(line), "%d packets transmitted, %d packets received", &sent, &got); err == nil {
+				break
+			}
+		}
+		t.Logf("over n3's agent restart: %d pings sent, %d answered", sent, got)
+		if sent != count || got < sent-2 {
+			t.Fatalf("web's pings to db on n3 were lost over n3's agent restart:\n%s", stream)
 		}
 	})
 
