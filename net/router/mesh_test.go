@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -633,7 +635,27 @@ func echoTo(t *testing.T, network string, to netip.Addr, server, client Attachme
 // takes one) and fails.
 func TestMeshRestart(t *testing.T) {
 	requireRoot(t)
+	// Last of the cleanups: the routers' Destroy ended the device
+	// processes and removed their sockets.
+	var devs []string // pid, socket
+	t.Cleanup(func() {
+		for i := 0; i < len(devs); i += 2 {
+			pid, _ := strconv.Atoi(devs[i])
+			if pid > 0 && syscall.Kill(pid, 0) == nil {
+				t.Errorf("the device process %d is left running", pid)
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			if _, err := os.Lstat(devs[i+1]); err == nil {
+				t.Errorf("%s is left", devs[i+1])
+				os.Remove(devs[i+1])
+			}
+		}
+	})
 	n1, n2 := startMeshNode(t, "n1"), startMeshNode(t, "n2")
+	for _, n := range []*meshNode{n1, n2} {
+		b, _ := os.ReadFile(filepath.Join(meshDevState(n.r.cfg.Dir), "pid"))
+		devs = append(devs, strings.TrimSpace(string(b)), filepath.Join(meshSocketDir, meshDevName(n.r.cfg.Dir)+".sock"))
+	}
 	pa1, pa2 := pod("a1", "alice", "shop", "web"), pod("a2", "alice", "shop", "db")
 	a1 := attach(t, n1.r, pa1)
 	// Each node picks IPv4 addresses on its own here: a pod that comes
