@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -284,19 +286,28 @@ func TestMeshNodes(t *testing.T) {
 	})
 
 	t.Run("an agent restart leaves its pods' mesh up", func(t *testing.T) {
-		// web on n2 pings db on n3 ten times a second while n3's agent
+		// web on n2 pings db on n3 20 times a second while n3's agent
 		// stops and starts again: n3's WireGuard device runs in a
 		// process of its own, which carries the traffic meanwhile, and
 		// the new agent adopts it. A restart that takes the mesh down
-		// loses the pings of its whole length (seconds).
-		const count = 100
+		// loses the pings of its whole length (0.3 s here: 6 pings) and
+		// changes the device's process.
+		const count = 200
 		var stream string
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			stream, _ = inPod(alice, "web", "ping", "-q", "-i", "0.1", "-c", strconv.Itoa(count), db.String())
+			stream, _ = inPod(alice, "web", "ping", "-q", "-i", "0.05", "-c", strconv.Itoa(count), db.String())
 		}()
 		defer func() { <-done }()
+		devPid := func() string {
+			b, _ := os.ReadFile(filepath.Join(agents["n3"].DataDir, "net", "mesh-dev", "pid"))
+			return strings.TrimSpace(string(b))
+		}
+		before := devPid()
+		if before == "" {
+			t.Fatal("n3's mesh device has no process of its own")
+		}
 		time.Sleep(time.Second)
 		if err := agents["n3"].Stop(); err != nil {
 			t.Fatal(err)
@@ -308,6 +319,9 @@ func TestMeshNodes(t *testing.T) {
 				t.Fatalf("n3's new agent did not adopt its mesh device\n%s", agents["n3"].Log())
 			}
 			time.Sleep(200 * time.Millisecond)
+		}
+		if after := devPid(); after != before {
+			t.Errorf("n3's mesh device process changed from %s to %s over the restart", before, after)
 		}
 		<-done
 		var sent, got int
