@@ -25,11 +25,11 @@ import (
 // the host's namespace, where the other nodes reach it. It is the
 // kernel's where the kernel can make one, else wireguard-go on a TUN
 // device, in a process of its own (meshdev.go); either outlives the
-// router (an agent restart) and is configured only through wgctrl. Remote pods' /128s are routed
-// through it in their tenant's table; what comes out of it is marked with
-// the tenant of its source address (which WireGuard has checked against
-// the sending node's allowed addresses) and forwarded only to that
-// tenant's pods.
+// router (an agent restart) and is configured only through wgctrl.
+// Remote pods' /128s are routed through it in their tenant's table;
+// what comes out of it is marked with the tenant of its source address
+// (which WireGuard has checked against the sending node's allowed
+// addresses) and forwarded only to that tenant's pods.
 //
 // IPv4, which overlaps between tenants, rides a VXLAN device per tenant
 // (vx<tenant index>, the tenant's cluster-wide VNI) over wg0, from this

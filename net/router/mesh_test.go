@@ -29,7 +29,12 @@ type meshNode struct {
 
 func startMeshNode(t *testing.T, name string) *meshNode {
 	t.Helper()
-	rp := openRouter(t, Config{Cluster: "meshtest"})
+	return startMeshNodeWith(t, name, Config{Cluster: "meshtest"})
+}
+
+func startMeshNodeWith(t *testing.T, name string, cfg Config) *meshNode {
+	t.Helper()
+	rp := openRouter(t, cfg)
 	r := *rp
 	key, err := mesh.NewPrivateKey()
 	if err != nil {
@@ -746,5 +751,61 @@ func TestMeshRestart(t *testing.T) {
 	}
 	if _, ok := in(t, a2.Netns, "busybox", "ping", "-c", "1", "-W", "1", a1.IPv4.String()); !ok {
 		t.Fatal("no IPv4 traffic after the restart")
+	}
+}
+
+// TestMeshKernel joins two routers by kernel WireGuard devices, made and
+// configured as --mesh-impl kernel does: on a machine without the module
+// (these), it checks only that the kernel path fails with a clear error
+// and that "auto" falls back to the userspace device.
+func TestMeshKernel(t *testing.T) {
+	requireRoot(t)
+	rp := openRouter(t, Config{Cluster: "meshtest", MeshImpl: "bogus"})
+	key, err := mesh.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (*rp).StartMesh(context.Background(), key, 0); err == nil || !strings.Contains(err.Error(), "want auto, kernel or userspace") {
+		t.Fatalf("--mesh-impl bogus: %v", err)
+	}
+	if !meshKernelWorks(context.Background(), (*rp).ns) {
+		(*rp).cfg.MeshImpl = "kernel"
+		if _, err := (*rp).StartMesh(context.Background(), key, 0); err == nil || !strings.Contains(err.Error(), "kernel WireGuard device") {
+			t.Fatalf("--mesh-impl kernel without the module: %v", err)
+		}
+		(*rp).cfg.MeshImpl = "auto"
+		if _, err := (*rp).StartMesh(context.Background(), key, 0); err != nil {
+			t.Fatalf("--mesh-impl auto without the module: %v", err)
+		}
+		if (*rp).mesh.kernel {
+			t.Fatal("auto chose the kernel's device, which the kernel cannot make")
+		}
+		t.Skip("no WireGuard module in this kernel: the kernel device's creation is not exercised")
+	}
+	n1 := startMeshNodeWith(t, "n1", Config{Cluster: "meshtest", MeshImpl: "kernel"})
+	n2 := startMeshNodeWith(t, "n2", Config{Cluster: "meshtest", MeshImpl: "kernel"})
+	pa1, pa2 := pod("a1", "alice", "shop", "web"), pod("a2", "alice", "shop", "db")
+	a1, a2 := attach(t, n1.r, pa1), attach(t, n2.r, pa2)
+	view := types.MeshView{
+		Nodes: []types.MeshNode{n1.node(), n2.node()},
+		Pods:  []types.MeshPod{meshPod(pa1, "n1", a1), meshPod(pa2, "n2", a2)},
+	}
+	loop := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	for _, n := range []*meshNode{n1, n2} {
+		if !n.r.mesh.kernel {
+			t.Fatal("not a kernel device")
+		}
+		if err := n.r.ApplyMesh(context.Background(), mesh.Compute("meshtest", n.name, view), loop); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := in(t, a1.Netns, "busybox", "ping", "-c", "1", "-W", "1", a2.IPv6.String()); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no traffic across kernel WireGuard devices")
+		}
 	}
 }
