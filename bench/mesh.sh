@@ -52,6 +52,12 @@ cleanup() {
   for _ in $(seq 150); do pgrep -f " ($d1|$d2)/pods/" >/dev/null || break; sleep 0.2; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   sleep 2
+  # The nodes' mesh devices outlive them, as their pods do: end them.
+  for d in "$d1" "$d2"; do
+    [[ -f $d/net/mesh-dev/pid ]] && kill "$(cat "$d/net/mesh-dev/pid")" 2>/dev/null
+    rm -f "/var/run/wireguard/mx$(printf %s "$d/net" | sha256sum | cut -c1-8).sock"
+  done
+  sleep 0.5
   for m in $(grep -o " $d1/[^ ]*\| $d2/[^ ]*" /proc/self/mountinfo | sort -r); do umount -l "$m"; done
   ip netns del "$h1" 2>/dev/null
   ip netns del "$h2" 2>/dev/null

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -279,6 +282,57 @@ func TestMeshNodes(t *testing.T) {
 		}
 		if out, ok := inPod(alice, "web", "nc", "-w", "2", h1.Addr.String(), strconv.Itoa(port)); ok {
 			t.Errorf("web opens a connection to the server's API port: %s", out)
+		}
+	})
+
+	t.Run("an agent restart leaves its pods' mesh up", func(t *testing.T) {
+		// web on n2 pings db on n3 20 times a second while n3's agent
+		// stops and starts again: n3's WireGuard device runs in a
+		// process of its own, which carries the traffic meanwhile, and
+		// the new agent adopts it. A restart that takes the mesh down
+		// loses the pings of its whole length (0.3 s here: 6 pings) and
+		// changes the device's process.
+		const count = 200
+		var stream string
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			stream, _ = inPod(alice, "web", "ping", "-q", "-i", "0.05", "-c", strconv.Itoa(count), db.String())
+		}()
+		defer func() { <-done }()
+		devPid := func() string {
+			b, _ := os.ReadFile(filepath.Join(agents["n3"].DataDir, "net", "mesh-dev", "pid"))
+			return strings.TrimSpace(string(b))
+		}
+		before := devPid()
+		if before == "" {
+			t.Fatal("n3's mesh device has no process of its own")
+		}
+		time.Sleep(time.Second)
+		if err := agents["n3"].Stop(); err != nil {
+			t.Fatal(err)
+		}
+		agents["n3"].Start()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(agents["n3"].Log(), "adopted=true") {
+			if time.Now().After(deadline) {
+				t.Fatalf("n3's new agent did not adopt its mesh device\n%s", agents["n3"].Log())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if after := devPid(); after != before {
+			t.Errorf("n3's mesh device process changed from %s to %s over the restart", before, after)
+		}
+		<-done
+		var sent, got int
+		for _, line := range strings.Split(stream, "\n") {
+			if _, err := fmt.Sscanf(strings.TrimSpace(line), "%d packets transmitted, %d packets received", &sent, &got); err == nil {
+				break
+			}
+		}
+		t.Logf("over n3's agent restart: %d pings sent, %d answered", sent, got)
+		if sent != count || got < sent-2 {
+			t.Fatalf("web's pings to db on n3 were lost over n3's agent restart:\n%s", stream)
 		}
 	})
 

@@ -9,6 +9,8 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/macro-cloud/macro/net/router"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -30,6 +32,8 @@ func main() {
 		os.Exit(shimMain(os.Args[2:]))
 	case "volfs-shim":
 		os.Exit(volfsShimMain(os.Args[2:]))
+	case router.MeshDeviceCommand: // the mesh's userspace WireGuard device (net/router/meshdev.go)
+		os.Exit(router.MeshDeviceMain(os.Args[2:]))
 	case "version", "--version", "-v":
 		fmt.Println("macro", version)
 	case "help", "--help", "-h":

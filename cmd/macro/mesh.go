@@ -45,15 +45,6 @@ type nodeMesh struct {
 	endpoint string
 }
 
-// gcBallast is never read or written: 64 MiB of heap that the garbage
-// collector counts as live, so that a node's small heap is not collected
-// every few megabytes. wireguard-go keeps its packet buffers in
-// sync.Pools, which every collection empties; refilling them costs fresh
-// pages (page faults, zeroing) on the packet path. The ballast's pages are
-// never touched, so it costs no memory; what it costs is up to 64 MiB more
-// garbage before a collection (GOGC=100). Measured in bench/RESULTS.md.
-var gcBallast []byte
-
 // startNodeMesh starts the node's WireGuard device and decides the
 // endpoint other nodes reach it on: --mesh-endpoint, else defaultHost
 // (when not empty), else the address this machine reaches the first
@@ -82,9 +73,6 @@ func startNodeMesh(ctx context.Context, mc meshConfig, r *router.Router, dataDir
 	addr, err := netip.ParseAddr(host)
 	if err != nil {
 		return nil, fmt.Errorf("--mesh-endpoint %q: want an IP address, optionally with :PORT", mc.endpoint)
-	}
-	if gcBallast == nil {
-		gcBallast = make([]byte, 64<<20)
 	}
 	m := &nodeMesh{r: r, keys: mesh.KeyStore{Dir: filepath.Join(dataDir, "mesh")}, cluster: cluster, name: name,
 		log: log.With("subsystem", "mesh")}

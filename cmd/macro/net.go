@@ -19,6 +19,7 @@ type netConfig struct {
 	vpc         bool     // --vpc: wire pods into their tenants' VPCs
 	egress      bool     // --egress: pods reach outside the VPC through the node
 	dnsUpstream []string // --dns-upstream HOST:PORT; default: the host's resolv.conf
+	meshImpl    string   // --mesh-impl auto|kernel|userspace
 }
 
 // tenantEgress is the tenants' egress setting as the router asks it: the
@@ -95,6 +96,7 @@ func openNetwork(ctx context.Context, nc netConfig, tenants <-chan types.TenantN
 		Cluster:  cluster,
 		Egress:   egress.allowed,
 		Upstream: upstream,
+		MeshImpl: nc.meshImpl,
 		Log:      log,
 	})
 	if err != nil {

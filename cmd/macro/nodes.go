@@ -168,6 +168,7 @@ opens itself (so a node behind NAT works). A node token comes from
 	fs.Var((*listFlag)(&cfg.net.dnsUpstream), "dns-upstream", "resolver HOST:PORT for names outside the VPC; repeatable")
 	fs.BoolVar(&cfg.mesh.on, "mesh", true, "join the other nodes' VPCs over WireGuard (needs --vpc)")
 	fs.IntVar(&cfg.mesh.port, "mesh-port", 51820, "UDP port of the mesh (0: any free port)")
+	fs.StringVar(&cfg.net.meshImpl, "mesh-impl", "auto", "the mesh's WireGuard device: kernel (the kernel's module), userspace (wireguard-go, in a process that outlives agent restarts) or auto (kernel where it can make one)")
 	fs.StringVar(&cfg.mesh.endpoint, "mesh-endpoint", "", "IP[:PORT] other nodes reach this node's mesh on (default: this machine's address toward the servers, --mesh-port)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -85,6 +85,7 @@ func serverMain(args []string) int {
 	fs.BoolVar(&cfg.runAgent, "agent", true, "also run a node agent on this machine (false: a server that runs no pods)")
 	fs.BoolVar(&cfg.mesh.on, "mesh", true, "join this machine's node to the other nodes' VPCs over WireGuard (needs --vpc)")
 	fs.IntVar(&cfg.mesh.port, "mesh-port", 51820, "UDP port of the mesh (0, or taken: any free port)")
+	fs.StringVar(&cfg.net.meshImpl, "mesh-impl", "auto", "the mesh's WireGuard device: kernel (the kernel's module), userspace (wireguard-go, in a process that outlives agent restarts) or auto (kernel where it can make one)")
 	fs.StringVar(&cfg.mesh.endpoint, "mesh-endpoint", "", "IP[:PORT] other nodes reach this node's mesh on (default: the host of --api-addr, else this machine's default route's address)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

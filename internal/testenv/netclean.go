@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ const hostNetFile = "net/host.json"
 // server in dir: its uplink veth (the peer in the router namespace goes
 // with it) and its nftables table. Nothing else of it lives outside dir.
 func removeHostNetwork(dir string) error {
+	removeMeshSocket(dir)
 	data, err := os.ReadFile(filepath.Join(dir, hostNetFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -45,4 +48,17 @@ func removeHostNetwork(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeMeshSocket removes the UAPI socket of the node's userspace mesh
+// device (net/router/meshdev.go: /var/run/wireguard/mx<router.Tag of
+// DIR/net>.sock), whose process killByCmdline has ended (its state dir
+// is on its command line).
+func removeMeshSocket(dir string) {
+	abs, err := filepath.Abs(filepath.Join(dir, "net"))
+	if err != nil {
+		return
+	}
+	h := sha256.Sum256([]byte(abs))
+	os.Remove(filepath.Join("/var/run/wireguard", "mx"+hex.EncodeToString(h[:4])+".sock"))
 }

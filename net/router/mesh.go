@@ -2,31 +2,34 @@ package router
 
 import (
 	"context"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"golang.zx2c4.com/wireguard/conn"
-	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/macro-cloud/macro/net/dns"
 	"github.com/macro-cloud/macro/net/mesh"
 )
 
 // The mesh joins the node's router to the other nodes' routers: a
-// WireGuard device (wireguard-go, in this process) whose TUN interface
-// lives in the router namespace and whose UDP socket lives in the host's
-// namespace, where the other nodes reach it. Remote pods' /128s are routed
-// through it in their tenant's table; what comes out of it is marked with
-// the tenant of its source address (which WireGuard has checked against
-// the sending node's allowed addresses) and forwarded only to that
-// tenant's pods.
+// WireGuard device wg0 in the router namespace whose UDP socket lives in
+// the host's namespace, where the other nodes reach it. It is the
+// kernel's where the kernel can make one, else wireguard-go on a TUN
+// device, in a process of its own (meshdev.go); either outlives the
+// router (an agent restart) and is configured only through wgctrl.
+// Remote pods' /128s are routed through it in their tenant's table;
+// what comes out of it is marked with the tenant of its source address
+// (which WireGuard has checked against the sending node's allowed
+// addresses) and forwarded only to that tenant's pods.
 //
 // IPv4, which overlaps between tenants, rides a VXLAN device per tenant
 // (vx<tenant index>, the tenant's cluster-wide VNI) over wg0, from this
@@ -52,12 +55,17 @@ const (
 
 // meshState is the mesh as applied: the device and what it was told.
 type meshState struct {
-	dev    *device.Device
-	port   uint16
-	peers  map[mesh.Key]mesh.Peer
-	routes map[meshRoute]bool
-	src    map[netip.Addr]int // remote pod address -> tenant index
-	names  map[string]bool    // DNS table IDs of remote pods
+	wg     *wgctrl.Client
+	dev    string // wgctrl's name of the device
+	kernel bool
+	// adopted: the device was a previous router's; so may be its
+	// carrier, which is kept when it is as this router would make it.
+	adopted bool
+	port    uint16
+	peers   map[mesh.Key]mesh.Peer
+	routes  map[meshRoute]bool
+	src     map[netip.Addr]int // remote pod address -> tenant index
+	names   map[string]bool    // DNS table IDs of remote pods
 	// cluster are the other nodes' (and the servers') addresses: the
 	// host forwards no pod traffic to them.
 	cluster []netip.Addr
@@ -105,6 +113,25 @@ type vxIn struct {
 	src  netip.Addr
 }
 
+type vxInJSON struct {
+	Node netip.Addr `json:"node"`
+	VNI  uint32     `json:"vni"`
+	Src  netip.Addr `json:"src"`
+}
+
+func (v vxIn) MarshalJSON() ([]byte, error) {
+	return json.Marshal(vxInJSON{v.node, v.vni, v.src})
+}
+
+func (v *vxIn) UnmarshalJSON(b []byte) error {
+	var j vxInJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*v = vxIn{j.Node, j.VNI, j.Src}
+	return nil
+}
+
 func (v vxIn) compare(w vxIn) int {
 	return cmpOr(v.node.Compare(w.node), cmpU32(v.vni, w.vni), v.src.Compare(w.src))
 }
@@ -145,74 +172,200 @@ func (t fixedMTU) MTU() (int, error) { return t.mtu, nil }
 
 // StartMesh makes the node's WireGuard device with private key key,
 // listening on UDP port (0: any free one) of the host's namespace, and
-// returns the port. Routes and peers come with ApplyMesh.
+// returns the port; or it adopts the device a previous process left
+// (peers and their sessions stay: pods' traffic to other nodes goes on
+// meanwhile), keeping its port. Routes and peers come with ApplyMesh.
+//
+// The device is the kernel's where Config.MeshImpl allows it and the
+// kernel can make one, else wireguard-go in a process of its own
+// (meshdev.go). Either is configured the same way, through wgctrl:
+// netlink for the kernel's, the UAPI socket for wireguard-go.
 func (r *Router) StartMesh(ctx context.Context, key mesh.Key, port uint16) (uint16, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mesh != nil {
 		return r.mesh.port, nil
 	}
-	// A device left by a process that died with it open is gone with it;
-	// one of the same name held by a live process is not ours.
-	var td tun.Device
-	err := inNetns(r.ns, func() error {
-		var err error
-		td, err = tun.CreateTUN(meshName, MeshMTU)
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("mesh: TUN device in the router namespace: %w", err)
-	}
 	log := r.log.With("subsystem", "mesh")
-	logger := &device.Logger{
-		Verbosef: func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
-		Errorf:   func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
+	impl := r.cfg.MeshImpl
+	switch impl {
+	case "":
+		impl = "auto"
+	case "auto", "kernel", "userspace":
+	default:
+		return 0, fmt.Errorf("mesh: implementation %q: want auto, kernel or userspace", impl)
 	}
-	// The bind's sockets are opened by this goroutine, in the host's
-	// namespace (inNetns has given its thread back).
-	dev := device.NewDevice(fixedMTU{td, MeshMTU}, conn.NewStdNetBind(), logger)
-	cfg := fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(key[:]), port)
-	if err := dev.IpcSet(cfg); err != nil {
-		// The port is taken (another node on this machine): any port
-		// does, the node registers the one it got.
-		log.Warn("mesh port taken: using another", "port", port, "err", err)
-		if err := dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=0\n", hex.EncodeToString(key[:]))); err != nil {
-			dev.Close()
-			return 0, fmt.Errorf("mesh: configure: %w", err)
-		}
-	}
-	if err := dev.Up(); err != nil {
-		dev.Close()
-		return 0, fmt.Errorf("mesh: up: %w", err)
-	}
-	got, err := listenPort(dev)
+	kernel, adopted, err := r.meshDevice(ctx, impl, log)
 	if err != nil {
-		dev.Close()
 		return 0, err
 	}
-	if err := ipBatch(ctx, r.ns, false, "link set "+meshName+" up"); err != nil {
-		dev.Close()
+	name := meshDevName(r.cfg.Dir)
+	var wg *wgctrl.Client
+	if kernel {
+		// Its netlink socket in the router namespace, where wg0 is.
+		name = meshName
+		err = inNetns(r.ns, func() error {
+			var err error
+			wg, err = wgctrl.New()
+			return err
+		})
+	} else {
+		wg, err = wgctrl.New()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("mesh: wgctrl: %w", err)
+	}
+	fail := func(err error) (uint16, error) {
+		wg.Close()
 		return 0, fmt.Errorf("mesh: %w", err)
 	}
-	r.mesh = &meshState{dev: dev, port: got, peers: map[mesh.Key]mesh.Peer{}, routes: map[meshRoute]bool{},
+	d, err := wg.Device(name)
+	if err != nil {
+		return fail(err)
+	}
+	var cfg wgtypes.Config
+	if d.PrivateKey != wgtypes.Key(key) {
+		k := wgtypes.Key(key)
+		cfg.PrivateKey = &k
+	}
+	if !adopted || d.ListenPort == 0 {
+		p := int(port)
+		cfg.ListenPort = &p
+	}
+	if cfg.PrivateKey != nil || cfg.ListenPort != nil {
+		if err := wg.ConfigureDevice(name, cfg); err != nil {
+			if cfg.ListenPort == nil || *cfg.ListenPort == 0 {
+				return fail(fmt.Errorf("configure: %w", err))
+			}
+			// The port is taken (another node on this machine): any port
+			// does, the node registers the one it got.
+			log.Warn("mesh port taken: using another", "port", port, "err", err)
+			zero := 0
+			cfg.ListenPort = &zero
+			if err := wg.ConfigureDevice(name, cfg); err != nil {
+				return fail(fmt.Errorf("configure: %w", err))
+			}
+		}
+	}
+	if d, err = wg.Device(name); err != nil {
+		return fail(err)
+	}
+	if err := ipBatch(ctx, r.ns, false, "link set "+meshName+" up"); err != nil {
+		return fail(err)
+	}
+	m := &meshState{wg: wg, dev: name, kernel: kernel, adopted: adopted, port: uint16(d.ListenPort),
+		peers: map[mesh.Key]mesh.Peer{}, routes: map[meshRoute]bool{},
 		src: map[netip.Addr]int{}, names: map[string]bool{},
 		carriers: map[string]carrier{}, fdb: map[fdbEntry]bool{}, routes4: map[meshRoute4]string{},
 		standby: map[mesh.Key]mesh.Key{}, promoted: map[mesh.Key]mesh.Key{}}
-	return got, nil
-}
-
-func listenPort(dev *device.Device) (uint16, error) {
-	st, err := dev.IpcGet()
-	if err != nil {
-		return 0, fmt.Errorf("mesh: %w", err)
-	}
-	for _, line := range strings.Split(st, "\n") {
-		if v, ok := strings.CutPrefix(line, "listen_port="); ok {
-			p, err := strconv.ParseUint(v, 10, 16)
-			return uint16(p), err
+	if adopted {
+		// The peers as they are: ApplyMesh leaves alone those the plan
+		// keeps, and removes the others (a standby peer among them).
+		for _, p := range d.Peers {
+			mp := mesh.Peer{Key: mesh.Key(p.PublicKey)}
+			if p.Endpoint != nil {
+				mp.Endpoint = p.Endpoint.AddrPort()
+				mp.Endpoint = netip.AddrPortFrom(mp.Endpoint.Addr().Unmap(), mp.Endpoint.Port())
+			}
+			for _, a := range p.AllowedIPs {
+				if pf, ok := netipPrefix(a); ok {
+					mp.Allowed = append(mp.Allowed, pf)
+				}
+			}
+			m.peers[mp.Key] = mp
 		}
 	}
-	return 0, errors.New("mesh: the device has no listen port")
+	impls := map[bool]string{true: "kernel", false: "userspace"}
+	log.Info("mesh device", "impl", impls[kernel], "adopted", adopted, "port", m.port, "peers", len(m.peers))
+	r.mesh = m
+	return m.port, nil
+}
+
+// netipPrefix is a as a netip.Prefix.
+func netipPrefix(a net.IPNet) (netip.Prefix, bool) {
+	ip, ok := netip.AddrFromSlice(a.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := a.Mask.Size()
+	if ip.Is4In6() && ones >= 96 {
+		ip, ones = ip.Unmap(), ones-96
+	} else if ip.Is4In6() {
+		ip = ip.Unmap()
+	}
+	return netip.PrefixFrom(ip, ones), true
+}
+
+// meshDevice finds or makes the device wg0 in the router namespace: a
+// userspace device process of a previous router is adopted; so is a
+// kernel device (it outlives any process); else a new one is made, the
+// kernel's if impl allows and the kernel can.
+func (r *Router) meshDevice(ctx context.Context, impl string, log *slog.Logger) (kernel, adopted bool, err error) {
+	if meshDevAlive(meshDevState(r.cfg.Dir)) {
+		if impl != "kernel" && meshDevUp(ctx, r.cfg.Dir) {
+			return false, true, nil
+		}
+		log.Warn("mesh: ending the device process of a previous router", "impl", impl)
+		if err := stopMeshDev(r.cfg.Dir, log); err != nil {
+			return false, false, fmt.Errorf("mesh: %w", err)
+		}
+	}
+	out, err := run(ctx, r.ns, "", "ip", "-d", "link", "show", meshName)
+	if err == nil {
+		if strings.Contains(out, " wireguard ") && impl != "userspace" {
+			return true, true, nil
+		}
+		// A kernel device the flag no longer wants, or a TUN device
+		// nobody serves.
+		ipBatch(ctx, r.ns, true, "link del "+meshName)
+	}
+	if impl == "auto" {
+		impl = "userspace"
+		if meshKernelWorks(ctx, r.ns) {
+			impl = "kernel"
+		}
+	}
+	if impl == "userspace" {
+		if err := r.startMeshDev(); err != nil {
+			return false, false, fmt.Errorf("mesh: %w", err)
+		}
+		return false, false, nil
+	}
+	// The kernel's device keeps its UDP socket in the namespace it was
+	// made in: made in the host's under a name of this router's, then
+	// moved into the router namespace as wg0.
+	tmp := "mxw" + Tag(r.cfg.Dir)
+	ipBatch(ctx, "", true, "link del "+tmp)
+	if err := ipBatch(ctx, "", false,
+		"link add "+tmp+" type wireguard",
+		fmt.Sprintf("link set %s mtu %d", tmp, MeshMTU),
+		fmt.Sprintf("link set %s netns %s", tmp, r.ns)); err != nil {
+		ipBatch(ctx, "", true, "link del "+tmp)
+		return false, false, fmt.Errorf("mesh: kernel WireGuard device: %w", err)
+	}
+	if err := ipBatch(ctx, r.ns, false, "link set "+tmp+" name "+meshName); err != nil {
+		ipBatch(ctx, r.ns, true, "link del "+tmp)
+		return false, false, fmt.Errorf("mesh: kernel WireGuard device: %w", err)
+	}
+	return true, false, nil
+}
+
+// meshKernelWorks tells whether the kernel makes WireGuard links (it has
+// the module, or loads it), by making one in the namespace ns.
+func meshKernelWorks(ctx context.Context, ns string) bool {
+	const probe = "mxprobe0"
+	ipBatch(ctx, ns, true, "link del "+probe)
+	if err := ipBatch(ctx, ns, false, "link add "+probe+" type wireguard"); err != nil {
+		return false
+	}
+	ipBatch(ctx, ns, true, "link del "+probe)
+	return true
+}
+
+// configure applies cfg to the device (never replacing its peers).
+func (m *meshState) configure(cfg wgtypes.Config) error {
+	cfg.ReplacePeers = false
+	return m.wg.ConfigureDevice(m.dev, cfg)
 }
 
 // SetMeshKey replaces the device's private key (a rotation). Peers
@@ -225,13 +378,38 @@ func (r *Router) SetMeshKey(key mesh.Key) error {
 	if r.mesh == nil {
 		return errors.New("mesh: not started")
 	}
-	var uapi strings.Builder
-	fmt.Fprintf(&uapi, "private_key=%s\n", hex.EncodeToString(key[:]))
+	k := wgtypes.Key(key)
+	// Turning the keepalive on sends one at once (wireguard-go and the
+	// kernel alike).
+	off, on := wgtypes.Config{PrivateKey: &k}, wgtypes.Config{}
 	for k := range r.mesh.peers {
-		// Turning the keepalive on sends one at once.
-		fmt.Fprintf(&uapi, "public_key=%s\npersistent_keepalive_interval=0\npersistent_keepalive_interval=25\n", hex.EncodeToString(k[:]))
+		off.Peers = append(off.Peers, wgtypes.PeerConfig{PublicKey: wgtypes.Key(k), UpdateOnly: true, PersistentKeepaliveInterval: ptr(time.Duration(0))})
+		on.Peers = append(on.Peers, wgtypes.PeerConfig{PublicKey: wgtypes.Key(k), UpdateOnly: true, PersistentKeepaliveInterval: ptr(keepalive)})
 	}
-	return r.mesh.dev.IpcSet(uapi.String())
+	if err := r.mesh.configure(off); err != nil {
+		return err
+	}
+	if len(on.Peers) == 0 {
+		return nil
+	}
+	return r.mesh.configure(on)
+}
+
+// keepalive is the peers' persistent keepalive interval.
+const keepalive = 25 * time.Second
+
+func ptr[T any](v T) *T { return &v }
+
+// peerConfig is p with all its allowed addresses, replacing the device's.
+func peerConfig(key mesh.Key, p mesh.Peer) wgtypes.PeerConfig {
+	pc := wgtypes.PeerConfig{PublicKey: wgtypes.Key(key), ReplaceAllowedIPs: true, PersistentKeepaliveInterval: ptr(keepalive)}
+	if p.Endpoint.IsValid() {
+		pc.Endpoint = net.UDPAddrFromAddrPort(p.Endpoint)
+	}
+	for _, a := range p.Allowed {
+		pc.AllowedIPs = append(pc.AllowedIPs, net.IPNet{IP: a.Addr().AsSlice(), Mask: net.CIDRMask(a.Bits(), a.Addr().BitLen())})
+	}
+	return pc
 }
 
 // standBy keeps a device peer for each rotating node's next key, with
@@ -242,7 +420,7 @@ func (r *Router) SetMeshKey(key mesh.Key) error {
 // instead of waiting for the control plane's view of the new key.
 func (r *Router) standBy(plan []mesh.Peer) error {
 	m := r.mesh
-	var uapi strings.Builder
+	var cfg wgtypes.Config
 	want := map[mesh.Key]mesh.Key{}
 	for _, p := range plan {
 		if p.Next == (mesh.Key{}) {
@@ -250,7 +428,11 @@ func (r *Router) standBy(plan []mesh.Peer) error {
 		}
 		want[p.Key] = p.Next
 		if m.standby[p.Key] != p.Next {
-			fmt.Fprintf(&uapi, "public_key=%s\nendpoint=%s\nreplace_allowed_ips=true\n", hex.EncodeToString(p.Next[:]), p.Endpoint)
+			pc := wgtypes.PeerConfig{PublicKey: wgtypes.Key(p.Next), ReplaceAllowedIPs: true}
+			if p.Endpoint.IsValid() {
+				pc.Endpoint = net.UDPAddrFromAddrPort(p.Endpoint)
+			}
+			cfg.Peers = append(cfg.Peers, pc)
 		}
 	}
 	for cur, next := range m.standby {
@@ -258,11 +440,11 @@ func (r *Router) standBy(plan []mesh.Peer) error {
 			continue
 		}
 		if _, ok := m.peers[next]; !ok {
-			fmt.Fprintf(&uapi, "public_key=%s\nremove=true\n", hex.EncodeToString(next[:]))
+			cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{PublicKey: wgtypes.Key(next), Remove: true})
 		}
 	}
-	if uapi.Len() > 0 {
-		if err := m.dev.IpcSet(uapi.String()); err != nil {
+	if len(cfg.Peers) > 0 {
+		if err := m.configure(cfg); err != nil {
 			return fmt.Errorf("mesh: standby peers: %w", err)
 		}
 	}
@@ -299,33 +481,28 @@ func (r *Router) watchStandby(m *meshState) {
 
 func (r *Router) promoteLocked() error {
 	m := r.mesh
-	st, err := m.dev.IpcGet()
+	d, err := m.wg.Device(m.dev)
 	if err != nil {
 		return err
 	}
-	shook := map[string]bool{}
-	var cur string
-	for _, line := range strings.Split(st, "\n") {
-		if v, ok := strings.CutPrefix(line, "public_key="); ok {
-			cur = v
-		} else if v, ok := strings.CutPrefix(line, "last_handshake_time_sec="); ok && v != "0" {
-			shook[cur] = true
+	shook := map[mesh.Key]bool{}
+	for _, p := range d.Peers {
+		if !p.LastHandshakeTime.IsZero() && p.LastHandshakeTime.Unix() != 0 {
+			shook[mesh.Key(p.PublicKey)] = true
 		}
 	}
-	var uapi strings.Builder
+	var cfg wgtypes.Config
 	for old, next := range m.standby {
-		if !shook[hex.EncodeToString(next[:])] {
+		if !shook[next] {
 			continue
 		}
 		p, ok := m.peers[old]
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(&uapi, "public_key=%s\npersistent_keepalive_interval=25\nreplace_allowed_ips=true\n", hex.EncodeToString(next[:]))
-		for _, a := range p.Allowed {
-			fmt.Fprintf(&uapi, "allowed_ip=%s\n", a)
-		}
-		fmt.Fprintf(&uapi, "public_key=%s\nremove=true\n", hex.EncodeToString(old[:]))
+		pc := peerConfig(next, mesh.Peer{Allowed: p.Allowed})
+		pc.UpdateOnly = true
+		cfg.Peers = append(cfg.Peers, pc, wgtypes.PeerConfig{PublicKey: wgtypes.Key(old), Remove: true})
 		delete(m.peers, old)
 		delete(m.standby, old)
 		p.Key, p.Next = next, mesh.Key{}
@@ -333,10 +510,10 @@ func (r *Router) promoteLocked() error {
 		m.promoted[old] = next
 		r.log.Info("mesh: a rotating node's new key took over", "node", p.Node, "key", next)
 	}
-	if uapi.Len() == 0 {
+	if len(cfg.Peers) == 0 {
 		return nil
 	}
-	return m.dev.IpcSet(uapi.String())
+	return m.configure(cfg)
 }
 
 // ApplyMesh brings the device's peers, the tenants' routes to remote pods,
@@ -352,7 +529,7 @@ func (r *Router) ApplyMesh(ctx context.Context, plan mesh.Plan, cluster []netip.
 	}
 	// Peers: the changed ones with all their allowed addresses, the gone
 	// ones removed; the others (and their sessions) are left alone.
-	var uapi strings.Builder
+	var cfg wgtypes.Config
 	want := map[mesh.Key]mesh.Peer{}
 	promoted := map[mesh.Key]mesh.Key{}
 	for _, p := range plan.Peers {
@@ -363,21 +540,18 @@ func (r *Router) ApplyMesh(ctx context.Context, plan mesh.Plan, cluster []netip.
 			p.Key, p.Next = next, mesh.Key{}
 		}
 		want[p.Key] = p
-		if old, ok := m.peers[p.Key]; ok && old.Endpoint == p.Endpoint && slices.Equal(old.Allowed, p.Allowed) {
+		if old, ok := m.peers[p.Key]; ok && old.Endpoint == p.Endpoint && samePrefixes(old.Allowed, p.Allowed) {
 			continue
 		}
-		fmt.Fprintf(&uapi, "public_key=%s\nendpoint=%s\npersistent_keepalive_interval=25\nreplace_allowed_ips=true\n", hex.EncodeToString(p.Key[:]), p.Endpoint)
-		for _, a := range p.Allowed {
-			fmt.Fprintf(&uapi, "allowed_ip=%s\n", a)
-		}
+		cfg.Peers = append(cfg.Peers, peerConfig(p.Key, p))
 	}
 	for k := range m.peers {
 		if _, ok := want[k]; !ok {
-			fmt.Fprintf(&uapi, "public_key=%s\nremove=true\n", hex.EncodeToString(k[:]))
+			cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{PublicKey: wgtypes.Key(k), Remove: true})
 		}
 	}
-	if uapi.Len() > 0 {
-		if err := m.dev.IpcSet(uapi.String()); err != nil {
+	if len(cfg.Peers) > 0 {
+		if err := m.configure(cfg); err != nil {
 			return fmt.Errorf("mesh: peers: %w", err)
 		}
 	}
@@ -432,6 +606,11 @@ func (r *Router) ApplyMesh(ctx context.Context, plan mesh.Plan, cluster []netip.
 		if err := r.applyRules(ctx); err != nil {
 			return err
 		}
+		rs := r.meshRules()
+		r.st.Mesh = &rs
+		if err := r.saveLocked(); err != nil {
+			return err
+		}
 	}
 	if hostChanged {
 		_, router6 := r.uplink6()
@@ -476,6 +655,25 @@ func (r *Router) ApplyMesh(ctx context.Context, plan mesh.Plan, cluster []netip.
 	return nil
 }
 
+// samePrefixes tells whether a and b hold the same prefixes, in any
+// order (a device lists a peer's allowed addresses in an order of its
+// own).
+func samePrefixes(a, b []netip.Prefix) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	set := map[netip.Prefix]bool{}
+	for _, p := range a {
+		set[p] = true
+	}
+	for _, p := range b {
+		if !set[p] {
+			return false
+		}
+	}
+	return true
+}
+
 func mapsEqual(a, b map[netip.Addr]int) bool {
 	if len(a) != len(b) {
 		return false
@@ -496,6 +694,11 @@ func mapsEqual(a, b map[netip.Addr]int) bool {
 func (r *Router) applyCarriers(ctx context.Context, plan mesh.Plan) (bool, error) {
 	m := r.mesh
 	changed := false
+	if !m.addr.IsValid() && m.adopted && meshAddrIs(ctx, r.ns, plan.Addr) {
+		// A previous router's, as this one would make it: kept.
+		m.addr = plan.Addr
+		changed = true
+	}
 	if plan.Addr != m.addr {
 		// A new address (never, but for a renamed node): devices anew.
 		var del []string
@@ -550,6 +753,13 @@ func (r *Router) applyCarriers(ctx context.Context, plan mesh.Plan) (bool, error
 	}
 	for t, c := range want {
 		if _, ok := m.carriers[t]; ok {
+			continue
+		}
+		if m.adopted && vxlanIs(ctx, r.ns, c, m.addr) {
+			// A previous router's, as this one would make it: kept,
+			// and the traffic in it.
+			m.carriers[t] = c
+			changed = true
 			continue
 		}
 		// A device of the name left by a previous process goes first.
@@ -644,6 +854,49 @@ func (r *Router) applyCarriers(ctx context.Context, plan mesh.Plan) (bool, error
 	return changed, nil
 }
 
+// meshAddrIs tells whether the router namespace in ns has addr on wg0
+// and the rule that routes the nodes' mesh addresses through it.
+func meshAddrIs(ctx context.Context, ns string, addr netip.Addr) bool {
+	if !addr.IsValid() {
+		return false
+	}
+	out, err := run(ctx, ns, "", "ip", "-6", "addr", "show", "dev", meshName)
+	if err != nil || !strings.Contains(out, " "+addr.String()+"/128 ") {
+		return false
+	}
+	out, err = run(ctx, ns, "", "ip", "-6", "rule", "show", "pref", "900")
+	return err == nil && strings.Contains(out, fmt.Sprintf("to %s lookup %d", mesh.NodePrefix, meshTable))
+}
+
+// vxlanIs tells whether the router namespace in ns has c's device as
+// applyCarriers makes it, over local.
+func vxlanIs(ctx context.Context, ns string, c carrier, local netip.Addr) bool {
+	out, err := run(ctx, ns, "", "ip", "-j", "-d", "link", "show", "dev", c.dev)
+	if err != nil {
+		return false
+	}
+	var links []struct {
+		Address  string `json:"address"`
+		MTU      int    `json:"mtu"`
+		LinkInfo struct {
+			Kind string `json:"info_kind"`
+			Data struct {
+				ID       uint32 `json:"id"`
+				Local6   string `json:"local6"`
+				Link     string `json:"link"`
+				Port     int    `json:"port"`
+				Learning bool   `json:"learning"`
+			} `json:"info_data"`
+		} `json:"linkinfo"`
+	}
+	if json.Unmarshal([]byte(out), &links) != nil || len(links) != 1 {
+		return false
+	}
+	l, d := links[0], links[0].LinkInfo.Data
+	return l.LinkInfo.Kind == "vxlan" && strings.EqualFold(l.Address, c.mac) && l.MTU == CarrierMTU &&
+		d.ID == c.vni && d.Local6 == local.String() && d.Link == meshName && d.Port == vxlanPort && !d.Learning
+}
+
 type addr4Key struct {
 	tenant string
 	addr   netip.Addr
@@ -667,6 +920,9 @@ func (r *Router) localAddrs4() map[addr4Key]bool {
 // meshRules are the rules' view of the mesh.
 func (r *Router) meshRules() meshRuleSet {
 	if r.mesh == nil {
+		if r.st.Mesh != nil {
+			return *r.st.Mesh
+		}
 		return meshRuleSet{}
 	}
 	rs := meshRuleSet{Dev: meshName, Src: r.mesh.src, Addr: r.mesh.addr, In: r.mesh.vxIn}
@@ -679,10 +935,12 @@ func (r *Router) meshRules() meshRuleSet {
 	return rs
 }
 
-// CloseMesh stops the device; its interface and routes go with it.
+// closeMesh lets go of the device, which goes on carrying the pods'
+// traffic, as the pods go on running: the next router adopts it
+// (StartMesh). Destroy and RemoveHostShare end it.
 func (r *Router) closeMesh() {
 	if r.mesh != nil {
-		r.mesh.dev.Close()
+		r.mesh.wg.Close()
 		r.mesh = nil
 	}
 }

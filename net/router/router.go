@@ -68,7 +68,15 @@ type Config struct {
 	Egress func(tenant string) bool
 	// Upstream resolvers for names outside the VPC ("host:port").
 	Upstream []string
-	Log      *slog.Logger
+	// MeshImpl chooses the mesh's WireGuard device: "kernel" (the
+	// kernel's module), "userspace" (wireguard-go in a process of its
+	// own) or "" and "auto" (the kernel's where it can make one).
+	MeshImpl string
+	// MeshDevice is the command that runs the userspace device process
+	// (MeshDeviceMain), the state directory appended; nil: this binary
+	// with MeshDeviceCommand.
+	MeshDevice []string
+	Log        *slog.Logger
 }
 
 // Attachment is a pod's place in its VPC.
@@ -152,6 +160,10 @@ type state struct {
 	Pods    map[string]podState `json:"pods"`
 	Tenants map[string]int      `json:"tenants"` // tenant -> index
 	Uplink  netip.Prefix        `json:"uplink"`  // router side of the transfer /30
+	// Mesh is the rules' view of the mesh as last applied: a new router
+	// keeps letting the mesh's traffic through (its device outlives the
+	// router) until it has started the mesh and applied a plan.
+	Mesh *meshRuleSet `json:"mesh,omitempty"`
 }
 
 type podState struct {
@@ -929,9 +941,13 @@ func (r *Router) Destroy(ctx context.Context) error {
 }
 
 // RemoveHostShare removes what the router in dir put into the host's
-// namespace, per dir/host.json (or the names derived from dir). The
-// namespaces under dir are the caller's to unmount.
+// namespace, per dir/host.json (or the names derived from dir), and ends
+// its mesh device process. The namespaces under dir are the caller's to
+// unmount.
 func RemoveHostShare(ctx context.Context, dir string) error {
+	if err := stopMeshDev(dir, slog.Default()); err != nil {
+		return err
+	}
 	hs := HostShareOf(dir)
 	if data, err := os.ReadFile(filepath.Join(dir, "host.json")); err == nil {
 		json.Unmarshal(data, &hs)

@@ -207,11 +207,11 @@ table inet macro {
 // node's mesh address, the tenants' devices (name -> tenant index) and
 // what they may receive.
 type meshRuleSet struct {
-	Dev      string
-	Src      map[netip.Addr]int
-	Addr     netip.Addr
-	Carriers map[string]int
-	In       []vxIn
+	Dev      string             `json:"dev"`
+	Src      map[netip.Addr]int `json:"src,omitempty"`
+	Addr     netip.Addr         `json:"addr,omitzero"`
+	Carriers map[string]int     `json:"carriers,omitempty"`
+	In       []vxIn             `json:"in,omitempty"`
 }
 
 func sortedDevs(m map[string]int) []string {
