@@ -146,6 +146,10 @@ type cached struct {
 	// ranges are never dropped (they cannot be fetched again).
 	pinned bool
 	ra     int64 // read-ahead window
+	// misses counts the random reads that had to fetch: past fillAfter
+	// the rest of the file comes in the background.
+	misses  int
+	filling bool // the background fill runs (or ran)
 }
 
 var (
@@ -614,6 +618,9 @@ const (
 	// readAheads how many read-ahead windows.
 	pipeline   = 4
 	readAheads = 2
+	// fillAfter is how many fetching random reads of one open file
+	// start the background fill of the rest of it.
+	fillAfter = 8
 )
 
 // Variables for tests.
@@ -682,10 +689,13 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		c.ra = 0
 	}
 	c.seqEnd = end
-	for {
+	for first := true; ; first = false {
 		miss := c.present.missing(off, end)
 		if len(miss) == 0 {
 			break
+		}
+		if first && c.ra == 0 {
+			c.misses++
 		}
 		if i := slices.IndexFunc(c.pfs, func(pf *prefetch) bool { return pf.off <= miss[0].off && miss[0].off < pf.end }); i >= 0 {
 			// Being fetched ahead: wait for it.
@@ -721,6 +731,15 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		if s >= e || !h.n.readAhead(c, s, e) {
 			break
 		}
+	}
+	// A random reader that keeps missing (a database, fio's randread):
+	// the rest of a file the copy may keep whole comes in the
+	// background, MaxRead at a time, as a whole-file fetch at open did,
+	// while it reads what is here. One that reads a header or a few
+	// records never gets there.
+	if c.ra == 0 && c.misses >= fillAfter && c.size <= keepClean && !c.filling {
+		c.filling = true
+		go h.n.fill(c)
 	}
 	n, err := c.f.ReadAt(dest[:end-off], off)
 	if err != nil && err != io.EOF {
@@ -766,6 +785,39 @@ func (n *node) readAhead(c *cached, off, end int64) bool {
 		c.dropClean(c.seqEnd&^(fetchBlock-1), end)
 	}()
 	return true
+}
+
+// fill fetches what the local copy c lacks, MaxRead at a time, one
+// request after the other, until it has the whole file, the node has
+// another copy, or a range does not arrive (an error: reads fetch it
+// themselves).
+func (n *node) fill(c *cached) {
+	for {
+		n.mu.Lock()
+		if n.cache != c {
+			n.mu.Unlock()
+			return
+		}
+		m := c.present.missing(0, min(c.size, c.rlim))
+		if len(m) == 0 {
+			n.mu.Unlock()
+			return
+		}
+		s, e := m[0].off, min(m[0].end, m[0].off+MaxRead)
+		if !n.readAhead(c, s, e) {
+			n.mu.Unlock()
+			return
+		}
+		pf := c.pfs[len(c.pfs)-1]
+		n.mu.Unlock()
+		<-pf.done
+		n.mu.Lock()
+		arrived := len(c.present.missing(s, min(e, c.size, c.rlim))) == 0
+		n.mu.Unlock()
+		if !arrived {
+			return
+		}
+	}
 }
 
 // fetch brings the ranges of [off, end) that the local copy lacks from the

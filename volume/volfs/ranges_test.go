@@ -525,3 +525,49 @@ type offsetReader struct{ src *bytes.Reader }
 func (o *offsetReader) ReadAt(p []byte, off int64) (int, error) {
 	return o.src.ReadAt(p, off%o.src.Size())
 }
+
+// TestFUSERandomReaderFill: a reader that keeps missing at random places
+// gets the rest of the file in the background (as a whole-file fetch at
+// open did), and then reads without asking the primary; a reader of a
+// few records (TestFUSERangedBytes) never does.
+func TestFUSERandomReaderFill(t *testing.T) {
+	primary, _, c, _, sc := mountStats(t)
+	const size = 24 << 20
+	want := randBytes(size)
+	if err := os.WriteFile(filepath.Join(primary, "db"), want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(c, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	read := func(off int64) {
+		t.Helper()
+		buf := make([]byte, 100)
+		if _, err := f.ReadAt(buf, off); err != nil || !bytes.Equal(buf, want[off:off+100]) {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+	}
+	// Far apart, backwards: no read continues the last one.
+	for i := int64(0); i < 2*fillAfter; i++ {
+		read(size - 1<<20 - i*(1<<20) + 12345)
+	}
+	// No more reads: the fill goes on by itself.
+	for deadline := time.Now().Add(time.Minute); sc.Fetched.Load() < size; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the rest of the file was not fetched: %d of %d bytes", sc.Fetched.Load(), size)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := sc.Fetched.Load()
+	for _, off := range []int64{7, size / 3, size - 200} {
+		read(off)
+	}
+	if sc.Fetched.Load() != got {
+		t.Fatalf("reads after the fill fetched %d more bytes", sc.Fetched.Load()-got)
+	}
+	if got > size+size/4 {
+		t.Fatalf("the fill fetched %d bytes for a %d-byte file", got, size)
+	}
+}
