@@ -37,9 +37,13 @@ func stampOf(st *syscall.Stat_t) stamp {
 type index struct {
 	m      *Manifest
 	stamps map[string]stamp
-	byPath map[string]int // entries by path, made by find
-	// chunked counts the files scan chunked (not taken from prev).
-	chunked int
+	// extents are the btrfs file extent items of large files, taken
+	// with their chunks (extents.go).
+	extents map[string][]extent
+	byPath  map[string]int // entries by path, made by find
+	// chunked counts the files scan chunked (not taken from prev);
+	// partly, those it cut again only where their extents changed.
+	chunked, partly int
 }
 
 // newer says whether x, made by a scan from prev, tells more than prev
@@ -50,7 +54,9 @@ func (x *index) newer(prev *index) bool {
 	return prev == nil || x.chunked > 0 || len(prev.stamps) != len(x.stamps)
 }
 
-var indexMagic = []byte("MDI1")
+// indexMagic starts an index; indexMagic1 one from before extents were
+// kept (read the same, without them).
+var indexMagic, indexMagic1 = []byte("MDI2"), []byte("MDI1")
 
 func (x *index) encode() []byte {
 	mb := x.m.Encode()
@@ -75,13 +81,35 @@ func (x *index) encode() []byte {
 		b = binary.AppendVarint(b, s.MTime)
 		b = binary.AppendVarint(b, s.CTime)
 	}
+	n = 0
+	for _, e := range x.m.Entries {
+		if _, ok := x.extents[e.Path]; ok && e.Kind == File {
+			n++
+		}
+	}
+	b = binary.AppendUvarint(b, n)
+	for i, e := range x.m.Entries {
+		l, ok := x.extents[e.Path]
+		if !ok || e.Kind != File {
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(i))
+		b = binary.AppendUvarint(b, uint64(len(l)))
+		for _, x := range l {
+			for _, v := range []uint64{x.Off, x.Len, x.Bytenr, x.Disk, x.ExtOff, x.Gen} {
+				b = binary.AppendUvarint(b, v)
+			}
+			b = append(b, x.Type, x.Compr)
+		}
+	}
 	return b
 }
 
 // decodeIndex parses an index file (kept in a tree's state directory, but
 // checked like anything received: a volume's state sits beside its data).
 func decodeIndex(b []byte) (*index, error) {
-	if !bytes.HasPrefix(b, indexMagic) {
+	withExtents := bytes.HasPrefix(b, indexMagic)
+	if !withExtents && !bytes.HasPrefix(b, indexMagic1) {
 		return nil, fmt.Errorf("index: %w: bad magic", ErrCorrupt)
 	}
 	d := decoder{b: b[len(indexMagic):]}
@@ -104,6 +132,31 @@ func decodeIndex(b []byte) (*index, error) {
 		}
 		if d.err == nil {
 			x.stamps[m.Entries[ei].Path] = s
+		}
+	}
+	if withExtents {
+		x.extents = map[string][]extent{}
+		// An item is at least 8 bytes: six varints and two bytes.
+		nx := d.uvarintMax(uint64(len(m.Entries)))
+		for i := uint64(0); i < nx && d.err == nil; i++ {
+			ei := d.uvarintMax(uint64(len(m.Entries) - 1))
+			n := d.uvarintMax(uint64(len(d.b) / 8))
+			if d.err == nil && m.Entries[ei].Kind != File {
+				d.fail("extents of %q, which is not a file", m.Entries[ei].Path)
+			}
+			l := make([]extent, 0, n)
+			var end uint64
+			for k := uint64(0); k < n && d.err == nil; k++ {
+				e := extent{Off: d.uvarint(), Len: d.uvarint(), Bytenr: d.uvarint(), Disk: d.uvarint(), ExtOff: d.uvarint(), Gen: d.uvarint(), Type: d.byte(), Compr: d.byte()}
+				if d.err == nil && (e.Off < end || e.Off+e.Len < e.Off) {
+					d.fail("extents of %q overlap or wrap", m.Entries[ei].Path)
+				}
+				end = e.Off + e.Len
+				l = append(l, e)
+			}
+			if d.err == nil {
+				x.extents[m.Entries[ei].Path] = l
+			}
 		}
 	}
 	if d.err == nil && len(d.b) != 0 {
@@ -144,7 +197,7 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 // Device nodes, FIFOs and sockets are skipped. Files are chunked in
 // parallel.
 func scan(ctx context.Context, dir string, prev *index) (*index, error) {
-	x := &index{m: &Manifest{}, stamps: map[string]stamp{}}
+	x := &index{m: &Manifest{}, stamps: map[string]stamp{}, extents: map[string][]extent{}}
 	r, err := os.OpenRoot(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		x.m.Entries = []Entry{{Path: ".", Kind: Dir, Mode: 0o755}}
@@ -155,8 +208,10 @@ func scan(ctx context.Context, dir string, prev *index) (*index, error) {
 	}
 	defer r.Close()
 	type job struct {
-		i int
-		s stamp
+		i   int
+		s   stamp
+		was *Entry   // the file when it was chunked, if its
+		ext []extent // items were kept then
 	}
 	var jobs []job
 	err = fs.WalkDir(r.FS(), ".", func(p string, d fs.DirEntry, err error) error {
@@ -193,11 +248,22 @@ func scan(ctx context.Context, dir string, prev *index) (*index, error) {
 					if pe := prev.find(p); pe != nil && pe.Kind == File {
 						e.Chunks = pe.Chunks
 						x.stamps[p] = s
+						if l, ok := prev.extents[p]; ok {
+							x.extents[p] = l
+						}
 						break
 					}
 				}
 			}
-			jobs = append(jobs, job{len(x.m.Entries), s})
+			j := job{i: len(x.m.Entries), s: s}
+			if prev != nil {
+				if l, ok := prev.extents[p]; ok {
+					if pe := prev.find(p); pe != nil && pe.Kind == File {
+						j.was, j.ext = pe, l
+					}
+				}
+			}
+			jobs = append(jobs, j)
 		case info.Mode()&fs.ModeSymlink != 0:
 			e.Kind = Symlink
 			if e.Target, err = r.Readlink(p); err != nil {
@@ -226,7 +292,7 @@ func scan(ctx context.Context, dir string, prev *index) (*index, error) {
 			buf := make([]byte, 4<<20)
 			for j := range next {
 				e := &x.m.Entries[j.i]
-				chunks, size, st, err := chunkFile(r, e.Path, buf)
+				chunks, size, st, ext, part, err := chunkFile(r, e.Path, buf, j.was, j.ext)
 				mu.Lock()
 				if err != nil && first == nil {
 					first = fmt.Errorf("chunk %s: %w", e.Path, err)
@@ -234,6 +300,12 @@ func scan(ctx context.Context, dir string, prev *index) (*index, error) {
 				if err == nil {
 					e.Chunks, e.Size = chunks, size
 					x.stamps[e.Path] = st
+					if part {
+						x.partly++
+					}
+					if ext != nil {
+						x.extents[e.Path] = ext
+					}
 					x.chunked++
 				}
 				mu.Unlock()
@@ -269,28 +341,113 @@ func (x *index) find(p string) *Entry {
 
 // chunkFile cuts the file at p into chunks. The stamp is taken from the
 // open file before reading, so a change while reading shows at the next
-// scan.
-func chunkFile(r *os.Root, p string, buf []byte) ([]Chunk, int64, stamp, error) {
+// scan. A large file on btrfs also gives its extent items (nil
+// otherwise); with was and ext (the file and its items when it was last
+// chunked), only the ranges whose items changed are read (extents.go).
+func chunkFile(r *os.Root, p string, buf []byte, was *Entry, ext []extent) (chunks []Chunk, size int64, st stamp, now []extent, partly bool, err error) {
 	f, err := r.Open(p)
 	if err != nil {
-		return nil, 0, stamp{}, err
+		return nil, 0, stamp{}, nil, false, err
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return nil, 0, stamp{}, err
+		return nil, 0, stamp{}, nil, false, err
 	}
 	if !info.Mode().IsRegular() {
-		return nil, 0, stamp{}, fmt.Errorf("no longer a regular file")
+		return nil, 0, stamp{}, nil, false, fmt.Errorf("no longer a regular file")
 	}
-	st := stampOf(info.Sys().(*syscall.Stat_t))
-	if info.Size() >= mapMin {
-		if chunks, size, ok := chunkMapped(f, info.Size()); ok {
-			return chunks, size, st, nil
+	st = stampOf(info.Sys().(*syscall.Stat_t))
+	size = info.Size()
+	if size < mapMin {
+		chunks, size, err = chunkReaderSized(f, buf, size)
+		return chunks, size, st, nil, false, err
+	}
+	now, trusted := syncedExtents(f)
+	if trusted && was != nil {
+		if chunks, ok := chunkChanged(f, size, was, ext, now); ok {
+			return chunks, size, st, keptExtents(f, st, now), true, nil
 		}
 	}
-	chunks, size, err := chunkReaderSized(f, buf, info.Size())
-	return chunks, size, st, err
+	var ok bool
+	if chunks, size, ok = chunkMapped(f, size); ok {
+		if !trusted {
+			now = nil
+		}
+		return chunks, size, st, keptExtents(f, st, now), false, nil
+	}
+	chunks, size, err = chunkReaderSized(f, buf, info.Size())
+	return chunks, size, st, nil, false, err
+}
+
+// syncedExtents reads the extent items of f after syncing it: every
+// write made before has its item then.
+func syncedExtents(f *os.File) ([]extent, bool) {
+	var fs unix.Statfs_t
+	if unix.Fstatfs(int(f.Fd()), &fs) != nil || fs.Type != unix.BTRFS_SUPER_MAGIC {
+		return nil, false
+	}
+	if f.Sync() != nil {
+		return nil, false
+	}
+	now, ok := extentsOf(f)
+	if ok && now == nil {
+		now = []extent{} // an empty file, or all of it a hole
+	}
+	return now, ok
+}
+
+// keptExtents is now, to be kept with the chunks of f just read, if f's
+// stamp is still st: a write while f was read (after its items were
+// taken) may not have its item yet, and the chunks may hold its bytes,
+// which a crash could lose while the items stay as they were. Without
+// items kept, the next change reads the file whole.
+func keptExtents(f *os.File, st stamp, now []extent) []extent {
+	info, err := f.Stat()
+	if now == nil || err != nil || stampOf(info.Sys().(*syscall.Stat_t)) != st {
+		return nil
+	}
+	return now
+}
+
+// chunkChanged cuts the file f (size bytes) again where its extent items
+// (now, synced) differ from ext, the items of was: not ok when nothing
+// would be saved or f cannot be mapped.
+func chunkChanged(f *os.File, size int64, was *Entry, ext, now []extent) (chunks []Chunk, ok bool) {
+	var wasSize int64
+	for _, c := range was.Chunks {
+		wasSize += int64(c.Size)
+	}
+	if wasSize != was.Size {
+		return nil, false
+	}
+	dirty := changedSpans(ext, now, was.Size, size)
+	var n int64
+	for _, d := range dirty {
+		n += d.End - d.Off
+	}
+	if n > size/2 {
+		return nil, false // read it through instead
+	}
+	var mapped []byte
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if mapped != nil {
+			unix.Munmap(mapped)
+		}
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			chunks, ok = nil, false
+		}
+	}()
+	mapped, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, false
+	}
+	chunks, _ = rechunk(mapped, was.Chunks, dirty)
+	return chunks, true
 }
 
 // Files of mapMin bytes or more are chunked through a mapping of
