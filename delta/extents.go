@@ -2,6 +2,7 @@ package delta
 
 import (
 	"encoding/binary"
+	"math"
 	"os"
 	"sort"
 	"unsafe"
@@ -170,7 +171,7 @@ func changedSpans(was, now []extent, oldSize, newSize int64) []span {
 			j++
 		}
 		if !sameBytes(pieceAt(was, i, a), pieceAt(now, j, a)) {
-			out = append(out, span{int64(a), int64(b)})
+			out = append(out, span{offset(a), offset(b)})
 		}
 	}
 	if oldSize != newSize {
@@ -178,6 +179,10 @@ func changedSpans(was, now []extent, oldSize, newSize int64) []span {
 	}
 	return mergeSpans(out)
 }
+
+// offset is an item's offset as a file offset (an index's items are
+// checked only not to wrap: one past the largest file is past the end).
+func offset(v uint64) int64 { return int64(min(v, math.MaxInt64)) }
 
 // pieceAt is the item of l (from index i on) that covers offset a, nil
 // where l has none (a hole).

@@ -167,6 +167,8 @@ func FuzzFrames(f *testing.F) {
 func FuzzDecodeIndex(f *testing.F) {
 	m := &Manifest{Entries: []Entry{{Path: ".", Kind: Dir}, {Path: "a", Kind: File, Size: 1, Chunks: []Chunk{{Sum([]byte("x")), 1}}}}}
 	f.Add((&index{m: m, stamps: map[string]stamp{"a": {Ino: 5, Size: 1, MTime: 7, CTime: 9}}}).encode())
+	f.Add((&index{m: m, stamps: map[string]stamp{"a": {Ino: 5, Size: 1, MTime: 7, CTime: 9}},
+		extents: map[string][]extent{"a": {{Off: 0, Len: 4096, Bytenr: 1 << 20, Disk: 4096, Gen: 9, Type: 1}, {Off: 8192, Len: 4096, Type: 2}}}}).encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		x, err := decodeIndex(b)
 		if err != nil {
@@ -176,6 +178,17 @@ func FuzzDecodeIndex(f *testing.F) {
 			if e := x.find(p); e == nil || e.Kind != File {
 				t.Fatalf("stamp of %q, not a file", p)
 			}
+		}
+		for p, l := range x.extents {
+			if e := x.find(p); e == nil || e.Kind != File {
+				t.Fatalf("extents of %q, not a file", p)
+			}
+			for i := 1; i < len(l); i++ {
+				if l[i].Off < l[i-1].Off+l[i-1].Len {
+					t.Fatalf("extents of %q overlap", p)
+				}
+			}
+			changedSpans(l, l, 1<<20, 1<<21) // must not panic
 		}
 	})
 }
