@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime"
+	"sync"
 	"syscall"
 	"time"
 
@@ -180,53 +182,127 @@ func decodeUndo(b []byte) (*undoLog, error) {
 // their paths in the old tree, r) and keeps it in the state's undo log,
 // synced.
 func writeUndo(state string, r *os.Root, newDirIno uint64, plans []*patchPlan) error {
-	u := &undoLog{NewDirIno: newDirIno}
-	for _, p := range plans {
+	u := &undoLog{NewDirIno: newDirIno, Files: make([]undoRecord, len(plans))}
+	err := eachPlan(plans, func(i int, p *patchPlan) error {
 		f, err := r.Open(p.e.Path)
 		if err != nil {
 			return err
 		}
+		defer f.Close()
 		info, err := f.Stat()
 		if err != nil {
-			f.Close()
 			return err
 		}
 		st := info.Sys().(*syscall.Stat_t)
 		rec := undoRecord{Path: p.e.Path, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
-		for _, w := range p.writes {
-			data := make([]byte, w.c.Size)
-			if _, err := f.ReadAt(data, w.off); err != nil {
-				f.Close()
+		// One range per run of adjacent writes.
+		for _, run := range writeRuns(p.writes) {
+			data := make([]byte, run.size)
+			if _, err := f.ReadAt(data, run.off); err != nil {
 				return err
 			}
-			rec.Ranges = append(rec.Ranges, undoRange{Off: w.off, Data: data})
+			rec.Ranges = append(rec.Ranges, undoRange{Off: run.off, Data: data})
 		}
-		f.Close()
-		u.Files = append(u.Files, rec)
+		u.Files[i] = rec
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return atomicfile.Write(undoFile(state), u.encode(), 0o600)
 }
 
-// applyPatch writes a plan's chunks into the linked file of the new tree.
-// A staged chunk that no longer hashes to its name is reported missing.
+// eachPlan runs fn for every plan, a few files at a time; the first
+// error is returned.
+func eachPlan(plans []*patchPlan, fn func(int, *patchPlan) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan int)
+	)
+	for range max(1, min(runtime.GOMAXPROCS(0), len(plans))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(i, plans[i]); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("%s: %w", plans[i].e.Path, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range plans {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+// writeRun is a run of a patch's writes that follow each other.
+type writeRun struct {
+	off, size int64
+	writes    []patchWrite
+}
+
+// maxRun bounds a run (a buffer of the undo log, or of the writes).
+const maxRun = 1 << 20
+
+func writeRuns(ws []patchWrite) []writeRun {
+	var runs []writeRun
+	for i, w := range ws {
+		if n := len(runs); n > 0 && runs[n-1].off+runs[n-1].size == w.off && runs[n-1].size+int64(w.c.Size) <= maxRun {
+			runs[n-1].size += int64(w.c.Size)
+			runs[n-1].writes = ws[i-len(runs[n-1].writes) : i+1]
+			continue
+		}
+		runs = append(runs, writeRun{off: w.off, size: int64(w.c.Size), writes: ws[i : i+1]})
+	}
+	return runs
+}
+
+// applyPatch writes a plan's chunks into the linked file of the new tree,
+// a run of adjacent chunks at a time. A staged chunk that no longer
+// hashes to its name is reported missing.
 func applyPatch(nr *os.Root, p *patchPlan, b *builder, missing *[]ID) error {
 	f, err := nr.OpenFile(p.e.Path, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	for _, w := range p.writes {
-		if testHookPatch != nil {
-			if err := testHookPatch(p.e.Path); err != nil {
-				return err
+	buf := make([]byte, 0, maxRun)
+	for _, run := range writeRuns(p.writes) {
+		if err := runHookPatch(p.e.Path); err != nil {
+			return err
+		}
+		buf, off := buf[:0], run.off
+		flush := func() error {
+			if len(buf) > 0 {
+				if _, err := f.WriteAt(buf, off); err != nil {
+					return err
+				}
 			}
+			return nil
 		}
-		data := b.staged1(w.c)
-		if data == nil {
-			*missing = append(*missing, w.c.ID)
-			continue
+		for _, w := range run.writes {
+			data := b.staged1(w.c)
+			if data == nil {
+				// Written around: the runs on either side go alone.
+				*missing = append(*missing, w.c.ID)
+				if err := flush(); err != nil {
+					return err
+				}
+				buf, off = buf[:0], w.off+int64(w.c.Size)
+				continue
+			}
+			buf = append(buf, data...)
 		}
-		if _, err := f.WriteAt(data, w.off); err != nil {
+		if err := flush(); err != nil {
 			return err
 		}
 	}
@@ -234,8 +310,20 @@ func applyPatch(nr *os.Root, p *patchPlan, b *builder, missing *[]ID) error {
 }
 
 // testHookPatch runs before each write of a patch (the crash test exits
-// there).
-var testHookPatch func(path string) error
+// there), one call at a time.
+var (
+	testHookPatch func(path string) error
+	hookMu        sync.Mutex
+)
+
+func runHookPatch(path string) error {
+	if testHookPatch == nil {
+		return nil
+	}
+	hookMu.Lock()
+	defer hookMu.Unlock()
+	return testHookPatch(path)
+}
 
 // rollbackUndo writes the undo log's bytes and metadata back into the old
 // tree at root, synced, then removes the log.

@@ -687,12 +687,18 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 				}
 			}
 		}()
-		b := &builder{staged: staged, packs: map[string]*os.File{}}
-		defer b.close()
-		for _, p := range patches {
-			if err := applyPatch(nr, p, b, &missing); err != nil {
-				return fmt.Errorf("%s: %w", p.e.Path, err)
-			}
+		err = eachPlan(patches, func(_ int, p *patchPlan) error {
+			b := &builder{staged: staged, packs: map[string]*os.File{}}
+			defer b.close()
+			var miss []ID
+			err := applyPatch(nr, p, b, &miss)
+			mu.Lock()
+			missing = append(missing, miss...)
+			mu.Unlock()
+			return err
+		})
+		if err != nil {
+			return err
 		}
 		if len(missing) > 0 {
 			return &MissingError{IDs: missing}
