@@ -60,16 +60,22 @@ var indexMagic, indexMagic1 = []byte("MDI2"), []byte("MDI1")
 
 func (x *index) encode() []byte {
 	mb := x.m.Encode()
-	b := append([]byte(nil), indexMagic...)
+	// Made once: stamps, and extents, take about 40 bytes per file.
+	n := len(indexMagic) + binary.MaxVarintLen64 + len(mb) + 40*len(x.stamps) + 2*binary.MaxVarintLen64
+	for _, l := range x.extents {
+		n += 16 + 40*len(l)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, indexMagic...)
 	b = binary.AppendUvarint(b, uint64(len(mb)))
 	b = append(b, mb...)
-	var n uint64
+	var ns uint64
 	for _, e := range x.m.Entries {
 		if _, ok := x.stamps[e.Path]; ok && e.Kind == File {
-			n++
+			ns++
 		}
 	}
-	b = binary.AppendUvarint(b, n)
+	b = binary.AppendUvarint(b, ns)
 	for i, e := range x.m.Entries {
 		s, ok := x.stamps[e.Path]
 		if !ok || e.Kind != File {
@@ -81,13 +87,13 @@ func (x *index) encode() []byte {
 		b = binary.AppendVarint(b, s.MTime)
 		b = binary.AppendVarint(b, s.CTime)
 	}
-	n = 0
+	ns = 0
 	for _, e := range x.m.Entries {
 		if _, ok := x.extents[e.Path]; ok && e.Kind == File {
-			n++
+			ns++
 		}
 	}
-	b = binary.AppendUvarint(b, n)
+	b = binary.AppendUvarint(b, ns)
 	for i, e := range x.m.Entries {
 		l, ok := x.extents[e.Path]
 		if !ok || e.Kind != File {
