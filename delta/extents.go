@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"unsafe"
 
@@ -156,7 +157,7 @@ func changedSpans(was, now []extent, oldSize, newSize int64) []span {
 			cuts = append(cuts, e.Off, e.Off+e.Len)
 		}
 	}
-	sort.Slice(cuts, func(a, b int) bool { return cuts[a] < cuts[b] })
+	slices.Sort(cuts)
 	var out []span
 	i, j := 0, 0
 	for k := 0; k+1 < len(cuts); k++ {
