@@ -37,6 +37,12 @@
 //     crash before the switch leaves the old tree (patches undone from
 //     the log by the next use of the state); after it, the new one.
 //
+// A source keeps an index of its tree (chunks and stamps by path), so a
+// file whose stamp did not change is not read again; on btrfs it also
+// keeps each large file's extent items, and a changed file is cut again
+// only where its items changed (extents.go): a sync of a volume reads
+// about what changed, not the whole of every changed file.
+//
 // A file's chunks fall into content-defined groups (about 16 chunks); a
 // receiver that holds a group is sent (the first 8 bytes of) its hash
 // instead of its chunk list
