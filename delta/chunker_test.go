@@ -79,12 +79,12 @@ func TestChunkMapped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, gn, ok := chunkMapped(f, int64(size))
+		got, _, gn, ok := chunkMapped(f, int64(size), nil)
 		if !ok || gn != wn || !slices.Equal(got, want) {
 			t.Errorf("size %d: mapped gives %d chunks, %d bytes, ok %v; read gives %d, %d", size, len(got), gn, ok, len(want), wn)
 		}
 		// The file as it was mapped is longer than it is now.
-		if _, _, ok := chunkMapped(f, int64(size)+1<<20); ok {
+		if _, _, _, ok := chunkMapped(f, int64(size)+1<<20, nil); ok {
 			t.Errorf("size %d: chunking past the end is ok", size)
 		}
 		f.Close()

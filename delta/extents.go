@@ -232,10 +232,15 @@ func mergeSpans(s []span) []span {
 // chunk's cut depends only on its own bytes, and on the end of the file
 // when it is near it, which changedSpans marks); elsewhere the file is
 // cut and hashed again, until a cut falls on the start of a kept chunk.
-// It also returns how many bytes it hashed.
-func rechunk(data []byte, old []Chunk, dirty []span) ([]Chunk, int64) {
+// With a tagger and the old chunks' tags, it also gives the new chunks'
+// tags (tags.go). It returns how many bytes it hashed.
+func rechunk(data []byte, old []Chunk, oldTags []byte, dirty []span, t *tagger) ([]Chunk, []byte, int64) {
 	size := int64(len(data))
 	out := make([]Chunk, 0, len(old)+len(dirty)*2)
+	var tags []byte
+	if t != nil && len(oldTags) == tagSize*len(old) {
+		tags = make([]byte, 0, tagSize*(len(old)+len(dirty)*2))
+	}
 	var (
 		pos, oldOff, hashed int64
 		i, d                int
@@ -253,14 +258,21 @@ func rechunk(data []byte, old []Chunk, dirty []span) ([]Chunk, int64) {
 			}
 			if end <= size && (d == len(dirty) || dirty[d].Off >= end) {
 				out = append(out, old[i])
+				if tags != nil {
+					tags = append(tags, oldTags[i*tagSize:(i+1)*tagSize]...)
+				}
 				pos = end
 				continue
 			}
 		}
 		k := cut(data[pos:min(size, pos+MaxChunk)])
-		out = append(out, Chunk{ID: Sum(data[pos : pos+int64(k)]), Size: uint32(k)})
+		b := data[pos : pos+int64(k)]
+		out = append(out, Chunk{ID: Sum(b), Size: uint32(k)})
+		if tags != nil {
+			tags = t.appendTag(tags, b)
+		}
 		pos += int64(k)
 		hashed += int64(k)
 	}
-	return out, hashed
+	return out, tags, hashed
 }

@@ -49,7 +49,7 @@ func TestRechunk(t *testing.T) {
 		if len(now) != size {
 			dirty = append(dirty, span{max(0, int64(min(size, len(now)))-MaxChunk), int64(max(size, len(now)))})
 		}
-		got, hashed := rechunk(now, old, mergeSpans(dirty))
+		got, _, hashed := rechunk(now, old, nil, mergeSpans(dirty), nil)
 		if want := fullChunks(t, now); !slices.Equal(got, want) {
 			t.Fatalf("round %d: %d chunks, want %d", round, len(got), len(want))
 		}
@@ -127,7 +127,7 @@ func btrfsDir(t *testing.T) string {
 // into preallocated space) and checks, after each change, that a scan
 // from the previous index gives the chunks of a full chunking, cutting
 // the copy-on-write files only where they changed. A nodatacow file is
-// read whole.
+// compared by its chunks' tags instead.
 func TestExtentsRechunkBtrfs(t *testing.T) {
 	dir := btrfsDir(t)
 	ctx := context.Background()
@@ -189,45 +189,46 @@ func TestExtentsRechunkBtrfs(t *testing.T) {
 		name   string
 		change func()
 		partly int // files cut only where they changed
+		byTags int // of which known by their tags
 	}{
 		{"pending writes", func() {
 			for range 5 {
 				pwrite(a, r.Int64N(size(a)-20000), 1+r.IntN(20000))
 			}
-		}, 1},
+		}, 1, 0},
 		{"synced write", func() {
 			pwrite(a, 4096*100, 10000)
 			f, _ := os.OpenFile(a, os.O_WRONLY, 0)
 			f.Sync()
 			f.Close()
-		}, 1},
+		}, 1, 0},
 		{"the same range written again", func() {
 			pwrite(a, 4096*100, 10000)
 			f, _ := os.OpenFile(a, os.O_WRONLY, 0)
 			f.Sync()
 			f.Close()
-		}, 1},
+		}, 1, 0},
 		{"punched hole", func() {
 			f, _ := os.OpenFile(a, os.O_WRONLY, 0)
 			defer f.Close()
 			if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 1<<20, 64<<10); err != nil {
 				t.Fatal(err)
 			}
-		}, 1},
+		}, 1, 0},
 		{"zeroed range", func() {
 			f, _ := os.OpenFile(a, os.O_WRONLY, 0)
 			defer f.Close()
 			if err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, 2<<20+512, 100000); err != nil {
 				t.Fatal(err)
 			}
-		}, 1},
-		{"shorter", func() { os.Truncate(a, size(a)-123457) }, 1},
+		}, 1, 0},
+		{"shorter", func() { os.Truncate(a, size(a)-123457) }, 1, 0},
 		{"shorter, then as long again", func() {
 			n := size(a)
 			os.Truncate(a, n-50000)
 			os.Truncate(a, n)
-		}, 1},
-		{"appended", func() { pwrite(a, size(a), 300000) }, 1},
+		}, 1, 0},
+		{"appended", func() { pwrite(a, size(a), 300000) }, 1, 0},
 		{"cloned range", func() {
 			f, _ := os.OpenFile(a, os.O_WRONLY, 0)
 			g, _ := os.Open(b)
@@ -236,14 +237,14 @@ func TestExtentsRechunkBtrfs(t *testing.T) {
 			if err := unix.IoctlFileCloneRange(int(f.Fd()), &unix.FileCloneRange{Src_fd: int64(g.Fd()), Src_offset: 1 << 20, Src_length: 256 << 10, Dest_offset: 3 << 20}); err != nil {
 				t.Fatal(err)
 			}
-		}, 1},
+		}, 1, 0},
 		{"range cloned within the file", func() {
 			f, _ := os.OpenFile(a, os.O_RDWR, 0)
 			defer f.Close()
 			if err := unix.IoctlFileCloneRange(int(f.Fd()), &unix.FileCloneRange{Src_fd: int64(f.Fd()), Src_offset: 1<<20 + 256<<10, Src_length: 128 << 10, Dest_offset: 4<<20 + 256<<10}); err != nil {
 				t.Fatal(err)
 			}
-		}, 1},
+		}, 1, 0},
 		{"mapped write", func() {
 			f, _ := os.OpenFile(a, os.O_RDWR, 0)
 			defer f.Close()
@@ -253,7 +254,7 @@ func TestExtentsRechunkBtrfs(t *testing.T) {
 			}
 			copy(m[5<<20:], randBytes(r.Uint64(), 7000))
 			unix.Munmap(m)
-		}, 1},
+		}, 1, 0},
 		{"reflinked copy renamed over", func() {
 			tmp := a + ".new"
 			if out, err := exec.Command("cp", "--reflink=always", a, tmp).CombinedOutput(); err != nil {
@@ -261,9 +262,9 @@ func TestExtentsRechunkBtrfs(t *testing.T) {
 			}
 			pwrite(tmp, 12345, 5000)
 			os.Rename(tmp, a)
-		}, 1},
-		{"written into preallocated space", func() { pwrite(p, 1<<20, 30000) }, 1},
-		{"nodatacow overwrite", func() { pwrite(nocow, 1<<20, 30000) }, 0},
+		}, 1, 0},
+		{"written into preallocated space", func() { pwrite(p, 1<<20, 30000) }, 1, 0},
+		{"nodatacow overwrite", func() { pwrite(nocow, 1<<20, 30000) }, 1, 1},
 	}
 	for _, c := range changes {
 		c.change()
@@ -277,10 +278,82 @@ func TestExtentsRechunkBtrfs(t *testing.T) {
 		}) {
 			t.Fatalf("%s: the chunks differ from a full chunking", c.name)
 		}
-		if y.partly != c.partly {
-			t.Fatalf("%s: %d files cut where they changed, want %d", c.name, y.partly, c.partly)
+		if y.partly != c.partly || y.byTags != c.byTags {
+			t.Fatalf("%s: %d files cut where they changed (%d by tags), want %d (%d)", c.name, y.partly, y.byTags, c.partly, c.byTags)
 		}
 		// The index, written and read back, is the next start.
+		if x, err = decodeIndex(y.encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestTagsRechunk: on a filesystem that cannot say what changed (the
+// test's temporary directory), a changed file is compared with its
+// chunks' tags and cut again only where they differ, giving the chunks
+// (and tags) of a full chunking, for overwrites, growth, shrinking and
+// an insertion; a file changed while it was read keeps no tags.
+func TestTagsRechunk(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	var fs unix.Statfs_t
+	if unix.Statfs(src, &fs) == nil && fs.Type == unix.BTRFS_SUPER_MAGIC {
+		t.Skip("the temporary directory is on btrfs: extents would say what changed")
+	}
+	a := filepath.Join(src, "a")
+	write(t, a, randBytes(1, 5<<20), 0o644)
+	write(t, filepath.Join(src, "small"), randBytes(2, 4000), 0o644)
+	x, err := scan(ctx, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(x.tags["a"]) != tagSize*len(x.find("a").Chunks) || len(x.tagKey) != 16 {
+		t.Fatalf("tags of a: %d bytes for %d chunks", len(x.tags["a"]), len(x.find("a").Chunks))
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for round := range 40 {
+		data, err := os.ReadFile(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		what := r.IntN(5)
+		switch what {
+		case 0, 1: // overwrites in place
+			for range 1 + r.IntN(8) {
+				off := r.IntN(len(data) - 20000)
+				copy(data[off:], randBytes(r.Uint64(), 1+r.IntN(20000)))
+			}
+		case 2: // grows
+			data = append(data, randBytes(r.Uint64(), r.IntN(200000))...)
+		case 3: // shrinks
+			data = data[:len(data)-r.IntN(200000)]
+		case 4: // an insertion: everything after it moves
+			off := r.IntN(len(data))
+			data = append(data[:off], append(randBytes(r.Uint64(), 1+r.IntN(100)), data[off:]...)...)
+		}
+		os.WriteFile(a, data, 0o644)
+		y, err := scan(ctx, src, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := scan(ctx, src, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, w := y.find("a"), want.find("a"); got.Size != w.Size || !slices.Equal(got.Chunks, w.Chunks) {
+			t.Fatalf("round %d (%d): the chunks differ from a full chunking", round, what)
+		}
+		if what <= 3 && (y.partly != 1 || y.byTags != 1) {
+			t.Fatalf("round %d (%d): %d files cut where they changed, %d by tags", round, what, y.partly, y.byTags)
+		}
+		// The tags are those of a full chunking (under the same key).
+		full, err := scan(ctx, src, &index{m: &Manifest{}, tagKey: y.tagKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(y.tags["a"], full.tags["a"]) {
+			t.Fatalf("round %d (%d): the tags differ from a full chunking's", round, what)
+		}
 		if x, err = decodeIndex(y.encode()); err != nil {
 			t.Fatal(err)
 		}

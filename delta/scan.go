@@ -38,12 +38,16 @@ type index struct {
 	m      *Manifest
 	stamps map[string]stamp
 	// extents are the btrfs file extent items of large files, taken
-	// with their chunks (extents.go).
+	// with their chunks (extents.go); tags are the tags of large files'
+	// chunks, under tagKey (tags.go).
 	extents map[string][]extent
+	tags    map[string][]byte
+	tagKey  []byte
 	byPath  map[string]int // entries by path, made by find
 	// chunked counts the files scan chunked (not taken from prev);
-	// partly, those it cut again only where their extents changed.
-	chunked, partly int
+	// partly, those it cut again only where they changed (byTags: known
+	// by their tags, not their extents).
+	chunked, partly, byTags int
 }
 
 // newer says whether x, made by a scan from prev, tells more than prev
@@ -65,6 +69,10 @@ func (x *index) encode() []byte {
 	for _, l := range x.extents {
 		n += 16 + 40*len(l)
 	}
+	for _, t := range x.tags {
+		n += binary.MaxVarintLen64 + len(t)
+	}
+	n += 1 + len(x.tagKey) + binary.MaxVarintLen64
 	b := make([]byte, 0, n)
 	b = append(b, indexMagic...)
 	b = binary.AppendUvarint(b, uint64(len(mb)))
@@ -106,6 +114,21 @@ func (x *index) encode() []byte {
 				b = binary.AppendUvarint(b, v)
 			}
 			b = append(b, x.Type, x.Compr)
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(x.tagKey)))
+	b = append(b, x.tagKey...)
+	ns = 0
+	for _, e := range x.m.Entries {
+		if t, ok := x.tags[e.Path]; ok && e.Kind == File && len(t) == tagSize*len(e.Chunks) {
+			ns++
+		}
+	}
+	b = binary.AppendUvarint(b, ns)
+	for i, e := range x.m.Entries {
+		if t, ok := x.tags[e.Path]; ok && e.Kind == File && len(t) == tagSize*len(e.Chunks) {
+			b = binary.AppendUvarint(b, uint64(i))
+			b = append(b, t...)
 		}
 	}
 	return b
@@ -164,6 +187,29 @@ func decodeIndex(b []byte) (*index, error) {
 				x.extents[m.Entries[ei].Path] = l
 			}
 		}
+		if k := d.uvarintMax(16); k != 0 && k != 16 {
+			d.fail("a tag key of %d bytes", k)
+		} else if k == 16 {
+			x.tagKey = d.bytes(16)
+		}
+		x.tags = map[string][]byte{}
+		nt := d.uvarintMax(uint64(len(m.Entries)))
+		for i := uint64(0); i < nt && d.err == nil; i++ {
+			ei := d.uvarintMax(uint64(len(m.Entries) - 1))
+			if d.err != nil {
+				break
+			}
+			e := &m.Entries[ei]
+			if e.Kind != File {
+				d.fail("tags of %q, which is not a file", e.Path)
+				break
+			}
+			if uint64(len(d.b)) < uint64(tagSize)*uint64(len(e.Chunks)) {
+				d.fail("tags of %q cut short", e.Path)
+				break
+			}
+			x.tags[e.Path] = d.bytes(tagSize * len(e.Chunks))
+		}
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("%d bytes after the last stamp", len(d.b))
@@ -203,7 +249,12 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 // Device nodes, FIFOs and sockets are skipped. Files are chunked in
 // parallel.
 func scan(ctx context.Context, dir string, prev *index) (*index, error) {
-	x := &index{m: &Manifest{}, stamps: map[string]stamp{}, extents: map[string][]extent{}}
+	x := &index{m: &Manifest{}, stamps: map[string]stamp{}, extents: map[string][]extent{}, tags: map[string][]byte{}}
+	if prev != nil && len(prev.tagKey) == 16 {
+		x.tagKey = prev.tagKey
+	} else {
+		x.tagKey = newTagKey()
+	}
 	r, err := os.OpenRoot(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		x.m.Entries = []Entry{{Path: ".", Kind: Dir, Mode: 0o755}}
@@ -214,10 +265,9 @@ func scan(ctx context.Context, dir string, prev *index) (*index, error) {
 	}
 	defer r.Close()
 	type job struct {
-		i   int
-		s   stamp
-		was *Entry   // the file when it was chunked, if its
-		ext []extent // items were kept then
+		i  int
+		s  stamp
+		pr prior
 	}
 	var jobs []job
 	err = fs.WalkDir(r.FS(), ".", func(p string, d fs.DirEntry, err error) error {
@@ -257,16 +307,17 @@ func scan(ctx context.Context, dir string, prev *index) (*index, error) {
 						if l, ok := prev.extents[p]; ok {
 							x.extents[p] = l
 						}
+						if t, ok := prev.tags[p]; ok {
+							x.tags[p] = t
+						}
 						break
 					}
 				}
 			}
 			j := job{i: len(x.m.Entries), s: s}
 			if prev != nil {
-				if l, ok := prev.extents[p]; ok {
-					if pe := prev.find(p); pe != nil && pe.Kind == File {
-						j.was, j.ext = pe, l
-					}
+				if pe := prev.find(p); pe != nil && pe.Kind == File {
+					j.pr = prior{was: pe, ext: prev.extents[p], tags: prev.tags[p]}
 				}
 			}
 			jobs = append(jobs, j)
@@ -296,21 +347,28 @@ func scan(ctx context.Context, dir string, prev *index) (*index, error) {
 		go func() {
 			defer wg.Done()
 			buf := make([]byte, 4<<20)
+			t := newTagger(x.tagKey)
 			for j := range next {
 				e := &x.m.Entries[j.i]
-				chunks, size, st, ext, part, err := chunkFile(r, e.Path, buf, j.was, j.ext)
+				c, err := chunkFile(r, e.Path, buf, j.pr, t)
 				mu.Lock()
 				if err != nil && first == nil {
 					first = fmt.Errorf("chunk %s: %w", e.Path, err)
 				}
 				if err == nil {
-					e.Chunks, e.Size = chunks, size
-					x.stamps[e.Path] = st
-					if part {
+					e.Chunks, e.Size = c.chunks, c.size
+					x.stamps[e.Path] = c.st
+					if c.partly {
 						x.partly++
 					}
-					if ext != nil {
-						x.extents[e.Path] = ext
+					if c.byTags {
+						x.byTags++
+					}
+					if c.ext != nil {
+						x.extents[e.Path] = c.ext
+					}
+					if c.tags != nil {
+						x.tags[e.Path] = c.tags
 					}
 					x.chunked++
 				}
@@ -345,45 +403,79 @@ func (x *index) find(p string) *Entry {
 	return nil
 }
 
+// prior is what the last index knew of a file: its entry, and the
+// extent items and tags kept with its chunks (nil if none).
+type prior struct {
+	was  *Entry
+	ext  []extent
+	tags []byte
+}
+
+// chunked is a file cut into chunks: its stamp (taken before it was
+// read), and the extent items and tags to keep with its chunks (nil if
+// none). partly: only its changed places were cut again.
+type chunked struct {
+	chunks []Chunk
+	size   int64
+	st     stamp
+	ext    []extent
+	tags   []byte
+	partly bool
+	byTags bool
+}
+
 // chunkFile cuts the file at p into chunks. The stamp is taken from the
 // open file before reading, so a change while reading shows at the next
-// scan. A large file on btrfs also gives its extent items (nil
-// otherwise); with was and ext (the file and its items when it was last
-// chunked), only the ranges whose items changed are read (extents.go).
-func chunkFile(r *os.Root, p string, buf []byte, was *Entry, ext []extent) (chunks []Chunk, size int64, st stamp, now []extent, partly bool, err error) {
+// scan. A large file also gets its chunks' tags (with a tagger; tags.go)
+// and, on btrfs, its extent items (extents.go); with those of its last
+// chunking (pr), only its changed places are cut again.
+func chunkFile(r *os.Root, p string, buf []byte, pr prior, t *tagger) (chunked, error) {
 	f, err := r.Open(p)
 	if err != nil {
-		return nil, 0, stamp{}, nil, false, err
+		return chunked{}, err
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return nil, 0, stamp{}, nil, false, err
+		return chunked{}, err
 	}
 	if !info.Mode().IsRegular() {
-		return nil, 0, stamp{}, nil, false, fmt.Errorf("no longer a regular file")
+		return chunked{}, fmt.Errorf("no longer a regular file")
 	}
-	st = stampOf(info.Sys().(*syscall.Stat_t))
-	size = info.Size()
-	if size < mapMin {
-		chunks, size, err = chunkReaderSized(f, buf, size)
-		return chunks, size, st, nil, false, err
+	c := chunked{st: stampOf(info.Sys().(*syscall.Stat_t)), size: info.Size()}
+	if c.size < mapMin {
+		c.chunks, c.size, err = chunkReaderSized(f, buf, c.size)
+		return c, err
 	}
 	now, trusted := syncedExtents(f)
-	if trusted && was != nil {
-		if chunks, ok := chunkChanged(f, size, was, ext, now); ok {
-			return chunks, size, st, keptExtents(f, st, now), true, nil
-		}
-	}
 	var ok bool
-	if chunks, size, ok = chunkMapped(f, size); ok {
-		if !trusted {
-			now = nil
+	if pr.was != nil {
+		byExtents := trusted && pr.ext != nil
+		var dirty []span
+		if byExtents {
+			dirty = changedSpans(pr.ext, now, pr.was.Size, c.size)
 		}
-		return chunks, size, st, keptExtents(f, st, now), false, nil
+		c.chunks, c.tags, ok = chunkChanged(f, c.size, pr, dirty, byExtents, t)
+		c.partly, c.byTags = ok, ok && !byExtents
 	}
-	chunks, size, err = chunkReaderSized(f, buf, info.Size())
-	return chunks, size, st, nil, false, err
+	if !ok {
+		if c.chunks, c.tags, c.size, ok = chunkMapped(f, c.size, t); !ok {
+			c.chunks, c.size, err = chunkReaderSized(f, buf, info.Size())
+			return chunked{chunks: c.chunks, size: c.size, st: c.st}, err
+		}
+	}
+	if trusted {
+		c.ext = now
+	}
+	// A write while f was read (after its items were taken) may not have
+	// its item yet, and the chunks may hold its bytes, which a crash could
+	// lose while the items stay as they were; the tags, taken in a second
+	// pass over the bytes, may be of other bytes than the chunks' IDs.
+	// Neither is kept then: the next change reads the file whole.
+	if info, err := f.Stat(); err != nil || stampOf(info.Sys().(*syscall.Stat_t)) != c.st {
+		c.ext, c.tags = nil, nil
+	}
+	return c, nil
 }
 
 // syncedExtents reads the extent items of f after syncing it: every
@@ -403,37 +495,28 @@ func syncedExtents(f *os.File) ([]extent, bool) {
 	return now, ok
 }
 
-// keptExtents is now, to be kept with the chunks of f just read, if f's
-// stamp is still st: a write while f was read (after its items were
-// taken) may not have its item yet, and the chunks may hold its bytes,
-// which a crash could lose while the items stay as they were. Without
-// items kept, the next change reads the file whole.
-func keptExtents(f *os.File, st stamp, now []extent) []extent {
-	info, err := f.Stat()
-	if now == nil || err != nil || stampOf(info.Sys().(*syscall.Stat_t)) != st {
-		return nil
-	}
-	return now
-}
-
-// chunkChanged cuts the file f (size bytes) again where its extent items
-// (now, synced) differ from ext, the items of was: not ok when nothing
-// would be saved or f cannot be mapped.
-func chunkChanged(f *os.File, size int64, was *Entry, ext, now []extent) (chunks []Chunk, ok bool) {
+// chunkChanged cuts the file f (size bytes) again at the places that
+// changed since pr: the spans dirty where extents say (byExtents), else
+// those where pr's tags differ. Not ok when neither can say, when most
+// of the file would be read anyway, or when f cannot be mapped.
+func chunkChanged(f *os.File, size int64, pr prior, dirty []span, byExtents bool, t *tagger) (chunks []Chunk, tags []byte, ok bool) {
 	var wasSize int64
-	for _, c := range was.Chunks {
+	for _, c := range pr.was.Chunks {
 		wasSize += int64(c.Size)
 	}
-	if wasSize != was.Size {
-		return nil, false
+	byTags := !byExtents && t != nil && len(pr.tags) == tagSize*len(pr.was.Chunks)
+	if wasSize != pr.was.Size || !byExtents && !byTags {
+		return nil, nil, false
 	}
-	dirty := changedSpans(ext, now, was.Size, size)
-	var n int64
-	for _, d := range dirty {
-		n += d.End - d.Off
+	much := func(dirty []span) bool {
+		var n int64
+		for _, d := range dirty {
+			n += d.End - d.Off
+		}
+		return n > size/2
 	}
-	if n > size/2 {
-		return nil, false // read it through instead
+	if byExtents && much(dirty) {
+		return nil, nil, false // read it through instead
 	}
 	var mapped []byte
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -445,15 +528,20 @@ func chunkChanged(f *os.File, size int64, was *Entry, ext, now []extent) (chunks
 			if _, fault := r.(interface{ Addr() uintptr }); !fault {
 				panic(r)
 			}
-			chunks, ok = nil, false
+			chunks, tags, ok = nil, nil, false
 		}
 	}()
 	mapped, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
-		return nil, false
+		return nil, nil, false
 	}
-	chunks, _ = rechunk(mapped, was.Chunks, dirty)
-	return chunks, true
+	if byTags {
+		if dirty = tagsDiffer(mapped, pr.was.Chunks, pr.tags, pr.was.Size, t); much(dirty) {
+			return nil, nil, false
+		}
+	}
+	chunks, tags, _ = rechunk(mapped, pr.was.Chunks, pr.tags, dirty, t)
+	return chunks, tags, true
 }
 
 // Files of mapMin bytes or more are chunked through a mapping of
@@ -471,7 +559,7 @@ var mapWindow int64 = 64 << 20 // a variable for the tests
 // instead. A file that changed while mapped gives chunks of a mix of old
 // and new bytes, as reading it would: its stamp, taken before, tells the
 // next scan.
-func chunkMapped(f *os.File, size int64) (chunks []Chunk, n int64, ok bool) {
+func chunkMapped(f *os.File, size int64, t *tagger) (chunks []Chunk, tags []byte, n int64, ok bool) {
 	var mapped []byte
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -482,10 +570,13 @@ func chunkMapped(f *os.File, size int64) (chunks []Chunk, n int64, ok bool) {
 			if _, fault := r.(interface{ Addr() uintptr }); !fault {
 				panic(r)
 			}
-			chunks, n, ok = nil, 0, false
+			chunks, tags, n, ok = nil, nil, 0, false
 		}
 	}()
 	chunks = make([]Chunk, 0, min(size/AvgChunk+16, 1<<20))
+	if t != nil {
+		tags = make([]byte, 0, tagSize*cap(chunks))
+	}
 	page := int64(os.Getpagesize())
 	for n < size {
 		// A window from the page that holds n; the chunks that end in
@@ -494,18 +585,21 @@ func chunkMapped(f *os.File, size int64) (chunks []Chunk, n int64, ok bool) {
 		end := min(size, base+mapWindow)
 		var err error
 		if mapped, err = unix.Mmap(int(f.Fd()), base, int(end-base), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
-			return nil, 0, false
+			return nil, nil, 0, false
 		}
 		for n < end && (end == size || end-n >= MaxChunk) {
 			data := mapped[n-base : min(end-base, n-base+MaxChunk)]
 			k := cut(data)
 			chunks = append(chunks, Chunk{ID: blake3.Sum256(data[:k]), Size: uint32(k)})
+			if t != nil {
+				tags = t.appendTag(tags, data[:k])
+			}
 			n += int64(k)
 		}
 		unix.Munmap(mapped)
 		mapped = nil
 	}
-	return chunks, n, true
+	return chunks, tags, n, true
 }
 
 // chunkReader cuts what r holds into chunks, with buf (larger than

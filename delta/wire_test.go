@@ -168,7 +168,8 @@ func FuzzDecodeIndex(f *testing.F) {
 	m := &Manifest{Entries: []Entry{{Path: ".", Kind: Dir}, {Path: "a", Kind: File, Size: 1, Chunks: []Chunk{{Sum([]byte("x")), 1}}}}}
 	f.Add((&index{m: m, stamps: map[string]stamp{"a": {Ino: 5, Size: 1, MTime: 7, CTime: 9}}}).encode())
 	f.Add((&index{m: m, stamps: map[string]stamp{"a": {Ino: 5, Size: 1, MTime: 7, CTime: 9}},
-		extents: map[string][]extent{"a": {{Off: 0, Len: 4096, Bytenr: 1 << 20, Disk: 4096, Gen: 9, Type: 1}, {Off: 8192, Len: 4096, Type: 2}}}}).encode())
+		extents: map[string][]extent{"a": {{Off: 0, Len: 4096, Bytenr: 1 << 20, Disk: 4096, Gen: 9, Type: 1}, {Off: 8192, Len: 4096, Type: 2}}},
+		tags:    map[string][]byte{"a": make([]byte, tagSize)}, tagKey: make([]byte, 16)}).encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		x, err := decodeIndex(b)
 		if err != nil {
@@ -189,6 +190,14 @@ func FuzzDecodeIndex(f *testing.F) {
 				}
 			}
 			changedSpans(l, l, 1<<20, 1<<21) // must not panic
+		}
+		for p, tg := range x.tags {
+			if e := x.find(p); e == nil || e.Kind != File || len(tg) != tagSize*len(e.Chunks) {
+				t.Fatalf("tags of %q do not fit its chunks", p)
+			}
+		}
+		if len(x.tagKey) != 0 && len(x.tagKey) != 16 {
+			t.Fatalf("a tag key of %d bytes", len(x.tagKey))
 		}
 	})
 }
