@@ -38,10 +38,12 @@
 //     the log by the next use of the state); after it, the new one.
 //
 // A source keeps an index of its tree (chunks and stamps by path), so a
-// file whose stamp did not change is not read again; on btrfs it also
-// keeps each large file's extent items, and a changed file is cut again
+// file whose stamp did not change is not read again. For a large file it
+// also keeps, on btrfs, its extent items, and a changed file is cut again
 // only where its items changed (extents.go): a sync of a volume reads
-// about what changed, not the whole of every changed file.
+// about what changed; elsewhere, a keyed tag of each chunk, and a changed
+// file is read but cut and hashed again only where the tags of its old
+// chunks' places differ (tags.go).
 //
 // A file's chunks fall into content-defined groups (about 16 chunks); a
 // receiver that holds a group is sent (the first 8 bytes of) its hash
