@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"runtime"
@@ -115,14 +116,16 @@ type undoLog struct {
 }
 
 func (u *undoLog) encode() []byte {
-	n := 32
-	for _, f := range u.Files {
-		n += len(f.Path) + 32
-		for _, r := range f.Ranges {
-			n += len(r.Data) + 20
-		}
-	}
-	b := append(make([]byte, 0, n), undoMagic...)
+	var b bytes.Buffer
+	u.writeTo(&b)
+	return b.Bytes()
+}
+
+// writeTo writes the log to w (the ranges' bytes as they are: no copy
+// of the whole log in memory).
+func (u *undoLog) writeTo(w io.Writer) error {
+	var b []byte
+	b = append(b, undoMagic...)
 	b = binary.AppendUvarint(b, u.NewDirIno)
 	b = binary.AppendUvarint(b, uint64(len(u.Files)))
 	for _, f := range u.Files {
@@ -135,10 +138,17 @@ func (u *undoLog) encode() []byte {
 		for _, r := range f.Ranges {
 			b = binary.AppendUvarint(b, uint64(r.Off))
 			b = binary.AppendUvarint(b, uint64(len(r.Data)))
-			b = append(b, r.Data...)
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			if _, err := w.Write(r.Data); err != nil {
+				return err
+			}
+			b = b[:0]
 		}
 	}
-	return b
+	_, err := w.Write(b)
+	return err
 }
 
 // decodeUndo parses an undo log, checked like anything read back from a
@@ -209,7 +219,7 @@ func writeUndo(state string, r *os.Root, newDirIno uint64, plans []*patchPlan) e
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(undoFile(state), u.encode(), 0o600)
+	return atomicfile.WriteWith(undoFile(state), 0o600, u.writeTo)
 }
 
 // eachPlan runs fn for every plan, a few files at a time; the first

@@ -8,12 +8,33 @@
 package atomicfile
 
 import (
+	"bufio"
+	"io"
 	"os"
 	"path/filepath"
 )
 
 // Write replaces the file at path with data, mode perm.
 func Write(path string, data []byte, perm os.FileMode) error {
+	return write(path, perm, func(f io.Writer) error {
+		_, err := f.Write(data)
+		return err
+	})
+}
+
+// WriteWith is Write of what fn writes (through a buffer): a large file
+// need not be made in memory first.
+func WriteWith(path string, perm os.FileMode, fn func(io.Writer) error) error {
+	return write(path, perm, func(f io.Writer) error {
+		bw := bufio.NewWriterSize(f, 256<<10)
+		if err := fn(bw); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+}
+
+func write(path string, perm os.FileMode, fn func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -24,7 +45,7 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		f.Close()
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
+	if err := fn(f); err != nil {
 		f.Close()
 		return err
 	}
