@@ -61,7 +61,7 @@ func (a *Agent) receiveCatchUp(w http.ResponseWriter, r *http.Request, tenant, n
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	recv := &delta.TreeReceiver{Root: tree, State: state}
+	recv := delta.SharedReceiver(tree, state, false, false)
 	if op != "commit" {
 		delta.Serve(w, r, op, nil, recv)
 		return

@@ -441,7 +441,7 @@ func (a *Agent) receiveSnapshot(w http.ResponseWriter, r *http.Request, tenant, 
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	recv := &delta.TreeReceiver{Root: tree, State: state}
+	recv := delta.SharedReceiver(tree, state, false, false)
 	if op != "commit" {
 		delta.Serve(w, r, op, nil, recv)
 		return

@@ -17,7 +17,7 @@ func (a *Agent) VolumeData(ctx context.Context, tenant, name string) (*delta.Tre
 		return nil, nil, err
 	}
 	state := VolumeDeltaState(root)
-	return &delta.TreeSource{Root: root, State: state}, &delta.TreeReceiver{Root: root, State: state}, nil
+	return delta.SharedSource(root, state), delta.SharedReceiver(root, state, false, false), nil
 }
 
 // VolumeDeltaState is the state directory of the delta-sync engine for the

@@ -183,7 +183,7 @@ func (s *Server) volumeEnds(ctx context.Context, v types.Volume) (delta.Source, 
 		return nil, nil, err
 	}
 	state := filepath.Join(filepath.Dir(root), ".delta")
-	return &delta.TreeSource{Root: root, State: state}, &delta.TreeReceiver{Root: root, State: state}, nil
+	return delta.SharedSource(root, state), delta.SharedReceiver(root, state, false, false), nil
 }
 
 // copyError gives an engine's error its status and says what to do.

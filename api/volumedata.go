@@ -77,8 +77,8 @@ func (s *Server) volumeData(op string) handlerFunc {
 		// The engine's state (index, staged chunks, the new tree) sits
 		// beside the volume's files, on the same filesystem.
 		state := filepath.Join(filepath.Dir(root), ".delta")
-		src := &delta.TreeSource{Root: root, State: state}
-		recv := &delta.TreeReceiver{Root: root, State: state}
+		src := delta.SharedSource(root, state)
+		recv := delta.SharedReceiver(root, state, false, false)
 		if importing {
 			delta.Serve(w, r, op, nil, recv)
 		} else {

@@ -225,6 +225,12 @@ type TreeReceiver struct {
 	pending   *Manifest
 	pendingSt stamp
 	places    map[uint64]firstPlace
+	// staged is what the Puts of the pending manifest (stagedFor) have
+	// staged, so that each Put need not read the staging area's indexes
+	// again (a full copy is 16 Puts per GiB). Commit and Want drop it;
+	// a Put holds it while it runs (another Put at once reads the disk).
+	staged    map[ID]packLoc
+	stagedFor *Manifest
 }
 
 var (
@@ -305,7 +311,7 @@ func (t *TreeReceiver) Want(ctx context.Context, m *Manifest) ([]ID, error) {
 	}
 	t.keepIndex(old)
 	t.mu.Lock()
-	t.pending, t.places = nil, nil
+	t.pending, t.places, t.staged, t.stagedFor = nil, nil, nil, nil
 	t.mu.Unlock()
 	if err := writeFileAtomic(stateFile(t.State, "pending"), m.Encode(), 0o600); err != nil {
 		return nil, err
@@ -419,13 +425,40 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 	// A chunk staged already (by this Put or an earlier one) is not
 	// written again: a sender cannot grow the staging area beyond the
 	// manifest's chunks.
-	staged, err := stagedChunks(t.stageDir())
-	if err != nil {
-		return err
+	t.mu.Lock()
+	staged := t.staged
+	if t.stagedFor != m {
+		staged = nil
 	}
+	t.staged, t.stagedFor = nil, nil
+	t.mu.Unlock()
+	if staged == nil {
+		if staged, err = stagedChunks(t.stageDir()); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		t.mu.Lock()
+		if t.pending == m {
+			t.staged, t.stagedFor = staged, m
+		}
+		t.mu.Unlock()
+	}()
 	var pw *packWriter
-	var fw *fpackWriter // of the file pack of m.Entries[fwE]
+	var fw *fpackWriter // of the file pack of m.Entries[fwE], at fwPath
+	var fwPath string
 	fwE := int32(-1)
+	// packOf is the file pack of m.Entries[e] (its name hashes the
+	// entry's chunk list: made once per entry).
+	packs := map[int32]string{}
+	packOf := func(e int32) string {
+		p, ok := packs[e]
+		if !ok {
+			p = fpackPath(t.stageDir(), &m.Entries[e])
+			packs[e] = p
+		}
+		return p
+	}
 	err = func() error {
 		fr := NewFrameReader(frames)
 		for {
@@ -448,11 +481,10 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 				// staged failed its hash at Commit. A file pack's chunk
 				// is written again at its place (the same bytes: the
 				// staging area does not grow); a pack's is not.
-				if pl.e < 0 || l.pack == "" || l.pack != fpackPath(t.stageDir(), &m.Entries[pl.e]) || l.off != pl.off {
+				if pl.e < 0 || l.pack == "" || l.pack != packOf(pl.e) || l.off != pl.off {
 					continue
 				}
 			}
-			staged[id] = packLoc{}
 			if pl.e >= 0 {
 				// At its place in its file's file pack (direct.go).
 				// The chunks come in the manifest's order: one file
@@ -466,16 +498,19 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 						}
 					}
 					e := &m.Entries[pl.e]
-					if fw, err = openFpack(fpackPath(t.stageDir(), e), e.Size); err != nil {
+					fwPath = packOf(pl.e)
+					if fw, err = openFpack(fwPath, e.Size); err != nil {
 						return err
 					}
 					fwE = pl.e
 				}
+				staged[id] = packLoc{pack: fwPath, off: pl.off}
 				if err := fw.add(id, pl.off, data); err != nil {
 					return err
 				}
 				continue
 			}
+			staged[id] = packLoc{pack: "pack"} // never written again
 			if pw == nil {
 				if pw, err = newPackWriter(t.stageDir()); err != nil {
 					return err
@@ -519,7 +554,7 @@ func (t *TreeReceiver) Commit(ctx context.Context, m *Manifest) (rerr error) {
 	// The cache is dropped: the tree changes below; it is set again
 	// after the switch.
 	t.mu.Lock()
-	t.idx, t.pending, t.places = nil, nil, nil
+	t.idx, t.pending, t.places, t.staged, t.stagedFor = nil, nil, nil, nil, nil
 	t.mu.Unlock()
 	newDir := filepath.Join(t.State, "new")
 	inplace := inPlace(t.Root, t.State)
