@@ -62,6 +62,26 @@ func (x *index) newer(prev *index) bool {
 // kept (read the same, without them).
 var indexMagic, indexMagic1 = []byte("MDI2"), []byte("MDI1")
 
+// appendFiles appends a section of the index: how many files it tells
+// of (those holds says), then each one's entry index and what add appends
+// for it.
+func (x *index) appendFiles(b []byte, holds func(*Entry) bool, add func([]byte, *Entry) []byte) []byte {
+	var n uint64
+	for i := range x.m.Entries {
+		if e := &x.m.Entries[i]; e.Kind == File && holds(e) {
+			n++
+		}
+	}
+	b = binary.AppendUvarint(b, n)
+	for i := range x.m.Entries {
+		if e := &x.m.Entries[i]; e.Kind == File && holds(e) {
+			b = binary.AppendUvarint(b, uint64(i))
+			b = add(b, e)
+		}
+	}
+	return b
+}
+
 func (x *index) encode() []byte {
 	mb := x.m.Encode()
 	// Made once: stamps, and extents, take about 40 bytes per file.
@@ -77,37 +97,15 @@ func (x *index) encode() []byte {
 	b = append(b, indexMagic...)
 	b = binary.AppendUvarint(b, uint64(len(mb)))
 	b = append(b, mb...)
-	var ns uint64
-	for _, e := range x.m.Entries {
-		if _, ok := x.stamps[e.Path]; ok && e.Kind == File {
-			ns++
-		}
-	}
-	b = binary.AppendUvarint(b, ns)
-	for i, e := range x.m.Entries {
-		s, ok := x.stamps[e.Path]
-		if !ok || e.Kind != File {
-			continue
-		}
-		b = binary.AppendUvarint(b, uint64(i))
+	b = x.appendFiles(b, func(e *Entry) bool { _, ok := x.stamps[e.Path]; return ok }, func(b []byte, e *Entry) []byte {
+		s := x.stamps[e.Path]
 		b = binary.AppendUvarint(b, s.Ino)
 		b = binary.AppendUvarint(b, s.Size)
 		b = binary.AppendVarint(b, s.MTime)
-		b = binary.AppendVarint(b, s.CTime)
-	}
-	ns = 0
-	for _, e := range x.m.Entries {
-		if _, ok := x.extents[e.Path]; ok && e.Kind == File {
-			ns++
-		}
-	}
-	b = binary.AppendUvarint(b, ns)
-	for i, e := range x.m.Entries {
-		l, ok := x.extents[e.Path]
-		if !ok || e.Kind != File {
-			continue
-		}
-		b = binary.AppendUvarint(b, uint64(i))
+		return binary.AppendVarint(b, s.CTime)
+	})
+	b = x.appendFiles(b, func(e *Entry) bool { _, ok := x.extents[e.Path]; return ok }, func(b []byte, e *Entry) []byte {
+		l := x.extents[e.Path]
 		b = binary.AppendUvarint(b, uint64(len(l)))
 		for _, x := range l {
 			for _, v := range []uint64{x.Off, x.Len, x.Bytenr, x.Disk, x.ExtOff, x.Gen} {
@@ -115,22 +113,12 @@ func (x *index) encode() []byte {
 			}
 			b = append(b, x.Type, x.Compr)
 		}
-	}
+		return b
+	})
 	b = binary.AppendUvarint(b, uint64(len(x.tagKey)))
 	b = append(b, x.tagKey...)
-	ns = 0
-	for _, e := range x.m.Entries {
-		if t, ok := x.tags[e.Path]; ok && e.Kind == File && len(t) == tagSize*len(e.Chunks) {
-			ns++
-		}
-	}
-	b = binary.AppendUvarint(b, ns)
-	for i, e := range x.m.Entries {
-		if t, ok := x.tags[e.Path]; ok && e.Kind == File && len(t) == tagSize*len(e.Chunks) {
-			b = binary.AppendUvarint(b, uint64(i))
-			b = append(b, t...)
-		}
-	}
+	b = x.appendFiles(b, func(e *Entry) bool { return len(x.tags[e.Path]) == tagSize*len(e.Chunks) && x.tags[e.Path] != nil },
+		func(b []byte, e *Entry) []byte { return append(b, x.tags[e.Path]...) })
 	return b
 }
 
