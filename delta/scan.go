@@ -506,30 +506,41 @@ func chunkChanged(f *os.File, size int64, pr prior, dirty []span, byExtents bool
 	if byExtents && much(dirty) {
 		return nil, nil, false // read it through instead
 	}
-	var mapped []byte
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if mapped != nil {
-			unix.Munmap(mapped)
-		}
-		if r := recover(); r != nil {
-			if _, fault := r.(interface{ Addr() uintptr }); !fault {
-				panic(r)
-			}
-			chunks, tags, ok = nil, nil, false
-		}
-	}()
 	mapped, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return nil, nil, false
 	}
-	if byTags {
-		if dirty = tagsDiffer(mapped, pr.was.Chunks, pr.tags, pr.was.Size, t); much(dirty) {
-			return nil, nil, false
+	defer unix.Munmap(mapped)
+	ok = faultless(func() {
+		if byTags {
+			if dirty = tagsDiffer(mapped, pr.was.Chunks, pr.tags, pr.was.Size, t); much(dirty) {
+				return
+			}
 		}
+		chunks, tags, _ = rechunk(mapped, pr.was.Chunks, pr.tags, dirty, t)
+	})
+	if !ok || chunks == nil {
+		return nil, nil, false
 	}
-	chunks, tags, _ = rechunk(mapped, pr.was.Chunks, pr.tags, dirty, t)
 	return chunks, tags, true
+}
+
+// faultless runs fn, which reads mappings of a file, and says whether it
+// ran through: a read past the end of a file that shrank meanwhile
+// faults, which SetPanicOnFault makes a panic, recovered here (any other
+// panic goes on).
+func faultless(fn func()) (ok bool) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+			ok = false
+		}
+	}()
+	fn()
+	return true
 }
 
 // Files of mapMin bytes or more are chunked through a mapping of
@@ -549,16 +560,9 @@ var mapWindow int64 = 64 << 20 // a variable for the tests
 // next scan.
 func chunkMapped(f *os.File, size int64, t *tagger) (chunks []Chunk, tags []byte, n int64, ok bool) {
 	var mapped []byte
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if mapped != nil {
 			unix.Munmap(mapped)
-		}
-		if r := recover(); r != nil {
-			if _, fault := r.(interface{ Addr() uintptr }); !fault {
-				panic(r)
-			}
-			chunks, tags, n, ok = nil, nil, 0, false
 		}
 	}()
 	chunks = make([]Chunk, 0, min(size/AvgChunk+16, 1<<20))
@@ -575,14 +579,18 @@ func chunkMapped(f *os.File, size int64, t *tagger) (chunks []Chunk, tags []byte
 		if mapped, err = unix.Mmap(int(f.Fd()), base, int(end-base), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE); err != nil {
 			return nil, nil, 0, false
 		}
-		for n < end && (end == size || end-n >= MaxChunk) {
-			data := mapped[n-base : min(end-base, n-base+MaxChunk)]
-			k := cut(data)
-			chunks = append(chunks, Chunk{ID: blake3.Sum256(data[:k]), Size: uint32(k)})
-			if t != nil {
-				tags = t.appendTag(tags, data[:k])
+		if !faultless(func() {
+			for n < end && (end == size || end-n >= MaxChunk) {
+				data := mapped[n-base : min(end-base, n-base+MaxChunk)]
+				k := cut(data)
+				chunks = append(chunks, Chunk{ID: blake3.Sum256(data[:k]), Size: uint32(k)})
+				if t != nil {
+					tags = t.appendTag(tags, data[:k])
+				}
+				n += int64(k)
 			}
-			n += int64(k)
+		}) {
+			return nil, nil, 0, false
 		}
 		unix.Munmap(mapped)
 		mapped = nil
