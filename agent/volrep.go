@@ -185,7 +185,7 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		if copies < 2 {
+		if copies < 2 && !rt.OneCopyEnough() {
 			http.Error(w, fmt.Sprintf("volume %s: write %d is on %d node only; it needs two (no replica in sync is reachable)", name, seq, copies), http.StatusServiceUnavailable)
 			return
 		}
@@ -429,8 +429,8 @@ func (a *Agent) setReplicaState(tenant, name, replica, state string, epoch int64
 }
 
 // VolumeReplicaFS applies the writes a volume's primary sends to this
-// node's replica of it, in order, and answers GET .../seq
-// (the node protocol's VolumeReplicas).
+// node's replica of it, in order, and answers GET .../seq and GET
+// .../direct (DirectWriters) (the node protocol's VolumeReplicas).
 func (a *Agent) VolumeReplicaFS(tenant, name string) http.Handler {
 	local := volfs.Handler(func(ctx context.Context) (string, error) { return a.networkRoot(ctx, tenant, name) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -447,6 +447,18 @@ func (a *Agent) VolumeReplicaFS(tenant, name string) http.Handler {
 			return
 		case "dropsnapshot":
 			a.dropReplicaSnapshot(w, r, tenant, name)
+			return
+		}
+		if path.Base(r.URL.Path) == "direct" {
+			ws, err := a.DirectWriters(tenant, name)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			if ws == nil {
+				ws = []string{}
+			}
+			json.NewEncoder(w).Encode(ws)
 			return
 		}
 		if path.Base(r.URL.Path) == "seq" {
