@@ -185,12 +185,30 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		if copies < 2 && !rt.OneCopyEnough() {
+		if copies < 2 && !a.oneCopyEnough(tenant, name, rt) {
 			http.Error(w, fmt.Sprintf("volume %s: write %d is on %d node only; it needs two (no replica in sync is reachable)", name, seq, copies), http.StatusServiceUnavailable)
 			return
 		}
 		copyRecorded(w, rec)
 	})
+}
+
+// oneCopyEnough tells whether a write that is on this primary only may be
+// acknowledged: the volume is getting its first replica and none is in
+// sync (volfs.Route.OneCopyEnough), in its route read again now, under
+// the write lock: a write that waited for the lock while a catch-up
+// brought the first replica in sync came with a route older than that,
+// and the replica did not get it (the client retries with the new route).
+func (a *Agent) oneCopyEnough(tenant, name string, rt volfs.Route) bool {
+	if !rt.OneCopyEnough() {
+		return false
+	}
+	hc, err := a.replicationClient()
+	if err != nil {
+		return false
+	}
+	nrt, err := volumeRoute(hc, tenant, name)
+	return err == nil && nrt.Primary == a.cfg.Node.Name && nrt.OneCopyEnough()
 }
 
 // replicate sends the numbered operation seq (what it is, for messages)
