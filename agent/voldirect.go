@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,7 +32,8 @@ import (
 // writer is recorded before it asks the route, and forgotten only when the
 // route sent it through FUSE or it is gone. A pod's record is a file in
 // its directory (DataDir/pods/<id>/direct/<mount index>), which outlives
-// an agent's restart as the pod's bind does; it is dropped when the pod
+// an agent's restart as the pod's bind does, and an agent that prepares
+// a running pod again keeps it; it is dropped when the pod's container
 // starts again (its mounts are decided anew) or is removed with its
 // directory. A request of WebDAV or S3 is recorded in memory for as long
 // as it runs (its context).
@@ -52,8 +54,8 @@ type directAccess struct {
 
 func (w *worker) directDir() string { return filepath.Join(w.dir, "direct") }
 
-// forgetDirect drops the pod's records, before its mounts are decided
-// anew (it is not running).
+// forgetDirect drops the pod's records before its container starts (none
+// runs): its mounts are decided anew.
 func (w *worker) forgetDirect() error { return os.RemoveAll(w.directDir()) }
 
 // recordDirect records that the pod's mount i may bind volume name of
@@ -67,6 +69,12 @@ func (w *worker) recordDirect(tenant, name, pod string, i int) (undo func(), err
 		return nil, err
 	}
 	p := filepath.Join(w.directDir(), strconv.Itoa(i))
+	if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, b) {
+		// Recorded by an earlier run of this container, which may
+		// still bind it (an agent that adopts a running pod prepares
+		// it again): only forgetDirect drops it.
+		return func() {}, nil
+	}
 	if err := atomicfile.Write(p, b, 0o600); err != nil {
 		return nil, fmt.Errorf("volume %s: record a direct mount: %w", name, err)
 	}

@@ -319,10 +319,6 @@ func (w *worker) volumeMounts(pod types.Pod, rootfs string) ([]ocispec.VolumeMou
 	if err := w.unmountVolumesKeep(true); err != nil {
 		return nil, err
 	}
-	// Its mounts are decided anew (voldirect.go).
-	if err := w.forgetDirect(); err != nil {
-		return nil, err
-	}
 	copied := filepath.Join(w.dir, "volumes-copied")
 	_, err := os.Stat(copied)
 	firstStart := errors.Is(err, fs.ErrNotExist)
