@@ -43,6 +43,30 @@ type volumeState struct {
 	mu  sync.Mutex // the write lock
 	seq uint64     // last write applied here; 0: not read yet
 	got bool
+	// caughtUp are the replicas this primary brought in sync
+	// (volcatchup.go), with the epoch, until a route lists them in sync
+	// (withCaughtUp).
+	caughtUp map[string]int64
+}
+
+// withCaughtUp is rt with the replicas this primary brought in sync under
+// rt's epoch among its replicas in sync (st.mu held). A write that waited
+// for the write lock while a catch-up ended came with a route read before
+// the replica was recorded in sync: sent without it, it would leave the
+// replica a gap, stale again at the next write (and, under steady
+// writes, at every catch-up's end). Sending a write to a replica that is
+// no longer in sync is harmless: it refuses it, or the server does.
+func (st *volumeState) withCaughtUp(rt volfs.Route) volfs.Route {
+	for rep, epoch := range st.caughtUp {
+		switch {
+		case epoch < rt.Epoch || slices.Contains(rt.InSync, rep):
+			delete(st.caughtUp, rep) // the route knows, or the epoch moved on
+		case epoch == rt.Epoch && slices.Contains(rt.Others, rep):
+			rt.InSync = append(slices.Clip(rt.InSync), rep)
+			rt.Others = slices.DeleteFunc(slices.Clone(rt.Others), func(r string) bool { return r == rep })
+		}
+	}
+	return rt
 }
 
 func (a *Agent) volState(tenant, name string) *volumeState {
@@ -143,6 +167,7 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 		st := a.volState(tenant, name)
 		st.mu.Lock()
 		defer st.mu.Unlock()
+		rt = st.withCaughtUp(rt)
 		rec := httptest.NewRecorder()
 		if !rt.Replicated() {
 			local.ServeHTTP(rec, withBody(r, body.reader()))
@@ -240,6 +265,7 @@ func (a *Agent) replicate(tenant, name string, rt volfs.Route, seq uint64, what 
 		failed, copies, rt = a.resendUnderNewEpoch(tenant, name, rt, seq, send, failed, copies)
 	}
 	for _, rep := range failed {
+		delete(a.volState(tenant, name).caughtUp, rep) // st.mu is held
 		if err := a.setReplicaState(tenant, name, rep, volume.ReplicaStale, rt.Epoch); err != nil {
 			return copies, fmt.Errorf("volume %s: replica %s missed %s %d and cannot be marked stale: %w", name, rep, what, seq, err)
 		}
