@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/macro-cloud/macro/types"
+	"github.com/macro-cloud/macro/volume/volfs"
 )
 
 // roundTripFunc is an http.RoundTripper of a function.
@@ -21,8 +23,8 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // TestDirectWriters: the pods that may bind a volume directly are found
 // by tenant and volume, from their records in their directories; a
 // request of WebDAV or S3 counts while it runs; records are forgotten
-// when undone or when the pod starts again; a half-written record is not
-// read.
+// when undone (unless an earlier run of the container made them) or when
+// the pod starts again; a half-written record is not read.
 func TestDirectWriters(t *testing.T) {
 	a := &Agent{cfg: Config{DataDir: t.TempDir()}}
 	pod := func(id string) *worker { return &worker{a: a, id: id, dir: a.podDir(id)} }
@@ -54,6 +56,14 @@ func TestDirectWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("two pods", "alice", "data", "db", "web")
+	// A running pod prepared again (an agent adopting it) keeps its
+	// record, whatever the new decision.
+	again, err := web.recordDirect("alice", "data", "web", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again()
+	want("web prepared again", "alice", "data", "db", "web")
 	want("another tenant's volume of the name", "bob", "data", "x")
 	undoDB()
 	want("db undone", "alice", "data", "web")
@@ -102,5 +112,35 @@ func TestDirectRecordedBeforeRoute(t *testing.T) {
 	}
 	if got, _ := a.DirectWriters("alice", "data"); len(got) != 0 {
 		t.Fatalf("after the mount failed: %v", got)
+	}
+}
+
+// TestWithCaughtUp: a replica the primary brought in sync is sent the
+// writes that come with a route read before that, under the same epoch,
+// until a route lists it in sync; a route of a later epoch drops it.
+func TestWithCaughtUp(t *testing.T) {
+	st := &volumeState{caughtUp: map[string]int64{"n3": 2}}
+	old := volfs.Route{Primary: "n2", Epoch: 2, InSync: []string{"n4"}, Others: []string{"n3", "n5"}}
+	got := st.withCaughtUp(old)
+	if !slices.Equal(got.InSync, []string{"n4", "n3"}) || !slices.Equal(got.Others, []string{"n5"}) {
+		t.Fatalf("an older route: %+v", got)
+	}
+	if !slices.Equal(old.Others, []string{"n3", "n5"}) {
+		t.Fatalf("the route read was changed: %+v", old)
+	}
+	if got := st.withCaughtUp(volfs.Route{Primary: "n2", Epoch: 1, Others: []string{"n3"}}); len(got.InSync) != 0 {
+		t.Fatalf("a route of an earlier epoch: %+v", got)
+	}
+	fresh := volfs.Route{Primary: "n2", Epoch: 2, InSync: []string{"n3", "n4"}}
+	if got := st.withCaughtUp(fresh); !reflect.DeepEqual(got, fresh) || len(st.caughtUp) != 0 {
+		t.Fatalf("a route that knows: %+v, left %v", got, st.caughtUp)
+	}
+	// Forgotten: a later route that says stale is believed.
+	if got := st.withCaughtUp(old); !reflect.DeepEqual(got, old) {
+		t.Fatalf("after a route knew: %+v", got)
+	}
+	st.caughtUp = map[string]int64{"n3": 2}
+	if got := st.withCaughtUp(volfs.Route{Primary: "n2", Epoch: 3, Others: []string{"n3"}}); len(got.InSync) != 0 || len(st.caughtUp) != 0 {
+		t.Fatalf("a later epoch: %+v, left %v", got, st.caughtUp)
 	}
 }

@@ -19,7 +19,8 @@ import (
 // volume, which gets no replica; a container on n2 binds its directory
 // and writes to it all along. n3 and n4 join: the volume says, in docker
 // and kra inspect, that it has 1 of 3 copies and that the container must
-// restart, and gets no replica while it binds the directory; a container
+// restart, and gets no replica while it binds the directory (also after
+// n2's agent restarted and adopted it); a container
 // started meanwhile writes through the write sequence. Restarted, the
 // container mounts the volume through the write sequence and goes on
 // writing; the volume gets replicas on n3 and n4, in sync. Every file
@@ -88,7 +89,12 @@ func TestVolumeOneNodeGetsReplicas(t *testing.T) {
 	if err := json.Unmarshal([]byte(kra("volume", "inspect", "solo")), &infos); err != nil || len(infos) != 1 || infos[0].Degraded != why {
 		t.Fatalf("kra volume inspect: %+v %v", infos, err)
 	}
-	// It waits: no replica while wr binds the directory.
+	// It waits: no replica while wr binds the directory, also after
+	// n2's agent restarted (it adopts wr, still bound directly).
+	c.agents["n2"].Kill()
+	c.agents["n2"].Start()
+	before := count()
+	wait("wr is adopted and writes on", func() bool { return count() >= before+5 })
 	time.Sleep(3 * time.Second)
 	if st := status(); !strings.Contains(st, `"replicas":[]`) || !strings.Contains(st, why) {
 		t.Fatalf("while wr binds the volume: %s", st)
@@ -107,12 +113,17 @@ func TestVolumeOneNodeGetsReplicas(t *testing.T) {
 		return strings.Contains(st, `"n3 (in-sync)"`) && strings.Contains(st, `"n4 (in-sync)"`) && !strings.Contains(st, "degraded")
 	})
 	logf("replicas in sync: %s", status())
-	before := count()
+	before = count()
 	wait("wr writes through the sequence", func() bool { return count() >= before+10 })
 	if failed := testenv.Docker(t, c.srv.Host(), "exec", "wr", "sh", "-c", "cat /tmp/failed 2>/dev/null").Stdout; failed != "" {
 		t.Fatalf("writes of wr failed: %s", failed)
 	}
 	c.docker(t, "stop", "-t", "1", "wr")
+	// A write cut off by the stop may leave a replica stale: it catches up.
+	wait("n3 and n4 in sync after the writer stopped", func() bool {
+		st := status()
+		return strings.Contains(st, `"n3 (in-sync)"`) && strings.Contains(st, `"n4 (in-sync)"`)
+	})
 
 	// Every file, the same in the three copies.
 	sums := func(node string) map[string]string {
@@ -157,6 +168,9 @@ func TestVolumeOneNodeGetsReplicas(t *testing.T) {
 		t.FailNow()
 	}
 	logf("%d files, the same on n2, n3 and n4", len(names))
+	primaryLog := c.agents["n2"].Log()
+	t.Logf("n2's agent: %d catch-ups, %d writes a replica missed", strings.Count(primaryLog, "volume replica caught up"),
+		strings.Count(primaryLog, "volume replica missed a write"))
 
 	// The primary dies: a replica is promoted, and has every file.
 	c.agents["n2"].Kill()
