@@ -90,6 +90,9 @@ type Agent struct {
 	volfs   volfsMounts
 	// accessMu makes one mount at a time for access (volaccess.go).
 	accessMu sync.Mutex
+	// direct counts requests of access that use a volume's directory
+	// (voldirect.go).
+	direct directAccess
 }
 
 // New returns an Agent; Run starts it.

@@ -38,17 +38,22 @@ func (a *Agent) AccessRoot(ctx context.Context, v types.Volume) (string, error) 
 		}
 		return a.VolumeRoot(ctx, tenant, name)
 	}
+	// A request that may use the directory is recorded (until it ends)
+	// before the route is asked (voldirect.go).
+	release := a.holdAccess(ctx, tenant, name)
 	hc, err := a.replicationClient()
 	if err != nil {
 		return a.VolumeRoot(ctx, tenant, name) // no servers to ask: here or nowhere
 	}
 	rt, err := volumeRoute(hc, tenant, name)
 	if err != nil {
+		release()
 		return "", fmt.Errorf("volume %s: %w", name, err)
 	}
 	if rt.Primary == a.cfg.Node.Name && !rt.Replicated() {
 		return a.VolumeRoot(ctx, tenant, name)
 	}
+	release()
 	if _, err := volume.VolumeDir(a.cfg.DataDir, volume.Ref{Tenant: tenant, Name: name}); err != nil {
 		return "", err // names that are no path element
 	}

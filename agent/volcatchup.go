@@ -231,6 +231,10 @@ func (a *Agent) catchUp(ctx context.Context, tenant, name, replica string, epoch
 	if err := a.setReplicaState(tenant, name, replica, volume.ReplicaInSync, epoch); err != nil {
 		return errors.Join(errors.New("caught up but not recorded"), err)
 	}
+	if st.caughtUp == nil {
+		st.caughtUp = map[string]int64{}
+	}
+	st.caughtUp[replica] = epoch // writes queued with an older route get it too
 	sent, _ := remote.Bytes()
 	a.log.Info("volume replica caught up", "volume", name, "replica", replica, "seq", st.seq, "bytes", sent, "last", stats, "took", time.Since(start).Round(time.Millisecond))
 	return nil

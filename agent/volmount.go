@@ -71,21 +71,33 @@ func (a *Agent) holdsVolume(tenant, name string) bool {
 
 // volumeSource is the host directory a pod's volume mount binds: the
 // volume's own directory on this node, or a FUSE mount of it from its
-// primary. A pod on the primary's node of a volume that has replicas
-// mounts it through FUSE too, so that its writes are replicated; a
-// replica's copy is never bound.
-func (w *worker) volumeSource(pod types.Pod, i int, m types.Mount) (string, error) {
+// primary. A pod on the primary's node of a volume that has replicas (or
+// is getting its first) mounts it through FUSE too, so that its writes
+// are replicated; a replica's copy is never bound. A pod that may bind
+// the directory is recorded before the route is asked (voldirect.go).
+func (w *worker) volumeSource(pod types.Pod, i int, m types.Mount) (dir string, err error) {
 	if !networkDriver(m.Driver) {
 		if err := w.a.limitLocal(pod.Tenant, m.Source, m.Limit); err != nil {
 			return "", fmt.Errorf("volume %s: %w", m.Source, err)
 		}
 		return w.a.VolumeRoot(context.Background(), pod.Tenant, m.Source)
 	}
+	forget, err := w.recordDirect(pod.Tenant, m.Source, pod.Name, i)
+	if err != nil {
+		return "", err
+	}
+	direct := false
+	defer func() {
+		if err != nil || !direct {
+			forget()
+		}
+	}()
 	hc, err := w.a.replicationClient()
 	if err != nil {
 		// No servers to ask (a server without an API port): the
 		// volume is this node's or nobody's.
 		if w.a.holdsVolume(pod.Tenant, m.Source) {
+			direct = true
 			return w.a.VolumeRoot(context.Background(), pod.Tenant, m.Source)
 		}
 		return "", fmt.Errorf("volume %s is held by another node, which this node cannot reach yet", m.Source)
@@ -95,6 +107,7 @@ func (w *worker) volumeSource(pod types.Pod, i int, m types.Mount) (string, erro
 		return "", fmt.Errorf("mount volume %s: %w", m.Source, err)
 	}
 	if rt.Primary == w.a.cfg.Node.Name && !rt.Replicated() {
+		direct = true
 		return w.a.VolumeRoot(context.Background(), pod.Tenant, m.Source)
 	}
 	return w.mountRemoteVolume(pod.Tenant, i, m)

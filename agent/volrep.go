@@ -43,6 +43,30 @@ type volumeState struct {
 	mu  sync.Mutex // the write lock
 	seq uint64     // last write applied here; 0: not read yet
 	got bool
+	// caughtUp are the replicas this primary brought in sync
+	// (volcatchup.go), with the epoch, until a route lists them in sync
+	// (withCaughtUp).
+	caughtUp map[string]int64
+}
+
+// withCaughtUp is rt with the replicas this primary brought in sync under
+// rt's epoch among its replicas in sync (st.mu held). A write that waited
+// for the write lock while a catch-up ended came with a route read before
+// the replica was recorded in sync: sent without it, it would leave the
+// replica a gap, stale again at the next write (and, under steady
+// writes, at every catch-up's end). Sending a write to a replica that is
+// no longer in sync is harmless: it refuses it, or the server does.
+func (st *volumeState) withCaughtUp(rt volfs.Route) volfs.Route {
+	for rep, epoch := range st.caughtUp {
+		switch {
+		case epoch < rt.Epoch || slices.Contains(rt.InSync, rep):
+			delete(st.caughtUp, rep) // the route knows, or the epoch moved on
+		case epoch == rt.Epoch && slices.Contains(rt.Others, rep):
+			rt.InSync = append(slices.Clip(rt.InSync), rep)
+			rt.Others = slices.DeleteFunc(slices.Clone(rt.Others), func(r string) bool { return r == rep })
+		}
+	}
+	return rt
 }
 
 func (a *Agent) volState(tenant, name string) *volumeState {
@@ -143,6 +167,7 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 		st := a.volState(tenant, name)
 		st.mu.Lock()
 		defer st.mu.Unlock()
+		rt = st.withCaughtUp(rt)
 		rec := httptest.NewRecorder()
 		if !rt.Replicated() {
 			local.ServeHTTP(rec, withBody(r, body.reader()))
@@ -185,12 +210,30 @@ func (a *Agent) VolumeFS(tenant, name string) http.Handler {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		if copies < 2 {
+		if copies < 2 && !a.oneCopyEnough(tenant, name, rt) {
 			http.Error(w, fmt.Sprintf("volume %s: write %d is on %d node only; it needs two (no replica in sync is reachable)", name, seq, copies), http.StatusServiceUnavailable)
 			return
 		}
 		copyRecorded(w, rec)
 	})
+}
+
+// oneCopyEnough tells whether a write that is on this primary only may be
+// acknowledged: the volume is getting its first replica and none is in
+// sync (volfs.Route.OneCopyEnough), in its route read again now, under
+// the write lock: a write that waited for the lock while a catch-up
+// brought the first replica in sync came with a route older than that,
+// and the replica did not get it (the client retries with the new route).
+func (a *Agent) oneCopyEnough(tenant, name string, rt volfs.Route) bool {
+	if !rt.OneCopyEnough() {
+		return false
+	}
+	hc, err := a.replicationClient()
+	if err != nil {
+		return false
+	}
+	nrt, err := volumeRoute(hc, tenant, name)
+	return err == nil && nrt.Primary == a.cfg.Node.Name && nrt.OneCopyEnough()
 }
 
 // replicate sends the numbered operation seq (what it is, for messages)
@@ -222,6 +265,7 @@ func (a *Agent) replicate(tenant, name string, rt volfs.Route, seq uint64, what 
 		failed, copies, rt = a.resendUnderNewEpoch(tenant, name, rt, seq, send, failed, copies)
 	}
 	for _, rep := range failed {
+		delete(a.volState(tenant, name).caughtUp, rep) // st.mu is held
 		if err := a.setReplicaState(tenant, name, rep, volume.ReplicaStale, rt.Epoch); err != nil {
 			return copies, fmt.Errorf("volume %s: replica %s missed %s %d and cannot be marked stale: %w", name, rep, what, seq, err)
 		}
@@ -429,8 +473,8 @@ func (a *Agent) setReplicaState(tenant, name, replica, state string, epoch int64
 }
 
 // VolumeReplicaFS applies the writes a volume's primary sends to this
-// node's replica of it, in order, and answers GET .../seq
-// (the node protocol's VolumeReplicas).
+// node's replica of it, in order, and answers GET .../seq and GET
+// .../direct (DirectWriters) (the node protocol's VolumeReplicas).
 func (a *Agent) VolumeReplicaFS(tenant, name string) http.Handler {
 	local := volfs.Handler(func(ctx context.Context) (string, error) { return a.networkRoot(ctx, tenant, name) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -447,6 +491,18 @@ func (a *Agent) VolumeReplicaFS(tenant, name string) http.Handler {
 			return
 		case "dropsnapshot":
 			a.dropReplicaSnapshot(w, r, tenant, name)
+			return
+		}
+		if path.Base(r.URL.Path) == "direct" {
+			ws, err := a.DirectWriters(tenant, name)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			if ws == nil {
+				ws = []string{}
+			}
+			json.NewEncoder(w).Encode(ws)
 			return
 		}
 		if path.Base(r.URL.Path) == "seq" {

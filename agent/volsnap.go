@@ -114,6 +114,7 @@ func (a *Agent) snapshotOp(ctx context.Context, tenant, name string, op snapOp) 
 	st := a.volState(tenant, name)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	rt = st.withCaughtUp(rt)
 	// Numbered before it is applied: a crash between the two, or before
 	// the replicas have it, leaves a gap in the numbers they see with
 	// the next write, so they are marked stale and catch up from this

@@ -250,6 +250,12 @@ func (w *worker) start(ctx context.Context, manual bool) {
 			s.Pid = 0
 		})
 	}
+	// No container of the pod runs: its mounts are decided anew
+	// (voldirect.go).
+	if err := w.forgetDirect(); err != nil {
+		fail(err)
+		return
+	}
 	if err := w.prepare(ctx); err != nil {
 		fail(err)
 		return

@@ -38,6 +38,9 @@ type Volume struct {
 	UsedBy []string `json:"usedBy"`
 	// Replicas of an nfs or gfs volume besides its primary (Node).
 	Replicas []types.VolumeReplica `json:"replicas,omitempty"`
+	// Degraded says how many of its copies are in sync, and why, when
+	// fewer than it asks (volume.Degraded).
+	Degraded string `json:"degraded,omitempty"`
 }
 
 func (s *Server) routeVolumes(m *mux) {
@@ -83,7 +86,7 @@ func (s *Server) volumesOf(ctx context.Context, tenant string) ([]Volume, error)
 		if u == nil {
 			u = []string{}
 		}
-		out = append(out, Volume{Name: v.Name, Driver: v.Driver, Options: v.Options, Labels: v.Labels, Node: v.Node, Replicas: v.Replicas, Created: v.Created, UsedBy: u})
+		out = append(out, Volume{Name: v.Name, Driver: v.Driver, Options: v.Options, Labels: v.Labels, Node: v.Node, Replicas: v.Replicas, Degraded: volume.Degraded(v), Created: v.Created, UsedBy: u})
 	}
 	return out, nil
 }
@@ -132,7 +135,7 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, Volume{Name: v.Name, Driver: v.Driver, Options: v.Options, Labels: v.Labels, Node: v.Node, Replicas: v.Replicas, Created: v.Created, UsedBy: []string{}})
+	writeJSON(w, http.StatusCreated, Volume{Name: v.Name, Driver: v.Driver, Options: v.Options, Labels: v.Labels, Node: v.Node, Replicas: v.Replicas, Degraded: volume.Degraded(v), Created: v.Created, UsedBy: []string{}})
 	return nil
 }
 

@@ -19,6 +19,9 @@ type VolumeInfo struct {
 	// Replicas of an nfs or gfs volume besides its primary (Node), with
 	// their state: in-sync, stale or catching-up.
 	Replicas []VolumeReplica `json:"replicas,omitempty"`
+	// Degraded says how many of its copies are in sync, and why, when
+	// fewer than it asks ("1 of 3 copies in sync: ...; restart web").
+	Degraded string `json:"degraded,omitempty"`
 }
 
 // VolumeReplica is one replica of a volume.

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/macro-cloud/macro/store"
@@ -31,6 +32,9 @@ type VolumeNodes interface {
 	// CreateVolume makes the volume's (empty) storage on node; it does
 	// nothing where it exists.
 	CreateVolume(ctx context.Context, node string, v types.Volume) error
+	// DirectWriters are the pods (and requests) of node that bind its
+	// copy of the volume directly, outside the write sequence, or may.
+	DirectWriters(ctx context.Context, node, tenant, name string) ([]string, error)
 }
 
 // WithVolumes makes the controller keep replicated volumes' copies:
@@ -205,14 +209,11 @@ func (c *Controller) repairReplicas(ctx context.Context, v types.Volume, ready m
 // asks (made when the cluster had fewer nodes) a new replica on a ready
 // node that holds none, as a lost one is replaced: syncing, then filled
 // by the primary. One per round; the record is written only if its epoch
-// and replicas are still those read. Only a volume that has a replica
-// already: one made with none (on a single node) is written outside the
-// write sequence (pods on its node bind its directory, agent/volmount.go),
-// so a replica added under them would miss writes.
+// and replicas are still those read. A volume made with none (on a single
+// node) is written outside the write sequence (pods on its node bind its
+// directory, agent/volmount.go), so a replica added under them would miss
+// writes: it gets its first through firstReplica.
 func (c *Controller) addReplica(ctx context.Context, v types.Volume, cands []volume.ReplicaNode, zoneOf map[string]string) {
-	if len(v.Replicas) == 0 {
-		return
-	}
 	opts, err := volume.ParseOptions(v.Driver, v.Options)
 	if err != nil {
 		return
@@ -229,10 +230,17 @@ func (c *Controller) addReplica(ctx context.Context, v types.Volume, cands []vol
 	if !ok {
 		return // the volume runs on fewer copies until a node joins
 	}
+	if len(v.Replicas) == 0 {
+		if !c.firstReplica(ctx, &v) {
+			return
+		}
+	}
 	nv, err := c.store.UpdateVolume(ctx, v.Tenant, v.Name, func(cur *types.Volume) error {
-		if cur.Epoch != v.Epoch || cur.Node != v.Node || len(cur.Replicas) != len(v.Replicas) {
+		if cur.Epoch != v.Epoch || cur.Node != v.Node || len(cur.Replicas) != len(v.Replicas) ||
+			(len(cur.Replicas) == 0 && !cur.Replicating) {
 			return store.ErrEpochOver // another decision landed: the next round reads it
 		}
+		cur.DirectPods = nil
 		return volume.AddReplicaIn(cur, node, copies)
 	})
 	if err != nil {
@@ -243,6 +251,59 @@ func (c *Controller) addReplica(ctx context.Context, v types.Volume, cands []vol
 	}
 	c.log.Info("volume replica added: the volume had fewer copies than it asks", "tenant", v.Tenant, "volume", v.Name, "node", node, "copies", copies)
 	c.createReplica(ctx, nv, node)
+}
+
+// firstReplica tells whether the volume v, made without replicas, may get
+// its first one now. It first marks v Replicating (once, in a transaction
+// that lands only on the record read, still without replicas): from then
+// on its route sends every pod and server through the primary's write
+// sequence (agent/volmount.go, agent/volaccess.go). Then it asks the
+// primary's node which writers that bound the directory before are left
+// (agent/voldirect.go: a writer is recorded there before it reads the
+// route, so one that read it before the mark is among them); while there
+// are some, their names go to the record for inspect, and the replica
+// waits. v is updated to the record written.
+func (c *Controller) firstReplica(ctx context.Context, v *types.Volume) bool {
+	if !v.Replicating {
+		nv, err := c.store.UpdateVolume(ctx, v.Tenant, v.Name, func(cur *types.Volume) error {
+			if cur.Epoch != v.Epoch || cur.Node != v.Node || len(cur.Replicas) != 0 {
+				return store.ErrEpochOver
+			}
+			cur.Replicating = true
+			return nil
+		})
+		if err != nil {
+			if !errors.Is(err, store.ErrEpochOver) && !errors.Is(err, store.ErrNotFound) {
+				c.log.Warn("volume: mark for its first replica", "tenant", v.Tenant, "volume", v.Name, "err", err)
+			}
+			return false
+		}
+		c.log.Info("volume to get its first replica: its writes go through the write sequence from now on", "tenant", v.Tenant, "volume", v.Name)
+		*v = nv
+	}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	direct, err := c.volNodes.DirectWriters(qctx, v.Node, v.Tenant, v.Name)
+	cancel()
+	if err != nil {
+		c.log.Debug("volume: its primary does not say who binds it directly", "tenant", v.Tenant, "volume", v.Name, "node", v.Node, "err", err)
+		return false
+	}
+	if len(direct) == 0 {
+		return true
+	}
+	if !slices.Equal(direct, v.DirectPods) {
+		_, err := c.store.UpdateVolume(ctx, v.Tenant, v.Name, func(cur *types.Volume) error {
+			if cur.Epoch != v.Epoch || cur.Node != v.Node || len(cur.Replicas) != 0 || !cur.Replicating {
+				return store.ErrEpochOver
+			}
+			cur.DirectPods = direct
+			return nil
+		})
+		if err == nil {
+			c.log.Info("volume waits for its first replica: containers bind it directly", "tenant", v.Tenant, "volume", v.Name, "pods", direct)
+		}
+	}
+	return false
 }
 
 // markStale records a replica whose node is down as stale (it misses the

@@ -17,6 +17,19 @@ type fakeVolumeNodes struct {
 	mu      sync.Mutex
 	seqs    map[string]uint64
 	created []string
+	// direct are the direct writers each volume's primary answers, by
+	// name; silent: the volumes whose primary does not answer.
+	direct map[string][]string
+	silent map[string]bool
+}
+
+func (f *fakeVolumeNodes) DirectWriters(_ context.Context, node, tenant, name string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.silent[name] {
+		return nil, fmt.Errorf("node %s does not answer", node)
+	}
+	return f.direct[name], nil
 }
 
 func (f *fakeVolumeNodes) VolumeSeq(_ context.Context, node, tenant, name string) (uint64, error) {
@@ -260,7 +273,9 @@ func TestVolumeAddReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fake := &fakeVolumeNodes{seqs: map[string]uint64{}}
+	// alone, made on one node, is bound directly by a container: it
+	// gets no replica (TestVolumeFirstReplica).
+	fake := &fakeVolumeNodes{seqs: map[string]uint64{}, direct: map[string][]string{"alone": {"web"}}}
 	c := New(st, nil).WithNodeTTL(time.Second).WithVolumes(fake)
 	c.started = time.Now().Add(-time.Hour)
 	show := func() string {
@@ -296,5 +311,86 @@ func TestVolumeAddReplicas(t *testing.T) {
 	}
 	if fmt.Sprint(fake.created) != "[n4:alice/full n4:alice/two]" {
 		t.Fatalf("made on nodes: %v", fake.created)
+	}
+}
+
+// TestVolumeFirstReplica drives the leader's loop over a real store for a
+// volume made on a one-node cluster: no mark while no node could keep a
+// copy; when nodes join, the volume is marked (its writes go through the
+// write sequence from then on) and waits while its primary's node says a
+// container binds it directly (inspect names it), or does not answer;
+// then it gets its replicas, one per round. A replica is never added to a
+// record that is not marked, and the mark never lands on a record that
+// changed since it was read.
+func TestVolumeFirstReplica(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	join := func(n string) {
+		t.Helper()
+		if _, err := st.RegisterNode(ctx, types.Node{Name: n}, 60); err != nil {
+			t.Fatal(err)
+		}
+	}
+	join("n1")
+	v := types.Volume{Name: "data", Tenant: "alice", Driver: "nfs", Node: "n1"}
+	if err := st.CreateVolume(ctx, &v); err != nil {
+		t.Fatal(err)
+	}
+	fake := &fakeVolumeNodes{seqs: map[string]uint64{}, direct: map[string][]string{"data": {"web"}}, silent: map[string]bool{}}
+	c := New(st, nil).WithNodeTTL(time.Second).WithVolumes(fake)
+	c.started = time.Now().Add(-time.Hour)
+	show := func() string {
+		t.Helper()
+		got, err := st.Volume(ctx, "alice", "data")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%v %v %v %q", got.Replicating, got.DirectPods, got.Replicas, volume.Degraded(got))
+	}
+	step := func(what, want string) {
+		t.Helper()
+		c.repairVolumes(ctx)
+		if got := show(); got != want {
+			t.Fatalf("%s:\n got %s\nwant %s", what, got, want)
+		}
+	}
+
+	step("one node", `false [] [] ""`)
+	join("n2")
+	join("n3")
+	const waiting = `true [web] [] "1 of 3 copies in sync: replicas are added once no container binds it directly; restart web"`
+	step("nodes joined, web binds it", waiting)
+	step("again", waiting)
+	fake.direct["data"] = nil
+	fake.silent["data"] = true
+	step("web restarted, the primary does not answer", waiting)
+	fake.silent["data"] = false
+	step("the primary answers: none binds it", `true [] [{n2 syncing}] "1 of 3 copies in sync"`)
+	step("next round", `true [] [{n2 syncing} {n3 syncing}] "1 of 3 copies in sync"`)
+	if fmt.Sprint(fake.created) != "[n2:alice/data n3:alice/data]" {
+		t.Fatalf("made on nodes: %v", fake.created)
+	}
+
+	// The guards: a decision read from a record that changed since.
+	w := types.Volume{Name: "other", Tenant: "alice", Driver: "gfs", Node: "n1"}
+	if err := st.CreateVolume(ctx, &w); err != nil {
+		t.Fatal(err)
+	}
+	stale := w
+	stale.Epoch = 7 // not the record's: the mark does not land
+	if c.firstReplica(ctx, &stale) {
+		t.Fatal("first replica allowed on a record read before a change")
+	}
+	if got, _ := st.Volume(ctx, "alice", "other"); got.Replicating {
+		t.Fatal("marked although the record changed since it was read")
+	}
+	// A caller that believes the record marked, when it is not: no
+	// replica is added (a pod may still bind it directly).
+	claimed := w
+	claimed.Replicating = true
+	cands := []volume.ReplicaNode{{Name: "n1", Ready: true}, {Name: "n2", Ready: true}, {Name: "n3", Ready: true}}
+	c.addReplica(ctx, claimed, cands, map[string]string{})
+	if got, _ := st.Volume(ctx, "alice", "other"); len(got.Replicas) != 0 || got.Replicating {
+		t.Fatalf("replica added to a record that is not marked: %+v", got)
 	}
 }

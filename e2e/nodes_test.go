@@ -22,6 +22,7 @@ type nodeCluster struct {
 	api    string // https://HOST:PORT of the server's API port
 	s3     string // HOST:PORT of the server's S3 listener
 	token  string // a node join token
+	caHash string // the pin of the server's CA
 	agents map[string]*testenv.Server
 	hosts  map[string]*testenv.Host
 }
@@ -37,6 +38,18 @@ func startNodeCluster(t *testing.T, n int) *nodeCluster {
 // startNodeClusterZones is startNodeCluster with each agent in the zone
 // zoneOf gives its name.
 func startNodeClusterZones(t *testing.T, n int, zoneOf func(node string) string) *nodeCluster {
+	c := startClusterServer(t, n)
+	for i := 2; i <= n; i++ {
+		name := "n" + strconv.Itoa(i)
+		c.startAgent(t, name, zoneOf(name))
+	}
+	return c
+}
+
+// startClusterServer starts the server of startNodeCluster on the first of
+// n hosts and no agent yet: startAgent starts agent n2 on the second host,
+// n3 on the third, ...
+func startClusterServer(t *testing.T, n int) *nodeCluster {
 	hosts := testenv.NewHosts(t, n)
 	h1 := hosts.List[0]
 	addr := net.JoinHostPort(h1.Addr.String(), strconv.Itoa(testenv.FreePort(t)))
@@ -49,14 +62,17 @@ func startNodeClusterZones(t *testing.T, n int, zoneOf func(node string) string)
 		t.Fatalf("join-token node: %v", err)
 	}
 	c.token = strings.TrimSpace(string(out))
-	caHash := caHashOf(t, c.srv)
+	c.caHash = caHashOf(t, c.srv)
 	for i, h := range hosts.List[1:] {
-		name := "n" + strconv.Itoa(i+2)
-		c.hosts[name] = h
-		c.agents[name] = testenv.StartAgent(t, testenv.OnHost(h), testenv.WithArgs("--server", c.api, "--token", c.token,
-			"--ca-hash", caHash, "--node-name", name, "--label", "zone="+zoneOf(name), "--vpc=false"))
+		c.hosts["n"+strconv.Itoa(i+2)] = h
 	}
 	return c
+}
+
+// startAgent starts agent name (n2, n3, ...) on its host, in zone.
+func (c *nodeCluster) startAgent(t *testing.T, name, zone string) {
+	c.agents[name] = testenv.StartAgent(t, testenv.OnHost(c.hosts[name]), testenv.WithArgs("--server", c.api, "--token", c.token,
+		"--ca-hash", c.caHash, "--node-name", name, "--label", "zone="+zone, "--vpc=false"))
 }
 
 // caHashOf is the pin of the server's CA, as join-token prints it.

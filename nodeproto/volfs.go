@@ -112,6 +112,21 @@ func (n *Remote) VolumeSeq(ctx context.Context, tenant, name string) (uint64, er
 	return seq, nil
 }
 
+// VolumeDirectWriters asks a node which of its pods bind its copy of a
+// volume directly, or may (agent.DirectWriters).
+func (n *Remote) VolumeDirectWriters(ctx context.Context, tenant, name string) ([]string, error) {
+	resp, err := n.do(ctx, "GET", "/volrep/"+url.PathEscape(tenant)+"/"+url.PathEscape(name)+"/direct", nil, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out []string
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("node %s: volume direct writers: %w", n.node, err)
+	}
+	return out, nil
+}
+
 // volfs (on a server) passes a node's volume operation on to the node that
 // holds the volume: through its tunnel, or to this server's own agent.
 func (h *Handler) volfs(w http.ResponseWriter, r *http.Request) {

@@ -92,7 +92,9 @@ func (s *Store) UpdateVolumeWhileDown(ctx context.Context, tenant, name string, 
 }
 
 // ReplicatedVolumes lists the volumes of every tenant that have replicas
-// (nfs and gfs volumes in a cluster), for the leader's replication loop.
+// or may get them (nfs and gfs volumes with a node, also those made
+// without replicas on a one-node cluster), for the leader's replication
+// loop.
 func (s *Store) ReplicatedVolumes(ctx context.Context) ([]types.Volume, error) {
 	vs, err := listJSON[types.Volume](ctx, s, prefix+"volumes/")
 	if err != nil {
@@ -100,7 +102,7 @@ func (s *Store) ReplicatedVolumes(ctx context.Context) ([]types.Volume, error) {
 	}
 	out := vs[:0]
 	for _, v := range vs {
-		if len(v.Replicas) > 0 && v.Node != "" {
+		if v.Node != "" && (len(v.Replicas) > 0 || v.Driver == "nfs" || v.Driver == "gfs") {
 			out = append(out, v)
 		}
 	}

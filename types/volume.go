@@ -32,6 +32,15 @@ type Volume struct {
 	// epoch is refused.
 	Replicas []VolumeReplica `json:"replicas,omitempty"`
 	Epoch    int64           `json:"epoch,omitempty"`
+	// Replicating is set by the leader on an nfs or gfs volume made
+	// without replicas (on a one-node cluster) once a node could keep a
+	// copy: from then on no pod or server writes its directory directly,
+	// only through its primary's write sequence, and its first replica
+	// is added once no pod that bound the directory before is left
+	// (DirectPods: the ones the leader saw last, for inspect). Both are
+	// cleared when a replica is first in sync.
+	Replicating bool     `json:"replicating,omitempty"`
+	DirectPods  []string `json:"directPods,omitempty"`
 	// Limit is the size a node holds a local volume to (writes past it
 	// fail with ENOSPC): what it counts for in its tenant's volume quota
 	// when it was made in a tenant that has one; 0: none, a plain

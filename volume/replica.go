@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/macro-cloud/macro/types"
 )
@@ -238,4 +239,52 @@ func AddReplicaIn(v *types.Volume, node string, copies int) error {
 	v.Replicas = append(v.Replicas, types.VolumeReplica{Node: node, State: ReplicaSyncing})
 	slices.SortFunc(v.Replicas, func(a, b types.VolumeReplica) int { return cmp.Compare(a.Node, b.Node) })
 	return nil
+}
+
+// DirectAccess is the name a node gives requests of WebDAV or S3 that use
+// a volume's directory directly, among the pods that bind it
+// (types.Volume.DirectPods).
+const DirectAccess = "WebDAV/S3"
+
+// Degraded tells, for inspect, how many of the copies a replicated volume
+// should have are in sync ("2 of 3 copies in sync"), or "" when all are:
+// a replica's node is down and no other node could take its place yet,
+// or a replica is catching up or filling itself. A volume made without
+// replicas (on a one-node cluster) says so once it is to get them
+// (Replicating), with the containers that must restart first: they bind
+// its directory and write outside the write sequence.
+func Degraded(v types.Volume) string {
+	if len(v.Replicas) == 0 && !v.Replicating {
+		return "" // one copy, and no other node to keep one: nothing lost
+	}
+	opts, err := ParseOptions(v.Driver, v.Options)
+	if err != nil {
+		return ""
+	}
+	want, have := Copies(v.Driver, opts.Reduced), InSyncCopies(v)
+	if have >= want {
+		return ""
+	}
+	s := fmt.Sprintf("%d of %d copies in sync", have, want)
+	if len(v.Replicas) > 0 || !v.Replicating {
+		return s
+	}
+	var pods []string
+	access := false
+	for _, p := range v.DirectPods {
+		if p == DirectAccess {
+			access = true
+		} else {
+			pods = append(pods, p)
+		}
+	}
+	switch {
+	case len(pods) > 0:
+		s += ": replicas are added once no container binds it directly; restart " + strings.Join(pods, ", ")
+	case access:
+		s += ": replicas are added once the WebDAV/S3 requests that use it directly end"
+	default:
+		s += ": its first replica is being added"
+	}
+	return s
 }

@@ -64,21 +64,5 @@ func replicaStatus(rs []types.VolumeReplica) []string {
 	return out
 }
 
-// degraded tells, for inspect, how many of the copies a replicated volume
-// should have are in sync ("2 of 3 copies in sync"), or "" when all are:
-// a replica's node is down and no other node could take its place yet,
-// or a replica is catching up or filling itself.
-func degraded(v types.Volume) string {
-	if len(v.Replicas) == 0 {
-		return "" // a cluster of one node when it was made: nothing lost
-	}
-	opts, err := volume.ParseOptions(v.Driver, v.Options)
-	if err != nil {
-		return ""
-	}
-	want, have := volume.Copies(v.Driver, opts.Reduced), volume.InSyncCopies(v)
-	if have >= want {
-		return ""
-	}
-	return fmt.Sprintf("%d of %d copies in sync", have, want)
-}
+// degraded is volume.Degraded: how many copies are in sync, and why.
+func degraded(v types.Volume) string { return volume.Degraded(v) }

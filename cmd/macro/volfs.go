@@ -75,7 +75,7 @@ func (d *volumeDirectory) volume(ctx context.Context, tenant, name string) (type
 }
 
 func routeOf(v types.Volume) nodeproto.VolumeRoute {
-	rt := nodeproto.VolumeRoute{Primary: v.Node, Epoch: v.Epoch}
+	rt := nodeproto.VolumeRoute{Primary: v.Node, Epoch: v.Epoch, Sequenced: v.Replicating}
 	for _, r := range v.Replicas {
 		if r.State == volume.ReplicaInSync {
 			rt.InSync = append(rt.InSync, r.Node)
@@ -140,6 +140,13 @@ func (n replicaNodes) VolumeSeq(ctx context.Context, node, tenant, name string) 
 	return n.tunnels.Remote(node).VolumeSeq(ctx, tenant, name)
 }
 
+func (n replicaNodes) DirectWriters(ctx context.Context, node, tenant, name string) ([]string, error) {
+	if node == n.local && n.agent != nil {
+		return n.agent.DirectWriters(tenant, name)
+	}
+	return n.tunnels.Remote(node).VolumeDirectWriters(ctx, tenant, name)
+}
+
 func (n replicaNodes) CreateVolume(ctx context.Context, node string, v types.Volume) error {
 	if node == n.local && n.agent != nil {
 		return n.agent.CreateVolume(ctx, v)
@@ -179,6 +186,11 @@ func (d *volumeDirectory) SetReplicaState(ctx context.Context, tenant, name, nod
 		for i := range v.Replicas {
 			if v.Replicas[i].Node == node {
 				v.Replicas[i].State = state
+				if state == volume.ReplicaInSync {
+					// A volume made without replicas has its
+					// first: writes need two copies from now on.
+					v.Replicating, v.DirectPods = false, nil
+				}
 				return nil
 			}
 		}
