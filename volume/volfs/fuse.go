@@ -30,7 +30,16 @@ type MountOptions struct {
 	ReadOnly bool
 	// Stats, if set, counts the file bytes the mount moves.
 	Stats *Stats
+	// CacheFor is how long the kernel (and the mount, for the names a
+	// listing brought) may answer a lookup or stat of a name that exists
+	// without asking the primary, as NFS's actimeo: 0 is DefaultCacheFor,
+	// a negative duration caches nothing. A name that does not exist is
+	// never cached, and an open always asks the primary.
+	CacheFor time.Duration
 }
+
+// DefaultCacheFor is a mount's CacheFor unless set.
+const DefaultCacheFor = time.Second
 
 // Stats count the bytes of file contents a mount fetched from the primary
 // and wrote back to it (metadata not counted).
@@ -38,10 +47,12 @@ type Stats struct {
 	Fetched, Written atomic.Int64
 }
 
-// Mount mounts the volume c reaches on dir. Entries and attributes are
-// never cached by the kernel (every lookup and stat asks the primary) and
-// page cache is dropped on every open: close-to-open consistency across
-// nodes. The caller unmounts with the returned server's Unmount.
+// Mount mounts the volume c reaches on dir. The kernel keeps the entries
+// and attributes of names that exist for o.CacheFor (names that do not
+// exist are asked for each time); every open asks the primary for the
+// file's attributes, tells the kernel to forget the ones it has, and drops
+// the page cache: close-to-open consistency across nodes. The caller
+// unmounts with the returned server's Unmount.
 func Mount(dir string, c *Client, o MountOptions) (*fuse.Server, error) {
 	if o.CacheDir == "" {
 		o.CacheDir = os.TempDir()
@@ -50,6 +61,10 @@ func Mount(dir string, c *Client, o MountOptions) (*fuse.Server, error) {
 		o.Name = "volfs"
 	}
 	zero := time.Duration(0)
+	ttl := cmp.Or(o.CacheFor, DefaultCacheFor)
+	if ttl < 0 {
+		ttl = 0
+	}
 	mo := fuse.MountOptions{
 		AllowOther:  true,
 		FsName:      o.Name,
@@ -70,11 +85,11 @@ func Mount(dir string, c *Client, o MountOptions) (*fuse.Server, error) {
 	if o.Stats == nil {
 		o.Stats = &Stats{}
 	}
-	root := &node{fsys: &fsys{c: c, cacheDir: o.CacheDir, stats: o.Stats}}
+	root := &node{fsys: &fsys{c: c, cacheDir: o.CacheDir, stats: o.Stats, ttl: ttl}}
 	return fs.Mount(dir, root, &fs.Options{
 		MountOptions:    mo,
-		EntryTimeout:    &zero,
-		AttrTimeout:     &zero,
+		EntryTimeout:    &ttl,
+		AttrTimeout:     &ttl,
 		NegativeTimeout: &zero,
 		NullPermissions: true,
 	})
@@ -83,6 +98,7 @@ func Mount(dir string, c *Client, o MountOptions) (*fuse.Server, error) {
 type fsys struct {
 	c        *Client
 	cacheDir string
+	ttl      time.Duration // MountOptions.CacheFor
 
 	mu       sync.Mutex
 	statfs   Statfs // the last answer, for a second
@@ -117,6 +133,32 @@ type node struct {
 
 	mu    sync.Mutex
 	cache *cached // the local copy while the file is open on this node
+	// listed are the attributes of a directory's entries as its last
+	// listing found them (at listedAt): lookups of those names answer
+	// from them for fsys.ttl, as a READDIRPLUS would. Any change made
+	// here in the directory, or to one of its files, forgets them.
+	listed   map[string]Attr
+	listedAt time.Time
+	changes  uint64 // counts forgetListed: a listing that raced one is not kept
+}
+
+// forgetListed forgets the attributes the directory's last listing found
+// (a change made here).
+func (n *node) forgetListed() {
+	n.mu.Lock()
+	n.listed = nil
+	n.changes++
+	n.mu.Unlock()
+}
+
+// forgetInParent forgets the listing of the directory that holds n (n's
+// attributes changed). Called without n.mu.
+func (n *node) forgetInParent() {
+	if _, p := n.Parent(); p != nil {
+		if pn, ok := p.Operations().(*node); ok {
+			pn.forgetListed()
+		}
+	}
 }
 
 // cached is an open file's local copy, shared by its handles on this node:
@@ -254,6 +296,16 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if e != 0 {
 		return nil, e
 	}
+	n.mu.Lock()
+	a, ok := n.listed[name]
+	age := time.Since(n.listedAt)
+	n.mu.Unlock()
+	if ok && age < n.fsys.ttl {
+		// The kernel keeps it for what is left of the listing's time.
+		out.SetEntryTimeout(n.fsys.ttl - age)
+		out.SetAttrTimeout(n.fsys.ttl - age)
+		return n.newChild(ctx, &a, out), 0
+	}
 	rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
 	if e != 0 {
 		return nil, e
@@ -338,6 +390,7 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 		}
 	}
 	if any {
+		defer n.forgetInParent()
 		if _, e := n.op(ctx, Request{Op: OpSetattr, Path: p, Set: set}); e != 0 {
 			return e
 		}
@@ -350,14 +403,30 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	if !ok {
 		return nil, syscall.ENOENT
 	}
-	rep, e := n.op(ctx, Request{Op: OpReaddir, Path: p})
+	n.mu.Lock()
+	changes := n.changes
+	n.mu.Unlock()
+	at := time.Now()
+	rep, e := n.op(ctx, Request{Op: OpReaddir, Path: p, Attrs: n.fsys.ttl > 0})
 	if e != 0 {
 		return nil, e
 	}
 	list := make([]fuse.DirEntry, 0, len(rep.Entries))
+	var listed map[string]Attr
+	if n.fsys.ttl > 0 {
+		listed = make(map[string]Attr, len(rep.Entries))
+	}
 	for _, en := range rep.Entries {
 		list = append(list, fuse.DirEntry{Name: en.Name, Mode: en.Mode, Ino: en.Ino})
+		if listed != nil && en.Attr != nil {
+			listed[en.Name] = *en.Attr
+		}
 	}
+	n.mu.Lock()
+	if n.changes == changes {
+		n.listed, n.listedAt = listed, at
+	}
+	n.mu.Unlock()
 	return fs.NewListDirStream(list), 0
 }
 
@@ -367,6 +436,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		return nil, e
 	}
 	uid, gid := caller(ctx)
+	defer n.forgetListed()
 	rep, e := n.op(ctx, Request{Op: OpMkdir, Path: p, Mode: mode, UID: uid, GID: gid})
 	if e != 0 {
 		return nil, e
@@ -380,6 +450,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, e
 	}
 	uid, gid := caller(ctx)
+	defer n.forgetListed()
 	rep, e := n.op(ctx, Request{Op: OpCreate, Path: p, Mode: mode, UID: uid, GID: gid, Excl: flags&unix.O_EXCL != 0})
 	if e != 0 {
 		return nil, nil, 0, e
@@ -407,6 +478,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 			}
 		}
 	}
+	defer n.forgetListed()
 	_, e = n.op(ctx, Request{Op: OpUnlink, Path: p})
 	return e
 }
@@ -446,6 +518,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if e != 0 {
 		return e
 	}
+	defer n.forgetListed()
 	_, e = n.op(ctx, Request{Op: OpRmdir, Path: p})
 	return e
 }
@@ -466,6 +539,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if e != 0 {
 		return e
 	}
+	defer n.forgetListed()
+	defer np.forgetListed()
 	_, e = n.op(ctx, Request{Op: OpRename, Path: p, To: to, NoReplace: flags&unix.RENAME_NOREPLACE != 0})
 	return e
 }
@@ -476,6 +551,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 		return nil, e
 	}
 	uid, gid := caller(ctx)
+	defer n.forgetListed()
 	rep, e := n.op(ctx, Request{Op: OpSymlink, Path: p, Target: target, UID: uid, GID: gid})
 	if e != 0 {
 		return nil, e
@@ -508,6 +584,8 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if e != 0 {
 		return nil, e
 	}
+	defer n.forgetListed()
+	defer t.forgetInParent() // its link count
 	rep, e := n.op(ctx, Request{Op: OpLink, Path: from, To: p})
 	if e != 0 {
 		return nil, e
@@ -540,15 +618,34 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 // openPath opens the file at p; known are its attributes if the caller
 // just got them from the primary (create).
 func (n *node) openPath(ctx context.Context, p string, flags uint32, known *Attr) (fs.FileHandle, uint32, syscall.Errno) {
+	revalidated := false
+	defer func() {
+		if revalidated {
+			n.forgetInParent()
+		}
+	}()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if c := n.cache; c == nil || c.refs == 0 {
 		if known == nil {
 			rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
+			if e == syscall.ENOENT {
+				// Gone since the kernel cached the name: ESTALE makes
+				// it look the name up again (and an O_CREAT open
+				// create it), as for NFS; that lookup asks the
+				// primary, not the listing.
+				e, revalidated = syscall.ESTALE, true
+			}
 			if e != 0 {
 				return nil, 0, e
 			}
-			known = rep.Attr
+			known, revalidated = rep.Attr, true
+			if revalidate {
+				// The kernel may hold attributes older than these
+				// (a size it would stop reads at): it forgets them
+				// and asks Getattr, which answers from the copy.
+				n.NotifyContent(-1, 0)
+			}
 		}
 		if c != nil && sameFile(c.attr, *known) {
 			// Kept from an earlier open, and the primary's file is
@@ -601,6 +698,10 @@ func (n *node) dropIfUnused() {
 		n.cache = nil
 	}
 }
+
+// revalidate, for tests: an open tells the kernel to forget the file's
+// attributes.
+var revalidate = true
 
 // Sizes of the ranged I/O of a mount.
 const (
@@ -985,6 +1086,9 @@ func (n *node) writeBack(ctx context.Context, c *cached, flags uint32) syscall.E
 		return toErrno(err)
 	}
 	c.attr = a
+	// Its size and times changed: the listing's are old (n.mu held,
+	// then the parent's: never the other way round).
+	n.forgetInParent()
 	c.dirty, c.dirtyBytes, c.trunc, c.setSize = nil, 0, -1, false
 	c.rlim = c.size
 	c.dropClean(0, 0)

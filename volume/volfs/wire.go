@@ -65,6 +65,8 @@ type Request struct {
 	NoReplace bool `json:"noReplace,omitempty"`
 	// Set is what setattr changes.
 	Set *SetAttr `json:"set,omitempty"`
+	// Attrs: readdir answers each entry's attributes too.
+	Attrs bool `json:"attrs,omitempty"`
 }
 
 // SetAttr are the attributes setattr changes; nil fields stay.
@@ -102,6 +104,8 @@ type Entry struct {
 	Name string `json:"name"`
 	Mode uint32 `json:"mode"` // type bits only
 	Ino  uint64 `json:"ino"`
+	// Attr, for a readdir with Attrs, are its attributes.
+	Attr *Attr `json:"attr,omitempty"`
 }
 
 // Statfs is the volume's filesystem as statfs(2) gives it.

@@ -1,0 +1,184 @@
+package volfs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestFUSECacheCloseToOpen: with names and attributes cached (for an hour
+// here, so that what may be stale is stale, whatever the timing), a change
+// made through one mount (write and close, truncate, chmod, rename,
+// unlink) is seen by an open on the other at once: the open asks the
+// primary and the kernel forgets what it had. A stat without an open may
+// be as old as CacheFor; a name made elsewhere is found at once (names
+// that do not exist are never cached).
+func TestFUSECacheCloseToOpen(t *testing.T) {
+	primary, b, c, _, _ := mountPairFor(t, time.Hour)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(p string) string {
+		t.Helper()
+		got, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("read %s: %v", p, err)
+		}
+		return string(got)
+	}
+	// openStat is the file's attributes as an open of it finds them.
+	openStat := func(p string) os.FileInfo {
+		t.Helper()
+		f, err := os.Open(p)
+		must(err)
+		defer f.Close()
+		fi, err := f.Stat()
+		must(err)
+		return fi
+	}
+	bf, cf := filepath.Join(b, "f"), filepath.Join(c, "f")
+
+	// A name made on b is found by c at once, though c looked for it.
+	if _, err := os.Stat(cf); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("c stats f before it exists: %v", err)
+	}
+	must(os.WriteFile(bf, []byte("one"), 0o640))
+	if fi, err := os.Stat(cf); err != nil || fi.Size() != 3 {
+		t.Fatalf("c stats f made on b: %v %v", fi, err)
+	}
+
+	// Written longer and closed on b: c's stat may still say 3 bytes
+	// (cached), its open reads all of them.
+	must(os.WriteFile(bf, []byte("a longer content"), 0o640))
+	if fi, err := os.Stat(cf); err != nil || fi.Size() != 3 {
+		t.Fatalf("c's cached stat: %v %v (the cache is not used)", fi, err)
+	}
+	if got := read(cf); got != "a longer content" {
+		t.Fatalf("c reads %q after b's close", got)
+	}
+	if fi, err := os.Stat(cf); err != nil || fi.Size() != 16 {
+		t.Fatalf("c stats f after its open: %v %v", fi, err)
+	}
+
+	// Truncated on b.
+	must(os.Truncate(bf, 1))
+	if got := read(cf); got != "a" {
+		t.Fatalf("c reads %q after b's truncate", got)
+	}
+	if fi := openStat(cf); fi.Size() != 1 {
+		t.Fatalf("c's open finds %d bytes after b's truncate", fi.Size())
+	}
+
+	// Chmod on b: c's open finds the new mode.
+	must(os.Chmod(bf, 0o604))
+	if fi := openStat(cf); fi.Mode().Perm() != 0o604 {
+		t.Fatalf("c's open finds mode %v after b's chmod", fi.Mode())
+	}
+
+	// Renamed on b: c cannot open the old name (its kernel may still
+	// know it), opens the new one at once.
+	must(os.Rename(bf, filepath.Join(b, "g")))
+	if _, err := os.Open(cf); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("c opens f renamed on b: %v", err)
+	}
+	if got := read(filepath.Join(c, "g")); got != "a" {
+		t.Fatalf("c reads g = %q", got)
+	}
+
+	// Unlinked on b: c's open fails, and an O_CREAT open makes a new
+	// file (not ENOENT from the name c's kernel still had).
+	must(os.WriteFile(cf, []byte("again"), 0o600))
+	if got := read(cf); got != "again" {
+		t.Fatalf("c reads %q", got)
+	}
+	must(os.Remove(filepath.Join(b, "g")))
+	if _, err := os.Open(filepath.Join(c, "g")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("c opens g unlinked on b: %v", err)
+	}
+	must(os.WriteFile(filepath.Join(c, "g"), []byte("new g"), 0o600))
+	if got, err := os.ReadFile(filepath.Join(primary, "g")); err != nil || string(got) != "new g" {
+		t.Fatalf("the primary has g = %q, %v", got, err)
+	}
+	if got := read(filepath.Join(b, "g")); got != "new g" {
+		t.Fatalf("b reads g = %q", got)
+	}
+}
+
+// TestFUSEListingAttrs: a listing brings the attributes of every entry,
+// so stats of the names listed cost the primary nothing for CacheFor
+// (ls -l, find); a change made through the same mount is seen at once,
+// and opens still ask the primary.
+func TestFUSEListingAttrs(t *testing.T) {
+	_, b, c, _, ops := mountPairFor(t, time.Hour)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Mkdir(filepath.Join(b, "d"), 0o755))
+	names := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	for _, n := range names {
+		must(os.WriteFile(filepath.Join(b, "d", n), []byte(n), 0o644))
+	}
+	d := filepath.Join(c, "d")
+	if _, err := os.Stat(d); err != nil {
+		t.Fatal(err)
+	}
+	stats := ops.get(OpStat)
+	des, err := os.ReadDir(d)
+	if err != nil || len(des) != len(names) {
+		t.Fatalf("c lists %d entries, %v", len(des), err)
+	}
+	for _, de := range des {
+		if fi, err := os.Lstat(filepath.Join(d, de.Name())); err != nil || fi.Size() != 1 {
+			t.Fatalf("c stats %s: %v %v", de.Name(), fi, err)
+		}
+	}
+	if got := ops.get(OpStat) - stats; got != 0 {
+		t.Fatalf("stats of %d names just listed asked the primary %d times", len(names), got)
+	}
+	// b rewrites a: c's stat may be as old as the listing, its open not.
+	must(os.WriteFile(filepath.Join(b, "d", "a"), []byte("longer"), 0o644))
+	if got, err := os.ReadFile(filepath.Join(d, "a")); err != nil || string(got) != "longer" {
+		t.Fatalf("c reads %q, %v after b's close", got, err)
+	}
+	// c's own changes after a listing: seen by its next stat.
+	list := func() {
+		t.Helper()
+		if _, err := os.ReadDir(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list()
+	must(os.WriteFile(filepath.Join(d, "b"), []byte("bigger"), 0o644))
+	if fi, err := os.Lstat(filepath.Join(d, "b")); err != nil || fi.Size() != 6 {
+		t.Fatalf("c stats b after writing it: %v %v", fi, err)
+	}
+	list()
+	must(os.Remove(filepath.Join(d, "c")))
+	if _, err := os.Lstat(filepath.Join(d, "c")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("c stats c after removing it: %v", err)
+	}
+	list()
+	must(os.Rename(filepath.Join(d, "e"), filepath.Join(d, "e2")))
+	if _, err := os.Lstat(filepath.Join(d, "e")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("c stats e after renaming it: %v", err)
+	}
+	list()
+	must(os.Chmod(filepath.Join(d, "f"), 0o600))
+	if fi, err := os.Lstat(filepath.Join(d, "f")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("c stats f after chmod: %v %v", fi, err)
+	}
+	// A name listed and removed on b: c's open fails.
+	list()
+	must(os.Remove(filepath.Join(b, "d", "g")))
+	if _, err := os.Open(filepath.Join(d, "g")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("c opens g removed on b: %v", err)
+	}
+}
