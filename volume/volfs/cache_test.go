@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestFUSECacheCloseToOpen: with names and attributes cached (for an hour
@@ -64,10 +66,21 @@ func TestFUSECacheCloseToOpen(t *testing.T) {
 	if fi, err := os.Stat(cf); err != nil || fi.Size() != 16 {
 		t.Fatalf("c stats f after its open: %v %v", fi, err)
 	}
+	// sendfile (busybox cat) reads up to the size the kernel holds,
+	// without asking for attributes: the open must have given it the
+	// new size.
+	must(os.WriteFile(bf, []byte("longer than before"), 0o640))
+	if got := sendfile(t, cf); got != "longer than before" {
+		t.Fatalf("c's sendfile reads %q after b's close", got)
+	}
+	must(os.WriteFile(bf, []byte("short"), 0o640))
+	if got := sendfile(t, cf); got != "short" {
+		t.Fatalf("c's sendfile reads %q after b's close", got)
+	}
 
 	// Truncated on b.
 	must(os.Truncate(bf, 1))
-	if got := read(cf); got != "a" {
+	if got := read(cf); got != "s" {
 		t.Fatalf("c reads %q after b's truncate", got)
 	}
 	if fi := openStat(cf); fi.Size() != 1 {
@@ -75,7 +88,13 @@ func TestFUSECacheCloseToOpen(t *testing.T) {
 	}
 
 	// Chmod on b: c's open finds the new mode.
+	if fi, err := os.Stat(cf); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("c stats f: %v %v", fi, err)
+	}
 	must(os.Chmod(bf, 0o604))
+	if fi, err := os.Stat(cf); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("c's cached stat after b's chmod: %v %v (the cache is not used)", fi, err)
+	}
 	if fi := openStat(cf); fi.Mode().Perm() != 0o604 {
 		t.Fatalf("c's open finds mode %v after b's chmod", fi.Mode())
 	}
@@ -86,7 +105,7 @@ func TestFUSECacheCloseToOpen(t *testing.T) {
 	if _, err := os.Open(cf); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("c opens f renamed on b: %v", err)
 	}
-	if got := read(filepath.Join(c, "g")); got != "a" {
+	if got := read(filepath.Join(c, "g")); got != "s" {
 		t.Fatalf("c reads g = %q", got)
 	}
 
@@ -181,4 +200,34 @@ func TestFUSEListingAttrs(t *testing.T) {
 	if _, err := os.Open(filepath.Join(d, "g")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("c opens g removed on b: %v", err)
 	}
+}
+
+// sendfile copies the file at p with sendfile(2), as busybox cat does,
+// and returns what it copied.
+func sendfile(t *testing.T, p string) string {
+	t.Helper()
+	in, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(t.TempDir(), "sendfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	for {
+		n, err := unix.Sendfile(int(out.Fd()), int(in.Fd()), nil, 1<<20)
+		if err != nil {
+			t.Fatalf("sendfile %s: %v", p, err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	got, err := os.ReadFile(out.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(got)
 }

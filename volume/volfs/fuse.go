@@ -140,7 +140,17 @@ type node struct {
 	listed   map[string]Attr
 	listedAt time.Time
 	changes  uint64 // counts forgetListed: a listing that raced one is not kept
+	// toldSize is the size the kernel was last told (told: it was told
+	// one), which it reads up to without asking again (splice, mmap);
+	// reval: an open answered ESTALE for a size that changed, and no
+	// lookup has come since.
+	toldSize int64
+	told     bool
+	reval    bool
 }
+
+// tell records the attributes given to the kernel (n.mu held).
+func (n *node) tell(a *Attr) { n.toldSize, n.told = a.Size, true }
 
 // forgetListed forgets the attributes the directory's last listing found
 // (a change made here).
@@ -281,7 +291,14 @@ func fillAttr(a *Attr, out *fuse.Attr) {
 // newChild makes (or finds, by inode number) the Inode of a child.
 func (n *node) newChild(ctx context.Context, a *Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(a, &out.Attr)
-	return n.NewInode(ctx, &node{fsys: n.fsys}, fs.StableAttr{Mode: a.Mode & unix.S_IFMT, Ino: a.Ino})
+	in := n.NewInode(ctx, &node{fsys: n.fsys}, fs.StableAttr{Mode: a.Mode & unix.S_IFMT, Ino: a.Ino})
+	if cn, ok := in.Operations().(*node); ok {
+		cn.mu.Lock()
+		cn.tell(a)
+		cn.reval = false
+		cn.mu.Unlock()
+	}
+	return in
 }
 
 func caller(ctx context.Context) (uid, gid uint32) {
@@ -328,6 +345,9 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 		if len(c.dirty) > 0 || c.setSize {
 			a.Mtime = fi.ModTime().UnixNano()
 		}
+		n.mu.Lock()
+		n.tell(&a)
+		n.mu.Unlock()
 		fillAttr(&a, &out.Attr)
 		return 0
 	}
@@ -340,6 +360,9 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 	if e != 0 {
 		return e
 	}
+	n.mu.Lock()
+	n.tell(rep.Attr)
+	n.mu.Unlock()
 	fillAttr(rep.Attr, &out.Attr)
 	return 0
 }
@@ -641,9 +664,19 @@ func (n *node) openPath(ctx context.Context, p string, flags uint32, known *Attr
 			}
 			known, revalidated = rep.Attr, true
 			if revalidate {
-				// The kernel may hold attributes older than these
-				// (a size it would stop reads at): it forgets them
-				// and asks Getattr, which answers from the copy.
+				if n.told && n.toldSize != known.Size && !n.reval {
+					// The kernel holds an older size, which
+					// splice and mmap read up to without asking:
+					// ESTALE makes it look the path up again
+					// (the lookup tells it the size) and open
+					// again, once.
+					n.reval = true
+					return nil, 0, syscall.ESTALE
+				}
+				n.reval = false
+				// It may hold other attributes older than these:
+				// it forgets them and asks Getattr, which answers
+				// from the copy.
 				n.NotifyContent(-1, 0)
 			}
 		}
@@ -1086,6 +1119,7 @@ func (n *node) writeBack(ctx context.Context, c *cached, flags uint32) syscall.E
 		return toErrno(err)
 	}
 	c.attr = a
+	n.tell(&a) // the kernel's size is the copy's
 	// Its size and times changed: the listing's are old (n.mu held,
 	// then the parent's: never the other way round).
 	n.forgetInParent()
