@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,6 +127,26 @@ func TestFUSECacheCloseToOpen(t *testing.T) {
 	if got := read(filepath.Join(b, "g")); got != "new g" {
 		t.Fatalf("b reads g = %q", got)
 	}
+	// Read on c with sendfile (its kernel forgets g's attributes at the
+	// open, and sendfile does not ask for them again), then
+	// unlinked on b: c's permission check of its next open asks for
+	// them, gets ESTALE and looks the name up again: an O_CREAT open
+	// makes the file, a stat finds nothing.
+	if got := sendfile(t, filepath.Join(c, "g")); got != "new g" {
+		t.Fatalf("c reads g = %q", got)
+	}
+	must(os.Remove(filepath.Join(b, "g")))
+	must(os.WriteFile(filepath.Join(c, "g"), []byte("newer g"), 0o600))
+	if got := read(filepath.Join(b, "g")); got != "newer g" {
+		t.Fatalf("b reads g = %q", got)
+	}
+	if got := sendfile(t, filepath.Join(c, "g")); got != "newer g" {
+		t.Fatalf("c reads g = %q", got)
+	}
+	must(os.Remove(filepath.Join(b, "g")))
+	if _, err := os.Stat(filepath.Join(c, "g")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("c stats g unlinked on b: %v", err)
+	}
 }
 
 // TestFUSEListingAttrs: a listing brings the attributes of every entry,
@@ -230,4 +251,54 @@ func sendfile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(got)
+}
+
+// TestFUSEOwnChanges: the attributes a write-back or a setattr got from
+// the primary answer the stats that follow on the same mount (no round
+// trip), and a change they do not describe (a link, an unlink, a rename
+// of the file) is seen at once.
+func TestFUSEOwnChanges(t *testing.T) {
+	_, b, _, _, ops := mountPairFor(t, time.Hour)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := filepath.Join(b, "f")
+	must(os.WriteFile(f, []byte("four"), 0o644))
+	// The kernel asks for the directory's attributes again (its
+	// permission check: the create changed it); then no more.
+	if _, err := os.Stat(b); err != nil {
+		t.Fatal(err)
+	}
+	stats := ops.get(OpStat)
+	if fi, err := os.Stat(f); err != nil || fi.Size() != 4 {
+		t.Fatalf("stat after the write: %v %v", fi, err)
+	}
+	must(os.Truncate(f, 2))
+	must(os.Chmod(f, 0o600))
+	if fi, err := os.Stat(f); err != nil || fi.Size() != 2 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("stat after truncate and chmod: %v %v", fi, err)
+	}
+	if got := ops.get(OpStat) - stats; got != 0 {
+		t.Fatalf("stats of a file just written asked the primary %d times", got)
+	}
+	nlink := func(p string) uint64 {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Nlink
+	}
+	must(os.Link(f, filepath.Join(b, "g")))
+	if n := nlink(f); n != 2 {
+		t.Fatalf("f has %d links after link", n)
+	}
+	must(os.WriteFile(f, []byte("again"), 0o644))
+	must(os.Remove(filepath.Join(b, "g")))
+	if n := nlink(f); n != 1 {
+		t.Fatalf("f has %d links after unlink of g", n)
+	}
 }

@@ -147,6 +147,27 @@ type node struct {
 	toldSize int64
 	told     bool
 	reval    bool
+	// fresh are the attributes the primary answered a write-back or a
+	// setattr from here with, at freshAt: a Getattr of the closed file
+	// answers them for fsys.ttl (the kernel forgets its own after a
+	// write).
+	fresh   Attr
+	freshAt time.Time
+}
+
+// setFresh records attributes the primary answered at (n.mu held).
+func (n *node) setFresh(a *Attr, at time.Time) {
+	if n.fsys.ttl > 0 {
+		n.fresh, n.freshAt = *a, at
+	}
+}
+
+// forgetFresh forgets them: a change here the primary did not answer
+// with n's attributes (link, unlink, rename).
+func (n *node) forgetFresh() {
+	n.mu.Lock()
+	n.freshAt = time.Time{}
+	n.mu.Unlock()
 }
 
 // tell records the attributes given to the kernel (n.mu held).
@@ -159,6 +180,16 @@ func (n *node) forgetListed() {
 	n.listed = nil
 	n.changes++
 	n.mu.Unlock()
+}
+
+// forgetFreshOf forgets the fresh attributes of the child name, if the
+// tree has it.
+func (n *node) forgetFreshOf(name string) {
+	if ch := n.GetChild(name); ch != nil {
+		if cn, ok := ch.Operations().(*node); ok {
+			cn.forgetFresh()
+		}
+	}
 }
 
 // forgetInParent forgets the listing of the directory that holds n (n's
@@ -296,6 +327,7 @@ func (n *node) newChild(ctx context.Context, a *Attr, out *fuse.EntryOut) *fs.In
 		cn.mu.Lock()
 		cn.tell(a)
 		cn.reval = false
+		cn.freshAt = time.Time{} // the kernel has newer ones
 		cn.mu.Unlock()
 	}
 	return in
@@ -351,12 +383,28 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 		fillAttr(&a, &out.Attr)
 		return 0
 	}
+	if age := time.Since(n.freshAt); !n.freshAt.IsZero() && age < n.fsys.ttl {
+		a := n.fresh
+		n.tell(&a)
+		n.mu.Unlock()
+		fillAttr(&a, &out.Attr)
+		out.SetTimeout(n.fsys.ttl - age)
+		return 0
+	}
 	n.mu.Unlock()
 	p, ok := n.path()
 	if !ok {
 		return syscall.ENOENT
 	}
 	rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
+	if e == syscall.ENOENT {
+		// Gone since the kernel cached the name: ESTALE makes it
+		// look the path up again (from the primary, not a listing)
+		// rather than fail a stat, or an open's permission check,
+		// with ENOENT (an O_CREAT open then makes the file).
+		n.forgetInParent()
+		return syscall.ESTALE
+	}
 	if e != 0 {
 		return e
 	}
@@ -414,9 +462,21 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 	}
 	if any {
 		defer n.forgetInParent()
-		if _, e := n.op(ctx, Request{Op: OpSetattr, Path: p, Set: set}); e != 0 {
+		at := time.Now()
+		rep, e := n.op(ctx, Request{Op: OpSetattr, Path: p, Set: set})
+		if e != 0 {
 			return e
 		}
+		n.mu.Lock()
+		if c := n.cache; (c == nil || c.refs == 0) && rep.Attr != nil {
+			// Not open here: the primary's answer is the file.
+			n.setFresh(rep.Attr, at)
+			n.tell(rep.Attr)
+			n.mu.Unlock()
+			fillAttr(rep.Attr, &out.Attr)
+			return 0
+		}
+		n.mu.Unlock()
 	}
 	return n.Getattr(ctx, nil, out)
 }
@@ -502,6 +562,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 		}
 	}
 	defer n.forgetListed()
+	defer n.forgetFreshOf(name) // its link count
 	_, e = n.op(ctx, Request{Op: OpUnlink, Path: p})
 	return e
 }
@@ -564,6 +625,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	}
 	defer n.forgetListed()
 	defer np.forgetListed()
+	defer n.forgetFreshOf(name)     // its ctime
+	defer np.forgetFreshOf(newName) // the file it replaces
 	_, e = n.op(ctx, Request{Op: OpRename, Path: p, To: to, NoReplace: flags&unix.RENAME_NOREPLACE != 0})
 	return e
 }
@@ -609,6 +672,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	}
 	defer n.forgetListed()
 	defer t.forgetInParent() // its link count
+	defer t.forgetFresh()
 	rep, e := n.op(ctx, Request{Op: OpLink, Path: from, To: p})
 	if e != 0 {
 		return nil, e
@@ -663,6 +727,7 @@ func (n *node) openPath(ctx context.Context, p string, flags uint32, known *Attr
 				return nil, 0, e
 			}
 			known, revalidated = rep.Attr, true
+			n.freshAt = time.Time{}
 			if revalidate {
 				if n.told && n.toldSize != known.Size && !n.reval {
 					// The kernel holds an older size, which
@@ -1114,12 +1179,14 @@ func (n *node) writeBack(ctx context.Context, c *cached, flags uint32) syscall.E
 		}
 		trunc = -1
 	}
+	at := time.Now()
 	a, err := send(batches[last], flags, trunc, size)
 	if err != nil {
 		return toErrno(err)
 	}
 	c.attr = a
 	n.tell(&a) // the kernel's size is the copy's
+	n.setFresh(&a, at)
 	// Its size and times changed: the listing's are old (n.mu held,
 	// then the parent's: never the other way round).
 	n.forgetInParent()
