@@ -178,6 +178,7 @@ func (n *node) tell(a *Attr) { n.toldSize, n.told = a.Size, true }
 func (n *node) forgetListed() {
 	n.mu.Lock()
 	n.listed = nil
+	n.freshAt = time.Time{} // its times and link count changed too
 	n.changes++
 	n.mu.Unlock()
 }
@@ -348,6 +349,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	n.mu.Lock()
 	a, ok := n.listed[name]
 	age := time.Since(n.listedAt)
+	if age >= n.fsys.ttl {
+		n.listed = nil // expired: its memory goes
+	}
 	n.mu.Unlock()
 	if ok && age < n.fsys.ttl {
 		// The kernel keeps it for what is left of the listing's time.
