@@ -147,6 +147,21 @@ func TestFUSECacheCloseToOpen(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(c, "g")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("c stats g unlinked on b: %v", err)
 	}
+
+	// A handle that stays open on c (or a closed one the kernel has not
+	// released yet) does not make c's next open miss b's close: that
+	// open asks the primary and, the file changed, gets its own copy.
+	must(os.WriteFile(bf, []byte("first"), 0o600))
+	h, err := os.Open(cf)
+	must(err)
+	defer h.Close()
+	if got := read(cf); got != "first" {
+		t.Fatalf("c reads %q", got)
+	}
+	must(os.WriteFile(bf, []byte("second"), 0o600))
+	if got := read(cf); got != "second" {
+		t.Fatalf("c reads %q after b's close while c holds the file open", got)
+	}
 }
 
 // TestFUSEListingAttrs: a listing brings the attributes of every entry,

@@ -695,9 +695,11 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
-// Open revalidates the file with the primary (one stat) and opens its
-// local copy, which holds only the ranges read or written here, unless the
-// file is open on this node already (the handles share the copy).
+// Open revalidates the file with the primary (one stat), unless it is
+// open on this node with writes not sent yet (the handles share its local
+// copy), and opens a local copy: the one kept or open here if the
+// primary's file is as it was, else a new one, which holds only the
+// ranges read or written here.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	p, ok := n.path()
 	if !ok {
@@ -717,45 +719,56 @@ func (n *node) openPath(ctx context.Context, p string, flags uint32, known *Attr
 	}()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if c := n.cache; c == nil || c.refs == 0 {
-		if known == nil {
-			rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
-			if e == syscall.ENOENT {
-				// Gone since the kernel cached the name: ESTALE makes
-				// it look the name up again (and an O_CREAT open
-				// create it), as for NFS; that lookup asks the
-				// primary, not the listing.
-				e, revalidated = syscall.ESTALE, true
-			}
-			if e != 0 {
-				return nil, 0, e
-			}
-			known, revalidated = rep.Attr, true
-			n.freshAt = time.Time{}
-			if revalidate {
-				if n.told && n.toldSize != known.Size && !n.reval {
-					// The kernel holds an older size, which
-					// splice and mmap read up to without asking:
-					// ESTALE makes it look the path up again
-					// (the lookup tells it the size) and open
-					// again, once.
-					n.reval = true
-					return nil, 0, syscall.ESTALE
-				}
-				n.reval = false
-				// It may hold other attributes older than these:
-				// it forgets them and asks Getattr, which answers
-				// from the copy.
-				n.NotifyContent(-1, 0)
-			}
+	c := n.cache
+	// Open here already with writes not sent yet: this open shares
+	// the copy (a node sees its own writes). Otherwise it asks the
+	// primary (close-to-open), even when other handles have the file
+	// open here: one closed a moment ago may not be released yet.
+	shared := c != nil && c.refs > 0 && (len(c.dirty) > 0 || c.setSize)
+	if !shared && known == nil {
+		rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
+		if e == syscall.ENOENT {
+			// Gone since the kernel cached the name: ESTALE makes
+			// it look the name up again (and an O_CREAT open
+			// create it), as for NFS; that lookup asks the
+			// primary, not the listing.
+			e, revalidated = syscall.ESTALE, true
 		}
-		if c != nil && sameFile(c.attr, *known) {
-			// Kept from an earlier open, and the primary's file is
-			// as this node left it: its ranges are still valid.
-			c.limit, c.seqEnd, c.ra = math.MaxInt64, 0, 0
-		} else {
-			n.dropIfUnused()
+		if e != 0 {
+			return nil, 0, e
 		}
+		known, revalidated = rep.Attr, true
+		n.freshAt = time.Time{}
+		if revalidate {
+			if n.told && n.toldSize != known.Size && !n.reval {
+				// The kernel holds an older size, which
+				// splice and mmap read up to without asking:
+				// ESTALE makes it look the path up again
+				// (the lookup tells it the size) and open
+				// again, once.
+				n.reval = true
+				return nil, 0, syscall.ESTALE
+			}
+			n.reval = false
+			// It may hold other attributes older than these:
+			// it forgets them and asks Getattr, which answers
+			// from the copy.
+			n.NotifyContent(-1, 0)
+		}
+	}
+	switch {
+	case c == nil || shared:
+	case c.refs > 0 && known != nil && !sameFile(c.attr, *known):
+		// Changed on the primary since the open handles' copy was
+		// made: they keep it, this open starts another.
+		n.cache = nil
+	case c.refs > 0:
+	case sameFile(c.attr, *known):
+		// Kept from an earlier open, and the primary's file is
+		// as this node left it: its ranges are still valid.
+		c.limit, c.seqEnd, c.ra = math.MaxInt64, 0, 0
+	default:
+		n.dropIfUnused()
 	}
 	if n.cache == nil {
 		if known.Mode&unix.S_IFMT == unix.S_IFDIR {
@@ -774,7 +787,7 @@ func (n *node) openPath(ctx context.Context, p string, flags uint32, known *Attr
 		}
 		n.cache = &cached{f: f, attr: *known, limit: math.MaxInt64, size: size, rlim: size, trunc: -1}
 	}
-	c := n.cache
+	c = n.cache
 	if flags&unix.O_ACCMODE != unix.O_RDONLY && c.limit == math.MaxInt64 {
 		free, e := n.fsys.free(ctx)
 		if e != 0 {
