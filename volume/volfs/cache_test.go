@@ -317,3 +317,25 @@ func TestFUSEOwnChanges(t *testing.T) {
 		t.Fatalf("f has %d links after unlink of g", n)
 	}
 }
+
+// TestFUSECacheWithoutRevalidation: with the open's revalidation turned
+// off, the cached size wins and c reads a cut file: what the tests above
+// check is what the revalidation does.
+func TestFUSECacheWithoutRevalidation(t *testing.T) {
+	revalidate = false
+	t.Cleanup(func() { revalidate = true })
+	_, b, c, _, _ := mountPairFor(t, time.Hour)
+	if err := os.WriteFile(filepath.Join(b, "f"), []byte("one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(c, "f")); err != nil || fi.Size() != 3 {
+		t.Fatalf("c stats f: %v %v", fi, err)
+	}
+	if err := os.WriteFile(filepath.Join(b, "f"), []byte("a longer content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(c, "f"))
+	if err != nil || string(got) == "a longer content" {
+		t.Fatalf("without revalidation c reads %q, %v: the kernel's cached size was not used", got, err)
+	}
+}
