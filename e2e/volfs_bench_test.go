@@ -18,7 +18,10 @@ import (
 // pod (n3 -> server -> n2's tunnel). Buffered I/O: O_DIRECT is not what
 // the close-to-open client does. Sequential figures are the file's size
 // over the wall time of the whole fio run, so they include the fetch at
-// open and the write-back at close.
+// open and the write-back at close. The small files are then stat'ed
+// from another node's mount (n4's; for the primary's directory, the same
+// directory): each name once, cold, then after a listing of the directory
+// (ls -l, find), twice.
 func benchRemoteVolume(t *testing.T, c *nodeCluster, report string) {
 	if _, err := exec.LookPath("fio"); err != nil {
 		t.Fatalf("bench needs fio: %v", err)
@@ -27,9 +30,14 @@ func benchRemoteVolume(t *testing.T, c *nodeCluster, report string) {
 	if len(mounts) != 1 {
 		t.Fatalf("n3's FUSE mounts: %v", mounts)
 	}
-	paths := []struct{ name, dir string }{
-		{"primary dir (btrfs)", filepath.Join(c.agents["n2"].DataDir, "btrfs", "pool", "v", "default", "shared")},
-		{"FUSE on another node", mounts[0]},
+	other := mountedUnder(t, c.agents["n4"].DataDir+"/volfs")
+	if len(other) != 1 {
+		t.Fatalf("n4's FUSE mounts: %v", other)
+	}
+	primary := filepath.Join(c.agents["n2"].DataDir, "btrfs", "pool", "v", "default", "shared")
+	paths := []struct{ name, dir, other string }{
+		{"primary dir (btrfs)", primary, primary},
+		{"FUSE on another node", mounts[0], other[0]},
 	}
 	size := 256 << 20
 	if s, err := strconv.Atoi(os.Getenv("MACRO_VOLFS_BENCH_MB")); err == nil && s > 0 {
@@ -84,8 +92,31 @@ func benchRemoteVolume(t *testing.T, c *nodeCluster, report string) {
 			}
 		}
 		stat := time.Since(start)
+		// From the other node: each name cold, then a listing and a
+		// stat of each name, twice (400 stats).
+		osmall := filepath.Join(p.other, "small")
+		start = time.Now()
+		for i := range 200 {
+			if _, err := os.Lstat(filepath.Join(osmall, strconv.Itoa(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ostat := time.Since(start)
+		start = time.Now()
+		for range 2 {
+			des, err := os.ReadDir(osmall)
+			if err != nil || len(des) != 200 {
+				t.Fatalf("listing %s: %d entries, %v", osmall, len(des), err)
+			}
+			for _, de := range des {
+				if _, err := os.Lstat(filepath.Join(osmall, de.Name())); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		lstat := time.Since(start)
 		os.RemoveAll(small)
-		fmt.Fprintf(f, "%s|%.0f MB/s|%.0f MB/s|%.0f IOPS|%.0f IOPS|%.0f files/s|%.0f stats/s\n", p.name,
-			mb/w.Seconds(), mb/r.Seconds(), rr, rw, 200/create.Seconds(), 200/stat.Seconds())
+		fmt.Fprintf(f, "%s|%.0f MB/s|%.0f MB/s|%.0f IOPS|%.0f IOPS|%.0f files/s|%.0f stats/s|%.0f stats/s|%.0f stats/s\n", p.name,
+			mb/w.Seconds(), mb/r.Seconds(), rr, rw, 200/create.Seconds(), 200/stat.Seconds(), 200/ostat.Seconds(), 400/lstat.Seconds())
 	}
 }

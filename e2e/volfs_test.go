@@ -108,6 +108,22 @@ func TestRemoteVolumeMounts(t *testing.T) {
 	if got := c.sh(t, "pb", "ls /data/d | tr '\\n' ' '"); got != "l y" {
 		t.Fatalf("pb lists %q after pa's rm", got)
 	}
+	// The mounts keep names and attributes for a second; an open on
+	// another node sees each change at once all the same (busybox cat
+	// reads with sendfile, up to the size the kernel holds).
+	for _, step := range []struct{ on, do, check, want string }{
+		{"pb", "printf 0123456789 > /data/t", "cat /data/t", "0123456789"},
+		{"pb", "truncate -s 4 /data/t", "cat /data/t", "0123"},
+		{"pb", "printf 0123456789abcdef > /data/t", "cat /data/t", "0123456789abcdef"},
+		{"pb", "chmod 604 /data/t", "cat /data/t >/dev/null; stat -c %a /data/t", "604"},
+		{"pb", "mv /data/t /data/t2", "cat /data/t 2>/dev/null || echo gone; cat /data/t2", "gone\n0123456789abcdef"},
+		{"pa", "rm /data/t2", "cat /data/t2 2>/dev/null || echo gone; echo new > /data/t2; cat /data/t2", "gone\nnew"},
+	} {
+		c.sh(t, step.on, step.do)
+		if got := c.sh(t, "pc", step.check); got != step.want {
+			t.Fatalf("after %s on %s, pc's %q gives %q, want %q", step.do, step.on, step.check, got, step.want)
+		}
+	}
 	// 8 MiB of random bytes, its checksum equal on every node.
 	sum := strings.Fields(c.sh(t, "pc", "head -c 8388608 /dev/urandom > /data/big && md5sum /data/big"))[0]
 	for _, r := range []string{"pa", "pb"} {

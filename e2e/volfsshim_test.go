@@ -194,7 +194,7 @@ func TestVolumeRefusedToOtherNodes(t *testing.T) {
 		var body io.Reader
 		method := http.MethodGet
 		if op == "op" {
-			method, body = http.MethodPost, strings.NewReader(`{"op":"readdir","path":""}`)
+			method, body = http.MethodPost, strings.NewReader(`{"op":"readdir","path":"","attrs":true}`) // with every entry's attributes, as mounts ask
 		}
 		req, err := http.NewRequest(method, c.api+"/node/v1/volfs/default/private/"+op, body)
 		if err != nil {
@@ -232,6 +232,9 @@ func TestVolumeRefusedToOtherNodes(t *testing.T) {
 		t.Fatalf("n4, whose pod uses the volume, asks: %d %s", code, b)
 	}
 	c.sh(t, "user", "echo hi > /data/f")
+	if code, b := ask(credential("n4"), "op"); code != http.StatusOK || !strings.Contains(b, `"name":"f"`) || !strings.Contains(b, `"size":3`) {
+		t.Fatalf("n4 lists the volume: %d %s", code, b)
+	}
 	// Gone with the pod (after the servers' few seconds of memory).
 	c.docker(t, "rm", "-f", "user")
 	deadline := time.Now().Add(30 * time.Second)

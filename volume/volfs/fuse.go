@@ -30,7 +30,16 @@ type MountOptions struct {
 	ReadOnly bool
 	// Stats, if set, counts the file bytes the mount moves.
 	Stats *Stats
+	// CacheFor is how long the kernel (and the mount, for the names a
+	// listing brought) may answer a lookup or stat of a name that exists
+	// without asking the primary, as NFS's actimeo: 0 is DefaultCacheFor,
+	// a negative duration caches nothing. A name that does not exist is
+	// never cached, and an open always asks the primary.
+	CacheFor time.Duration
 }
+
+// DefaultCacheFor is a mount's CacheFor unless set.
+const DefaultCacheFor = time.Second
 
 // Stats count the bytes of file contents a mount fetched from the primary
 // and wrote back to it (metadata not counted).
@@ -38,10 +47,12 @@ type Stats struct {
 	Fetched, Written atomic.Int64
 }
 
-// Mount mounts the volume c reaches on dir. Entries and attributes are
-// never cached by the kernel (every lookup and stat asks the primary) and
-// page cache is dropped on every open: close-to-open consistency across
-// nodes. The caller unmounts with the returned server's Unmount.
+// Mount mounts the volume c reaches on dir. The kernel keeps the entries
+// and attributes of names that exist for o.CacheFor (names that do not
+// exist are asked for each time); every open asks the primary for the
+// file's attributes, tells the kernel to forget the ones it has, and drops
+// the page cache: close-to-open consistency across nodes. The caller
+// unmounts with the returned server's Unmount.
 func Mount(dir string, c *Client, o MountOptions) (*fuse.Server, error) {
 	if o.CacheDir == "" {
 		o.CacheDir = os.TempDir()
@@ -50,6 +61,10 @@ func Mount(dir string, c *Client, o MountOptions) (*fuse.Server, error) {
 		o.Name = "volfs"
 	}
 	zero := time.Duration(0)
+	ttl := cmp.Or(o.CacheFor, DefaultCacheFor)
+	if ttl < 0 {
+		ttl = 0
+	}
 	mo := fuse.MountOptions{
 		AllowOther:  true,
 		FsName:      o.Name,
@@ -70,11 +85,11 @@ func Mount(dir string, c *Client, o MountOptions) (*fuse.Server, error) {
 	if o.Stats == nil {
 		o.Stats = &Stats{}
 	}
-	root := &node{fsys: &fsys{c: c, cacheDir: o.CacheDir, stats: o.Stats}}
+	root := &node{fsys: &fsys{c: c, cacheDir: o.CacheDir, stats: o.Stats, ttl: ttl}}
 	return fs.Mount(dir, root, &fs.Options{
 		MountOptions:    mo,
-		EntryTimeout:    &zero,
-		AttrTimeout:     &zero,
+		EntryTimeout:    &ttl,
+		AttrTimeout:     &ttl,
 		NegativeTimeout: &zero,
 		NullPermissions: true,
 	})
@@ -83,6 +98,7 @@ func Mount(dir string, c *Client, o MountOptions) (*fuse.Server, error) {
 type fsys struct {
 	c        *Client
 	cacheDir string
+	ttl      time.Duration // MountOptions.CacheFor
 
 	mu       sync.Mutex
 	statfs   Statfs // the last answer, for a second
@@ -117,6 +133,74 @@ type node struct {
 
 	mu    sync.Mutex
 	cache *cached // the local copy while the file is open on this node
+	// listed are the attributes of a directory's entries as its last
+	// listing found them (at listedAt): lookups of those names answer
+	// from them for fsys.ttl, as a READDIRPLUS would. Any change made
+	// here in the directory, or to one of its files, forgets them.
+	listed   map[string]Attr
+	listedAt time.Time
+	changes  uint64 // counts forgetListed: a listing that raced one is not kept
+	// toldSize is the size the kernel was last told (told: it was told
+	// one), which it reads up to without asking again (splice, mmap);
+	// reval: an open answered ESTALE for a size that changed, and no
+	// lookup has come since.
+	toldSize int64
+	told     bool
+	reval    bool
+	// fresh are the attributes the primary answered a write-back or a
+	// setattr from here with, at freshAt: a Getattr of the closed file
+	// answers them for fsys.ttl (the kernel forgets its own after a
+	// write).
+	fresh   Attr
+	freshAt time.Time
+}
+
+// setFresh records attributes the primary answered at (n.mu held).
+func (n *node) setFresh(a *Attr, at time.Time) {
+	if n.fsys.ttl > 0 {
+		n.fresh, n.freshAt = *a, at
+	}
+}
+
+// forgetFresh forgets them: a change here the primary did not answer
+// with n's attributes (link, unlink, rename).
+func (n *node) forgetFresh() {
+	n.mu.Lock()
+	n.freshAt = time.Time{}
+	n.mu.Unlock()
+}
+
+// tell records the attributes given to the kernel (n.mu held).
+func (n *node) tell(a *Attr) { n.toldSize, n.told = a.Size, true }
+
+// forgetListed forgets the attributes the directory's last listing found
+// (a change made here).
+func (n *node) forgetListed() {
+	n.mu.Lock()
+	n.listed = nil
+	n.freshAt = time.Time{} // its times and link count changed too
+	n.changes++
+	n.mu.Unlock()
+}
+
+// forgetFreshOf forgets the fresh attributes of the child name, if the
+// tree has it.
+func (n *node) forgetFreshOf(name string) {
+	if ch := n.GetChild(name); ch != nil {
+		if cn, ok := ch.Operations().(*node); ok {
+			cn.forgetFresh()
+		}
+	}
+}
+
+// forgetInParent forgets the listing of the directory that holds n (n's
+// attributes changed). Called without n.mu.
+func (n *node) forgetInParent() {
+	if _, p := n.Parent(); p != nil {
+		if pn, ok := p.Operations().(*node); ok {
+			pn.forgetListed()
+		}
+	}
 }
 
 // cached is an open file's local copy, shared by its handles on this node:
@@ -239,7 +323,15 @@ func fillAttr(a *Attr, out *fuse.Attr) {
 // newChild makes (or finds, by inode number) the Inode of a child.
 func (n *node) newChild(ctx context.Context, a *Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(a, &out.Attr)
-	return n.NewInode(ctx, &node{fsys: n.fsys}, fs.StableAttr{Mode: a.Mode & unix.S_IFMT, Ino: a.Ino})
+	in := n.NewInode(ctx, &node{fsys: n.fsys}, fs.StableAttr{Mode: a.Mode & unix.S_IFMT, Ino: a.Ino})
+	if cn, ok := in.Operations().(*node); ok {
+		cn.mu.Lock()
+		cn.tell(a)
+		cn.reval = false
+		cn.freshAt = time.Time{} // the kernel has newer ones
+		cn.mu.Unlock()
+	}
+	return in
 }
 
 func caller(ctx context.Context) (uid, gid uint32) {
@@ -253,6 +345,19 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	p, e := n.child(name)
 	if e != 0 {
 		return nil, e
+	}
+	n.mu.Lock()
+	a, ok := n.listed[name]
+	age := time.Since(n.listedAt)
+	if age >= n.fsys.ttl {
+		n.listed = nil // expired: its memory goes
+	}
+	n.mu.Unlock()
+	if ok && age < n.fsys.ttl {
+		// The kernel keeps it for what is left of the listing's time.
+		out.SetEntryTimeout(n.fsys.ttl - age)
+		out.SetAttrTimeout(n.fsys.ttl - age)
+		return n.newChild(ctx, &a, out), 0
 	}
 	rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
 	if e != 0 {
@@ -276,7 +381,18 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 		if len(c.dirty) > 0 || c.setSize {
 			a.Mtime = fi.ModTime().UnixNano()
 		}
+		n.mu.Lock()
+		n.tell(&a)
+		n.mu.Unlock()
 		fillAttr(&a, &out.Attr)
+		return 0
+	}
+	if age := time.Since(n.freshAt); !n.freshAt.IsZero() && age < n.fsys.ttl {
+		a := n.fresh
+		n.tell(&a)
+		n.mu.Unlock()
+		fillAttr(&a, &out.Attr)
+		out.SetTimeout(n.fsys.ttl - age)
 		return 0
 	}
 	n.mu.Unlock()
@@ -285,9 +401,20 @@ func (n *node) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) 
 		return syscall.ENOENT
 	}
 	rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
+	if e == syscall.ENOENT {
+		// Gone since the kernel cached the name: ESTALE makes it
+		// look the path up again (from the primary, not a listing)
+		// rather than fail a stat, or an open's permission check,
+		// with ENOENT (an O_CREAT open then makes the file).
+		n.forgetInParent()
+		return syscall.ESTALE
+	}
 	if e != 0 {
 		return e
 	}
+	n.mu.Lock()
+	n.tell(rep.Attr)
+	n.mu.Unlock()
 	fillAttr(rep.Attr, &out.Attr)
 	return 0
 }
@@ -338,9 +465,22 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 		}
 	}
 	if any {
-		if _, e := n.op(ctx, Request{Op: OpSetattr, Path: p, Set: set}); e != 0 {
+		defer n.forgetInParent()
+		at := time.Now()
+		rep, e := n.op(ctx, Request{Op: OpSetattr, Path: p, Set: set})
+		if e != 0 {
 			return e
 		}
+		n.mu.Lock()
+		if c := n.cache; (c == nil || c.refs == 0) && rep.Attr != nil {
+			// Not open here: the primary's answer is the file.
+			n.setFresh(rep.Attr, at)
+			n.tell(rep.Attr)
+			n.mu.Unlock()
+			fillAttr(rep.Attr, &out.Attr)
+			return 0
+		}
+		n.mu.Unlock()
 	}
 	return n.Getattr(ctx, nil, out)
 }
@@ -350,14 +490,30 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	if !ok {
 		return nil, syscall.ENOENT
 	}
-	rep, e := n.op(ctx, Request{Op: OpReaddir, Path: p})
+	n.mu.Lock()
+	changes := n.changes
+	n.mu.Unlock()
+	at := time.Now()
+	rep, e := n.op(ctx, Request{Op: OpReaddir, Path: p, Attrs: n.fsys.ttl > 0})
 	if e != 0 {
 		return nil, e
 	}
 	list := make([]fuse.DirEntry, 0, len(rep.Entries))
+	var listed map[string]Attr
+	if n.fsys.ttl > 0 {
+		listed = make(map[string]Attr, len(rep.Entries))
+	}
 	for _, en := range rep.Entries {
 		list = append(list, fuse.DirEntry{Name: en.Name, Mode: en.Mode, Ino: en.Ino})
+		if listed != nil && en.Attr != nil {
+			listed[en.Name] = *en.Attr
+		}
 	}
+	n.mu.Lock()
+	if n.changes == changes {
+		n.listed, n.listedAt = listed, at
+	}
+	n.mu.Unlock()
 	return fs.NewListDirStream(list), 0
 }
 
@@ -367,6 +523,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		return nil, e
 	}
 	uid, gid := caller(ctx)
+	defer n.forgetListed()
 	rep, e := n.op(ctx, Request{Op: OpMkdir, Path: p, Mode: mode, UID: uid, GID: gid})
 	if e != 0 {
 		return nil, e
@@ -380,6 +537,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, e
 	}
 	uid, gid := caller(ctx)
+	defer n.forgetListed()
 	rep, e := n.op(ctx, Request{Op: OpCreate, Path: p, Mode: mode, UID: uid, GID: gid, Excl: flags&unix.O_EXCL != 0})
 	if e != 0 {
 		return nil, nil, 0, e
@@ -407,6 +565,8 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 			}
 		}
 	}
+	defer n.forgetListed()
+	defer n.forgetFreshOf(name) // its link count
 	_, e = n.op(ctx, Request{Op: OpUnlink, Path: p})
 	return e
 }
@@ -446,6 +606,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if e != 0 {
 		return e
 	}
+	defer n.forgetListed()
 	_, e = n.op(ctx, Request{Op: OpRmdir, Path: p})
 	return e
 }
@@ -466,6 +627,10 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if e != 0 {
 		return e
 	}
+	defer n.forgetListed()
+	defer np.forgetListed()
+	defer n.forgetFreshOf(name)     // its ctime
+	defer np.forgetFreshOf(newName) // the file it replaces
 	_, e = n.op(ctx, Request{Op: OpRename, Path: p, To: to, NoReplace: flags&unix.RENAME_NOREPLACE != 0})
 	return e
 }
@@ -476,6 +641,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 		return nil, e
 	}
 	uid, gid := caller(ctx)
+	defer n.forgetListed()
 	rep, e := n.op(ctx, Request{Op: OpSymlink, Path: p, Target: target, UID: uid, GID: gid})
 	if e != 0 {
 		return nil, e
@@ -508,6 +674,9 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if e != 0 {
 		return nil, e
 	}
+	defer n.forgetListed()
+	defer t.forgetInParent() // its link count
+	defer t.forgetFresh()
 	rep, e := n.op(ctx, Request{Op: OpLink, Path: from, To: p})
 	if e != 0 {
 		return nil, e
@@ -526,9 +695,11 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	return 0
 }
 
-// Open revalidates the file with the primary (one stat) and opens its
-// local copy, which holds only the ranges read or written here, unless the
-// file is open on this node already (the handles share the copy).
+// Open revalidates the file with the primary (one stat), unless it is
+// open on this node with writes not sent yet (the handles share its local
+// copy), and opens a local copy: the one kept or open here if the
+// primary's file is as it was, else a new one, which holds only the
+// ranges read or written here.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	p, ok := n.path()
 	if !ok {
@@ -540,23 +711,64 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 // openPath opens the file at p; known are its attributes if the caller
 // just got them from the primary (create).
 func (n *node) openPath(ctx context.Context, p string, flags uint32, known *Attr) (fs.FileHandle, uint32, syscall.Errno) {
+	revalidated := false
+	defer func() {
+		if revalidated {
+			n.forgetInParent()
+		}
+	}()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if c := n.cache; c == nil || c.refs == 0 {
-		if known == nil {
-			rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
-			if e != 0 {
-				return nil, 0, e
+	c := n.cache
+	// Open here already with writes not sent yet: this open shares
+	// the copy (a node sees its own writes). Otherwise it asks the
+	// primary (close-to-open), even when other handles have the file
+	// open here: one closed a moment ago may not be released yet.
+	shared := c != nil && c.refs > 0 && (len(c.dirty) > 0 || c.setSize)
+	if !shared && known == nil {
+		rep, e := n.op(ctx, Request{Op: OpStat, Path: p})
+		if e == syscall.ENOENT {
+			// Gone since the kernel cached the name: ESTALE makes
+			// it look the name up again (and an O_CREAT open
+			// create it), as for NFS; that lookup asks the
+			// primary, not the listing.
+			e, revalidated = syscall.ESTALE, true
+		}
+		if e != 0 {
+			return nil, 0, e
+		}
+		known, revalidated = rep.Attr, true
+		n.freshAt = time.Time{}
+		if revalidate {
+			if n.told && n.toldSize != known.Size && !n.reval {
+				// The kernel holds an older size, which
+				// splice and mmap read up to without asking:
+				// ESTALE makes it look the path up again
+				// (the lookup tells it the size) and open
+				// again, once.
+				n.reval = true
+				return nil, 0, syscall.ESTALE
 			}
-			known = rep.Attr
+			n.reval = false
+			// It may hold other attributes older than these:
+			// it forgets them and asks Getattr, which answers
+			// from the copy.
+			n.NotifyContent(-1, 0)
 		}
-		if c != nil && sameFile(c.attr, *known) {
-			// Kept from an earlier open, and the primary's file is
-			// as this node left it: its ranges are still valid.
-			c.limit, c.seqEnd, c.ra = math.MaxInt64, 0, 0
-		} else {
-			n.dropIfUnused()
-		}
+	}
+	switch {
+	case c == nil || shared:
+	case c.refs > 0 && known != nil && !sameFile(c.attr, *known):
+		// Changed on the primary since the open handles' copy was
+		// made: they keep it, this open starts another.
+		n.cache = nil
+	case c.refs > 0:
+	case sameFile(c.attr, *known):
+		// Kept from an earlier open, and the primary's file is
+		// as this node left it: its ranges are still valid.
+		c.limit, c.seqEnd, c.ra = math.MaxInt64, 0, 0
+	default:
+		n.dropIfUnused()
 	}
 	if n.cache == nil {
 		if known.Mode&unix.S_IFMT == unix.S_IFDIR {
@@ -575,7 +787,7 @@ func (n *node) openPath(ctx context.Context, p string, flags uint32, known *Attr
 		}
 		n.cache = &cached{f: f, attr: *known, limit: math.MaxInt64, size: size, rlim: size, trunc: -1}
 	}
-	c := n.cache
+	c = n.cache
 	if flags&unix.O_ACCMODE != unix.O_RDONLY && c.limit == math.MaxInt64 {
 		free, e := n.fsys.free(ctx)
 		if e != 0 {
@@ -601,6 +813,10 @@ func (n *node) dropIfUnused() {
 		n.cache = nil
 	}
 }
+
+// revalidate, for tests: an open tells the kernel to forget the file's
+// attributes.
+var revalidate = true
 
 // Sizes of the ranged I/O of a mount.
 const (
@@ -980,11 +1196,17 @@ func (n *node) writeBack(ctx context.Context, c *cached, flags uint32) syscall.E
 		}
 		trunc = -1
 	}
+	at := time.Now()
 	a, err := send(batches[last], flags, trunc, size)
 	if err != nil {
 		return toErrno(err)
 	}
 	c.attr = a
+	n.tell(&a) // the kernel's size is the copy's
+	n.setFresh(&a, at)
+	// Its size and times changed: the listing's are old (n.mu held,
+	// then the parent's: never the other way round).
+	n.forgetInParent()
 	c.dirty, c.dirtyBytes, c.trunc, c.setSize = nil, 0, -1, false
 	c.rlim = c.size
 	c.dropClean(0, 0)

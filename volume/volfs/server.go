@@ -138,6 +138,7 @@ func serveOp(root *os.Root, q Request) Reply {
 		if err != nil {
 			return fail(err)
 		}
+		now := time.Now().UnixNano()
 		rep := Reply{Entries: make([]Entry, 0, len(des))}
 		for _, de := range des {
 			if strings.HasPrefix(de.Name(), tmpPrefix) {
@@ -148,7 +149,12 @@ func serveOp(root *os.Root, q Request) Reply {
 				continue // gone meanwhile
 			}
 			a := attrOf(fi)
-			rep.Entries = append(rep.Entries, Entry{Name: de.Name(), Mode: a.Mode & unix.S_IFMT, Ino: a.Ino})
+			en := Entry{Name: de.Name(), Mode: a.Mode & unix.S_IFMT, Ino: a.Ino}
+			if q.Attrs {
+				a.At = now
+				en.Attr = a
+			}
+			rep.Entries = append(rep.Entries, en)
 		}
 		return rep
 	case OpMkdir:

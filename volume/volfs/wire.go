@@ -6,8 +6,11 @@
 //
 // The consistency model is close-to-open, as NFS's: metadata operations
 // (lookup, getattr, readdir, mkdir, rename, unlink, symlink, chmod, ...)
-// are synchronous calls to the primary. An open asks the primary for the
-// file's attributes (revalidation) and starts an empty local copy; reads
+// are synchronous calls to the primary, whose answers for names that exist
+// the kernel keeps for MountOptions.CacheFor (a listing brings every
+// entry's attributes). An open asks the primary for the file's attributes
+// (revalidation), makes the kernel forget the ones it holds, and starts an
+// empty local copy; reads
 // fetch only the ranges asked for (with read-ahead for a sequential
 // reader) and keep them for the rest of the open; writes go to the local
 // copy and only their ranges (and a truncation) go back to the primary,
@@ -65,6 +68,8 @@ type Request struct {
 	NoReplace bool `json:"noReplace,omitempty"`
 	// Set is what setattr changes.
 	Set *SetAttr `json:"set,omitempty"`
+	// Attrs: readdir answers each entry's attributes too.
+	Attrs bool `json:"attrs,omitempty"`
 }
 
 // SetAttr are the attributes setattr changes; nil fields stay.
@@ -102,6 +107,8 @@ type Entry struct {
 	Name string `json:"name"`
 	Mode uint32 `json:"mode"` // type bits only
 	Ino  uint64 `json:"ino"`
+	// Attr, for a readdir with Attrs, are its attributes.
+	Attr *Attr `json:"attr,omitempty"`
 }
 
 // Statfs is the volume's filesystem as statfs(2) gives it.
