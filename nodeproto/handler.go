@@ -3,6 +3,10 @@ package nodeproto
 import (
 	"bufio"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -179,9 +183,40 @@ func (h *Handler) pods(w http.ResponseWriter, r *http.Request) {
 	streamLines(w, r, h.cfg.Backend.WatchPods(r.Context(), node))
 }
 
-// tenants streams the tenants' network settings as JSON lines.
+// tenants streams the tenants' network settings as JSON lines, their
+// names keyed with a key of the stream's own (KeyedName): a node, an
+// outpost in a tenant's office included, never learns the other tenants'
+// names.
 func (h *Handler) tenants(w http.ResponseWriter, r *http.Request) {
-	streamLines(w, r, h.cfg.Backend.FollowTenantNets(r.Context()))
+	key := make([]byte, 16)
+	rand.Read(key)
+	in := h.cfg.Backend.FollowTenantNets(r.Context())
+	out := make(chan types.TenantNets)
+	go func() {
+		defer close(out)
+		for m := range in {
+			k := types.TenantNets{Sync: m.Sync, Key: key, Tenants: make([]types.TenantNet, len(m.Tenants))}
+			for i, t := range m.Tenants {
+				t.Name = KeyedName(key, t.Name)
+				k.Tenants[i] = t
+			}
+			select {
+			case out <- k:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}()
+	streamLines(w, r, out)
+}
+
+// KeyedName is a tenant's name as the tenants' stream gives it under key:
+// a node that runs a pod of the tenant finds it there, and reads nothing
+// from the others'.
+func KeyedName(key []byte, name string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(name))
+	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
 // streamLines writes what ch delivers as JSON lines until ch closes or the

@@ -100,6 +100,11 @@ func HoldsMemory(p Pod, st PodStatus) bool {
 type TenantNets struct {
 	Sync    bool        `json:"sync,omitempty"`
 	Tenants []TenantNet `json:"tenants,omitempty"`
+	// Key, when set (what a server sends an agent), says that the
+	// tenants' names are keyed with it (nodeproto.KeyedName): a node
+	// learns no tenant's name, only whether the tenant of one of its pods
+	// has its egress off.
+	Key []byte `json:"key,omitempty"`
 }
 
 // TenantNet is what a node's router needs of a tenant.

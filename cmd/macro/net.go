@@ -11,6 +11,7 @@ import (
 
 	"github.com/macro-cloud/macro/net/dns"
 	"github.com/macro-cloud/macro/net/router"
+	"github.com/macro-cloud/macro/nodeproto"
 	"github.com/macro-cloud/macro/types"
 )
 
@@ -29,6 +30,7 @@ type tenantEgress struct {
 	node bool
 	mu   sync.RWMutex
 	off  map[string]bool
+	key  []byte // of the names in off, from an agent's stream (nodeproto.KeyedName)
 }
 
 func (e *tenantEgress) allowed(tenant string) bool {
@@ -37,6 +39,9 @@ func (e *tenantEgress) allowed(tenant string) bool {
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
+	if e.key != nil {
+		tenant = nodeproto.KeyedName(e.key, tenant)
+	}
 	return !e.off[tenant]
 }
 
@@ -48,6 +53,7 @@ func (e *tenantEgress) apply(m types.TenantNets) bool {
 	next := e.off
 	if m.Sync {
 		next = map[string]bool{}
+		e.key = m.Key
 	} else {
 		next = maps.Clone(e.off)
 	}
