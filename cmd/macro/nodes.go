@@ -93,10 +93,10 @@ func nodeHandler(st *store.Store, nodeAPI nodeproto.Backend, images *image.Store
 		},
 		Credentialed: func(ctx context.Context, node string) (bool, error) { return nodeCredentialed(ctx, st, node) },
 		ImageAdmit:   imageAdmit(st),
-		Tunnels: tunnels,
-		Cluster: cluster,
-		NodeTTL: ttl,
-		Log:     log,
+		Tunnels:      tunnels,
+		Cluster:      cluster,
+		NodeTTL:      ttl,
+		Log:          log,
 
 		// Remote volume mounts (volfs.go).
 		Volumes:   &volumeDirectory{st: st, tunnels: tunnels, local: local, agent: localAgentOf(localOps), log: log},
