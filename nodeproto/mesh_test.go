@@ -31,21 +31,29 @@ func (b *meshBackend) set(node string, v types.MeshView) {
 	b.view[node] = v
 }
 
-// TestMeshStream: the agent gets its node's view at once and every change
-// after; another node's view is not sent to it.
-func TestMeshStream(t *testing.T) {
-	be := &meshBackend{view: map[string]types.MeshView{}}
-	be.set("n1", types.MeshView{Nodes: []types.MeshNode{{Name: "n2", Key: "k2", Endpoint: "10.0.0.2:51820"}}})
-	be.set("n2", types.MeshView{Pods: []types.MeshPod{{ID: "secret", Tenant: "other"}}})
+// openClient is a node protocol client of a server over be that lets
+// every node in, closed with the test.
+func openClient(t *testing.T, be Backend) *Client {
+	t.Helper()
 	h := NewHandler(HandlerConfig{Backend: be, Check: func(context.Context, string) (string, error) { return "", nil }})
 	srv := httptest.NewTLSServer(h)
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	pool := x509.NewCertPool()
 	pool.AddCert(srv.Certificate())
 	cli, err := NewClient(ClientConfig{Servers: []string{srv.URL}, Token: "kj_test", RootCAs: pool})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cli
+}
+
+// TestMeshStream: the agent gets its node's view at once and every change
+// after; another node's view is not sent to it.
+func TestMeshStream(t *testing.T) {
+	be := &meshBackend{view: map[string]types.MeshView{}}
+	be.set("n1", types.MeshView{Nodes: []types.MeshNode{{Name: "n2", Key: "k2", Endpoint: "10.0.0.2:51820"}}})
+	be.set("n2", types.MeshView{Pods: []types.MeshPod{{ID: "secret", Tenant: "other"}}})
+	cli := openClient(t, be)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	views := cli.WatchMesh(ctx, "n1")

@@ -2,8 +2,6 @@ package nodeproto
 
 import (
 	"context"
-	"crypto/x509"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -34,15 +32,7 @@ func TestTenantsStreamKeyed(t *testing.T) {
 		{Sync: true, Tenants: []types.TenantNet{{Name: "acme-corp", NoEgress: true}, {Name: "globex"}}},
 		{Tenants: []types.TenantNet{{Name: "globex", NoEgress: true}}},
 	}}
-	h := NewHandler(HandlerConfig{Backend: be, Check: func(context.Context, string) (string, error) { return "", nil }})
-	srv := httptest.NewTLSServer(h)
-	defer srv.Close()
-	pool := x509.NewCertPool()
-	pool.AddCert(srv.Certificate())
-	cli, err := NewClient(ClientConfig{Servers: []string{srv.URL}, Token: "kj_test", RootCAs: pool})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cli := openClient(t, be)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	msgs := cli.FollowTenantNets(ctx)
