@@ -28,11 +28,7 @@ import (
 // pods, the other node's host and the server's ports are never reached;
 // a rotated node key costs the mesh only a moment.
 func TestMeshNodes(t *testing.T) {
-	for _, tool := range []string{"ip", "nft", "nsenter", "busybox"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh)", tool)
-		}
-	}
+	testenv.RequireTools(t, "ip", "nft", "nsenter", "busybox")
 	hosts := testenv.NewHosts(t, 3)
 	h1 := hosts.List[0]
 	port := testenv.FreePort(t)

@@ -159,11 +159,7 @@ func mustOK(t *testing.T, r testenv.Result, what string) string {
 // tenants alice and bob, each with busybox loaded.
 func startNetCloud(t *testing.T) (c *netCloud, srv *testenv.Server, inet *internet) {
 	testenv.RequireRoot(t)
-	for _, tool := range []string{"ip", "nft", "nsenter", "unshare", "busybox"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh)", tool)
-		}
-	}
+	testenv.RequireTools(t, "ip", "nft", "nsenter", "unshare", "busybox")
 	macro := testenv.Macro(t)
 	port := testenv.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)

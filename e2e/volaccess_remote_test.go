@@ -20,14 +20,8 @@ import (
 // put over each protocol is seen by the pod; n3, which has no business
 // with the volume, is refused its data (404), as before.
 func TestVolumeAccessOtherNode(t *testing.T) {
-	for _, tool := range []string{"mkfs.ext4", "curl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
-		}
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	testenv.RequireTools(t, "mkfs.ext4", "curl")
+	testenv.RequireFUSE(t)
 	c := startZonedCluster(t, 3)
 	c.docker(t, "load", "-i", testimages.Busybox(t))
 	c.docker(t, "volume", "create", "--driver", "lv2", "-o", "size=32M", "-o", "zone=z2", "fast")

@@ -57,14 +57,8 @@ func (c *nodeCluster) sh(t *testing.T, ctr, cmd string) string {
 // and n2's tunnel) at once, with close-to-open consistency: what one pod
 // wrote and closed, a pod on another node sees when it opens the file.
 func TestRemoteVolumeMounts(t *testing.T) {
-	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
-		}
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	testenv.RequireTools(t, "mkfs.ext4", "mkfs.btrfs", "btrfs")
+	testenv.RequireFUSE(t)
 	c := startZonedCluster(t, 4)
 	c.docker(t, "load", "-i", testimages.Busybox(t))
 	report := os.Getenv("MACRO_VOLFS_BENCH")
@@ -183,14 +177,8 @@ func TestRemoteVolumeMounts(t *testing.T) {
 // checksum, read through the new primary and on all three copies (n3, n4,
 // n5). n2, back, finds its copy replaced: it drops it.
 func TestVolumeFailover(t *testing.T) {
-	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
-		}
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	testenv.RequireTools(t, "mkfs.ext4", "mkfs.btrfs", "btrfs")
+	testenv.RequireFUSE(t)
 	c := startZonedCluster(t, 5)
 	c.docker(t, "load", "-i", testimages.Busybox(t))
 	c.docker(t, "volume", "create", "--driver", "gfs", "-o", "zone=z2", "ha")
@@ -408,14 +396,8 @@ func davThroughServer(t *testing.T, c *nodeCluster, bigSum string) {
 // rollback to it gives both remaining copies, and a pod reading through
 // the new primary, the snapshot's files (checksums).
 func TestVolumeSnapshotFailover(t *testing.T) {
-	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
-		}
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	testenv.RequireTools(t, "mkfs.ext4", "mkfs.btrfs", "btrfs")
+	testenv.RequireFUSE(t)
 	c := startZonedCluster(t, 4)
 	start := time.Now()
 	c.docker(t, "load", "-i", testimages.Busybox(t))

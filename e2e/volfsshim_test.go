@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -51,14 +50,8 @@ func shimPids(t *testing.T, dataDir string) map[string]int {
 // Then the pod is removed while n3's agent is down: the agent, back,
 // ends the orphaned mount process and its mount.
 func TestVolumeMountSurvivesAgentRestart(t *testing.T) {
-	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
-		}
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	testenv.RequireTools(t, "mkfs.ext4", "mkfs.btrfs", "btrfs")
+	testenv.RequireFUSE(t)
 	c := startZonedCluster(t, 3)
 	c.docker(t, "load", "-i", testimages.Busybox(t))
 	c.docker(t, "volume", "create", "--driver", "gfs", "-o", "zone=z2", "-o", "size=64M", "shared")
@@ -167,11 +160,7 @@ func equalPids(a, b map[string]int) bool {
 // mounts is answered 404, as it is again after its pod is gone; the join
 // token, which speaks for no node, is answered 403.
 func TestVolumeRefusedToOtherNodes(t *testing.T) {
-	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
-		}
-	}
+	testenv.RequireTools(t, "mkfs.ext4", "mkfs.btrfs", "btrfs")
 	c := startZonedCluster(t, 4)
 	c.docker(t, "load", "-i", testimages.Busybox(t))
 	c.docker(t, "volume", "create", "--driver", "gfs", "-o", "zone=z2", "-o", "redundancy=reduced", "-o", "size=16M", "private")

@@ -21,11 +21,7 @@ type volumeCloud struct {
 }
 
 func newVolumeCloud(t *testing.T) *volumeCloud {
-	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
-		}
-	}
+	testenv.RequireTools(t, "mkfs.ext4", "mkfs.btrfs", "btrfs")
 	return &volumeCloud{composeCloud: newComposeCloud(t), t: t}
 }
 

@@ -29,14 +29,8 @@ import (
 // replica is promoted and a container reads every file, with its
 // checksum, through the new primary.
 func TestVolumeOneNodeGetsReplicas(t *testing.T) {
-	for _, tool := range []string{"mkfs.ext4", "mkfs.btrfs", "btrfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
-		}
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	testenv.RequireTools(t, "mkfs.ext4", "mkfs.btrfs", "btrfs")
+	testenv.RequireFUSE(t)
 	start := time.Now()
 	logf := func(format string, args ...any) {
 		t.Helper()

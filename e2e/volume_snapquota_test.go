@@ -25,11 +25,7 @@ import (
 // that would have fit beside the volumes alone; removing the snapshot
 // makes room again.
 func TestSnapshotQuota(t *testing.T) {
-	for _, tool := range []string{"mkfs.btrfs", "btrfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
-		}
-	}
+	testenv.RequireTools(t, "mkfs.btrfs", "btrfs")
 	c := newTenantCloud(t)
 	token, dir := c.newTenant("snapq", "--volumes", "1100m")
 	c.mustDocker(dir, "load", "-i", testimages.Busybox(t))

@@ -112,11 +112,7 @@ func TestVPCAddressesCluster(t *testing.T) {
 // node once chose .2 for its first), and a pod whose node dies runs on
 // the other with the address it had.
 func TestVPCAddressMoves(t *testing.T) {
-	for _, tool := range []string{"ip", "nft", "nsenter", "busybox"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (scripts/setup.sh)", tool)
-		}
-	}
+	testenv.RequireTools(t, "ip", "nft", "nsenter", "busybox")
 	hosts := testenv.NewHosts(t, 3)
 	h1 := hosts.List[0]
 	addr := net.JoinHostPort(h1.Addr.String(), strconv.Itoa(testenv.FreePort(t)))

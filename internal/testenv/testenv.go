@@ -41,6 +41,25 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
+// RequireTools skips the test when a program it runs is missing
+// (scripts/setup.sh installs them).
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (scripts/setup.sh installs it)", tool)
+		}
+	}
+}
+
+// RequireFUSE skips the test where there is no /dev/fuse.
+func RequireFUSE(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("needs /dev/fuse")
+	}
+}
+
 // Macro returns the path of a macro binary built from ./cmd/macro of this
 // module, once per test process. The test is skipped when not run as root,
 // and fails when the build fails.
