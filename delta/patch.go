@@ -225,28 +225,39 @@ func writeUndo(state string, r *os.Root, newDirIno uint64, plans []*patchPlan) e
 // eachPlan runs fn for every plan, a few files at a time; the first
 // error is returned.
 func eachPlan(plans []*patchPlan, fn func(int, *patchPlan) error) error {
+	return inParallel(len(plans), runtime.GOMAXPROCS(0), func(i int) error {
+		if err := fn(i, plans[i]); err != nil {
+			return fmt.Errorf("%s: %w", plans[i].e.Path, err)
+		}
+		return nil
+	})
+}
+
+// inParallel runs fn(i) for every i below n on up to workers goroutines
+// and returns the first error (the others still run).
+func inParallel(n, workers int, fn func(i int) error) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 		next  = make(chan int)
 	)
-	for range max(1, min(runtime.GOMAXPROCS(0), len(plans))) {
+	for range max(1, min(workers, n)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				if err := fn(i, plans[i]); err != nil {
+				if err := fn(i); err != nil {
 					mu.Lock()
 					if first == nil {
-						first = fmt.Errorf("%s: %w", plans[i].e.Path, err)
+						first = err
 					}
 					mu.Unlock()
 				}
 			}
 		}()
 	}
-	for i := range plans {
+	for i := range n {
 		next <- i
 	}
 	close(next)

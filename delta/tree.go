@@ -445,8 +445,7 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 		t.mu.Unlock()
 	}()
 	var pw *packWriter
-	var fw *fpackWriter // of the file pack of m.Entries[fwE], at fwPath
-	var fwPath string
+	var fw *fpackWriter // of the file pack of m.Entries[fwE]
 	fwE := int32(-1)
 	// packOf is the file pack of m.Entries[e] (its name hashes the
 	// entry's chunk list: made once per entry).
@@ -498,13 +497,12 @@ func (t *TreeReceiver) Put(ctx context.Context, frames io.Reader) error {
 						}
 					}
 					e := &m.Entries[pl.e]
-					fwPath = packOf(pl.e)
-					if fw, err = openFpack(fwPath, e.Size); err != nil {
+					if fw, err = openFpack(packOf(pl.e), e.Size); err != nil {
 						return err
 					}
 					fwE = pl.e
 				}
-				staged[id] = packLoc{pack: fwPath, off: pl.off}
+				staged[id] = packLoc{pack: packOf(pl.e), off: pl.off}
 				if err := fw.add(id, pl.off, data); err != nil {
 					return err
 				}
@@ -984,38 +982,17 @@ func syncNew(nr *os.Root, dir string, m *Manifest) error {
 	}
 	// The order does not matter: the switch comes after them all. A few
 	// at a time, so that the disk sees their writes together.
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		next  = make(chan string)
-	)
-	for range min(8, len(paths)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for p := range next {
-				f, err := nr.Open(p)
-				if err == nil {
-					err = f.Sync()
-					f.Close()
-				}
-				if err != nil {
-					mu.Lock()
-					if first == nil {
-						first = fmt.Errorf("sync %s: %w", p, err)
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for _, p := range paths {
-		next <- p
-	}
-	close(next)
-	wg.Wait()
-	return first
+	return inParallel(len(paths), 8, func(i int) error {
+		f, err := nr.Open(paths[i])
+		if err == nil {
+			err = f.Sync()
+			f.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", paths[i], err)
+		}
+		return nil
+	})
 }
 
 func syncfs(dir string) error {
