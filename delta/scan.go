@@ -287,26 +287,25 @@ func scan(ctx context.Context, dir string, prev *index) (*index, error) {
 			e.Kind = File
 			e.Size = info.Size()
 			s := stampOf(st)
-			if prev != nil {
-				if ps, ok := prev.stamps[p]; ok && ps == s {
-					if pe := prev.find(p); pe != nil && pe.Kind == File {
-						e.Chunks = pe.Chunks
-						x.stamps[p] = s
-						if l, ok := prev.extents[p]; ok {
-							x.extents[p] = l
-						}
-						if t, ok := prev.tags[p]; ok {
-							x.tags[p] = t
-						}
-						break
-					}
-				}
-			}
 			j := job{i: len(x.m.Entries), s: s}
+			var pe *Entry
 			if prev != nil {
-				if pe := prev.find(p); pe != nil && pe.Kind == File {
-					j.pr = prior{was: pe, ext: prev.extents[p], tags: prev.tags[p]}
+				pe = prev.find(p)
+			}
+			if pe != nil && pe.Kind == File {
+				// Unchanged: its chunks, extents and tags as they were.
+				if ps, ok := prev.stamps[p]; ok && ps == s {
+					e.Chunks = pe.Chunks
+					x.stamps[p] = s
+					if l, ok := prev.extents[p]; ok {
+						x.extents[p] = l
+					}
+					if t, ok := prev.tags[p]; ok {
+						x.tags[p] = t
+					}
+					break
 				}
+				j.pr = prior{was: pe, ext: prev.extents[p], tags: prev.tags[p]}
 			}
 			jobs = append(jobs, j)
 		case info.Mode()&fs.ModeSymlink != 0:
