@@ -146,10 +146,8 @@ type span struct{ Off, End int64 }
 // bytes), sorted and merged. A byte is the same when both map it to the
 // same byte of the same extent (a write in the middle of an extent
 // splits its item in three, and the two outer items still map their
-// bytes where they were), or both have a hole there. A change of size
-// marks the last MaxChunk bytes before the shorter end and everything
-// after it: a chunk cut at the end of the file, or short of MaxChunk
-// because the file ended, may be cut elsewhere now.
+// bytes where they were), or both have a hole there; a change of size
+// marks the end of the file (resized).
 func changedSpans(was, now []extent, oldSize, newSize int64) []span {
 	var cuts []uint64
 	for _, l := range [][]extent{was, now} {
@@ -175,10 +173,18 @@ func changedSpans(was, now []extent, oldSize, newSize int64) []span {
 			out = append(out, span{offset(a), offset(b)})
 		}
 	}
-	if oldSize != newSize {
-		out = append(out, span{max(0, min(oldSize, newSize)-MaxChunk), max(oldSize, newSize)})
+	return mergeSpans(append(out, resized(oldSize, newSize)...))
+}
+
+// resized is what a change of a file's size from oldSize to newSize marks:
+// the last MaxChunk bytes before the shorter end and everything after it
+// (a chunk cut at the end of the file, or short of MaxChunk because the
+// file ended, may be cut elsewhere now); nothing when the size is the same.
+func resized(oldSize, newSize int64) []span {
+	if oldSize == newSize {
+		return nil
 	}
-	return mergeSpans(out)
+	return []span{{max(0, min(oldSize, newSize)-MaxChunk), max(oldSize, newSize)}}
 }
 
 // offset is an item's offset as a file offset (an index's items are
@@ -230,7 +236,7 @@ func mergeSpans(s []span) []span {
 // the spans where its bytes may differ since: an old chunk that touches
 // no span and starts where the new cutting stands is kept as it is (a
 // chunk's cut depends only on its own bytes, and on the end of the file
-// when it is near it, which changedSpans marks); elsewhere the file is
+// when it is near it, which resized marks); elsewhere the file is
 // cut and hashed again, until a cut falls on the start of a kept chunk.
 // With a tagger and the old chunks' tags, it also gives the new chunks'
 // tags (tags.go). It returns how many bytes it hashed.

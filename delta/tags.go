@@ -67,7 +67,7 @@ func (t *tagger) appendTag(dst, data []byte) []byte {
 
 // tagsDiffer are the places of old chunks (with their tags) whose bytes
 // in data (the file now) differ, as spans, and the tail that a change of
-// size marks (changedSpans).
+// size marks (resized).
 func tagsDiffer(data []byte, old []Chunk, tags []byte, oldSize int64, t *tagger) []span {
 	size := int64(len(data))
 	var out []span
@@ -85,8 +85,5 @@ func tagsDiffer(data []byte, old []Chunk, tags []byte, oldSize int64, t *tagger)
 		}
 		off = end
 	}
-	if oldSize != size {
-		out = append(out, span{max(0, min(oldSize, size)-MaxChunk), max(oldSize, size)})
-	}
-	return mergeSpans(out)
+	return mergeSpans(append(out, resized(oldSize, size)...))
 }
