@@ -39,7 +39,7 @@ var shared struct {
 	trees []sharedTree // most recently used last
 }
 
-func sharedGet(k sharedKey, make func() any) any {
+func sharedGet(k sharedKey, newTree func() any) any {
 	now := time.Now()
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
@@ -56,7 +56,7 @@ func sharedGet(k sharedKey, make func() any) any {
 	clear(shared.trees[len(kept):])
 	shared.trees = kept
 	if obj == nil {
-		obj = make()
+		obj = newTree()
 	}
 	shared.trees = append(shared.trees, sharedTree{key: k, obj: obj, used: now})
 	if n := len(shared.trees) - sharedMax; n > 0 {
