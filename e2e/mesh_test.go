@@ -58,7 +58,7 @@ func TestMeshNodes(t *testing.T) {
 		c.mustDocker(certs, append([]string{"run", "-d", "--name", name, "-l", "kr.zone=" + node, "busybox"}, cmd...)...)
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			got := c.mustDocker(certs, "inspect", "-f", "{{.State.Running}} {{.Node}} {{.NetworkSettings.GlobalIPv6Address}}", name)
+			got := c.mustDocker(certs, "inspect", "-f", "{{.State.Running}} {{index . \"Node\"}} {{.NetworkSettings.GlobalIPv6Address}}", name)
 			if f := strings.Fields(got); len(f) == 3 && f[0] == "true" && f[1] == node {
 				return netip.MustParseAddr(f[2])
 			}
@@ -341,7 +341,7 @@ func TestMeshNodes(t *testing.T) {
 		where := func() (string, netip.Addr) {
 			deadline := time.Now().Add(60 * time.Second)
 			for {
-				got := c.mustDocker(alice, "inspect", "-f", "{{.State.Running}} {{.Node}} {{.NetworkSettings.GlobalIPv6Address}}", "mover")
+				got := c.mustDocker(alice, "inspect", "-f", "{{.State.Running}} {{index . \"Node\"}} {{.NetworkSettings.GlobalIPv6Address}}", "mover")
 				if f := strings.Fields(got); len(f) == 3 && f[0] == "true" && agents[f[1]] != nil {
 					return f[1], netip.MustParseAddr(f[2])
 				}

@@ -65,7 +65,7 @@ func TestNodesList(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			out := tc.mustDocker(aliceCerts, "inspect", "--format", "{{.State.Running}} {{.Node}}", "a1")
+			out := tc.mustDocker(aliceCerts, "inspect", "--format", "{{.State.Running}} {{index . \"Node\"}}", "a1")
 			if running, node, _ := strings.Cut(out, " "); running == "true" && ok(node) {
 				return node
 			}

@@ -26,7 +26,7 @@ func podAddrs(t *testing.T, docker func(args ...string) string, names ...string)
 	deadline := time.Now().Add(60 * time.Second)
 	for _, name := range names {
 		for {
-			got := docker("inspect", "-f", "{{.State.Running}} {{.Node}} {{.NetworkSettings.IPAddress}}", name)
+			got := docker("inspect", "-f", "{{.State.Running}} {{index . \"Node\"}} {{.NetworkSettings.IPAddress}}", name)
 			if f := strings.Fields(got); len(f) == 3 && f[0] == "true" {
 				nodes[name], addrs[name] = f[1], netip.MustParseAddr(f[2])
 				break
@@ -158,7 +158,7 @@ func TestVPCAddressMoves(t *testing.T) {
 	agents[first].Kill()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		got := docker("inspect", "-f", "{{.State.Running}} {{.Node}} {{.NetworkSettings.IPAddress}}", "mover")
+		got := docker("inspect", "-f", "{{.State.Running}} {{index . \"Node\"}} {{.NetworkSettings.IPAddress}}", "mover")
 		if f := strings.Fields(got); len(f) == 3 && f[0] == "true" && f[1] == other {
 			if a := netip.MustParseAddr(f[2]); a != addrs["mover"] {
 				t.Errorf("mover had %s on %s, has %s on %s", addrs["mover"], first, a, other)
